@@ -1,0 +1,29 @@
+# phi-proxy sidecar image.
+# Build stage: make a wheel. Final stage: install it into a clean venv, no compilers, non-root.
+# Config, keystore and KEK are mounted at run time (never baked into the image).
+FROM python:3.11.11-slim-bookworm AS build
+WORKDIR /src
+COPY pyproject.toml README.md ./
+COPY proxy ./proxy
+COPY keys ./keys
+RUN python -m pip install --no-cache-dir --upgrade pip build \
+ && python -m build --wheel --outdir /dist
+
+FROM python:3.11.11-slim-bookworm AS runtime
+RUN groupadd --system --gid 10001 phi \
+ && useradd --system --uid 10001 --gid phi --home-dir /nonexistent --shell /usr/sbin/nologin phi
+COPY --from=build /dist/*.whl /tmp/
+RUN python -m venv /opt/phi-proxy \
+ && /opt/phi-proxy/bin/pip install --no-cache-dir /tmp/*.whl \
+ && rm -f /tmp/*.whl
+ENV PATH="/opt/phi-proxy/bin:$PATH" \
+    PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    PHI_PROXY_CONFIG=/etc/phi-proxy/config.yaml
+USER phi:phi
+EXPOSE 8080 9090
+VOLUME ["/etc/phi-proxy", "/var/lib/phi-proxy"]
+HEALTHCHECK --interval=10s --timeout=3s --start-period=10s --retries=3 \
+  CMD ["python", "-c", "import urllib.request,sys; sys.exit(0 if urllib.request.urlopen('http://127.0.0.1:9090/healthz', timeout=2).status == 200 else 1)"]
+ENTRYPOINT ["phi-proxy"]
+CMD ["serve", "-c", "/etc/phi-proxy/config.yaml"]

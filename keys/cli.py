@@ -1,0 +1,190 @@
+"""`phi-keys`: create the keystore, add practices, rotate keys, list them, encrypt one value.
+
+Every command reads the `keys:` section of the config (`-c FILE` or PHI_PROXY_CONFIG). Errors
+are one clear line on stderr saying what happened and what to do; exit status 2 means a usage
+or config problem, 1 an operational failure (keystore, KEK, key state). Key material is never
+printed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from keys.config_file import CONFIG_ENV_VAR, load_section, resolve_config_path
+from keys.errors import ConfigError, KeyringError, PhiProxyError
+from keys.kek import generate_kek_file
+from keys.settings import FileKekSettings, KeySettings, keystore_file
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from keys.keyring import KeyInfo
+
+__all__ = ["build_parser", "main"]
+
+_PROG = "phi-keys"
+_EXIT_OPERATIONAL = 1
+_EXIT_USAGE = 2
+
+
+def _settings(args: argparse.Namespace) -> KeySettings:
+    return load_section(resolve_config_path(args.config), "keys", KeySettings)
+
+
+def _cmd_init(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    store_path = settings.keystore
+    if store_path.exists():
+        raise KeyringError(
+            f"{store_path}: keystore already exists; refusing to overwrite it. "
+            "Use `phi-keys list` to see its keys."
+        )
+    if args.generate_kek is not None:
+        kek_path = Path(args.generate_kek)
+        if not isinstance(settings.kek, FileKekSettings):
+            raise ConfigError(
+                "--generate-kek writes a KEK file, but keys.kek.provider in the config is "
+                "not `file`; set `provider: file` and `path:` to that file, or drop the flag"
+            )
+        if kek_path.resolve() != settings.kek.path.resolve():
+            raise ConfigError(
+                f"--generate-kek {kek_path} is not the KEK file the config names "
+                f"(keys.kek.path = {settings.kek.path}); pass that path so the new keystore "
+                "can be opened later"
+            )
+        kek_id = generate_kek_file(kek_path)
+        print(
+            f"wrote new KEK to {kek_path} (mode 0600, kek id {kek_id}); back it up somewhere "
+            "safe and separate: without it the keystore cannot be opened"
+        )
+    store = keystore_file(settings)
+    store.create()
+    print(f"created keystore {store.path} (kek id {store.kek_id}, no practices yet)")
+    print(f"next: {_PROG} add-practice PRACTICE_ID")
+    return 0
+
+
+def _cmd_add_practice(args: argparse.Namespace) -> int:
+    store = keystore_file(_settings(args))
+    for info in store.add_practices(args.practices):
+        print(f"added practice {info.practice}: key {info.kid} version {info.version} (active)")
+    return 0
+
+
+def _cmd_rotate(args: argparse.Namespace) -> int:
+    store = keystore_file(_settings(args))
+    infos = store.rotate_all() if args.all else (store.rotate(args.practice),)
+    for info in infos:
+        print(f"rotated practice {info.practice}: key {info.kid} version {info.version} is active")
+    if not infos:
+        print("no practices in the keystore; nothing to rotate")
+    return 0
+
+
+def _info_json(info: KeyInfo) -> dict[str, object]:
+    return {
+        "practice": info.practice,
+        "kid": info.kid,
+        "version": info.version,
+        "state": info.state.value,
+        "created_at": info.created_at.isoformat(),
+    }
+
+
+def _cmd_list(args: argparse.Namespace) -> int:
+    infos = keystore_file(_settings(args)).infos()
+    if args.json:
+        print(json.dumps([_info_json(i) for i in infos], indent=2))
+        return 0
+    rows = [("PRACTICE", "KID", "VERSION", "STATE", "CREATED")]
+    rows += [
+        (i.practice, i.kid, str(i.version), i.state.value, i.created_at.isoformat()) for i in infos
+    ]
+    widths = [max(len(row[c]) for row in rows) for c in range(len(rows[0]))]
+    for row in rows:
+        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
+    return 0
+
+
+def _cmd_encrypt(args: argparse.Namespace) -> int:
+    keyring = keystore_file(_settings(args)).load()
+    try:
+        value = sys.stdin.buffer.read().decode("utf-8")
+    except UnicodeDecodeError:
+        raise KeyringError("the value on stdin is not UTF-8 text; nothing was encrypted") from None
+    if value.endswith("\r\n"):
+        value = value[:-2]
+    elif value.endswith("\n"):
+        value = value[:-1]
+    print(keyring.encrypt(args.practice, args.field, value, deterministic=args.deterministic))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argparse tree for `phi-keys` (exposed for docs and tests)."""
+    config_help = f"config file (default: ${CONFIG_ENV_VAR})"
+    parser = argparse.ArgumentParser(
+        prog=_PROG,
+        description="Manage phi-proxy's per-practice data keys and keystore file.",
+    )
+    parser.add_argument("-c", "--config", metavar="FILE", help=config_help)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def command(name: str, help_text: str) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        p.add_argument(
+            "-c", "--config", metavar="FILE", help=config_help, default=argparse.SUPPRESS
+        )
+        return p
+
+    p = command("init", "create a new, empty keystore (refuses to overwrite one)")
+    p.add_argument(
+        "--generate-kek",
+        metavar="PATH",
+        help="first write a new KEK file at PATH (mode 0600; must be keys.kek.path; never "
+        "overwrites)",
+    )
+    p.set_defaults(handler=_cmd_init)
+
+    p = command("add-practice", "give each new practice its first active key")
+    p.add_argument("practices", nargs="+", metavar="PRACTICE")
+    p.set_defaults(handler=_cmd_add_practice)
+
+    p = command("rotate", "make a new active key version; the old one keeps decrypting")
+    which = p.add_mutually_exclusive_group(required=True)
+    which.add_argument("--practice", metavar="PRACTICE", help="rotate this practice")
+    which.add_argument("--all", action="store_true", help="rotate every practice")
+    p.set_defaults(handler=_cmd_rotate)
+
+    p = command("list", "list keys: practice, key id, version, state, created (never material)")
+    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    p.set_defaults(handler=_cmd_list)
+
+    p = command("encrypt", "encrypt one value read from stdin and print its token")
+    p.add_argument("--practice", required=True, metavar="PRACTICE")
+    p.add_argument("--field", required=True, metavar="CLASS", help="field class, e.g. ssn")
+    p.add_argument(
+        "--deterministic",
+        action="store_true",
+        help="AES-SIV: equal values give equal tokens (only for fields looked up by equality)",
+    )
+    p.set_defaults(handler=_cmd_encrypt)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run `phi-keys`; returns the exit status (argparse exits 2 itself on bad usage)."""
+    args = build_parser().parse_args(argv)
+    try:
+        status: int = args.handler(args)
+    except ConfigError as exc:
+        print(f"{_PROG}: {exc}", file=sys.stderr)
+        return _EXIT_USAGE
+    except PhiProxyError as exc:
+        print(f"{_PROG}: {exc}", file=sys.stderr)
+        return _EXIT_OPERATIONAL
+    return status

@@ -1,0 +1,91 @@
+"""Reading the YAML config file and turning validation errors into operator-readable text.
+
+Every command (`phi-proxy`, `phi-keys`, `phi-grants`, `phi-audit`) reads the same file: `-c FILE`
+or, when absent, the `PHI_PROXY_CONFIG` environment variable. Each command validates the
+sections it needs with `load_section`; `phi-proxy check-config` validates the whole file.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+from pydantic import BaseModel, ValidationError
+
+from keys.errors import ConfigError
+
+__all__ = [
+    "CONFIG_ENV_VAR",
+    "describe_validation_error",
+    "load_section",
+    "read_config_mapping",
+    "resolve_config_path",
+]
+
+CONFIG_ENV_VAR = "PHI_PROXY_CONFIG"
+
+ModelT = TypeVar("ModelT", bound=BaseModel)
+
+
+def resolve_config_path(cli_value: str | os.PathLike[str] | None) -> Path:
+    """Return the config path from `-c`, else from `PHI_PROXY_CONFIG`, else raise ConfigError."""
+    if cli_value:
+        return Path(cli_value)
+    from_env = os.environ.get(CONFIG_ENV_VAR)
+    if from_env:
+        return Path(from_env)
+    raise ConfigError(
+        f"no config file given: pass -c FILE or set {CONFIG_ENV_VAR}=FILE "
+        "(see config/proxy.example.yaml for an annotated example)"
+    )
+
+
+def read_config_mapping(path: Path) -> dict[str, Any]:
+    """Parse the YAML file at `path` into a mapping, or raise ConfigError naming the file."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: config file not found") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot read config file ({exc.__class__.__name__})") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise ConfigError(f"{path}: not valid YAML{where}; fix the syntax and retry") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: the top level must be a mapping of sections (keys:, grants:…)")
+    return data
+
+
+def describe_validation_error(exc: ValidationError, *, prefix: str = "") -> str:
+    """One line per problem: the dotted YAML path and what is wrong, never the offending value."""
+    lines = []
+    for error in exc.errors(include_input=False, include_url=False):
+        parts = [prefix] if prefix else []
+        parts += [str(p) for p in error["loc"]]
+        where = ".".join(parts) or "(top level)"
+        lines.append(f"  {where}: {error['msg']}")
+    return "\n".join(lines)
+
+
+def load_section(path: Path, section: str, model: type[ModelT]) -> ModelT:
+    """Validate one top-level section of the config file with `model`.
+
+    Relative file paths inside a section are resolved against the config file's folder; models
+    that hold paths receive that folder as the `base_dir` validation context.
+    """
+    data = read_config_mapping(path)
+    raw = data.get(section, {})
+    if raw is None:
+        raw = {}
+    try:
+        return model.model_validate(raw, context={"base_dir": path.resolve().parent})
+    except ValidationError as exc:
+        detail = describe_validation_error(exc, prefix=section)
+        raise ConfigError(f"{path}: invalid configuration\n{detail}") from None

@@ -1,0 +1,434 @@
+"""The keystore file: every practice's DEKs, wrapped by the KEK, in one small JSON document.
+
+    {"format": "phi-proxy-keystore", "version": 1, "kek_id": "…",
+     "keys": [{"kid", "practice", "version", "state", "created_at", "wrapped"}, …],
+     "integrity": "…"}
+
+- Each DEK is wrapped with associated data binding its kid, practice and version, so a wrapped
+  DEK copied to another entry does not open (the error names the file and the kid).
+- `integrity` is the KEK's wrap of SHA-256 over the canonical JSON of everything else, so editing
+  a state by hand (retired → active) is detected on load. It uses only wrap/unwrap, so an HSM or
+  KMS provider fits unchanged.
+- Writes are atomic (temp file in the same folder, fsync, rename, fsync the folder), mode 0600,
+  and serialized across processes by `flock` on `<file>.lock`; every change is a
+  read-modify-write under that lock, so two operators rotating at once both land.
+- Anything wrong with the file raises KeystoreError (or KekError for the wrong KEK) naming the
+  file and the problem, and the file is left byte-for-byte as it was.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import os
+import secrets
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Final, Literal, TypeVar
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, StrictInt, ValidationError
+
+from keys._aead import DEK_BYTES
+from keys._file_ops import exclusive_lock, write_atomic
+from keys.config_file import describe_validation_error
+from keys.errors import InvalidToken, KekError, KeyringError, KeystoreError
+from keys.keyring import KeyInfo, Keyring, KeyState, is_practice_id
+from keys.token_format import b64url_decode, b64url_encode, is_kid
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterable
+
+    from keys.kek import KekProvider
+
+__all__ = ["KEYSTORE_FORMAT", "KEYSTORE_VERSION", "KeystoreFile", "dek_wrap_aad"]
+
+KEYSTORE_FORMAT: Final = "phi-proxy-keystore"
+KEYSTORE_VERSION: Final = 1
+_INTEGRITY_AAD: Final = b"phi-proxy keystore v1 integrity"
+_RESTORE: Final = "restore the file from backup"
+
+_T = TypeVar("_T")
+
+
+def dek_wrap_aad(kid: str, practice: str, version: int) -> bytes:
+    """Associated data binding a wrapped DEK to its kid, practice and version."""
+    return b"phi-proxy keystore v1\0" + f"{kid}\0{practice}\0{version}".encode()
+
+
+class _KeyRecordModel(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    kid: str
+    practice: str
+    version: StrictInt
+    state: KeyState
+    created_at: AwareDatetime
+    wrapped: str | None
+
+
+class _KeystoreModel(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    format: Literal["phi-proxy-keystore"]
+    version: Literal[1]
+    kek_id: str
+    keys: list[_KeyRecordModel]
+    integrity: str
+
+
+class _Record:
+    """One key as stored: facts plus the wrapped DEK (None once destroyed)."""
+
+    __slots__ = ("info", "wrapped")
+
+    def __init__(self, info: KeyInfo, wrapped: bytes | None) -> None:
+        self.info = info
+        self.wrapped = wrapped
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "kid": self.info.kid,
+            "practice": self.info.practice,
+            "version": self.info.version,
+            "state": self.info.state.value,
+            "created_at": self.info.created_at.isoformat(),
+            "wrapped": None if self.wrapped is None else b64url_encode(self.wrapped),
+        }
+
+
+def _canonical(doc: dict[str, Any]) -> bytes:
+    body = {k: v for k, v in doc.items() if k != "integrity"}
+    return json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=True).encode()
+
+
+def _utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+class KeystoreFile:
+    """Reads and changes one keystore file with one KEK. Stateless between calls.
+
+    `clock`, `token_bytes` and `replace` are seams for tests (time, randomness, and a rename
+    that can be made to fail to simulate a crash); production uses the defaults.
+    """
+
+    def __init__(
+        self,
+        path: Path,
+        kek: KekProvider,
+        *,
+        clock: Callable[[], datetime] = _utc_now,
+        token_bytes: Callable[[int], bytes] = secrets.token_bytes,
+        replace: Callable[[Path, Path], None] = os.replace,
+        lock_timeout: float = 30.0,
+    ) -> None:
+        self._path = Path(path)
+        self._kek = kek
+        self._clock = clock
+        self._token_bytes = token_bytes
+        self._replace = replace
+        self._lock_timeout = lock_timeout
+
+    def __repr__(self) -> str:
+        return f"<KeystoreFile {self._path} kek_id={self._kek.kek_id}>"
+
+    @property
+    def path(self) -> Path:
+        """The keystore file."""
+        return self._path
+
+    @property
+    def kek_id(self) -> str:
+        """The fingerprint of the KEK this object wraps with (non-secret)."""
+        return self._kek.kek_id
+
+    def exists(self) -> bool:
+        """True if the keystore file exists (says nothing about whether it is valid)."""
+        return self._path.exists()
+
+    # ---- reading -------------------------------------------------------------------------
+
+    def load(self) -> Keyring:
+        """Verify the file, unwrap every live DEK once, and return a ready Keyring."""
+        records = self._read()
+        material = [(r.info, self._unwrap_dek(r)) for r in records]
+        try:
+            return Keyring.from_material(material)
+        except KeystoreError:
+            raise
+        except KeyringError as exc:
+            raise KeystoreError(f"{self._path}: {exc}; {_RESTORE}") from None
+
+    def infos(self) -> tuple[KeyInfo, ...]:
+        """Verified facts about every key (no DEK is unwrapped), by practice then version."""
+        return tuple(sorted((r.info for r in self._read()), key=lambda i: (i.practice, i.version)))
+
+    # ---- changing ------------------------------------------------------------------------
+
+    def create(self) -> None:
+        """Create an empty keystore bound to this KEK; refuses to overwrite an existing file."""
+        with exclusive_lock(self._lock_path, timeout=self._lock_timeout, what=self._path):
+            if self._path.exists():
+                raise KeystoreError(
+                    f"{self._path}: already exists; refusing to overwrite a keystore "
+                    "(that would destroy every key in it). Use another path or remove it "
+                    "deliberately after making sure nothing is encrypted under it."
+                )
+            self._write([])
+
+    def add_practices(self, practices: Iterable[str]) -> tuple[KeyInfo, ...]:
+        """Give each new practice an ACTIVE version 1 key; all or nothing."""
+        wanted = list(dict.fromkeys(practices))
+        for practice in wanted:
+            _check_practice_id(practice)
+
+        def change(records: list[_Record]) -> tuple[KeyInfo, ...]:
+            known = {r.info.practice for r in records}
+            clash = [p for p in wanted if p in known]
+            if clash:
+                raise KeyringError(
+                    f"practice {clash[0]} already has keys in {self._path}; "
+                    f"to make a new key version use `phi-keys rotate --practice {clash[0]}`"
+                )
+            return tuple(self._new_key(records, p, 1) for p in wanted)
+
+        return self._mutate(change)
+
+    def rotate(self, practice: str) -> KeyInfo:
+        """Make a new ACTIVE version for `practice`; the previous ACTIVE becomes DECRYPT_ONLY."""
+        return self._mutate(lambda records: self._rotate_in(records, practice))
+
+    def rotate_all(self) -> tuple[KeyInfo, ...]:
+        """Rotate every practice in the file, in one atomic write."""
+
+        def change(records: list[_Record]) -> tuple[KeyInfo, ...]:
+            practices = sorted({r.info.practice for r in records})
+            return tuple(self._rotate_in(records, p) for p in practices)
+
+        return self._mutate(change)
+
+    def set_state(self, kid: str, state: KeyState) -> KeyInfo:
+        """Move a non-primary key between DECRYPT_ONLY and RETIRED (retire, or un-retire)."""
+        if state not in {KeyState.DECRYPT_ONLY, KeyState.RETIRED}:
+            raise KeyringError(
+                f"cannot set a key to {state.value} directly: new active keys come from "
+                "`phi-keys rotate`, and destroying is its own, irreversible step"
+            )
+
+        def change(records: list[_Record]) -> KeyInfo:
+            record = self._find(records, kid)
+            if record.info.state is KeyState.ACTIVE:
+                raise KeyringError(
+                    f"key {kid} is the active key of practice {record.info.practice}; rotate "
+                    "the practice first so that another key encrypts"
+                )
+            if record.info.state is KeyState.DESTROYED:
+                raise KeyringError(f"key {kid} is destroyed; its material is gone for good")
+            record.info = _with_state(record.info, state)
+            return record.info
+
+        return self._mutate(change)
+
+    def destroy(self, kid: str) -> KeyInfo:
+        """Wipe a RETIRED key's material from the file: its tokens can never be opened again."""
+
+        def change(records: list[_Record]) -> KeyInfo:
+            record = self._find(records, kid)
+            if record.info.state is not KeyState.RETIRED:
+                raise KeyringError(
+                    f"key {kid} is {record.info.state.value}; only a retired key can be "
+                    "destroyed (retire it first and check nothing still needs it)"
+                )
+            record.info = _with_state(record.info, KeyState.DESTROYED)
+            record.wrapped = None
+            return record.info
+
+        return self._mutate(change)
+
+    # ---- internals -----------------------------------------------------------------------
+
+    @property
+    def _lock_path(self) -> Path:
+        return self._path.with_name(self._path.name + ".lock")
+
+    def _mutate(self, change: Callable[[list[_Record]], _T]) -> _T:
+        with exclusive_lock(self._lock_path, timeout=self._lock_timeout, what=self._path):
+            records = self._read()
+            result = change(records)
+            _check_invariants(records, self._path)
+            self._write(records)
+            return result
+
+    def _rotate_in(self, records: list[_Record], practice: str) -> KeyInfo:
+        mine = [r for r in records if r.info.practice == practice]
+        if not mine:
+            raise KeyringError(
+                f"practice {practice} has no keys in {self._path}; "
+                f"add it with `phi-keys add-practice {practice}`"
+            )
+        for record in mine:
+            if record.info.state is KeyState.ACTIVE:
+                record.info = _with_state(record.info, KeyState.DECRYPT_ONLY)
+        return self._new_key(records, practice, max(r.info.version for r in mine) + 1)
+
+    def _new_key(self, records: list[_Record], practice: str, version: int) -> KeyInfo:
+        used = {r.info.kid for r in records}
+        kid = self._token_bytes(8).hex()
+        while (
+            kid in used
+        ):  # 64 random bits: a clash is astronomically unlikely, but cheap to rule out
+            kid = self._token_bytes(8).hex()
+        created = self._clock().astimezone(UTC).replace(microsecond=0)
+        info = KeyInfo(kid, practice, version, KeyState.ACTIVE, created)
+        dek = self._token_bytes(DEK_BYTES)
+        records.append(_Record(info, self._kek.wrap(dek, dek_wrap_aad(kid, practice, version))))
+        return info
+
+    def _find(self, records: list[_Record], kid: str) -> _Record:
+        for record in records:
+            if record.info.kid == kid:
+                return record
+        raise KeyringError(f"no key with id {kid} in {self._path}; see `phi-keys list`")
+
+    def _unwrap_dek(self, record: _Record) -> bytes | None:
+        if record.wrapped is None:
+            return None
+        info = record.info
+        try:
+            dek = self._kek.unwrap(
+                record.wrapped, dek_wrap_aad(info.kid, info.practice, info.version)
+            )
+        except KekError:
+            raise KeystoreError(
+                f"{self._path}: key {info.kid} does not open as practice {info.practice} "
+                f"version {info.version}: its wrapped key was moved from another entry or "
+                f"altered; {_RESTORE}"
+            ) from None
+        if len(dek) != DEK_BYTES:
+            raise KeystoreError(f"{self._path}: key {info.kid} has the wrong length; {_RESTORE}")
+        return dek
+
+    def _read(self) -> list[_Record]:
+        """Read, parse, and authenticate the whole file; every failure names the file."""
+        path = self._path
+        try:
+            raw = path.read_bytes()
+        except FileNotFoundError:
+            raise KeystoreError(
+                f"{path}: keystore not found; check keys.keystore in the config, or create "
+                "one with `phi-keys init`"
+            ) from None
+        except OSError as exc:
+            raise KeystoreError(f"{path}: cannot read keystore ({exc.strerror})") from None
+        try:
+            doc = json.loads(raw)
+        except (ValueError, UnicodeDecodeError):
+            raise KeystoreError(
+                f"{path}: not valid JSON (truncated or corrupted?); {_RESTORE}"
+            ) from None
+        if not isinstance(doc, dict) or doc.get("format") != KEYSTORE_FORMAT:
+            raise KeystoreError(
+                f'{path}: not a phi-proxy keystore (no "format": "{KEYSTORE_FORMAT}"); '
+                "check keys.keystore in the config points at the right file"
+            )
+        if doc.get("version") != KEYSTORE_VERSION:
+            raise KeystoreError(
+                f"{path}: keystore format version {doc.get('version')!r} is not supported by "
+                f"this phi-proxy (it reads version {KEYSTORE_VERSION}); upgrade phi-proxy"
+            )
+        try:
+            model = _KeystoreModel.model_validate(doc)
+        except ValidationError as exc:
+            detail = describe_validation_error(exc)
+            raise KeystoreError(f"{path}: malformed keystore; {_RESTORE}\n{detail}") from None
+        if model.kek_id != self._kek.kek_id:
+            raise KekError(
+                f"{path}: this keystore was made with KEK id {model.kek_id}, but the configured "
+                f"KEK has id {self._kek.kek_id}: wrong KEK file? Check keys.kek in the config."
+            )
+        records = [_record_from(m, path) for m in model.keys]
+        self._verify_integrity(doc, model.integrity, records)
+        _check_invariants(records, path)
+        return records
+
+    def _verify_integrity(self, doc: dict[str, Any], seal: str, records: list[_Record]) -> None:
+        expected = hashlib.sha256(_canonical(doc)).digest()
+        try:
+            sealed = self._kek.unwrap(b64url_decode(seal), _INTEGRITY_AAD)
+        except (InvalidToken, KekError):
+            sealed = b""
+        if hmac.compare_digest(sealed, expected):
+            return
+        for record in records:  # name the entry if a wrapped DEK was moved or altered
+            self._unwrap_dek(record)
+        raise KeystoreError(
+            f"{self._path}: integrity check failed: the file was changed outside phi-keys "
+            f"(for example a key state edited by hand); {_RESTORE}"
+        )
+
+    def _write(self, records: list[_Record]) -> None:
+        doc: dict[str, Any] = {
+            "format": KEYSTORE_FORMAT,
+            "version": KEYSTORE_VERSION,
+            "kek_id": self._kek.kek_id,
+            "keys": [r.to_json() for r in records],
+        }
+        digest = hashlib.sha256(_canonical(doc)).digest()
+        doc["integrity"] = b64url_encode(self._kek.wrap(digest, _INTEGRITY_AAD))
+        data = (json.dumps(doc, indent=2) + "\n").encode()
+        try:
+            write_atomic(self._path, data, replace=self._replace)
+        except OSError as exc:
+            raise KeystoreError(
+                f"{self._path}: cannot write keystore ({exc.strerror or exc}); "
+                "the previous file is unchanged"
+            ) from None
+
+
+def _record_from(model: _KeyRecordModel, path: Path) -> _Record:
+    if not is_kid(model.kid):
+        raise KeystoreError(f"{path}: a key id is not 16 lowercase hex characters; {_RESTORE}")
+    if not is_practice_id(model.practice) or model.version < 1:
+        raise KeystoreError(f"{path}: key {model.kid} has an invalid practice or version")
+    if (model.state is KeyState.DESTROYED) != (model.wrapped is None):
+        raise KeystoreError(
+            f"{path}: key {model.kid}: only a destroyed key may lack material; {_RESTORE}"
+        )
+    try:
+        wrapped = None if model.wrapped is None else b64url_decode(model.wrapped)
+    except InvalidToken:
+        raise KeystoreError(f"{path}: key {model.kid}: wrapped key is not base64url") from None
+    created = model.created_at.astimezone(UTC)
+    info = KeyInfo(model.kid, model.practice, model.version, model.state, created)
+    return _Record(info, wrapped)
+
+
+def _check_invariants(records: list[_Record], path: Path) -> None:
+    kids: set[str] = set()
+    versions: set[tuple[str, int]] = set()
+    active: set[str] = set()
+    for record in records:
+        info = record.info
+        if info.kid in kids or (info.practice, info.version) in versions:
+            raise KeystoreError(f"{path}: key {info.kid} is duplicated; {_RESTORE}")
+        kids.add(info.kid)
+        versions.add((info.practice, info.version))
+        if info.state is KeyState.ACTIVE:
+            if info.practice in active:
+                raise KeystoreError(
+                    f"{path}: practice {info.practice} has more than one active key; {_RESTORE}"
+                )
+            active.add(info.practice)
+
+
+def _check_practice_id(practice: str) -> None:
+    if not is_practice_id(practice):
+        raise KeyringError(
+            f"{practice!r} is not a valid practice id: use 1-64 characters of letters, digits "
+            "and . _ : @ -, starting with a letter or digit"
+        )
+
+
+def _with_state(info: KeyInfo, state: KeyState) -> KeyInfo:
+    return KeyInfo(info.kid, info.practice, info.version, state, info.created_at)

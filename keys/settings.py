@@ -1,0 +1,113 @@
+"""The `keys:` section of the YAML config, and the one call that turns it into a Keyring.
+
+    keys:
+      keystore: ./keystore.json      # relative paths are resolved against the config file
+      kek:
+        provider: file               # file | env  (room for pkcs11 / kms later)
+        path: ./kek.b64              # provider: file
+        # env_var: PHI_PROXY_KEK     # provider: env
+
+`kek` is a discriminated union on `provider`, so a future HSM or KMS provider is one more model
+here and one more `KekProvider` class, without touching any caller.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
+
+from keys.kek import EnvKek, FileKek, KekProvider
+from keys.keystore import KeystoreFile
+
+if TYPE_CHECKING:
+    from keys.keyring import Keyring
+
+__all__ = [
+    "EnvKekSettings",
+    "FileKekSettings",
+    "KekSettings",
+    "KeySettings",
+    "kek_provider",
+    "keystore_file",
+    "open_keyring",
+]
+
+
+def _resolve(value: Path, info: ValidationInfo) -> Path:
+    """Make a relative path absolute against the config file's folder (the `base_dir` context)."""
+    context: Any = info.context
+    if not value.is_absolute() and isinstance(context, dict) and "base_dir" in context:
+        return Path(context["base_dir"]) / value
+    return value
+
+
+class FileKekSettings(BaseModel):
+    """The KEK is read from a file (base64 of 32 bytes, mode 0600)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    provider: Literal["file"] = Field(description="KEK kept in a local file.")
+    path: Path = Field(
+        description="KEK file: base64 of 32 random bytes, mode 0600. Relative to the config "
+        "file. Create it with `phi-keys init --generate-kek PATH`."
+    )
+
+    @field_validator("path")
+    @classmethod
+    def _resolve_path(cls, value: Path, info: ValidationInfo) -> Path:
+        return _resolve(value, info)
+
+
+class EnvKekSettings(BaseModel):
+    """The KEK is read from an environment variable (base64 of 32 bytes)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    provider: Literal["env"] = Field(description="KEK passed in an environment variable.")
+    env_var: str = Field(
+        default="PHI_PROXY_KEK",
+        min_length=1,
+        pattern=r"^[A-Za-z_][A-Za-z0-9_]*$",
+        description="Name of the environment variable holding the KEK as base64 of 32 bytes.",
+    )
+
+
+KekSettings = Annotated[FileKekSettings | EnvKekSettings, Field(discriminator="provider")]
+
+
+class KeySettings(BaseModel):
+    """Where the keystore file is and where its key-encryption key comes from."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    keystore: Path = Field(
+        description="Keystore JSON file holding the wrapped per-practice data keys. Relative to "
+        "the config file. Create it with `phi-keys init`."
+    )
+    kek: KekSettings = Field(
+        description="Key-encryption key provider: `file` (path) or `env` (env_var)."
+    )
+
+    @field_validator("keystore")
+    @classmethod
+    def _resolve_keystore(cls, value: Path, info: ValidationInfo) -> Path:
+        return _resolve(value, info)
+
+
+def kek_provider(settings: FileKekSettings | EnvKekSettings) -> KekProvider:
+    """Load the configured KEK (raises KekError naming the file or variable if it cannot)."""
+    if isinstance(settings, FileKekSettings):
+        return FileKek(settings.path)
+    return EnvKek(settings.env_var)
+
+
+def keystore_file(settings: KeySettings) -> KeystoreFile:
+    """The configured keystore file, opened with the configured KEK."""
+    return KeystoreFile(settings.keystore, kek_provider(settings.kek))
+
+
+def open_keyring(settings: KeySettings) -> Keyring:
+    """Load the KEK and the keystore and return a ready Keyring (KekError / KeystoreError)."""
+    return keystore_file(settings).load()

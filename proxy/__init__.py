@@ -1,0 +1,1 @@
+"""phi-proxy: a sidecar that decrypts PHI only for callers with an active grant, else masks it."""

@@ -1,0 +1,54 @@
+"""One JSON access-log line per request: who, what, how long, how many fields touched.
+
+Only the path is logged, never the query string (a search by SSN carries PHI there), and never
+a header value, token or body.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+from proxy.logs import ACCESS_LOGGER
+
+__all__ = ["AccessRecord", "log_access"]
+
+_log = logging.getLogger(ACCESS_LOGGER)
+
+
+@dataclass(slots=True)
+class AccessRecord:
+    """Facts about one request, filled in as it moves through the pipeline."""
+
+    request_id: str
+    method: str
+    path: str
+    peer: str | None
+    started: float
+    subject: str | None = None
+    status: int = 0
+    upstream_ms: float | None = None
+    outcome: str = "forwarded"
+    fields: dict[str, Any] = field(default_factory=dict)
+
+
+def log_access(record: AccessRecord, *, finished: float) -> None:
+    """Emit the access line for a finished request."""
+    _log.info(
+        "request",
+        extra={
+            "fields": {
+                "request_id": record.request_id,
+                "method": record.method,
+                "path": record.path,
+                "peer": record.peer,
+                "subject": record.subject,
+                "status": record.status,
+                "outcome": record.outcome,
+                "duration_ms": round((finished - record.started) * 1000, 3),
+                "upstream_ms": record.upstream_ms,
+                **record.fields,
+            }
+        },
+    )

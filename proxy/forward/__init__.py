@@ -1,0 +1,1 @@
+"""Forwarding: header hygiene, content decoding, media classification, the upstream client."""

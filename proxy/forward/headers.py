@@ -1,0 +1,199 @@
+"""Header hygiene in both directions.
+
+Everything a client sends is attacker-controlled. Before a request reaches the portal we remove
+hop-by-hop headers (and every header the client names in `Connection`, so a client cannot ask
+us to drop a header we add), headers that any proxy or portal might treat as an identity
+assertion, and forwarding headers from untrusted peers. Only then do we add our own headers, so
+nothing we set can be removed or pre-empted by the client.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from multidict import CIMultiDict, CIMultiDictProxy
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable
+
+__all__ = [
+    "ForwardingContext",
+    "HeaderPolicy",
+    "normalize_header_name",
+]
+
+_HOP_BY_HOP = frozenset(
+    {
+        "connection",
+        "keep-alive",
+        "proxy-authenticate",
+        "proxy-authorization",
+        "proxy-connection",
+        "te",
+        "trailer",
+        "transfer-encoding",
+        "upgrade",
+    }
+)
+
+# Headers an identity-aware proxy, an auth gateway or a legacy portal might trust as "who is
+# calling". A client must never be able to assert them; we remove every spelling.
+_IDENTITY_HEADERS = frozenset(
+    {
+        "remote-user",
+        "x-remote-user",
+        "x-remote-group",
+        "x-user",
+        "x-user-id",
+        "x-userid",
+        "x-username",
+        "x-user-email",
+        "x-email",
+        "x-auth-user",
+        "x-auth-email",
+        "x-authenticated-user",
+        "x-authenticated-userid",
+        "x-authenticated-groups",
+        "x-auth-request-user",
+        "x-auth-request-email",
+        "x-auth-request-groups",
+        "x-auth-request-preferred-username",
+        "x-auth-request-access-token",
+        "x-forwarded-user",
+        "x-forwarded-email",
+        "x-forwarded-groups",
+        "x-forwarded-preferred-username",
+        "x-forwarded-access-token",
+        "x-ms-client-principal",
+        "x-ms-client-principal-id",
+        "x-ms-client-principal-name",
+        "x-ms-client-principal-idp",
+        "x-goog-authenticated-user-email",
+        "x-goog-authenticated-user-id",
+        "x-goog-iap-jwt-assertion",
+        "x-amzn-oidc-data",
+        "x-amzn-oidc-identity",
+        "x-amzn-oidc-accesstoken",
+        "cf-access-jwt-assertion",
+        "cf-access-authenticated-user-email",
+        "x-practice-id",
+        "x-phi-proxy-subject",
+        "x-phi-proxy-practice",
+        "x-phi-proxy-grant",
+    }
+)
+
+# Set by this proxy only; a client's copy is dropped (trusted peers may extend the X-Forwarded-*).
+_FORWARDING_HEADERS = frozenset(
+    {"forwarded", "x-forwarded-for", "x-forwarded-proto", "x-forwarded-host", "x-real-ip"}
+)
+_OWN_HEADERS = frozenset({"x-request-id"})
+
+# Towards the portal: we need bodies we can read in full.
+_REQUEST_RANGE_HEADERS = frozenset({"range", "if-range", "accept-encoding"})
+
+
+def normalize_header_name(name: str) -> str:
+    """Lower-case and treat `_` like `-`: some servers (CGI, WSGI, nginx) fold them together."""
+    return name.strip().lower().replace("_", "-")
+
+
+def _connection_named(headers: CIMultiDictProxy[str]) -> set[str]:
+    """Every header name listed in any `Connection` header (RFC 9110 §7.6.1)."""
+    named: set[str] = set()
+    for value in headers.getall("Connection", []):
+        named.update(normalize_header_name(part) for part in value.split(",") if part.strip())
+    return named
+
+
+@dataclass(frozen=True, slots=True)
+class ForwardingContext:
+    """What the proxy knows about the hop the request arrived on."""
+
+    peer: str | None
+    scheme: str
+    host: str | None
+    request_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class HeaderPolicy:
+    """Compiled header rules; built once from settings."""
+
+    stripped: frozenset[str]
+    trusted_networks: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]
+    forward_authorization: bool
+
+    @classmethod
+    def build(
+        cls,
+        *,
+        extra_stripped: Iterable[str],
+        trusted_networks: Iterable[ipaddress.IPv4Network | ipaddress.IPv6Network],
+        forward_authorization: bool,
+    ) -> HeaderPolicy:
+        """Combine the built-in lists with the operator's additions."""
+        stripped = set(_HOP_BY_HOP | _IDENTITY_HEADERS | _OWN_HEADERS | _REQUEST_RANGE_HEADERS)
+        stripped.update(normalize_header_name(name) for name in extra_stripped)
+        if not forward_authorization:
+            stripped.add("authorization")
+        return cls(frozenset(stripped), tuple(trusted_networks), forward_authorization)
+
+    def peer_is_trusted(self, peer: str | None) -> bool:
+        """True when the direct peer is a configured load balancer."""
+        if peer is None or not self.trusted_networks:
+            return False
+        try:
+            address = ipaddress.ip_address(peer)
+        except ValueError:
+            return False
+        return any(address in network for network in self.trusted_networks)
+
+    def upstream_request_headers(
+        self, incoming: CIMultiDictProxy[str], hop: ForwardingContext
+    ) -> CIMultiDict[str]:
+        """Headers to send to the portal: cleaned first, then ours added."""
+        dropped = self.stripped | _connection_named(incoming)
+        trusted = self.peer_is_trusted(hop.peer)
+        if not trusted:
+            dropped = dropped | _FORWARDING_HEADERS
+        out: CIMultiDict[str] = CIMultiDict()
+        for name, value in incoming.items():
+            if normalize_header_name(name) in dropped:
+                continue
+            if name.lower() == "host":
+                continue
+            out.add(name, value)
+        self._add_forwarding(out, hop, trusted=trusted)
+        out["Accept-Encoding"] = "identity"
+        out["X-Request-Id"] = hop.request_id
+        return out
+
+    @staticmethod
+    def _add_forwarding(out: CIMultiDict[str], hop: ForwardingContext, *, trusted: bool) -> None:
+        peer = hop.peer or "unknown"
+        if trusted and "X-Forwarded-For" in out:
+            chain = ", ".join(out.getall("X-Forwarded-For"))
+            out["X-Forwarded-For"] = f"{chain}, {peer}"
+        else:
+            out["X-Forwarded-For"] = peer
+        if not (trusted and "X-Forwarded-Proto" in out):
+            out["X-Forwarded-Proto"] = hop.scheme
+        if hop.host and not (trusted and "X-Forwarded-Host" in out):
+            out["X-Forwarded-Host"] = hop.host
+
+    @staticmethod
+    def client_response_headers(upstream: CIMultiDictProxy[str]) -> CIMultiDict[str]:
+        """Headers to pass back to the client: hop-by-hop and framing headers removed.
+
+        Content-Length and Content-Encoding are dropped too: the proxy recomputes the framing
+        of every body it sends.
+        """
+        dropped = _HOP_BY_HOP | _connection_named(upstream) | {"content-length"}
+        out: CIMultiDict[str] = CIMultiDict()
+        for name, value in upstream.items():
+            if normalize_header_name(name) not in dropped:
+                out.add(name, value)
+        return out

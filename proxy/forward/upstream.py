@@ -1,0 +1,102 @@
+"""The one pooled client towards the portal, and the one place aiohttp client errors are mapped.
+
+The session never stores cookies (a shared jar would leak one client's portal session to the
+next), never decompresses by itself (we decode with a size cap), and never follows redirects
+(the client must see the portal's redirect, not its target's body).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING
+
+import aiohttp
+from yarl import URL
+
+from proxy.errors import UpstreamTimeout, UpstreamUnavailable
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator
+
+    from multidict import CIMultiDict
+
+    from proxy.server_settings import UpstreamSettings
+
+__all__ = ["Upstream", "upstream_ssl_context"]
+
+
+def upstream_ssl_context(settings: UpstreamSettings) -> ssl.SSLContext | None:
+    """A verifying TLS context for an https portal (None for plain http)."""
+    if settings.url.scheme != "https":
+        return None
+    tls = settings.tls
+    context = ssl.create_default_context(cafile=str(tls.ca_file) if tls and tls.ca_file else None)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    if tls and tls.client_cert_file and tls.client_key_file:
+        context.load_cert_chain(str(tls.client_cert_file), str(tls.client_key_file))
+    return context
+
+
+class Upstream:
+    """Sends requests to the portal through one pooled session."""
+
+    def __init__(self, settings: UpstreamSettings) -> None:
+        self._base = URL(str(settings.url).rstrip("/"))
+        self._settings = settings
+        self._session: aiohttp.ClientSession | None = None
+
+    async def open(self) -> None:
+        """Create the pooled session (called from the app's cleanup context)."""
+        connector = aiohttp.TCPConnector(
+            limit=self._settings.max_connections,
+            ssl=upstream_ssl_context(self._settings) or True,
+        )
+        self._session = aiohttp.ClientSession(
+            connector=connector,
+            cookie_jar=aiohttp.DummyCookieJar(),
+            auto_decompress=False,
+            timeout=aiohttp.ClientTimeout(
+                total=self._settings.timeout, sock_connect=self._settings.connect_timeout
+            ),
+            skip_auto_headers=("User-Agent", "Content-Type", "Accept-Encoding"),
+        )
+
+    async def close(self) -> None:
+        """Close the pool; in-flight requests have finished by the time this runs."""
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    def url_for(self, raw_path_qs: str) -> URL:
+        """The portal URL for a client's raw path and query, byte for byte."""
+        return URL(str(self._base) + raw_path_qs, encoded=True)
+
+    @asynccontextmanager
+    async def request(
+        self,
+        method: str,
+        raw_path_qs: str,
+        *,
+        headers: CIMultiDict[str],
+        body: bytes | None,
+    ) -> AsyncIterator[aiohttp.ClientResponse]:
+        """Send one request; every client-side failure becomes an Upstream* error."""
+        if self._session is None:
+            raise UpstreamUnavailable("the proxy is not connected to the portal yet")
+        try:
+            async with self._session.request(
+                method,
+                self.url_for(raw_path_qs),
+                headers=headers,
+                data=body,
+                allow_redirects=False,
+            ) as response:
+                yield response
+        except TimeoutError:
+            raise UpstreamTimeout("the portal did not answer in time") from None
+        except aiohttp.ClientConnectorError:
+            raise UpstreamUnavailable("cannot connect to the portal") from None
+        except (aiohttp.ClientError, asyncio.IncompleteReadError):
+            raise UpstreamUnavailable("the portal closed or broke the connection") from None

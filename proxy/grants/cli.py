@@ -1,0 +1,245 @@
+"""`phi-grants`: add, revoke, offboard and list who may read which practice's PHI.
+
+Every change records who made it (`--by`, default the invoking user) and why (`--reason`).
+Exit status: 0 done, 1 the store refused or nothing matched, 2 bad arguments or config.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import getpass
+import json
+import os
+import sys
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from keys.config_file import load_section, resolve_config_path
+from keys.errors import ConfigError
+from proxy.grants.durations import format_duration, parse_duration
+from proxy.grants.errors import GrantError, GrantNotFound, GrantStoreUnavailable
+from proxy.grants.settings import GrantSettings
+from proxy.grants.store import GrantRequest, open_grant_store
+from proxy.identity.subject import Subject
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from proxy.grants.model import Grant
+    from proxy.grants.store import GrantStore
+
+__all__ = ["main"]
+
+
+class UsageError(Exception):
+    """Bad arguments: exit 2 with one clear line."""
+
+
+def _subject(text: str) -> Subject:
+    try:
+        return Subject.parse(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _duration(text: str) -> Any:  # noqa: ANN401 - argparse type callback
+    try:
+        return parse_duration(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _utc_time(text: str) -> datetime:
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not an ISO time; write e.g. 2025-03-01T08:00:00Z"
+        ) from None
+    if moment.tzinfo is None:
+        raise argparse.ArgumentTypeError(f"{text!r} has no time zone; add Z for UTC")
+    return moment.astimezone(UTC)
+
+
+def _fields(text: str) -> frozenset[str]:
+    names = frozenset(part.strip() for part in text.split(",") if part.strip())
+    if not names:
+        raise argparse.ArgumentTypeError("--fields is empty; omit it to grant every field class")
+    return names
+
+
+def _default_by() -> str | None:
+    who = os.environ.get("SUDO_USER") or os.environ.get("USER")
+    if who:
+        return who
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return None
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="phi-grants",
+        description="Manage who may read which practice's PHI. Every grant expires.",
+    )
+    parser.add_argument("-c", "--config", help="config file (default: $PHI_PROXY_CONFIG)")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    def who(sub: argparse.ArgumentParser) -> None:
+        sub.add_argument("--reason", required=True, help="why (kept in the grant history)")
+        sub.add_argument("--by", help="who is making the change (default: $SUDO_USER or $USER)")
+
+    add = commands.add_parser("add", help="grant a person access to one practice's PHI")
+    add.add_argument("--subject", required=True, type=_subject, help="ISSUER|SUB of the person")
+    add.add_argument("--practice", required=True, help="practice id")
+    add.add_argument("--fields", type=_fields, help="field classes, e.g. ssn,history (default all)")
+    add.add_argument("--ttl", required=True, type=_duration, help="lifetime, e.g. 30d, 12h")
+    add.add_argument("--not-before", type=_utc_time, help="start time, ISO 8601 (default now)")
+    who(add)
+
+    revoke = commands.add_parser(
+        "revoke", help="revoke one grant, or a person's grants at a practice"
+    )
+    target = revoke.add_mutually_exclusive_group(required=True)
+    target.add_argument("--id", dest="grant_id", help="grant id (see: phi-grants list)")
+    target.add_argument("--subject", type=_subject, help="ISSUER|SUB (needs --practice)")
+    revoke.add_argument("--practice", help="practice id (with --subject)")
+    who(revoke)
+
+    offboard = commands.add_parser("offboard", help="revoke every grant a person holds")
+    offboard.add_argument("--subject", required=True, type=_subject, help="ISSUER|SUB")
+    offboard.add_argument("--reason", default="offboarded", help="why (default: offboarded)")
+    offboard.add_argument("--by", help="who is making the change (default: $SUDO_USER or $USER)")
+
+    show = commands.add_parser("list", help="list grants")
+    show.add_argument("--practice", help="only this practice")
+    show.add_argument("--subject", type=_subject, help="only this person (ISSUER|SUB)")
+    when = show.add_mutually_exclusive_group()
+    when.add_argument("--active", action="store_true", help="only grants active now")
+    when.add_argument(
+        "--expiring", type=_duration, help="only active grants expiring within, e.g. 7d"
+    )
+    show.add_argument("--json", action="store_true", help="one JSON document, for scripts")
+    return parser
+
+
+def _time(moment: datetime | None) -> str | None:
+    return None if moment is None else moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _as_dict(grant: Grant) -> dict[str, Any]:
+    return {
+        "id": grant.id,
+        "subject": str(grant.subject),
+        "practice": grant.practice,
+        "fields": None if grant.field_classes is None else sorted(grant.field_classes),
+        "not_before": _time(grant.not_before),
+        "expires_at": _time(grant.expires_at),
+        "created_at": _time(grant.created_at),
+        "created_by": grant.created_by,
+        "reason": grant.reason,
+        "revoked_at": _time(grant.revoked_at),
+        "revoked_by": grant.revoked_by,
+        "revoke_reason": grant.revoke_reason,
+    }
+
+
+def _line(grant: Grant, now: datetime) -> str:
+    fields = "all fields" if grant.field_classes is None else ",".join(sorted(grant.field_classes))
+    if grant.revoked_at is not None:
+        state = f"revoked {_time(grant.revoked_at)} by {grant.revoked_by}"
+    elif grant.expires_at <= now:
+        state = f"expired {_time(grant.expires_at)}"
+    elif grant.not_before > now:
+        state = f"starts {_time(grant.not_before)}, expires {_time(grant.expires_at)}"
+    else:
+        left = format_duration(grant.expires_at - now)
+        state = f"active until {_time(grant.expires_at)} ({left} left)"
+    return f"{grant.id}  {grant.subject}  {grant.practice}  [{fields}]  {state}"
+
+
+async def _execute(args: argparse.Namespace, store: GrantStore, now: datetime) -> int:
+    if args.command == "list":
+        active_at = now if (args.active or args.expiring) else None
+        grants = await store.list(
+            practice=args.practice,
+            subject=args.subject,
+            active_at=active_at,
+            expiring_within=args.expiring,
+        )
+        if args.json:
+            print(json.dumps([_as_dict(g) for g in grants], indent=2))
+        else:
+            for grant in grants:
+                print(_line(grant, now))
+            print(f"{len(grants)} grant(s)")
+        return 0
+    by = args.by or _default_by()
+    if not by:
+        raise UsageError("cannot tell who you are: pass --by NAME")
+    if args.command == "add":
+        start = args.not_before or now
+        request = GrantRequest(
+            subject=args.subject,
+            practice=args.practice,
+            field_classes=args.fields,
+            expires_at=start + args.ttl,
+            not_before=args.not_before,
+            created_by=by,
+            reason=args.reason,
+        )
+        grant = await store.add(request, now=now)
+        print(f"added {_line(grant, now)}")
+        return 0
+    if args.command == "revoke":
+        if args.subject is not None and not args.practice:
+            raise UsageError("revoke --subject needs --practice (or use: phi-grants offboard)")
+        revoked = await store.revoke(
+            grant_id=args.grant_id,
+            subject=args.subject,
+            practice=args.practice,
+            by=by,
+            reason=args.reason,
+            now=now,
+        )
+    else:
+        revoked = await store.offboard(args.subject, by=by, reason=args.reason, now=now)
+        if not revoked:
+            print(f"{args.subject} held no unexpired grant; nothing to revoke")
+    for grant in revoked:
+        print(f"revoked {_line(grant, now)}")
+    return 0
+
+
+async def _run(args: argparse.Namespace) -> int:
+    settings = load_section(resolve_config_path(args.config), "grants", GrantSettings)
+    store = open_grant_store(settings)
+    try:
+        return await _execute(args, store, datetime.now(UTC))
+    finally:
+        await store.close()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run `phi-grants`; return the exit status."""
+    args = _parser().parse_args(argv)
+    try:
+        return asyncio.run(_run(args))
+    except (UsageError, ConfigError) as exc:
+        print(f"phi-grants: {exc}", file=sys.stderr)
+        return 2
+    except GrantNotFound as exc:
+        print(f"phi-grants: {exc}", file=sys.stderr)
+        return 1
+    except GrantError as exc:
+        print(f"phi-grants: refused: {exc}", file=sys.stderr)
+        return 2
+    except GrantStoreUnavailable as exc:
+        print(f"phi-grants: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

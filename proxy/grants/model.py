@@ -1,0 +1,109 @@
+"""What a grant is, and the per-request `Access` decision built from a caller's grants.
+
+`Access` is computed once per request and is immutable: every later `allows()` in that request is a
+dictionary lookup, so the answer cannot change halfway through a response and costs nothing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from types import MappingProxyType
+from typing import TYPE_CHECKING, ClassVar
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable, Mapping
+
+    from proxy.identity.subject import Subject
+
+__all__ = ["NO_ACCESS", "Access", "Grant", "PracticeAccess", "utc"]
+
+
+def utc(moment: datetime) -> datetime:
+    """Return `moment` in UTC; refuse naive datetimes, whose meaning depends on the host."""
+    if moment.tzinfo is None or moment.utcoffset() is None:
+        raise ValueError("times must be timezone-aware (UTC)")
+    return moment.astimezone(UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class Grant:
+    """Permission for one subject to read one practice's PHI (some or all field classes).
+
+    `field_classes` None means every field class. A grant is active from `not_before` until just
+    before `expires_at`, unless revoked. A revoked grant is inactive whatever the clocks say.
+    """
+
+    id: str
+    subject: Subject
+    practice: str
+    field_classes: frozenset[str] | None
+    not_before: datetime
+    expires_at: datetime
+    revoked_at: datetime | None
+    created_by: str
+    reason: str
+    created_at: datetime
+    revoked_by: str | None = None
+    revoke_reason: str | None = None
+
+    def is_active(self, now: datetime) -> bool:
+        """True when not revoked and `not_before <= now < expires_at`."""
+        return self.revoked_at is None and self.not_before <= now < self.expires_at
+
+    def covers(self, field_class: str) -> bool:
+        """True when this grant includes `field_class`."""
+        return self.field_classes is None or field_class in self.field_classes
+
+
+@dataclass(frozen=True, slots=True)
+class PracticeAccess:
+    """What a caller may read in one practice, and which grants say so."""
+
+    all_fields: bool
+    field_classes: frozenset[str]
+    grant_ids: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Access:
+    """The immutable answer to "what may this caller read, right now?" for one request."""
+
+    subject: Subject | None
+    practices: Mapping[str, PracticeAccess] = field(default_factory=lambda: MappingProxyType({}))
+
+    NO_ACCESS: ClassVar[Access]
+
+    @classmethod
+    def from_grants(cls, subject: Subject, grants: Iterable[Grant], now: datetime) -> Access:
+        """Combine the grants of `subject` that are active at `now` (others are ignored)."""
+        merged: dict[str, tuple[bool, set[str], list[str]]] = {}
+        for grant in grants:
+            if grant.subject != subject or not grant.is_active(now):
+                continue
+            all_fields, classes, ids = merged.setdefault(grant.practice, (False, set(), []))
+            if grant.field_classes is None:
+                all_fields = True
+            else:
+                classes |= grant.field_classes
+            ids.append(grant.id)
+            merged[grant.practice] = (all_fields, classes, ids)
+        practices = {
+            practice: PracticeAccess(all_fields, frozenset(classes), tuple(sorted(ids)))
+            for practice, (all_fields, classes, ids) in merged.items()
+        }
+        return cls(subject, MappingProxyType(practices))
+
+    def allows(self, practice: str, field_class: str) -> bool:
+        """True when an active grant lets this caller read `field_class` of `practice`."""
+        scope = self.practices.get(practice)
+        return scope is not None and (scope.all_fields or field_class in scope.field_classes)
+
+    def grant_ids_for(self, practice: str) -> tuple[str, ...]:
+        """The ids of the grants behind access to `practice` (empty when none), for audit."""
+        scope = self.practices.get(practice)
+        return scope.grant_ids if scope is not None else ()
+
+
+NO_ACCESS = Access(None)
+Access.NO_ACCESS = NO_ACCESS

@@ -1,0 +1,110 @@
+"""The SQLite grant database schema and its versioned migrations.
+
+The schema version lives in `PRAGMA user_version`; `migrate` applies missing steps inside one
+`BEGIN IMMEDIATE` transaction, so several processes starting at once migrate exactly once. A
+database from a newer phi-proxy, or a file that is not a grant database at all, is refused rather
+than guessed at. Triggers make history append-only: a revoked grant cannot be un-revoked, grants
+and events cannot be deleted.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from proxy.grants.errors import GrantStoreUnavailable
+
+if TYPE_CHECKING:
+    import sqlite3
+
+__all__ = ["APPLICATION_ID", "MIGRATIONS", "SCHEMA_VERSION", "migrate"]
+
+APPLICATION_ID = 0x50484947  # "PHIG": marks the file as a phi-proxy grant database
+
+_V1 = (
+    """CREATE TABLE grants (
+        id            TEXT PRIMARY KEY,
+        issuer        TEXT NOT NULL,
+        sub           TEXT NOT NULL,
+        practice      TEXT NOT NULL,
+        field_classes TEXT,              -- JSON array, sorted; NULL means every field class
+        not_before    TEXT NOT NULL,     -- times: UTC, 'YYYY-MM-DDTHH:MM:SS.ffffffZ' (sortable)
+        expires_at    TEXT NOT NULL,
+        created_at    TEXT NOT NULL,
+        created_by    TEXT NOT NULL CHECK (length(created_by) > 0),
+        reason        TEXT NOT NULL CHECK (length(reason) > 0),
+        revoked_at    TEXT,
+        revoked_by    TEXT,
+        revoke_reason TEXT,
+        CHECK (expires_at > not_before),
+        CHECK ((revoked_at IS NULL) = (revoked_by IS NULL))
+    ) STRICT""",
+    """CREATE INDEX grants_live_by_subject ON grants (issuer, sub, expires_at)
+        WHERE revoked_at IS NULL""",
+    "CREATE INDEX grants_by_practice ON grants (practice, expires_at)",
+    """CREATE TABLE grant_events (
+        seq      INTEGER PRIMARY KEY AUTOINCREMENT,
+        grant_id TEXT NOT NULL REFERENCES grants (id),
+        action   TEXT NOT NULL CHECK (action IN ('add', 'revoke')),
+        at       TEXT NOT NULL,
+        by       TEXT NOT NULL,
+        reason   TEXT NOT NULL
+    ) STRICT""",
+    """CREATE TRIGGER grants_no_delete BEFORE DELETE ON grants
+        BEGIN SELECT RAISE(ABORT, 'grants are never deleted; revoke instead'); END""",
+    """CREATE TRIGGER grants_revocation_is_final BEFORE UPDATE ON grants
+        WHEN OLD.revoked_at IS NOT NULL
+        BEGIN SELECT RAISE(ABORT, 'a revoked grant cannot be changed'); END""",
+    """CREATE TRIGGER grants_scope_is_fixed BEFORE UPDATE
+        OF id, issuer, sub, practice, field_classes, not_before, expires_at, created_at,
+           created_by, reason ON grants
+        BEGIN SELECT RAISE(ABORT, 'a grant cannot be widened or extended; add a new one'); END""",
+    """CREATE TRIGGER grant_events_append_only_u BEFORE UPDATE ON grant_events
+        BEGIN SELECT RAISE(ABORT, 'grant history is append-only'); END""",
+    """CREATE TRIGGER grant_events_append_only_d BEFORE DELETE ON grant_events
+        BEGIN SELECT RAISE(ABORT, 'grant history is append-only'); END""",
+)
+
+MIGRATIONS: tuple[tuple[str, ...], ...] = (_V1,)
+SCHEMA_VERSION = len(MIGRATIONS)
+
+
+def migrate(conn: sqlite3.Connection, *, where: str) -> int:
+    """Bring the database behind `conn` (autocommit mode) to SCHEMA_VERSION; return it.
+
+    Raises:
+        GrantStoreUnavailable: the file is foreign, newer than this code, or cannot be written.
+    """
+    mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+    if str(mode).lower() != "wal":
+        raise GrantStoreUnavailable(f"{where}: cannot switch the grant database to WAL mode")
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        version = _check_compatible(conn, where)
+        for steps in MIGRATIONS[version:]:
+            for statement in steps:
+                conn.execute(statement)
+        conn.execute(f"PRAGMA application_id = {APPLICATION_ID:d}")
+        conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION:d}")
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    return SCHEMA_VERSION
+
+
+def _check_compatible(conn: sqlite3.Connection, where: str) -> int:
+    """Return the file's schema version; refuse foreign files and newer schemas."""
+    app_id = conn.execute("PRAGMA application_id").fetchone()[0]
+    version: int = conn.execute("PRAGMA user_version").fetchone()[0]
+    tables = conn.execute("SELECT count(*) FROM sqlite_schema").fetchone()[0]
+    if app_id not in (0, APPLICATION_ID) or (app_id == 0 and tables):
+        raise GrantStoreUnavailable(
+            f"{where}: this file is not a phi-proxy grant database; "
+            "point grants.store at a new or existing grant database"
+        )
+    if version > SCHEMA_VERSION:
+        raise GrantStoreUnavailable(
+            f"{where}: the grant database has schema version {version}, newer than this "
+            f"phi-proxy understands ({SCHEMA_VERSION}); upgrade phi-proxy on this host"
+        )
+    return version

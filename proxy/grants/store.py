@@ -1,0 +1,170 @@
+"""The grant store contract, shared validation of new grants, and the factory that picks a store.
+
+Every store implementation (SQLite today, PostgreSQL later) passes the same test suite
+(tests/grants/test_grants_store_contract.py), so callers can rely on the contract below alone.
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Protocol
+
+from proxy.grants.durations import format_duration
+from proxy.grants.errors import GrantError
+from proxy.grants.model import Grant, utc
+
+if TYPE_CHECKING:
+    from datetime import datetime, timedelta
+
+    from proxy.grants.model import Access
+    from proxy.grants.settings import GrantSettings
+    from proxy.identity.subject import Caller, Subject
+
+__all__ = [
+    "GrantList",
+    "GrantRequest",
+    "GrantStore",
+    "clean_text",
+    "new_grant_id",
+    "open_grant_store",
+]
+
+GrantList = list[Grant]
+
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$")
+_MAX_TEXT = 1000
+
+
+def new_grant_id() -> str:
+    """A fresh, unguessable grant id such as ``g_3f9a0c1e5b7d2a64``."""
+    return f"g_{secrets.token_hex(8)}"
+
+
+class GrantStore(Protocol):
+    """Where grants live. `access_for` is on every request's path; the rest is administration."""
+
+    async def access_for(self, caller: Caller, now: datetime) -> Access:
+        """What `caller` may read at `now`. Never raises: a store failure means NO_ACCESS."""
+        ...
+
+    async def add(self, request: GrantRequest, *, now: datetime) -> Grant:
+        """Store a new grant; raise GrantError when the request breaks a rule (e.g. max_ttl)."""
+        ...
+
+    async def revoke(
+        self,
+        *,
+        grant_id: str | None = None,
+        subject: Subject | None = None,
+        practice: str | None = None,
+        by: str,
+        reason: str,
+        now: datetime,
+    ) -> GrantList:
+        """Revoke one grant by id, or every unexpired grant of `subject` at `practice`."""
+        ...
+
+    async def offboard(self, subject: Subject, *, by: str, reason: str, now: datetime) -> GrantList:
+        """Revoke every unexpired grant of `subject`, in every practice; return what was revoked."""
+        ...
+
+    async def list(
+        self,
+        *,
+        practice: str | None = None,
+        subject: Subject | None = None,
+        active_at: datetime | None = None,
+        expiring_within: timedelta | None = None,
+    ) -> GrantList:
+        """Grants matching every filter given; `expiring_within` needs `active_at`."""
+        ...
+
+    async def ping(self) -> bool:
+        """True when the store can be read right now (for /readyz)."""
+        ...
+
+    async def close(self) -> None:
+        """Release connections and threads."""
+        ...
+
+
+def clean_text(name: str, value: str) -> str:
+    """Strip `value`; raise GrantError unless it is 1-1000 printable characters."""
+    value = value.strip()
+    if not value or len(value) > _MAX_TEXT or not value.isprintable():
+        raise GrantError(f"{name} must be printable text of 1 to {_MAX_TEXT} characters")
+    return value
+
+
+@dataclass(frozen=True, slots=True)
+class GrantRequest:
+    """A validated request for a new grant; building one enforces every rule except max_ttl."""
+
+    subject: Subject
+    practice: str
+    field_classes: frozenset[str] | None
+    expires_at: datetime
+    created_by: str
+    reason: str
+    not_before: datetime | None = None
+
+    def __post_init__(self) -> None:
+        if not _NAME.match(self.practice):
+            raise GrantError(
+                f"practice {self.practice!r} is not a valid practice id "
+                "(letters, digits, '_', '.', ':', '-'; at most 128 characters)"
+            )
+        if self.field_classes is not None:
+            if not self.field_classes:
+                raise GrantError("the field class list is empty; omit it to grant all fields")
+            for name in self.field_classes:
+                if not _NAME.match(name):
+                    raise GrantError(f"field class {name!r} is not a valid name")
+        object.__setattr__(self, "created_by", clean_text("the grantor (--by)", self.created_by))
+        object.__setattr__(self, "reason", clean_text("the reason (--reason)", self.reason))
+        try:
+            utc(self.expires_at)
+            if self.not_before is not None:
+                utc(self.not_before)
+        except ValueError as exc:
+            raise GrantError(str(exc)) from None
+
+    def build(self, grant_id: str, *, now: datetime, max_ttl: timedelta) -> Grant:
+        """Make the Grant this request describes at `now`, enforcing `max_ttl` from `now`."""
+        now = utc(now)
+        not_before = utc(self.not_before) if self.not_before is not None else now
+        expires_at = utc(self.expires_at)
+        if expires_at <= not_before or expires_at <= now:
+            raise GrantError("the grant would never be active: its expiry is not after its start")
+        if expires_at - now > max_ttl:
+            raise GrantError(
+                f"the grant would last until {expires_at:%Y-%m-%d %H:%M} UTC, more than "
+                f"grants.max_ttl ({format_duration(max_ttl)}) from now; ask for a shorter --ttl "
+                "(every grant must expire; renew it when it runs out)"
+            )
+        return Grant(
+            id=grant_id,
+            subject=self.subject,
+            practice=self.practice,
+            field_classes=self.field_classes,
+            not_before=not_before,
+            expires_at=expires_at,
+            revoked_at=None,
+            created_by=self.created_by,
+            reason=self.reason,
+            created_at=now,
+        )
+
+
+def open_grant_store(settings: GrantSettings) -> GrantStore:
+    """Open the store the settings name (SQLite today). Raises GrantStoreUnavailable."""
+    from proxy.grants.sqlite_store import SQLiteGrantStore  # noqa: PLC0415 - import cycle
+
+    return SQLiteGrantStore(
+        settings.sqlite_path,
+        max_ttl=settings.max_ttl,
+        busy_timeout=settings.busy_timeout_seconds,
+        error_log_interval=settings.error_log_interval_seconds,
+    )

@@ -1,0 +1,28 @@
+"""Identity: who is calling. A verified (issuer, sub) subject, or anonymous.
+
+Authenticator (Protocol)      authenticate(headers, now=) -> Caller; raises AuthenticationError
+└── JwtAuthenticator          OIDC bearer JWT checked against a JWKS file or URL
+build_authenticator(settings) the seam that picks an implementation from the config
+DemoIssuer                    mints tokens for tests and the demo (not for production)
+"""
+
+from __future__ import annotations
+
+from proxy.identity.authenticator import Authenticator, JwtAuthenticator, build_authenticator
+from proxy.identity.errors import REALM, AuthenticationError
+from proxy.identity.issuer import DemoIssuer
+from proxy.identity.settings import ALLOWED_ALGORITHMS, IdentitySettings
+from proxy.identity.subject import Caller, Subject
+
+__all__ = [
+    "ALLOWED_ALGORITHMS",
+    "REALM",
+    "AuthenticationError",
+    "Authenticator",
+    "Caller",
+    "DemoIssuer",
+    "IdentitySettings",
+    "JwtAuthenticator",
+    "Subject",
+    "build_authenticator",
+]

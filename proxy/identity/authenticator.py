@@ -1,0 +1,210 @@
+"""Turning a request's headers into a `Caller`: the `Authenticator` seam and its JWT implementation.
+
+`build_authenticator` is the only place that knows which implementation a config selects, so a
+later `mode: introspection` (RFC 7662) or `mode: trusted_header` plugs in there without touching
+the proxy. Every failure raises `AuthenticationError` (401); nothing here returns a half-verified
+caller.
+
+PyJWT checks the signature, the required claims, `iss`, `aud` and the claim types. It reads the
+wall clock for `exp`/`nbf`/`iat`, so those three checks are switched off in PyJWT and applied here
+with the `now` the caller passes in — one clock governs, and tests need no monkeypatching.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Any, Protocol
+
+import aiohttp
+import jwt
+
+from proxy.identity.errors import AuthenticationError
+from proxy.identity.jwks import MAX_JWKS_BYTES, JwksCache, JwksFetcher, JwksUnavailableError
+from proxy.identity.jwks import file_fetcher as _file_fetcher
+from proxy.identity.subject import Caller, Subject
+
+if TYPE_CHECKING:
+    from multidict import MultiMapping
+
+    from proxy.identity.settings import IdentitySettings
+
+__all__ = ["Authenticator", "JwtAuthenticator", "build_authenticator"]
+
+_log = logging.getLogger(__name__)
+
+_REQUIRED_CLAIMS = ["exp", "iat", "iss", "aud", "sub"]
+_MAX_JTI = 256
+
+
+class Authenticator(Protocol):
+    """Anything that can say who sent a request."""
+
+    async def authenticate(self, headers: MultiMapping[str], *, now: float) -> Caller:
+        """Return the verified caller or `Caller.anonymous`; raise AuthenticationError (→ 401)."""
+        ...
+
+    async def close(self) -> None:
+        """Release network resources."""
+        ...
+
+
+def _number(payload: dict[str, Any], claim: str) -> float | None:
+    value = payload.get(claim)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise AuthenticationError(f"bad_{claim}")
+    return float(value)
+
+
+class JwtAuthenticator:
+    """Verifies `Authorization: Bearer <JWT>` against the configured issuers' JWKS."""
+
+    def __init__(
+        self,
+        settings: IdentitySettings,
+        *,
+        session: aiohttp.ClientSession | None = None,
+        fetcher: JwksFetcher | None = None,
+    ) -> None:
+        """Build from settings; `session` is used for `jwks_url`, `fetcher` overrides both."""
+        self._settings = settings
+        self._session = session
+        self._owns_session = False
+        if fetcher is None:
+            if settings.jwks_file is not None:
+                fetcher = _file_fetcher(settings.jwks_file)
+            else:
+                fetcher = self._fetch_url
+        self._jwks = JwksCache(fetcher, min_refresh_interval=settings.jwks_refresh_min_interval)
+        self._algorithms = frozenset(settings.algorithms)
+
+    @property
+    def jwks_fetch_count(self) -> int:
+        """How many JWKS loads were attempted so far (for tests and metrics)."""
+        return self._jwks.fetch_count
+
+    async def _fetch_url(self) -> bytes:
+        url = self._settings.jwks_url
+        if url is None:  # pragma: no cover - guarded by the settings validator
+            raise RuntimeError("no jwks_url configured")
+        if self._session is None:
+            self._session = aiohttp.ClientSession()
+            self._owns_session = True
+        timeout = aiohttp.ClientTimeout(total=self._settings.jwks_fetch_timeout_seconds)
+        # No redirects: a redirect could downgrade the key download to plain http.
+        async with self._session.get(url, timeout=timeout, allow_redirects=False) as response:
+            response.raise_for_status()
+            return await response.content.read(MAX_JWKS_BYTES + 1)
+
+    async def close(self) -> None:
+        """Close the HTTP session if this authenticator opened it."""
+        if self._owns_session and self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    async def authenticate(self, headers: MultiMapping[str], *, now: float) -> Caller:
+        """Return the caller named by a valid bearer token, or anonymous when there is none."""
+        values = headers.getall("Authorization", [])
+        if not values:
+            if self._settings.require:
+                raise AuthenticationError("missing_token", error=None)
+            return Caller.anonymous
+        if len(values) > 1:
+            raise AuthenticationError("ambiguous_authorization", error="invalid_request")
+        header = values[0]
+        if len(header.encode("utf-8", "surrogatepass")) > self._settings.max_token_bytes:
+            raise AuthenticationError("token_too_large", error="invalid_request")
+        scheme, _, token = header.strip().partition(" ")
+        token = token.strip()
+        if scheme.lower() != "bearer":
+            raise AuthenticationError("not_bearer", error="invalid_request")
+        if not token or " " in token:
+            raise AuthenticationError("malformed", error="invalid_request")
+        payload = await self._verify(token, now)
+        try:
+            subject = Subject(payload["iss"], payload["sub"])
+        except ValueError:
+            raise AuthenticationError("bad_sub") from None
+        jti = payload.get("jti")
+        return Caller(
+            subject, token_id=jti if isinstance(jti, str) and len(jti) <= _MAX_JTI else None
+        )
+
+    async def _verify(self, token: str, now: float) -> dict[str, Any]:
+        try:
+            header = jwt.get_unverified_header(token)
+        except jwt.PyJWTError:
+            raise AuthenticationError("malformed") from None
+        alg = header.get("alg")
+        if not isinstance(alg, str) or alg.upper().startswith("HS") or alg.lower() == "none":
+            raise AuthenticationError("algorithm_refused")
+        if alg not in self._algorithms:
+            raise AuthenticationError("algorithm_not_allowed")
+        kid = header.get("kid")
+        try:
+            keys = await self._jwks.keys_for(kid, alg, now=now)
+        except JwksUnavailableError:
+            raise AuthenticationError("jwks_unavailable") from None
+        if not keys:
+            raise AuthenticationError("unknown_key")
+        for key in keys:
+            payload = self._decode(token, key, alg)
+            if payload is not None:
+                self._check_times(payload, now)
+                return payload
+        raise AuthenticationError("bad_signature")
+
+    def _decode(self, token: str, key: jwt.PyJWK, alg: str) -> dict[str, Any] | None:
+        """Verify with one key: the payload, None on a signature mismatch, else raise."""
+        try:
+            payload: dict[str, Any] = jwt.decode(
+                token,
+                key,
+                algorithms=[alg],
+                audience=self._settings.audience,
+                issuer=self._settings.issuers,
+                options={
+                    "require": _REQUIRED_CLAIMS,
+                    "verify_exp": False,
+                    "verify_nbf": False,
+                    "verify_iat": False,
+                    "enforce_minimum_key_length": True,
+                },
+            )
+        except jwt.InvalidSignatureError:
+            return None
+        except jwt.MissingRequiredClaimError as exc:
+            raise AuthenticationError(f"missing_{exc.claim}") from None
+        except jwt.InvalidAudienceError:
+            raise AuthenticationError("wrong_audience") from None
+        except jwt.InvalidIssuerError:
+            raise AuthenticationError("wrong_issuer") from None
+        except jwt.PyJWTError:
+            raise AuthenticationError("invalid") from None
+        return payload
+
+    def _check_times(self, payload: dict[str, Any], now: float) -> None:
+        leeway = self._settings.leeway_seconds
+        exp = _number(payload, "exp")
+        iat = _number(payload, "iat")
+        nbf = _number(payload, "nbf")
+        if exp is None or iat is None:  # pragma: no cover - PyJWT's "require" checked them
+            raise AuthenticationError("missing_time_claim")
+        if exp <= now - leeway:
+            raise AuthenticationError("expired")
+        if iat > now + leeway:
+            raise AuthenticationError("issued_in_future")
+        if nbf is not None and nbf > now + leeway:
+            raise AuthenticationError("not_yet_valid")
+
+
+def build_authenticator(
+    settings: IdentitySettings,
+    *,
+    session: aiohttp.ClientSession | None = None,
+) -> Authenticator:
+    """The seam: choose the implementation for `settings.mode` (only "jwt" today)."""
+    if settings.mode == "jwt":
+        return JwtAuthenticator(settings, session=session)
+    raise NotImplementedError(settings.mode)  # pragma: no cover - Literal allows only "jwt"

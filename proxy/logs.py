@@ -1,0 +1,82 @@
+"""Structured JSON logging with a last-line scrubber.
+
+The first defence is that no code path logs a PHI value, a token, a key or a credential. This
+module is the second: every record is rendered as one JSON object and anything shaped like a
+ciphertext token, a JWT or a bearer credential is replaced before it reaches a handler.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import sys
+import time
+from typing import Any, ClassVar
+
+import orjson
+
+__all__ = ["ACCESS_LOGGER", "ALERT_LOGGER", "JsonFormatter", "configure_logging", "scrub"]
+
+ACCESS_LOGGER = "phi_proxy.access"
+ALERT_LOGGER = "phi_proxy.alert"
+
+_SCRUBBERS: tuple[tuple[re.Pattern[str], str], ...] = (
+    (re.compile(r"phi\d+\.[A-Za-z0-9_.-]+"), "[token]"),
+    (re.compile(r"eyJ[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]*\.?[A-Za-z0-9_-]*"), "[jwt]"),
+    (re.compile(r"(?i)(bearer|basic)\s+[A-Za-z0-9._~+/=-]+"), r"\1 [credential]"),
+)
+
+
+def scrub(text: str) -> str:
+    """Replace anything token-, JWT- or credential-shaped in `text`."""
+    for pattern, replacement in _SCRUBBERS:
+        text = pattern.sub(replacement, text)
+    return text
+
+
+def _scrub_value(value: Any) -> Any:  # noqa: ANN401 - log fields are arbitrary JSON values
+    if isinstance(value, str):
+        return scrub(value)
+    if isinstance(value, dict):
+        return {k: _scrub_value(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_scrub_value(v) for v in value]
+    return value
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line: time, level, logger, message, and the record's `fields`."""
+
+    _RESERVED: ClassVar[frozenset[str]] = frozenset({"fields"})
+
+    def format(self, record: logging.LogRecord) -> str:
+        """Render the record as scrubbed JSON. Exception text is reduced to its type."""
+        event: dict[str, Any] = {
+            "ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
+            + f".{int(record.msecs):03d}Z",
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "msg": record.getMessage(),
+        }
+        fields = getattr(record, "fields", None)
+        if isinstance(fields, dict):
+            event.update(fields)
+        if record.exc_info and record.exc_info[0] is not None:
+            # The exception's message might quote input; its type and location are enough.
+            event["exc_type"] = record.exc_info[0].__name__
+            tb = record.exc_info[2]
+            while tb is not None and tb.tb_next is not None:
+                tb = tb.tb_next
+            if tb is not None:
+                event["exc_at"] = f"{tb.tb_frame.f_code.co_filename}:{tb.tb_lineno}"
+        return orjson.dumps(_scrub_value(event)).decode()
+
+
+def configure_logging(level: str = "info") -> None:
+    """Send every phi-proxy log record to stderr as scrubbed JSON lines."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(JsonFormatter())
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level.upper())
+    logging.getLogger("aiohttp.access").setLevel(logging.WARNING)

@@ -1,0 +1,163 @@
+"""Settings of the proxy's own network edges: listener, admin, upstream, limits, headers.
+
+The security sections (identity, grants, keys, fields, write routes) live beside the code they
+configure; `proxy.settings` assembles the whole file.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from pathlib import Path
+from typing import Annotated
+
+from pydantic import (
+    AfterValidator,
+    AnyHttpUrl,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+
+__all__ = [
+    "AdminSettings",
+    "ConfigPath",
+    "HeaderSettings",
+    "LimitsSettings",
+    "ListenSettings",
+    "ListenTls",
+    "UpstreamSettings",
+    "UpstreamTls",
+]
+
+_FROZEN = ConfigDict(frozen=True, extra="forbid")
+Port = Annotated[int, Field(ge=0, le=65535)]
+
+
+def _resolve_path(value: Path, info: ValidationInfo) -> Path:
+    """Resolve a relative path against the folder of the config file it was written in."""
+    if value.is_absolute():
+        return value
+    base = (info.context or {}).get("base_dir")
+    return Path(base) / value if base else value
+
+
+ConfigPath = Annotated[Path, AfterValidator(_resolve_path)]
+"""A file path in the config; relative paths are relative to the config file's folder."""
+
+
+class ListenTls(BaseModel):
+    """TLS on the client-facing listener (TLS 1.2 or newer)."""
+
+    model_config = _FROZEN
+    cert_file: ConfigPath = Field(description="PEM certificate chain presented to clients.")
+    key_file: ConfigPath = Field(description="PEM private key of that certificate (mode 0600).")
+
+
+class ListenSettings(BaseModel):
+    """Where clients reach the proxy."""
+
+    model_config = _FROZEN
+    host: str = Field("127.0.0.1", description="Address to listen on; 0.0.0.0 in a container.")
+    port: Port = Field(8080, description="Port for client traffic.")
+    tls: ListenTls | None = Field(None, description="Serve HTTPS; omit for plain HTTP.")
+
+
+class AdminSettings(BaseModel):
+    """The separate admin listener for /healthz and /readyz (never exposed to clients)."""
+
+    model_config = _FROZEN
+    host: str = Field("127.0.0.1", description="Admin address; keep it off the client network.")
+    port: Port = Field(9090, description="Admin port; 0 disables the admin listener.")
+
+
+class UpstreamTls(BaseModel):
+    """TLS towards the portal, for deployments where the hop is not loopback."""
+
+    model_config = _FROZEN
+    ca_file: ConfigPath | None = Field(None, description="CA bundle that signs the portal's cert.")
+    client_cert_file: ConfigPath | None = Field(None, description="Client certificate (mTLS).")
+    client_key_file: ConfigPath | None = Field(None, description="Key of the client certificate.")
+
+    @model_validator(mode="after")
+    def _cert_and_key_together(self) -> UpstreamTls:
+        if (self.client_cert_file is None) != (self.client_key_file is None):
+            raise ValueError("client_cert_file and client_key_file must be given together")
+        return self
+
+
+class UpstreamSettings(BaseModel):
+    """The portal behind the proxy."""
+
+    model_config = _FROZEN
+    url: AnyHttpUrl = Field(description="Base URL of the portal, e.g. http://127.0.0.1:8000.")
+    connect_timeout: float = Field(5.0, gt=0, le=300, description="Seconds to connect.")
+    timeout: float = Field(30.0, gt=0, le=3600, description="Seconds for the whole exchange.")
+    max_connections: int = Field(100, ge=1, le=10000, description="Pooled connections.")
+    preserve_host: bool = Field(
+        default=False, description="Send the client's Host header instead of the portal's."
+    )
+    forward_authorization: bool = Field(
+        default=True,
+        description="Pass the client's Authorization header on to the portal "
+        "(turn off if the portal must never see the bearer token).",
+    )
+    tls: UpstreamTls | None = Field(None, description="TLS settings for an https:// upstream.")
+
+    @field_validator("url")
+    @classmethod
+    def _no_query(cls, value: AnyHttpUrl) -> AnyHttpUrl:
+        if value.query or value.fragment:
+            raise ValueError("the upstream URL must not carry a query or fragment")
+        return value
+
+
+class LimitsSettings(BaseModel):
+    """Hard caps that keep a hostile or broken peer from exhausting the proxy."""
+
+    model_config = _FROZEN
+    max_request_body: int = Field(
+        1 << 20, ge=1024, description="Bytes; larger request bodies get 413."
+    )
+    max_response_body: int = Field(
+        32 << 20,
+        ge=1024,
+        description="Bytes (after decompression) of a response that must be transformed; "
+        "larger ones get 502, never streamed through untransformed.",
+    )
+
+
+def _parse_network(value: str) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
+    try:
+        return ipaddress.ip_network(value, strict=False)
+    except ValueError:
+        raise ValueError(f"not an IP address or CIDR network: {value!r}") from None
+
+
+class HeaderSettings(BaseModel):
+    """Which client headers are trusted or removed."""
+
+    model_config = _FROZEN
+    trusted_proxies: tuple[str, ...] = Field(
+        (),
+        description="CIDRs of load balancers whose X-Forwarded-* headers are kept and extended. "
+        "Empty (default): the proxy's peer is the client.",
+    )
+    strip_request_headers: tuple[str, ...] = Field(
+        (),
+        description="More client header names to remove (added to the built-in list of identity "
+        "headers); matched case-insensitively with '_' and '-' treated alike.",
+    )
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _valid_networks(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for item in value:
+            _parse_network(item)
+        return value
+
+    def trusted_networks(self) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+        """The trusted proxy networks, parsed."""
+        return tuple(_parse_network(item) for item in self.trusted_proxies)
