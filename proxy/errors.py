@@ -4,15 +4,17 @@
     ├── ConfigError, InvalidToken, KeyringError ─ KeystoreError, KekError    (keys.errors)
     ├── AuthenticationError        bearer token missing/invalid      → 401 + WWW-Authenticate
     ├── GrantError                 a grant request breaks a rule (TTL cap, bad subject)
-    │   └── GrantStoreUnavailable  the grant store cannot be read or written
+    │   └── GrantNotFound          revoke named no grant
+    ├── GrantStoreUnavailable      the grant store cannot be read or written
+    ├── RequestRejected            a request body must not reach the portal (400/415/422)
+    ├── UnsafeBody                 a response body cannot be transformed safely    → 502
     └── ProxyError                 a request the proxy answers itself, with `status`
-        ├── RequestRejected        the client's request cannot be forwarded safely (413/415/422)
-        ├── UnsafeBody             the upstream body cannot be transformed safely  → 502
-        ├── UpstreamUnavailable    the portal cannot be reached                    → 502
+        ├── UpstreamUnavailable    the portal cannot be reached or sent garbage    → 502
         └── UpstreamTimeout        the portal did not answer in time               → 504
 
-aiohttp's client errors become Upstream* in `proxy.forward.upstream`, and nowhere else; one
-middleware in `proxy.app` maps every ProxyError to a small JSON body with the request id.
+Each is defined beside the code that raises it and re-exported here. aiohttp's client errors
+become Upstream* in `proxy.forward.upstream`, and nowhere else; one middleware in `proxy.app`
+maps every error above to a status and a small JSON body carrying the request id.
 """
 
 from __future__ import annotations
@@ -25,15 +27,24 @@ from keys.errors import (
     KeystoreError,
     PhiProxyError,
 )
+from proxy.grants.errors import GrantError, GrantNotFound, GrantStoreUnavailable
+from proxy.identity.errors import AuthenticationError
+from proxy.transform.errors import RequestRejected, UnsafeBody
 
 __all__ = [
+    "AuthenticationError",
     "ConfigError",
+    "GrantError",
+    "GrantNotFound",
+    "GrantStoreUnavailable",
     "InvalidToken",
     "KekError",
     "KeyringError",
     "KeystoreError",
     "PhiProxyError",
     "ProxyError",
+    "RequestRejected",
+    "UnsafeBody",
     "UpstreamTimeout",
     "UpstreamUnavailable",
 ]

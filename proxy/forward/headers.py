@@ -91,8 +91,9 @@ _FORWARDING_HEADERS = frozenset(
 )
 _OWN_HEADERS = frozenset({"x-request-id"})
 
-# Towards the portal: we need bodies we can read in full.
-_REQUEST_RANGE_HEADERS = frozenset({"range", "if-range", "accept-encoding"})
+# Towards the portal: we need whole, uncompressed bodies, and we frame the (possibly
+# re-encrypted, so resized) request body ourselves.
+_REQUEST_RANGE_HEADERS = frozenset({"range", "if-range", "accept-encoding", "content-length"})
 
 
 def normalize_header_name(name: str) -> str:

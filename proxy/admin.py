@@ -1,0 +1,37 @@
+"""The admin listener: liveness and readiness, on an address clients never reach.
+
+`/healthz` answers while the process runs. `/readyz` answers 200 only when the keystore is
+loaded and the grant store answers; load balancers use it to keep traffic away from a replica
+that would mask everything.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from aiohttp import web
+
+if TYPE_CHECKING:
+    from proxy.runtime import Runtime
+
+__all__ = ["build_admin_app"]
+
+
+def build_admin_app(runtime: Runtime) -> web.Application:
+    """An application with /healthz and /readyz backed by `runtime`."""
+
+    async def healthz(_request: web.Request) -> web.Response:
+        return web.json_response({"status": "ok"})
+
+    async def readyz(_request: web.Request) -> web.Response:
+        checks = await runtime.readiness()
+        ready = all(checks.values())
+        return web.json_response(
+            {"status": "ready" if ready else "not ready", "checks": checks},
+            status=200 if ready else 503,
+        )
+
+    app = web.Application()
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
+    return app

@@ -1,0 +1,136 @@
+"""`phi-proxy`: serve the proxy, or check a config file before deploying it."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from typing import TYPE_CHECKING
+
+from keys.config_file import CONFIG_ENV_VAR, resolve_config_path
+from keys.errors import ConfigError, PhiProxyError
+from keys.settings import open_keyring
+from proxy.grants import open_grant_store
+from proxy.settings import Settings, load_settings
+from proxy.transform import FieldPolicy, RouteTable
+from proxy.transform.settings import KeepLastMask, TextMask
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+__all__ = ["main"]
+
+EXIT_USAGE = 2
+EXIT_FAILURE = 1
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="phi-proxy",
+        description="A sidecar reverse proxy that shows PHI only to callers with an active "
+        "grant for the practice that owns it, and masks it for everyone else.",
+        epilog=f"Every command reads its config from -c FILE, or from ${CONFIG_ENV_VAR}.",
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    serve = commands.add_parser("serve", help="run the proxy until SIGTERM")
+    serve.add_argument("-c", "--config", help=f"YAML config (default: ${CONFIG_ENV_VAR})")
+    serve.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="processes sharing the listen port via SO_REUSEPORT (default 1)",
+    )
+
+    check = commands.add_parser(
+        "check-config",
+        help="validate a config file, open its keystore and grant store, print a summary",
+    )
+    check.add_argument("-c", "--config", help=f"YAML config (default: ${CONFIG_ENV_VAR})")
+    return parser
+
+
+def _summary(settings: Settings) -> list[str]:
+    FieldPolicy.compile(settings.fields)
+    RouteTable.compile(settings.write_routes)
+    keyring = open_keyring(settings.keys)
+    lines = [
+        f"upstream:      {settings.upstream.url}",
+        f"listen:        {settings.listen.host}:{settings.listen.port}"
+        + (" (TLS)" if settings.listen.tls else ""),
+        f"admin:         {settings.admin.host}:{settings.admin.port}",
+        (
+            f"keystore:      {settings.keys.keystore} "
+            f"({len(keyring.practices())} practices, {len(keyring.infos())} key versions)"
+        ),
+        f"grant store:   {settings.grants.store}",
+    ]
+    lines.append("field classes:")
+    for name, spec in sorted(settings.fields.classes.items()):
+        mode = "deterministic (AES-SIV)" if spec.deterministic else "randomized (AES-GCM)"
+        lines.append(f"  {name:<16} {mode}, mask: {_describe_mask(spec.mask)}")
+    lines.append("selectors:")
+    for selector in settings.fields.selectors:
+        target = f"keys {', '.join(selector.keys)}" if selector.keys else f"path {selector.path}"
+        lines.append(f"  {selector.field_class:<16} {target}")
+    lines.append("write routes:" if settings.write_routes.root else "write routes:  (none)")
+    lines.extend(
+        f"  {route.method:<6} {route.path}  practice from {route.practice_from}"
+        for route in settings.write_routes.root
+    )
+    return lines
+
+
+def _describe_mask(mask: object) -> str:
+    if mask is None:
+        return "null"
+    if isinstance(mask, TextMask):
+        return repr(mask.text)
+    if isinstance(mask, KeepLastMask):
+        return f"last {mask.keep_last} in {mask.template!r}"
+    return type(mask).__name__
+
+
+async def _check_grant_store(settings: Settings) -> bool:
+    store = open_grant_store(settings.grants)
+    try:
+        return await store.ping()
+    finally:
+        await store.close()
+
+
+def _check_config(config: str | None) -> int:
+    path = resolve_config_path(config)
+    settings = load_settings(path)
+    for line in _summary(settings):
+        print(line)
+    if not asyncio.run(_check_grant_store(settings)):
+        print(
+            f"error: the grant store {settings.grants.store} cannot be read; "
+            "check the path/permissions or the database",
+            file=sys.stderr,
+        )
+        return EXIT_FAILURE
+    print(f"ok: {path} is valid")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the `phi-proxy` console script."""
+    args = _parser().parse_args(argv)
+    try:
+        if args.command == "check-config":
+            return _check_config(args.config)
+        from proxy.serve import serve  # noqa: PLC0415 - keep check-config free of server imports
+
+        if args.workers < 1:
+            print("error: --workers must be 1 or more", file=sys.stderr)
+            return EXIT_USAGE
+        return serve(resolve_config_path(args.config), workers=args.workers)
+    except PhiProxyError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE if isinstance(exc, ConfigError) else EXIT_FAILURE
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,224 @@
+"""The request pipeline: identity → request transform → forward → response transform → log.
+
+Every branch that cannot prove a body safe answers with an error instead of the body: an
+unreadable, oversized, oddly encoded or unparseable response becomes a 502 with no content from
+the portal in it. A response is streamed untouched only when its media type cannot carry PHI
+as text (images, audio, video, fonts) or when there is no body (HEAD, 204, 304).
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING
+
+from aiohttp import web
+
+from proxy.accesslog import AccessRecord
+from proxy.errors import ProxyError, UpstreamUnavailable
+from proxy.forward.decode import BodyTooLarge, decode_body
+from proxy.forward.headers import ForwardingContext, HeaderPolicy
+from proxy.forward.media import is_streamable
+from proxy.logs import ALERT_LOGGER
+from proxy.transform import (
+    RevealContext,
+    SealContext,
+    TransformStats,
+    encrypt_request,
+    transform_response,
+)
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    import aiohttp
+    from multidict import CIMultiDict
+
+    from keys.keyring import Keyring
+    from proxy.forward.upstream import Upstream
+    from proxy.grants import GrantStore
+    from proxy.identity import Authenticator, Caller
+    from proxy.transform import FieldPolicy, RouteTable
+
+__all__ = ["RECORD_KEY", "Pipeline", "error_response", "new_request_id"]
+
+_alerts = logging.getLogger(ALERT_LOGGER)
+_REFUSED_METHODS = frozenset({"TRACE", "TRACK", "CONNECT"})
+_NO_BODY_STATUSES = frozenset({204, 304})
+_CHUNK = 1 << 16
+
+RECORD_KEY = web.RequestKey("phi_proxy_access_record", AccessRecord)
+
+
+@dataclass(frozen=True, slots=True)
+class Pipeline:
+    """Everything one request needs, built once at startup (and swapped whole on reload)."""
+
+    authenticator: Authenticator
+    grants: GrantStore
+    keyring: Callable[[], Keyring]
+    policy: FieldPolicy
+    routes: RouteTable
+    headers: HeaderPolicy
+    upstream: Upstream
+    max_response_body: int
+    preserve_host: bool
+
+    async def handle(self, request: web.Request) -> web.StreamResponse:
+        """Answer one client request through the portal."""
+        record = request[RECORD_KEY]
+        if request.method.upper() in _REFUSED_METHODS:
+            raise web.HTTPMethodNotAllowed(request.method, [])
+        caller = await self.authenticator.authenticate(request.headers, now=time.time())
+        record.subject = None if caller.subject is None else str(caller.subject)
+        body = await self._request_body(request)
+        headers = self.headers.upstream_request_headers(
+            request.headers,
+            ForwardingContext(
+                peer=request.remote,
+                scheme=request.scheme,
+                host=request.host,
+                request_id=record.request_id,
+            ),
+        )
+        if self.preserve_host and request.host:
+            headers["Host"] = request.host
+        started = time.perf_counter()
+        async with self.upstream.request(
+            request.method, request.raw_path, headers=headers, body=body
+        ) as upstream:
+            record.upstream_ms = round((time.perf_counter() - started) * 1000, 3)
+            record.status = upstream.status
+            out_headers = HeaderPolicy.client_response_headers(upstream.headers)
+            if self._streams(request, upstream):
+                return await self._stream(request, upstream, out_headers)
+            raw = await self._read_capped(upstream)
+        return await self._transformed(
+            upstream=upstream, raw=raw, headers=out_headers, caller=caller, record=record
+        )
+
+    async def _request_body(self, request: web.Request) -> bytes | None:
+        """Read the client body (aiohttp enforces the size cap: 413) and encrypt PHI in it."""
+        if not request.body_exists:
+            return None
+        body = await request.read()
+        route = self.routes.match_route(request.method, request.path)
+        stats = TransformStats()
+        sealed = encrypt_request(
+            body,
+            request.headers.get("Content-Type"),
+            route,
+            SealContext(self.policy, self.keyring(), stats),
+        )
+        if stats.encrypted:
+            request[RECORD_KEY].fields["encrypted"] = dict(stats.encrypted)
+        return sealed
+
+    @staticmethod
+    def _streams(request: web.Request, upstream: aiohttp.ClientResponse) -> bool:
+        """Stream only what cannot carry PHI text: no body, or binary media."""
+        if request.method == "HEAD" or upstream.status in _NO_BODY_STATUSES:
+            return True
+        return is_streamable(upstream.headers.get("Content-Type"))
+
+    async def _stream(
+        self,
+        request: web.Request,
+        upstream: aiohttp.ClientResponse,
+        headers: CIMultiDict[str],
+    ) -> web.StreamResponse:
+        response = web.StreamResponse(status=upstream.status, reason=upstream.reason)
+        response.headers.extend(headers)
+        length = upstream.headers.get("Content-Length")
+        if length is not None and length.isdigit():
+            response.content_length = int(length)
+        await response.prepare(request)
+        if request.method != "HEAD" and upstream.status not in _NO_BODY_STATUSES:
+            async for chunk in upstream.content.iter_chunked(_CHUNK):
+                await response.write(chunk)
+        await response.write_eof()
+        return response
+
+    async def _read_capped(self, upstream: aiohttp.ClientResponse) -> bytes:
+        """Read a body that must be transformed, refusing anything over the limit."""
+        if upstream.status == 206:  # noqa: PLR2004 - 206 Partial Content
+            raise UpstreamUnavailable(
+                "the portal sent a partial (206) body that must be transformed whole",
+                code="upstream_partial_content",
+            )
+        limit = self.max_response_body
+        declared = upstream.headers.get("Content-Length")
+        if declared is not None and declared.isdigit() and int(declared) > limit:
+            raise BodyTooLarge("the portal's response is larger than limits.max_response_body")
+        chunks: list[bytes] = []
+        size = 0
+        async for chunk in upstream.content.iter_chunked(_CHUNK):
+            size += len(chunk)
+            if size > limit:
+                raise BodyTooLarge("the portal's response is larger than limits.max_response_body")
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+    async def _transformed(
+        self,
+        *,
+        upstream: aiohttp.ClientResponse,
+        raw: bytes,
+        headers: CIMultiDict[str],
+        caller: Caller,
+        record: AccessRecord,
+    ) -> web.Response:
+        content_encoding = headers.pop("Content-Encoding", None)
+        body = decode_body(raw, content_encoding, limit=self.max_response_body)
+        content_type = upstream.headers.get("Content-Type")
+        if self.policy.may_need_transform(body, content_type):
+            access = await self.grants.access_for(caller, datetime.now(UTC))
+            context = RevealContext(self.policy, self.keyring(), access, route_practice=None)
+            body = transform_response(body, content_type, context)
+            self._account(context.stats, record)
+            headers["Cache-Control"] = "no-store"
+            vary = headers.get("Vary")
+            headers["Vary"] = f"{vary}, Authorization" if vary else "Authorization"
+        return web.Response(
+            status=upstream.status, reason=upstream.reason, body=body, headers=headers
+        )
+
+    @staticmethod
+    def _account(stats: TransformStats, record: AccessRecord) -> None:
+        """Counts for the access line; one alert line per token that failed to open."""
+        record.fields.update(
+            decrypted=dict(stats.decrypted),
+            masked=dict(stats.masked),
+            plaintext_kept=dict(stats.plaintext_kept),
+            practices=sorted(stats.practices),
+            integrity_failures=stats.integrity_failures,
+        )
+        for event in stats.integrity_events:
+            _alerts.warning(
+                "integrity_failure",
+                extra={
+                    "fields": {
+                        "request_id": record.request_id,
+                        "subject": record.subject,
+                        "kid": event.kid,
+                        "reason": event.reason,
+                    }
+                },
+            )
+
+
+def new_request_id() -> str:
+    """A short random id that ties the access log, audit event and error body together."""
+    return secrets.token_hex(8)
+
+
+def error_response(error: ProxyError, request_id: str) -> web.Response:
+    """The small JSON body every proxy-made error carries."""
+    return web.json_response(
+        {"error": error.code, "message": error.message, "request_id": request_id},
+        status=error.status,
+        headers={"Cache-Control": "no-store"},
+    )

@@ -1,0 +1,102 @@
+"""The live state of one proxy process: settings, opened stores, the current pipeline.
+
+Built from settings, opened once in the app's cleanup context, closed after in-flight requests
+finish. The pipeline is an immutable value; reloading keys or config builds a new one and swaps
+the reference, so a request always sees one consistent snapshot.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING
+
+from keys.settings import open_keyring
+from proxy.forward.headers import HeaderPolicy
+from proxy.forward.upstream import Upstream
+from proxy.grants import open_grant_store
+from proxy.handler import Pipeline
+from proxy.identity import build_authenticator
+from proxy.transform import FieldPolicy, RouteTable
+
+if TYPE_CHECKING:
+    from keys.keyring import Keyring
+    from proxy.grants import GrantStore
+    from proxy.identity import Authenticator
+    from proxy.settings import Settings
+
+__all__ = ["Runtime"]
+
+_log = logging.getLogger("phi_proxy")
+
+
+class Runtime:
+    """Owns the resources of one process and hands out the current pipeline."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._keyring: Keyring | None = None
+        self._grants: GrantStore | None = None
+        self._authenticator: Authenticator | None = None
+        self._upstream = Upstream(settings.upstream)
+        self._pipeline: Pipeline | None = None
+
+    async def open(self) -> None:
+        """Open the keystore, grant store, identity provider and portal pool; build the pipeline.
+
+        Any failure here stops the start: a proxy that cannot decide who may see what must
+        not accept traffic.
+        """
+        settings = self.settings
+        self._keyring = open_keyring(settings.keys)
+        self._grants = open_grant_store(settings.grants)
+        self._authenticator = build_authenticator(settings.identity)
+        await self._upstream.open()
+        headers = settings.headers
+        self._pipeline = Pipeline(
+            authenticator=self._authenticator,
+            grants=self._grants,
+            keyring=self.keyring,
+            policy=FieldPolicy.compile(settings.fields),
+            routes=RouteTable.compile(settings.write_routes),
+            headers=HeaderPolicy.build(
+                extra_stripped=headers.strip_request_headers,
+                trusted_networks=headers.trusted_networks(),
+                forward_authorization=settings.upstream.forward_authorization,
+            ),
+            upstream=self._upstream,
+            max_response_body=settings.limits.max_response_body,
+            preserve_host=settings.upstream.preserve_host,
+        )
+        _log.info(
+            "runtime opened",
+            extra={"fields": {"practices": len(self.keyring().practices())}},
+        )
+
+    async def close(self) -> None:
+        """Close everything that `open` opened, in reverse order."""
+        await self._upstream.close()
+        if self._authenticator is not None:
+            await self._authenticator.close()
+        if self._grants is not None:
+            await self._grants.close()
+
+    def keyring(self) -> Keyring:
+        """The current keyring snapshot."""
+        if self._keyring is None:
+            raise RuntimeError("the runtime is not open")
+        return self._keyring
+
+    def pipeline(self) -> Pipeline:
+        """The current request pipeline."""
+        if self._pipeline is None:
+            raise RuntimeError("the runtime is not open")
+        return self._pipeline
+
+    async def readiness(self) -> dict[str, bool]:
+        """Each dependency's state, for /readyz."""
+        grants_ok = self._grants is not None and await self._grants.ping()
+        return {
+            "keystore": self._keyring is not None and bool(self._keyring.practices()),
+            "grant_store": grants_ok,
+            "upstream_pool": self._pipeline is not None,
+        }

@@ -1,0 +1,58 @@
+"""The two ways a body transform refuses to go on.
+
+    PhiProxyError (keys.errors)
+    ├── UnsafeBody        a response body cannot be processed safely: answer 502, send nothing
+    └── RequestRejected   a request body must not reach the portal: answer `status`, forward nothing
+
+Neither error ever carries body content: `UnsafeBody` holds only a fixed reason code, and
+`RequestRejected` holds an operator-readable message that names field classes and config
+settings, never a value.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+from keys.errors import PhiProxyError
+
+__all__ = ["UNSAFE_REASONS", "RequestRejected", "UnsafeBody"]
+
+#: Every reason code `UnsafeBody` may carry (a closed set, so logs and metrics stay bounded).
+UNSAFE_REASONS: Final = frozenset(
+    {
+        "invalid_json",  # the JSON parser rejected the body (syntax, NaN/Infinity, bad escapes)
+        "invalid_utf8",  # not UTF-8, or a lone surrogate
+        "duplicate_key",  # an object names the same key twice: client and proxy may disagree
+        "too_deep",  # nesting deeper than fields.max_depth
+        "number_out_of_range",  # an integer beyond 64 bits would lose precision if rewritten
+        "key_collision",  # rewriting token-bearing object keys made two keys equal
+        "unsupported_charset",  # a text charset in which tokens could hide (UTF-16, UTF-7, …)
+        "token_residue",  # the token prefix survived substitution (defence in depth)
+    }
+)
+
+
+class UnsafeBody(PhiProxyError):
+    """A response body that cannot be transformed safely; the caller answers 502 with no body.
+
+    `reason` is one of `UNSAFE_REASONS`; it is safe to log and says nothing about the content.
+    """
+
+    def __init__(self, reason: str) -> None:
+        if reason not in UNSAFE_REASONS:  # pragma: no cover - programming error
+            msg = f"unknown UnsafeBody reason {reason!r}"
+            raise ValueError(msg)
+        super().__init__(reason)
+        self.reason = reason
+
+
+class RequestRejected(PhiProxyError):
+    """A request body that must not be forwarded; answer `status` with `message`.
+
+    The message is written for the client and the operator alike and never echoes a value.
+    """
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message

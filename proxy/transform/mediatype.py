@@ -1,0 +1,71 @@
+"""Which transform a body gets, from its Content-Type (parsed by aiohttp, not by us).
+
+    application/json, */*+json, text/json      → the JSON walk (selectors + tokens)
+    text/html, */xml, */*+xml, xhtml            → token substitution, HTML/XML-escaped
+    text/csv / text/tab-separated-values       → token substitution keeping CSV/TSV valid
+    other *json* (NDJSON, json-seq, …)          → token substitution, JSON-string-escaped
+    anything else, or no Content-Type          → token substitution; JSON-escaped when the body
+                                                 starts like JSON ({ [ "), else inserted as is
+
+Charsets: tokens are ASCII and are searched for as bytes, which is only sound in an
+ASCII-compatible charset where no other byte sequence decodes to ASCII. UTF-8, US-ASCII,
+ISO-8859-x and windows-125x qualify; anything else (UTF-16/32, UTF-7, unknown names) is refused.
+"""
+
+from __future__ import annotations
+
+import codecs
+import functools
+from dataclasses import dataclass
+from typing import Final
+
+from aiohttp.helpers import parse_mimetype
+
+__all__ = ["BodyKind", "classify"]
+
+_SAFE_CODECS: Final = frozenset(
+    {"utf-8", "utf-8-sig", "ascii"}
+    | {f"iso8859-{n}" for n in (*range(1, 12), *range(13, 17))}
+    | {f"cp{n}" for n in range(1250, 1259)}
+)
+
+
+@dataclass(frozen=True, slots=True)
+class BodyKind:
+    """How to treat a body: JSON walk or text substitution, escaping, and charset."""
+
+    json: bool
+    escape: str  # "json" | "html" | "csv" | "tsv" | "plain" | "sniff"
+    charset: str | None  # a safe codec name; None = a charset we refuse
+    delimiter: str = ","
+
+
+def _codec(name: str | None) -> str | None:
+    if not name:
+        return "utf-8"
+    try:
+        codec = codecs.lookup(name.strip().strip('"')).name
+    except LookupError:
+        return None
+    return codec if codec in _SAFE_CODECS else None
+
+
+@functools.lru_cache(maxsize=256)
+def classify(content_type: str | None) -> BodyKind:  # noqa: PLR0911 - a lookup table
+    """Classify a Content-Type header value (None or empty: unknown, sniffed per body)."""
+    if not content_type:
+        return BodyKind(json=False, escape="sniff", charset="utf-8")
+    mime = parse_mimetype(content_type)
+    charset = _codec(mime.parameters.get("charset"))
+    sub, suffix = mime.subtype.lower(), mime.suffix.lower()
+    if sub == "json" or suffix == "json":
+        return BodyKind(json=True, escape="json", charset=charset)
+    if sub in {"html", "xml", "xhtml"} or suffix == "xml":
+        return BodyKind(json=False, escape="html", charset=charset)
+    if sub == "csv":
+        return BodyKind(json=False, escape="csv", charset=charset)
+    if sub == "tab-separated-values":
+        return BodyKind(json=False, escape="tsv", charset=charset, delimiter="\t")
+    if "json" in sub or "json" in suffix:
+        return BodyKind(json=False, escape="json", charset=charset)
+    return BodyKind(json=False, escape="sniff", charset=charset)

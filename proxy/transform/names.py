@@ -1,0 +1,93 @@
+r"""How an object key is compared with a configured field name, and what could hide one.
+
+Key names are compared after normalization, so a portal (or an attacker who controls some of
+its output) cannot dodge a selector by spelling `ssn` as `"\\u0073sn"`, `SSN`, `Ssn` or in
+full-width letters (U+FF53 …): JSON escapes are decoded by the parser, then NFKC → case-fold →
+NFKC (the fixed point Unicode recommends for caseless identifier matching), then, when
+`fold_separators` is on, the separators `_ - . space` are dropped, so `socialSecurityNumber`,
+`social-security-number` and `social_security_number` are one name.
+
+The fast path (`FieldPolicy.may_need_transform`) has to prove from raw bytes that no key can
+normalize to a selected name. For ASCII that is a case-insensitive substring search (NFKC and
+case-folding of ASCII are `str.lower`). For everything else we precompute, once per process,
+the set of non-ASCII code points whose normalization contains an ASCII character (full-width
+letters, the long s U+017F, the Kelvin sign, mathematical letters, …): a body without any of
+them and without a JSON escape that decodes to one cannot spell an ASCII name in disguise.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+import unicodedata
+from typing import Final
+
+__all__ = [
+    "SEPARATORS",
+    "ascii_revealing_pattern",
+    "is_ascii_revealing",
+    "normalize_name",
+]
+
+#: Dropped from names when `fold_separators` is on.
+SEPARATORS: Final = "_-. "
+_DROP_SEPARATORS: Final = str.maketrans("", "", SEPARATORS)
+_MAX_CODE_POINT: Final = 0x110000
+_SURROGATES: Final = range(0xD800, 0xE000)
+
+
+def _nfkc_casefold(text: str) -> str:
+    if text.isascii():
+        return text.lower()  # NFKC is the identity on ASCII and case-folding is lower()
+    nfkc = unicodedata.normalize
+    return nfkc("NFKC", nfkc("NFKC", text).casefold())
+
+
+def normalize_name(name: str, *, fold_separators: bool) -> str:
+    """The form in which a key and a configured name are compared."""
+    folded = _nfkc_casefold(name)
+    return folded.translate(_DROP_SEPARATORS) if fold_separators else folded
+
+
+def is_ascii_revealing(code_point: int) -> bool:
+    """True if this non-ASCII code point normalizes to something containing ASCII."""
+    return code_point in _ascii_revealing_set()
+
+
+@functools.cache
+def _ascii_revealing_set() -> frozenset[int]:
+    """Every non-ASCII code point whose NFKC-casefold form contains an ASCII character.
+
+    About 0.3 s once per process (computed on first use, i.e. when the policy is compiled);
+    derived from the running interpreter's Unicode tables, so it never disagrees with
+    `normalize_name`.
+    """
+    found = []
+    decomposition = unicodedata.decomposition
+    for code_point in range(0x80, _MAX_CODE_POINT):
+        if code_point in _SURROGATES:
+            continue
+        char = chr(code_point)
+        # A character with no decomposition that is its own case fold normalizes to itself.
+        if not decomposition(char) and char.casefold() == char:
+            continue
+        if any(ord(c) < 0x80 for c in _nfkc_casefold(char)):  # noqa: PLR2004 - ASCII bound
+            found.append(code_point)
+    return frozenset(found)
+
+
+@functools.cache
+def ascii_revealing_pattern() -> re.Pattern[str]:
+    """A compiled character class matching any code point of `_ascii_revealing_set`."""
+    points = sorted(_ascii_revealing_set())
+    ranges: list[tuple[int, int]] = []
+    for point in points:
+        if ranges and ranges[-1][1] == point - 1:
+            ranges[-1] = (ranges[-1][0], point)
+        else:
+            ranges.append((point, point))
+    parts = "".join(
+        re.escape(chr(lo)) if lo == hi else f"{re.escape(chr(lo))}-{re.escape(chr(hi))}"
+        for lo, hi in ranges
+    )
+    return re.compile(f"[{parts}]")

@@ -1,0 +1,184 @@
+"""The compiled field policy: everything the hot path needs, prepared once at startup.
+
+`FieldPolicy.compile(settings)` turns the `fields:` section into lookup tables: a key's role
+(selected class, practice key, id key) is one dict lookup after the first time a spelling is
+seen; JSON paths become one NFA (`PathMatcher`); masks are built per class. Nothing here is
+touched per request except through these tables.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Final
+
+from keys.token_format import TOKEN_PREFIX, TOKEN_PREFIX_BYTES
+from proxy.transform.jsonpath import PathMatcher, compile_path
+from proxy.transform.masks import FixedMask, Mask, compile_mask
+from proxy.transform.mediatype import classify
+from proxy.transform.names import SEPARATORS, ascii_revealing_pattern, is_ascii_revealing
+
+if TYPE_CHECKING:
+    from proxy.transform.settings import FieldSettings
+
+__all__ = ["FieldPolicy", "KeyRole"]
+
+_ROLE_CACHE_LIMIT: Final = 8192
+_ESCAPE: Final = re.compile(rb"\\u([0-9A-Fa-f]{4})")
+_SEPARATORS_B: Final = SEPARATORS.encode("ascii")
+_ASCII_END: Final = 0x80
+_SURROGATES: Final = range(0xD800, 0xE000)
+# UTF-16/32 spellings of the prefix: a body in those encodings could hide tokens from a byte
+# search, so the fast path must send it to the transform (which refuses it).
+_WIDE_PREFIXES: Final = tuple(
+    TOKEN_PREFIX.encode(codec) for codec in ("utf-16-le", "utf-16-be", "utf-32-le", "utf-32-be")
+)
+
+
+@dataclass(frozen=True, slots=True)
+class KeyRole:
+    """What an object key means to the policy (computed once per distinct spelling)."""
+
+    normalized: str
+    field_class: str | None  # selected by a key selector
+    practice_key: bool
+    id_key: bool
+    has_prefix: bool  # the key itself carries the token prefix
+
+
+class FieldPolicy:
+    """Compiled `fields:` settings. Immutable after compile except for bounded lookup caches."""
+
+    __slots__ = (
+        "_always_inspect",
+        "_classes",
+        "_fold",
+        "_id_names",
+        "_key_classes",
+        "_masks",
+        "_needles",
+        "_practice_names",
+        "_roles",
+        "_settings",
+        "default_mask",
+        "matcher",
+        "max_depth",
+        "redacted_text",
+    )
+
+    def __init__(self, settings: FieldSettings) -> None:
+        """Use `FieldPolicy.compile`."""
+        self._settings = settings
+        self._fold = settings.fold_separators
+        self.max_depth = settings.max_depth
+        self.redacted_text = settings.redacted_text
+        self.default_mask: Mask = FixedMask(settings.redacted_text)
+        self._masks = {
+            name: compile_mask(cls, settings.redacted_text)
+            for name, cls in settings.classes.items()
+        }
+        self._classes = settings.classes
+        key_classes: dict[str, str] = {}
+        paths = []
+        needles: set[str] = set()
+        always = False
+        for selector in settings.selectors:
+            for name in selector.keys or ():
+                folded = settings.normalize(name)
+                key_classes.setdefault(folded, selector.field_class)  # first rule wins
+                needles.add(folded)
+            if selector.path is not None:
+                path = compile_path(selector.path, settings.normalize)
+                paths.append((path, selector.field_class))
+                required = path.required_names()
+                if required is None:
+                    always = True
+                else:
+                    needles.update(required)
+        self._key_classes = key_classes
+        self.matcher = PathMatcher(paths, settings.normalize)
+        self._needles = tuple(sorted(n.encode("utf-8") for n in needles))
+        self._always_inspect = always or any(not n.isascii() for n in needles)
+        self._practice_names = frozenset(map(settings.normalize, settings.record.practice_keys))
+        self._id_names = frozenset(map(settings.normalize, settings.record.id_keys))
+        self._roles: dict[str, KeyRole] = {}
+        if needles and not self._always_inspect:
+            ascii_revealing_pattern()  # pay the one-off table build at startup, not per request
+
+    @classmethod
+    def compile(cls, settings: FieldSettings) -> FieldPolicy:
+        """Compile validated settings (all checks already ran when the settings were loaded)."""
+        return cls(settings)
+
+    @property
+    def settings(self) -> FieldSettings:
+        """The settings this policy was compiled from."""
+        return self._settings
+
+    def mask_for(self, field_class: str) -> Mask:
+        """The mask of a class; a class the config does not know gets the redacted text."""
+        return self._masks.get(field_class, self.default_mask)
+
+    def is_deterministic(self, field_class: str) -> bool:
+        """True if values of this class are encrypted with the deterministic cipher."""
+        settings = self._classes.get(field_class)
+        return settings is not None and settings.deterministic
+
+    def normalize(self, name: str) -> str:
+        """Normalize a key name as this policy compares names."""
+        return self.role(name).normalized
+
+    def role(self, key: str) -> KeyRole:
+        """The role of an object key (cached per spelling; the cache is bounded)."""
+        role = self._roles.get(key)
+        if role is None:
+            folded = self._settings.normalize(key)
+            role = KeyRole(
+                normalized=folded,
+                field_class=self._key_classes.get(folded),
+                practice_key=folded in self._practice_names,
+                id_key=folded in self._id_names,
+                has_prefix=TOKEN_PREFIX in key,
+            )
+            if len(self._roles) >= _ROLE_CACHE_LIMIT:
+                self._roles.clear()
+            self._roles[key] = role
+        return role
+
+    def may_need_transform(self, body: bytes, content_type: str | None = None) -> bool:
+        """False only if the body provably needs no change: no token, no selected key.
+
+        Sound by construction (and proven by property tests): a body for which this returns
+        False comes back from `transform_response` byte-identical. Pass the response's
+        Content-Type when known, so a charset in which tokens could hide is never skipped.
+        """
+        if TOKEN_PREFIX_BYTES in body:
+            return True
+        if content_type and classify(content_type).charset is None:
+            return True
+        if b"\x00" in body and any(wide in body for wide in _WIDE_PREFIXES):
+            return True
+        return self.may_hold_selected_keys(body)
+
+    def may_hold_selected_keys(self, body: bytes) -> bool:
+        """False only if no key in `body` (as JSON) can normalize to a selected name."""
+        if self._always_inspect:
+            return True
+        if not self._needles:
+            return False
+        if b"\\u" in body:
+            for match in _ESCAPE.finditer(body):
+                point = int(match.group(1), 16)
+                if point < _ASCII_END or point in _SURROGATES or is_ascii_revealing(point):
+                    return True
+        if not body.isascii():
+            try:
+                text = body.decode("utf-8")
+            except UnicodeDecodeError:
+                return True  # let the parser refuse it
+            if ascii_revealing_pattern().search(text):
+                return True
+        haystack = body.lower()
+        if self._fold:
+            haystack = haystack.translate(None, _SEPARATORS_B)
+        return any(needle in haystack for needle in self._needles)

@@ -1,0 +1,271 @@
+"""The request transform: PHI reaches the portal only as ciphertext.
+
+* On a write route (JSON body): every selected value is encrypted under the primary key of the
+  route's practice (deterministic cipher for classes flagged `deterministic`). The practice
+  comes from a path parameter or a top-level body key; unknown practice or no active key →
+  422, nothing forwarded. A selected value that already is a token must open with one of that
+  practice's keys and carry the selected class, else 422.
+* Form-encoded (and any other non-JSON) bodies on a write route → 415. We do not encrypt
+  forms: portals disagree about form syntax (`;` as a separator, `patient[ssn]` nesting, which
+  of two equal names wins), so we cannot be sure the portal would see the field we encrypted.
+* On any other route: a JSON (or JSON-looking) body, or a form, holding a non-empty plaintext
+  value in a selected field → 422: that route is not configured to encrypt, and PHI would reach
+  the portal in clear. Tokens pass. Multipart and other bodies pass unchecked (see
+  docs/field-policy.md: keep PHI uploads off non-write routes).
+
+Messages are for the client and the operator; they name classes and settings, never a value.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Final
+from urllib.parse import parse_qsl
+
+import orjson
+from aiohttp.helpers import parse_mimetype
+
+from keys.errors import InvalidToken, KeyringError
+from keys.token_format import TOKEN_PREFIX
+from proxy.transform.errors import RequestRejected, UnsafeBody
+from proxy.transform.jsonsafe import parse_json
+from proxy.transform.settings import BodyKeyPractice
+from proxy.transform.stats import TransformStats
+
+if TYPE_CHECKING:
+    from keys.keyring import Keyring
+    from proxy.transform.policy import FieldPolicy
+    from proxy.transform.routes import RouteMatch
+
+__all__ = ["SealContext", "encrypt_request"]
+
+_FORM: Final = "application/x-www-form-urlencoded"
+_FORM_NAME_PARTS: Final = re.compile(r"[\[\].]+")
+_JSON_START: Final = (b"{", b"[")
+_NOT_WRITE: Final = (
+    "this route is not configured as a write route, and the body holds a plaintext value in a "
+    "field of class {cls!r}; PHI would reach the portal in clear, so nothing was forwarded. "
+    "Send it to a configured write route, or add this route under write_routes."
+)
+
+
+@dataclass(frozen=True, slots=True)
+class SealContext:
+    """Everything one request transform needs; build one per request."""
+
+    policy: FieldPolicy
+    keyring: Keyring
+    stats: TransformStats = field(default_factory=TransformStats)
+
+
+def _kind(content_type: str | None, body: bytes) -> str:
+    if content_type:
+        mime = parse_mimetype(content_type)
+        sub, suffix = mime.subtype.lower(), mime.suffix.lower()
+        if sub == "json" or suffix == "json":
+            return "json"
+        if f"{mime.type}/{sub}".lower() == _FORM:
+            return "form"
+        if mime.type.lower() == "multipart":
+            return "multipart"
+    return "sniffed-json" if body.lstrip()[:1] in _JSON_START else "other"
+
+
+def _parse(body: bytes) -> object:
+    try:
+        return parse_json(body)
+    except UnsafeBody as exc:
+        raise RequestRejected(
+            400,
+            f"the JSON request body cannot be checked safely ({exc.reason}); nothing was "
+            "forwarded. Send valid UTF-8 JSON without duplicate keys or NaN.",
+        ) from None
+
+
+def encrypt_request(
+    body: bytes, content_type: str | None, route: RouteMatch | None, ctx: SealContext
+) -> bytes:
+    """Encrypt PHI fields of a request body, or refuse it; returns `body` if nothing changed.
+
+    Raises RequestRejected (400, 415 or 422) when the body must not be forwarded.
+    """
+    if not body:
+        return body
+    kind = _kind(content_type, body)
+    if route is None:
+        _check_not_write(body, kind, ctx)
+        return body
+    if kind != "json":
+        raise RequestRejected(
+            415,
+            f"{route.route.method} {route.route.path} is a write route and accepts only JSON "
+            "bodies (Content-Type: application/json), so its PHI fields can be encrypted; "
+            "nothing was forwarded.",
+        )
+    doc = _parse(body)
+    practice = _practice(route, doc, ctx)
+    walk = _Walk(ctx, practice)
+    result = walk.value(doc, 0, ctx.policy.matcher.initial, None)
+    return orjson.dumps(result) if walk.changed else body
+
+
+def _check_not_write(body: bytes, kind: str, ctx: SealContext) -> None:
+    if kind in {"json", "sniffed-json"}:
+        if not ctx.policy.may_hold_selected_keys(body):
+            return
+        if kind == "json":
+            doc = _parse(body)
+        else:
+            try:
+                doc = parse_json(body)
+            except UnsafeBody:
+                return  # not JSON after all; it was not declared as JSON either
+        _Walk(ctx, None).value(doc, 0, ctx.policy.matcher.initial, None)
+    elif kind == "form":
+        _check_form(body, ctx)
+
+
+def _check_form(body: bytes, ctx: SealContext) -> None:
+    # Split on ";" too, and look at every part of names like patient[ssn] or patient.ssn:
+    # some portals read forms that way.
+    text = body.decode("utf-8", errors="replace").replace(";", "&")
+    for name, value in parse_qsl(text, keep_blank_values=True):
+        for part in _FORM_NAME_PARTS.split(name):
+            field_class = ctx.policy.role(part).field_class if part else None
+            if field_class is not None and value and not value.startswith(TOKEN_PREFIX):
+                raise RequestRejected(422, _NOT_WRITE.format(cls=field_class))
+
+
+def _practice(route: RouteMatch, doc: object, ctx: SealContext) -> str:
+    source = route.route.practice_from
+    where = f"{route.route.method} {route.route.path}"
+    if isinstance(source, BodyKeyPractice):
+        what = f"body key {source.body_key!r}"
+        wanted = ctx.policy.normalize(source.body_key)
+        found = (
+            {
+                value if isinstance(value, str) else str(value)
+                for key, value in doc.items()
+                if ctx.policy.normalize(key) == wanted
+                and isinstance(value, str | int)
+                and not isinstance(value, bool)
+            }
+            if isinstance(doc, dict)
+            else set()
+        )
+        practice = found.pop() if len(found) == 1 else None
+    else:
+        what = f"path parameter {source.path_param!r}"
+        practice = route.params.get(source.path_param)
+    if not practice:
+        raise RequestRejected(
+            422,
+            f"write route {where}: the request does not name exactly one practice in its "
+            f"{what}; nothing was forwarded.",
+        )
+    try:
+        ctx.keyring.primary(practice)
+    except KeyringError:
+        raise RequestRejected(
+            422,
+            f"write route {where}: the practice named by the {what} has no active key, so its "
+            "PHI cannot be encrypted; nothing was forwarded. Check the practice id, or add the "
+            "practice with `phi-keys add-practice`.",
+        ) from None
+    return practice
+
+
+class _Walk:
+    """Encrypts selected values for `practice`; with practice None, only refuses plaintext."""
+
+    __slots__ = ("changed", "ctx", "practice")
+
+    def __init__(self, ctx: SealContext, practice: str | None) -> None:
+        self.ctx = ctx
+        self.practice = practice
+        self.changed = False
+
+    def value(
+        self, value: object, depth: int, states: tuple[int, ...], field_class: str | None
+    ) -> object:
+        if isinstance(value, dict | list):
+            if depth >= self.ctx.policy.max_depth:
+                raise RequestRejected(
+                    400,
+                    "the JSON request body is nested deeper than fields.max_depth; "
+                    "nothing was forwarded.",
+                )
+            if isinstance(value, dict):
+                for key, item in value.items():
+                    role = self.ctx.policy.role(key)
+                    child_states, path_class = (
+                        self.ctx.policy.matcher.step(states, role.normalized, 0, item)
+                        if states
+                        else ((), None)
+                    )
+                    cls = path_class or role.field_class or field_class
+                    new = self.value(item, depth + 1, child_states, cls)
+                    if new is not item:
+                        value[key] = new
+            else:
+                for index, item in enumerate(value):
+                    child_states, path_class = (
+                        self.ctx.policy.matcher.step(states, None, index, item)
+                        if states
+                        else ((), None)
+                    )
+                    new = self.value(item, depth + 1, child_states, path_class or field_class)
+                    if new is not item:
+                        value[index] = new
+            return value
+        if field_class is None or value is None:
+            return value
+        if isinstance(value, str):
+            return self.seal(value, field_class)
+        return self.seal(orjson.dumps(value).decode("ascii"), field_class)
+
+    def seal(self, text: str, field_class: str) -> str:
+        ctx = self.ctx
+        if text.startswith(TOKEN_PREFIX):
+            self.check_token(text, field_class)
+            return text
+        if self.practice is None:
+            if text:
+                raise RequestRejected(422, _NOT_WRITE.format(cls=field_class))
+            return text
+        if TOKEN_PREFIX in text:
+            raise RequestRejected(
+                422,
+                f"a field of class {field_class!r} holds text that contains a token; send "
+                "either plaintext or exactly one token. Nothing was forwarded.",
+            )
+        token = ctx.keyring.encrypt(
+            self.practice,
+            field_class,
+            text,
+            deterministic=ctx.policy.is_deterministic(field_class),
+        )
+        ctx.stats.encrypted[field_class] += 1
+        self.changed = True
+        return token
+
+    def check_token(self, token: str, field_class: str) -> None:
+        if self.practice is None:
+            return  # not a write route: tokens pass as they are
+        try:
+            opened = self.ctx.keyring.open(token)
+        except InvalidToken:
+            opened = None
+        if opened is None or opened.practice != self.practice:
+            raise RequestRejected(
+                422,
+                f"a field of class {field_class!r} holds a token that does not belong to this "
+                "route's practice (or cannot be opened); nothing was forwarded.",
+            )
+        if opened.field_class != field_class:
+            raise RequestRejected(
+                422,
+                f"a field of class {field_class!r} holds a token of another field class; "
+                "nothing was forwarded.",
+            )

@@ -1,0 +1,254 @@
+"""The response transform: one parse, one walk, one serialization (or the original bytes).
+
+`transform_response` is the only entry point the app needs. JSON bodies are walked with the
+field policy; every other body is scanned for tokens (`textbody`). In the walk:
+
+* a value is *selected* by a JSON path ending at it (first path in the config wins), else by a
+  key selector on its key, else by being inside a selected object/array (every scalar below a
+  selected container inherits its class, unless a more specific rule applies further down);
+* a selected string that starts with the token prefix is decided as a token; any other selected
+  non-null scalar is legacy plaintext (numbers and booleans included);
+* any other string, and every object key, that contains the prefix has each token decided in
+  place; if the prefix is still there afterwards (a malformed token) the whole string is masked;
+* nothing changes → the caller gets the exact bytes it passed in.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import TYPE_CHECKING, Final
+
+import orjson
+
+from keys.token_format import TOKEN_PATTERN, TOKEN_PREFIX
+from proxy.transform.errors import UnsafeBody
+from proxy.transform.jsonsafe import parse_json
+from proxy.transform.mediatype import classify
+from proxy.transform.reveal import (
+    UNKNOWN_PRACTICE,
+    RecordPractice,
+    RevealContext,
+    decide_plaintext,
+    decide_token,
+)
+from proxy.transform.textbody import transform_text
+
+if TYPE_CHECKING:
+    from proxy.transform.policy import KeyRole
+
+__all__ = ["transform_json", "transform_response"]
+
+_INT64_MIN: Final = -(2**63)
+_UINT64_END: Final = 2**64
+_NO_STATES: Final[tuple[int, ...]] = ()
+_LONG_INTEGER: Final = re.compile(rb"(?<![\d.])\d{20,}(?![\d.eE])")
+
+
+def transform_response(body: bytes, content_type: str | None, ctx: RevealContext) -> bytes:
+    """Decrypt-or-mask every PHI value in a response body for the caller in `ctx`.
+
+    Returns `body` itself when nothing needs to change. Raises UnsafeBody when the body
+    cannot be processed safely (the caller answers 502 and sends none of it).
+    """
+    kind = classify(content_type)
+    if kind.json and kind.charset is not None:
+        if not ctx.policy.may_need_transform(body):
+            return body
+        return transform_json(body, ctx)
+    return transform_text(body, kind, ctx)
+
+
+def transform_json(body: bytes, ctx: RevealContext) -> bytes:
+    """The JSON path of `transform_response` (body known to be JSON)."""
+    doc = parse_json(body)
+    walk = _Walk(ctx)
+    result = walk.value(doc, 0, None, None, walk.initial, None)
+    if not walk.changed:
+        return body
+    if walk.lossy and _LONG_INTEGER.search(body):
+        # orjson read an integer beyond 64 bits as a float; rewriting would change it.
+        raise UnsafeBody("number_out_of_range")
+    return orjson.dumps(result)
+
+
+def _scalar_text(value: object) -> str | None:
+    """A record id / practice value as text; None if not a string or integer, or a token."""
+    if isinstance(value, str):
+        return None if TOKEN_PREFIX in value else value
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
+    return None
+
+
+def _record_context(
+    roles: list[KeyRole],
+    obj: dict[str, object],
+    practice: RecordPractice,
+    record_id: str | None,
+) -> tuple[RecordPractice, str | None, bool]:
+    """The practice and record id in force inside `obj`, and whether any key holds a token.
+
+    Two practice keys that disagree, or one that is not a string/integer, make the practice
+    unknown (masking its plaintext) rather than falling back to an outer one.
+    """
+    own_practice: RecordPractice = None
+    own_id: str | None = None
+    rekey = False
+    for key_role, item in zip(roles, obj.values(), strict=True):
+        if key_role.practice_key:
+            text = _scalar_text(item)
+            if text is None or own_practice not in (None, text):
+                own_practice = UNKNOWN_PRACTICE
+            else:
+                own_practice = text
+        elif key_role.id_key and own_id is None:
+            own_id = _scalar_text(item)
+        rekey = rekey or key_role.has_prefix
+    return (
+        practice if own_practice is None else own_practice,
+        record_id if own_id is None else own_id,
+        rekey,
+    )
+
+
+class _Walk:
+    """One walk over one document; mutates the freshly parsed containers in place."""
+
+    __slots__ = ("changed", "ctx", "initial", "lossy", "matcher", "max_depth", "policy", "role")
+
+    def __init__(self, ctx: RevealContext) -> None:
+        self.ctx = ctx
+        self.policy = ctx.policy
+        self.role = ctx.policy.role
+        self.matcher = ctx.policy.matcher
+        self.initial = self.matcher.initial
+        self.max_depth = ctx.policy.max_depth
+        self.changed = False
+        self.lossy = False
+
+    def value(  # noqa: PLR0911, PLR0917 - hot path: positional args, early returns
+        self,
+        value: object,
+        depth: int,
+        practice: RecordPractice,
+        record_id: str | None,
+        states: tuple[int, ...],
+        field_class: str | None,
+    ) -> object:
+        if isinstance(value, str):
+            if field_class is not None:
+                return self.selected_string(value, field_class, practice, record_id)
+            if TOKEN_PREFIX in value:
+                return self.unselected_string(value, record_id, as_key=False)
+            return value
+        if isinstance(value, dict):
+            return self.mapping(value, depth + 1, practice, record_id, states, field_class)
+        if isinstance(value, list):
+            return self.sequence(value, depth + 1, practice, record_id, states, field_class)
+        if isinstance(value, float) and not _INT64_MIN <= value < _UINT64_END:
+            self.lossy = True  # maybe an integer beyond 64 bits that orjson made a float
+        if field_class is None or value is None:
+            return value
+        # A selected number or boolean: legacy plaintext.
+        text = orjson.dumps(value).decode("ascii")
+        decision = decide_plaintext(self.ctx, field_class, text, practice, record_id)
+        if decision.mask is None:
+            return value
+        self.changed = True
+        return decision.for_json()
+
+    def selected_string(
+        self, value: str, field_class: str, practice: RecordPractice, record_id: str | None
+    ) -> object:
+        if value.startswith(TOKEN_PREFIX):
+            self.changed = True
+            return decide_token(self.ctx, value, record_id).for_json()
+        decision = decide_plaintext(self.ctx, field_class, value, practice, record_id)
+        if decision.mask is not None:
+            self.changed = True
+            return decision.for_json()
+        if TOKEN_PREFIX in value:  # kept plaintext that also carries tokens
+            return self.unselected_string(value, record_id, as_key=False)
+        return value
+
+    def unselected_string(self, value: str, record_id: str | None, *, as_key: bool) -> str | None:
+        """Decide every token inside `value`; mask the whole string if the prefix survives."""
+        self.changed = True
+        ctx = self.ctx
+        match = TOKEN_PATTERN.fullmatch(value)
+        if match is not None:
+            decision = decide_token(ctx, value, record_id)
+            return decision.for_text() if as_key else decision.for_json()
+        out = TOKEN_PATTERN.sub(lambda m: decide_token(ctx, m.group(), record_id).for_text(), value)
+        if TOKEN_PREFIX in out:
+            ctx.stats.integrity(None, "malformed")
+            return self.policy.redacted_text
+        return out
+
+    def mapping(  # noqa: PLR0917 - hot path: positional arguments are cheaper
+        self,
+        obj: dict[str, object],
+        depth: int,
+        practice: RecordPractice,
+        record_id: str | None,
+        states: tuple[int, ...],
+        inherited: str | None,
+    ) -> dict[str, object]:
+        if depth > self.max_depth:
+            raise UnsafeBody("too_deep")
+        role = self.role
+        roles = [role(key) for key in obj]
+        practice, record_id, rekey = _record_context(roles, obj, practice, record_id)
+        matcher = self.matcher
+        for key_role, (key, item) in zip(roles, obj.items(), strict=True):
+            field_class = key_role.field_class or inherited
+            child_states = _NO_STATES
+            if states:
+                child_states, path_class = matcher.step(states, key_role.normalized, 0, item)
+                field_class = path_class or field_class
+            new = self.value(item, depth, practice, record_id, child_states, field_class)
+            if new is not item:
+                obj[key] = new
+        if rekey:
+            return self.rekeyed(obj, roles, record_id)
+        return obj
+
+    def rekeyed(
+        self, obj: dict[str, object], roles: list[KeyRole], record_id: str | None
+    ) -> dict[str, object]:
+        out: dict[str, object] = {}
+        for key_role, (key, item) in zip(roles, obj.items(), strict=True):
+            new_key = key
+            if key_role.has_prefix:
+                replaced = self.unselected_string(key, record_id, as_key=True)
+                new_key = replaced if replaced is not None else self.policy.redacted_text
+            if new_key in out:
+                raise UnsafeBody("key_collision")
+            out[new_key] = item
+        return out
+
+    def sequence(  # noqa: PLR0917 - hot path: positional arguments are cheaper
+        self,
+        items: list[object],
+        depth: int,
+        practice: RecordPractice,
+        record_id: str | None,
+        states: tuple[int, ...],
+        inherited: str | None,
+    ) -> list[object]:
+        if depth > self.max_depth:
+            raise UnsafeBody("too_deep")
+        value = self.value
+        if not states:
+            for index, item in enumerate(items):
+                new = value(item, depth, practice, record_id, _NO_STATES, inherited)
+                if new is not item:
+                    items[index] = new
+            return items
+        matcher = self.matcher
+        for index, item in enumerate(items):
+            child_states, path_class = matcher.step(states, None, index, item)
+            new = value(item, depth, practice, record_id, child_states, path_class or inherited)
+            if new is not item:
+                items[index] = new
+        return items

@@ -1,0 +1,66 @@
+"""What one transform did, for the access log and the audit event: counts and ids, no values."""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Final
+
+__all__ = ["MAX_INTEGRITY_EVENTS", "IntegrityEvent", "TransformStats"]
+
+#: Integrity events kept per body; `integrity_failures` keeps counting beyond this.
+MAX_INTEGRITY_EVENTS: Final = 100
+
+
+@dataclass(frozen=True, slots=True)
+class IntegrityEvent:
+    """A token that could not be opened: its key id (None if unparseable) and a reason code.
+
+    Reason codes: those of `Keyring.diagnose` (unknown-kid, key-retired, key-destroyed,
+    not-authentic, bad-base64, …), plus `malformed` (the prefix without a parseable token),
+    `nested-token` (a decrypted value that itself carries the prefix) and `header-mismatch`.
+    """
+
+    kid: str | None
+    reason: str
+
+
+@dataclass(slots=True)
+class TransformStats:
+    """Filled during one transform (one request); mutable, not shared between requests.
+
+    `records` holds (practice, record id) pairs for every record from which something was
+    disclosed: a token decrypted, or legacy plaintext kept because the caller may see it.
+    """
+
+    decrypted: Counter[str] = field(default_factory=Counter)
+    masked: Counter[str] = field(default_factory=Counter)
+    plaintext_kept: Counter[str] = field(default_factory=Counter)
+    encrypted: Counter[str] = field(default_factory=Counter)
+    practices: set[str] = field(default_factory=set)
+    records: set[tuple[str, str]] = field(default_factory=set)
+    integrity_failures: int = 0
+    integrity_events: list[IntegrityEvent] = field(default_factory=list)
+
+    def integrity(self, kid: str | None, reason: str) -> None:
+        """Count one unopenable token (and keep the first MAX_INTEGRITY_EVENTS of them)."""
+        self.integrity_failures += 1
+        if len(self.integrity_events) < MAX_INTEGRITY_EVENTS:
+            self.integrity_events.append(IntegrityEvent(kid, reason))
+
+    def disclosed(self, practice: str, record_id: str | None) -> None:
+        """Note that a value of `practice` (in record `record_id`, if known) was shown."""
+        self.practices.add(practice)
+        if record_id is not None:
+            self.records.add((practice, record_id))
+
+    @property
+    def touched(self) -> bool:
+        """True if the transform decrypted, masked, kept, encrypted or flagged anything."""
+        return bool(
+            self.decrypted
+            or self.masked
+            or self.plaintext_kept
+            or self.encrypted
+            or self.integrity_failures
+        )

@@ -1,0 +1,144 @@
+"""Token substitution in bodies that are not walked as JSON (HTML, XML, CSV, NDJSON, text, …).
+
+Every token the grammar finds is decided exactly as in JSON (decrypt or mask), and what we
+insert is escaped for where it lands, so a decrypted value can never break out of its context:
+
+    html / xml   html.escape (&, <, >, " and ' become entities)
+    json-ish     JSON string escaping (tokens live inside JSON strings in NDJSON and friends)
+    csv          inside a quoted field: " doubled; a whole unquoted field: quoted if needed;
+                 part of an unquoted field: " , CR LF replaced by spaces (the only safe choice
+                 without rewriting the field). Whether a position is inside quotes is the parity
+                 of the " characters before it (RFC 4180: "" inside a field toggles twice).
+    tsv          tab, CR and LF replaced by spaces (TSV has no quoting)
+    plain        inserted as is
+
+Afterwards any surviving token prefix (a malformed token) is replaced by the redacted text and
+counted as an integrity failure; if the prefix still survives, the body is refused.
+"""
+
+from __future__ import annotations
+
+import codecs
+import html
+import re
+from typing import TYPE_CHECKING, Final
+
+import orjson
+
+from keys.token_format import TOKEN_PATTERN_BYTES, TOKEN_PREFIX_BYTES
+from proxy.transform.errors import UnsafeBody
+from proxy.transform.reveal import RevealContext, decide_token
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from proxy.transform.mediatype import BodyKind
+
+__all__ = ["transform_text"]
+
+_LEFTOVER: Final = re.compile(re.escape(TOKEN_PREFIX_BYTES) + rb"[A-Za-z0-9_.\-]*")
+_WIDE_BOMS: Final = (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE, codecs.BOM_UTF32_BE)
+_WIDE_PREFIXES: Final = tuple(
+    TOKEN_PREFIX_BYTES.decode("ascii").encode(codec)
+    for codec in ("utf-16-le", "utf-16-be", "utf-32-le", "utf-32-be")
+)
+_JSON_START: Final = (b"{", b"[", b'"')
+_LINE_ENDS: Final = (b"\r", b"\n")
+
+
+def _json_escape(text: str) -> str:
+    return orjson.dumps(text)[1:-1].decode("utf-8")
+
+
+def _html_escape(text: str) -> str:
+    return html.escape(text, quote=True)
+
+
+def _plain(text: str) -> str:
+    return text
+
+
+def _flatten(text: str, specials: str) -> str:
+    for char in specials:
+        text = text.replace(char, " ")
+    return text
+
+
+class _Csv:
+    """Escapes values for their position in a CSV/TSV body."""
+
+    def __init__(self, body: bytes, delimiter: str) -> None:
+        self.body = body
+        self.delimiter = delimiter
+        self.separators = (delimiter.encode("ascii"), *_LINE_ENDS)
+        self.specials = f'"{delimiter}\r\n' if delimiter == "," else "\t\r\n"
+        self.quotes = 0
+        self.counted_to = 0
+
+    def whole_field(self, start: int, end: int) -> bool:
+        body = self.body
+        return (start == 0 or body[start - 1 : start] in self.separators) and (
+            end == len(body) or body[end : end + 1] in self.separators
+        )
+
+    def escape(self, text: str, start: int, end: int) -> str:
+        self.quotes += self.body.count(b'"', self.counted_to, start)
+        self.counted_to = start
+        if not any(char in text for char in self.specials):
+            return text
+        if self.delimiter != ",":
+            return _flatten(text, self.specials)
+        if self.quotes % 2:
+            return text.replace('"', '""')
+        if self.whole_field(start, end):
+            return '"' + text.replace('"', '""') + '"'
+        return _flatten(text, self.specials)
+
+
+def _refuse_wide(body: bytes) -> None:
+    if body.startswith(_WIDE_BOMS) or (
+        b"\x00" in body and any(wide in body for wide in _WIDE_PREFIXES)
+    ):
+        raise UnsafeBody("unsupported_charset")
+
+
+def transform_text(body: bytes, kind: BodyKind, ctx: RevealContext) -> bytes:
+    """Decide every token in a non-JSON body in place; the original bytes if there is none."""
+    if kind.charset is None:
+        raise UnsafeBody("unsupported_charset")
+    _refuse_wide(body)
+    if TOKEN_PREFIX_BYTES not in body:
+        return body
+    escape_mode = kind.escape
+    if escape_mode == "sniff":
+        escape_mode = "json" if body.lstrip()[:1] in _JSON_START else "plain"
+    errors = "xmlcharrefreplace" if escape_mode == "html" else "replace"
+    charset = kind.charset
+    csv = _Csv(body, kind.delimiter) if escape_mode in {"csv", "tsv"} else None
+    simple: Callable[[str], str] = {"html": _html_escape, "json": _json_escape}.get(
+        escape_mode, _plain
+    )
+    pieces: list[bytes] = []
+    last = 0
+    for match in TOKEN_PATTERN_BYTES.finditer(body):
+        start, end = match.span()
+        pieces.append(body[last:start])
+        text = decide_token(ctx, match.group().decode("ascii"), None).for_text()
+        text = csv.escape(text, start, end) if csv is not None else simple(text)
+        pieces.append(text.encode(charset, errors))
+        last = end
+    pieces.append(body[last:])
+    out = b"".join(pieces)
+    if TOKEN_PREFIX_BYTES in out:
+        redacted = ctx.policy.redacted_text
+        redacted = _flatten(redacted, csv.specials) if csv is not None else simple(redacted)
+        replacement = redacted.encode(charset, errors)
+
+        def leftover(_match: re.Match[bytes]) -> bytes:
+            ctx.stats.integrity(None, "malformed")
+            return replacement
+
+        out = _LEFTOVER.sub(leftover, out)
+        if TOKEN_PREFIX_BYTES in out:  # pragma: no cover - masks cannot contain the prefix
+            raise UnsafeBody("token_residue")
+    return out

@@ -1,0 +1,212 @@
+"""A real proxy in front of a real (scripted) portal, with real keys, JWTs and SQLite grants.
+
+Every black-box test talks HTTP to the proxy and asserts on the bytes that come back, or on
+what the portal received.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING
+
+import aiohttp
+import pytest
+import yaml
+from aiohttp.test_utils import TestServer
+from blackbox_portal import RecordingPortal
+from yarl import URL
+
+from keys.kek import generate_kek_file
+from keys.settings import keystore_file
+from proxy.app import build_app
+from proxy.grants import GrantRequest, SQLiteGrantStore
+from proxy.identity import DemoIssuer, Subject
+from proxy.runtime import Runtime
+from proxy.settings import Settings, load_settings
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    from keys.keyring import Keyring
+
+PRACTICES = ("practice-a", "practice-b", "practice-c")
+AUDIENCE = "phi-proxy-tests"
+
+#: Every PHI value a black-box test plants; a final check proves none reached any log line.
+PLANTED: set[str] = set()
+
+
+def base_config(upstream_url: str) -> dict:
+    return {
+        "upstream": {"url": upstream_url, "timeout": 5, "connect_timeout": 2},
+        "admin": {"port": 0},
+        "limits": {"max_request_body": 64 * 1024, "max_response_body": 1024 * 1024},
+        "identity": {
+            "issuers": ["https://idp.test.invalid"],
+            "audience": AUDIENCE,
+            "jwks_file": "./jwks.json",
+        },
+        "grants": {"store": "./grants.sqlite3", "max_ttl": "90d"},
+        "keys": {"keystore": "./keystore.json", "kek": {"provider": "file", "path": "./kek.b64"}},
+        "fields": {
+            "classes": {
+                "ssn": {
+                    "mask": {"keep_last": 4, "template": "***-**-{last}"},
+                    "deterministic": True,
+                },
+                "insurance_id": {"mask": {"text": "[redacted]"}},
+                "history": {"mask": None},
+            },
+            "selectors": [
+                {"class": "ssn", "keys": ["ssn", "social_security_number"]},
+                {"class": "insurance_id", "keys": ["member_id", "insurance_id"]},
+                {"class": "history", "keys": ["medical_history", "history"]},
+                {
+                    "class": "ssn",
+                    "path": "$..identifier[?(@.system=='http://hl7.org/fhir/sid/us-ssn')].value",
+                },
+            ],
+            "record": {"practice_keys": ["practice_id"], "id_keys": ["patient_id", "id"]},
+            "max_depth": 64,
+        },
+        "write_routes": [
+            {
+                "method": "POST",
+                "path": "/api/practices/{practice_id}/patients",
+                "practice_from": {"path_param": "practice_id"},
+            },
+            {
+                "method": "POST",
+                "path": "/api/bookings",
+                "practice_from": {"body_key": "practice_id"},
+            },
+        ],
+    }
+
+
+@dataclass
+class ProxyEnv:
+    """Handles on everything a black-box test needs."""
+
+    folder: Path
+    config_path: Path
+    settings: Settings
+    keyring: Keyring
+    issuer: DemoIssuer
+    grants: SQLiteGrantStore
+    portal: RecordingPortal
+    proxy_url: str
+    http: aiohttp.ClientSession
+    _servers: list[TestServer] = field(default_factory=list)
+
+    def token(self, sub: str, **kw) -> str:
+        return self.issuer.mint(sub, now=datetime.now(UTC).timestamp(), **kw)
+
+    def auth(self, sub: str, **kw) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token(sub, **kw)}"}
+
+    def subject(self, sub: str) -> Subject:
+        return Subject(self.issuer.issuer, sub)
+
+    def encrypt(self, practice: str, field_class: str, value: str, **kw) -> str:
+        PLANTED.add(value)
+        return self.keyring.encrypt(practice, field_class, value, **kw)
+
+    async def grant(
+        self,
+        sub: str,
+        practice: str,
+        *,
+        fields: frozenset[str] | None = None,
+        not_before: datetime | None = None,
+        expires_in: timedelta = timedelta(days=1),
+    ):
+        now = datetime.now(UTC)
+        return await self.grants.add(
+            GrantRequest(
+                subject=self.subject(sub),
+                practice=practice,
+                field_classes=fields,
+                expires_at=now + expires_in,
+                created_by="tests",
+                reason="black-box test",
+                not_before=not_before,
+            ),
+            now=now,
+        )
+
+    async def get(self, path: str, *, sub: str | None = None, **kw) -> aiohttp.ClientResponse:
+        headers = dict(kw.pop("headers", {}))
+        if sub is not None:
+            headers.update(self.auth(sub))
+        url = URL(self.proxy_url + path, encoded=True)  # send the path byte for byte
+        response = await self.http.request(kw.pop("method", "GET"), url, headers=headers, **kw)
+        await response.read()
+        return response
+
+
+def write_env_files(folder: Path, upstream_url: str, *, overrides: dict | None = None):
+    """KEK, keystore with three practices, JWKS and config in `folder`; returns the pieces."""
+    generate_kek_file(folder / "kek.b64")
+    issuer = DemoIssuer(issuer="https://idp.test.invalid", audience=AUDIENCE)
+    issuer.write_jwks(folder / "jwks.json")
+    config = base_config(upstream_url)
+    for key, value in (overrides or {}).items():
+        config[key] = value
+    config_path = folder / "phi-proxy.yaml"
+    config_path.write_text(yaml.safe_dump(config, sort_keys=False))
+    settings = load_settings(config_path)
+    store_file = keystore_file(settings.keys)
+    store_file.create()
+    store_file.add_practices(PRACTICES)
+    return config_path, settings, issuer
+
+
+@pytest.fixture
+async def proxy_env(tmp_path):
+    portal = RecordingPortal()
+    portal_server = TestServer(portal.app(), host="127.0.0.1")
+    await portal_server.start_server()
+    config_path, settings, issuer = write_env_files(
+        tmp_path, str(portal_server.make_url("")).rstrip("/")
+    )
+    proxy_server = TestServer(build_app(Runtime(settings)), host="127.0.0.1")
+    await proxy_server.start_server()
+    grants = SQLiteGrantStore(settings.grants.sqlite_path, max_ttl=settings.grants.max_ttl)
+    http = aiohttp.ClientSession(auto_decompress=False)
+    env = ProxyEnv(
+        folder=tmp_path,
+        config_path=config_path,
+        settings=settings,
+        keyring=keystore_file(settings.keys).load(),
+        issuer=issuer,
+        grants=grants,
+        portal=portal,
+        proxy_url=str(proxy_server.make_url("")).rstrip("/"),
+        http=http,
+        _servers=[proxy_server, portal_server],
+    )
+    try:
+        yield env
+    finally:
+        await http.close()
+        await grants.close()
+        for server in env._servers:
+            await server.close()
+
+
+@pytest.fixture(autouse=True)
+def _no_planted_phi_in_logs(caplog):
+    """After every black-box test, no planted PHI value appears in any captured log record."""
+    caplog.set_level(logging.DEBUG)
+    yield
+    from proxy.logs import JsonFormatter
+
+    formatter = JsonFormatter()
+    rendered = "\n".join(formatter.format(r) for r in caplog.records)
+    raw = "\n".join(str(r.__dict__) for r in caplog.records)
+    for value in PLANTED:
+        assert value not in rendered, "a planted PHI value reached a log line"
+        assert value not in raw, "a planted PHI value reached a log record"

@@ -1,0 +1,195 @@
+"""Forwarding hygiene and the bodies the proxy refuses to pass, end to end."""
+
+from __future__ import annotations
+
+import gzip
+import json
+
+import orjson
+
+SSN = "321-54-9876"
+
+
+class TestUnsafeBodies:
+    async def test_refused_bodies_get_502_without_content(self, proxy_env):
+        """Duplicate keys, deep nesting, invalid UTF-8, lone surrogates and NaN → 502, no body."""
+        token = proxy_env.encrypt("practice-a", "ssn", SSN)
+        cases = {
+            "/dup": f'{{"ssn": "{token}", "ssn": "x"}}'.encode(),
+            "/deep": b"[" * 10_000 + f'"{token}"'.encode() + b"]" * 10_000,
+            "/utf8": b'{"ssn": "' + token.encode() + b'", "x": "\xff\xfe"}',
+            "/surrogate": b'{"ssn": "' + token.encode() + b'", "x": "\\ud800"}',
+            "/nan": b'{"ssn": "' + token.encode() + b'", "x": NaN}',
+        }
+        for path, body in cases.items():
+            proxy_env.portal.script(path, body)
+            response = await proxy_env.get(path)
+            raw = await response.read()
+            assert response.status == 502, path
+            assert b"phi1." not in raw, path
+            assert json.loads(raw)["error"] == "unsafe_upstream_body", path
+
+    async def test_oversized_response_is_refused_not_streamed(self, proxy_env):
+        """A JSON body over limits.max_response_body is a 502, never passed untransformed."""
+        token = proxy_env.encrypt("practice-a", "ssn", SSN)
+        big = orjson.dumps({"ssn": token, "pad": "x" * (2 * 1024 * 1024)})
+        proxy_env.portal.script("/big", big)
+        response = await proxy_env.get("/big")
+        assert response.status == 502
+        assert b"phi1." not in await response.read()
+
+    async def test_oversized_request_is_413(self, proxy_env):
+        """A request body over limits.max_request_body is refused before the portal sees it."""
+        response = await proxy_env.get("/upload", method="POST", data=b"x" * (128 * 1024))
+        assert response.status == 413
+        assert proxy_env.portal.received == []
+
+    async def test_gzip_body_is_decoded_and_transformed(self, proxy_env):
+        """A portal that gzips anyway gets its body decoded, transformed and sent uncompressed."""
+        await proxy_env.grant("alice", "practice-a")
+        doc = {"ssn": proxy_env.encrypt("practice-a", "ssn", SSN)}
+        proxy_env.portal.script(
+            "/gz", gzip.compress(orjson.dumps(doc)), headers={"Content-Encoding": "gzip"}
+        )
+        response = await proxy_env.get("/gz", sub="alice")
+        assert "Content-Encoding" not in response.headers
+        assert json.loads(await response.read()) == {"ssn": SSN}
+        masked = await (await proxy_env.get("/gz")).read()
+        assert json.loads(masked) == {"ssn": "***-**-9876"}
+
+    async def test_gzip_bomb_is_refused(self, proxy_env):
+        """A tiny gzip body that inflates past the response limit → 502."""
+        bomb = gzip.compress(b'{"pad": "' + b"0" * (20 * 1024 * 1024) + b'"}')
+        proxy_env.portal.script("/bomb", bomb, headers={"Content-Encoding": "gzip"})
+        response = await proxy_env.get("/bomb")
+        assert response.status == 502
+
+    async def test_unknown_encoding_on_json_is_refused(self, proxy_env):
+        """A Content-Encoding the proxy cannot decode on a PHI-capable body → 502."""
+        proxy_env.portal.script("/br", b"\x0b\x02\x80", headers={"Content-Encoding": "br"})
+        assert (await proxy_env.get("/br")).status == 502
+
+    async def test_partial_content_is_refused(self, proxy_env):
+        """A 206 from the portal on a body that needs transforming → 502; Range never forwarded."""
+        proxy_env.portal.script("/partial", b'{"a": 1', status=206)
+        response = await proxy_env.get("/partial", headers={"Range": "bytes=0-5"})
+        assert response.status == 502
+        assert "range" not in proxy_env.portal.last().headers
+
+
+class TestForwarding:
+    async def test_path_query_and_method_are_preserved(self, proxy_env):
+        """Every method and the raw path and query reach the portal unchanged."""
+        for method in ("GET", "DELETE", "PUT", "PATCH", "OPTIONS"):
+            await proxy_env.get("/a/b%20c/d?x=1&y=%2F&x=2", method=method)
+            received = proxy_env.portal.last()
+            assert received.method == method
+            assert received.path_qs == "/a/b%20c/d?x=1&y=%2F&x=2"
+
+    async def test_spoofed_identity_and_forwarding_headers_never_reach_the_portal(self, proxy_env):
+        """Identity and X-Forwarded-* headers from an untrusted client are removed or replaced."""
+        await proxy_env.get(
+            "/whoami",
+            headers={
+                "X-Remote-User": "admin",
+                "remote_user": "admin",
+                "X-FORWARDED-USER": "admin",
+                "X-Forwarded-For": "10.9.9.9",
+                "X-Forwarded-Host": "evil.example",
+                "Forwarded": "for=10.9.9.9",
+            },
+        )
+        received = proxy_env.portal.last().headers
+        flat = json.dumps(received)
+        assert "admin" not in flat
+        assert "10.9.9.9" not in flat
+        assert "evil.example" not in flat
+        assert received["x-forwarded-for"] == ["127.0.0.1"]
+
+    async def test_connection_header_cannot_strip_the_proxys_own_headers(self, proxy_env):
+        """`Connection: X-Forwarded-For, X-Request-Id` does not remove what the proxy sets."""
+        await proxy_env.get("/conn", headers={"Connection": "X-Forwarded-For, X-Request-Id"})
+        received = proxy_env.portal.last().headers
+        assert received["x-forwarded-for"] == ["127.0.0.1"]
+        assert len(received["x-request-id"]) == 1
+        assert received["accept-encoding"] == ["identity"]
+
+    async def test_head_has_no_body_and_trace_is_refused(self, proxy_env):
+        """HEAD is forwarded and answered without a body; TRACE is refused with 405."""
+        head = await proxy_env.get("/api/x", method="HEAD")
+        assert head.status == 200
+        assert await head.read() == b""
+        trace = await proxy_env.get("/api/x", method="TRACE")
+        assert trace.status == 405
+        assert all(r.method != "TRACE" for r in proxy_env.portal.received)
+
+    async def test_binary_media_streams_untouched(self, proxy_env):
+        """An image streams through byte for byte, without the transform."""
+        png = b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 100
+        proxy_env.portal.script("/logo.png", png, content_type="image/png")
+        response = await proxy_env.get("/logo.png")
+        assert await response.read() == png
+        assert response.headers.get("Cache-Control") != "no-store"
+
+    async def test_non_phi_json_is_byte_identical(self, proxy_env):
+        """A JSON body without selected keys or tokens comes back exactly as the portal sent it."""
+        body = b'{ "appointments" : [ {"id": 1, "when": "2026-12-01T09:00"} ],"n":1.50 }'
+        proxy_env.portal.script("/appts", body)
+        assert await (await proxy_env.get("/appts")).read() == body
+
+
+class TestFailures:
+    async def test_invalid_bearer_token_is_401_with_challenge(self, proxy_env):
+        """A bad JWT is refused with 401 and WWW-Authenticate, and nothing reaches the portal."""
+        response = await proxy_env.get("/api/x", headers={"Authorization": "Bearer not.a.jwt"})
+        assert response.status == 401
+        assert response.headers["WWW-Authenticate"].startswith("Bearer")
+        assert proxy_env.portal.received == []
+
+    async def test_upstream_timeout_is_504(self, proxy_env):
+        """A portal slower than upstream.timeout gives 504 with a request id."""
+        proxy_env.portal.script("/slow", b"{}", delay=7)
+        response = await proxy_env.get("/slow")
+        body = json.loads(await response.read())
+        assert response.status == 504
+        assert body["request_id"] == response.headers["X-Request-Id"]
+
+    async def test_upstream_unreachable_is_502(self, proxy_env):
+        """When the portal is down the proxy answers 502 with a small JSON error."""
+        for server in proxy_env._servers[1:]:
+            await server.close()
+        response = await proxy_env.get("/api/x")
+        assert response.status == 502
+        assert json.loads(await response.read())["error"] == "upstream_unavailable"
+
+
+class TestWriteRoutes:
+    async def test_write_route_encrypts_before_the_portal_sees_it(self, proxy_env):
+        """PHI posted on a write route reaches the portal only as practice-bound tokens."""
+        body = {"name": "New Patient", "ssn": SSN, "insurance": {"member_id": "M-77"}}
+        response = await proxy_env.get(
+            "/api/practices/practice-a/patients", method="POST", json=body
+        )
+        assert response.status == 200
+        stored = json.loads(proxy_env.portal.last().body)
+        assert stored["name"] == "New Patient"
+        assert stored["ssn"].startswith("phi1.d.")
+        assert stored["insurance"]["member_id"].startswith("phi1.r.")
+        assert proxy_env.keyring.open(stored["ssn"]).plaintext == SSN
+        assert proxy_env.keyring.open(stored["ssn"]).practice == "practice-a"
+        assert SSN.encode() not in proxy_env.portal.last().body
+
+    async def test_write_route_with_unknown_practice_is_422_and_forwards_nothing(self, proxy_env):
+        """A practice without keys is refused with 422; the portal receives nothing."""
+        response = await proxy_env.get(
+            "/api/practices/practice-zzz/patients", method="POST", json={"ssn": SSN}
+        )
+        assert response.status == 422
+        assert SSN.encode() not in await response.read()
+        assert proxy_env.portal.received == []
+
+    async def test_plaintext_phi_on_an_unconfigured_route_is_refused(self, proxy_env):
+        """PHI in clear on a route that is not a write route is refused, not forwarded."""
+        response = await proxy_env.get("/api/other", method="POST", json={"ssn": SSN})
+        assert response.status == 422
+        assert proxy_env.portal.received == []
