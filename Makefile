@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test lint typecheck pytest install clean bench
+.PHONY: run test lint typecheck pytest install clean bench soak
 
 # (Re)install when the project metadata changes; a bare `make test` keeps the venv current.
 $(STAMP): pyproject.toml
@@ -15,14 +15,11 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
-# Until the demo lands: a key round trip in a throwaway folder (a KEK, a keystore, one token).
+# The demo: a naive portal behind phi-proxy with synthetic patients; Ctrl-C stops and cleans up.
+# Ports: make run DEMO_ARGS="--port 18080 --portal-port 18081 --admin-port 19090"
+DEMO_ARGS ?=
 run: $(STAMP)
-	@tmp=$$(mktemp -d) && trap 'rm -rf "$$tmp"' EXIT && cd "$$tmp" && \
-	printf 'keys: {keystore: ./keystore.json, kek: {provider: file, path: ./kek.b64}}\n' > phi.yaml && \
-	$(CURDIR)/$(BIN)/phi-keys -c phi.yaml init --generate-kek kek.b64 && \
-	$(CURDIR)/$(BIN)/phi-keys -c phi.yaml add-practice practice-a && \
-	$(CURDIR)/$(BIN)/phi-keys -c phi.yaml list && \
-	echo '123-45-6789' | $(CURDIR)/$(BIN)/phi-keys -c phi.yaml encrypt --practice practice-a --field ssn
+	$(BIN)/phi-proxy demo $(DEMO_ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
@@ -35,6 +32,15 @@ pytest: $(STAMP)
 	$(BIN)/pytest
 
 test: lint typecheck pytest
+
+# Side-by-side benchmark (not part of `make test`; ~10 min; installs wrk/nginx-light if root).
+bench: $(STAMP)
+	cd bench && $(CURDIR)/$(BIN)/python run.py
+
+# 10 minutes at saturation: 0 errors and RSS growth < 10% (SOAK_MINUTES=1 for a short run).
+SOAK_MINUTES ?= 10
+soak: $(STAMP)
+	cd bench && $(CURDIR)/$(BIN)/python soak.py --minutes $(SOAK_MINUTES)
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info .pytest_cache .mypy_cache .ruff_cache .hypothesis

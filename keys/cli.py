@@ -14,13 +14,15 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from keys.cli_lifecycle import add_lifecycle_commands, usage_counts, usage_warnings
+from keys.cli_migrate import add_migrate_commands
 from keys.config_file import CONFIG_ENV_VAR, load_section, resolve_config_path
 from keys.errors import ConfigError, KeyringError, PhiProxyError
 from keys.kek import generate_kek_file
 from keys.settings import FileKekSettings, KeySettings, keystore_file
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Callable, Sequence
 
     from keys.keyring import KeyInfo
 
@@ -96,17 +98,38 @@ def _info_json(info: KeyInfo) -> dict[str, object]:
 
 
 def _cmd_list(args: argparse.Namespace) -> int:
-    infos = keystore_file(_settings(args)).infos()
+    settings = _settings(args)
+    infos = keystore_file(settings).infos()
+    counts = usage_counts(settings)
+    used = counts or {}
     if args.json:
-        print(json.dumps([_info_json(i) for i in infos], indent=2))
-        return 0
-    rows = [("PRACTICE", "KID", "VERSION", "STATE", "CREATED")]
-    rows += [
-        (i.practice, i.kid, str(i.version), i.state.value, i.created_at.isoformat()) for i in infos
-    ]
-    widths = [max(len(row[c]) for row in rows) for c in range(len(rows[0]))]
-    for row in rows:
-        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
+        print(
+            json.dumps(
+                [
+                    _info_json(i) | ({"encryptions": used.get(i.kid, 0)} if args.usage else {})
+                    for i in infos
+                ],
+                indent=2,
+            )
+        )
+    else:
+        rows = [("PRACTICE", "KID", "VERSION", "STATE", "CREATED", "ENCRYPTIONS")]
+        rows += [
+            (
+                i.practice,
+                i.kid,
+                str(i.version),
+                i.state.value,
+                i.created_at.isoformat(),
+                "?" if counts is None else str(used.get(i.kid, 0)),
+            )
+            for i in infos
+        ]
+        widths = [max(len(row[c]) for row in rows) for c in range(len(rows[0]))]
+        for row in rows:
+            print("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
+    for line in usage_warnings(settings, infos, used):
+        print(f"{_PROG}: {line}", file=sys.stderr)
     return 0
 
 
@@ -162,6 +185,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = command("list", "list keys: practice, key id, version, state, created (never material)")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    p.add_argument(
+        "--usage", action="store_true", help="with --json: add each key's encryption count"
+    )
     p.set_defaults(handler=_cmd_list)
 
     p = command("encrypt", "encrypt one value read from stdin and print its token")
@@ -173,7 +199,45 @@ def build_parser() -> argparse.ArgumentParser:
         help="AES-SIV: equal values give equal tokens (only for fields looked up by equality)",
     )
     p.set_defaults(handler=_cmd_encrypt)
+
+    def with_settings(
+        run: Callable[[argparse.Namespace, KeySettings], int],
+    ) -> Callable[[argparse.Namespace], int]:
+        return lambda args: run(args, _settings(args))
+
+    add_lifecycle_commands(command, with_settings)
+    add_migrate_commands(command, with_settings)
     return parser
+
+
+#: Commands that change nothing; every other successful command is a key change to audit.
+_READ_ONLY_COMMANDS = frozenset({"list", "encrypt"})
+#: Argument names whose values are ids or flags, never key material or PHI, for the audit event.
+_AUDITED_ARGS = ("practice", "practices", "all", "kid", "kids", "version", "generate_kek")
+
+
+def _audit_key_change(args: argparse.Namespace) -> None:
+    """Record a successful key change in the audit trail (names and ids only)."""
+    import getpass  # noqa: PLC0415 - only for a change
+
+    from proxy.audit.factory import record_change  # noqa: PLC0415 - keys must not need proxy
+
+    details = {
+        name: value if isinstance(value, str | int | bool | None) else [str(v) for v in value]
+        for name in _AUDITED_ARGS
+        if (value := getattr(args, name, None)) is not None
+    }
+    try:
+        actor: str | None = getpass.getuser()
+    except (OSError, KeyError):
+        actor = None
+    record_change(
+        resolve_config_path(getattr(args, "config", None)),
+        "key_change",
+        args.command,
+        actor=actor,
+        details=details,
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -181,6 +245,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         status: int = args.handler(args)
+        if status == 0 and args.command not in _READ_ONLY_COMMANDS:
+            _audit_key_change(args)
     except ConfigError as exc:
         print(f"{_PROG}: {exc}", file=sys.stderr)
         return _EXIT_USAGE

@@ -10,6 +10,10 @@ Rules enforced on construction: kids are unique and well formed; each practice h
 ACTIVE (primary, encrypting) version; DESTROYED keys carry no material and every other key does.
 RETIRED and DESTROYED keys stay *known* (so `practice_of` can still say whose a token is) but
 refuse to decrypt.
+
+Each keyring carries a bounded cache of tokens it has opened (`keys._opened_cache`): the same
+token text always opens to the same value under the same keyring, so `open_fast` answers a
+repeat from memory. A new keyring (rotation, retirement, shred, reload) starts empty.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from types import MappingProxyType
 from typing import TYPE_CHECKING, Final
 
 from keys._aead import DEK_BYTES, NONCE_BYTES, TokenCipher
+from keys._opened_cache import DEFAULT_CACHE_BYTES, DEFAULT_CACHE_ENTRIES, OpenedCache
 from keys.errors import InvalidToken, KeyringError
 from keys.token_format import (
     MODE_DETERMINISTIC,
@@ -40,6 +45,8 @@ if TYPE_CHECKING:
     from datetime import datetime
 
 __all__ = [
+    "DEFAULT_CACHE_BYTES",
+    "DEFAULT_CACHE_ENTRIES",
     "PRACTICE_ID_PATTERN",
     "KeyInfo",
     "KeyState",
@@ -106,14 +113,30 @@ class _Entry:
 class Keyring:
     """All practices' keys; immutable. Build with `from_material` (or keys.testing.make_keyring)."""
 
-    __slots__ = ("_by_kid", "_primary")
+    __slots__ = ("_by_kid", "_cache", "_openers", "_practice_by_kid", "_primary")
 
     _by_kid: Mapping[str, _Entry]
     _primary: Mapping[str, _Entry]
 
-    def __init__(self, entries: Mapping[str, _Entry], primary: Mapping[str, _Entry]) -> None:
+    def __init__(
+        self,
+        entries: Mapping[str, _Entry],
+        primary: Mapping[str, _Entry],
+        *,
+        cache_entries: int = DEFAULT_CACHE_ENTRIES,
+        cache_bytes: int = DEFAULT_CACHE_BYTES,
+    ) -> None:
         self._by_kid = MappingProxyType(dict(entries))
         self._primary = MappingProxyType(dict(primary))
+        # Hot-path tables (plain dicts, private): kid → practice for every known key, and
+        # kid → (practice, cipher) for keys allowed to decrypt.
+        self._practice_by_kid = {kid: e.info.practice for kid, e in entries.items()}
+        self._openers = {
+            kid: (e.info.practice, e.cipher)
+            for kid, e in entries.items()
+            if e.cipher is not None and e.info.state in _DECRYPTING
+        }
+        self._cache = OpenedCache(max_entries=cache_entries, max_bytes=cache_bytes)
 
     @classmethod
     def from_material(cls, entries: Iterable[tuple[KeyInfo, bytes | None]]) -> Keyring:
@@ -149,8 +172,7 @@ class Keyring:
 
     def practice_of(self, kid: str) -> str | None:
         """The practice owning `kid`, or None if unknown (retired/destroyed keys are known)."""
-        entry = self._by_kid.get(kid)
-        return None if entry is None else entry.info.practice
+        return self._practice_by_kid.get(kid)
 
     def primary(self, practice: str) -> KeyInfo:
         """The practice's ACTIVE key; raises KeyringError if it has none."""
@@ -212,19 +234,34 @@ class Keyring:
 
     def open(self, token: str) -> OpenedToken:
         """Decrypt a token; a malformed, unauthentic or unusable token raises bare InvalidToken."""
+        practice, field_class, plaintext = self.open_fast(token)
+        return OpenedToken(token.split(".", 3)[2], practice, field_class, plaintext)
+
+    def open_fast(self, token: str) -> tuple[str, str, str]:
+        """`open` for hot loops: (practice, field_class, plaintext), cached per token text.
+
+        Same failures as `open` (bare InvalidToken). The cache only remembers tokens that
+        opened; it answers "what does this token say", never "who may read it".
+        """
+        hit = self._cache.get(token)
+        if hit is not None:
+            return hit
         mode, kid, field_class, aad, payload = parse_token_fast(token)
-        entry = self._by_kid.get(kid)
-        if entry is None or entry.cipher is None or entry.info.state not in _DECRYPTING:
+        opener = self._openers.get(kid)
+        if opener is None:
             raise InvalidToken
+        practice, cipher = opener
         if mode == MODE_RANDOM:
-            data = entry.cipher.open_random(payload, aad)
+            data = cipher.open_random(payload, aad)
         else:
-            data = entry.cipher.open_deterministic(payload, aad)
+            data = cipher.open_deterministic(payload, aad)
         try:
             plaintext = data.decode("utf-8")
         except UnicodeDecodeError:
             raise InvalidToken from None
-        return OpenedToken(kid, entry.info.practice, field_class, plaintext)
+        opened = (practice, field_class, plaintext)
+        self._cache.put(token, opened)
+        return opened
 
     def owns(self, practice: str, token: str) -> bool:
         """Header-only check: does the token name one of `practice`'s keys? Not authenticated."""

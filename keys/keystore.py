@@ -49,6 +49,7 @@ _INTEGRITY_AAD: Final = b"phi-proxy keystore v1 integrity"
 _RESTORE: Final = "restore the file from backup"
 
 _T = TypeVar("_T")
+_K = TypeVar("_K", bound=Keyring)
 
 
 def dek_wrap_aad(kid: str, practice: str, version: int) -> bytes:
@@ -151,14 +152,21 @@ class KeystoreFile:
 
     def load(self) -> Keyring:
         """Verify the file, unwrap every live DEK once, and return a ready Keyring."""
+        return self.load_as(Keyring)
+
+    def load_as(self, keyring_type: type[_K]) -> _K:
+        """`load`, building a Keyring subclass (e.g. keys.usage.CountingKeyring)."""
         records = self._read()
         material = [(r.info, self._unwrap_dek(r)) for r in records]
         try:
-            return Keyring.from_material(material)
+            ring = keyring_type.from_material(material)
         except KeystoreError:
             raise
         except KeyringError as exc:
             raise KeystoreError(f"{self._path}: {exc}; {_RESTORE}") from None
+        if not isinstance(ring, keyring_type):  # from_material builds `cls`; never taken
+            raise TypeError(keyring_type.__name__)
+        return ring
 
     def infos(self) -> tuple[KeyInfo, ...]:
         """Verified facts about every key (no DEK is unwrapped), by practice then version."""
@@ -195,9 +203,25 @@ class KeystoreFile:
 
         return self._mutate(change)
 
-    def rotate(self, practice: str) -> KeyInfo:
-        """Make a new ACTIVE version for `practice`; the previous ACTIVE becomes DECRYPT_ONLY."""
-        return self._mutate(lambda records: self._rotate_in(records, practice))
+    def rotate(self, practice: str, *, only_if_active: str | None = None) -> KeyInfo:
+        """Make a new ACTIVE version for `practice`; the previous ACTIVE becomes DECRYPT_ONLY.
+
+        With `only_if_active=KID`, rotate only while KID is still the practice's active key and
+        otherwise return the current active key unchanged: several proxy workers that decide
+        to auto-rotate at the same moment then make one new version, not one each.
+        """
+
+        def change(records: list[_Record]) -> KeyInfo:
+            if only_if_active is not None:
+                for record in records:
+                    info = record.info
+                    if info.practice == practice and info.state is KeyState.ACTIVE:
+                        if info.kid != only_if_active:
+                            return info
+                        break
+            return self._rotate_in(records, practice)
+
+        return self._mutate(change)
 
     def rotate_all(self) -> tuple[KeyInfo, ...]:
         """Rotate every practice in the file, in one atomic write."""
@@ -245,6 +269,59 @@ class KeystoreFile:
             return record.info
 
         return self._mutate(change)
+
+    def shred(self, practice: str) -> tuple[KeyInfo, ...]:
+        """Destroy every key of `practice`, the active one included (crypto-shredding).
+
+        Its tokens can never be opened again by anyone. Copies of the file made before (backups,
+        `.bak-<kek_id>` files from `rotate-kek`) still hold the material: see docs.
+        """
+
+        def change(records: list[_Record]) -> tuple[KeyInfo, ...]:
+            mine = [r for r in records if r.info.practice == practice]
+            if not mine:
+                raise KeyringError(f"practice {practice} has no keys in {self._path}")
+            for record in mine:
+                record.info = _with_state(record.info, KeyState.DESTROYED)
+                record.wrapped = None
+            return tuple(r.info for r in mine)
+
+        return self._mutate(change)
+
+    def rekek(self, new_kek: KekProvider, *, backup: bool = True) -> Path | None:
+        """Rewrap every DEK under `new_kek` in one atomic write (this object's KEK is the old one).
+
+        With `backup`, the current file is first copied to `<keystore>.bak-<old kek_id>`
+        (0600): the old KEK keeps opening that copy until the operator deletes both. Returns
+        the backup path. Afterwards this file opens only with `new_kek`.
+        """
+        if new_kek.kek_id == self._kek.kek_id:
+            raise KekError(
+                f"{self._path}: the new KEK is the KEK already in use (kek id {new_kek.kek_id}); "
+                "generate a new one with `phi-keys rotate-kek --generate --new-kek PATH`"
+            )
+        target = KeystoreFile(
+            self._path, new_kek, replace=self._replace, lock_timeout=self._lock_timeout
+        )
+        with exclusive_lock(self._lock_path, timeout=self._lock_timeout, what=self._path):
+            records = self._read()
+            for record in records:
+                dek = self._unwrap_dek(record)
+                if dek is not None:
+                    aad = dek_wrap_aad(record.info.kid, record.info.practice, record.info.version)
+                    record.wrapped = new_kek.wrap(dek, aad)
+            saved = None
+            if backup:
+                saved = self._path.with_name(f"{self._path.name}.bak-{self._kek.kek_id}")
+                try:
+                    write_atomic(saved, self._path.read_bytes(), replace=self._replace)
+                except OSError as exc:
+                    raise KeystoreError(
+                        f"{saved}: cannot write the backup ({exc.strerror or exc}); "
+                        "nothing was changed"
+                    ) from None
+            target._write(records)  # same class, the other KEK
+            return saved
 
     # ---- internals -----------------------------------------------------------------------
 

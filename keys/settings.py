@@ -14,9 +14,9 @@ here and one more `KekProvider` class, without touching any caller.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Final, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 from keys.kek import EnvKek, FileKek, KekProvider
 from keys.keystore import KeystoreFile
@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from keys.keyring import Keyring
 
 __all__ = [
+    "DEFAULT_USAGE_LIMIT",
     "EnvKekSettings",
     "FileKekSettings",
     "KekSettings",
@@ -33,6 +34,11 @@ __all__ = [
     "keystore_file",
     "open_keyring",
 ]
+
+
+#: 2^31 encryptions per key version: half of the 2^32 bound NIST SP 800-38D sets for random
+#: 96-bit GCM nonces, leaving a wide margin for counts lost in a crash before a flush.
+DEFAULT_USAGE_LIMIT: Final = 1 << 31
 
 
 def _resolve(value: Path, info: ValidationInfo) -> Path:
@@ -89,11 +95,44 @@ class KeySettings(BaseModel):
     kek: KekSettings = Field(
         description="Key-encryption key provider: `file` (path) or `env` (env_var)."
     )
+    usage_limit: int = Field(
+        default=DEFAULT_USAGE_LIMIT,
+        ge=1,
+        le=1 << 48,
+        description="Encryptions one key version may perform. AES-GCM with random 96-bit nonces "
+        "must stay well below 2^32 per key; `phi-keys list` warns from 80% of this limit.",
+    )
+    auto_rotate_after: int | None = Field(
+        default=None,
+        ge=1,
+        description="If set, the proxy rotates a practice's key by itself once its active "
+        "version has performed this many encryptions (must not exceed usage_limit).",
+    )
+    watch_interval: float = Field(
+        default=5.0,
+        ge=0,
+        le=3600,
+        description="Seconds between checks of the config, keystore and KEK files for changes "
+        "(hot reload) and between flushes of the usage counters; 0 turns the watcher off "
+        "(SIGHUP still reloads).",
+    )
+    usage_flush_every: int = Field(
+        default=1000,
+        ge=1,
+        description="Flush the per-key encryption counters to the usage file after this many "
+        "encryptions, even before watch_interval has passed.",
+    )
 
     @field_validator("keystore")
     @classmethod
     def _resolve_keystore(cls, value: Path, info: ValidationInfo) -> Path:
         return _resolve(value, info)
+
+    @model_validator(mode="after")
+    def _rotate_before_limit(self) -> KeySettings:
+        if self.auto_rotate_after is not None and self.auto_rotate_after > self.usage_limit:
+            raise ValueError("auto_rotate_after must not exceed usage_limit")
+        return self
 
 
 def kek_provider(settings: FileKekSettings | EnvKekSettings) -> KekProvider:

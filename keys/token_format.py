@@ -68,12 +68,17 @@ _CLASS_CHARS_B: Final = _CLASS_CHARS.encode("ascii")
 _B64URL_B: Final = _B64URL.encode("ascii")
 _B64URL_VALUE_B: Final = {c: i for i, c in enumerate(_B64URL_B)}
 _MODES_B: Final = {b"r": MODE_RANDOM, b"d": MODE_DETERMINISTIC}
-_URL_TO_STD_B: Final = bytes.maketrans(b"-_", b"+/")
+_URL_TO_STD_B: Final = bytes.maketrans(b"-_+/=", b"+/!!!")  # "!" is never base64
 _STD_TO_URL_B: Final = bytes.maketrans(b"+/", b"-_")
 _PAD_B: Final = (b"", b"", b"==", b"=")  # indexed by len % 4 (1 is rejected before use)
 _UNUSED_BITS_MASK: Final = (0, 0, 0x0F, 0x03)  # bits of the last char that must be zero
 _A_B: Final = ord("a")
 _Z_B: Final = ord("z")
+#: Where the class starts in a well-formed token: len("phi1.r.") + 16 hex + ".".
+_CLASS_START: Final = 24
+#: Valid headers seen so far (header bytes → mode, kid, class). Bounded; cleared when full.
+_HEADERS: dict[bytes, tuple[str, str, str]] = {}
+_HEADERS_LIMIT: Final = 4096
 
 # Finding tokens in text. The left boundary refuses [A-Za-z0-9_.-] so "xphi1.…" or "a.phi1.…"
 # inside a longer word is not a token; the right boundary refuses the payload alphabet so a
@@ -123,14 +128,17 @@ def b64url_encode(data: bytes) -> str:
 
 
 def _b64url_decode_bytes(text: bytes) -> bytes:
+    # One translate maps "-_" to "+/" and poisons the standard alphabet's own "+", "/" and "="
+    # (they are not base64url); strict decoding then refuses the poison and every other byte
+    # outside the alphabet (dots, spaces, newlines), and any misplaced padding.
     rem = len(text) % 4
-    if rem == 1 or not text or text.translate(None, _B64URL_B):
+    if rem == 1 or not text:
         raise InvalidToken
-    if rem and _B64URL_VALUE_B[text[-1]] & _UNUSED_BITS_MASK[rem]:
+    if rem and _B64URL_VALUE_B.get(text[-1], 0) & _UNUSED_BITS_MASK[rem]:
         raise InvalidToken
     try:
         return binascii.a2b_base64(text.translate(_URL_TO_STD_B) + _PAD_B[rem], strict_mode=True)
-    except binascii.Error:  # pragma: no cover - excluded by the checks above
+    except binascii.Error:
         raise InvalidToken from None
 
 
@@ -152,19 +160,12 @@ def parse_token(token: str) -> ParsedToken:
     return ParsedToken(*parse_token_fast(token))
 
 
-def parse_token_fast(token: str) -> tuple[str, str, str, bytes, bytes]:
-    """`parse_token` as a plain tuple (mode, kid, field_class, aad, payload), for hot loops.
-
-    One ASCII encode, one split, byte-level checks; no regular expression, no named tuple.
-    """
-    try:
-        raw = token.encode("ascii")
-    except (UnicodeEncodeError, AttributeError):  # non-ASCII, or not a str at all: fail closed
-        raise InvalidToken from None
-    parts = raw.split(b".", 5)
-    if len(parts) != 5 or parts[0] != b"phi1":  # noqa: PLR2004 - five dot-separated parts
+def _check_header(aad: bytes) -> tuple[str, str, str]:
+    """Validate a header ("phi1.<mode>.<kid>.<class>.") and remember it; raises InvalidToken."""
+    parts = aad.split(b".")
+    if len(parts) != 5 or parts[0] != b"phi1" or parts[4]:  # noqa: PLR2004 - 4 parts + ""
         raise InvalidToken
-    _, mode_b, kid, field_class, payload_text = parts
+    _, mode_b, kid, field_class, _ = parts
     mode = _MODES_B.get(mode_b)
     if (
         mode is None
@@ -175,11 +176,36 @@ def parse_token_fast(token: str) -> tuple[str, str, str, bytes, bytes]:
         or field_class.translate(None, _CLASS_CHARS_B)
     ):
         raise InvalidToken
-    payload = _b64url_decode_bytes(payload_text)
+    header = (mode, kid.decode("ascii"), field_class.decode("ascii"))
+    if len(_HEADERS) >= _HEADERS_LIMIT:
+        _HEADERS.clear()
+    _HEADERS[aad] = header
+    return header
+
+
+def parse_token_fast(token: str) -> tuple[str, str, str, bytes, bytes]:
+    """`parse_token` as a plain tuple (mode, kid, field_class, aad, payload), for hot loops.
+
+    One ASCII encode; the header (which is also the AAD) is found by its fourth dot and
+    validated once per distinct header (a bounded memo: a keyring has few (kid, class) pairs);
+    then one strict base64 decode. No regular expression, no split of the payload.
+    """
+    try:
+        raw = token.encode("ascii")
+    except (UnicodeEncodeError, AttributeError):  # non-ASCII, or not a str at all: fail closed
+        raise InvalidToken from None
+    cut = raw.find(b".", _CLASS_START) + 1  # the dot after the class; 0 if there is none
+    if not cut:
+        raise InvalidToken
+    aad = raw[:cut]
+    header = _HEADERS.get(aad)
+    if header is None:
+        header = _check_header(aad)
+    mode, kid, field_class = header
+    payload = _b64url_decode_bytes(raw[cut:])
     if len(payload) < MIN_PAYLOAD[mode]:
         raise InvalidToken
-    aad = raw[: len(raw) - len(payload_text)]
-    return mode, kid.decode("ascii"), field_class.decode("ascii"), aad, payload
+    return mode, kid, field_class, aad, payload
 
 
 def _split(token: object) -> tuple[str, str, str, str]:

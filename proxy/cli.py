@@ -47,6 +47,24 @@ def _parser() -> argparse.ArgumentParser:
         help="validate a config file, open its keystore and grant store, print a summary",
     )
     check.add_argument("-c", "--config", help=f"YAML config (default: ${CONFIG_ENV_VAR})")
+
+    demo = commands.add_parser(
+        "demo",
+        help="run a demo portal behind the proxy with synthetic patients, until Ctrl-C",
+        description="Start a naive demo portal and phi-proxy in front of it, in a temporary "
+        "folder with fresh keys, grants and synthetic patients; print curl commands to try. "
+        "Ctrl-C stops everything and deletes the folder. Demo only, not production.",
+    )
+    demo.add_argument("--port", type=int, default=8080, help="phi-proxy port (default 8080)")
+    demo.add_argument(
+        "--portal-port", type=int, default=8081, help="demo portal port (default 8081)"
+    )
+    demo.add_argument(
+        "--admin-port", type=int, default=9090, help="admin /healthz, /readyz port (default 9090)"
+    )
+    demo.add_argument(
+        "--keep", action="store_true", help="keep the temporary folder when the demo stops"
+    )
     return parser
 
 
@@ -115,12 +133,32 @@ def _check_config(config: str | None) -> int:
     return 0
 
 
+def _demo(args: argparse.Namespace) -> int:
+    from proxy.demo import DemoOptions, PortInUse, SeedError, run_demo  # noqa: PLC0415 - demo only
+    from proxy.demo.workspace import DemoPorts  # noqa: PLC0415
+
+    ports = DemoPorts(proxy=args.port, portal=args.portal_port, admin=args.admin_port)
+    if not all(1 <= port <= 65535 for port in (ports.proxy, ports.portal, ports.admin)):  # noqa: PLR2004
+        print("error: ports must be between 1 and 65535", file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        return run_demo(DemoOptions(ports=ports, keep=args.keep))
+    except PortInUse as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except SeedError as exc:
+        print(f"error: {exc}; the demo stopped and removed its folder", file=sys.stderr)
+        return EXIT_FAILURE
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `phi-proxy` console script."""
     args = _parser().parse_args(argv)
     try:
         if args.command == "check-config":
             return _check_config(args.config)
+        if args.command == "demo":
+            return _demo(args)
         from proxy.serve import serve  # noqa: PLC0415 - keep check-config free of server imports
 
         if args.workers < 1:

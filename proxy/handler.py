@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 from aiohttp import web
 
 from proxy.accesslog import AccessRecord
+from proxy.audit.requests import AUDIT_STATE_KEY, AuditState, status_of
 from proxy.errors import ProxyError, UpstreamUnavailable
 from proxy.forward.decode import BodyTooLarge, decode_body
 from proxy.forward.headers import ForwardingContext, HeaderPolicy
@@ -38,6 +39,7 @@ if TYPE_CHECKING:
     from multidict import CIMultiDict
 
     from keys.keyring import Keyring
+    from proxy.audit.requests import RequestAuditor
     from proxy.forward.upstream import Upstream
     from proxy.grants import GrantStore
     from proxy.identity import Authenticator, Caller
@@ -66,9 +68,27 @@ class Pipeline:
     upstream: Upstream
     max_response_body: int
     preserve_host: bool
+    #: Required so that no pipeline is built without deciding about the audit trail.
+    audit: RequestAuditor | None
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
-        """Answer one client request through the portal."""
+        """Answer one client request through the portal, and audit the PHI it touched."""
+        if self.audit is None:
+            return await self._handle(request)
+        state = AuditState()
+        route = self.routes.match_route(request.method, request.path)
+        state.write_route = None if route is None else route.route.path
+        request[AUDIT_STATE_KEY] = state
+        try:
+            response = await self._handle(request)
+        except BaseException as exc:
+            self.audit.finish(request[RECORD_KEY], state, *status_of(exc))
+            raise
+        record = request[RECORD_KEY]
+        self.audit.finish(record, state, response.status, record.outcome)
+        return response
+
+    async def _handle(self, request: web.Request) -> web.StreamResponse:
         record = request[RECORD_KEY]
         if request.method.upper() in _REFUSED_METHODS:
             raise web.HTTPMethodNotAllowed(request.method, [])
@@ -97,7 +117,12 @@ class Pipeline:
                 return await self._stream(request, upstream, out_headers)
             raw = await self._read_capped(upstream)
         return await self._transformed(
-            upstream=upstream, raw=raw, headers=out_headers, caller=caller, record=record
+            upstream=upstream,
+            raw=raw,
+            headers=out_headers,
+            caller=caller,
+            record=record,
+            audit_state=request.get(AUDIT_STATE_KEY),
         )
 
     async def _request_body(self, request: web.Request) -> bytes | None:
@@ -107,6 +132,8 @@ class Pipeline:
         body = await request.read()
         route = self.routes.match_route(request.method, request.path)
         stats = TransformStats()
+        if (state := request.get(AUDIT_STATE_KEY)) is not None:
+            state.request_stats = stats
         sealed = encrypt_request(
             body,
             request.headers.get("Content-Type"),
@@ -170,13 +197,18 @@ class Pipeline:
         headers: CIMultiDict[str],
         caller: Caller,
         record: AccessRecord,
+        audit_state: AuditState | None = None,
     ) -> web.Response:
         content_encoding = headers.pop("Content-Encoding", None)
         body = decode_body(raw, content_encoding, limit=self.max_response_body)
         content_type = upstream.headers.get("Content-Type")
         if self.policy.may_need_transform(body, content_type):
             access = await self.grants.access_for(caller, datetime.now(UTC))
+            if self.audit is not None and audit_state is not None:
+                access = self.audit.gate(access, audit_state)
             context = RevealContext(self.policy, self.keyring(), access, route_practice=None)
+            if audit_state is not None:
+                audit_state.response_stats = context.stats
             body = transform_response(body, content_type, context)
             self._account(context.stats, record)
             headers["Cache-Control"] = "no-store"

@@ -7,10 +7,13 @@ the reference, so a request always sees one consistent snapshot.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import TYPE_CHECKING
 
-from keys.settings import open_keyring
+from keys.usage import UsageCounter, open_counting_keyring, usage_path
+from proxy.audit.factory import open_trail
+from proxy.audit.requests import RequestAuditor
 from proxy.forward.headers import HeaderPolicy
 from proxy.forward.upstream import Upstream
 from proxy.grants import open_grant_store
@@ -20,6 +23,7 @@ from proxy.transform import FieldPolicy, RouteTable
 
 if TYPE_CHECKING:
     from keys.keyring import Keyring
+    from proxy.audit.trail import AuditTrail
     from proxy.grants import GrantStore
     from proxy.identity import Authenticator
     from proxy.settings import Settings
@@ -39,6 +43,11 @@ class Runtime:
         self._authenticator: Authenticator | None = None
         self._upstream = Upstream(settings.upstream)
         self._pipeline: Pipeline | None = None
+        #: Encryptions per key version, flushed to `<keystore>.usage.json` (see keys.usage).
+        self.usage = UsageCounter(
+            usage_path(settings.keys.keystore), flush_every=settings.keys.usage_flush_every
+        )
+        self._audit: AuditTrail | None = None
 
     async def open(self) -> None:
         """Open the keystore, grant store, identity provider and portal pool; build the pipeline.
@@ -47,9 +56,12 @@ class Runtime:
         not accept traffic.
         """
         settings = self.settings
-        self._keyring = open_keyring(settings.keys)
+        self._keyring = open_counting_keyring(settings.keys, self.usage)
         self._grants = open_grant_store(settings.grants)
         self._authenticator = build_authenticator(settings.identity)
+        self._audit = open_trail(settings.audit)
+        if self._audit is not None:
+            await self._audit.start()  # raises if the trail cannot be written: do not start
         await self._upstream.open()
         headers = settings.headers
         self._pipeline = Pipeline(
@@ -66,6 +78,7 @@ class Runtime:
             upstream=self._upstream,
             max_response_body=settings.limits.max_response_body,
             preserve_host=settings.upstream.preserve_host,
+            audit=RequestAuditor(self._audit, settings.audit.alerts),
         )
         _log.info(
             "runtime opened",
@@ -75,10 +88,29 @@ class Runtime:
     async def close(self) -> None:
         """Close everything that `open` opened, in reverse order."""
         await self._upstream.close()
+        if self._audit is not None:
+            await self._audit.close()
         if self._authenticator is not None:
             await self._authenticator.close()
         if self._grants is not None:
             await self._grants.close()
+        await asyncio.to_thread(self.usage.flush)  # the last batch of encryption counts
+
+    def install(
+        self, *, settings: Settings, keyring: Keyring, pipeline: Pipeline
+    ) -> Authenticator | None:
+        """Swap in a reloaded snapshot (proxy.reload); returns the replaced authenticator.
+
+        Plain reference assignments on the event loop: a request that already holds the old
+        pipeline or keyring finishes with it; the next one sees the new one. The caller closes
+        the returned authenticator once in-flight requests are done with it.
+        """
+        old_auth = self._authenticator
+        self.settings = settings
+        self._keyring = keyring
+        self._pipeline = pipeline
+        self._authenticator = pipeline.authenticator
+        return None if old_auth is pipeline.authenticator else old_auth
 
     def keyring(self) -> Keyring:
         """The current keyring snapshot."""
@@ -99,4 +131,5 @@ class Runtime:
             "keystore": self._keyring is not None and bool(self._keyring.practices()),
             "grant_store": grants_ok,
             "upstream_pool": self._pipeline is not None,
+            "audit_sink": self._audit is None or self._audit.healthy,
         }

@@ -1,7 +1,8 @@
 """Running the proxy: one process, or N worker processes sharing the port (SO_REUSEPORT).
 
-SIGTERM or SIGINT stops accepting connections, lets in-flight requests finish (up to the grace
-period), closes stores, and exits 0.
+SIGHUP reloads keys and config without dropping requests (see proxy.reload); in multi-worker
+mode the supervisor forwards it to every worker. SIGTERM or SIGINT stops accepting connections,
+lets in-flight requests finish (up to the grace period), closes stores, and exits 0.
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import multiprocessing
+import os
 import signal
 import ssl
 from typing import TYPE_CHECKING
@@ -18,6 +20,7 @@ from aiohttp import web
 from proxy.admin import build_admin_app
 from proxy.app import build_app
 from proxy.logs import configure_logging
+from proxy.reload import Reloader
 from proxy.runtime import Runtime
 from proxy.settings import load_settings
 
@@ -42,9 +45,18 @@ def _listener_ssl(settings: Settings) -> ssl.SSLContext | None:
     return context
 
 
-async def serve_forever(settings: Settings, *, reuse_port: bool = False) -> None:
-    """Serve until SIGTERM/SIGINT, then shut down gracefully."""
+async def serve_forever(
+    settings: Settings, *, reuse_port: bool = False, config_path: Path | None = None
+) -> None:
+    """Serve until SIGTERM/SIGINT, then shut down gracefully.
+
+    SIGHUP, or a change to the config (`config_path`), keystore or KEK file, reloads keys and
+    config in place (proxy.reload).
+    """
     runtime = Runtime(settings)
+    reloader: Reloader | None = None
+    # Until the reloader runs, a SIGHUP must not end the process (its default action).
+    asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, lambda: None)
     runner = web.AppRunner(
         build_app(runtime), handle_signals=False, access_log=None, shutdown_timeout=GRACE_SECONDS
     )
@@ -76,6 +88,8 @@ async def serve_forever(settings: Settings, *, reuse_port: bool = False) -> None
                 }
             },
         )
+        reloader = Reloader(runtime, config_path)
+        await reloader.start()
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGTERM, signal.SIGINT):
@@ -83,6 +97,8 @@ async def serve_forever(settings: Settings, *, reuse_port: bool = False) -> None
         await stop.wait()
         _log.info("shutting down: finishing in-flight requests")
     finally:
+        if reloader is not None:
+            await reloader.stop()
         for item in runners:
             await item.cleanup()
 
@@ -90,7 +106,7 @@ async def serve_forever(settings: Settings, *, reuse_port: bool = False) -> None
 def _worker(config_path: Path) -> None:
     settings = load_settings(config_path)
     configure_logging(settings.logging.level)
-    asyncio.run(serve_forever(settings, reuse_port=True))
+    asyncio.run(serve_forever(settings, reuse_port=True, config_path=config_path))
 
 
 def serve(config_path: Path, *, workers: int) -> int:
@@ -98,7 +114,7 @@ def serve(config_path: Path, *, workers: int) -> int:
     settings = load_settings(config_path)
     configure_logging(settings.logging.level)
     if workers <= 1:
-        asyncio.run(serve_forever(settings))
+        asyncio.run(serve_forever(settings, config_path=config_path))
         return 0
     context = multiprocessing.get_context("spawn")
     processes = [context.Process(target=_worker, args=(config_path,)) for _ in range(workers)]
@@ -110,6 +126,12 @@ def serve(config_path: Path, *, workers: int) -> int:
             if process.is_alive():
                 process.terminate()  # SIGTERM: each worker finishes its in-flight requests
 
+    def reload_workers(_signum: int, _frame: object) -> None:
+        for process in processes:
+            if process.is_alive() and process.pid is not None:
+                os.kill(process.pid, signal.SIGHUP)  # each worker reloads its own keyring
+
+    signal.signal(signal.SIGHUP, reload_workers)
     signal.signal(signal.SIGTERM, stop_workers)
     signal.signal(signal.SIGINT, stop_workers)
     for process in processes:

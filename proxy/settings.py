@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from keys.config_file import describe_validation_error, read_config_mapping
 from keys.errors import ConfigError
 from keys.settings import KeySettings
+from proxy.audit.settings import AuditSettings
 from proxy.grants.settings import GrantSettings
 from proxy.identity.settings import IdentitySettings
 from proxy.server_settings import (
@@ -61,6 +62,11 @@ class Settings(BaseModel):
         description="Routes whose request bodies carry PHI to encrypt on the way in.",
     )
     logging: LoggingSettings = Field(default_factory=LoggingSettings, description="Logging.")
+    audit: AuditSettings = Field(
+        default_factory=dict,  # validated, so relative paths resolve against the config file
+        validate_default=True,
+        description="The tamper-evident audit trail of every disclosure (on by default).",
+    )
 
 
 def load_settings(path: Path) -> Settings:

@@ -1,7 +1,8 @@
 """Grants: may this caller read this practice's PHI, right now?
 
 GrantStore (Protocol)      access_for(caller, now) -> Access; add / revoke / offboard / list
-└── SQLiteGrantStore       the embedded default (one WAL-mode SQLite file)
+├── SQLiteGrantStore       the embedded default (one WAL-mode SQLite file)
+└── PostgresGrantStore     the fleet store (proxy.grants.postgres_store; needs asyncpg)
 Access                     immutable per-request answer; allows(practice, field_class)
 open_grant_store(settings) picks the store the `grants:` config names
 """

@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from keys.config_file import load_section, resolve_config_path
-from keys.errors import ConfigError
+from keys.errors import ConfigError, PhiProxyError
 from proxy.grants.durations import format_duration, parse_duration
 from proxy.grants.errors import GrantError, GrantNotFound, GrantStoreUnavailable
 from proxy.grants.settings import GrantSettings
@@ -25,6 +25,7 @@ from proxy.identity.subject import Subject
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
+    from pathlib import Path
 
     from proxy.grants.model import Grant
     from proxy.grants.store import GrantStore
@@ -160,7 +161,37 @@ def _line(grant: Grant, now: datetime) -> str:
     return f"{grant.id}  {grant.subject}  {grant.practice}  [{fields}]  {state}"
 
 
-async def _execute(args: argparse.Namespace, store: GrantStore, now: datetime) -> int:
+def _audit(config_path: Path, action: str, by: str, grants: list[Grant], now: datetime) -> None:
+    """Record the change in the audit trail (ids and names only, never the free-text reason)."""
+    from proxy.audit.factory import record_change  # noqa: PLC0415 - only for changes
+
+    if not grants:
+        return
+    record_change(
+        config_path,
+        "grant_change",
+        action,
+        actor=by,
+        now=now,
+        details={
+            "grants": [
+                {
+                    "id": g.id,
+                    "subject": str(g.subject),
+                    "practice": g.practice,
+                    "field_classes": None if g.field_classes is None else sorted(g.field_classes),
+                    "not_before": _time(g.not_before),
+                    "expires_at": _time(g.expires_at),
+                }
+                for g in grants
+            ]
+        },
+    )
+
+
+async def _execute(
+    args: argparse.Namespace, store: GrantStore, now: datetime, config_path: Path
+) -> int:
     if args.command == "list":
         active_at = now if (args.active or args.expiring) else None
         grants = await store.list(
@@ -192,6 +223,7 @@ async def _execute(args: argparse.Namespace, store: GrantStore, now: datetime) -
         )
         grant = await store.add(request, now=now)
         print(f"added {_line(grant, now)}")
+        _audit(config_path, "add", by, [grant], now)
         return 0
     if args.command == "revoke":
         if args.subject is not None and not args.practice:
@@ -210,14 +242,16 @@ async def _execute(args: argparse.Namespace, store: GrantStore, now: datetime) -
             print(f"{args.subject} held no unexpired grant; nothing to revoke")
     for grant in revoked:
         print(f"revoked {_line(grant, now)}")
+    _audit(config_path, args.command, by, revoked, now)
     return 0
 
 
 async def _run(args: argparse.Namespace) -> int:
-    settings = load_section(resolve_config_path(args.config), "grants", GrantSettings)
+    config_path = resolve_config_path(args.config)
+    settings = load_section(config_path, "grants", GrantSettings)
     store = open_grant_store(settings)
     try:
-        return await _execute(args, store, datetime.now(UTC))
+        return await _execute(args, store, datetime.now(UTC), config_path)
     finally:
         await store.close()
 
@@ -236,7 +270,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except GrantError as exc:
         print(f"phi-grants: refused: {exc}", file=sys.stderr)
         return 2
-    except GrantStoreUnavailable as exc:
+    except (GrantStoreUnavailable, PhiProxyError) as exc:
         print(f"phi-grants: {exc}", file=sys.stderr)
         return 1
 

@@ -7,7 +7,7 @@ dictionary lookup, so the answer cannot change halfway through a response and co
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from types import MappingProxyType
 from typing import TYPE_CHECKING, ClassVar
 
@@ -16,7 +16,10 @@ if TYPE_CHECKING:
 
     from proxy.identity.subject import Subject
 
-__all__ = ["NO_ACCESS", "Access", "Grant", "PracticeAccess", "utc"]
+__all__ = ["LAPSED_LOOKBACK", "NO_ACCESS", "Access", "Grant", "PracticeAccess", "utc"]
+
+#: How far back a store looks for a subject's revoked/expired grants to fill `Access.lapsed`.
+LAPSED_LOOKBACK = timedelta(days=30)
 
 
 def utc(moment: datetime) -> datetime:
@@ -71,6 +74,9 @@ class Access:
 
     subject: Subject | None
     practices: Mapping[str, PracticeAccess] = field(default_factory=lambda: MappingProxyType({}))
+    #: Practice → ids of this subject's revoked or expired grants there (for alerts only; a
+    #: lapsed grant never allows anything). Stores fill it from recently lapsed grants.
+    lapsed: Mapping[str, tuple[str, ...]] = field(default_factory=lambda: MappingProxyType({}))
 
     NO_ACCESS: ClassVar[Access]
 
@@ -78,8 +84,13 @@ class Access:
     def from_grants(cls, subject: Subject, grants: Iterable[Grant], now: datetime) -> Access:
         """Combine the grants of `subject` that are active at `now` (others are ignored)."""
         merged: dict[str, tuple[bool, set[str], list[str]]] = {}
+        lapsed: dict[str, list[str]] = {}
         for grant in grants:
-            if grant.subject != subject or not grant.is_active(now):
+            if grant.subject != subject:
+                continue
+            if not grant.is_active(now):
+                if grant.revoked_at is not None or grant.expires_at <= now:
+                    lapsed.setdefault(grant.practice, []).append(grant.id)
                 continue
             all_fields, classes, ids = merged.setdefault(grant.practice, (False, set(), []))
             if grant.field_classes is None:
@@ -92,7 +103,8 @@ class Access:
             practice: PracticeAccess(all_fields, frozenset(classes), tuple(sorted(ids)))
             for practice, (all_fields, classes, ids) in merged.items()
         }
-        return cls(subject, MappingProxyType(practices))
+        gone = {practice: tuple(sorted(ids)) for practice, ids in lapsed.items()}
+        return cls(subject, MappingProxyType(practices), MappingProxyType(gone))
 
     def allows(self, practice: str, field_class: str) -> bool:
         """True when an active grant lets this caller read `field_class` of `practice`."""
@@ -103,6 +115,10 @@ class Access:
         """The ids of the grants behind access to `practice` (empty when none), for audit."""
         scope = self.practices.get(practice)
         return scope.grant_ids if scope is not None else ()
+
+    def lapsed_grant_ids_for(self, practice: str) -> tuple[str, ...]:
+        """Ids of revoked or expired grants the caller held for `practice` (for alerts)."""
+        return self.lapsed.get(practice, ())
 
 
 NO_ACCESS = Access(None)

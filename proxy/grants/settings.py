@@ -1,20 +1,61 @@
-"""The `grants:` section of the config: where grants live and how long one may last."""
+"""The `grants:` section of the config: where grants live and how long one may last.
+
+`store` is either a file path (the embedded SQLite store) or a ``postgresql://`` URL (the fleet
+store, shared by every replica). A URL must not carry a password: it would end up in process
+listings, shell history and config backups. The password comes from ``PGPASSWORD`` or a
+``~/.pgpass`` file, both read by the PostgreSQL driver itself.
+"""
 
 from __future__ import annotations
 
 import re
 from datetime import timedelta
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 from proxy.grants.durations import parse_duration
 
-__all__ = ["DEFAULT_MAX_TTL", "GrantSettings"]
+__all__ = ["DEFAULT_MAX_TTL", "GrantSettings", "describe_postgres_url", "is_postgres_url"]
 
 DEFAULT_MAX_TTL = timedelta(days=90)
 _MAX_MAX_TTL = timedelta(days=366)
 _URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
+_PG_SCHEMES = ("postgresql://", "postgres://")
+_PG_SCHEMA = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
+
+
+def is_postgres_url(store: str) -> bool:
+    """True when `store` names a PostgreSQL database rather than an SQLite file."""
+    return store.startswith(_PG_SCHEMES)
+
+
+def describe_postgres_url(store: str) -> str:
+    """``host:port/database`` of a PostgreSQL URL: safe for logs and errors (no user, no query)."""
+    parts = urlsplit(store)
+    port = f":{parts.port}" if parts.port else ""
+    return f"postgresql://{parts.hostname or 'localhost'}{port}{parts.path or '/'}"
+
+
+def _check_postgres_url(value: str) -> str:
+    try:
+        parts = urlsplit(value)
+        _ = parts.port  # raises ValueError on a malformed port
+    except ValueError:
+        raise ValueError(
+            "grants.store is not a valid PostgreSQL URL; write postgresql://USER@HOST:5432/DBNAME"
+        ) from None
+    if parts.password is not None:
+        raise ValueError(
+            "grants.store must not contain a password (it would leak into logs, backups and "
+            "process listings); remove it and set PGPASSWORD or use a ~/.pgpass file"
+        )
+    if not parts.hostname or parts.path in ("", "/"):
+        raise ValueError(
+            "grants.store needs a host and a database name: postgresql://USER@HOST:5432/DBNAME"
+        )
+    return value
 
 
 class GrantSettings(BaseModel):
@@ -24,8 +65,9 @@ class GrantSettings(BaseModel):
 
     store: str = Field(
         default="grants.sqlite3",
-        description="Path of the SQLite grant database (relative to the config file). "
-        "PostgreSQL URLs (postgresql://…) are reserved for a later release.",
+        description="Path of the SQLite grant database (relative to the config file), or a "
+        "PostgreSQL URL (postgresql://USER@HOST:5432/DBNAME) shared by a fleet of proxies. "
+        "Never put a password in the URL: use PGPASSWORD or ~/.pgpass.",
     )
     max_ttl: timedelta = Field(
         default=DEFAULT_MAX_TTL,
@@ -43,19 +85,47 @@ class GrantSettings(BaseModel):
         default=5.0,
         gt=0,
         le=60,
-        description="How long a write waits for another process's write lock before failing.",
+        description="SQLite only: how long a write waits for another process's write lock "
+        "before failing.",
+    )
+    timeout_seconds: float = Field(
+        default=2.0,
+        gt=0,
+        le=60,
+        description="PostgreSQL only: the longest any grant-store call may take, connecting "
+        "included. A request's grant check that takes longer is answered 'no access' (PHI "
+        "masked); an administrative change that takes longer fails and changes nothing.",
+    )
+    pg_schema: str = Field(
+        default="phi_proxy",
+        description="PostgreSQL only: the schema holding the grant tables; created and migrated "
+        "by phi-proxy. Lower-case letters, digits and '_'.",
+    )
+    pool_size: int = Field(
+        default=10,
+        ge=1,
+        le=100,
+        description="PostgreSQL only: most connections one proxy process opens for grant reads "
+        "and writes (one more is kept for change notifications).",
+    )
+    listen_check_seconds: float = Field(
+        default=5.0,
+        ge=0.5,
+        le=60,
+        description="PostgreSQL only: how often the change-notification connection is checked. "
+        "If it fails, the proxy stops caching grants until it has reconnected, so this bounds "
+        "how long a silently broken network path can delay a revocation.",
     )
 
     @field_validator("store")
     @classmethod
     def _resolve_store(cls, value: str, info: ValidationInfo) -> str:
-        if value.startswith(("postgresql://", "postgres://")):
-            raise ValueError(
-                "PostgreSQL grant stores are not supported yet; set grants.store to a file path "
-                "(an SQLite database, e.g. grants.sqlite3)"
-            )
+        if is_postgres_url(value):
+            return _check_postgres_url(value)
         if _URL.match(value):
-            raise ValueError("grants.store must be a file path (an SQLite database), not a URL")
+            raise ValueError(
+                "grants.store must be a file path (an SQLite database) or a postgresql:// URL"
+            )
         if not value.strip():
             raise ValueError("grants.store must not be empty")
         path = Path(value)
@@ -63,6 +133,16 @@ class GrantSettings(BaseModel):
         if not path.is_absolute() and base is not None:
             path = Path(base) / path
         return str(path)
+
+    @field_validator("pg_schema")
+    @classmethod
+    def _check_schema(cls, value: str) -> str:
+        if not _PG_SCHEMA.match(value) or value.startswith("pg_"):
+            raise ValueError(
+                "grants.pg_schema must be 1-63 lower-case letters, digits or '_', "
+                "starting with a letter or '_' and not with 'pg_'"
+            )
+        return value
 
     @field_validator("max_ttl", mode="before")
     @classmethod
@@ -81,6 +161,18 @@ class GrantSettings(BaseModel):
         return value
 
     @property
+    def is_postgres(self) -> bool:
+        """True when grants live in PostgreSQL (a fleet), False for an SQLite file."""
+        return is_postgres_url(self.store)
+
+    @property
     def sqlite_path(self) -> Path:
         """The SQLite database file."""
         return Path(self.store)
+
+    def __repr_args__(self) -> list[tuple[str | None, object]]:
+        """Show a PostgreSQL URL without its user name and query options."""
+        return [
+            (name, describe_postgres_url(value) if name == "store" and self.is_postgres else value)
+            for name, value in super().__repr_args__()
+        ]

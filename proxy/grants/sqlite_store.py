@@ -31,7 +31,7 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from proxy.grants.errors import GrantNotFound, GrantStoreUnavailable
-from proxy.grants.model import NO_ACCESS, Access, Grant, utc
+from proxy.grants.model import LAPSED_LOOKBACK, NO_ACCESS, Access, Grant, utc
 from proxy.grants.settings import DEFAULT_MAX_TTL
 from proxy.grants.sqlite_schema import migrate
 from proxy.grants.store import GrantList, GrantRequest, clean_text, new_grant_id
@@ -180,8 +180,9 @@ class SQLiteGrantStore:
     ) -> tuple[Grant, ...]:
         rows = conn.execute(
             f"SELECT {_COLUMNS} FROM grants WHERE issuer = ? AND sub = ? "  # noqa: S608 - constant
-            "AND revoked_at IS NULL AND expires_at > ?",
-            (subject.issuer, subject.sub, _db_time(now)),
+            "AND ((revoked_at IS NULL AND expires_at > ?) "
+            "OR COALESCE(revoked_at, expires_at) > ?)",  # recently lapsed: for Access.lapsed
+            (subject.issuer, subject.sub, _db_time(now), _db_time(now - LAPSED_LOOKBACK)),
         ).fetchall()
         return tuple(_row_to_grant(row) for row in rows)
 

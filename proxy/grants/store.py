@@ -1,6 +1,6 @@
 """The grant store contract, shared validation of new grants, and the factory that picks a store.
 
-Every store implementation (SQLite today, PostgreSQL later) passes the same test suite
+Every store implementation (SQLite for one host, PostgreSQL for a fleet) passes the same test suite
 (tests/grants/test_grants_store_contract.py), so callers can rely on the contract below alone.
 """
 
@@ -158,8 +158,27 @@ class GrantRequest:
         )
 
 
-def open_grant_store(settings: GrantSettings) -> GrantStore:
-    """Open the store the settings name (SQLite today). Raises GrantStoreUnavailable."""
+def open_grant_store(settings: GrantSettings, *, application_name: str = "phi-proxy") -> GrantStore:
+    """Open the store the settings name: an SQLite file, or a PostgreSQL database.
+
+    Synchronous for both. The SQLite store opens (and migrates) its file here and raises
+    GrantStoreUnavailable when it cannot; the PostgreSQL store connects on first use, so a
+    replica starts while the database is down and answers "no access" until it is back.
+    `application_name` labels PostgreSQL connections (pg_stat_activity) by program.
+    """
+    if settings.is_postgres:
+        from proxy.grants.postgres_store import PostgresGrantStore  # noqa: PLC0415 - optional dep
+
+        return PostgresGrantStore(
+            settings.store,
+            schema=settings.pg_schema,
+            max_ttl=settings.max_ttl,
+            timeout=settings.timeout_seconds,
+            error_log_interval=settings.error_log_interval_seconds,
+            pool_size=settings.pool_size,
+            listen_check_interval=settings.listen_check_seconds,
+            application_name=application_name,
+        )
     from proxy.grants.sqlite_store import SQLiteGrantStore  # noqa: PLC0415 - import cycle
 
     return SQLiteGrantStore(

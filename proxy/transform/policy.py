@@ -21,9 +21,13 @@ from proxy.transform.names import SEPARATORS, ascii_revealing_pattern, is_ascii_
 if TYPE_CHECKING:
     from proxy.transform.settings import FieldSettings
 
-__all__ = ["FieldPolicy", "KeyRole"]
+__all__ = ["FieldPolicy", "KeyRole", "ObjectShape"]
 
 _ROLE_CACHE_LIMIT: Final = 8192
+_SHAPE_CACHE_LIMIT: Final = 4096
+#: Objects with more keys than this are not memoized by shape (hashing the key tuple would
+#: cost more than it saves, and a hostile body could fill the cache with huge tuples).
+_SHAPE_MAX_KEYS: Final = 32
 _ESCAPE: Final = re.compile(rb"\\u([0-9A-Fa-f]{4})")
 _SEPARATORS_B: Final = SEPARATORS.encode("ascii")
 _ASCII_END: Final = 0x80
@@ -46,6 +50,19 @@ class KeyRole:
     has_prefix: bool  # the key itself carries the token prefix
 
 
+@dataclass(frozen=True, slots=True)
+class ObjectShape:
+    """The roles of an object's keys, in order, precomputed per distinct key sequence.
+
+    Records of one listing share their key sequence, so the walk computes this once per
+    response (and then once per policy) instead of once per record.
+    """
+
+    roles: tuple[KeyRole, ...]
+    context: tuple[tuple[str, bool], ...]  # (key, is practice key) of practice/id keys, in order
+    rekey: bool  # some key carries the token prefix
+
+
 class FieldPolicy:
     """Compiled `fields:` settings. Immutable after compile except for bounded lookup caches."""
 
@@ -60,6 +77,7 @@ class FieldPolicy:
         "_practice_names",
         "_roles",
         "_settings",
+        "_shapes",
         "default_mask",
         "matcher",
         "max_depth",
@@ -97,11 +115,16 @@ class FieldPolicy:
                     needles.update(required)
         self._key_classes = key_classes
         self.matcher = PathMatcher(paths, settings.normalize)
-        self._needles = tuple(sorted(n.encode("utf-8") for n in needles))
+        encoded = sorted({n.encode("utf-8") for n in needles}, key=len)
+        # A needle containing a shorter one is redundant: if the short one is absent, so is it.
+        self._needles = tuple(
+            n for i, n in enumerate(encoded) if not any(m in n for m in encoded[:i])
+        )
         self._always_inspect = always or any(not n.isascii() for n in needles)
         self._practice_names = frozenset(map(settings.normalize, settings.record.practice_keys))
         self._id_names = frozenset(map(settings.normalize, settings.record.id_keys))
         self._roles: dict[str, KeyRole] = {}
+        self._shapes: dict[tuple[str, ...], ObjectShape] = {}
         if needles and not self._always_inspect:
             ascii_revealing_pattern()  # pay the one-off table build at startup, not per request
 
@@ -144,6 +167,26 @@ class FieldPolicy:
                 self._roles.clear()
             self._roles[key] = role
         return role
+
+    def shape(self, keys: tuple[str, ...]) -> ObjectShape:
+        """The roles of `keys` (an object's keys in order); cached for small objects."""
+        shape = self._shapes.get(keys)
+        if shape is None:
+            roles = tuple(map(self.role, keys))
+            shape = ObjectShape(
+                roles=roles,
+                context=tuple(
+                    (key, role.practice_key)
+                    for key, role in zip(keys, roles, strict=True)
+                    if role.practice_key or role.id_key
+                ),
+                rekey=any(r.has_prefix for r in roles),
+            )
+            if len(keys) <= _SHAPE_MAX_KEYS:
+                if len(self._shapes) >= _SHAPE_CACHE_LIMIT:
+                    self._shapes.clear()
+                self._shapes[keys] = shape
+        return shape
 
     def may_need_transform(self, body: bytes, content_type: str | None = None) -> bool:
         """False only if the body provably needs no change: no token, no selected key.

@@ -29,12 +29,13 @@ from proxy.transform.reveal import (
     RecordPractice,
     RevealContext,
     decide_plaintext,
-    decide_token,
+    reveal_text,
+    reveal_token,
 )
 from proxy.transform.textbody import transform_text
 
 if TYPE_CHECKING:
-    from proxy.transform.policy import KeyRole
+    from proxy.transform.policy import KeyRole, ObjectShape
 
 __all__ = ["transform_json", "transform_response"]
 
@@ -81,33 +82,30 @@ def _scalar_text(value: object) -> str | None:
 
 
 def _record_context(
-    roles: list[KeyRole],
+    shape: ObjectShape,
     obj: dict[str, object],
     practice: RecordPractice,
     record_id: str | None,
-) -> tuple[RecordPractice, str | None, bool]:
-    """The practice and record id in force inside `obj`, and whether any key holds a token.
+) -> tuple[RecordPractice, str | None]:
+    """The practice and record id in force inside `obj`.
 
     Two practice keys that disagree, or one that is not a string/integer, make the practice
     unknown (masking its plaintext) rather than falling back to an outer one.
     """
     own_practice: RecordPractice = None
     own_id: str | None = None
-    rekey = False
-    for key_role, item in zip(roles, obj.values(), strict=True):
-        if key_role.practice_key:
-            text = _scalar_text(item)
+    for key, is_practice in shape.context:
+        if is_practice:  # a key that is both a practice key and an id key counts as practice
+            text = _scalar_text(obj[key])
             if text is None or own_practice not in (None, text):
                 own_practice = UNKNOWN_PRACTICE
             else:
                 own_practice = text
-        elif key_role.id_key and own_id is None:
-            own_id = _scalar_text(item)
-        rekey = rekey or key_role.has_prefix
+        elif own_id is None:  # an id key
+            own_id = _scalar_text(obj[key])
     return (
         practice if own_practice is None else own_practice,
         record_id if own_id is None else own_id,
-        rekey,
     )
 
 
@@ -162,7 +160,7 @@ class _Walk:
     ) -> object:
         if value.startswith(TOKEN_PREFIX):
             self.changed = True
-            return decide_token(self.ctx, value, record_id).for_json()
+            return reveal_token(self.ctx, value, record_id, as_json=True)
         decision = decide_plaintext(self.ctx, field_class, value, practice, record_id)
         if decision.mask is not None:
             self.changed = True
@@ -177,15 +175,14 @@ class _Walk:
         ctx = self.ctx
         match = TOKEN_PATTERN.fullmatch(value)
         if match is not None:
-            decision = decide_token(ctx, value, record_id)
-            return decision.for_text() if as_key else decision.for_json()
-        out = TOKEN_PATTERN.sub(lambda m: decide_token(ctx, m.group(), record_id).for_text(), value)
+            return reveal_token(ctx, value, record_id, as_json=not as_key)
+        out = TOKEN_PATTERN.sub(lambda m: reveal_text(ctx, m.group(), record_id), value)
         if TOKEN_PREFIX in out:
             ctx.stats.integrity(None, "malformed")
             return self.policy.redacted_text
         return out
 
-    def mapping(  # noqa: PLR0917 - hot path: positional arguments are cheaper
+    def mapping(  # noqa: C901, PLR0912, PLR0917 - hot path: inlined scalar cases
         self,
         obj: dict[str, object],
         depth: int,
@@ -196,25 +193,40 @@ class _Walk:
     ) -> dict[str, object]:
         if depth > self.max_depth:
             raise UnsafeBody("too_deep")
-        role = self.role
-        roles = [role(key) for key in obj]
-        practice, record_id, rekey = _record_context(roles, obj, practice, record_id)
+        shape = self.policy.shape(tuple(obj))
+        if shape.context:
+            practice, record_id = _record_context(shape, obj, practice, record_id)
         matcher = self.matcher
-        for key_role, (key, item) in zip(roles, obj.items(), strict=True):
+        for key_role, (key, item) in zip(shape.roles, obj.items(), strict=True):
             field_class = key_role.field_class or inherited
             child_states = _NO_STATES
             if states:
                 child_states, path_class = matcher.step(states, key_role.normalized, 0, item)
                 field_class = path_class or field_class
-            new = self.value(item, depth, practice, record_id, child_states, field_class)
+            # The common scalars inline (same outcome as self.value, without the call).
+            new: object
+            if type(item) is str:
+                if field_class is None:
+                    if TOKEN_PREFIX not in item:
+                        continue
+                    new = self.unselected_string(item, record_id, as_key=False)
+                elif item.startswith(TOKEN_PREFIX):
+                    self.changed = True
+                    new = reveal_token(self.ctx, item, record_id, as_json=True)
+                else:
+                    new = self.selected_string(item, field_class, practice, record_id)
+            elif field_class is None and (item is None or type(item) is int or type(item) is bool):
+                continue
+            else:
+                new = self.value(item, depth, practice, record_id, child_states, field_class)
             if new is not item:
                 obj[key] = new
-        if rekey:
-            return self.rekeyed(obj, roles, record_id)
+        if shape.rekey:
+            return self.rekeyed(obj, shape.roles, record_id)
         return obj
 
     def rekeyed(
-        self, obj: dict[str, object], roles: list[KeyRole], record_id: str | None
+        self, obj: dict[str, object], roles: tuple[KeyRole, ...], record_id: str | None
     ) -> dict[str, object]:
         out: dict[str, object] = {}
         for key_role, (key, item) in zip(roles, obj.items(), strict=True):

@@ -10,6 +10,12 @@
   reason code, never the value). Tokens shown to a caller without access are not opened at all
   unless their mask needs the value (last-N), so tampering is detected whenever a token is
   opened, and nothing is ever shown when it is not.
+
+`reveal_token` is the hot-path form of `decide_token(...).for_json()/.for_text()`: the same
+decision, but the per-header part (kid → practice, grant, mask) is computed once per request
+and kept in the context, and no Decision object is built. Anything unusual (a header that does
+not parse, an unknown kid, a token that fails to open) takes the `decide_token` path, so
+integrity accounting has one implementation.
 """
 
 from __future__ import annotations
@@ -18,7 +24,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Final, Protocol
 
 from keys.errors import InvalidToken
-from keys.token_format import TOKEN_PREFIX, is_field_class, is_kid
+from keys.token_format import TOKEN_PREFIX, TOKEN_VERSION, is_field_class, is_kid
 from proxy.transform.stats import TransformStats
 
 if TYPE_CHECKING:
@@ -35,9 +41,12 @@ __all__ = [
     "UnknownPractice",
     "decide_plaintext",
     "decide_token",
+    "reveal_text",
+    "reveal_token",
 ]
 
 _TOKEN_PARTS: Final = 5
+_HEADER_PARTS: Final = 4
 
 
 class AccessPolicy(Protocol):
@@ -71,6 +80,11 @@ class RevealContext:
     access: AccessPolicy
     route_practice: str | None = None
     stats: TransformStats = field(default_factory=TransformStats)
+    #: Per-request memo: token header → (practice, field_class, allowed, mask). Valid for one
+    #: request only (the access decision, keyring and policy are fixed for its lifetime).
+    headers: dict[str, tuple[str, str, bool, Mask]] = field(
+        default_factory=dict, repr=False, compare=False
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,6 +133,7 @@ def decide_token(  # noqa: PLR0911 - one exit per outcome reads best here
     allowed = ctx.access.allows(practice, field_class)
     if not allowed and not mask.needs_value:
         ctx.stats.masked[field_class] += 1
+        ctx.stats.withheld.add(practice)
         return Decision("", mask)
     try:
         opened = ctx.keyring.open(token)
@@ -136,9 +151,10 @@ def decide_token(  # noqa: PLR0911 - one exit per outcome reads best here
         return Decision("", mask)
     if allowed:
         ctx.stats.decrypted[field_class] += 1
-        ctx.stats.disclosed(practice, record_id)
+        ctx.stats.disclosed(practice, record_id, field_class)
         return Decision(opened.plaintext, None)
     ctx.stats.masked[field_class] += 1
+    ctx.stats.withheld.add(practice)
     return Decision("", mask, opened.plaintext)
 
 
@@ -156,7 +172,77 @@ def decide_plaintext(
     practice = ctx.route_practice if record_practice is None else record_practice
     if isinstance(practice, str) and ctx.access.allows(practice, field_class):
         ctx.stats.plaintext_kept[field_class] += 1
-        ctx.stats.disclosed(practice, record_id)
+        ctx.stats.disclosed(practice, record_id, field_class)
         return Decision(value_text, None)
     ctx.stats.masked[field_class] += 1
     return Decision("", ctx.policy.mask_for(field_class), value_text)
+
+
+def _header_facts(ctx: RevealContext, head: str) -> tuple[str, str, bool, Mask] | None:
+    """(practice, class, allowed, mask) for a token header; None if it needs the slow path."""
+    parts = head.split(".")
+    if len(parts) != _HEADER_PARTS or parts[0] != TOKEN_VERSION:
+        return None
+    kid, field_class = parts[2], parts[3]
+    if not is_kid(kid) or not is_field_class(field_class):
+        return None
+    practice = ctx.keyring.practice_of(kid)
+    if practice is None:
+        return None
+    facts = (
+        practice,
+        field_class,
+        ctx.access.allows(practice, field_class),
+        ctx.policy.mask_for(field_class),
+    )
+    ctx.headers[head] = facts
+    return facts
+
+
+def reveal_token(
+    ctx: RevealContext, token: str, record_id: str | None, *, as_json: bool
+) -> str | None:
+    """`decide_token(ctx, token, record_id)` rendered for JSON (`as_json`) or text, fast.
+
+    Keep the accounting (counters, `disclosed`, `withheld`) identical to `decide_token`'s;
+    tests/transform/test_reveal_fast.py proves the two agree on outputs and stats.
+
+    The grant decision comes first (from the per-request header memo); only then, and only if
+    the value is to be shown or its mask needs it, is the token opened (the keyring may answer
+    from its cache of opened tokens).
+    """
+    cut = token.rfind(".")
+    facts = ctx.headers.get(token[:cut]) if cut > 0 else None
+    if facts is None:
+        facts = _header_facts(ctx, token[:cut]) if cut > 0 else None
+        if facts is None:
+            decision = decide_token(ctx, token, record_id)
+            return decision.for_json() if as_json else decision.for_text()
+    practice, field_class, allowed, mask = facts
+    stats = ctx.stats
+    if not allowed and not mask.needs_value:
+        stats.masked[field_class] += 1
+        stats.withheld.add(practice)
+        return mask.for_json(None) if as_json else mask.for_text(None)
+    try:
+        opened = ctx.keyring.open_fast(token)
+    except InvalidToken:
+        decision = decide_token(ctx, token, record_id)  # accounts the integrity failure
+        return decision.for_json() if as_json else decision.for_text()
+    plaintext = opened[2]
+    if opened[0] != practice or opened[1] != field_class or TOKEN_PREFIX in plaintext:
+        decision = decide_token(ctx, token, record_id)  # header-mismatch / nested-token
+        return decision.for_json() if as_json else decision.for_text()
+    if allowed:
+        stats.decrypted[field_class] += 1
+        stats.disclosed(practice, record_id, field_class)
+        return plaintext
+    stats.masked[field_class] += 1
+    stats.withheld.add(practice)
+    return mask.for_json(plaintext) if as_json else mask.for_text(plaintext)
+
+
+def reveal_text(ctx: RevealContext, token: str, record_id: str | None) -> str:
+    """`reveal_token` for text (inside a string, a key or a text body): always a string."""
+    out = reveal_token(ctx, token, record_id, as_json=False)
+    return ctx.policy.redacted_text if out is None else out  # for_text never gives None

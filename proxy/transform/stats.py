@@ -30,7 +30,9 @@ class TransformStats:
     """Filled during one transform (one request); mutable, not shared between requests.
 
     `records` holds (practice, record id) pairs for every record from which something was
-    disclosed: a token decrypted, or legacy plaintext kept because the caller may see it.
+    disclosed: a token decrypted, or legacy plaintext kept because the caller may see it;
+    `record_classes` the same with the field class, for the audit trail. `withheld` names the
+    practices whose tokens were masked because the caller holds no fitting grant.
     """
 
     decrypted: Counter[str] = field(default_factory=Counter)
@@ -39,6 +41,8 @@ class TransformStats:
     encrypted: Counter[str] = field(default_factory=Counter)
     practices: set[str] = field(default_factory=set)
     records: set[tuple[str, str]] = field(default_factory=set)
+    record_classes: set[tuple[str, str, str]] = field(default_factory=set)
+    withheld: set[str] = field(default_factory=set)
     integrity_failures: int = 0
     integrity_events: list[IntegrityEvent] = field(default_factory=list)
 
@@ -48,11 +52,15 @@ class TransformStats:
         if len(self.integrity_events) < MAX_INTEGRITY_EVENTS:
             self.integrity_events.append(IntegrityEvent(kid, reason))
 
-    def disclosed(self, practice: str, record_id: str | None) -> None:
+    def disclosed(
+        self, practice: str, record_id: str | None, field_class: str | None = None
+    ) -> None:
         """Note that a value of `practice` (in record `record_id`, if known) was shown."""
         self.practices.add(practice)
         if record_id is not None:
             self.records.add((practice, record_id))
+            if field_class is not None:
+                self.record_classes.add((practice, record_id, field_class))
 
     @property
     def touched(self) -> bool:

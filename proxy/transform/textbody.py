@@ -27,7 +27,7 @@ import orjson
 
 from keys.token_format import TOKEN_PATTERN_BYTES, TOKEN_PREFIX_BYTES
 from proxy.transform.errors import UnsafeBody
-from proxy.transform.reveal import RevealContext, decide_token
+from proxy.transform.reveal import RevealContext, reveal_text
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -123,7 +123,7 @@ def transform_text(body: bytes, kind: BodyKind, ctx: RevealContext) -> bytes:
     for match in TOKEN_PATTERN_BYTES.finditer(body):
         start, end = match.span()
         pieces.append(body[last:start])
-        text = decide_token(ctx, match.group().decode("ascii"), None).for_text()
+        text = reveal_text(ctx, match.group().decode("ascii"), None)
         text = csv.escape(text, start, end) if csv is not None else simple(text)
         pieces.append(text.encode(charset, errors))
         last = end

@@ -16,8 +16,8 @@ import orjson
 import pytest
 import yaml
 from aiohttp.test_utils import TestServer
+from blackbox_env import PLANTED, write_env_files
 from blackbox_portal import RecordingPortal
-from conftest import PLANTED, write_env_files
 
 from proxy.grants import GrantRequest, SQLiteGrantStore
 

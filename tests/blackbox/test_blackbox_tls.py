@@ -12,8 +12,8 @@ import aiohttp
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
+from blackbox_env import write_env_files
 from blackbox_portal import RecordingPortal
-from conftest import write_env_files
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec

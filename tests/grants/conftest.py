@@ -1,31 +1,35 @@
-"""Store factories for the reusable grant-store contract suite."""
+"""Store factories for the reusable grant-store contract suite (SQLite and PostgreSQL)."""
 
 import pytest
 import pytest_asyncio
-
-from proxy.grants import SQLiteGrantStore
-
-
-def _sqlite_factory(tmp_path):
-    def make(**options):
-        return SQLiteGrantStore(tmp_path / "grants.sqlite3", **options)
-
-    return make
-
+from grants_backends import PostgresBackend, SQLiteBackend
+from grants_pg import require_postgres
 
 # Each entry builds stores that share one backing database, so a test can open a second,
-# independent reader. A PostgreSQL factory joins this list later, marked `postgres`.
-STORE_FACTORIES = [pytest.param(_sqlite_factory, id="sqlite")]
+# independent reader.
+STORE_FACTORIES = [
+    pytest.param(SQLiteBackend, id="sqlite"),
+    pytest.param(PostgresBackend, id="postgres", marks=pytest.mark.postgres),
+]
 
 
 @pytest_asyncio.fixture(params=STORE_FACTORIES)
-async def open_store(request, tmp_path):
+async def backend(request, tmp_path):
+    """The backing database of one test, for every store kind."""
+    if request.param is PostgresBackend:
+        await require_postgres()
+    made = request.param(tmp_path)
+    yield made
+    await made.cleanup()
+
+
+@pytest_asyncio.fixture
+async def open_store(backend):
     """A function opening a store on the test's shared database; all are closed afterwards."""
-    make = request.param(tmp_path)
     opened = []
 
     def opener(**options):
-        store = make(**options)
+        store = backend.make(**options)
         opened.append(store)
         return store
 

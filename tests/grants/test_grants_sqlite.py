@@ -6,12 +6,20 @@ import textwrap
 from datetime import timedelta
 
 import pytest
+from grants_backends import SQLiteBackend
 from grants_helpers import ALICE, T0, caller, request_for
 
 from proxy.grants import GrantStoreUnavailable, SQLiteGrantStore
 from proxy.grants.sqlite_schema import SCHEMA_VERSION
 
 pytestmark = pytest.mark.asyncio
+
+
+@pytest.fixture
+def backend(tmp_path):
+    """This module tests the SQLite file itself, so its stores are SQLite only."""
+    return SQLiteBackend(tmp_path)
+
 
 READER = textwrap.dedent(
     """

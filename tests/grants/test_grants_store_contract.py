@@ -211,21 +211,40 @@ class TestList:
 
 
 class TestRevocationVisibility:
-    async def test_second_store_object_sees_revocation_on_next_call(self, open_store):
-        """A revocation through store B is honoured by store A's very next call, no sleeping."""
+    async def test_second_store_object_sees_revocation_on_next_call(self, open_store, backend):
+        """A revocation through store B is honoured by store A's very next call, no sleeping.
+
+        SQLite: the next call after the commit. PostgreSQL: the next call after the change
+        notification arrived (the round trip is awaited, not slept through).
+        """
         reader, writer = open_store(), open_store()
         grant = await writer.add(request_for(), now=T0)
+        await backend.ready(reader)
         for _ in range(3):  # warm the reader's cache
             assert (await reader.access_for(caller(ALICE), T0)).allows("pr-a", "ssn")
-        await writer.revoke(grant_id=grant.id, by="ciso", reason="left", now=T0)
+        async with backend.change_seen_by(reader):
+            await writer.revoke(grant_id=grant.id, by="ciso", reason="left", now=T0)
         assert not (await reader.access_for(caller(ALICE), T0)).allows("pr-a", "ssn")
 
-    async def test_second_store_object_sees_new_grant_on_next_call(self, open_store):
+    async def test_second_store_object_sees_new_grant_on_next_call(self, open_store, backend):
         """A grant added through store B is usable through store A's next call."""
         reader, writer = open_store(), open_store()
+        await backend.ready(reader)
         assert not (await reader.access_for(caller(ALICE), T0)).allows("pr-a", "ssn")
-        await writer.add(request_for(), now=T0)
+        async with backend.change_seen_by(reader):
+            await writer.add(request_for(), now=T0)
         assert (await reader.access_for(caller(ALICE), T0)).allows("pr-a", "ssn")
+
+    async def test_offboarding_reaches_a_warm_reader(self, open_store, backend):
+        """Offboarding through store B empties store A's cached access to every practice."""
+        reader, writer = open_store(), open_store()
+        await writer.add(request_for(practice="pr-a"), now=T0)
+        await writer.add(request_for(practice="pr-b"), now=T0)
+        await backend.ready(reader)
+        assert set((await reader.access_for(caller(ALICE), T0)).practices) == {"pr-a", "pr-b"}
+        async with backend.change_seen_by(reader):
+            await writer.offboard(ALICE, by="hr", reason="left", now=T0)
+        assert (await reader.access_for(caller(ALICE), T0)).practices == {}
 
     async def test_ping(self, store):
         """A healthy store answers ping() with True."""

@@ -38,6 +38,8 @@ OTHER_KEYS = st.text(
             "value",
             "practiceid",
         }
+        # A key holding the token prefix is masked (fail closed), so it is not "without PHI".
+        and "phi1." not in k
     )
 )
 SCALARS = st.one_of(
@@ -45,7 +47,7 @@ SCALARS = st.one_of(
     st.booleans(),
     st.integers(-(2**63), 2**63 - 1),
     st.floats(allow_nan=False, allow_infinity=False),
-    st.text(max_size=12),
+    st.text(max_size=12).filter(lambda t: "phi1." not in t),
 )
 
 

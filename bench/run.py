@@ -1,0 +1,305 @@
+"""`make bench`: every configuration against the same synthetic portal, in alternation.
+
+Round r runs, for each page size, every configuration once (A B C … A B C …), so drift in the
+machine (other processes, thermal state) hits all configurations alike. Per cell we keep the
+median requests/s and latencies over rounds, and CPU µs/request of the proxy process(es) as
+total CPU / total requests. Writes bench/results/latest.json and bench/REPORT.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from importlib import metadata
+from pathlib import Path
+
+import dataset
+import harness
+import micro
+import report
+
+# (name, server, path kind, auth, body) — "server" picks the process under test.
+CONFIGS = {
+    "direct": ("portal", None),
+    "nginx": ("nginx", None),
+    "pass": ("pass", None),
+    "phi-decrypt": ("phi", "granted"),
+    "phi-decrypt-cold": ("phi", "granted"),
+    "phi-mask": ("phi", "ungranted"),
+    "phi-decrypt-x2": ("phi2", "granted"),
+    "phi-nophi": ("phi", "granted"),
+    "phi-nophi-anon": ("phi", None),  # diagnostic: no JWT to verify
+    "phi-decrypt-noaudit": ("phi-noaudit", "granted"),  # diagnostic: audit trail disabled
+    "phi-write": ("phi", "granted"),
+}
+
+
+def cells(sizes: tuple[int, ...]) -> list[tuple[str, str, int]]:
+    """(group, configuration, records): the grid, grouped so alternation happens per group."""
+    out: list[tuple[str, str, int]] = []
+    for n in sizes:
+        group = f"patients/{n}"
+        configs = ["direct", "nginx", "pass", "phi-decrypt", "phi-mask"]
+        if n:
+            configs.append("phi-decrypt-cold")
+        if n == 100:
+            configs += ["phi-decrypt-x2", "phi-decrypt-noaudit"]
+        out.extend((group, config, n) for config in configs)
+    for n in (20, 100):
+        nophi = ("direct", "pass", "phi-nophi", "phi-nophi-anon")
+        out.extend((f"nophi/{n}", config, n) for config in nophi)
+    out.extend(("write", config, 1) for config in ("direct", "pass", "phi-write"))
+    return out
+
+
+def _request_for(config: str, group: str, n: int, facts: dict, folder: Path) -> dict:
+    kind = group.split("/", maxsplit=1)[0]
+    _, who = CONFIGS[config]
+    auth = facts["tokens"][who] if who else ""
+    if kind == "write":
+        return {"path": "/api/bookings", "auth": auth, "body_file": str(folder / "booking.json")}
+    if kind == "nophi":
+        return {"path": f"/api/nophi/{n}", "auth": auth}
+    if config == "phi-decrypt-cold":
+        return {"path": f"/api/cold/{n}", "pool": facts["cold_pool"][str(n)], "auth": auth}
+    return {"path": f"/api/patients/{n}", "auth": auth}
+
+
+def start(folder: Path, www: Path, nginx: str | None) -> tuple[harness.Servers, dict]:
+    servers = harness.Servers(folder)
+    ports = {
+        name: harness.free_port()
+        for name in ("portal", "nginx", "pass", "phi", "phi2", "phi-noaudit")
+    }
+    if nginx:
+        conf = harness.nginx_conf(
+            folder, www, portal_port=ports["portal"], proxy_port=ports["nginx"]
+        )
+        servers.spawn(
+            "portal",
+            ports["portal"],
+            [nginx, "-c", str(conf), "-e", str(folder / "nginx-error.log")],
+            tree=True,
+        )
+    else:
+        servers.spawn(
+            "portal",
+            ports["portal"],
+            [
+                sys.executable,
+                str(harness.BENCH / "portal.py"),
+                "--port",
+                str(ports["portal"]),
+                "--root",
+                str(www),
+            ],
+        )
+    servers.wait_ready("portal", "/api/nophi/0")
+    portal_url = f"http://127.0.0.1:{ports['portal']}"
+    facts = dataset.build(folder, www, portal_url=portal_url)
+    servers.spawn(
+        "pass",
+        ports["pass"],
+        [
+            sys.executable,
+            str(harness.BENCH / "passproxy.py"),
+            "--port",
+            str(ports["pass"]),
+            "--upstream",
+            portal_url,
+        ],
+    )
+    phi = str(harness.VENV_BIN / "phi-proxy")
+    for name, workers in (("phi", 1), ("phi2", 2)):
+        cfg = harness.write_proxy_config(folder, facts["config_base"], name, ports[name])
+        servers.spawn(
+            name, ports[name], [phi, "serve", "-c", str(cfg), "--workers", str(workers)], tree=True
+        )
+    for name in ("pass", "phi", "phi2"):
+        servers.wait_ready(name, "/api/nophi/0")
+    try:  # diagnostic only: skipped if this build has no `audit.enabled` switch
+        base = dict(facts["config_base"], audit={"enabled": False})
+        cfg = harness.write_proxy_config(folder, base, "phi-noaudit", ports["phi-noaudit"])
+        servers.spawn("phi-noaudit", ports["phi-noaudit"], [phi, "serve", "-c", str(cfg)])
+        servers.wait_ready("phi-noaudit", "/api/nophi/0")
+    except RuntimeError:
+        server = servers.started.pop("phi-noaudit", None)
+        if server is not None and server.process.poll() is None:
+            server.process.terminate()
+            server.process.wait(timeout=15)
+    if nginx:
+        servers.started["nginx"] = servers.started["portal"]  # one nginx, two server blocks
+    facts["ports"] = ports
+    return servers, facts
+
+
+def measure(args: argparse.Namespace) -> dict:
+    wrk = harness.ensure_tool("wrk", "wrk")
+    if wrk is None:
+        sys.exit("bench: wrk is not installed and could not be installed (apt-get install wrk)")
+    nginx = harness.ensure_tool("nginx", "nginx-light")
+    notes: list[str] = []
+    if nginx is None:
+        notes.append("nginx could not be installed: the portal is aiohttp and `nginx` is skipped")
+    sizes = tuple(int(s) for s in args.sizes.split(","))
+    folder = Path(tempfile.mkdtemp(prefix="phi-bench-"))
+    www = Path(tempfile.mkdtemp(prefix="phi-bench-www-"))
+    os.chmod(www, 0o755)  # noqa: PTH101, S103 - nginx workers read the pages
+    started = time.monotonic()
+    grid = [c for c in cells(sizes) if nginx or c[1] != "nginx"]
+    raw: dict[tuple[str, str], list[harness.WrkResult]] = {}
+    stub = www / "api" / "nophi"
+    stub.mkdir(parents=True)
+    (stub / "0").write_text('{"count":0,"patients":[]}')  # readiness page until build() runs
+    servers, facts = start(folder, www, nginx)
+    if "phi-noaudit" not in servers.started:
+        notes.append("phi-proxy without audit could not start: `phi-decrypt-noaudit` skipped")
+    grid = [c for c in grid if CONFIGS[c[1]][0] in servers.started]
+    try:
+
+        def one(group: str, config: str, n: int, seconds: float) -> harness.WrkResult:
+            server = servers.started[CONFIGS[config][0]]
+            req = _request_for(config, group, n, facts, folder)
+            pids = server.pids()  # nginx: the proxy_pass block shares the portal's worker
+            return harness.run_wrk(
+                wrk,
+                facts["ports"][CONFIGS[config][0]],
+                pids=pids,
+                seconds=seconds,
+                connections=args.connections,
+                **req,
+            )
+
+        for group, config, n in grid:  # warm-up: caches, connection pools, JIT-free but lazy
+            one(group, config, n, args.warmup)
+        for round_index in range(args.rounds):
+            for group, config, n in grid:
+                result = one(group, config, n, args.duration)
+                raw.setdefault((group, config), []).append(result)
+            print(
+                f"bench: round {round_index + 1}/{args.rounds} done "
+                f"({time.monotonic() - started:.0f}s)",
+                file=sys.stderr,
+            )
+    finally:
+        servers.stop()
+        shutil.rmtree(folder, ignore_errors=True)
+        shutil.rmtree(www, ignore_errors=True)
+    results = []
+    for (group, config), runs in raw.items():
+        requests = sum(r.requests for r in runs)
+        results.append(
+            {
+                "group": group,
+                "config": config,
+                "records": next(n for g, c, n in grid if g == group and c == config),
+                "rps": statistics.median(r.rps for r in runs),
+                "rps_runs": [round(r.rps, 1) for r in runs],
+                "p50_ms": statistics.median(r.p50_ms for r in runs),
+                "p99_ms": statistics.median(r.p99_ms for r in runs),
+                "cpu_us_per_req": 1e6 * sum(r.cpu_s for r in runs) / requests if requests else None,
+                "rss_mb": max(r.rss for r in runs) / 2**20,
+                "requests": requests,
+                "errors": sum(r.errors for r in runs),
+            }
+        )
+    return {
+        "results": results,
+        "notes": notes,
+        "seconds": round(time.monotonic() - started, 1),
+        "settings": {
+            "rounds": args.rounds,
+            "duration_s": args.duration,
+            "warmup_s": args.warmup,
+            "connections": args.connections,
+            "wrk_threads": 1,
+        },
+        "page_bytes": facts["page_bytes"],
+        "cold_pool": facts["cold_pool"],
+    }
+
+
+def machine() -> dict:
+    def version(dist: str) -> str:
+        try:
+            return metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            return "missing"
+
+    def tool(argv: list[str]) -> str:
+        try:
+            done = subprocess.run(argv, capture_output=True, text=True, check=False, timeout=10)
+        except OSError:
+            return "missing"
+        return (
+            (done.stdout + done.stderr).strip().splitlines()[0]
+            if (done.stdout + done.stderr).strip()
+            else "?"
+        )
+
+    commit = subprocess.run(
+        ["git", "-C", str(harness.ROOT), "rev-parse", "--short", "HEAD"],
+        capture_output=True,
+        text=True,
+        check=False,
+    ).stdout.strip()
+    dirty = subprocess.run(
+        ["git", "-C", str(harness.ROOT), "status", "--porcelain", "--", "keys", "proxy", "bench"],
+        capture_output=True,
+        text=True,
+        check=False,
+    ).stdout.strip()
+    cpu_model = next(
+        (
+            ln.split(":", 1)[1].strip()
+            for ln in Path("/proc/cpuinfo").read_text().splitlines()
+            if ln.startswith("model name")
+        ),
+        platform.processor(),
+    )
+    return {
+        "cores": os.cpu_count(),
+        "cpu": cpu_model,
+        "kernel": platform.release(),
+        "python": platform.python_version(),
+        "packages": {
+            d: version(d) for d in ("aiohttp", "cryptography", "orjson", "pydantic", "PyJWT")
+        },
+        "wrk": tool(["wrk", "--version"]),
+        "nginx": tool(["nginx", "-v"]),
+        "commit": commit + (" + uncommitted changes" if dirty else ""),
+        "load_before": os.getloadavg(),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--duration", type=int, default=3, help="seconds per wrk run")
+    parser.add_argument("--warmup", type=int, default=1)
+    parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument("--sizes", default=",".join(map(str, dataset.SIZES)))
+    parser.add_argument("--out", default=str(harness.BENCH / "results" / "latest.json"))
+    parser.add_argument("--report", default=str(harness.BENCH / "REPORT.md"))
+    args = parser.parse_args()
+    info = machine()
+    data = measure(args)
+    data["machine"] = info
+    data["micro"] = micro.run()
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(data, indent=1))
+    Path(args.report).write_text(report.render(data))
+    print(f"bench: wrote {out} and {args.report} in {data['seconds']:.0f}s", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,233 @@
+"""`phi-keys rotate-kek`, `retire`, `shred`, and the usage column of `phi-keys list`.
+
+These are the irreversible or hard-to-reverse steps of a key's life, so each one checks before
+it acts: `retire` scans the data for tokens still using the key (or demands `--force` and a
+written reason), `shred` demands the practice id typed twice, `rotate-kek` keeps a copy of the
+previous file that the old KEK still opens.
+"""
+
+# ruff: noqa: T201 - a command-line tool prints to the terminal (as **/cli.py may)
+
+from __future__ import annotations
+
+import sqlite3
+import sys
+from typing import TYPE_CHECKING, Any
+
+from keys.cli_migrate import table_arguments
+from keys.errors import ConfigError, KeyringError
+from keys.kek import FileKek, generate_kek_file
+from keys.keyring import KeyState
+from keys.migrate import JobResult, run_table_job
+from keys.rewrap import TokenCensus, count_tokens, rewrite_stream
+from keys.settings import keystore_file
+from keys.table import TableSpec, open_table
+from keys.usage import WARN_FRACTION, read_usage, usage_path
+
+if TYPE_CHECKING:
+    import argparse
+    from collections.abc import Callable
+    from pathlib import Path
+
+    from keys.keyring import KeyInfo
+    from keys.settings import KeySettings
+    from keys.table import Row, Update
+
+__all__ = ["add_lifecycle_commands", "usage_counts", "usage_warnings"]
+
+
+def usage_counts(settings: KeySettings) -> dict[str, int] | None:
+    """Encryptions per kid from the usage file; None (and a warning) if it is unreadable."""
+    try:
+        return read_usage(usage_path(settings.keystore))
+    except KeyringError as exc:
+        print(f"phi-keys: warning: {exc}", file=sys.stderr)
+        return None
+
+
+def usage_warnings(
+    settings: KeySettings, infos: tuple[KeyInfo, ...], counts: dict[str, int]
+) -> list[str]:
+    """One line per encrypting key at or past WARN_FRACTION of keys.usage_limit."""
+    limit = settings.usage_limit
+    lines = []
+    for info in infos:
+        used = counts.get(info.kid, 0)
+        if info.state is KeyState.ACTIVE and used >= WARN_FRACTION * limit:
+            lines.append(
+                f"warning: key {info.kid} of practice {info.practice} has encrypted {used} "
+                f"values, {100 * used // limit}% of keys.usage_limit ({limit}); rotate it now: "
+                f"`phi-keys rotate --practice {info.practice}`"
+            )
+    return lines
+
+
+def _cmd_rotate_kek(args: argparse.Namespace, settings: KeySettings) -> int:
+    store = keystore_file(settings)
+    new_path: Path = args.new_kek
+    if args.generate:
+        kek_id = generate_kek_file(new_path)
+        print(f"wrote new KEK to {new_path} (mode 0600, kek id {kek_id}); back it up separately")
+    new_kek = FileKek(new_path)
+    old_id = store.kek_id
+    count = len(store.infos())
+    backup = store.rekek(new_kek, backup=not args.no_backup)
+    print(
+        f"rewrapped {count} keys of {store.path} under the new KEK (kek id {new_kek.kek_id}) "
+        "in one atomic write"
+    )
+    if backup is not None:
+        print(f"the previous file is kept as {backup}: only the old KEK (kek id {old_id}) opens it")
+    print(
+        f"next: point keys.kek at {new_path} in the config (running proxies pick it up within "
+        "keys.watch_interval, or on SIGHUP; until then they keep their loaded keys). When every "
+        "proxy runs on the new KEK and a new backup exists, destroy the old KEK"
+        + (" and the .bak file." if backup is not None else ".")
+    )
+    return 0
+
+
+def _scan_table(args: argparse.Namespace, census: TokenCensus) -> None:
+    columns = tuple(c.strip().partition(":")[0] for c in args.columns.split(","))
+    spec = TableSpec(args.table, args.key_column, columns)
+
+    def step(row: Row, result: JobResult) -> list[Update]:
+        for value in row.values.values():
+            if isinstance(value, str):
+                count_tokens(value, result.census)
+        return []
+
+    table = open_table(args.dsn, spec)
+    try:
+        result = run_table_job(table, "scan", step, dry_run=True, batch_size=args.batch_size)
+    except sqlite3.Error as exc:
+        raise KeyringError(f"retire: cannot scan the table ({type(exc).__name__})") from None
+    finally:
+        table.close()
+    census.merge(result.census)
+
+
+def _cmd_retire(args: argparse.Namespace, settings: KeySettings) -> int:
+    store = keystore_file(settings)
+    info = next((i for i in store.infos() if i.kid == args.key), None)
+    if info is None:
+        raise KeyringError(f"no key with id {args.key} in {store.path}; see `phi-keys list`")
+    if info.state is KeyState.RETIRED:
+        print(f"key {info.kid} is already retired")
+        return 0
+    if info.state is KeyState.ACTIVE:
+        raise KeyringError(
+            f"key {info.kid} is the active key of practice {info.practice}: first `phi-keys "
+            f"rotate --practice {info.practice}`, then `phi-keys rewrap` the stored data, "
+            "then retire it"
+        )
+    if args.force:
+        if not (args.reason or "").strip():
+            raise ConfigError('retire --force needs --reason "…" saying why no scan was done')
+        print(f"retiring key {info.kid} WITHOUT a scan; reason: {args.reason.strip()}")
+    else:
+        _prove_unused(args, info.kid)
+    retired = store.set_state(info.kid, KeyState.RETIRED)
+    print(
+        f"retired key {retired.kid} (practice {retired.practice} v{retired.version}): it no "
+        f"longer decrypts; undo with care, or destroy it for good later"
+    )
+    return 0
+
+
+def _prove_unused(args: argparse.Namespace, kid: str) -> None:
+    """Scan the named files/table; raise KeyringError if any token still uses `kid`."""
+    if not args.scan and not args.dsn:
+        raise ConfigError(
+            "retire needs proof that no stored token uses the key: --scan FILE (a dump or "
+            'export), or --dsn/--table/--columns (a live table), or --force --reason "…"'
+        )
+    census = TokenCensus()
+    for name in args.scan or ():
+        try:
+            with open(name, "rb") as source:  # noqa: PTH123 - names come from the CLI
+                rewrite_stream(source, None, _counter(census))
+        except OSError as exc:
+            raise KeyringError(f"{name}: cannot read ({exc.strerror})") from None
+    if args.dsn:
+        if not args.table or not args.columns:
+            raise ConfigError("retire --dsn needs --table and --columns to scan")
+        _scan_table(args, census)
+    still = census.before[kid]
+    if still:
+        raise KeyringError(
+            f"{still} tokens still use key {kid}; rewrap them first (`phi-keys rewrap`), then "
+            "scan again. Nothing was changed."
+        )
+    print(f"scan found no token under key {kid} ({sum(census.before.values())} tokens scanned)")
+
+
+def _counter(census: TokenCensus) -> Callable[[str], str]:
+    def count(token: str) -> str:
+        count_tokens(token, census)
+        return token
+
+    return count
+
+
+def _cmd_unretire(args: argparse.Namespace, settings: KeySettings) -> int:
+    info = keystore_file(settings).set_state(args.key, KeyState.DECRYPT_ONLY)
+    print(f"key {info.kid} (practice {info.practice} v{info.version}) decrypts again")
+    return 0
+
+
+def _cmd_shred(args: argparse.Namespace, settings: KeySettings) -> int:
+    if args.confirm != args.practice:
+        raise ConfigError(
+            f"to destroy every key of practice {args.practice} for good, repeat its id: "
+            f"--confirm {args.practice}. Nothing was destroyed."
+        )
+    store = keystore_file(settings)
+    destroyed = store.shred(args.practice)
+    print(
+        f"destroyed {len(destroyed)} keys of practice {args.practice}: its tokens can no longer "
+        "be decrypted by anyone and now mask for every caller"
+    )
+    backups = sorted(store.path.parent.glob(store.path.name + ".bak-*"))
+    print(
+        "keystore backups made before now still hold these keys"
+        + (f" (found here: {', '.join(str(b) for b in backups)})" if backups else "")
+        + ": delete them, or run `phi-keys rotate-kek --generate` and destroy the old KEK, "
+        "which makes every older backup unreadable"
+    )
+    return 0
+
+
+def add_lifecycle_commands(
+    command: Callable[[str, str], argparse.ArgumentParser],
+    with_settings: Callable[[Callable[[argparse.Namespace, KeySettings], int]], Any],
+) -> None:
+    """Register `rotate-kek`, `retire`, `unretire` and `shred` on the phi-keys parser."""
+    from pathlib import Path  # noqa: PLC0415 - argparse needs the real class at runtime
+
+    p = command("rotate-kek", "rewrap every key under a new KEK in one atomic write")
+    p.add_argument("--new-kek", required=True, type=Path, metavar="PATH", help="new KEK file")
+    p.add_argument("--generate", action="store_true", help="create the new KEK file first")
+    p.add_argument(
+        "--no-backup",
+        action="store_true",
+        help="do not keep <keystore>.bak-<old kek id> (the copy the old KEK still opens)",
+    )
+    p.set_defaults(handler=with_settings(_cmd_rotate_kek))
+
+    p = command("retire", "stop a decrypt-only key from decrypting, once no token uses it")
+    p.add_argument("--key", required=True, metavar="KID", help="key id (see `phi-keys list`)")
+    p.add_argument("--scan", action="append", metavar="FILE", help="dump/export to scan")
+    table_arguments(p, key_flag="--row-key")
+    p.add_argument("--force", action="store_true", help="retire without a scan")
+    p.add_argument("--reason", metavar="TEXT", help="why (required with --force)")
+    p.set_defaults(handler=with_settings(_cmd_retire))
+
+    p = command("unretire", "let a retired key decrypt again (something still needed it)")
+    p.add_argument("--key", required=True, metavar="KID", help="key id (see `phi-keys list`)")
+    p.set_defaults(handler=with_settings(_cmd_unretire))
+
+    p = command("shred", "destroy every key of a practice: its data becomes unreadable")
+    p.add_argument("--practice", required=True, metavar="PRACTICE")
+    p.add_argument("--confirm", required=True, metavar="PRACTICE", help="the same id again")
+    p.set_defaults(handler=with_settings(_cmd_shred))

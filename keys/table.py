@@ -1,0 +1,313 @@
+"""A live SQL table seen as batches of rows, for `phi-keys rewrap` and `encrypt-existing`.
+
+Two backends behind one small class: SQLite (`sqlite:///relative.db`, `sqlite:////abs.db`)
+and PostgreSQL (`postgresql://…`, through asyncpg with a private event loop: a CLI needs no
+async API). Rows are read in key order (keyset pagination: `WHERE key > last ORDER BY key`),
+and each batch's updates are written in ONE transaction together with the job's progress row in
+`phi_keys_progress`. A process killed at any instant therefore leaves either the whole batch and
+its progress, or neither: a re-run resumes after the last committed batch, and no row is lost
+or processed twice.
+
+Updates are compare-and-set (`UPDATE … SET c = new WHERE key = k AND c = old`): a row the portal
+changed while we held it in memory is left alone (and counted), never overwritten with stale data.
+
+Table and column names come from the operator's command line; they are checked against a strict
+pattern and quoted, and every value travels as a bound parameter.
+"""
+
+# ruff: noqa: S608 - identifiers are checked against _IDENT and double-quoted; values are bound
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import sqlite3
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Final, TypeVar
+
+from keys.errors import ConfigError, KeyringError
+
+if TYPE_CHECKING:
+    from collections.abc import Coroutine, Sequence
+
+__all__ = [
+    "PROGRESS_TABLE",
+    "Row",
+    "Table",
+    "TableSpec",
+    "Update",
+    "open_table",
+]
+
+PROGRESS_TABLE: Final = "phi_keys_progress"
+_IDENT: Final = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
+
+KeyValue = int | str
+_T = TypeVar("_T")
+
+
+@dataclass(frozen=True, slots=True)
+class TableSpec:
+    """Which table, which key column, which value columns (and where the practice is)."""
+
+    table: str
+    key: str
+    columns: tuple[str, ...]
+    practice_column: str | None = None
+
+    def __post_init__(self) -> None:
+        for part in self.table.split("."):
+            _check_ident(part, "--table")
+        _check_ident(self.key, "--key")
+        if not self.columns:
+            raise ConfigError("--columns names no column")
+        for column in (*self.columns, self.practice_column or "x"):
+            _check_ident(column, "--columns / --practice-column")
+
+
+@dataclass(frozen=True, slots=True)
+class Row:
+    """One row: its key, the selected column values, and its practice (if asked for)."""
+
+    key: KeyValue
+    values: dict[str, object]
+    practice: object = None
+
+    def __repr__(self) -> str:  # values may be PHI
+        return f"Row(key={self.key!r}, columns={sorted(self.values)}, values=[redacted])"
+
+
+@dataclass(frozen=True, slots=True)
+class Update:
+    """Set `column` of row `key` to `new`, but only if it still holds `old`."""
+
+    key: KeyValue
+    column: str
+    old: str
+    new: str
+
+    def __repr__(self) -> str:  # old is PHI in encrypt-existing
+        return f"Update(key={self.key!r}, column={self.column!r}, values=[redacted])"
+
+
+def _check_ident(name: str, flag: str) -> None:
+    if _IDENT.fullmatch(name) is None:
+        raise ConfigError(
+            f"{flag}: {name!r} is not a plain SQL identifier (letters, digits, _; not starting "
+            "with a digit); quote-free names only"
+        )
+
+
+def _q(name: str) -> str:
+    return ".".join(f'"{part}"' for part in name.split("."))
+
+
+class Table:
+    """One table in one database; `close()` when done. Build with `open_table`."""
+
+    def __init__(self, spec: TableSpec, *, dsn_kind: str) -> None:
+        self.spec = spec
+        self.kind = dsn_kind
+        self._p = "?" if dsn_kind == "sqlite" else "$"
+        self._n = 0
+
+    def __repr__(self) -> str:
+        return f"<Table {self.kind}:{self.spec.table}>"
+
+    # ---- SQL text, shared by both backends -----------------------------------------------
+
+    def _ph(self, index: int) -> str:
+        return "?" if self._p == "?" else f"${index}"
+
+    def _select_sql(self, *, after: bool) -> str:
+        s = self.spec
+        cols = [s.key, *s.columns] + ([s.practice_column] if s.practice_column else [])
+        where = f" WHERE {_q(s.key)} > {self._ph(1)}" if after else ""
+        limit = self._ph(2 if after else 1)
+        return (
+            f"SELECT {', '.join(_q(c) for c in cols)} FROM {_q(s.table)}{where} "
+            f"ORDER BY {_q(s.key)} LIMIT {limit}"
+        )
+
+    def _update_sql(self, column: str) -> str:
+        s = self.spec
+        return (
+            f"UPDATE {_q(s.table)} SET {_q(column)} = {self._ph(1)} "
+            f"WHERE {_q(s.key)} = {self._ph(2)} AND {_q(column)} = {self._ph(3)}"
+        )
+
+    def _progress_sql(self) -> str:
+        p = self._ph
+        return (
+            f"INSERT INTO {PROGRESS_TABLE} (job, last_key, rows_done, updated_at) "
+            f"VALUES ({p(1)}, {p(2)}, {p(3)}, {p(4)}) ON CONFLICT (job) DO UPDATE SET "
+            "last_key = excluded.last_key, rows_done = excluded.rows_done, "
+            "updated_at = excluded.updated_at"
+        )
+
+    _CREATE_PROGRESS: Final = (
+        f"CREATE TABLE IF NOT EXISTS {PROGRESS_TABLE} (job TEXT PRIMARY KEY, "
+        "last_key TEXT NOT NULL, rows_done BIGINT NOT NULL, updated_at TEXT NOT NULL)"
+    )
+
+    def _rows(self, raw: Sequence[Sequence[Any]]) -> list[Row]:
+        out = []
+        n = len(self.spec.columns)
+        for record in raw:
+            key = record[0]
+            if not isinstance(key, int | str) or isinstance(key, bool):
+                raise KeyringError(
+                    f"--key {self.spec.key}: values must be integers or text, got "
+                    f"{type(key).__name__}; choose an integer or text primary key column"
+                )
+            values = dict(zip(self.spec.columns, record[1 : 1 + n], strict=True))
+            practice = record[1 + n] if self.spec.practice_column else None
+            out.append(Row(key, values, practice))
+        return out
+
+    # ---- backend operations (overridden) -------------------------------------------------
+
+    def count(self) -> int:
+        """Rows in the table (for the progress bar)."""
+        raise NotImplementedError
+
+    def fetch(self, after: KeyValue | None, limit: int) -> list[Row]:
+        """The next `limit` rows with key greater than `after` (all from the start if None)."""
+        raise NotImplementedError
+
+    def commit_batch(self, updates: Sequence[Update], job: str, last: KeyValue, done: int) -> int:
+        """Apply `updates` and record progress in one transaction; returns rows changed."""
+        raise NotImplementedError
+
+    def progress(self, job: str) -> tuple[KeyValue, int] | None:
+        """(last key, rows done) of an unfinished run of `job`, or None."""
+        raise NotImplementedError
+
+    def clear_progress(self, job: str) -> None:
+        """Forget `job`'s progress (it finished, or the operator asked to restart)."""
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """Close the connection."""
+        raise NotImplementedError
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat()
+
+
+class _SQLiteTable(Table):
+    def __init__(self, spec: TableSpec, path: Path) -> None:
+        super().__init__(spec, dsn_kind="sqlite")
+        if not path.exists():
+            raise KeyringError(f"{path}: SQLite database not found; check --dsn")
+        self._db = sqlite3.connect(path, isolation_level=None, timeout=30)
+        self._db.execute(self._CREATE_PROGRESS)
+
+    def count(self) -> int:
+        return int(self._db.execute(f"SELECT COUNT(*) FROM {_q(self.spec.table)}").fetchone()[0])
+
+    def fetch(self, after: KeyValue | None, limit: int) -> list[Row]:
+        args: tuple[Any, ...] = (limit,) if after is None else (after, limit)
+        return self._rows(
+            self._db.execute(self._select_sql(after=after is not None), args).fetchall()
+        )
+
+    def commit_batch(self, updates: Sequence[Update], job: str, last: KeyValue, done: int) -> int:
+        changed = 0
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            for u in updates:
+                changed += self._db.execute(
+                    self._update_sql(u.column), (u.new, u.key, u.old)
+                ).rowcount
+            self._db.execute(self._progress_sql(), (job, json.dumps(last), done, _now()))
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        self._db.execute("COMMIT")
+        return changed
+
+    def progress(self, job: str) -> tuple[KeyValue, int] | None:
+        row = self._db.execute(
+            f"SELECT last_key, rows_done FROM {PROGRESS_TABLE} WHERE job = ?", (job,)
+        ).fetchone()
+        return None if row is None else (json.loads(row[0]), int(row[1]))
+
+    def clear_progress(self, job: str) -> None:
+        self._db.execute(f"DELETE FROM {PROGRESS_TABLE} WHERE job = ?", (job,))
+
+    def close(self) -> None:
+        self._db.close()
+
+
+class _PostgresTable(Table):
+    def __init__(self, spec: TableSpec, dsn: str) -> None:
+        super().__init__(spec, dsn_kind="postgresql")
+        import asyncpg  # noqa: PLC0415 - optional dependency, only for postgresql:// DSNs
+
+        self._runner = asyncio.Runner()
+        try:
+            self._db = self._runner.run(asyncpg.connect(dsn, timeout=10))
+        except (OSError, asyncpg.PostgresError) as exc:
+            self._runner.close()
+            raise KeyringError(
+                f"cannot connect to PostgreSQL ({type(exc).__name__}); check --dsn, the server "
+                "and credentials"
+            ) from None
+        self._run(self._db.execute(self._CREATE_PROGRESS))
+
+    def _run(self, coro: Coroutine[Any, Any, _T]) -> _T:
+        return self._runner.run(coro)
+
+    def count(self) -> int:
+        return int(self._run(self._db.fetchval(f"SELECT COUNT(*) FROM {_q(self.spec.table)}")))
+
+    def fetch(self, after: KeyValue | None, limit: int) -> list[Row]:
+        args: tuple[Any, ...] = (limit,) if after is None else (after, limit)
+        sql = self._select_sql(after=after is not None)
+        return self._rows([tuple(r) for r in self._run(self._db.fetch(sql, *args))])
+
+    def commit_batch(self, updates: Sequence[Update], job: str, last: KeyValue, done: int) -> int:
+        async def work() -> int:
+            changed = 0
+            async with self._db.transaction():
+                for u in updates:
+                    status = await self._db.execute(self._update_sql(u.column), u.new, u.key, u.old)
+                    changed += int(status.rsplit(" ", 1)[-1])
+                await self._db.execute(self._progress_sql(), job, json.dumps(last), done, _now())
+            return changed
+
+        return int(self._run(work()))
+
+    def progress(self, job: str) -> tuple[KeyValue, int] | None:
+        row = self._run(
+            self._db.fetchrow(
+                f"SELECT last_key, rows_done FROM {PROGRESS_TABLE} WHERE job = $1", job
+            )
+        )
+        return None if row is None else (json.loads(row[0]), int(row[1]))
+
+    def clear_progress(self, job: str) -> None:
+        self._run(self._db.execute(f"DELETE FROM {PROGRESS_TABLE} WHERE job = $1", job))
+
+    def close(self) -> None:
+        try:
+            self._run(self._db.close())
+        finally:
+            self._runner.close()
+
+
+def open_table(dsn: str, spec: TableSpec) -> Table:
+    """Open `spec` in the database named by `dsn` (sqlite:///… or postgresql://…)."""
+    if dsn.startswith("sqlite:///"):
+        return _SQLiteTable(spec, Path(dsn.removeprefix("sqlite:///")))
+    if dsn.startswith(("postgresql://", "postgres://")):
+        return _PostgresTable(spec, dsn)
+    raise ConfigError(
+        "--dsn must start with sqlite:/// (sqlite:///relative.db or sqlite:////absolute.db) "
+        "or postgresql://"
+    )

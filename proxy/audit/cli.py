@@ -1,0 +1,148 @@
+"""`phi-audit`: verify the trail, and list who saw which records (the breach-notification list).
+
+Exit status: 0 the trail verifies (and the report was printed), 1 the trail is broken or cannot
+be read — the report is still printed, marked unverified — 2 a usage or configuration problem.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from keys.config_file import CONFIG_ENV_VAR, load_section, resolve_config_path
+from keys.errors import ConfigError, PhiProxyError
+from proxy.audit.report import ReportFilter, build_report, render_report
+from proxy.audit.secrets import load_chain_key, load_public_key
+from proxy.audit.settings import AuditSettings
+from proxy.audit.verify import VerifyResult, iter_events, trail_files, verify_files
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+__all__ = ["build_parser", "main"]
+
+_PROG = "phi-audit"
+
+
+def _when(text: str) -> datetime:
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a date or time; use e.g. 2026-03-01 or 2026-03-01T14:00Z"
+        ) from None
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argparse tree for `phi-audit` (exposed for docs and tests)."""
+    config_help = f"config file (default: ${CONFIG_ENV_VAR}); names the trail and its key"
+    parser = argparse.ArgumentParser(
+        prog=_PROG, description="Verify phi-proxy's audit trail and report who saw what."
+    )
+    parser.add_argument("-c", "--config", metavar="FILE", help=config_help)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def command(name: str, help_text: str) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        p.add_argument(
+            "-c", "--config", metavar="FILE", help=config_help, default=argparse.SUPPRESS
+        )
+        p.add_argument(
+            "files",
+            nargs="*",
+            type=Path,
+            metavar="FILE",
+            help="audit files, oldest first (default: audit.path and its rotated siblings)",
+        )
+        return p
+
+    p = command("verify", "check that no event was edited, deleted or reordered")
+    p.add_argument(
+        "--public-key",
+        type=Path,
+        metavar="PEM",
+        help="check signed checkpoints with this Ed25519 public key; without the config, "
+        "only links and signatures are checked (no audit key needed)",
+    )
+    p = command("report", "who saw which records' which field classes, when, how often")
+    p.add_argument("--subject", help="only this subject (as logged: issuer|sub)")
+    p.add_argument("--practice", help="only records of this practice")
+    p.add_argument("--record", help="only this record id")
+    p.add_argument("--since", type=_when, help="from this time (UTC unless a zone is given)")
+    p.add_argument("--until", type=_when, help="before this time")
+    p.add_argument("--format", choices=("table", "json", "csv"), default="table")
+    return parser
+
+
+def _verify(args: argparse.Namespace) -> tuple[VerifyResult, list[Path]]:
+    public_key = load_public_key(args.public_key) if getattr(args, "public_key", None) else None
+    configured = args.config or (None if public_key and args.files else "env")
+    settings: AuditSettings | None = None
+    if configured is not None:
+        settings = load_section(resolve_config_path(args.config), "audit", AuditSettings)
+    files = list(args.files) if args.files else []
+    if not files:
+        if settings is None:  # pragma: no cover - argparse flow guarantees a config here
+            raise ConfigError("name the audit files, or pass -c FILE")
+        files = trail_files(settings.path)
+        if not files:
+            raise ConfigError(f"{settings.path}: no audit trail found there")
+    key = load_chain_key(settings) if settings is not None else None
+    head_of = settings.path if settings is not None and not args.files else None
+    return verify_files(files, key=key, public_key=public_key, head_of=head_of), files
+
+
+def _run(args: argparse.Namespace) -> int:
+    result, files = _verify(args)
+    for note in result.notes:
+        print(f"{_PROG}: note: {note}", file=sys.stderr)
+    if args.command == "verify":
+        if result.problem is not None:
+            print(f"{_PROG}: BROKEN: {result.problem}", file=sys.stderr)
+            print(
+                f"{_PROG}: the trail cannot be trusted from that line on; keep these files "
+                "untouched as evidence and investigate who could write them",
+                file=sys.stderr,
+            )
+            return 1
+        print(
+            f"OK: {result.events} events (seq {result.first_seq}..{result.last_seq}) in "
+            f"{result.files} file(s), {result.checkpoints} checkpoint(s), "
+            f"{result.signatures_checked} signature(s) checked"
+        )
+        return 0
+    where = ReportFilter(args.subject, args.practice, args.record, args.since, args.until)
+    rows = build_report((event for _, _, event in iter_events(files)), where)
+    print(render_report(rows, args.format))
+    if result.problem is not None:
+        print(
+            f"{_PROG}: WARNING: the trail does not verify ({result.problem}); the report above "
+            "may be incomplete or altered",
+            file=sys.stderr,
+        )
+        return 1
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run `phi-audit`; return the exit status."""
+    args = build_parser().parse_args(argv)
+    try:
+        return _run(args)
+    except ConfigError as exc:
+        print(f"{_PROG}: {exc}", file=sys.stderr)
+        return 2
+    except PhiProxyError as exc:
+        print(f"{_PROG}: {exc}", file=sys.stderr)
+        return 1
+    except OSError as exc:
+        print(f"{_PROG}: cannot read the trail ({exc.__class__.__name__}: {exc})", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,145 @@
+"""What an audit event says, as frozen values; never a PHI value, a token or a credential.
+
+Events are built from counts, names and ids the pipeline already holds: field class names,
+practice ids, grant ids, record ids (the configured `fields.record.id_keys` value of the record,
+e.g. a patient id), the subject, and the path *template* — ids in the path are replaced by
+`{id}` and the query string is never included, because a search URL can carry an SSN.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Final
+
+__all__ = [
+    "ChangeEvent",
+    "RecordAccess",
+    "RequestEvent",
+    "iso_time",
+    "path_template",
+]
+
+_VERSION_SEGMENT: Final = re.compile(r"^v\d{1,2}$")
+_ID_MARKS: Final = frozenset("0123456789@%")
+_MAX_SEGMENT: Final = 64
+
+
+def iso_time(moment: datetime) -> str:
+    """UTC with milliseconds and a Z: sortable as text."""
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+
+
+def path_template(path: str, route_template: str | None = None) -> str:
+    """The path with every id-like segment replaced by `{id}`.
+
+    Id-like: holding a digit, `@` or `%`, non-ASCII, or over 64 characters — such a segment
+    may be a record id, a date of birth, an e-mail address or an SSN, so it is never written
+    (`v1`, `v2` stay). A matched write route's own template is used as-is. No query string.
+    """
+    if route_template is not None:
+        return route_template
+    path = path.split("?", 1)[0]
+    segments = []
+    for segment in path.split("/"):
+        id_like = (
+            not segment.isascii()
+            or len(segment) > _MAX_SEGMENT
+            or (not _VERSION_SEGMENT.match(segment) and not _ID_MARKS.isdisjoint(segment))
+        )
+        segments.append("{id}" if segment and id_like else segment)
+    return "/".join(segments)
+
+
+@dataclass(frozen=True, slots=True)
+class RecordAccess:
+    """One record from which values were disclosed: whose, which record, which classes."""
+
+    practice: str
+    record: str
+    field_classes: tuple[str, ...]
+
+    def to_json(self) -> dict[str, Any]:
+        """Plain JSON data."""
+        return {
+            "practice": self.practice,
+            "record": self.record,
+            "field_classes": list(self.field_classes),
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class RequestEvent:
+    """A request that decrypted, kept, masked, encrypted or refused PHI."""
+
+    ts: datetime
+    request_id: str
+    subject: str | None
+    client: str | None
+    method: str
+    path: str
+    status: int
+    outcome: str
+    decrypted: dict[str, int] = field(default_factory=dict)
+    masked: dict[str, int] = field(default_factory=dict)
+    plaintext_kept: dict[str, int] = field(default_factory=dict)
+    encrypted: dict[str, int] = field(default_factory=dict)
+    practices: tuple[str, ...] = ()
+    grant_ids: tuple[str, ...] = ()
+    records: tuple[RecordAccess, ...] = ()
+    integrity_failures: int = 0
+    lapsed_practices: tuple[str, ...] = ()
+    audit_denied: bool = False
+
+    def to_json(self) -> dict[str, Any]:
+        """The payload the chain seals (`type` tells the kinds apart)."""
+        return {
+            "type": "request",
+            "ts": iso_time(self.ts),
+            "request_id": self.request_id,
+            "subject": self.subject,
+            "client": self.client,
+            "method": self.method,
+            "path": self.path,
+            "status": self.status,
+            "outcome": self.outcome,
+            "decrypted": dict(self.decrypted),
+            "masked": dict(self.masked),
+            "plaintext_kept": dict(self.plaintext_kept),
+            "encrypted": dict(self.encrypted),
+            "practices": list(self.practices),
+            "grant_ids": list(self.grant_ids),
+            "records": [r.to_json() for r in self.records],
+            "integrity_failures": self.integrity_failures,
+            "lapsed_practices": list(self.lapsed_practices),
+            "audit_denied": self.audit_denied,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class ChangeEvent:
+    """A change to who may see what (`grant_change`) or to the keys (`key_change`).
+
+    `details` holds ids and names only: grant ids, subjects, practices, key ids, versions.
+    """
+
+    kind: str
+    ts: datetime
+    action: str
+    actor: str | None
+    details: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.kind not in {"grant_change", "key_change", "proxy"}:
+            raise ValueError(f"unknown change event kind {self.kind!r}")
+
+    def to_json(self) -> dict[str, Any]:
+        """The payload the chain seals."""
+        return {
+            "type": self.kind,
+            "ts": iso_time(self.ts),
+            "action": self.action,
+            "actor": self.actor,
+            "details": dict(self.details),
+        }

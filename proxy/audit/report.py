@@ -1,0 +1,122 @@
+"""The breach-notification list: who saw which records' which field classes, when, how often.
+
+Only disclosures count: a record appears when a value of it was decrypted (or legacy plaintext
+was kept) for a caller. Records whose fields were only masked never appear.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import orjson
+
+from proxy.audit.events import iso_time
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable
+    from datetime import datetime
+
+__all__ = ["ReportFilter", "ReportRow", "build_report", "render_report"]
+
+_COLUMNS = ("subject", "practice", "record", "field_class", "count", "first_seen", "last_seen")
+
+
+@dataclass(frozen=True, slots=True)
+class ReportFilter:
+    """Every criterion given must match (None: any)."""
+
+    subject: str | None = None
+    practice: str | None = None
+    record: str | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ReportRow:
+    """One (subject, record, field class), with how often and when it was disclosed."""
+
+    subject: str
+    practice: str
+    record: str
+    field_class: str
+    count: int
+    first_seen: str
+    last_seen: str
+
+    def as_tuple(self) -> tuple[str, str, str, str, int, str, str]:
+        """The row in column order."""
+        return (
+            self.subject,
+            self.practice,
+            self.record,
+            self.field_class,
+            self.count,
+            self.first_seen,
+            self.last_seen,
+        )
+
+
+def build_report(events: Iterable[dict[str, Any]], where: ReportFilter) -> list[ReportRow]:
+    """Aggregate the request events matching `where`, sorted by subject, practice, record."""
+    since = iso_time(where.since) if where.since is not None else None
+    until = iso_time(where.until) if where.until is not None else None
+    seen: dict[tuple[str, str, str, str], list[Any]] = {}
+    for event in events:
+        if event.get("type") != "request":
+            continue
+        ts, subject = str(event.get("ts", "")), event.get("subject")
+        if not isinstance(subject, str) or (where.subject and subject != where.subject):
+            continue
+        if (since is not None and ts < since) or (until is not None and ts >= until):
+            continue
+        for item in event.get("records", ()):
+            practice, record = item.get("practice"), item.get("record")
+            if (where.practice and practice != where.practice) or (
+                where.record and record != where.record
+            ):
+                continue
+            for field_class in item.get("field_classes", ()):
+                key = (subject, str(practice), str(record), str(field_class))
+                entry = seen.setdefault(key, [0, ts, ts])
+                entry[0] += 1
+                entry[1], entry[2] = min(entry[1], ts), max(entry[2], ts)
+    return [ReportRow(*key, *entry) for key, entry in sorted(seen.items())]
+
+
+def _csv_cell(value: object) -> object:
+    """Neutralise spreadsheet formulas: a record id from the portal is not trusted input."""
+    if isinstance(value, str) and value.startswith(("=", "+", "-", "@", "\t", "\r")):
+        return "'" + value
+    return value
+
+
+def render_report(rows: list[ReportRow], fmt: str) -> str:
+    """`table` for people, `json` and `csv` for tools."""
+    if fmt == "json":
+        return orjson.dumps(
+            [dict(zip(_COLUMNS, r.as_tuple(), strict=True)) for r in rows],
+            option=orjson.OPT_INDENT_2,
+        ).decode()
+    if fmt == "csv":
+        out = io.StringIO()
+        writer = csv.writer(out, lineterminator="\n")
+        writer.writerow(_COLUMNS)
+        writer.writerows(tuple(map(_csv_cell, r.as_tuple())) for r in rows)
+        return out.getvalue().rstrip("\n")
+    table = [tuple(c.upper() for c in _COLUMNS), *(tuple(map(str, r.as_tuple())) for r in rows)]
+    widths = [max(len(row[c]) for row in table) for c in range(len(_COLUMNS))]
+    lines = [
+        "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip()
+        for row in table
+    ]
+    subjects = {r.subject for r in rows}
+    records = {(r.practice, r.record) for r in rows}
+    lines.append(
+        f"{len(records)} record(s) disclosed to {len(subjects)} subject(s) "
+        f"in {sum(r.count for r in rows)} disclosure(s)"
+    )
+    return "\n".join(lines)

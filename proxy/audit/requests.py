@@ -1,0 +1,217 @@
+"""From one finished request to its audit event and alert lines.
+
+The pipeline fills an `AuditState` as it goes (the request- and response-transform counters and
+the caller's `Access`), asks `gate()` for the access to use — NO_ACCESS while the trail cannot be
+written under `on_failure: deny` — and calls `finish()` once with the final status, also when
+the request failed with an error. A request that touched no PHI leaves no audit event.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import OrderedDict, deque
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Final
+
+from aiohttp import web
+
+from proxy.audit.events import RecordAccess, RequestEvent, path_template
+from proxy.errors import ProxyError
+from proxy.grants import NO_ACCESS
+from proxy.identity.errors import AuthenticationError
+from proxy.logs import ALERT_LOGGER
+from proxy.transform.errors import RequestRejected, UnsafeBody
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from proxy.accesslog import AccessRecord
+    from proxy.audit.settings import AlertSettings
+    from proxy.audit.trail import AuditTrail
+    from proxy.grants import Access
+    from proxy.transform import TransformStats
+
+__all__ = ["AUDIT_STATE_KEY", "AuditState", "MaskedBurst", "RequestAuditor", "status_of"]
+
+_alerts = logging.getLogger(ALERT_LOGGER)
+_MAX_SUBJECTS: Final = 10_000
+
+
+@dataclass(slots=True)
+class AuditState:
+    """What one request touched, filled in by the pipeline."""
+
+    request_stats: TransformStats | None = None
+    response_stats: TransformStats | None = None
+    access: Access | None = None
+    denied: bool = False
+    write_route: str | None = None
+
+
+AUDIT_STATE_KEY = web.RequestKey("phi_proxy_audit_state", AuditState)
+
+
+def status_of(exc: BaseException) -> tuple[int, str]:
+    """The status and outcome code the app middleware answers `exc` with."""
+    result: tuple[int, str]
+    if isinstance(exc, AuthenticationError):
+        result = 401, f"unauthenticated:{exc.reason}"
+    elif isinstance(exc, ProxyError):
+        result = exc.status, exc.code
+    elif isinstance(exc, RequestRejected):
+        result = exc.status, "request_rejected"
+    elif isinstance(exc, UnsafeBody):
+        result = 502, f"unsafe_body:{exc.reason}"
+    elif isinstance(exc, web.HTTPException):
+        result = exc.status, "refused"
+    else:
+        result = 500, "internal_error"
+    return result
+
+
+class MaskedBurst:
+    """A per-subject sliding-window counter of masked responses; says when to alert.
+
+    It alerts when a subject's count in the window reaches the threshold, then stays quiet for
+    that subject until the window has emptied, so a burst is one alert line, not hundreds.
+    Memory is bounded: the least recently seen subjects are forgotten first.
+    """
+
+    def __init__(self, threshold: int, window: float) -> None:
+        """Alert at `threshold` masked responses within `window` seconds."""
+        self.threshold = threshold
+        self.window = window
+        self._hits: OrderedDict[str, deque[float]] = OrderedDict()
+        self._quiet_until: dict[str, float] = {}
+
+    def hit(self, subject: str, now: float) -> int | None:
+        """Count one masked response; the count when an alert is due, else None."""
+        hits = self._hits.pop(subject, None) or deque()
+        self._hits[subject] = hits
+        hits.append(now)
+        while hits and hits[0] <= now - self.window:
+            hits.popleft()
+        if len(self._hits) > _MAX_SUBJECTS:
+            old, _ = self._hits.popitem(last=False)
+            self._quiet_until.pop(old, None)
+        if len(hits) >= self.threshold and now >= self._quiet_until.get(subject, 0.0):
+            self._quiet_until[subject] = now + self.window
+            return len(hits)
+        return None
+
+
+class RequestAuditor:
+    """Turns finished requests into audit events and alerts; gates access on trail health."""
+
+    def __init__(
+        self,
+        trail: AuditTrail | None,
+        alerts: AlertSettings,
+        *,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        """Write events to `trail` (None: alerts only, no trail)."""
+        self.trail = trail
+        self._burst = MaskedBurst(alerts.masked_burst_threshold, alerts.masked_burst_window_seconds)
+        self._clock = clock
+        self._monotonic = monotonic
+
+    def __repr__(self) -> str:
+        return f"RequestAuditor({self.trail!r})"
+
+    def gate(self, access: Access, state: AuditState) -> Access:
+        """The access to use for this response: NO_ACCESS while disclosures cannot be audited."""
+        state.access = access
+        if self.trail is not None and not self.trail.may_disclose():
+            state.denied = True
+            return NO_ACCESS
+        return access
+
+    def finish(self, record: AccessRecord, state: AuditState, status: int, outcome: str) -> None:
+        """Alert on what needs a human, and queue the audit event if PHI was touched."""
+        out, into, access = state.response_stats, state.request_stats, state.access
+        if out is not None and access is not None and not state.denied:
+            self._alert_lapsed(record, out, access)
+        # While the trail is down everyone is masked: that is no caller's burst.
+        if out is not None and out.masked and record.subject is not None and not state.denied:
+            count = self._burst.hit(record.subject, self._monotonic())
+            if count is not None:
+                _alerts.warning(
+                    "masked_burst",
+                    extra={
+                        "fields": {
+                            "request_id": record.request_id,
+                            "subject": record.subject,
+                            "masked_responses": count,
+                            "window_seconds": self._burst.window,
+                        }
+                    },
+                )
+        touched = (out is not None and out.touched) or (into is not None and into.touched)
+        refused_phi = status >= 400 and (  # noqa: PLR2004 - any refusal
+            state.write_route is not None or outcome == "request_rejected"
+        )
+        if self.trail is None or not (touched or refused_phi or state.denied):
+            return
+        self.trail.emit(self._event(record, state, status, outcome).to_json())
+
+    @staticmethod
+    def _alert_lapsed(record: AccessRecord, stats: TransformStats, access: Access) -> None:
+        for practice in sorted(stats.withheld):
+            lapsed = access.lapsed_grant_ids_for(practice)
+            if lapsed:
+                _alerts.warning(
+                    "lapsed_grant_use",
+                    extra={
+                        "fields": {
+                            "request_id": record.request_id,
+                            "subject": record.subject,
+                            "practice": practice,
+                            "lapsed_grant_ids": list(lapsed),
+                        }
+                    },
+                )
+
+    def _event(
+        self, record: AccessRecord, state: AuditState, status: int, outcome: str
+    ) -> RequestEvent:
+        out, into, access = state.response_stats, state.request_stats, state.access
+        disclosed: dict[tuple[str, str], set[str]] = {}
+        practices: set[str] = set()
+        lapsed: set[str] = set()
+        grant_ids: set[str] = set()
+        if out is not None:
+            for practice, record_id, field_class in out.record_classes:
+                disclosed.setdefault((practice, record_id), set()).add(field_class)
+            practices = out.practices | out.withheld
+            if access is not None:
+                for practice in out.practices:
+                    grant_ids.update(access.grant_ids_for(practice))
+                lapsed = {p for p in out.withheld if access.lapsed_grant_ids_for(p)}
+        records = tuple(
+            RecordAccess(practice, record_id, tuple(sorted(classes)))
+            for (practice, record_id), classes in sorted(disclosed.items())
+        )
+        return RequestEvent(
+            ts=self._clock(),
+            request_id=record.request_id,
+            subject=record.subject,
+            client=record.peer,
+            method=record.method,
+            path=path_template(record.path, state.write_route),
+            status=status,
+            outcome=outcome,
+            decrypted=dict(out.decrypted) if out is not None else {},
+            masked=dict(out.masked) if out is not None else {},
+            plaintext_kept=dict(out.plaintext_kept) if out is not None else {},
+            encrypted=dict(into.encrypted) if into is not None else {},
+            practices=tuple(sorted(practices)),
+            grant_ids=tuple(sorted(grant_ids)),
+            records=records,
+            integrity_failures=out.integrity_failures if out is not None else 0,
+            lapsed_practices=tuple(sorted(lapsed)),
+            audit_denied=state.denied,
+        )

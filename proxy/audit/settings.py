@@ -1,0 +1,109 @@
+"""The `audit:` section: where the trail goes, which secret keys it, and what happens on failure.
+
+Auditing is on by default, written next to the config file: a security product that must be
+told to keep evidence will one day be deployed without it. The chain key is a secret of its own,
+never derived from the KEK, so someone who holds the audit key can verify (or forge) the trail
+but cannot decrypt one PHI value, and whoever holds the KEK cannot rewrite the trail.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
+
+__all__ = ["AlertSettings", "AuditSettings"]
+
+
+def _resolve(value: Path | None, info: ValidationInfo) -> Path | None:
+    """Make a relative path absolute against the config file's folder (the `base_dir` context)."""
+    context = info.context
+    if value is None or value.is_absolute():
+        return value
+    if isinstance(context, dict) and "base_dir" in context:
+        return Path(context["base_dir"]) / value
+    return value
+
+
+class AlertSettings(BaseModel):
+    """Thresholds of the alert lines (logger `phi_proxy.alert`) a SIEM pages on."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    masked_burst_threshold: int = Field(
+        default=50,
+        ge=1,
+        description="Alert when one subject receives this many responses with masked fields "
+        "within masked_burst_window_seconds (someone probing records they may not see).",
+    )
+    masked_burst_window_seconds: float = Field(
+        default=60.0, gt=0, le=86400, description="Sliding window of the masked-burst counter."
+    )
+
+
+class AuditSettings(BaseModel):
+    """Audit trail: sink, chain key, checkpoints, batching and the failure policy."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    enabled: bool = Field(
+        default=True,
+        description="Write the audit trail. Turning it off removes the evidence a breach "
+        "investigation needs; only for throw-away test setups.",
+    )
+    sink: Literal["file", "stdout"] = Field(
+        default="file",
+        description="`file`: JSON lines at `path`, shared by every proxy worker and CLI on "
+        "this host. `stdout`: JSON lines on standard output for a log shipper.",
+    )
+    path: Path = Field(
+        default=Path("audit.jsonl"),
+        validate_default=True,
+        description="The JSON-lines audit file (relative to the config file). Rotate it by "
+        "renaming; the next event starts a new file that continues the chain.",
+    )
+    key_file: Path = Field(
+        default=Path("audit.key"),
+        validate_default=True,
+        description="File holding the secret HMAC key of the chain (base64 of 32 random bytes, "
+        "mode 0600). Created on first use when neither it nor the audit file exists yet.",
+    )
+    key_env: str | None = Field(
+        default=None,
+        description="Name of an environment variable holding the chain key (base64); when set "
+        "it is used instead of key_file.",
+    )
+    signing_key_file: Path | None = Field(
+        default=None,
+        description="Optional Ed25519 private key (PEM, PKCS#8) signing checkpoints, so an "
+        "auditor can check them with the public key alone (phi-audit verify --public-key).",
+    )
+    checkpoint_every: int = Field(
+        default=1000, ge=1, description="Write a checkpoint event after every N events."
+    )
+    checkpoint_seconds: float = Field(
+        default=300.0, gt=0, description="…and at least this often while events are written."
+    )
+    flush_interval: int = Field(
+        default=200,
+        ge=1,
+        le=10_000,
+        description="Milliseconds between batched writes; a crash loses at most this much.",
+    )
+    fsync: bool = Field(
+        default=True, description="fsync each batch, so a power cut loses no written batch."
+    )
+    on_failure: Literal["deny", "allow"] = Field(
+        default="deny",
+        description="`deny`: while the trail cannot be written, decrypt nothing (mask every "
+        "field) until a write succeeds again. `allow`: keep decrypting and log errors.",
+    )
+    alerts: AlertSettings = Field(
+        default_factory=AlertSettings, description="Thresholds of alert log lines."
+    )
+
+    @field_validator("path", "key_file", "signing_key_file")
+    @classmethod
+    def _resolve_paths(cls, value: Path | None, info: ValidationInfo) -> Path | None:
+        return _resolve(value, info)

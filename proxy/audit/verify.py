@@ -1,0 +1,220 @@
+"""Checking a trail: every line authentic, in order, linked, nothing missing; across rotations.
+
+Verification stops at the first problem and names it as `file:line` with what it means:
+an edited event (its MAC fails), a deleted one (a gap in `seq`, or a file that does not open
+with its genesis event), a reordered or duplicated one (`seq` going backwards), or a broken link
+(`prev` is not the hash of the line before). With only the checkpoint public key, links and
+signed checkpoints are checked and events after the last signed checkpoint are reported as not
+authenticated.
+"""
+
+from __future__ import annotations
+
+import hmac
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import orjson
+
+from proxy.audit.chain import GENESIS_PREV, canonical, line_hash, mac_of, signature_ok
+from proxy.audit.sink import head_path
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+    from pathlib import Path
+
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+    from proxy.audit.secrets import ChainKey
+
+__all__ = ["Problem", "VerifyResult", "iter_events", "trail_files", "verify_files"]
+
+
+@dataclass(frozen=True, slots=True)
+class Problem:
+    """The first thing wrong with a trail, and where."""
+
+    file: Path
+    line: int
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.file}:{self.line}: {self.message}"
+
+
+@dataclass(slots=True)
+class VerifyResult:
+    """What verification saw; `problem` None means the trail is intact."""
+
+    events: int = 0
+    files: int = 0
+    checkpoints: int = 0
+    signatures_checked: int = 0
+    first_seq: int | None = None
+    last_seq: int | None = None
+    problem: Problem | None = None
+    notes: list[str] = field(default_factory=list)
+
+
+def _first_seq(path: Path) -> int:
+    try:
+        with path.open("rb") as handle:
+            seq = orjson.loads(handle.readline())["seq"]
+    except (OSError, orjson.JSONDecodeError, KeyError, TypeError):
+        return -1
+    return seq if isinstance(seq, int) else -1
+
+
+def trail_files(path: Path) -> list[Path]:
+    """The configured file and its rotated siblings (`audit.jsonl.1`, `audit.jsonl-2026…`).
+
+    Ordered by the sequence number of their first event, so any naming scheme works.
+    Compressed siblings cannot be read here: decompress them first.
+    """
+    skip = (".head", ".gz", ".bz2", ".xz", ".zst")
+    siblings = [
+        p for p in path.parent.glob(f"{path.name}?*") if p.is_file() and not p.name.endswith(skip)
+    ]
+    files = [*siblings, path] if path.exists() else siblings
+    return sorted(files, key=_first_seq)
+
+
+def iter_events(files: list[Path]) -> Iterator[tuple[Path, int, dict[str, Any]]]:
+    """Every parseable event of `files`, in order, with its file and line number."""
+    for path in files:
+        with path.open("rb") as handle:
+            for number, raw in enumerate(handle, 1):
+                try:
+                    event = orjson.loads(raw)
+                except orjson.JSONDecodeError:
+                    continue
+                if isinstance(event, dict):
+                    yield path, number, event
+
+
+class _Verifier:
+    def __init__(self, key: ChainKey | None, public_key: Ed25519PublicKey | None) -> None:
+        self.key = key
+        self.public_key = public_key
+        self.result = VerifyResult()
+        self.prev_hash: str | None = None
+        self.prev_seq: int | None = None
+        self.unauthenticated_since: int | None = None
+
+    def line(self, raw: bytes, *, first_in_file: bool) -> str | None:  # noqa: C901, PLR0911, PLR0912
+        """Check one line; the problem text, or None."""
+        try:
+            event = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            return "not valid JSON: the line was edited or cut short"
+        if not isinstance(event, dict) or not isinstance(event.get("seq"), int):
+            return "not an audit event (no sequence number): the line was edited"
+        seq, prev = event["seq"], event.get("prev")
+        if self.key is not None:
+            body = {k: v for k, v in event.items() if k != "mac"}
+            mac = event.get("mac")
+            if not isinstance(mac, str) or not hmac.compare_digest(mac, mac_of(self.key, body)):
+                return (
+                    f"event seq {seq}: MAC does not match — this event was edited (or the trail "
+                    "was written with a different audit key)"
+                )
+        if canonical(event) != raw:
+            return f"event seq {seq}: not in canonical form — the line was edited"
+        if first_in_file and event.get("type") != "genesis":
+            return (
+                f"event seq {seq}: the file does not start with its genesis event — lines at the "
+                "start of this file were deleted"
+            )
+        if self.prev_seq is not None and seq != self.prev_seq + 1:
+            expected = self.prev_seq + 1
+            if seq > expected:
+                return (
+                    f"event seq {seq} follows seq {self.prev_seq}: events {expected}..{seq - 1} "
+                    "are missing here (deleted or moved, or a rotated file was not given)"
+                )
+            return (
+                f"event seq {seq} follows seq {self.prev_seq}: events were reordered or duplicated"
+            )
+        if self.prev_hash is not None and prev != self.prev_hash:
+            return (
+                f"event seq {seq}: does not link to the line before it (prev hash mismatch) — "
+                "the previous event was edited or replaced"
+            )
+        if self.prev_hash is None:
+            if event.get("continues"):
+                self.result.notes.append(
+                    f"the trail given starts at seq {seq}, continuing earlier files that were "
+                    "not given; events before it were not checked"
+                )
+            elif seq != 1 or prev != GENESIS_PREV:
+                return f"event seq {seq}: the first event of a trail must be seq 1"
+        if event.get("type") == "checkpoint":
+            self.result.checkpoints += 1
+            if self.public_key is not None and event.get("sig") is not None:
+                if not signature_ok(self.public_key, event):
+                    return f"checkpoint seq {seq}: the signature does not verify"
+                self.result.signatures_checked += 1
+                self.unauthenticated_since = None
+        elif self.key is None and self.unauthenticated_since is None:
+            self.unauthenticated_since = seq
+        self.prev_seq, self.prev_hash = seq, line_hash(raw)
+        self.result.events += 1
+        if self.result.first_seq is None:
+            self.result.first_seq = seq
+        self.result.last_seq = seq
+        return None
+
+
+def verify_files(
+    files: list[Path],
+    *,
+    key: ChainKey | None,
+    public_key: Ed25519PublicKey | None = None,
+    head_of: Path | None = None,
+) -> VerifyResult:
+    """Verify `files` as one trail, in the order given; stop at the first problem.
+
+    `head_of`: the configured audit path, whose `.head` file records the last sequence number
+    written; a trail that ends before it has lost its last events.
+    """
+    checker = _Verifier(key, public_key)
+    result = checker.result
+    for path in files:
+        result.files += 1
+        try:
+            handle = path.open("rb")
+        except OSError as exc:
+            result.problem = Problem(path, 0, f"cannot read the file ({exc.strerror})")
+            return result
+        with handle:
+            number = 0
+            for number, raw in enumerate(handle, 1):
+                message = checker.line(raw.rstrip(b"\n"), first_in_file=number == 1)
+                if message is not None:
+                    result.problem = Problem(path, number, message)
+                    return result
+            if number == 0:
+                result.notes.append(f"{path} is empty")
+    if checker.unauthenticated_since is not None:
+        result.notes.append(
+            f"events from seq {checker.unauthenticated_since} on are after the last signed "
+            "checkpoint: their order is checked but not their authenticity (needs the audit key)"
+        )
+    if head_of is not None:
+        _check_head(head_of, files, result)
+    return result
+
+
+def _check_head(path: Path, files: list[Path], result: VerifyResult) -> None:
+    try:
+        recorded = orjson.loads(head_path(path).read_bytes())["seq"]
+    except (OSError, orjson.JSONDecodeError, KeyError, TypeError):
+        return
+    last = result.last_seq or 0
+    if isinstance(recorded, int) and recorded > last and files:
+        result.problem = Problem(
+            files[-1],
+            0,
+            f"the trail ends at seq {last} but {head_path(path).name} records seq {recorded} "
+            "as written: the last events were deleted (the file was truncated)",
+        )

@@ -1,0 +1,280 @@
+"""Hot reload of keys and config, usage-counter flushing, and automatic rotation.
+
+A running proxy picks up a changed keystore (new version, retired key, new or shredded
+practice), a changed KEK file, and a changed config file without a restart:
+
+- on SIGHUP, and by polling the files' (device, inode, size, mtime) every
+  `keys.watch_interval` seconds (no inotify dependency; an atomic rename changes the inode);
+- the new keyring and pipeline are built off the event loop, then swapped in with plain
+  reference assignments (`Runtime.install`). A request already running keeps the snapshot it
+  started with; the next one sees the new one. Nothing is dropped.
+- anything invalid (unparseable YAML, a keystore that fails its integrity check, a KEK that does
+  not open it) is refused with one logged error and the proxy keeps serving with what it had.
+
+Live: `keys`, `fields`, `write_routes`, `identity`, `headers`. Everything else (listener, admin,
+upstream, grant store, limits, logging, audit) needs new sockets or stores: a change there is
+logged as "restart required" and the running values stay. A change of `keys.keystore` (another
+file) is treated the same way, since the usage counters belong to the file.
+
+The same loop flushes the per-key encryption counters (keys.usage) and, when
+`keys.auto_rotate_after` is set, rotates a practice whose active key reached it (guarded with
+`only_if_active`, so several workers rotating at once make one new version).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import logging
+import os
+import signal
+from typing import TYPE_CHECKING, Final
+
+from keys.errors import PhiProxyError
+from keys.settings import FileKekSettings, keystore_file
+from keys.usage import open_counting_keyring
+from proxy.forward.headers import HeaderPolicy
+from proxy.identity import build_authenticator
+from proxy.settings import load_settings
+from proxy.transform import FieldPolicy, RouteTable
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    from keys.keyring import Keyring
+    from proxy.handler import Pipeline
+    from proxy.identity import Authenticator
+    from proxy.runtime import Runtime
+    from proxy.settings import Settings
+
+__all__ = ["LIVE_SECTIONS", "Reloader"]
+
+_log = logging.getLogger("phi_proxy")
+
+#: Config sections a reload applies to the running proxy; all others need a restart.
+LIVE_SECTIONS: Final = frozenset({"keys", "fields", "write_routes", "identity", "headers"})
+#: How long a replaced authenticator stays open for requests that still use it.
+_RETIRE_AFTER: Final = 60.0
+
+FileSignature = tuple[int, int, int, int] | None
+
+
+def _signature(path: Path) -> FileSignature:
+    try:
+        st = os.stat(path)  # noqa: PTH116 - one syscall, all four fields
+    except OSError:
+        return None
+    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+
+
+def _watched(settings: Settings, config_path: Path | None) -> tuple[Path, ...]:
+    paths = [settings.keys.keystore]
+    if isinstance(settings.keys.kek, FileKekSettings):
+        paths.append(settings.keys.kek.path)
+    if config_path is not None:
+        paths.append(config_path)
+    return tuple(paths)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class _Built:
+    settings: Settings
+    keyring: Keyring
+    pipeline: Pipeline
+    changed: tuple[str, ...]
+    restart_required: tuple[str, ...]
+
+
+def _ignore() -> None:
+    """SIGHUP handler while no reloader runs (the default action would end the process)."""
+
+
+class Reloader:
+    """Watches files, reloads on change or SIGHUP, flushes usage counts, auto-rotates."""
+
+    def __init__(self, runtime: Runtime, config_path: Path | None) -> None:
+        self._runtime = runtime
+        self._config_path = config_path
+        self._wake = asyncio.Event()
+        self._forced = False
+        self._lock = asyncio.Lock()
+        self._task: asyncio.Task[None] | None = None
+        self._retiring: dict[asyncio.Task[None], Authenticator] = {}
+        self._signatures: dict[Path, FileSignature] = {}
+        self.reloads = 0  #: successful reloads so far (for tests and /readyz-style checks)
+        self.failures = 0  #: refused reloads so far
+
+    def __repr__(self) -> str:
+        return f"<Reloader reloads={self.reloads} failures={self.failures}>"
+
+    async def start(self, *, signals: bool = True) -> None:
+        """Remember the files' current state and start the background loop (and SIGHUP)."""
+        self._signatures = self._snapshot()
+        self._runtime.usage.set_on_due(self._wake.set)
+        if signals:
+            asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, self.request_reload)
+        self._task = asyncio.create_task(self._loop(), name="phi-proxy-reloader")
+
+    async def stop(self) -> None:
+        """Stop the loop (the runtime flushes the last usage counts when it closes)."""
+        with contextlib.suppress(RuntimeError, ValueError):  # ignore SIGHUP while shutting down
+            asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, _ignore)
+        self._runtime.usage.set_on_due(None)
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        for task, authenticator in list(self._retiring.items()):
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+            await authenticator.close()
+
+    def request_reload(self) -> None:
+        """Ask for a reload on the next loop turn (the SIGHUP handler)."""
+        self._forced = True
+        self._wake.set()
+
+    async def _loop(self) -> None:
+        interval = self._runtime.settings.keys.watch_interval or None
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), timeout=interval)
+            self._wake.clear()
+            try:
+                await self.tick()
+            except Exception:  # noqa: BLE001 - the watcher must outlive any one failure
+                _log.exception("reload loop error; will retry")
+            interval = self._runtime.settings.keys.watch_interval or None
+
+    async def tick(self) -> None:
+        """One turn: flush counters, auto-rotate if due, reload if forced or a file changed."""
+        runtime = self._runtime
+        totals = None
+        if runtime.usage.pending:
+            totals = await asyncio.to_thread(runtime.usage.flush)
+        rotated = await self._auto_rotate(totals) if totals else False
+        current = self._snapshot()
+        if self._forced or rotated or current != self._signatures:
+            reason = "signal" if self._forced else ("auto-rotate" if rotated else "file changed")
+            self._forced = False
+            self._signatures = current
+            await self.reload(reason=reason)
+
+    def _snapshot(self) -> dict[Path, FileSignature]:
+        return {p: _signature(p) for p in _watched(self._runtime.settings, self._config_path)}
+
+    async def reload(self, *, reason: str = "request") -> bool:
+        """Rebuild and swap; on any problem log it, keep the old state, and return False."""
+        async with self._lock:
+            runtime = self._runtime
+            try:
+                built = await asyncio.to_thread(self._build, runtime.settings, runtime.pipeline())
+            except PhiProxyError as exc:
+                self.failures += 1
+                _log.error(
+                    "reload refused; still serving with the previous keys and config",
+                    extra={"fields": {"reason": reason, "error": str(exc)}},
+                )
+                return False
+            except Exception as exc:  # noqa: BLE001 - never let a bad file stop the proxy
+                self.failures += 1
+                _log.error(
+                    "reload refused; still serving with the previous keys and config",
+                    extra={"fields": {"reason": reason, "error": type(exc).__name__}},
+                )
+                return False
+            old_auth = runtime.install(
+                settings=built.settings, keyring=built.keyring, pipeline=built.pipeline
+            )
+            if old_auth is not None:
+                self._retire_later(old_auth)
+            self._signatures = self._snapshot()
+            self.reloads += 1
+            if built.restart_required:
+                _log.warning(
+                    "restart required: these config sections changed but are not reloaded live",
+                    extra={"fields": {"sections": list(built.restart_required)}},
+                )
+            _log.info(
+                "reload applied",
+                extra={
+                    "fields": {
+                        "reason": reason,
+                        "changed": list(built.changed),
+                        "practices": len(built.keyring.practices()),
+                        "keys": len(built.keyring.infos()),
+                    }
+                },
+            )
+            return True
+
+    def _build(self, old: Settings, pipeline: Pipeline) -> _Built:
+        """Everything that may block or fail, off the event loop; touches no shared state."""
+        new = old if self._config_path is None else load_settings(self._config_path)
+        changed = tuple(
+            name for name in type(old).model_fields if getattr(old, name) != getattr(new, name)
+        )
+        frozen = [name for name in changed if name not in LIVE_SECTIONS]
+        if "keys" in changed and new.keys.keystore != old.keys.keystore:
+            frozen.append("keys")
+        merged = new.model_copy(update={name: getattr(old, name) for name in frozen})
+        keyring = open_counting_keyring(merged.keys, self._runtime.usage)
+        authenticator = pipeline.authenticator
+        if "identity" in changed:
+            authenticator = build_authenticator(merged.identity)
+        headers = merged.headers
+        new_pipeline = dataclasses.replace(
+            pipeline,
+            authenticator=authenticator,
+            policy=FieldPolicy.compile(merged.fields),
+            routes=RouteTable.compile(merged.write_routes),
+            headers=HeaderPolicy.build(
+                extra_stripped=headers.strip_request_headers,
+                trusted_networks=headers.trusted_networks(),
+                forward_authorization=merged.upstream.forward_authorization,
+            ),
+        )
+        restart = tuple("keys.keystore" if n == "keys" else n for n in frozen)
+        return _Built(merged, keyring, new_pipeline, changed, restart)
+
+    async def _auto_rotate(self, totals: dict[str, int]) -> bool:
+        limit = self._runtime.settings.keys.auto_rotate_after
+        if limit is None:
+            return False
+        ring = self._runtime.keyring()
+        due = []
+        for practice in sorted(ring.practices()):
+            try:
+                kid = ring.primary(practice).kid
+            except PhiProxyError:
+                continue
+            if totals.get(kid, 0) >= limit:
+                due.append((practice, kid))
+        if not due:
+            return False
+        store = keystore_file(self._runtime.settings.keys)
+        for practice, kid in due:
+            try:
+                info = await asyncio.to_thread(store.rotate, practice, only_if_active=kid)
+            except PhiProxyError as exc:
+                _log.error(
+                    "automatic rotation failed; the key keeps encrypting",
+                    extra={"fields": {"practice": practice, "kid": kid, "error": str(exc)}},
+                )
+                continue
+            _log.warning(
+                "key rotated automatically: keys.auto_rotate_after reached",
+                extra={"fields": {"practice": practice, "old_kid": kid, "new_kid": info.kid}},
+            )
+        return True
+
+    def _retire_later(self, authenticator: Authenticator) -> None:
+        async def close_later() -> None:
+            await asyncio.sleep(_RETIRE_AFTER)
+            await authenticator.close()
+
+        task = asyncio.create_task(close_later())
+        self._retiring[task] = authenticator
+        task.add_done_callback(lambda done: self._retiring.pop(done, None))

@@ -1,0 +1,157 @@
+"""Building blocks of the black-box environment: config, key files, JWT issuer, handles."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING
+
+import yaml
+from yarl import URL
+
+from keys.kek import generate_kek_file
+from keys.settings import keystore_file
+from proxy.grants import GrantRequest, SQLiteGrantStore
+from proxy.identity import DemoIssuer, Subject
+from proxy.settings import Settings, load_settings
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    import aiohttp
+    from aiohttp.test_utils import TestServer
+    from blackbox_portal import RecordingPortal
+
+    from keys.keyring import Keyring
+
+PRACTICES = ("practice-a", "practice-b", "practice-c")
+AUDIENCE = "phi-proxy-tests"
+
+#: Every PHI value a black-box test plants; a final check proves none reached any log line.
+PLANTED: set[str] = set()
+
+
+def base_config(upstream_url: str) -> dict:
+    return {
+        "upstream": {"url": upstream_url, "timeout": 5, "connect_timeout": 2},
+        "admin": {"port": 0},
+        "limits": {"max_request_body": 64 * 1024, "max_response_body": 1024 * 1024},
+        "identity": {
+            "issuers": ["https://idp.test.invalid"],
+            "audience": AUDIENCE,
+            "jwks_file": "./jwks.json",
+        },
+        "grants": {"store": "./grants.sqlite3", "max_ttl": "90d"},
+        "keys": {"keystore": "./keystore.json", "kek": {"provider": "file", "path": "./kek.b64"}},
+        "fields": {
+            "classes": {
+                "ssn": {
+                    "mask": {"keep_last": 4, "template": "***-**-{last}"},
+                    "deterministic": True,
+                },
+                "insurance_id": {"mask": {"text": "[redacted]"}},
+                "history": {"mask": None},
+            },
+            "selectors": [
+                {"class": "ssn", "keys": ["ssn", "social_security_number"]},
+                {"class": "insurance_id", "keys": ["member_id", "insurance_id"]},
+                {"class": "history", "keys": ["medical_history", "history"]},
+                {
+                    "class": "ssn",
+                    "path": "$..identifier[?(@.system=='http://hl7.org/fhir/sid/us-ssn')].value",
+                },
+            ],
+            "record": {"practice_keys": ["practice_id"], "id_keys": ["patient_id", "id"]},
+            "max_depth": 64,
+        },
+        "write_routes": [
+            {
+                "method": "POST",
+                "path": "/api/practices/{practice_id}/patients",
+                "practice_from": {"path_param": "practice_id"},
+            },
+            {
+                "method": "POST",
+                "path": "/api/bookings",
+                "practice_from": {"body_key": "practice_id"},
+            },
+        ],
+    }
+
+
+@dataclass
+class ProxyEnv:
+    """Handles on everything a black-box test needs."""
+
+    folder: Path
+    config_path: Path
+    settings: Settings
+    keyring: Keyring
+    issuer: DemoIssuer
+    grants: SQLiteGrantStore
+    portal: RecordingPortal
+    proxy_url: str
+    http: aiohttp.ClientSession
+    _servers: list[TestServer] = field(default_factory=list)
+
+    def token(self, sub: str, **kw) -> str:
+        return self.issuer.mint(sub, now=datetime.now(UTC).timestamp(), **kw)
+
+    def auth(self, sub: str, **kw) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token(sub, **kw)}"}
+
+    def subject(self, sub: str) -> Subject:
+        return Subject(self.issuer.issuer, sub)
+
+    def encrypt(self, practice: str, field_class: str, value: str, **kw) -> str:
+        PLANTED.add(value)
+        return self.keyring.encrypt(practice, field_class, value, **kw)
+
+    async def grant(
+        self,
+        sub: str,
+        practice: str,
+        *,
+        fields: frozenset[str] | None = None,
+        not_before: datetime | None = None,
+        expires_in: timedelta = timedelta(days=1),
+    ):
+        now = datetime.now(UTC)
+        return await self.grants.add(
+            GrantRequest(
+                subject=self.subject(sub),
+                practice=practice,
+                field_classes=fields,
+                expires_at=now + expires_in,
+                created_by="tests",
+                reason="black-box test",
+                not_before=not_before,
+            ),
+            now=now,
+        )
+
+    async def get(self, path: str, *, sub: str | None = None, **kw) -> aiohttp.ClientResponse:
+        headers = dict(kw.pop("headers", {}))
+        if sub is not None:
+            headers.update(self.auth(sub))
+        url = URL(self.proxy_url + path, encoded=True)  # send the path byte for byte
+        response = await self.http.request(kw.pop("method", "GET"), url, headers=headers, **kw)
+        await response.read()
+        return response
+
+
+def write_env_files(folder: Path, upstream_url: str, *, overrides: dict | None = None):
+    """KEK, keystore with three practices, JWKS and config in `folder`; returns the pieces."""
+    generate_kek_file(folder / "kek.b64")
+    issuer = DemoIssuer(issuer="https://idp.test.invalid", audience=AUDIENCE)
+    issuer.write_jwks(folder / "jwks.json")
+    config = base_config(upstream_url)
+    for key, value in (overrides or {}).items():
+        config[key] = value
+    config_path = folder / "phi-proxy.yaml"
+    config_path.write_text(yaml.safe_dump(config, sort_keys=False))
+    settings = load_settings(config_path)
+    store_file = keystore_file(settings.keys)
+    store_file.create()
+    store_file.add_practices(PRACTICES)
+    return config_path, settings, issuer

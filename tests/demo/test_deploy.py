@@ -1,0 +1,124 @@
+"""deploy/: the Kubernetes sidecar example and the compose file say what the README promises."""
+
+from __future__ import annotations
+
+import yaml
+from demo_helpers import REPO
+
+from keys.config_file import read_config_mapping
+from proxy.settings import Settings, load_settings
+
+DEPLOY = REPO / "deploy"
+
+
+def k8s_docs():
+    with (DEPLOY / "kubernetes/phi-proxy.yaml").open(encoding="utf-8") as handle:
+        return {doc["kind"]: doc for doc in yaml.safe_load_all(handle)}
+
+
+def pod_spec():
+    return k8s_docs()["Deployment"]["spec"]["template"]["spec"]
+
+
+def container(name):
+    (found,) = [c for c in pod_spec()["containers"] if c["name"] == name]
+    return found
+
+
+def compose():
+    with (DEPLOY / "docker-compose.yaml").open(encoding="utf-8") as handle:
+        docs = list(yaml.safe_load_all(handle))
+    assert len(docs) == 1
+    return docs[0]
+
+
+class TestKubernetesExample:
+    def test_portal_listens_on_localhost_and_exposes_nothing(self):
+        """The portal container binds 127.0.0.1 and declares no ports."""
+        portal = container("portal")
+        assert "ports" not in portal
+        env = {e["name"]: e["value"] for e in portal["env"]}
+        assert env["BIND_ADDRESS"] == "127.0.0.1"
+
+    def test_service_exposes_only_the_proxy(self):
+        """The Service forwards one port, to phi-proxy's client listener."""
+        ports = k8s_docs()["Service"]["spec"]["ports"]
+        assert [p["targetPort"] for p in ports] == ["http"]
+        named = {p["name"]: p["containerPort"] for p in container("phi-proxy")["ports"]}
+        assert named["http"] == 8080
+
+    def test_config_comes_from_a_configmap_and_is_valid(self, tmp_path):
+        """The ConfigMap's config.yaml validates as a whole phi-proxy config."""
+        text = k8s_docs()["ConfigMap"]["data"]["config.yaml"]
+        path = tmp_path / "config.yaml"
+        path.write_text(text, encoding="utf-8")
+        settings = load_settings(path)
+        assert str(settings.upstream.url).startswith("http://127.0.0.1:")
+        assert settings.keys.kek.provider == "env"
+        mounts = {m["name"]: m for m in container("phi-proxy")["volumeMounts"]}
+        volumes = {v["name"]: v for v in pod_spec()["volumes"]}
+        assert volumes["config"]["configMap"]["name"] == "phi-proxy-config"
+        assert mounts["config"]["mountPath"] == "/etc/phi-proxy"
+        assert container("phi-proxy")["args"] == ["serve", "-c", "/etc/phi-proxy/config.yaml"]
+
+    def test_keystore_and_kek_come_from_secrets(self, tmp_path):
+        """Keystore: a read-only Secret volume at the configured path; KEK: a Secret env var."""
+        path = tmp_path / "config.yaml"
+        path.write_text(k8s_docs()["ConfigMap"]["data"]["config.yaml"], encoding="utf-8")
+        settings = load_settings(path)
+        mounts = {m["name"]: m for m in container("phi-proxy")["volumeMounts"]}
+        volumes = {v["name"]: v for v in pod_spec()["volumes"]}
+        assert "secretName" in volumes["keystore"]["secret"]
+        assert mounts["keystore"]["readOnly"] is True
+        assert str(settings.keys.keystore.parent) == mounts["keystore"]["mountPath"]
+        env = {e["name"]: e for e in container("phi-proxy")["env"]}
+        assert "secretKeyRef" in env[settings.keys.kek.env_var]["valueFrom"]
+        assert all("value" not in e for e in env.values()), "no secret inline in the manifest"
+
+    def test_probes_use_the_admin_endpoints(self):
+        """Readiness is /readyz and liveness /healthz, on the admin port."""
+        proxy = container("phi-proxy")
+        assert proxy["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "admin"}
+        assert proxy["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "admin"}
+
+    def test_non_root_read_only_and_no_capabilities(self):
+        """Pod runs as non-root; every container: read-only root fs, no escalation, no caps."""
+        spec = pod_spec()
+        assert spec["securityContext"]["runAsNonRoot"] is True
+        assert spec["securityContext"]["runAsUser"] != 0
+        for item in spec["containers"]:
+            context = item["securityContext"]
+            assert context["readOnlyRootFilesystem"] is True, item["name"]
+            assert context["allowPrivilegeEscalation"] is False, item["name"]
+            assert context["capabilities"]["drop"] == ["ALL"], item["name"]
+
+
+class TestComposeExample:
+    def test_portal_shares_the_proxy_namespace_and_publishes_nothing(self):
+        """The portal lives in phi-proxy's network namespace on 127.0.0.1 with no ports."""
+        services = compose()["services"]
+        portal = services["portal"]
+        assert portal["network_mode"] == "service:phi-proxy"
+        assert "ports" not in portal
+        assert portal["environment"]["BIND_ADDRESS"] == "127.0.0.1"
+        assert services["phi-proxy"]["ports"] == ["8080:8080"]
+
+    def test_proxy_is_hardened_and_secrets_are_mounted(self):
+        """Non-root, read-only, no caps; keystore as a compose secret, KEK from the environment."""
+        proxy = compose()["services"]["phi-proxy"]
+        assert not proxy["user"].startswith(("0:", "root"))
+        assert proxy["read_only"] is True
+        assert proxy["cap_drop"] == ["ALL"]
+        assert "no-new-privileges:true" in proxy["security_opt"]
+        assert proxy["secrets"] == [{"source": "keystore", "target": "keystore.json"}]
+        assert proxy["environment"]["PHI_PROXY_KEK"].startswith("${PHI_PROXY_KEK:?")
+
+    def test_compose_config_is_valid_and_matches_the_mounts(self):
+        """deploy/config.yaml validates and names the paths compose mounts."""
+        settings = load_settings(DEPLOY / "config.yaml")
+        assert isinstance(settings, Settings)
+        assert str(settings.keys.keystore) == "/run/secrets/keystore.json"
+        volumes = compose()["services"]["phi-proxy"]["volumes"]
+        assert "./config.yaml:/etc/phi-proxy/config.yaml:ro" in volumes
+        assert settings.grants.store.startswith("/var/lib/phi-proxy/")
+        assert read_config_mapping(DEPLOY / "config.yaml")["admin"]["host"] == "127.0.0.1"
