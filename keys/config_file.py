@@ -9,24 +9,42 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Annotated, Any, TypeVar
 
 import yaml
-from pydantic import BaseModel, ValidationError
+from pydantic import AfterValidator, BaseModel, ValidationError, ValidationInfo
 
 from keys.errors import ConfigError
 
 __all__ = [
     "CONFIG_ENV_VAR",
+    "ConfigPath",
     "describe_validation_error",
     "load_section",
     "read_config_mapping",
+    "relative_to_config",
     "resolve_config_path",
 ]
 
 CONFIG_ENV_VAR = "PHI_PROXY_CONFIG"
 
 ModelT = TypeVar("ModelT", bound=BaseModel)
+
+
+def relative_to_config(value: Path, info: ValidationInfo) -> Path:
+    """Resolve a relative path against the folder of the config file it was written in.
+
+    Validation passes that folder as the `base_dir` context (see `load_section`); without a
+    context (a model built in code) the path is kept as given.
+    """
+    if value.is_absolute():
+        return value
+    base = (info.context or {}).get("base_dir") if isinstance(info.context, dict) else None
+    return Path(base) / value if base else value
+
+
+ConfigPath = Annotated[Path, AfterValidator(relative_to_config)]
+"""A file path in the config; relative paths are relative to the config file's folder."""
 
 
 def resolve_config_path(cli_value: str | os.PathLike[str] | None) -> Path:

@@ -13,11 +13,11 @@ here and one more `KekProvider` class, without touching any caller.
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, Final, Literal
+from typing import TYPE_CHECKING, Annotated, Final, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from keys.config_file import ConfigPath
 from keys.kek import EnvKek, FileKek, KekProvider
 from keys.keystore import KeystoreFile
 
@@ -41,29 +41,16 @@ __all__ = [
 DEFAULT_USAGE_LIMIT: Final = 1 << 31
 
 
-def _resolve(value: Path, info: ValidationInfo) -> Path:
-    """Make a relative path absolute against the config file's folder (the `base_dir` context)."""
-    context: Any = info.context
-    if not value.is_absolute() and isinstance(context, dict) and "base_dir" in context:
-        return Path(context["base_dir"]) / value
-    return value
-
-
 class FileKekSettings(BaseModel):
     """The KEK is read from a file (base64 of 32 bytes, mode 0600)."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     provider: Literal["file"] = Field(description="KEK kept in a local file.")
-    path: Path = Field(
+    path: ConfigPath = Field(
         description="KEK file: base64 of 32 random bytes, mode 0600. Relative to the config "
         "file. Create it with `phi-keys init --generate-kek PATH`."
     )
-
-    @field_validator("path")
-    @classmethod
-    def _resolve_path(cls, value: Path, info: ValidationInfo) -> Path:
-        return _resolve(value, info)
 
 
 class EnvKekSettings(BaseModel):
@@ -88,7 +75,7 @@ class KeySettings(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    keystore: Path = Field(
+    keystore: ConfigPath = Field(
         description="Keystore JSON file holding the wrapped per-practice data keys. Relative to "
         "the config file. Create it with `phi-keys init`."
     )
@@ -122,11 +109,6 @@ class KeySettings(BaseModel):
         description="Flush the per-key encryption counters to the usage file after this many "
         "encryptions, even before watch_interval has passed.",
     )
-
-    @field_validator("keystore")
-    @classmethod
-    def _resolve_keystore(cls, value: Path, info: ValidationInfo) -> Path:
-        return _resolve(value, info)
 
     @model_validator(mode="after")
     def _rotate_before_limit(self) -> KeySettings:

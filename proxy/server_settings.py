@@ -7,23 +7,21 @@ configure; `proxy.settings` assembles the whole file.
 from __future__ import annotations
 
 import ipaddress
-from pathlib import Path
 from typing import Annotated
 
 from pydantic import (
-    AfterValidator,
     AnyHttpUrl,
     BaseModel,
     ConfigDict,
     Field,
-    ValidationInfo,
     field_validator,
     model_validator,
 )
 
+from keys.config_file import ConfigPath
+
 __all__ = [
     "AdminSettings",
-    "ConfigPath",
     "HeaderSettings",
     "LimitsSettings",
     "ListenSettings",
@@ -36,16 +34,6 @@ _FROZEN = ConfigDict(frozen=True, extra="forbid")
 Port = Annotated[int, Field(ge=0, le=65535)]
 
 
-def _resolve_path(value: Path, info: ValidationInfo) -> Path:
-    """Resolve a relative path against the folder of the config file it was written in."""
-    if value.is_absolute():
-        return value
-    base = (info.context or {}).get("base_dir")
-    return Path(base) / value if base else value
-
-
-ConfigPath = Annotated[Path, AfterValidator(_resolve_path)]
-"""A file path in the config; relative paths are relative to the config file's folder."""
 
 
 class ListenTls(BaseModel):

@@ -15,6 +15,7 @@ from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
+from keys.config_file import relative_to_config
 from proxy.grants.durations import parse_duration
 
 __all__ = ["DEFAULT_MAX_TTL", "GrantSettings", "describe_postgres_url", "is_postgres_url"]
@@ -128,11 +129,7 @@ class GrantSettings(BaseModel):
             )
         if not value.strip():
             raise ValueError("grants.store must not be empty")
-        path = Path(value)
-        base = (info.context or {}).get("base_dir")
-        if not path.is_absolute() and base is not None:
-            path = Path(base) / path
-        return str(path)
+        return str(relative_to_config(Path(value), info))
 
     @field_validator("pg_schema")
     @classmethod

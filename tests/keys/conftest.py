@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-
 import pytest
+from keys_strategies import FIXED_NOW
 
 from keys.kek import FileKek, generate_kek_file
 from keys.keystore import KeystoreFile
-
-FIXED_NOW = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
 
 
 @pytest.fixture

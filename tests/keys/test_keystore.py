@@ -10,7 +10,7 @@ import sys
 import textwrap
 
 import pytest
-from conftest import FIXED_NOW
+from keys_strategies import FIXED_NOW
 
 from keys.errors import InvalidToken, KekError, KeyringError, KeystoreError
 from keys.kek import EnvKek, FileKek, generate_kek_file

@@ -4,9 +4,9 @@ import json
 
 import orjson
 import pytest
-from conftest import NOBODY, Grants
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from transform_helpers import NOBODY, Grants
 
 from proxy.transform import UnsafeBody, transform_response
 from proxy.transform.jsonsafe import parse_json

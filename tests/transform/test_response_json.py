@@ -1,6 +1,6 @@
 import orjson
 import pytest
-from conftest import NOBODY, Grants
+from transform_helpers import NOBODY, Grants
 
 from keys.keyring import KeyInfo, Keyring, KeyState
 from proxy.transform import RevealContext, TransformStats, UnsafeBody, transform_response

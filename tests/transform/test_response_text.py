@@ -1,5 +1,5 @@
 import pytest
-from conftest import Grants
+from transform_helpers import Grants
 
 from proxy.transform import UnsafeBody, transform_response
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 import orjson
-from conftest import FIELDS, NOBODY, Grants
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from transform_helpers import FIELDS, NOBODY, Grants
 
 from keys.keyring import KeyInfo, Keyring, KeyState
 from proxy.transform import FieldPolicy, RevealContext, TransformStats
