@@ -34,8 +34,6 @@ _FROZEN = ConfigDict(frozen=True, extra="forbid")
 Port = Annotated[int, Field(ge=0, le=65535)]
 
 
-
-
 class ListenTls(BaseModel):
     """TLS on the client-facing listener (TLS 1.2 or newer)."""
 
