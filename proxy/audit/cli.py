@@ -2,25 +2,38 @@
 
 Exit status: 0 the trail verifies (and the report was printed), 1 the trail is broken or cannot
 be read — the report is still printed, marked unverified — 2 a usage or configuration problem.
+
+With `audit.sink: postgres` (and no FILE arguments) the fleet's chain is read from the database
+in one consistent snapshot, written to a scratch JSON-lines file and checked by the very code
+that checks file trails; the head row the writers keep in `audit_head` then shows whether the
+newest events were deleted.
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+import tempfile
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from keys.config_file import CONFIG_ENV_VAR, load_section, resolve_config_path
 from keys.errors import ConfigError, PhiProxyError
+from proxy.audit.chain import line_hash
+from proxy.audit.factory import audit_key, open_postgres_sink
 from proxy.audit.report import ReportFilter, build_report, render_report
-from proxy.audit.secrets import load_chain_key, load_public_key
+from proxy.audit.secrets import load_public_key
 from proxy.audit.settings import AuditSettings
-from proxy.audit.verify import VerifyResult, iter_events, trail_files, verify_files
+from proxy.audit.verify import Problem, VerifyResult, iter_events, trail_files, verify_files
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
+
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+    from proxy.audit.secrets import ChainKey
 
 __all__ = ["build_parser", "main"]
 
@@ -78,40 +91,120 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _verify(args: argparse.Namespace) -> tuple[VerifyResult, list[Path]]:
+@dataclass(frozen=True, slots=True)
+class _Checked:
+    """A verified trail: the result, the files to report from, and how to name places in it."""
+
+    result: VerifyResult
+    files: list[Path]
+    database: str | None = None  # the PostgreSQL trail's description, None for files
+
+    def where(self, problem: Problem) -> str:
+        """`file:line: …`, or the database and the row (in seq order) for a PostgreSQL trail."""
+        if self.database is None:
+            return str(problem)
+        row = f" row {problem.line} (in seq order)" if problem.line else ""
+        return f"{self.database} audit_events{row}: {problem.message}"
+
+    def location(self) -> str:
+        """What was verified, for the OK line."""
+        return self.database or f"{self.result.files} file(s)"
+
+
+def _verify(args: argparse.Namespace, scratch: Path) -> _Checked:
     public_key = load_public_key(args.public_key) if getattr(args, "public_key", None) else None
     configured = args.config or (None if public_key and args.files else "env")
     settings: AuditSettings | None = None
     if configured is not None:
         settings = load_section(resolve_config_path(args.config), "audit", AuditSettings)
     files = list(args.files) if args.files else []
+    key = audit_key(settings) if settings is not None else None
     if not files:
         if settings is None:  # pragma: no cover - argparse flow guarantees a config here
             raise ConfigError("name the audit files, or pass -c FILE")
+        if settings.sink == "postgres":
+            return _verify_database(settings, key, public_key, scratch)
         files = trail_files(settings.path)
         if not files:
             raise ConfigError(f"{settings.path}: no audit trail found there")
-    key = load_chain_key(settings) if settings is not None else None
     head_of = settings.path if settings is not None and not args.files else None
-    return verify_files(files, key=key, public_key=public_key, head_of=head_of), files
+    return _Checked(verify_files(files, key=key, public_key=public_key, head_of=head_of), files)
+
+
+def _verify_database(
+    settings: AuditSettings,
+    key: ChainKey | None,
+    public_key: Ed25519PublicKey | None,
+    scratch: Path,
+) -> _Checked:
+    """Export the fleet's chain (one snapshot), verify it, and compare it with `audit_head`."""
+    from proxy.audit.postgres_sink import export_trail  # noqa: PLC0415 - optional dependency
+
+    sink = open_postgres_sink(settings, create=False)
+    try:
+        path, head = export_trail(sink, scratch)
+    finally:
+        sink.close()
+    if head.seq == 0:
+        raise ConfigError(f"{sink.describe()}: the audit trail there holds no events yet")
+    result = verify_files([path], key=key, public_key=public_key)
+    last = result.last_seq or 0
+    if result.problem is None and head.seq != last:
+        result.problem = Problem(
+            path,
+            0,
+            f"the trail ends at seq {last} but audit_head records seq {head.seq} as written: "
+            + (
+                "the newest events were deleted"
+                if head.seq > last
+                else "audit_head was moved back (its trigger was bypassed)"
+            ),
+        )
+    elif result.problem is None and head.hash != line_hash(_last_line(path)):
+        result.problem = Problem(
+            path,
+            last,
+            f"event seq {last} is not the event audit_head records as the last one written: "
+            "it was replaced",
+        )
+    return _Checked(result, [path], database=sink.describe())
+
+
+def _last_line(path: Path) -> bytes:
+    with path.open("rb") as handle:
+        last = b""
+        for last in handle:  # noqa: B007 - the loop's purpose is its last value
+            pass
+    return last.rstrip(b"\n")
 
 
 def _run(args: argparse.Namespace) -> int:
-    result, files = _verify(args)
+    with tempfile.TemporaryDirectory(prefix="phi-audit-") as scratch:
+        return _run_in(args, Path(scratch))
+
+
+def _run_in(args: argparse.Namespace, scratch: Path) -> int:
+    checked = _verify(args, scratch)
+    result, files = checked.result, checked.files
     for note in result.notes:
         print(f"{_PROG}: note: {note}", file=sys.stderr)
     if args.command == "verify":
         if result.problem is not None:
-            print(f"{_PROG}: BROKEN: {result.problem}", file=sys.stderr)
+            evidence = (
+                "keep these files untouched"
+                if checked.database is None
+                else "keep the database untouched (pg_dump the schema)"
+            )
+            print(f"{_PROG}: BROKEN: {checked.where(result.problem)}", file=sys.stderr)
             print(
-                f"{_PROG}: the trail cannot be trusted from that line on; keep these files "
-                "untouched as evidence and investigate who could write them",
+                f"{_PROG}: the trail cannot be trusted from that line on; {evidence} as "
+                "evidence and investigate who could write it",
                 file=sys.stderr,
             )
             return 1
         print(
             f"OK: {result.events} events (seq {result.first_seq}..{result.last_seq}) in "
-            f"{result.files} file(s), {result.checkpoints} checkpoint(s), "
+            f"{checked.location()}, {result.checkpoints} checkpoint(s), "
             f"{result.signatures_checked} signature(s) checked"
         )
         return 0
@@ -120,8 +213,8 @@ def _run(args: argparse.Namespace) -> int:
     print(render_report(rows, args.format))
     if result.problem is not None:
         print(
-            f"{_PROG}: WARNING: the trail does not verify ({result.problem}); the report above "
-            "may be incomplete or altered",
+            f"{_PROG}: WARNING: the trail does not verify ({checked.where(result.problem)}); the "
+            "report above may be incomplete or altered",
             file=sys.stderr,
         )
         return 1

@@ -13,7 +13,8 @@ Tables (schema `pg_schema`, created and migrated here under an advisory lock):
 - `audit_head (seq, hash)`: the chain's end, the row every append locks; `seq` may only grow.
 
 `AuditSink` is synchronous (the trail calls it from a worker thread; CLIs call it directly), and
-asyncpg is asynchronous, so this sink runs its own private event loop, one call at a time.
+asyncpg is asynchronous, so this sink runs its own private event loop, one call at a time (on
+a helper thread when the caller is itself inside a running loop, as `phi-grants` is).
 Every failure is raised as OSError, which is what the trail's failure policy expects.
 """
 
@@ -22,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import os
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
 import asyncpg
@@ -87,11 +89,17 @@ class PostgresSink:
         schema: str = "phi_audit",
         timeout: float = 5.0,
         application_name: str = "phi-proxy",
+        create: bool = True,
     ) -> None:
-        """Remember the database; connect on first use. `schema` must be a plain identifier."""
+        """Remember the database; connect on first use. `schema` must be a plain identifier.
+
+        `create=False` (readers such as `phi-audit`): never create or migrate the schema; a
+        schema that holds no audit trail is an error, so a mistyped name is not an empty trail.
+        """
         self._dsn = dsn
         self.schema = schema
         self._timeout = timeout
+        self._create = create
         self._settings = {
             "application_name": f"{application_name}-audit:{os.getpid()}",
             "search_path": schema,
@@ -110,11 +118,17 @@ class PostgresSink:
     # ---- running asyncpg from synchronous callers -------------------------------------------
 
     def _call(self, fn: Callable[[Connection], Awaitable[Any]]) -> Any:  # noqa: ANN401
+        return _off_running_loop(lambda: self._call_here(fn))
+
+    def _call_here(self, fn: Callable[[Connection], Awaitable[Any]]) -> Any:  # noqa: ANN401
         with self._lock:
             if self._loop is None:
                 self._loop = asyncio.new_event_loop()
             try:
                 return self._loop.run_until_complete(within(self._timeout, self._with_conn(fn)))
+            except AuditStoreUnavailable:
+                self._drop_connection()
+                raise
             except (TimeoutError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
                 self._drop_connection()
                 raise AuditStoreUnavailable(
@@ -128,7 +142,10 @@ class PostgresSink:
                 self._dsn, timeout=self._timeout, server_settings=self._settings
             )
             try:
-                await _migrate(conn, self.schema)
+                if self._create:
+                    await _migrate(conn, self.schema)
+                else:
+                    await _require_trail(conn, self.schema, self.describe())
             except BaseException:
                 conn.terminate()
                 raise
@@ -142,6 +159,9 @@ class PostgresSink:
 
     def close(self) -> None:
         """Close the connection and the private event loop."""
+        _off_running_loop(self._close_here)
+
+    def _close_here(self) -> None:
         with self._lock:
             loop, conn, self._loop, self._conn = self._loop, self._conn, None, None
             if loop is None:
@@ -222,6 +242,45 @@ def export_trail(sink: PostgresSink, folder: Path) -> tuple[Path, Head]:
     with path.open("wb") as handle:
         handle.writelines(line + b"\n" for line in lines)
     return path, head
+
+
+def _off_running_loop(fn: Callable[[], Any]) -> Any:  # noqa: ANN401
+    """Run `fn` here, or on a helper thread if this thread is inside a running event loop.
+
+    The private loop cannot run inside another loop's thread; a synchronous caller in async
+    code (the `phi-grants` CLI recording a change) blocks for at most the sink's timeout.
+    """
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return fn()
+    with ThreadPoolExecutor(1, thread_name_prefix="phi-audit-pg") as pool:
+        return pool.submit(fn).result()
+
+
+async def _require_trail(conn: Connection, schema: str, where: str) -> None:
+    """Check, without changing anything, that `schema` holds an audit trail this code reads."""
+    exists = await conn.fetchval(
+        "SELECT count(*) FROM information_schema.tables "
+        "WHERE table_schema = $1 AND table_name = $2",
+        schema,
+        _VERSION_TABLE,
+    )
+    version = (
+        await conn.fetchval(f'SELECT version FROM "{schema}".{_VERSION_TABLE}')  # noqa: S608
+        if exists
+        else 0
+    )
+    if not version:
+        raise AuditStoreUnavailable(
+            f"audit database {where}: no audit trail in schema {schema!r}; "
+            "check audit.pg_schema and audit.dsn (a proxy creates the trail on first start)"
+        )
+    if version > len(_MIGRATIONS):
+        raise AuditStoreUnavailable(
+            f"audit database {where}: the audit schema {schema!r} has version {version}, newer "
+            f"than this phi-proxy understands ({len(_MIGRATIONS)}); upgrade phi-proxy here"
+        )
 
 
 async def _migrate(conn: Connection, schema: str) -> None:

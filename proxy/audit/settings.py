@@ -8,12 +8,25 @@ but cannot decrypt one PHI value, and whoever holds the KEK cannot rewrite the t
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
-from typing import Literal
+from typing import Literal, Self
+from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+
+from proxy.grants.settings import describe_postgres_url, is_postgres_url
 
 __all__ = ["AlertSettings", "AuditSettings"]
+
+_PG_SCHEMA = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 
 
 def _resolve(value: Path | None, info: ValidationInfo) -> Path | None:
@@ -52,10 +65,29 @@ class AuditSettings(BaseModel):
         description="Write the audit trail. Turning it off removes the evidence a breach "
         "investigation needs; only for throw-away test setups.",
     )
-    sink: Literal["file", "stdout"] = Field(
+    sink: Literal["file", "stdout", "postgres"] = Field(
         default="file",
         description="`file`: JSON lines at `path`, shared by every proxy worker and CLI on "
-        "this host. `stdout`: JSON lines on standard output for a log shipper.",
+        "this host. `stdout`: JSON lines on standard output for a log shipper. `postgres`: "
+        "one chain in the PostgreSQL database `dsn`, shared by every replica of a fleet.",
+    )
+    dsn: str | None = Field(
+        default=None,
+        description="sink postgres only: the database, postgresql://USER@HOST:5432/DBNAME "
+        "(may be the grant store's). Never put a password in the URL: use PGPASSWORD or "
+        "~/.pgpass. TLS options go in the query (?sslmode=verify-full).",
+    )
+    pg_schema: str = Field(
+        default="phi_audit",
+        description="sink postgres only: the schema holding the audit tables; created and "
+        "migrated on first use. Lower-case letters, digits and '_'.",
+    )
+    pg_timeout_seconds: float = Field(
+        default=5.0,
+        gt=0,
+        le=60,
+        description="sink postgres only: the longest one batched write, probe or read may "
+        "take, connecting included; longer counts as a failed write (see on_failure).",
     )
     path: Path = Field(
         default=Path("audit.jsonl"),
@@ -67,7 +99,8 @@ class AuditSettings(BaseModel):
         default=Path("audit.key"),
         validate_default=True,
         description="File holding the secret HMAC key of the chain (base64 of 32 random bytes, "
-        "mode 0600). Created on first use when neither it nor the audit file exists yet.",
+        "mode 0600). Created on first use when neither it nor the audit file exists yet; "
+        "never with sink postgres, where every replica and auditor needs the same key.",
     )
     key_env: str | None = Field(
         default=None,
@@ -107,3 +140,56 @@ class AuditSettings(BaseModel):
     @classmethod
     def _resolve_paths(cls, value: Path | None, info: ValidationInfo) -> Path | None:
         return _resolve(value, info)
+
+    @field_validator("dsn")
+    @classmethod
+    def _check_dsn(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        example = "postgresql://USER@HOST:5432/DBNAME"
+        try:
+            parts = urlsplit(value)
+            _ = parts.port  # raises ValueError on a malformed port
+        except ValueError:
+            raise ValueError(f"audit.dsn is not a valid PostgreSQL URL; write {example}") from None
+        if not is_postgres_url(value):
+            raise ValueError(f"audit.dsn must be a postgresql:// URL, such as {example}")
+        if parts.password is not None:
+            raise ValueError(
+                "audit.dsn must not contain a password (it would leak into logs, backups and "
+                "process listings); remove it and set PGPASSWORD or use a ~/.pgpass file"
+            )
+        if not parts.hostname or parts.path in ("", "/"):
+            raise ValueError(f"audit.dsn needs a host and a database name: {example}")
+        return value
+
+    @field_validator("pg_schema")
+    @classmethod
+    def _check_schema(cls, value: str) -> str:
+        if not _PG_SCHEMA.match(value) or value.startswith("pg_"):
+            raise ValueError(
+                "audit.pg_schema must be 1-63 lower-case letters, digits or '_', "
+                "starting with a letter or '_' and not with 'pg_'"
+            )
+        return value
+
+    @model_validator(mode="after")
+    def _dsn_goes_with_postgres(self) -> Self:
+        if self.sink == "postgres" and self.dsn is None:
+            raise ValueError(
+                "audit.sink is postgres but audit.dsn is not set; add "
+                "dsn: postgresql://USER@HOST:5432/DBNAME to the audit section"
+            )
+        if self.sink != "postgres" and self.dsn is not None:
+            raise ValueError(
+                f"audit.dsn is set but audit.sink is {self.sink}, so the trail would not go to "
+                "that database; set sink: postgres, or remove dsn"
+            )
+        return self
+
+    def __repr_args__(self) -> list[tuple[str | None, object]]:
+        """Show the database URL without its user name and query options."""
+        return [
+            (name, describe_postgres_url(value) if name == "dsn" and value else value)
+            for name, value in super().__repr_args__()
+        ]

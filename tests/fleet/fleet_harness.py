@@ -164,15 +164,18 @@ class FleetEnv:
         app.router.add_get("/api/patients/p-1", patient)
         return app
 
-    def write_config(self, name: str, dsn: str, *, port: int = 0, admin_port: int = 0):
+    def write_config(self, name: str, dsn: str, *, port: int = 0, admin_port: int = 0, audit=None):
         path = self.folder / f"{name}.yaml"
         config = proxy_config(self.portal_url, dsn, self.schema, port=port, admin_port=admin_port)
+        if audit is not None:
+            config["audit"] = audit
         path.write_text(yaml.safe_dump(config, sort_keys=False))
         return path
 
-    async def proxy(self, name: str, dsn: str = DSN) -> ProxyProcess:
+    async def proxy(self, name: str, dsn: str = DSN, *, audit=None) -> ProxyProcess:
+        """Start a replica; `audit` replaces the config's audit section (default: a file)."""
         port, admin_port = free_port(), free_port()
-        path = self.write_config(name, dsn, port=port, admin_port=admin_port)
+        path = self.write_config(name, dsn, port=port, admin_port=admin_port, audit=audit)
         process = ProxyProcess(name, path, port, admin_port)
         self.proxies.append(process)
         await process.start(self.http)
