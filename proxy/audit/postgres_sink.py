@@ -30,7 +30,7 @@ import asyncpg
 
 from proxy.audit.chain import GENESIS_PREV, Head
 from proxy.grants.postgres_bounded import within
-from proxy.grants.settings import describe_postgres_url
+from proxy.postgres_url import describe_postgres_url
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable

@@ -8,10 +8,8 @@ but cannot decrypt one PHI value, and whoever holds the KEK cannot rewrite the t
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 from typing import Literal, Self
-from urllib.parse import urlsplit
 
 from pydantic import (
     BaseModel,
@@ -22,11 +20,13 @@ from pydantic import (
     model_validator,
 )
 
-from proxy.grants.settings import describe_postgres_url, is_postgres_url
+from proxy.postgres_url import (
+    check_postgres_url,
+    check_schema_name,
+    describe_postgres_url,
+)
 
 __all__ = ["AlertSettings", "AuditSettings"]
-
-_PG_SCHEMA = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 
 
 def _resolve(value: Path | None, info: ValidationInfo) -> Path | None:
@@ -144,34 +144,12 @@ class AuditSettings(BaseModel):
     @field_validator("dsn")
     @classmethod
     def _check_dsn(cls, value: str | None) -> str | None:
-        if value is None:
-            return None
-        example = "postgresql://USER@HOST:5432/DBNAME"
-        try:
-            parts = urlsplit(value)
-            _ = parts.port  # raises ValueError on a malformed port
-        except ValueError:
-            raise ValueError(f"audit.dsn is not a valid PostgreSQL URL; write {example}") from None
-        if not is_postgres_url(value):
-            raise ValueError(f"audit.dsn must be a postgresql:// URL, such as {example}")
-        if parts.password is not None:
-            raise ValueError(
-                "audit.dsn must not contain a password (it would leak into logs, backups and "
-                "process listings); remove it and set PGPASSWORD or use a ~/.pgpass file"
-            )
-        if not parts.hostname or parts.path in ("", "/"):
-            raise ValueError(f"audit.dsn needs a host and a database name: {example}")
-        return value
+        return None if value is None else check_postgres_url(value, setting="audit.dsn")
 
     @field_validator("pg_schema")
     @classmethod
     def _check_schema(cls, value: str) -> str:
-        if not _PG_SCHEMA.match(value) or value.startswith("pg_"):
-            raise ValueError(
-                "audit.pg_schema must be 1-63 lower-case letters, digits or '_', "
-                "starting with a letter or '_' and not with 'pg_'"
-            )
-        return value
+        return check_schema_name(value, setting="audit.pg_schema")
 
     @model_validator(mode="after")
     def _dsn_goes_with_postgres(self) -> Self:

@@ -39,9 +39,10 @@ from proxy.grants.model import LAPSED_LOOKBACK, NO_ACCESS, Access, Grant, utc
 from proxy.grants.postgres_bounded import abandon, within
 from proxy.grants.postgres_listener import ChangeListener
 from proxy.grants.postgres_schema import migrate, subject_digest
-from proxy.grants.settings import DEFAULT_MAX_TTL, describe_postgres_url
+from proxy.grants.settings import DEFAULT_MAX_TTL
 from proxy.grants.store import GrantList, GrantRequest, clean_text, new_grant_id
 from proxy.identity.subject import Caller, Subject
+from proxy.postgres_url import describe_postgres_url
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable

@@ -11,52 +11,23 @@ from __future__ import annotations
 import re
 from datetime import timedelta
 from pathlib import Path
-from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 from keys.config_file import relative_to_config
 from proxy.grants.durations import parse_duration
+from proxy.postgres_url import (
+    check_postgres_url,
+    check_schema_name,
+    describe_postgres_url,
+    is_postgres_url,
+)
 
-__all__ = ["DEFAULT_MAX_TTL", "GrantSettings", "describe_postgres_url", "is_postgres_url"]
+__all__ = ["DEFAULT_MAX_TTL", "GrantSettings"]
 
 DEFAULT_MAX_TTL = timedelta(days=90)
 _MAX_MAX_TTL = timedelta(days=366)
 _URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
-_PG_SCHEMES = ("postgresql://", "postgres://")
-_PG_SCHEMA = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
-
-
-def is_postgres_url(store: str) -> bool:
-    """True when `store` names a PostgreSQL database rather than an SQLite file."""
-    return store.startswith(_PG_SCHEMES)
-
-
-def describe_postgres_url(store: str) -> str:
-    """``host:port/database`` of a PostgreSQL URL: safe for logs and errors (no user, no query)."""
-    parts = urlsplit(store)
-    port = f":{parts.port}" if parts.port else ""
-    return f"postgresql://{parts.hostname or 'localhost'}{port}{parts.path or '/'}"
-
-
-def _check_postgres_url(value: str) -> str:
-    try:
-        parts = urlsplit(value)
-        _ = parts.port  # raises ValueError on a malformed port
-    except ValueError:
-        raise ValueError(
-            "grants.store is not a valid PostgreSQL URL; write postgresql://USER@HOST:5432/DBNAME"
-        ) from None
-    if parts.password is not None:
-        raise ValueError(
-            "grants.store must not contain a password (it would leak into logs, backups and "
-            "process listings); remove it and set PGPASSWORD or use a ~/.pgpass file"
-        )
-    if not parts.hostname or parts.path in ("", "/"):
-        raise ValueError(
-            "grants.store needs a host and a database name: postgresql://USER@HOST:5432/DBNAME"
-        )
-    return value
 
 
 class GrantSettings(BaseModel):
@@ -122,7 +93,7 @@ class GrantSettings(BaseModel):
     @classmethod
     def _resolve_store(cls, value: str, info: ValidationInfo) -> str:
         if is_postgres_url(value):
-            return _check_postgres_url(value)
+            return check_postgres_url(value, setting="grants.store")
         if _URL.match(value):
             raise ValueError(
                 "grants.store must be a file path (an SQLite database) or a postgresql:// URL"
@@ -134,12 +105,7 @@ class GrantSettings(BaseModel):
     @field_validator("pg_schema")
     @classmethod
     def _check_schema(cls, value: str) -> str:
-        if not _PG_SCHEMA.match(value) or value.startswith("pg_"):
-            raise ValueError(
-                "grants.pg_schema must be 1-63 lower-case letters, digits or '_', "
-                "starting with a letter or '_' and not with 'pg_'"
-            )
-        return value
+        return check_schema_name(value, setting="grants.pg_schema")
 
     @field_validator("max_ttl", mode="before")
     @classmethod
