@@ -13,11 +13,12 @@ import time
 from collections import OrderedDict, deque
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, Any, Final
 
+import orjson
 from aiohttp import web
 
-from proxy.audit.events import RecordAccess, RequestEvent, path_template
+from proxy.audit.events import RecordAccess, RequestEvent, iso_time, path_template
 from proxy.errors import ProxyError
 from proxy.grants import NO_ACCESS
 from proxy.identity.errors import AuthenticationError
@@ -156,7 +157,7 @@ class RequestAuditor:
         )
         if self.trail is None or not (touched or refused_phi or state.denied):
             return
-        self.trail.emit(self._event(record, state, status, outcome).to_json())
+        self.trail.emit(self._payload(record, state, status, outcome))
 
     @staticmethod
     def _alert_lapsed(record: AccessRecord, stats: TransformStats, access: Access) -> None:
@@ -175,9 +176,67 @@ class RequestAuditor:
                     },
                 )
 
+    def _payload(
+        self, record: AccessRecord, state: AuditState, status: int, outcome: str
+    ) -> dict[str, Any]:
+        """The event's payload, built straight from the stats; seals to `_event().to_json()`.
+
+        The hot path. At 100 records the dataclass route cost ~150 µs per request in object
+        churn; this builds the records in one pass over the groups the transform already made,
+        and hands them over as canonical JSON bytes (`orjson.Fragment`, keys sorted exactly as
+        `canonical` sorts them), so the chain writes the same line. Why bytes: the event waits
+        in memory for up to one flush interval, and ~400 live dicts and lists per event made
+        every garbage collection in that window walk them (measured: 4x the build cost on a
+        proxy-sized heap). tests/audit/test_audit_payload.py proves the sealed lines identical.
+        """
+        out, into, access = state.response_stats, state.request_stats, state.access
+        practices: set[str] = set()
+        lapsed: set[str] = set()
+        grant_ids: set[str] = set()
+        records: list[dict[str, Any]] | orjson.Fragment = []
+        if out is not None:
+            if out.disclosures:
+                records = orjson.Fragment(
+                    orjson.dumps(
+                        [
+                            {"field_classes": sorted(cls), "practice": practice, "record": rid}
+                            for (practice, rid), cls in sorted(out.disclosures.items())
+                            if cls
+                        ],
+                        option=orjson.OPT_SORT_KEYS,
+                    )
+                )
+            practices = out.practices | out.withheld
+            if access is not None:
+                for practice in out.practices:
+                    grant_ids.update(access.grant_ids_for(practice))
+                lapsed = {p for p in out.withheld if access.lapsed_grant_ids_for(p)}
+        return {
+            "type": "request",
+            "ts": iso_time(self._clock()),
+            "request_id": record.request_id,
+            "subject": record.subject,
+            "client": record.peer,
+            "method": record.method,
+            "path": path_template(record.path, state.write_route),
+            "status": status,
+            "outcome": outcome,
+            "decrypted": dict(out.decrypted) if out is not None else {},
+            "masked": dict(out.masked) if out is not None else {},
+            "plaintext_kept": dict(out.plaintext_kept) if out is not None else {},
+            "encrypted": dict(into.encrypted) if into is not None else {},
+            "practices": sorted(practices),
+            "grant_ids": sorted(grant_ids),
+            "records": records,
+            "integrity_failures": out.integrity_failures if out is not None else 0,
+            "lapsed_practices": sorted(lapsed),
+            "audit_denied": state.denied,
+        }
+
     def _event(
         self, record: AccessRecord, state: AuditState, status: int, outcome: str
     ) -> RequestEvent:
+        """The event as a frozen value (reference form of `_payload`; tests compare the two)."""
         out, into, access = state.response_stats, state.request_stats, state.access
         disclosed: dict[tuple[str, str], set[str]] = {}
         practices: set[str] = set()

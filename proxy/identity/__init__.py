@@ -2,6 +2,7 @@
 
 Authenticator (Protocol)      authenticate(headers, now=) -> Caller; raises AuthenticationError
 └── JwtAuthenticator          OIDC bearer JWT checked against a JWKS file or URL
+    (token_cache.VerifiedTokenCache: verified tokens by digest; times re-checked on each hit)
 build_authenticator(settings) the seam that picks an implementation from the config
 DemoIssuer                    mints tokens for tests and the demo (not for production)
 """

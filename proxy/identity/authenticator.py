@@ -8,6 +8,10 @@ caller.
 PyJWT checks the signature, the required claims, `iss`, `aud` and the claim types. It reads the
 wall clock for `exp`/`nbf`/`iat`, so those three checks are switched off in PyJWT and applied here
 with the `now` the caller passes in — one clock governs, and tests need no monkeypatching.
+
+A token that passed every check is remembered (`VerifiedTokenCache`, keyed by its SHA-256) with
+its times; a repeat re-checks only the times, against the same `now` and leeway. The cache is
+dropped whenever the JWKS changes, and refusals are never remembered.
 """
 
 from __future__ import annotations
@@ -22,6 +26,12 @@ from proxy.identity.errors import AuthenticationError
 from proxy.identity.jwks import MAX_JWKS_BYTES, JwksCache, JwksFetcher, JwksUnavailableError
 from proxy.identity.jwks import file_fetcher as _file_fetcher
 from proxy.identity.subject import Caller, Subject
+from proxy.identity.token_cache import (
+    DEFAULT_TOKEN_CACHE_ENTRIES,
+    TokenTimes,
+    VerifiedTokenCache,
+    time_failure,
+)
 
 if TYPE_CHECKING:
     from multidict import MultiMapping
@@ -66,8 +76,12 @@ class JwtAuthenticator:
         *,
         session: aiohttp.ClientSession | None = None,
         fetcher: JwksFetcher | None = None,
+        token_cache_entries: int = DEFAULT_TOKEN_CACHE_ENTRIES,
     ) -> None:
-        """Build from settings; `session` is used for `jwks_url`, `fetcher` overrides both."""
+        """Build from settings; `session` is used for `jwks_url`, `fetcher` overrides both.
+
+        `token_cache_entries` caps the cache of verified tokens (0 verifies every request).
+        """
         self._settings = settings
         self._session = session
         self._owns_session = False
@@ -78,11 +92,17 @@ class JwtAuthenticator:
                 fetcher = self._fetch_url
         self._jwks = JwksCache(fetcher, min_refresh_interval=settings.jwks_refresh_min_interval)
         self._algorithms = frozenset(settings.algorithms)
+        self._verified = VerifiedTokenCache(token_cache_entries)
 
     @property
     def jwks_fetch_count(self) -> int:
         """How many JWKS loads were attempted so far (for tests and metrics)."""
         return self._jwks.fetch_count
+
+    @property
+    def cached_tokens(self) -> int:
+        """How many verified tokens are remembered right now (for tests and metrics)."""
+        return len(self._verified)
 
     async def _fetch_url(self) -> bytes:
         url = self._settings.jwks_url
@@ -121,17 +141,29 @@ class JwtAuthenticator:
             raise AuthenticationError("not_bearer", error="invalid_request")
         if not token or " " in token:
             raise AuthenticationError("malformed", error="invalid_request")
-        payload = await self._verify(token, now)
+        key = self._verified.key_of(token)
+        hit = self._verified.get(key, self._jwks.generation)
+        if hit is not None:
+            caller, times = hit
+            reason = time_failure(times, now, self._settings.leeway_seconds)
+            if reason is None:
+                return caller
+            self._verified.discard(key)
+            raise AuthenticationError(reason)
+        payload, times = await self._verify(token, now)
         try:
             subject = Subject(payload["iss"], payload["sub"])
         except ValueError:
             raise AuthenticationError("bad_sub") from None
         jti = payload.get("jti")
-        return Caller(
+        caller = Caller(
             subject, token_id=jti if isinstance(jti, str) and len(jti) <= _MAX_JTI else None
         )
+        # No await since the keys were chosen: this is the generation that verified the token.
+        self._verified.put(key, self._jwks.generation, caller, times)
+        return caller
 
-    async def _verify(self, token: str, now: float) -> dict[str, Any]:
+    async def _verify(self, token: str, now: float) -> tuple[dict[str, Any], TokenTimes]:
         try:
             header = jwt.get_unverified_header(token)
         except jwt.PyJWTError:
@@ -151,8 +183,7 @@ class JwtAuthenticator:
         for key in keys:
             payload = self._decode(token, key, alg)
             if payload is not None:
-                self._check_times(payload, now)
-                return payload
+                return payload, self._check_times(payload, now)
         raise AuthenticationError("bad_signature")
 
     def _decode(self, token: str, key: jwt.PyJWK, alg: str) -> dict[str, Any] | None:
@@ -184,19 +215,18 @@ class JwtAuthenticator:
             raise AuthenticationError("invalid") from None
         return payload
 
-    def _check_times(self, payload: dict[str, Any], now: float) -> None:
-        leeway = self._settings.leeway_seconds
+    def _check_times(self, payload: dict[str, Any], now: float) -> TokenTimes:
+        """The token's (exp, iat, nbf) once they hold at `now`; raise if they do not."""
         exp = _number(payload, "exp")
         iat = _number(payload, "iat")
         nbf = _number(payload, "nbf")
         if exp is None or iat is None:  # pragma: no cover - PyJWT's "require" checked them
             raise AuthenticationError("missing_time_claim")
-        if exp <= now - leeway:
-            raise AuthenticationError("expired")
-        if iat > now + leeway:
-            raise AuthenticationError("issued_in_future")
-        if nbf is not None and nbf > now + leeway:
-            raise AuthenticationError("not_yet_valid")
+        times = (exp, iat, nbf)
+        reason = time_failure(times, now, self._settings.leeway_seconds)
+        if reason is not None:
+            raise AuthenticationError(reason)
+        return times
 
 
 def build_authenticator(

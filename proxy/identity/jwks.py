@@ -92,6 +92,9 @@ class JwksCache:
         self._last_attempt: float | None = None
         self._lock = asyncio.Lock()
         self.fetch_count = 0
+        #: Bumped whenever a refresh loads keys that differ from the ones held: anything
+        #: remembered about tokens verified under an older generation must be dropped.
+        self.generation = 0
 
     async def keys_for(self, kid: str | None, alg: str, *, now: float) -> list[jwt.PyJWK]:
         """Keys that may verify a token with this `kid` and `alg`; may trigger one refresh.
@@ -148,5 +151,7 @@ class JwksCache:
                     self._interval,
                 )
                 return
+            if entries != self._entries:
+                self.generation += 1
             self._entries = entries
             self._built = {}

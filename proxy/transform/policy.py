@@ -61,6 +61,7 @@ class ObjectShape:
     roles: tuple[KeyRole, ...]
     context: tuple[tuple[str, bool], ...]  # (key, is practice key) of practice/id keys, in order
     rekey: bool  # some key carries the token prefix
+    classes: tuple[str | None, ...] = ()  # each role's key-selector class, for the fast loop
 
 
 class FieldPolicy:
@@ -181,6 +182,7 @@ class FieldPolicy:
                     if role.practice_key or role.id_key
                 ),
                 rekey=any(r.has_prefix for r in roles),
+                classes=tuple(r.field_class for r in roles),
             )
             if len(keys) <= _SHAPE_MAX_KEYS:
                 if len(self._shapes) >= _SHAPE_CACHE_LIMIT:

@@ -182,7 +182,7 @@ class _Walk:
             return self.policy.redacted_text
         return out
 
-    def mapping(  # noqa: C901, PLR0912, PLR0917 - hot path: inlined scalar cases
+    def mapping(  # noqa: PLR0917 - hot path: positional arguments are cheaper
         self,
         obj: dict[str, object],
         depth: int,
@@ -196,13 +196,63 @@ class _Walk:
         shape = self.policy.shape(tuple(obj))
         if shape.context:
             practice, record_id = _record_context(shape, obj, practice, record_id)
+        if not states:
+            self.mapping_by_key(obj, shape.classes, depth, practice, record_id, inherited)
+        else:
+            self.mapping_by_path(obj, shape, depth, practice, record_id, states, inherited)
+        if shape.rekey:
+            return self.rekeyed(obj, shape.roles, record_id)
+        return obj
+
+    def mapping_by_key(  # noqa: PLR0917 - hot path: positional arguments are cheaper
+        self,
+        obj: dict[str, object],
+        classes: tuple[str | None, ...],
+        depth: int,
+        practice: RecordPractice,
+        record_id: str | None,
+        inherited: str | None,
+    ) -> None:
+        """`mapping_by_path` when no path selector is live here: key selectors only.
+
+        The common case (and the only one without `paths:` selectors); the same outcomes,
+        with one class per key precomputed in the shape instead of a role lookup per key.
+        """
+        for key_class, (key, item) in zip(classes, obj.items(), strict=True):
+            field_class = key_class or inherited
+            new: object
+            if type(item) is str:
+                if field_class is None:
+                    if TOKEN_PREFIX not in item:
+                        continue
+                    new = self.unselected_string(item, record_id, as_key=False)
+                elif item.startswith(TOKEN_PREFIX):
+                    self.changed = True
+                    new = reveal_token(self.ctx, item, record_id, as_json=True)
+                else:
+                    new = self.selected_string(item, field_class, practice, record_id)
+            elif field_class is None and (item is None or type(item) is int or type(item) is bool):
+                continue
+            else:
+                new = self.value(item, depth, practice, record_id, _NO_STATES, field_class)
+            if new is not item:
+                obj[key] = new
+
+    def mapping_by_path(  # noqa: PLR0917 - hot path: positional arguments are cheaper
+        self,
+        obj: dict[str, object],
+        shape: ObjectShape,
+        depth: int,
+        practice: RecordPractice,
+        record_id: str | None,
+        states: tuple[int, ...],
+        inherited: str | None,
+    ) -> None:
+        """Walk `obj`'s members while path selectors are live (`states` not empty)."""
         matcher = self.matcher
         for key_role, (key, item) in zip(shape.roles, obj.items(), strict=True):
-            field_class = key_role.field_class or inherited
-            child_states = _NO_STATES
-            if states:
-                child_states, path_class = matcher.step(states, key_role.normalized, 0, item)
-                field_class = path_class or field_class
+            child_states, path_class = matcher.step(states, key_role.normalized, 0, item)
+            field_class = path_class or key_role.field_class or inherited
             # The common scalars inline (same outcome as self.value, without the call).
             new: object
             if type(item) is str:
@@ -221,9 +271,6 @@ class _Walk:
                 new = self.value(item, depth, practice, record_id, child_states, field_class)
             if new is not item:
                 obj[key] = new
-        if shape.rekey:
-            return self.rekeyed(obj, shape.roles, record_id)
-        return obj
 
     def rekeyed(
         self, obj: dict[str, object], roles: tuple[KeyRole, ...], record_id: str | None

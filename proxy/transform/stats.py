@@ -29,10 +29,11 @@ class IntegrityEvent:
 class TransformStats:
     """Filled during one transform (one request); mutable, not shared between requests.
 
-    `records` holds (practice, record id) pairs for every record from which something was
-    disclosed: a token decrypted, or legacy plaintext kept because the caller may see it;
-    `record_classes` the same with the field class, for the audit trail. `withheld` names the
-    practices whose tokens were masked because the caller holds no fitting grant.
+    `disclosures` maps (practice, record id) of every record from which something was
+    disclosed — a token decrypted, or legacy plaintext kept because the caller may see it — to
+    the field classes disclosed there: the audit trail's `records`, grouped as it writes them, so
+    building the event needs no regrouping. `records` and `record_classes` are views of it.
+    `withheld` names the practices whose tokens were masked because the caller holds no grant.
     """
 
     decrypted: Counter[str] = field(default_factory=Counter)
@@ -40,8 +41,7 @@ class TransformStats:
     plaintext_kept: Counter[str] = field(default_factory=Counter)
     encrypted: Counter[str] = field(default_factory=Counter)
     practices: set[str] = field(default_factory=set)
-    records: set[tuple[str, str]] = field(default_factory=set)
-    record_classes: set[tuple[str, str, str]] = field(default_factory=set)
+    disclosures: dict[tuple[str, str], set[str]] = field(default_factory=dict)
     withheld: set[str] = field(default_factory=set)
     integrity_failures: int = 0
     integrity_events: list[IntegrityEvent] = field(default_factory=list)
@@ -58,9 +58,21 @@ class TransformStats:
         """Note that a value of `practice` (in record `record_id`, if known) was shown."""
         self.practices.add(practice)
         if record_id is not None:
-            self.records.add((practice, record_id))
+            classes = self.disclosures.get((practice, record_id))
+            if classes is None:
+                classes = self.disclosures[practice, record_id] = set()
             if field_class is not None:
-                self.record_classes.add((practice, record_id, field_class))
+                classes.add(field_class)
+
+    @property
+    def records(self) -> set[tuple[str, str]]:
+        """(practice, record id) of every record from which something was disclosed."""
+        return set(self.disclosures)
+
+    @property
+    def record_classes(self) -> set[tuple[str, str, str]]:
+        """(practice, record id, field class) for every class disclosed from a record."""
+        return {(p, r, c) for (p, r), classes in self.disclosures.items() for c in classes}
 
     @property
     def touched(self) -> bool:

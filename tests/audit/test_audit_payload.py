@@ -1,0 +1,114 @@
+"""The fast audit payload seals to exactly the line the reference RequestEvent would."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from types import MappingProxyType
+
+import orjson
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from proxy.accesslog import AccessRecord
+from proxy.audit.chain import Chain, Head
+from proxy.audit.requests import AuditState, RequestAuditor
+from proxy.audit.secrets import ChainKey
+from proxy.audit.settings import AlertSettings
+from proxy.grants import NO_ACCESS
+from proxy.grants.model import Access, PracticeAccess
+from proxy.identity import Subject
+from proxy.transform import TransformStats
+
+_FIXED = datetime(2026, 3, 2, 14, 3, 11, 402000, tzinfo=UTC)
+_PRACTICES = ("practice-a", "practice-b", "pr\u00e9")
+_CLASSES = ("ssn", "insurance_id", "history")
+_CHAIN = Chain(ChainKey(b"k" * 32), checkpoint_every=1000)
+
+
+def _auditor():
+    return RequestAuditor(None, AlertSettings(), clock=lambda: _FIXED)
+
+
+def _record():
+    return AccessRecord("9f2c41d07a3be815", "GET", "/api/patients/7", "10.0.4.7", 0.0, "i|s")
+
+
+def _access():
+    return Access(
+        Subject("https://idp.test", "u"),
+        MappingProxyType(
+            {
+                "practice-a": PracticeAccess(
+                    all_fields=True, field_classes=frozenset(), grant_ids=("g2", "g1")
+                )
+            }
+        ),
+        MappingProxyType({"practice-b": ("g9",)}),
+    )
+
+
+def _sealed(payload):
+    line, _ = _CHAIN.seal(payload, Head.empty())
+    return line
+
+
+_disclosure = st.tuples(
+    st.sampled_from(_PRACTICES),
+    st.one_of(st.none(), st.text(max_size=6)),
+    st.one_of(st.none(), st.sampled_from(_CLASSES)),
+)
+
+
+class TestPayloadMatchesReference:
+    @settings(max_examples=60, deadline=None)
+    @given(
+        st.lists(_disclosure, max_size=25),
+        st.lists(st.sampled_from(_PRACTICES), max_size=3),
+        st.lists(st.sampled_from(_CLASSES), max_size=4),
+        st.booleans(),
+    )
+    def test_same_line_as_the_event_dataclass(self, disclosures, withheld, masked, granted):
+        """For any disclosures the fast payload and RequestEvent.to_json seal to the same bytes."""
+        stats = TransformStats()
+        for practice, record_id, field_class in disclosures:
+            stats.disclosed(practice, record_id, field_class)
+            if field_class is not None:
+                stats.decrypted[field_class] += 1
+        for practice in withheld:
+            stats.withheld.add(practice)
+        for field_class in masked:
+            stats.masked[field_class] += 1
+        into = TransformStats()
+        into.encrypted["ssn"] += 2
+        state = AuditState(
+            response_stats=stats,
+            request_stats=into,
+            access=_access() if granted else NO_ACCESS,
+        )
+        auditor, record = _auditor(), _record()
+        fast = auditor._payload(record, state, 200, "forwarded")
+        reference = auditor._event(record, state, 200, "forwarded").to_json()
+        assert _sealed(reference) == _sealed(fast)
+
+    def test_records_are_grouped_sorted_and_only_with_classes(self):
+        """Records carry their sorted classes; a record disclosed without a class is not named."""
+        stats = TransformStats()
+        stats.disclosed("practice-a", "p2", "ssn")
+        stats.disclosed("practice-a", "p1", "ssn")
+        stats.disclosed("practice-a", "p1", "history")
+        stats.disclosed("practice-a", "p3", None)
+        state = AuditState(response_stats=stats, access=NO_ACCESS)
+        line = _sealed(_auditor()._payload(_record(), state, 200, "forwarded"))
+        assert orjson.loads(line)["records"] == [
+            {"practice": "practice-a", "record": "p1", "field_classes": ["history", "ssn"]},
+            {"practice": "practice-a", "record": "p2", "field_classes": ["ssn"]},
+        ]
+
+    def test_no_response_stats_gives_empty_lists(self):
+        """A refused write (no response transform) still seals like the reference event."""
+        state = AuditState(write_route="/api/bookings")
+        auditor, record = _auditor(), _record()
+        fast = auditor._payload(record, state, 403, "request_rejected")
+        reference = auditor._event(record, state, 403, "request_rejected").to_json()
+        assert _sealed(reference) == _sealed(fast)
+        assert orjson.loads(_sealed(fast))["records"] == []
