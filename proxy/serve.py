@@ -8,6 +8,7 @@ lets in-flight requests finish (up to the grace period), closes stores, and exit
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import multiprocessing
 import os
@@ -90,6 +91,10 @@ async def serve_forever(
         )
         reloader = Reloader(runtime, config_path)
         await reloader.start()
+        # Everything allocated so far lives as long as the process (settings, keyring, compiled
+        # policy, Unicode tables): move it out of the collector's way (~5% CPU in profiles).
+        gc.collect()
+        gc.freeze()
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGTERM, signal.SIGINT):
