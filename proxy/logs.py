@@ -7,6 +7,7 @@ ciphertext token, a JWT or a bearer credential is replaced before it reaches a h
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 import sys
@@ -23,25 +24,19 @@ ALERT_LOGGER = "phi_proxy.alert"
 _SCRUBBERS: tuple[tuple[re.Pattern[str], str], ...] = (
     (re.compile(r"phi\d+\.[A-Za-z0-9_.-]+"), "[token]"),
     (re.compile(r"eyJ[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]*\.?[A-Za-z0-9_-]*"), "[jwt]"),
-    (re.compile(r"(?i)(bearer|basic)\s+[A-Za-z0-9._~+/=-]+"), r"\1 [credential]"),
+    (re.compile(r"(?i)(bearer|basic)(?:\s|\\t)+[A-Za-z0-9._~+/=-]+"), r"\1 [credential]"),
 )
+# Cheap pre-check: a line with none of these substrings cannot match any scrubber.
+_SCRUB_HINTS = re.compile(r"(?i)phi\d|eyJ|bearer|basic")
 
 
 def scrub(text: str) -> str:
     """Replace anything token-, JWT- or credential-shaped in `text`."""
+    if _SCRUB_HINTS.search(text) is None:
+        return text
     for pattern, replacement in _SCRUBBERS:
         text = pattern.sub(replacement, text)
     return text
-
-
-def _scrub_value(value: Any) -> Any:  # noqa: ANN401 - log fields are arbitrary JSON values
-    if isinstance(value, str):
-        return scrub(value)
-    if isinstance(value, dict):
-        return {k: _scrub_value(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_scrub_value(v) for v in value]
-    return value
 
 
 class JsonFormatter(logging.Formatter):
@@ -69,7 +64,13 @@ class JsonFormatter(logging.Formatter):
                 tb = tb.tb_next
             if tb is not None:
                 event["exc_at"] = f"{tb.tb_frame.f_code.co_filename}:{tb.tb_lineno}"
-        return orjson.dumps(_scrub_value(event)).decode()
+        # Scrub the rendered line once: every pattern matches only characters that JSON never
+        # escapes ([A-Za-z0-9._~+/=-] and spaces), so replacing inside it keeps the JSON valid.
+        try:
+            rendered = orjson.dumps(event, default=str).decode()
+        except TypeError:  # e.g. an integer beyond 64 bits: the slow path renders anything
+            rendered = json.dumps(event, default=str, ensure_ascii=False)
+        return scrub(rendered)
 
 
 def configure_logging(level: str = "info") -> None:
