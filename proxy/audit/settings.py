@@ -15,11 +15,11 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
-    ValidationInfo,
     field_validator,
     model_validator,
 )
 
+from keys.config_file import ConfigPath
 from proxy.postgres_url import (
     check_postgres_url,
     check_schema_name,
@@ -27,16 +27,6 @@ from proxy.postgres_url import (
 )
 
 __all__ = ["AlertSettings", "AuditSettings"]
-
-
-def _resolve(value: Path | None, info: ValidationInfo) -> Path | None:
-    """Make a relative path absolute against the config file's folder (the `base_dir` context)."""
-    context = info.context
-    if value is None or value.is_absolute():
-        return value
-    if isinstance(context, dict) and "base_dir" in context:
-        return Path(context["base_dir"]) / value
-    return value
 
 
 class AlertSettings(BaseModel):
@@ -89,13 +79,13 @@ class AuditSettings(BaseModel):
         description="sink postgres only: the longest one batched write, probe or read may "
         "take, connecting included; longer counts as a failed write (see on_failure).",
     )
-    path: Path = Field(
+    path: ConfigPath = Field(
         default=Path("audit.jsonl"),
         validate_default=True,
         description="The JSON-lines audit file (relative to the config file). Rotate it by "
         "renaming; the next event starts a new file that continues the chain.",
     )
-    key_file: Path = Field(
+    key_file: ConfigPath = Field(
         default=Path("audit.key"),
         validate_default=True,
         description="File holding the secret HMAC key of the chain (base64 of 32 random bytes, "
@@ -107,7 +97,7 @@ class AuditSettings(BaseModel):
         description="Name of an environment variable holding the chain key (base64); when set "
         "it is used instead of key_file.",
     )
-    signing_key_file: Path | None = Field(
+    signing_key_file: ConfigPath | None = Field(
         default=None,
         description="Optional Ed25519 private key (PEM, PKCS#8) signing checkpoints, so an "
         "auditor can check them with the public key alone (phi-audit verify --public-key).",
@@ -135,11 +125,6 @@ class AuditSettings(BaseModel):
     alerts: AlertSettings = Field(
         default_factory=AlertSettings, description="Thresholds of alert log lines."
     )
-
-    @field_validator("path", "key_file", "signing_key_file")
-    @classmethod
-    def _resolve_paths(cls, value: Path | None, info: ValidationInfo) -> Path | None:
-        return _resolve(value, info)
 
     @field_validator("dsn")
     @classmethod

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Annotated, Literal
 from urllib.parse import urlsplit
 
@@ -10,10 +9,11 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
-    ValidationInfo,
     field_validator,
     model_validator,
 )
+
+from keys.config_file import ConfigPath
 
 __all__ = ["ALLOWED_ALGORITHMS", "IdentitySettings", "JwtAlgorithm"]
 
@@ -44,7 +44,7 @@ class IdentitySettings(BaseModel):
         description="Signature algorithms accepted (RS256, ES256, EdDSA). HMAC (HS*) and 'none' "
         "are never accepted: a public key must never double as a shared secret.",
     )
-    jwks_file: Path | None = Field(
+    jwks_file: ConfigPath | None = Field(
         default=None,
         description="JWKS file with the issuer's public keys (relative to the config file). "
         "Give exactly one of jwks_file and jwks_url.",
@@ -99,14 +99,6 @@ class IdentitySettings(BaseModel):
             if not issuer or "|" in issuer or not issuer.isprintable():
                 raise ValueError("each issuer must be non-empty printable text without '|'")
         return value
-
-    @field_validator("jwks_file")
-    @classmethod
-    def _resolve_file(cls, value: Path | None, info: ValidationInfo) -> Path | None:
-        if value is None or value.is_absolute():
-            return value
-        base = (info.context or {}).get("base_dir")
-        return Path(base) / value if base is not None else value
 
     @field_validator("jwks_url")
     @classmethod
