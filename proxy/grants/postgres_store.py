@@ -40,7 +40,13 @@ from proxy.grants.postgres_bounded import abandon, within
 from proxy.grants.postgres_listener import ChangeListener
 from proxy.grants.postgres_schema import migrate, subject_digest
 from proxy.grants.settings import DEFAULT_MAX_TTL
-from proxy.grants.store import GrantList, GrantRequest, clean_text, new_grant_id
+from proxy.grants.store import (
+    GrantList,
+    GrantRequest,
+    check_revoke_target,
+    clean_change,
+    new_grant_id,
+)
 from proxy.identity.subject import Caller, Subject
 from proxy.postgres_url import describe_postgres_url
 
@@ -349,10 +355,8 @@ class PostgresGrantStore:
         now: datetime,
     ) -> GrantList:
         """Revoke grant `grant_id`, or every unexpired grant of `subject` at `practice`."""
-        if (grant_id is None) == (subject is None or practice is None):
-            msg = "revoke needs either a grant id, or a subject together with a practice"
-            raise ValueError(msg)
-        by, reason = clean_text("the grantor (--by)", by), clean_text("the reason", reason)
+        check_revoke_target(grant_id, subject, practice)
+        by, reason = clean_change(by, reason)
 
         async def run(conn: Connection) -> GrantList:
             if grant_id is not None:
@@ -384,7 +388,7 @@ class PostgresGrantStore:
 
     async def offboard(self, subject: Subject, *, by: str, reason: str, now: datetime) -> GrantList:
         """Revoke every unexpired grant of `subject`; an empty list when there was none."""
-        by, reason = clean_text("the grantor (--by)", by), clean_text("the reason", reason)
+        by, reason = clean_change(by, reason)
 
         async def run(conn: Connection) -> GrantList:
             ids = await conn.fetch(

@@ -34,7 +34,13 @@ from proxy.grants.errors import GrantNotFound, GrantStoreUnavailable
 from proxy.grants.model import LAPSED_LOOKBACK, NO_ACCESS, Access, Grant, utc
 from proxy.grants.settings import DEFAULT_MAX_TTL
 from proxy.grants.sqlite_schema import migrate
-from proxy.grants.store import GrantList, GrantRequest, clean_text, new_grant_id
+from proxy.grants.store import (
+    GrantList,
+    GrantRequest,
+    check_revoke_target,
+    clean_change,
+    new_grant_id,
+)
 from proxy.identity.subject import Caller, Subject
 
 if TYPE_CHECKING:
@@ -277,10 +283,8 @@ class SQLiteGrantStore:
         now: datetime,
     ) -> GrantList:
         """Revoke grant `grant_id`, or every unexpired grant of `subject` at `practice`."""
-        if (grant_id is None) == (subject is None or practice is None):
-            msg = "revoke needs either a grant id, or a subject together with a practice"
-            raise ValueError(msg)
-        by, reason = clean_text("the grantor (--by)", by), clean_text("the reason", reason)
+        check_revoke_target(grant_id, subject, practice)
+        by, reason = clean_change(by, reason)
 
         def select(conn: sqlite3.Connection) -> list[str]:
             if grant_id is not None:
@@ -308,7 +312,7 @@ class SQLiteGrantStore:
 
     async def offboard(self, subject: Subject, *, by: str, reason: str, now: datetime) -> GrantList:
         """Revoke every unexpired grant of `subject`; an empty list when there was none."""
-        by, reason = clean_text("the grantor (--by)", by), clean_text("the reason", reason)
+        by, reason = clean_change(by, reason)
 
         def run(conn: sqlite3.Connection) -> GrantList:
             ids = conn.execute(

@@ -26,6 +26,8 @@ __all__ = [
     "GrantList",
     "GrantRequest",
     "GrantStore",
+    "check_revoke_target",
+    "clean_change",
     "clean_text",
     "new_grant_id",
     "open_grant_store",
@@ -96,6 +98,20 @@ def clean_text(name: str, value: str) -> str:
     if not value or len(value) > _MAX_TEXT or not value.isprintable():
         raise GrantError(f"{name} must be printable text of 1 to {_MAX_TEXT} characters")
     return value
+
+
+def clean_change(by: str, reason: str) -> tuple[str, str]:
+    """The validated (by, reason) pair every revoke or offboard records."""
+    return clean_text("the grantor (--by)", by), clean_text("the reason", reason)
+
+
+def check_revoke_target(
+    grant_id: str | None, subject: Subject | None, practice: str | None
+) -> None:
+    """A revoke names either one grant id, or a subject together with a practice."""
+    if (grant_id is None) == (subject is None or practice is None):
+        msg = "revoke needs either a grant id, or a subject together with a practice"
+        raise ValueError(msg)
 
 
 @dataclass(frozen=True, slots=True)
