@@ -9,7 +9,7 @@ import subprocess
 import sys
 from datetime import UTC, datetime
 
-import blackbox_conftest as blackbox
+import blackbox_env as blackbox
 import orjson
 from audit_helpers import phi_audit
 

@@ -2,25 +2,29 @@
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
+import aiohttp
 import yaml
+from aiohttp.test_utils import TestServer
+from blackbox_portal import RecordingPortal
 from yarl import URL
 
 from keys.kek import generate_kek_file
 from keys.settings import keystore_file
+from proxy.app import RUNTIME_KEY, build_app
 from proxy.grants import GrantRequest, SQLiteGrantStore
 from proxy.identity import DemoIssuer, Subject
+from proxy.logs import JsonFormatter
+from proxy.runtime import Runtime
 from proxy.settings import Settings, load_settings
 
 if TYPE_CHECKING:
+    import logging
     from pathlib import Path
-
-    import aiohttp
-    from aiohttp.test_utils import TestServer
-    from blackbox_portal import RecordingPortal
 
     from keys.keyring import Keyring
 
@@ -92,6 +96,7 @@ class ProxyEnv:
     portal: RecordingPortal
     proxy_url: str
     http: aiohttp.ClientSession
+    runtime: Runtime | None = None
     _servers: list[TestServer] = field(default_factory=list)
 
     def token(self, sub: str, **kw) -> str:
@@ -155,3 +160,49 @@ def write_env_files(folder: Path, upstream_url: str, *, overrides: dict | None =
     store_file.create()
     store_file.add_practices(PRACTICES)
     return config_path, settings, issuer
+
+
+@contextlib.asynccontextmanager
+async def running_proxy_env(folder: Path, *, overrides: dict | None = None):
+    """Start a scripted portal and a real proxy configured from `folder`; yield a ProxyEnv."""
+    portal = RecordingPortal()
+    portal_server = TestServer(portal.app(), host="127.0.0.1")
+    await portal_server.start_server()
+    config_path, settings, issuer = write_env_files(
+        folder, str(portal_server.make_url("")).rstrip("/"), overrides=overrides
+    )
+    app = build_app(Runtime(settings))
+    proxy_server = TestServer(app, host="127.0.0.1")
+    await proxy_server.start_server()
+    grants = SQLiteGrantStore(settings.grants.sqlite_path, max_ttl=settings.grants.max_ttl)
+    http = aiohttp.ClientSession(auto_decompress=False)
+    env = ProxyEnv(
+        folder=folder,
+        config_path=config_path,
+        settings=settings,
+        keyring=keystore_file(settings.keys).load(),
+        issuer=issuer,
+        grants=grants,
+        portal=portal,
+        proxy_url=str(proxy_server.make_url("")).rstrip("/"),
+        http=http,
+        runtime=app[RUNTIME_KEY],
+        _servers=[proxy_server, portal_server],
+    )
+    try:
+        yield env
+    finally:
+        await http.close()
+        await grants.close()
+        for server in env._servers:
+            await server.close()
+
+
+def assert_no_planted_phi_in(records: list[logging.LogRecord]) -> None:
+    """No planted PHI value in any captured log record, rendered or raw."""
+    formatter = JsonFormatter()
+    rendered = "\n".join(formatter.format(r) for r in records)
+    raw = "\n".join(str(r.__dict__) for r in records)
+    for value in PLANTED:
+        assert value not in rendered, "a planted PHI value reached a log line"
+        assert value not in raw, "a planted PHI value reached a log record"
