@@ -142,3 +142,22 @@ class TestOtherRoutes:
         body = orjson.dumps({"ssn": keyring.encrypt("B", "ssn", "1"), "name": "x"})
         assert encrypt_request(body, "application/json", None, seal) is body
         assert encrypt_request(b"user=x&pw=y", "application/x-www-form-urlencoded", None, seal)
+
+    @pytest.mark.parametrize(
+        "body",
+        [
+            b'{"ssn": "123-45-6789", "ssn": 1}',
+            b'{"ssn": "123-45-6789", "n": NaN}',
+        ],
+    )
+    def test_unparseable_json_looking_body_naming_phi_is_refused(self, seal, body):
+        """An undeclared JSON-looking body that names a PHI key but cannot be checked is refused."""
+        with pytest.raises(RequestRejected) as info:
+            encrypt_request(body, "text/plain", None, seal)
+        assert info.value.status == 400
+        assert "123" not in info.value.message
+
+    def test_json_looking_text_without_phi_keys_passes(self, seal):
+        """Text that merely starts like JSON and names no PHI key is forwarded untouched."""
+        body = b"{not json, just notes"
+        assert encrypt_request(body, "text/plain", None, seal) is body
