@@ -1,14 +1,8 @@
-"""The keystore file: every practice's DEKs, wrapped by the KEK, in one small JSON document.
+"""The keystore file and every change to it: load, add, rotate, retire, destroy, shred, re-KEK.
 
-    {"format": "phi-proxy-keystore", "version": 1, "kek_id": "…",
-     "keys": [{"kid", "practice", "version", "state", "created_at", "wrapped"}, …],
-     "integrity": "…"}
+The document inside (format, per-key AAD, integrity seal) is keys._keystore_doc; this module is
+about the file and the operations on it.
 
-- Each DEK is wrapped with associated data binding its kid, practice and version, so a wrapped
-  DEK copied to another entry does not open (the error names the file and the kid).
-- `integrity` is the KEK's wrap of SHA-256 over the canonical JSON of everything else, so editing
-  a state by hand (retired → active) is detected on load. It uses only wrap/unwrap, so an HSM or
-  KMS provider fits unchanged.
 - Writes are atomic (temp file in the same folder, fsync, rename, fsync the folder), mode 0600,
   and serialized across processes by `flock` on `<file>.lock`; every change is a
   read-modify-write under that lock, so two operators rotating at once both land.
@@ -18,23 +12,27 @@
 
 from __future__ import annotations
 
-import hashlib
-import hmac
-import json
 import os
 import secrets
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Final, Literal, TypeVar
-
-from pydantic import AwareDatetime, BaseModel, ConfigDict, StrictInt, ValidationError
+from typing import TYPE_CHECKING, TypeVar
 
 from keys._aead import DEK_BYTES
 from keys._file_ops import exclusive_lock, write_atomic
-from keys.config_file import describe_validation_error
-from keys.errors import InvalidToken, KekError, KeyringError, KeystoreError
+from keys._keystore_doc import (
+    KEYSTORE_FORMAT,
+    KEYSTORE_VERSION,
+    RESTORE,
+    KeyRecord,
+    check_invariants,
+    decode_keystore,
+    dek_wrap_aad,
+    encode_keystore,
+    unwrap_dek,
+)
+from keys.errors import KekError, KeyringError, KeystoreError
 from keys.keyring import KeyInfo, Keyring, KeyState, is_practice_id
-from keys.token_format import b64url_decode, b64url_encode, is_kid
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable
@@ -43,64 +41,8 @@ if TYPE_CHECKING:
 
 __all__ = ["KEYSTORE_FORMAT", "KEYSTORE_VERSION", "KeystoreFile", "dek_wrap_aad"]
 
-KEYSTORE_FORMAT: Final = "phi-proxy-keystore"
-KEYSTORE_VERSION: Final = 1
-_INTEGRITY_AAD: Final = b"phi-proxy keystore v1 integrity"
-_RESTORE: Final = "restore the file from backup"
-
 _T = TypeVar("_T")
 _K = TypeVar("_K", bound=Keyring)
-
-
-def dek_wrap_aad(kid: str, practice: str, version: int) -> bytes:
-    """Associated data binding a wrapped DEK to its kid, practice and version."""
-    return b"phi-proxy keystore v1\0" + f"{kid}\0{practice}\0{version}".encode()
-
-
-class _KeyRecordModel(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    kid: str
-    practice: str
-    version: StrictInt
-    state: KeyState
-    created_at: AwareDatetime
-    wrapped: str | None
-
-
-class _KeystoreModel(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    format: Literal["phi-proxy-keystore"]
-    version: Literal[1]
-    kek_id: str
-    keys: list[_KeyRecordModel]
-    integrity: str
-
-
-class _Record:
-    """One key as stored: facts plus the wrapped DEK (None once destroyed)."""
-
-    __slots__ = ("info", "wrapped")
-
-    def __init__(self, info: KeyInfo, wrapped: bytes | None) -> None:
-        self.info = info
-        self.wrapped = wrapped
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "kid": self.info.kid,
-            "practice": self.info.practice,
-            "version": self.info.version,
-            "state": self.info.state.value,
-            "created_at": self.info.created_at.isoformat(),
-            "wrapped": None if self.wrapped is None else b64url_encode(self.wrapped),
-        }
-
-
-def _canonical(doc: dict[str, Any]) -> bytes:
-    body = {k: v for k, v in doc.items() if k != "integrity"}
-    return json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=True).encode()
 
 
 def _utc_now() -> datetime:
@@ -157,13 +99,13 @@ class KeystoreFile:
     def load_as(self, keyring_type: type[_K]) -> _K:
         """`load`, building a Keyring subclass (e.g. keys.usage.CountingKeyring)."""
         records = self._read()
-        material = [(r.info, self._unwrap_dek(r)) for r in records]
+        material = [(r.info, unwrap_dek(r, self._kek, self._path)) for r in records]
         try:
             ring = keyring_type.from_material(material)
         except KeystoreError:
             raise
         except KeyringError as exc:
-            raise KeystoreError(f"{self._path}: {exc}; {_RESTORE}") from None
+            raise KeystoreError(f"{self._path}: {exc}; {RESTORE}") from None
         if not isinstance(ring, keyring_type):  # from_material builds `cls`; never taken
             raise TypeError(keyring_type.__name__)
         return ring
@@ -191,7 +133,7 @@ class KeystoreFile:
         for practice in wanted:
             _check_practice_id(practice)
 
-        def change(records: list[_Record]) -> tuple[KeyInfo, ...]:
+        def change(records: list[KeyRecord]) -> tuple[KeyInfo, ...]:
             known = {r.info.practice for r in records}
             clash = [p for p in wanted if p in known]
             if clash:
@@ -211,7 +153,7 @@ class KeystoreFile:
         to auto-rotate at the same moment then make one new version, not one each.
         """
 
-        def change(records: list[_Record]) -> KeyInfo:
+        def change(records: list[KeyRecord]) -> KeyInfo:
             if only_if_active is not None:
                 for record in records:
                     info = record.info
@@ -226,7 +168,7 @@ class KeystoreFile:
     def rotate_all(self) -> tuple[KeyInfo, ...]:
         """Rotate every practice in the file, in one atomic write."""
 
-        def change(records: list[_Record]) -> tuple[KeyInfo, ...]:
+        def change(records: list[KeyRecord]) -> tuple[KeyInfo, ...]:
             practices = sorted({r.info.practice for r in records})
             return tuple(self._rotate_in(records, p) for p in practices)
 
@@ -240,7 +182,7 @@ class KeystoreFile:
                 "`phi-keys rotate`, and destroying is its own, irreversible step"
             )
 
-        def change(records: list[_Record]) -> KeyInfo:
+        def change(records: list[KeyRecord]) -> KeyInfo:
             record = self._find(records, kid)
             if record.info.state is KeyState.ACTIVE:
                 raise KeyringError(
@@ -257,7 +199,7 @@ class KeystoreFile:
     def destroy(self, kid: str) -> KeyInfo:
         """Wipe a RETIRED key's material from the file: its tokens can never be opened again."""
 
-        def change(records: list[_Record]) -> KeyInfo:
+        def change(records: list[KeyRecord]) -> KeyInfo:
             record = self._find(records, kid)
             if record.info.state is not KeyState.RETIRED:
                 raise KeyringError(
@@ -277,7 +219,7 @@ class KeystoreFile:
         `.bak-<kek_id>` files from `rotate-kek`) still hold the material: see docs.
         """
 
-        def change(records: list[_Record]) -> tuple[KeyInfo, ...]:
+        def change(records: list[KeyRecord]) -> tuple[KeyInfo, ...]:
             mine = [r for r in records if r.info.practice == practice]
             if not mine:
                 raise KeyringError(f"practice {practice} has no keys in {self._path}")
@@ -306,7 +248,7 @@ class KeystoreFile:
         with exclusive_lock(self._lock_path, timeout=self._lock_timeout, what=self._path):
             records = self._read()
             for record in records:
-                dek = self._unwrap_dek(record)
+                dek = unwrap_dek(record, self._kek, self._path)
                 if dek is not None:
                     aad = dek_wrap_aad(record.info.kid, record.info.practice, record.info.version)
                     record.wrapped = new_kek.wrap(dek, aad)
@@ -329,15 +271,15 @@ class KeystoreFile:
     def _lock_path(self) -> Path:
         return self._path.with_name(self._path.name + ".lock")
 
-    def _mutate(self, change: Callable[[list[_Record]], _T]) -> _T:
+    def _mutate(self, change: Callable[[list[KeyRecord]], _T]) -> _T:
         with exclusive_lock(self._lock_path, timeout=self._lock_timeout, what=self._path):
             records = self._read()
             result = change(records)
-            _check_invariants(records, self._path)
+            check_invariants(records, self._path)
             self._write(records)
             return result
 
-    def _rotate_in(self, records: list[_Record], practice: str) -> KeyInfo:
+    def _rotate_in(self, records: list[KeyRecord], practice: str) -> KeyInfo:
         mine = [r for r in records if r.info.practice == practice]
         if not mine:
             raise KeyringError(
@@ -349,7 +291,7 @@ class KeystoreFile:
                 record.info = _with_state(record.info, KeyState.DECRYPT_ONLY)
         return self._new_key(records, practice, max(r.info.version for r in mine) + 1)
 
-    def _new_key(self, records: list[_Record], practice: str, version: int) -> KeyInfo:
+    def _new_key(self, records: list[KeyRecord], practice: str, version: int) -> KeyInfo:
         used = {r.info.kid for r in records}
         kid = self._token_bytes(8).hex()
         while (
@@ -359,34 +301,16 @@ class KeystoreFile:
         created = self._clock().astimezone(UTC).replace(microsecond=0)
         info = KeyInfo(kid, practice, version, KeyState.ACTIVE, created)
         dek = self._token_bytes(DEK_BYTES)
-        records.append(_Record(info, self._kek.wrap(dek, dek_wrap_aad(kid, practice, version))))
+        records.append(KeyRecord(info, self._kek.wrap(dek, dek_wrap_aad(kid, practice, version))))
         return info
 
-    def _find(self, records: list[_Record], kid: str) -> _Record:
+    def _find(self, records: list[KeyRecord], kid: str) -> KeyRecord:
         for record in records:
             if record.info.kid == kid:
                 return record
         raise KeyringError(f"no key with id {kid} in {self._path}; see `phi-keys list`")
 
-    def _unwrap_dek(self, record: _Record) -> bytes | None:
-        if record.wrapped is None:
-            return None
-        info = record.info
-        try:
-            dek = self._kek.unwrap(
-                record.wrapped, dek_wrap_aad(info.kid, info.practice, info.version)
-            )
-        except KekError:
-            raise KeystoreError(
-                f"{self._path}: key {info.kid} does not open as practice {info.practice} "
-                f"version {info.version}: its wrapped key was moved from another entry or "
-                f"altered; {_RESTORE}"
-            ) from None
-        if len(dek) != DEK_BYTES:
-            raise KeystoreError(f"{self._path}: key {info.kid} has the wrong length; {_RESTORE}")
-        return dek
-
-    def _read(self) -> list[_Record]:
+    def _read(self) -> list[KeyRecord]:
         """Read, parse, and authenticate the whole file; every failure names the file."""
         path = self._path
         try:
@@ -398,62 +322,10 @@ class KeystoreFile:
             ) from None
         except OSError as exc:
             raise KeystoreError(f"{path}: cannot read keystore ({exc.strerror})") from None
-        try:
-            doc = json.loads(raw)
-        except (ValueError, UnicodeDecodeError):
-            raise KeystoreError(
-                f"{path}: not valid JSON (truncated or corrupted?); {_RESTORE}"
-            ) from None
-        if not isinstance(doc, dict) or doc.get("format") != KEYSTORE_FORMAT:
-            raise KeystoreError(
-                f'{path}: not a phi-proxy keystore (no "format": "{KEYSTORE_FORMAT}"); '
-                "check keys.keystore in the config points at the right file"
-            )
-        if doc.get("version") != KEYSTORE_VERSION:
-            raise KeystoreError(
-                f"{path}: keystore format version {doc.get('version')!r} is not supported by "
-                f"this phi-proxy (it reads version {KEYSTORE_VERSION}); upgrade phi-proxy"
-            )
-        try:
-            model = _KeystoreModel.model_validate(doc)
-        except ValidationError as exc:
-            detail = describe_validation_error(exc)
-            raise KeystoreError(f"{path}: malformed keystore; {_RESTORE}\n{detail}") from None
-        if model.kek_id != self._kek.kek_id:
-            raise KekError(
-                f"{path}: this keystore was made with KEK id {model.kek_id}, but the configured "
-                f"KEK has id {self._kek.kek_id}: wrong KEK file? Check keys.kek in the config."
-            )
-        records = [_record_from(m, path) for m in model.keys]
-        self._verify_integrity(doc, model.integrity, records)
-        _check_invariants(records, path)
-        return records
+        return decode_keystore(raw, self._kek, path)
 
-    def _verify_integrity(self, doc: dict[str, Any], seal: str, records: list[_Record]) -> None:
-        expected = hashlib.sha256(_canonical(doc)).digest()
-        try:
-            sealed = self._kek.unwrap(b64url_decode(seal), _INTEGRITY_AAD)
-        except (InvalidToken, KekError):
-            sealed = b""
-        if hmac.compare_digest(sealed, expected):
-            return
-        for record in records:  # name the entry if a wrapped DEK was moved or altered
-            self._unwrap_dek(record)
-        raise KeystoreError(
-            f"{self._path}: integrity check failed: the file was changed outside phi-keys "
-            f"(for example a key state edited by hand); {_RESTORE}"
-        )
-
-    def _write(self, records: list[_Record]) -> None:
-        doc: dict[str, Any] = {
-            "format": KEYSTORE_FORMAT,
-            "version": KEYSTORE_VERSION,
-            "kek_id": self._kek.kek_id,
-            "keys": [r.to_json() for r in records],
-        }
-        digest = hashlib.sha256(_canonical(doc)).digest()
-        doc["integrity"] = b64url_encode(self._kek.wrap(digest, _INTEGRITY_AAD))
-        data = (json.dumps(doc, indent=2) + "\n").encode()
+    def _write(self, records: list[KeyRecord]) -> None:
+        data = encode_keystore(records, self._kek)
         try:
             write_atomic(self._path, data, replace=self._replace)
         except OSError as exc:
@@ -461,42 +333,6 @@ class KeystoreFile:
                 f"{self._path}: cannot write keystore ({exc.strerror or exc}); "
                 "the previous file is unchanged"
             ) from None
-
-
-def _record_from(model: _KeyRecordModel, path: Path) -> _Record:
-    if not is_kid(model.kid):
-        raise KeystoreError(f"{path}: a key id is not 16 lowercase hex characters; {_RESTORE}")
-    if not is_practice_id(model.practice) or model.version < 1:
-        raise KeystoreError(f"{path}: key {model.kid} has an invalid practice or version")
-    if (model.state is KeyState.DESTROYED) != (model.wrapped is None):
-        raise KeystoreError(
-            f"{path}: key {model.kid}: only a destroyed key may lack material; {_RESTORE}"
-        )
-    try:
-        wrapped = None if model.wrapped is None else b64url_decode(model.wrapped)
-    except InvalidToken:
-        raise KeystoreError(f"{path}: key {model.kid}: wrapped key is not base64url") from None
-    created = model.created_at.astimezone(UTC)
-    info = KeyInfo(model.kid, model.practice, model.version, model.state, created)
-    return _Record(info, wrapped)
-
-
-def _check_invariants(records: list[_Record], path: Path) -> None:
-    kids: set[str] = set()
-    versions: set[tuple[str, int]] = set()
-    active: set[str] = set()
-    for record in records:
-        info = record.info
-        if info.kid in kids or (info.practice, info.version) in versions:
-            raise KeystoreError(f"{path}: key {info.kid} is duplicated; {_RESTORE}")
-        kids.add(info.kid)
-        versions.add((info.practice, info.version))
-        if info.state is KeyState.ACTIVE:
-            if info.practice in active:
-                raise KeystoreError(
-                    f"{path}: practice {info.practice} has more than one active key; {_RESTORE}"
-                )
-            active.add(info.practice)
 
 
 def _check_practice_id(practice: str) -> None:

@@ -16,23 +16,32 @@ commits; a request whose `access_for` finished before the commit completes with 
 Writes run on the same single worker thread inside `BEGIN IMMEDIATE`, so they serialise with
 other processes through SQLite's lock (waiting up to busy_timeout), never on the event loop.
 Opening the store (schema creation/migration) is synchronous: it happens once, at startup.
+The statements themselves, and how rows and times are stored, are in sqlite_queries.py.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import os
 import sqlite3
 from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
-from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
-from proxy.grants.errors import GrantNotFound, GrantStoreUnavailable
-from proxy.grants.model import LAPSED_LOOKBACK, NO_ACCESS, Access, Grant, utc
+from proxy.grants.errors import GrantStoreUnavailable
+from proxy.grants.failure_log import ThrottledFailureLog
+from proxy.grants.model import NO_ACCESS, Access, Grant
 from proxy.grants.settings import DEFAULT_MAX_TTL
+from proxy.grants.sqlite_queries import (
+    grant_from_row,
+    insert_grant,
+    list_query,
+    live_grants,
+    revoke_ids,
+    revoke_targets,
+    unexpired_ids,
+)
 from proxy.grants.sqlite_schema import migrate
 from proxy.grants.store import (
     GrantList,
@@ -41,50 +50,18 @@ from proxy.grants.store import (
     clean_change,
     new_grant_id,
 )
-from proxy.identity.subject import Caller, Subject
 
 if TYPE_CHECKING:
     from collections.abc import Callable
+    from datetime import datetime, timedelta
     from pathlib import Path
+
+    from proxy.identity.subject import Caller, Subject
 
 __all__ = ["SQLiteGrantStore"]
 
 _log = logging.getLogger(__name__)
 _T = TypeVar("_T")
-_TIME = "%Y-%m-%dT%H:%M:%S.%fZ"
-_COLUMNS = (
-    "id, issuer, sub, practice, field_classes, not_before, expires_at, revoked_at, "
-    "created_by, reason, created_at, revoked_by, revoke_reason"
-)
-
-
-def _db_time(moment: datetime) -> str:
-    return utc(moment).strftime(_TIME)
-
-
-def _py_time(text: str | None) -> datetime | None:
-    return None if text is None else datetime.strptime(text, _TIME).replace(tzinfo=UTC)
-
-
-def _row_to_grant(row: tuple[Any, ...]) -> Grant:
-    fields = None if row[4] is None else frozenset(json.loads(row[4]))
-    not_before, expires_at, created_at = _py_time(row[5]), _py_time(row[6]), _py_time(row[10])
-    if not_before is None or expires_at is None or created_at is None:  # pragma: no cover
-        raise GrantStoreUnavailable("grant row with a missing time (NOT NULL violated)")
-    return Grant(
-        id=row[0],
-        subject=Subject(row[1], row[2]),
-        practice=row[3],
-        field_classes=fields,
-        not_before=not_before,
-        expires_at=expires_at,
-        revoked_at=_py_time(row[7]),
-        created_by=row[8],
-        reason=row[9],
-        created_at=created_at,
-        revoked_by=row[11],
-        revoke_reason=row[12],
-    )
 
 
 class SQLiteGrantStore:
@@ -104,12 +81,11 @@ class SQLiteGrantStore:
         self.path = path
         self.max_ttl = max_ttl
         self._busy_timeout = busy_timeout
-        self._log_interval = error_log_interval
         self._cache_size = cache_size
         self._new_id = new_id
         self._cache: OrderedDict[Subject, tuple[Grant, ...]] = OrderedDict()
         self._cache_version: int | None = None
-        self._last_error_log: float | None = None
+        self._failures = ThrottledFailureLog(_log, path, error_log_interval)
         self._worker_conn: sqlite3.Connection | None = None
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="phi-grants-db")
         try:
@@ -170,40 +146,15 @@ class SQLiteGrantStore:
                 self._cache.move_to_end(subject)
                 return Access.from_grants(subject, cached, now)
         try:
-            grants = await self._run(lambda conn: self._live_grants(conn, subject, now))
+            grants = await self._run(lambda conn: live_grants(conn, subject, now))
         except Exception as exc:  # noqa: BLE001 - fail closed on anything, log the class only
-            self._log_failure(exc, now)
+            self._failures.read_failed(exc, now.timestamp())
             return NO_ACCESS
         if version is not None and version == self._cache_version:
             self._cache[subject] = grants
             if len(self._cache) > self._cache_size:
                 self._cache.popitem(last=False)
         return Access.from_grants(subject, grants, now)
-
-    @staticmethod
-    def _live_grants(
-        conn: sqlite3.Connection, subject: Subject, now: datetime
-    ) -> tuple[Grant, ...]:
-        rows = conn.execute(
-            f"SELECT {_COLUMNS} FROM grants WHERE issuer = ? AND sub = ? "  # noqa: S608 - constant
-            "AND ((revoked_at IS NULL AND expires_at > ?) "
-            "OR COALESCE(revoked_at, expires_at) > ?)",  # recently lapsed: for Access.lapsed
-            (subject.issuer, subject.sub, _db_time(now), _db_time(now - LAPSED_LOOKBACK)),
-        ).fetchall()
-        return tuple(_row_to_grant(row) for row in rows)
-
-    def _log_failure(self, exc: BaseException, now: datetime) -> None:
-        moment = now.timestamp()
-        if self._last_error_log is None or moment - self._last_error_log >= self._log_interval:
-            self._last_error_log = moment
-            _log.error(
-                "grant store %s cannot be read (%s: %s); answering 'no access' to every "
-                "caller until it recovers (logged at most every %.0f s)",
-                self.path,
-                exc.__class__.__name__,
-                exc,
-                self._log_interval,
-            )
 
     # ---- administration -----------------------------------------------------------------------
 
@@ -230,47 +181,7 @@ class SQLiteGrantStore:
     async def add(self, request: GrantRequest, *, now: datetime) -> Grant:
         """Store the grant `request` describes; GrantError when it breaks max_ttl or a rule."""
         grant = request.build(self._new_id(), now=now, max_ttl=self.max_ttl)
-
-        def insert(conn: sqlite3.Connection) -> Grant:
-            fields = (
-                None if grant.field_classes is None else json.dumps(sorted(grant.field_classes))
-            )
-            conn.execute(
-                "INSERT INTO grants (id, issuer, sub, practice, field_classes, not_before, "
-                "expires_at, created_at, created_by, reason) VALUES (?,?,?,?,?,?,?,?,?,?)",
-                (
-                    grant.id,
-                    grant.subject.issuer,
-                    grant.subject.sub,
-                    grant.practice,
-                    fields,
-                    _db_time(grant.not_before),
-                    _db_time(grant.expires_at),
-                    _db_time(grant.created_at),
-                    grant.created_by,
-                    grant.reason,
-                ),
-            )
-            self._event(
-                conn,
-                grant.id,
-                action="add",
-                at=grant.created_at,
-                by=grant.created_by,
-                reason=grant.reason,
-            )
-            return grant
-
-        return await self._write(insert)
-
-    @staticmethod
-    def _event(
-        conn: sqlite3.Connection, grant_id: str, *, action: str, at: datetime, by: str, reason: str
-    ) -> None:
-        conn.execute(
-            "INSERT INTO grant_events (grant_id, action, at, by, reason) VALUES (?,?,?,?,?)",
-            (grant_id, action, _db_time(at), by, reason),
-        )
+        return await self._write(lambda conn: insert_grant(conn, grant))
 
     async def revoke(
         self,
@@ -286,61 +197,18 @@ class SQLiteGrantStore:
         check_revoke_target(grant_id, subject, practice)
         by, reason = clean_change(by, reason)
 
-        def select(conn: sqlite3.Connection) -> list[str]:
-            if grant_id is not None:
-                row = conn.execute(
-                    "SELECT revoked_at, revoked_by FROM grants WHERE id = ?", (grant_id,)
-                ).fetchone()
-                if row is None:
-                    raise GrantNotFound(f"no grant has id {grant_id!r}; see: phi-grants list")
-                if row[0] is not None:
-                    raise GrantNotFound(
-                        f"grant {grant_id} was already revoked at {row[0]} by {row[1]}"
-                    )
-                return [grant_id]
-            assert subject is not None  # noqa: S101 - checked above; narrows for mypy
-            ids = conn.execute(
-                "SELECT id FROM grants WHERE issuer = ? AND sub = ? AND practice = ? "
-                "AND revoked_at IS NULL AND expires_at > ?",
-                (subject.issuer, subject.sub, practice, _db_time(now)),
-            ).fetchall()
-            if not ids:
-                raise GrantNotFound(f"{subject} has no unexpired grant for practice {practice}")
-            return [i[0] for i in ids]
+        def run(conn: sqlite3.Connection) -> GrantList:
+            ids = revoke_targets(conn, grant_id, subject, practice, now)
+            return revoke_ids(conn, ids, by, reason, now)
 
-        return await self._write(lambda conn: self._revoke_ids(conn, select(conn), by, reason, now))
+        return await self._write(run)
 
     async def offboard(self, subject: Subject, *, by: str, reason: str, now: datetime) -> GrantList:
         """Revoke every unexpired grant of `subject`; an empty list when there was none."""
         by, reason = clean_change(by, reason)
-
-        def run(conn: sqlite3.Connection) -> GrantList:
-            ids = conn.execute(
-                "SELECT id FROM grants WHERE issuer = ? AND sub = ? "
-                "AND revoked_at IS NULL AND expires_at > ?",
-                (subject.issuer, subject.sub, _db_time(now)),
-            ).fetchall()
-            return self._revoke_ids(conn, [i[0] for i in ids], by, reason, now)
-
-        return await self._write(run)
-
-    def _revoke_ids(
-        self, conn: sqlite3.Connection, ids: list[str], by: str, reason: str, now: datetime
-    ) -> GrantList:
-        revoked = []
-        for grant_id in ids:
-            conn.execute(
-                "UPDATE grants SET revoked_at = ?, revoked_by = ?, revoke_reason = ? "
-                "WHERE id = ? AND revoked_at IS NULL",
-                (_db_time(now), by, reason, grant_id),
-            )
-            self._event(conn, grant_id, action="revoke", at=now, by=by, reason=reason)
-            row = conn.execute(
-                f"SELECT {_COLUMNS} FROM grants WHERE id = ?",  # noqa: S608 - constant columns
-                (grant_id,),
-            ).fetchone()
-            revoked.append(_row_to_grant(row))
-        return revoked
+        return await self._write(
+            lambda conn: revoke_ids(conn, unexpired_ids(conn, subject, now), by, reason, now)
+        )
 
     async def list(
         self,
@@ -351,29 +219,17 @@ class SQLiteGrantStore:
         expiring_within: timedelta | None = None,
     ) -> GrantList:
         """Grants matching every filter given, oldest first; `expiring_within` needs `active_at`."""
-        clauses: list[str] = []
-        params: list[str] = []
-        if practice is not None:
-            clauses.append("practice = ?")
-            params.append(practice)
-        if subject is not None:
-            clauses += ["issuer = ?", "sub = ?"]
-            params += [subject.issuer, subject.sub]
-        if active_at is not None:
-            clauses += ["revoked_at IS NULL", "not_before <= ?", "expires_at > ?"]
-            params += [_db_time(active_at)] * 2
-        if expiring_within is not None:
-            if active_at is None:
-                raise ValueError("expiring_within needs active_at")
-            clauses.append("expires_at <= ?")
-            params.append(_db_time(active_at + expiring_within))
-        where = f" WHERE {' AND '.join(clauses)}" if clauses else ""
-        sql = f"SELECT {_COLUMNS} FROM grants{where} ORDER BY created_at, id"  # noqa: S608 - fixed fragments only
+        sql, params = list_query(
+            practice=practice,
+            subject=subject,
+            active_at=active_at,
+            expiring_within=expiring_within,
+        )
         try:
             rows = await self._run(lambda conn: conn.execute(sql, params).fetchall())
         except sqlite3.Error as exc:
             raise GrantStoreUnavailable(f"{self.path}: cannot read grants ({exc})") from None
-        return [_row_to_grant(row) for row in rows]
+        return [grant_from_row(row) for row in rows]
 
     async def ping(self) -> bool:
         """True when the grants table can be read now."""

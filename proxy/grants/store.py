@@ -2,6 +2,8 @@
 
 Every store implementation (SQLite for one host, PostgreSQL for a fleet) passes the same test suite
 (tests/grants/test_grants_store_contract.py), so callers can rely on the contract below alone.
+What both implementations must agree on (the columns they read, the rules for a revoke or a
+listing, the words of a "not found") is stated here once.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
 from proxy.grants.durations import format_duration
-from proxy.grants.errors import GrantError
+from proxy.grants.errors import GrantError, GrantNotFound
 from proxy.grants.model import Grant, utc
 
 if TYPE_CHECKING:
@@ -23,17 +25,28 @@ if TYPE_CHECKING:
     from proxy.identity.subject import Caller, Subject
 
 __all__ = [
+    "GRANT_COLUMNS",
     "GrantList",
     "GrantRequest",
     "GrantStore",
+    "already_revoked",
+    "check_list_filters",
     "check_revoke_target",
     "clean_change",
     "clean_text",
     "new_grant_id",
+    "no_unexpired_grant",
     "open_grant_store",
+    "unknown_grant",
 ]
 
 GrantList = list[Grant]
+
+#: The `grants` columns every store reads, in the order its row → Grant conversion expects.
+GRANT_COLUMNS = (
+    "id, issuer, sub, practice, field_classes, not_before, expires_at, revoked_at, "
+    "created_by, reason, created_at, revoked_by, revoke_reason"
+)
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$")
 _MAX_TEXT = 1000
@@ -112,6 +125,27 @@ def check_revoke_target(
     if (grant_id is None) == (subject is None or practice is None):
         msg = "revoke needs either a grant id, or a subject together with a practice"
         raise ValueError(msg)
+
+
+def check_list_filters(active_at: datetime | None, expiring_within: timedelta | None) -> None:
+    """`expiring_within` counts from `active_at`, so a listing that gives one needs the other."""
+    if expiring_within is not None and active_at is None:
+        raise ValueError("expiring_within needs active_at")
+
+
+def unknown_grant(grant_id: str) -> GrantNotFound:
+    """The error for a revoke naming a grant id that no grant has."""
+    return GrantNotFound(f"no grant has id {grant_id!r}; see: phi-grants list")
+
+
+def already_revoked(grant_id: str, revoked_at: str, revoked_by: str) -> GrantNotFound:
+    """The error for a revoke naming a grant that is already revoked (`revoked_at` as shown)."""
+    return GrantNotFound(f"grant {grant_id} was already revoked at {revoked_at} by {revoked_by}")
+
+
+def no_unexpired_grant(subject: Subject, practice: str | None) -> GrantNotFound:
+    """The error for a revoke of a subject's grants at a practice when none is left to revoke."""
+    return GrantNotFound(f"{subject} has no unexpired grant for practice {practice}")
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,10 +12,11 @@ import textwrap
 import pytest
 from keys_strategies import FIXED_NOW
 
+from keys._keystore_doc import canonical_json
 from keys.errors import InvalidToken, KekError, KeyringError, KeystoreError
 from keys.kek import EnvKek, FileKek, generate_kek_file
 from keys.keyring import KeyState
-from keys.keystore import KeystoreFile, _canonical
+from keys.keystore import KeystoreFile
 from keys.token_format import b64url_encode
 
 
@@ -239,7 +240,7 @@ class TestDamagedFiles:
         doc = _doc(filled)
         p2 = next(k for k in doc["keys"] if k["practice"] == "p2")
         p2["wrapped"] = next(k for k in doc["keys"] if k["practice"] == "p1")["wrapped"]
-        digest = hashlib.sha256(_canonical(doc)).digest()
+        digest = hashlib.sha256(canonical_json(doc)).digest()
         doc["integrity"] = b64url_encode(kek.wrap(digest, b"phi-proxy keystore v1 integrity"))
         _write_doc(filled, doc)
         before = filled.path.read_bytes()
