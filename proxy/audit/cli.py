@@ -15,21 +15,28 @@ import argparse
 import sys
 import tempfile
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from keys.config_file import CONFIG_ENV_VAR, load_section, resolve_config_path
 from keys.errors import ConfigError, PhiProxyError
-from proxy.audit.chain import line_hash
+from proxy.audit.events import parse_time
 from proxy.audit.factory import audit_key, open_postgres_sink
 from proxy.audit.report import ReportFilter, build_report, render_report
 from proxy.audit.secrets import load_public_key
 from proxy.audit.settings import AuditSettings
-from proxy.audit.verify import Problem, VerifyResult, iter_events, trail_files, verify_files
+from proxy.audit.verify import (
+    Problem,
+    VerifyResult,
+    iter_events,
+    trail_files,
+    verify_database_export,
+    verify_files,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
+    from datetime import datetime
 
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
@@ -42,12 +49,11 @@ _PROG = "phi-audit"
 
 def _when(text: str) -> datetime:
     try:
-        moment = datetime.fromisoformat(text)
+        return parse_time(text)
     except ValueError:
         raise argparse.ArgumentTypeError(
             f"{text!r} is not a date or time; use e.g. 2026-03-01 or 2026-03-01T14:00Z"
         ) from None
-    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -101,10 +107,7 @@ class _Checked:
 
     def where(self, problem: Problem) -> str:
         """`file:line: …`, or the database and the row (in seq order) for a PostgreSQL trail."""
-        if self.database is None:
-            return str(problem)
-        row = f" row {problem.line} (in seq order)" if problem.line else ""
-        return f"{self.database} audit_events{row}: {problem.message}"
+        return str(problem) if self.database is None else problem.in_database(self.database)
 
     def location(self) -> str:
         """What was verified, for the OK line."""
@@ -147,35 +150,8 @@ def _verify_database(
         sink.close()
     if head.seq == 0:
         raise ConfigError(f"{sink.describe()}: the audit trail there holds no events yet")
-    result = verify_files([path], key=key, public_key=public_key)
-    last = result.last_seq or 0
-    if result.problem is None and head.seq != last:
-        result.problem = Problem(
-            path,
-            0,
-            f"the trail ends at seq {last} but audit_head records seq {head.seq} as written: "
-            + (
-                "the newest events were deleted"
-                if head.seq > last
-                else "audit_head was moved back (its trigger was bypassed)"
-            ),
-        )
-    elif result.problem is None and head.hash != line_hash(_last_line(path)):
-        result.problem = Problem(
-            path,
-            last,
-            f"event seq {last} is not the event audit_head records as the last one written: "
-            "it was replaced",
-        )
+    result = verify_database_export(path, head, key=key, public_key=public_key)
     return _Checked(result, [path], database=sink.describe())
-
-
-def _last_line(path: Path) -> bytes:
-    with path.open("rb") as handle:
-        last = b""
-        for last in handle:  # noqa: B007 - the loop's purpose is its last value
-            pass
-    return last.rstrip(b"\n")
 
 
 def _run(args: argparse.Namespace) -> int:

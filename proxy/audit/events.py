@@ -18,6 +18,7 @@ __all__ = [
     "RecordAccess",
     "RequestEvent",
     "iso_time",
+    "parse_time",
     "path_template",
 ]
 
@@ -29,6 +30,16 @@ _MAX_SEGMENT: Final = 64
 def iso_time(moment: datetime) -> str:
     """UTC with milliseconds and a Z: sortable as text."""
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+
+
+def parse_time(text: str) -> datetime:
+    """An ISO 8601 date or time as UTC; one without a zone is taken as UTC, as events write it.
+
+    Raises:
+        ValueError: `text` is not such a time.
+    """
+    moment = datetime.fromisoformat(text)
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
 
 
 def path_template(path: str, route_template: str | None = None) -> str:

@@ -16,10 +16,10 @@ import orjson
 from proxy.audit.events import iso_time
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable
+    from collections.abc import Iterable, Sequence
     from datetime import datetime
 
-__all__ = ["ReportFilter", "ReportRow", "build_report", "render_report"]
+__all__ = ["ReportFilter", "ReportRow", "align_columns", "build_report", "render_report"]
 
 _COLUMNS = ("subject", "practice", "record", "field_class", "count", "first_seen", "last_seen")
 
@@ -94,6 +94,19 @@ def _csv_cell(value: object) -> object:
     return value
 
 
+def align_columns(rows: Sequence[Sequence[str]]) -> list[str]:
+    """Rows as left-aligned columns two spaces apart: the plain tables officers read and grep.
+
+    Also `phi-grants review`'s table, so both reports look alike. `rows` holds at least one row
+    (the header), all of the same length.
+    """
+    widths = [max(len(row[c]) for row in rows) for c in range(len(rows[0]))]
+    return [
+        "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip()
+        for row in rows
+    ]
+
+
 def render_report(rows: list[ReportRow], fmt: str) -> str:
     """`table` for people, `json` and `csv` for tools."""
     if fmt == "json":
@@ -108,11 +121,7 @@ def render_report(rows: list[ReportRow], fmt: str) -> str:
         writer.writerows(tuple(map(_csv_cell, r.as_tuple())) for r in rows)
         return out.getvalue().rstrip("\n")
     table = [tuple(c.upper() for c in _COLUMNS), *(tuple(map(str, r.as_tuple())) for r in rows)]
-    widths = [max(len(row[c]) for row in table) for c in range(len(_COLUMNS))]
-    lines = [
-        "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip()
-        for row in table
-    ]
+    lines = align_columns(table)
     subjects = {r.subject for r in rows}
     records = {(r.practice, r.record) for r in rows}
     lines.append(

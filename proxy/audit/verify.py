@@ -25,9 +25,17 @@ if TYPE_CHECKING:
 
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
+    from proxy.audit.chain import Head
     from proxy.audit.secrets import ChainKey
 
-__all__ = ["Problem", "VerifyResult", "iter_events", "trail_files", "verify_files"]
+__all__ = [
+    "Problem",
+    "VerifyResult",
+    "iter_events",
+    "trail_files",
+    "verify_database_export",
+    "verify_files",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,6 +48,15 @@ class Problem:
 
     def __str__(self) -> str:
         return f"{self.file}:{self.line}: {self.message}"
+
+    def in_database(self, database: str) -> str:
+        """The place named as the database's row (in seq order), not the scratch file.
+
+        For a trail read from PostgreSQL and checked by `verify_database_export`: `file` is only
+        the export, which nobody can look at afterwards.
+        """
+        row = f" row {self.line} (in seq order)" if self.line else ""
+        return f"{database} audit_events{row}: {self.message}"
 
 
 @dataclass(slots=True)
@@ -218,3 +235,54 @@ def _check_head(path: Path, files: list[Path], result: VerifyResult) -> None:
             f"the trail ends at seq {last} but {head_path(path).name} records seq {recorded} "
             "as written: the last events were deleted (the file was truncated)",
         )
+
+
+def verify_database_export(
+    path: Path,
+    head: Head,
+    *,
+    key: ChainKey | None,
+    public_key: Ed25519PublicKey | None = None,
+) -> VerifyResult:
+    """Verify a trail exported from PostgreSQL (`export_trail`), and its end against `head`.
+
+    The exported file alone cannot show that the newest events were deleted or the last one
+    replaced; `head` (the `audit_head` row the writers move in the same transaction) can.
+    `phi-audit` and `phi-grants review` both check the fleet's trail with this, so a cut-off
+    trail reads the same in both.
+    """
+    result = verify_files([path], key=key, public_key=public_key)
+    if result.problem is None:
+        result.problem = _head_row_problem(path, head, result.last_seq or 0)
+    return result
+
+
+def _head_row_problem(path: Path, head: Head, last: int) -> Problem | None:
+    if head.seq != last:
+        what = (
+            "the newest events were deleted"
+            if head.seq > last
+            else "audit_head was moved back (its trigger was bypassed)"
+        )
+        return Problem(
+            path,
+            0,
+            f"the trail ends at seq {last} but audit_head records seq {head.seq} as written: "
+            + what,
+        )
+    if head.hash != line_hash(_last_line(path)):
+        return Problem(
+            path,
+            last,
+            f"event seq {last} is not the event audit_head records as the last one written: "
+            "it was replaced",
+        )
+    return None
+
+
+def _last_line(path: Path) -> bytes:
+    with path.open("rb") as handle:
+        last = b""
+        for last in handle:  # noqa: B007 - the loop's purpose is its last value
+            pass
+    return last.rstrip(b"\n")

@@ -1,7 +1,9 @@
-"""`phi-grants`: add, revoke, offboard and list who may read which practice's PHI.
+"""`phi-grants`: add, revoke, offboard, list and review who may read which practice's PHI.
 
 Every change records who made it (`--by`, default the invoking user) and why (`--reason`).
 Exit status: 0 done, 1 the store refused or nothing matched, 2 bad arguments or config.
+`review` only reads: 0 no finding, 1 findings (or the store cannot be read), 2 bad arguments
+or config — so a cron job can page on 1.
 """
 
 from __future__ import annotations
@@ -19,9 +21,14 @@ from keys.config_file import load_section, resolve_config_path
 from keys.errors import ConfigError, PhiProxyError
 from proxy.grants.durations import format_duration, parse_duration
 from proxy.grants.errors import GrantError, GrantNotFound, GrantStoreUnavailable
+from proxy.grants.review import build_review
+from proxy.grants.review_model import ReviewOptions
+from proxy.grants.review_render import render_json, render_text
 from proxy.grants.settings import GrantSettings
 from proxy.grants.store import GrantRequest, open_grant_store
+from proxy.grants.usage import Usage, read_usage
 from proxy.identity.subject import Subject
+from proxy.postgres_url import describe_postgres_url
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -80,6 +87,26 @@ def _default_by() -> str | None:
         return None
 
 
+_REVIEW_EPILOG = """\
+findings (each printed with what it means and the command to fix it):
+  expires_soon         ends within --expiring-within: renew it, or let it lapse
+  long_lived           lifetime >= 90% of grants.max_ttl: confirm it is still needed
+  longer_than_max_ttl  lasts longer than today's grants.max_ttl (made before it was lowered)
+  never_used           no disclosure through it since it took effect (>= --unused-for ago)
+  unused               no disclosure through it in the last --unused-for
+  several_practices    the person holds grants at more than one practice
+  used_after_lapse     someone kept asking for a practice's PHI after their grant ended
+  usage_unknown        no readable audit trail: last use is unknown, not guessed
+  audit_unverified     the audit trail does not verify; last use may be incomplete
+
+last use = the newest audited request that disclosed PHI through the grant, read from the
+audit trail the config names (file or PostgreSQL) and verified as phi-audit does.
+
+exit status: 0 no finding, 1 findings (or the grant store cannot be read), 2 bad arguments
+or config. Example cron line: phi-grants -c /etc/phi-proxy/config.yaml review || mail ...
+"""
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="phi-grants",
@@ -123,6 +150,40 @@ def _parser() -> argparse.ArgumentParser:
         "--expiring", type=_duration, help="only active grants expiring within, e.g. 7d"
     )
     show.add_argument("--json", action="store_true", help="one JSON document, for scripts")
+
+    review = commands.add_parser(
+        "review",
+        help="periodic access review: every grant in effect, with findings (read-only)",
+        description="List every grant in effect (active or scheduled), per practice, with its\n"
+        "last use from the audit trail and findings to act on. Changes nothing.",
+        epilog=_REVIEW_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    review.add_argument(
+        "-c", "--config", default=argparse.SUPPRESS, help="config file (default: $PHI_PROXY_CONFIG)"
+    )
+    review.add_argument("--practice", help="only grants of this practice")
+    review.add_argument(
+        "--expiring-within",
+        type=_duration,
+        default=parse_duration("14d"),
+        metavar="DURATION",
+        help="flag grants that end within this time (default 14d)",
+    )
+    review.add_argument(
+        "--unused-for",
+        type=_duration,
+        default=parse_duration("30d"),
+        metavar="DURATION",
+        help="flag grants with no disclosure in this time (default 30d)",
+    )
+    review.add_argument(
+        "--skip-usage",
+        action="store_true",
+        help="do not read the audit trail (you review last use elsewhere); last use is then "
+        "'not checked' instead of a finding",
+    )
+    review.add_argument("--json", action="store_true", help="one JSON document, for scripts")
     return parser
 
 
@@ -189,6 +250,39 @@ def _audit(config_path: Path, action: str, by: str, grants: list[Grant], now: da
     )
 
 
+async def _review(
+    args: argparse.Namespace,
+    store: GrantStore,
+    settings: GrantSettings,
+    now: datetime,
+    config_path: Path,
+) -> int:
+    """Print the access review; 1 when it has findings. Reads grants and the trail only."""
+    grants = await store.list()  # all practices: several_practices looks at every one
+    usage = (
+        Usage("not_checked")
+        if args.skip_usage
+        else await asyncio.to_thread(read_usage, config_path, now=now)
+    )
+    store_name = (
+        f"{describe_postgres_url(settings.store)} (schema {settings.pg_schema})"
+        if settings.is_postgres
+        else str(settings.sqlite_path)
+    )
+    options = ReviewOptions(
+        now=now,
+        max_ttl=settings.max_ttl,
+        expiring_within=args.expiring_within,
+        unused_for=args.unused_for,
+        practice=args.practice,
+        config=args.config,
+        store=store_name,
+    )
+    review = build_review(grants, usage, options)
+    print(render_json(review) if args.json else render_text(review))
+    return 1 if review.finding_count else 0
+
+
 async def _execute(
     args: argparse.Namespace, store: GrantStore, now: datetime, config_path: Path
 ) -> int:
@@ -249,9 +343,17 @@ async def _execute(
 async def _run(args: argparse.Namespace) -> int:
     config_path = resolve_config_path(args.config)
     settings = load_section(config_path, "grants", GrantSettings)
+    if args.command == "review" and not settings.is_postgres and not settings.sqlite_path.exists():
+        raise ConfigError(  # opening the store would create an empty one: a review never writes
+            f"{settings.sqlite_path}: no grant database there (grants.store in {config_path}); "
+            "check the config, or run the review on the host that holds the grants"
+        )
     store = open_grant_store(settings)
     try:
-        return await _execute(args, store, datetime.now(UTC), config_path)
+        now = datetime.now(UTC)
+        if args.command == "review":
+            return await _review(args, store, settings, now, config_path)
+        return await _execute(args, store, now, config_path)
     finally:
         await store.close()
 
