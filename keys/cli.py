@@ -9,17 +9,20 @@ printed.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from keys.broken_pipe import finish_despite_closed_output, quiet_on_broken_pipe
 from keys.cli_lifecycle import add_lifecycle_commands, usage_counts, usage_warnings
-from keys.cli_migrate import add_migrate_commands
+from keys.cli_migrate import add_migrate_commands, save_counts
 from keys.config_file import CONFIG_ENV_VAR, load_section, resolve_config_path
 from keys.errors import ConfigError, KeyringError, PhiProxyError
 from keys.kek import generate_kek_file
 from keys.settings import FileKekSettings, KeySettings, keystore_file
+from keys.usage import open_counting_keyring, usage_counter
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
@@ -134,7 +137,9 @@ def _cmd_list(args: argparse.Namespace) -> int:
 
 
 def _cmd_encrypt(args: argparse.Namespace) -> int:
-    keyring = keystore_file(_settings(args)).load()
+    settings = _settings(args)
+    counter = usage_counter(settings)
+    keyring = open_counting_keyring(settings, counter)
     try:
         value = sys.stdin.buffer.read().decode("utf-8")
     except UnicodeDecodeError:
@@ -143,7 +148,9 @@ def _cmd_encrypt(args: argparse.Namespace) -> int:
         value = value[:-2]
     elif value.endswith("\n"):
         value = value[:-1]
-    print(keyring.encrypt(args.practice, args.field, value, deterministic=args.deterministic))
+    token = keyring.encrypt(args.practice, args.field, value, deterministic=args.deterministic)
+    save_counts(counter)  # before printing: a reader gone early must not lose the count
+    print(token)
     return 0
 
 
@@ -240,13 +247,16 @@ def _audit_key_change(args: argparse.Namespace) -> None:
     )
 
 
+@quiet_on_broken_pipe
 def main(argv: Sequence[str] | None = None) -> int:
     """Run `phi-keys`; returns the exit status (argparse exits 2 itself on bad usage)."""
     args = build_parser().parse_args(argv)
+    changes_keys = args.command not in _READ_ONLY_COMMANDS
     try:
-        status: int = args.handler(args)
-        if status == 0 and args.command not in _READ_ONLY_COMMANDS:
-            _audit_key_change(args)
+        with finish_despite_closed_output() if changes_keys else contextlib.nullcontext():
+            status: int = args.handler(args)
+            if status == 0 and changes_keys:
+                _audit_key_change(args)
     except ConfigError as exc:
         print(f"{_PROG}: {exc}", file=sys.stderr)
         return _EXIT_USAGE

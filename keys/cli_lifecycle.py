@@ -39,7 +39,7 @@ __all__ = ["add_lifecycle_commands", "usage_counts", "usage_warnings"]
 def usage_counts(settings: KeySettings) -> dict[str, int] | None:
     """Encryptions per kid from the usage file; None (and a warning) if it is unreadable."""
     try:
-        return read_usage(usage_path(settings.keystore))
+        return read_usage(usage_path(settings))
     except KeyringError as exc:
         print(f"phi-keys: warning: {exc}", file=sys.stderr)
         return None

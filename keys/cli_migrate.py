@@ -24,7 +24,7 @@ from keys.migrate import DEFAULT_BATCH, EncryptPlan, encrypt_row, rewrap_row, ru
 from keys.rewrap import TokenRewrapper, count_tokens, rewrite_stream
 from keys.table import TableSpec, open_table
 from keys.token_format import is_field_class
-from keys.usage import UsageCounter, open_counting_keyring, usage_path
+from keys.usage import UsageCounter, open_counting_keyring, unsaved_warning, usage_counter
 
 if TYPE_CHECKING:
     import argparse
@@ -35,7 +35,7 @@ if TYPE_CHECKING:
     from keys.rewrap import TokenCensus
     from keys.settings import KeySettings
 
-__all__ = ["add_migrate_commands", "census_lines", "table_arguments"]
+__all__ = ["add_migrate_commands", "census_lines", "save_counts", "table_arguments"]
 
 _EXIT_LEFT_BEHIND = 1
 
@@ -171,8 +171,16 @@ def _split_columns(text: str) -> list[tuple[str, str | None]]:
 
 
 def _open(settings: KeySettings) -> tuple[Keyring, UsageCounter]:
-    counter = UsageCounter(usage_path(settings.keystore))
+    counter = usage_counter(settings)
     return open_counting_keyring(settings, counter), counter
+
+
+def save_counts(counter: UsageCounter) -> None:
+    """Flush the run's encryption counts; if they cannot be saved, say so on stderr."""
+    counter.flush()
+    warning = unsaved_warning(counter)
+    if warning is not None:
+        print(f"phi-keys: {warning}", file=sys.stderr)
 
 
 def _cmd_rewrap(args: argparse.Namespace, settings: KeySettings) -> int:
@@ -181,9 +189,10 @@ def _cmd_rewrap(args: argparse.Namespace, settings: KeySettings) -> int:
         if args.dsn:
             raise ConfigError("rewrap: use either --in/--out (a file) or --dsn (a table)")
         census = _rewrap_file(args, TokenRewrapper(keyring))
-        counter.flush()
+        save_counts(counter)
     else:
         result = _table_job(args, "rewrap", counter=counter, step=rewrap_row(keyring))
+        save_counts(counter)
         census = result.census
         verb = "would be" if args.dry_run else "were"
         print(f"{result.rows} rows scanned; {census.changed} tokens {verb} rewrapped")
@@ -288,6 +297,7 @@ def _cmd_encrypt_existing(args: argparse.Namespace, settings: KeySettings) -> in
     result = _table_job(
         args, "encrypt-existing", counter=counter, step=step, practice_column=args.practice_column
     )
+    save_counts(counter)
     verb = "would be" if args.dry_run else "were"
     print(f"{result.rows} rows scanned; {result.census.changed} values {verb} encrypted")
     for reason, n in sorted(result.skipped.items()):

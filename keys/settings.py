@@ -109,6 +109,12 @@ class KeySettings(BaseModel):
         description="Flush the per-key encryption counters to the usage file after this many "
         "encryptions, even before watch_interval has passed.",
     )
+    usage_file: ConfigPath | None = Field(
+        default=None,
+        description="File the per-key encryption counters are kept in. Relative to the config "
+        "file. Default: `<keystore>.usage.json` beside the keystore. Set it when the keystore's "
+        "folder is read-only (a Kubernetes Secret), to a file on a writable, persistent volume.",
+    )
 
     @model_validator(mode="after")
     def _rotate_before_limit(self) -> KeySettings:

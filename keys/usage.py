@@ -3,10 +3,15 @@
 AES-GCM with random 96-bit nonces is safe only for a bounded number of encryptions per key
 (NIST SP 800-38D: at most 2^32), so every DEK version's encryptions are counted. Writing the
 keystore on every request would be slow and would race with operators, so the proxy keeps the
-counts in memory (`UsageCounter.record`, a dict increment) and merges them into a sidecar file
-`<keystore>.usage.json` every N encryptions or every few seconds, under `flock`, so several
-worker processes add up instead of overwriting each other. A crash loses at most one batch of
-counts, which is why the default limit is 2^31, half the real bound.
+counts in memory (`UsageCounter.record`, a dict increment) and merges them into the usage file
+(`keys.usage_file`, by default `<keystore>.usage.json` beside the keystore) every N encryptions
+or every few seconds, under `flock`, so several worker processes add up instead of overwriting
+each other. A crash loses at most one batch of counts, which is why the default limit is 2^31,
+half the real bound.
+
+A usage file that cannot be written (a keystore on a read-only Secret mount, a full disk) never
+stops encryption or a request: the counts stay in memory, one error line says what is wrong
+and which setting fixes it, and the next successful save adds them all and says so.
 
 The file holds key ids and counts only: nothing secret. Editing it can at worst hide a warning
 or trigger an early rotation; the keystore's own integrity is not involved.
@@ -38,6 +43,8 @@ __all__ = [
     "UsageCounter",
     "open_counting_keyring",
     "read_usage",
+    "unsaved_warning",
+    "usage_counter",
     "usage_path",
 ]
 
@@ -46,11 +53,42 @@ USAGE_FORMAT: Final = "phi-proxy-key-usage"
 WARN_FRACTION: Final = 0.8
 
 _log = logging.getLogger("phi_proxy.keys")
+# The proxy's log handler sits on the root logger; command-line tools print their own warning
+# (`unsaved_warning`) instead of Python's bare last-resort line.
+_log.addHandler(logging.NullHandler())
+
+#: What an operator does about a usage file that cannot be written.
+_FIX: Final = (
+    "set keys.usage_file to a file on a writable, persistent volume, or make this one writable "
+    '(docs/key-lifecycle.md, "Usage limits")'
+)
 
 
-def usage_path(keystore: Path) -> Path:
-    """The usage file that belongs to a keystore file: `<keystore>.usage.json` beside it."""
-    return keystore.with_name(keystore.name + ".usage.json")
+def usage_path(settings: KeySettings) -> Path:
+    """The usage file of these settings: keys.usage_file, else `<keystore>.usage.json` beside it.
+
+    Every reader and writer of the counters goes through here, so they all agree on the file.
+    """
+    if settings.usage_file is not None:
+        return settings.usage_file
+    return settings.keystore.with_name(settings.keystore.name + ".usage.json")
+
+
+def usage_counter(settings: KeySettings) -> UsageCounter:
+    """A UsageCounter on the configured usage file, flushing every keys.usage_flush_every."""
+    return UsageCounter(usage_path(settings), flush_every=settings.usage_flush_every)
+
+
+def unsaved_warning(counter: UsageCounter) -> str | None:
+    """For a command-line tool after its last flush: the warning to print, or None if saved."""
+    if counter.problem is None or not counter.pending:
+        return None
+    n = counter.pending
+    return (
+        f"warning: {n} encryption{'s' if n != 1 else ''} of this run could not be added to the "
+        f"usage counters ({counter.problem}), so `phi-keys list` and keys.usage_limit do not "
+        f"see {'them' if n != 1 else 'it'}; {_FIX}"
+    )
 
 
 def read_usage(path: Path) -> dict[str, int]:
@@ -83,9 +121,13 @@ class UsageCounter:
     """Per-kid encryption counts: `record` in memory, `flush` merges them into the usage file.
 
     `record` runs on the request path (a lock and a dict increment). `flush` does file I/O and
-    is meant for a background thread; it never raises: on failure it keeps the counts pending
-    and logs, because a counter problem must not fail a request or lose counts.
-    `on_due` is called (from `record`) once `flush_every` encryptions are pending.
+    is meant for a background thread; it never raises: on failure it keeps the counts pending,
+    because a counter problem must not fail a request or lose counts. It logs the first failure
+    of a run of failures (an error naming the file, the reason and keys.usage_file) and the
+    first success after it, not every retry.
+    `on_due` is called (from `record`) once `flush_every` encryptions are pending; after a
+    failed flush, only once `flush_every` more are pending, so a broken file is not retried on
+    every encryption.
     """
 
     def __init__(
@@ -102,6 +144,8 @@ class UsageCounter:
         self._lock_timeout = lock_timeout
         self._pending: Counter[str] = Counter()
         self._pending_total = 0
+        self._due_at = flush_every
+        self._problem: str | None = None
         self._mutex = threading.Lock()
         self._flush_mutex = threading.Lock()
 
@@ -118,6 +162,16 @@ class UsageCounter:
         """Encryptions counted but not yet written to the file."""
         return self._pending_total
 
+    @property
+    def problem(self) -> str | None:
+        """Why the last flush failed (names the file), or None if it succeeded."""
+        return self._problem
+
+    def check(self) -> str | None:
+        """Flush now and return `problem`: at start, this tells at once if the file is usable."""
+        self.flush()
+        return self._problem
+
     def set_on_due(self, on_due: Callable[[], None] | None) -> None:
         """Set the callback that asks for a flush (the reloader's wake-up)."""
         self._on_due = on_due
@@ -127,7 +181,7 @@ class UsageCounter:
         with self._mutex:
             self._pending[kid] += count
             self._pending_total += count
-            due = self._pending_total >= self._flush_every
+            due = self._pending_total >= self._due_at
         if due and self._on_due is not None:
             self._on_due()
 
@@ -137,32 +191,59 @@ class UsageCounter:
             with self._mutex:
                 batch, self._pending = self._pending, Counter()
                 self._pending_total = 0
+                self._due_at = self._flush_every
             try:
-                with exclusive_lock(
-                    self._path.with_name(self._path.name + ".lock"),
-                    timeout=self._lock_timeout,
-                    what=self._path,
-                ):
-                    totals = Counter(read_usage(self._path))
-                    if not batch:
-                        return dict(totals)
-                    totals.update(batch)
-                    doc = {
-                        "format": USAGE_FORMAT,
-                        "version": 1,
-                        "counts": dict(sorted(totals.items())),
-                    }
-                    write_atomic(self._path, (json.dumps(doc, indent=1) + "\n").encode())
-                    return dict(totals)
+                totals = self._merge(batch)
             except (KeystoreError, OSError) as exc:
                 with self._mutex:
                     self._pending.update(batch)
                     self._pending_total += batch.total()
-                _log.warning(
-                    "key usage counters not saved; will retry",
-                    extra={"fields": {"file": str(self._path), "error": type(exc).__name__}},
-                )
+                    self._due_at = self._pending_total + self._flush_every
+                self._failed(exc)
                 return None
+            if self._problem is not None:
+                self._problem = None
+                _log.warning(
+                    "key usage counters saved again",
+                    extra={"fields": {"file": str(self._path), "encryptions": batch.total()}},
+                )
+            return totals
+
+    def _merge(self, batch: Counter[str]) -> dict[str, int]:
+        with exclusive_lock(
+            self._path.with_name(self._path.name + ".lock"),
+            timeout=self._lock_timeout,
+            what=self._path,
+        ):
+            totals = Counter(read_usage(self._path))
+            if batch:
+                totals.update(batch)
+                doc = {"format": USAGE_FORMAT, "version": 1, "counts": dict(sorted(totals.items()))}
+                write_atomic(self._path, (json.dumps(doc, indent=1) + "\n").encode())
+            return dict(totals)
+
+    def _failed(self, exc: KeystoreError | OSError) -> None:
+        before = self._problem
+        if isinstance(exc, KeystoreError):
+            self._problem = str(exc)  # already names the file and what is wrong
+        else:
+            self._problem = f"{self._path}: cannot write ({exc.strerror or type(exc).__name__})"
+        if self._problem != before:  # once per problem, not once per retry
+            _log.error(
+                "key usage counters cannot be saved; encryption continues, counted in memory "
+                "only until they can be",
+                extra={
+                    "fields": {
+                        "file": str(self._path),
+                        "error": self._problem,
+                        "pending": self._pending_total,
+                        "meanwhile": "phi-keys list, the keys.usage_limit warning and "
+                        "keys.auto_rotate_after do not see these encryptions, and they are lost "
+                        "if this process exits",
+                        "fix": _FIX,
+                    }
+                },
+            )
 
 
 class CountingKeyring(Keyring):

@@ -7,9 +7,11 @@ import asyncio
 import sys
 from typing import TYPE_CHECKING
 
+from keys.broken_pipe import quiet_on_broken_pipe
 from keys.config_file import CONFIG_ENV_VAR, resolve_config_path
 from keys.errors import ConfigError, PhiProxyError
 from keys.settings import open_keyring
+from keys.usage import usage_counter, usage_path
 from proxy.grants import open_grant_store
 from proxy.settings import Settings, load_settings
 from proxy.transform import FieldPolicy, RouteTable
@@ -81,6 +83,7 @@ def _summary(settings: Settings) -> list[str]:
             f"keystore:      {settings.keys.keystore} "
             f"({len(keyring.practices())} practices, {len(keyring.infos())} key versions)"
         ),
+        f"usage counts:  {usage_path(settings.keys)}",
         f"grant store:   {settings.grants.store}",
     ]
     lines.append("field classes:")
@@ -122,6 +125,15 @@ def _check_config(config: str | None) -> int:
     settings = load_settings(path)
     for line in _summary(settings):
         print(line)
+    problem = usage_counter(settings.keys).check()
+    if problem is not None:  # a warning only: the proxy runs, counting in memory (keys.usage)
+        print(
+            f"warning: key usage counters cannot be saved ({problem}). The proxy will still "
+            "encrypt, but keep its counts in memory only: `phi-keys list` and "
+            "keys.auto_rotate_after will not see them, and they are lost when it stops. Set "
+            "keys.usage_file to a file on a writable, persistent volume.",
+            file=sys.stderr,
+        )
     if not asyncio.run(_check_grant_store(settings)):
         print(
             f"error: the grant store {settings.grants.store} cannot be read; "
@@ -151,6 +163,7 @@ def _demo(args: argparse.Namespace) -> int:
         return EXIT_FAILURE
 
 
+@quiet_on_broken_pipe
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `phi-proxy` console script."""
     args = _parser().parse_args(argv)

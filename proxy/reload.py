@@ -13,8 +13,9 @@ practice), a changed KEK file, and a changed config file without a restart:
 
 Live: `keys`, `fields`, `write_routes`, `identity`, `headers`. Everything else (listener, admin,
 upstream, grant store, limits, logging, audit) needs new sockets or stores: a change there is
-logged as "restart required" and the running values stay. A change of `keys.keystore` (another
-file) is treated the same way, since the usage counters belong to the file.
+logged as "restart required" and the running values stay. A change of `keys.keystore` or
+`keys.usage_file` (another file) is treated the same way, since the usage counters belong to
+the files.
 
 The same loop flushes the per-key encryption counters (keys.usage) and, when
 `keys.auto_rotate_after` is set, rotates a practice whose active key reached it (guarded with
@@ -217,7 +218,12 @@ class Reloader:
             name for name in type(old).model_fields if getattr(old, name) != getattr(new, name)
         )
         frozen = [name for name in changed if name not in LIVE_SECTIONS]
-        if "keys" in changed and new.keys.keystore != old.keys.keystore:
+        moved = [  # the usage counter is bound to these two files for the process's life
+            f"keys.{name}"
+            for name in ("keystore", "usage_file")
+            if "keys" in changed and getattr(new.keys, name) != getattr(old.keys, name)
+        ]
+        if moved:
             frozen.append("keys")
         merged = new.model_copy(update={name: getattr(old, name) for name in frozen})
         keyring = open_counting_keyring(merged.keys, self._runtime.usage)
@@ -236,7 +242,7 @@ class Reloader:
                 forward_authorization=merged.upstream.forward_authorization,
             ),
         )
-        restart = tuple("keys.keystore" if n == "keys" else n for n in frozen)
+        restart = (*(n for n in frozen if n != "keys"), *moved)
         return _Built(merged, keyring, new_pipeline, changed, restart)
 
     async def _auto_rotate(self, totals: dict[str, int]) -> bool:

@@ -11,7 +11,7 @@ import asyncio
 import logging
 from typing import TYPE_CHECKING
 
-from keys.usage import UsageCounter, open_counting_keyring, usage_path
+from keys.usage import open_counting_keyring, usage_counter
 from proxy.audit.factory import open_trail
 from proxy.audit.requests import RequestAuditor
 from proxy.forward.headers import HeaderPolicy
@@ -43,10 +43,8 @@ class Runtime:
         self._authenticator: Authenticator | None = None
         self._upstream = Upstream(settings.upstream)
         self._pipeline: Pipeline | None = None
-        #: Encryptions per key version, flushed to `<keystore>.usage.json` (see keys.usage).
-        self.usage = UsageCounter(
-            usage_path(settings.keys.keystore), flush_every=settings.keys.usage_flush_every
-        )
+        #: Encryptions per key version, flushed to keys.usage_file (see keys.usage).
+        self.usage = usage_counter(settings.keys)
         self._audit: AuditTrail | None = None
 
     async def open(self) -> None:
@@ -57,6 +55,9 @@ class Runtime:
         """
         settings = self.settings
         self._keyring = open_counting_keyring(settings.keys, self.usage)
+        # An unwritable usage file does not stop the start (encryption must go on); checking
+        # it now logs that error once at start, not minutes later under traffic.
+        await asyncio.to_thread(self.usage.check)
         self._grants = open_grant_store(settings.grants)
         self._authenticator = build_authenticator(settings.identity)
         self._audit = open_trail(settings.audit)
@@ -95,6 +96,17 @@ class Runtime:
         if self._grants is not None:
             await self._grants.close()
         await asyncio.to_thread(self.usage.flush)  # the last batch of encryption counts
+        if self.usage.pending:  # how far the counts now fall short, for the operator
+            _log.warning(
+                "key usage counts lost at exit: these encryptions were never saved",
+                extra={
+                    "fields": {
+                        "file": str(self.usage.path),
+                        "encryptions": self.usage.pending,
+                        "error": self.usage.problem,
+                    }
+                },
+            )
 
     def install(
         self, *, settings: Settings, keyring: Keyring, pipeline: Pipeline

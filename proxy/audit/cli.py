@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from keys.broken_pipe import quiet_on_broken_pipe
 from keys.config_file import CONFIG_ENV_VAR, load_section, resolve_config_path
 from keys.errors import ConfigError, PhiProxyError
 from proxy.audit.events import parse_time
@@ -197,6 +198,7 @@ def _run_in(args: argparse.Namespace, scratch: Path) -> int:
     return 0
 
 
+@quiet_on_broken_pipe
 def main(argv: Sequence[str] | None = None) -> int:
     """Run `phi-audit`; return the exit status."""
     args = build_parser().parse_args(argv)
@@ -208,6 +210,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except PhiProxyError as exc:
         print(f"{_PROG}: {exc}", file=sys.stderr)
         return 1
+    except BrokenPipeError:
+        raise  # our stdout's reader left: quiet_on_broken_pipe ends the command
     except OSError as exc:
         print(f"{_PROG}: cannot read the trail ({exc.__class__.__name__}: {exc})", file=sys.stderr)
         return 1

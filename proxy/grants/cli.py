@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import getpass
 import json
 import os
@@ -17,6 +18,7 @@ import sys
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+from keys.broken_pipe import finish_despite_closed_output, quiet_on_broken_pipe
 from keys.config_file import load_section, resolve_config_path
 from keys.errors import ConfigError, PhiProxyError
 from proxy.grants.durations import format_duration, parse_duration
@@ -358,11 +360,18 @@ async def _run(args: argparse.Namespace) -> int:
         await store.close()
 
 
+#: Commands that change grants: they finish (and audit) even if the output's reader has left.
+_CHANGING_COMMANDS = frozenset({"add", "revoke", "offboard"})
+
+
+@quiet_on_broken_pipe
 def main(argv: Sequence[str] | None = None) -> int:
     """Run `phi-grants`; return the exit status."""
     args = _parser().parse_args(argv)
+    changes_grants = args.command in _CHANGING_COMMANDS
     try:
-        return asyncio.run(_run(args))
+        with finish_despite_closed_output() if changes_grants else contextlib.nullcontext():
+            return asyncio.run(_run(args))
     except (UsageError, ConfigError) as exc:
         print(f"phi-grants: {exc}", file=sys.stderr)
         return 2

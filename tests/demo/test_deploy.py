@@ -75,6 +75,18 @@ class TestKubernetesExample:
         assert "secretKeyRef" in env[settings.keys.kek.env_var]["valueFrom"]
         assert all("value" not in e for e in env.values()), "no secret inline in the manifest"
 
+    def test_usage_counts_go_to_the_persistent_state_volume(self, tmp_path):
+        """keys.usage_file is on the writable state claim, not beside the read-only Secret."""
+        path = tmp_path / "config.yaml"
+        path.write_text(k8s_docs()["ConfigMap"]["data"]["config.yaml"], encoding="utf-8")
+        usage_file = load_settings(path).keys.usage_file
+        mounts = {m["name"]: m for m in container("phi-proxy")["volumeMounts"]}
+        volumes = {v["name"]: v for v in pod_spec()["volumes"]}
+        assert usage_file is not None
+        assert str(usage_file.parent) == mounts["state"]["mountPath"]
+        assert mounts["state"].get("readOnly", False) is False
+        assert "persistentVolumeClaim" in volumes["state"]
+
     def test_probes_use_the_admin_endpoints(self):
         """Readiness is /readyz and liveness /healthz, on the admin port."""
         proxy = container("phi-proxy")
@@ -121,4 +133,6 @@ class TestComposeExample:
         volumes = compose()["services"]["phi-proxy"]["volumes"]
         assert "./config.yaml:/etc/phi-proxy/config.yaml:ro" in volumes
         assert settings.grants.store.startswith("/var/lib/phi-proxy/")
+        assert "phi-proxy-state:/var/lib/phi-proxy" in volumes
+        assert str(settings.keys.usage_file).startswith("/var/lib/phi-proxy/"), "secrets are ro"
         assert read_config_mapping(DEPLOY / "config.yaml")["admin"]["host"] == "127.0.0.1"

@@ -158,3 +158,19 @@ class Live:
         ) as response:
             body = await response.json(content_type=None)
             return response.status, body
+
+
+@pytest.fixture
+def read_only():
+    """A function giving the argv prefix under which a folder is read-only (read_only_mount)."""
+    from read_only_mount import read_only_prefix, restore
+
+    folders = []
+
+    def make(folder):
+        folders.append(folder)
+        return read_only_prefix(folder)
+
+    yield make
+    for folder in folders:
+        restore(folder)

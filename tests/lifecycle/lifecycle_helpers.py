@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import shutil
+import signal
 import sqlite3
 import subprocess
 import sys
@@ -193,3 +195,53 @@ class SQLitePortal:
         app.router.add_post("/api/practices/{practice_id}/patients", self.create)
         app.router.add_get("/api/patients/{id}", self.show)
         return app
+
+
+class ProxyProcess:
+    """`phi-proxy serve` as a child process, with its JSON log lines collected."""
+
+    def __init__(self) -> None:
+        self.lines: list[dict] = []
+        self.changed = asyncio.Event()
+        self.process: asyncio.subprocess.Process | None = None
+        self._reader: asyncio.Task | None = None
+
+    async def start(self, config, *, prefix: tuple[str, ...] = ()) -> None:
+        """Start it (after `prefix`, e.g. a read-only mount wrapper) and wait until it listens."""
+        self.process = await asyncio.create_subprocess_exec(
+            *prefix,
+            PHI_PROXY,
+            "serve",
+            "-c",
+            str(config),
+            stdout=asyncio.subprocess.DEVNULL,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        self._reader = asyncio.create_task(self._read())
+        await self.wait_for("listening", 1)
+
+    async def _read(self) -> None:
+        assert self.process is not None
+        assert self.process.stderr is not None
+        async for raw in self.process.stderr:
+            with contextlib.suppress(ValueError):
+                self.lines.append(json.loads(raw))
+                self.changed.set()
+
+    def count(self, msg: str) -> int:
+        return sum(1 for line in self.lines if line.get("msg", "").startswith(msg))
+
+    async def wait_for(self, msg: str, at_least: int, within: float = 20) -> None:
+        async def wait() -> None:
+            while self.count(msg) < at_least:
+                self.changed.clear()
+                await self.changed.wait()
+
+        await asyncio.wait_for(wait(), within)
+
+    async def stop(self) -> None:
+        if self.process is not None and self.process.returncode is None:
+            self.process.send_signal(signal.SIGTERM)
+            await asyncio.wait_for(self.process.wait(), 30)
+        if self._reader is not None:
+            await self._reader

@@ -127,7 +127,7 @@ class TestUsage:
             assert await live.post_patient("practice-a", _record(f"p{i}")) == 201
         await live.reloader.tick()
         kid = live.runtime.keyring().primary("practice-a").kid
-        counts = read_usage(usage_path(load_settings(live.config).keys.keystore))
+        counts = read_usage(usage_path(load_settings(live.config).keys))
         assert counts == {kid: 9}, "three fields per record"
         listed = run_keys("list", "--json", "--usage", config=live.config, check=True)
         assert f'"kid": "{kid}"' in listed.stdout
@@ -170,7 +170,7 @@ class TestUsageCounter:
         counter.record("c" * 16, 3)
         assert counter.flush() is None
         assert counter.pending == 3
-        assert any("not saved" in r.getMessage() for r in caplog.records)
+        assert any("cannot be saved" in r.getMessage() for r in caplog.records)
 
     def test_due_callback_fires_at_the_batch_size(self, tmp_path):
         """on_due is called once flush_every encryptions are pending."""
@@ -191,9 +191,9 @@ class TestListWarning:
             "usage_flush_every: 50", "usage_flush_every: 50\n  usage_limit: 10"
         )
         config.write_text(text)
-        store = keystore_file(load_settings(config).keys)
-        kid = store.load().primary("practice-a").kid
-        counter = UsageCounter(usage_path(store.path))
+        settings = load_settings(config).keys
+        kid = keystore_file(settings).load().primary("practice-a").kid
+        counter = UsageCounter(usage_path(settings))
         counter.record(kid, 9)
         counter.flush()
         done = run_keys("list", config=config, check=True)

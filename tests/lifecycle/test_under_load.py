@@ -9,8 +9,6 @@ during and after must still decrypt for the authorized caller.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import json
 import signal
 import socket
 import sqlite3
@@ -20,7 +18,7 @@ import aiohttp
 import pytest
 from aiohttp.test_utils import TestServer
 from lifecycle_helpers import (
-    PHI_PROXY,
+    ProxyProcess,
     SQLitePortal,
     bearer,
     config_dict,
@@ -41,54 +39,6 @@ def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
-
-
-class ProxyProcess:
-    """`phi-proxy serve` as a child process, with its JSON log lines collected."""
-
-    def __init__(self) -> None:
-        self.lines: list[dict] = []
-        self.changed = asyncio.Event()
-        self.process: asyncio.subprocess.Process | None = None
-        self._reader: asyncio.Task | None = None
-
-    async def start(self, config) -> None:
-        self.process = await asyncio.create_subprocess_exec(
-            PHI_PROXY,
-            "serve",
-            "-c",
-            str(config),
-            stdout=asyncio.subprocess.DEVNULL,
-            stderr=asyncio.subprocess.PIPE,
-        )
-        self._reader = asyncio.create_task(self._read())
-        await self.wait_for("listening", 1)
-
-    async def _read(self) -> None:
-        assert self.process is not None
-        assert self.process.stderr is not None
-        async for raw in self.process.stderr:
-            with contextlib.suppress(ValueError):
-                self.lines.append(json.loads(raw))
-                self.changed.set()
-
-    def count(self, msg: str) -> int:
-        return sum(1 for line in self.lines if line.get("msg", "").startswith(msg))
-
-    async def wait_for(self, msg: str, at_least: int, within: float = 20) -> None:
-        async def wait() -> None:
-            while self.count(msg) < at_least:
-                self.changed.clear()
-                await self.changed.wait()
-
-        await asyncio.wait_for(wait(), within)
-
-    async def stop(self) -> None:
-        if self.process is not None and self.process.returncode is None:
-            self.process.send_signal(signal.SIGTERM)
-            await asyncio.wait_for(self.process.wait(), 30)
-        if self._reader is not None:
-            await self._reader
 
 
 def _assert_all_under_primary(folder) -> None:
