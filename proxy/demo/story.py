@@ -143,6 +143,12 @@ def render_story(
             "--reason 'demo: offboarding'"
         ),
         "",
+        (
+            "# the periodic access review: grants in effect, their last use, and who kept asking "
+            "after their grant ended (exit 1: findings)"
+        ),
+        f"{grants_command()} review",
+        "",
         READY_LINE,
     ]
     return "\n".join(lines)

@@ -7,6 +7,7 @@ import shlex
 import signal
 import sqlite3
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -127,6 +128,40 @@ class TestDemoStory:
             assert "revoked" in result.stdout
             _, body = run_step(demo, "alice has an active grant")
             assert_masked(json.loads(body), ADA)
+        finally:
+            assert demo.stop() == 0
+
+    def test_printed_review_command_flags_former_staff_who_keep_trying(self):
+        """After mallory's masked request, the printed review exits 1 and names her attempt."""
+        demo = start_demo(free_ports(3))
+        try:
+            env = demo.exports()
+            run_step(demo, "mallory left practice-a")
+            (review,) = [
+                cmd for says, cmd in demo.steps() if says.startswith("the periodic access")
+            ]
+            assert review == ".venv/bin/phi-grants review"
+            command = [str(BIN / "phi-grants"), *shlex.split(review)[1:]]
+            deadline = time.monotonic() + 5
+            while True:  # the proxy writes audit events every 200 ms
+                result = subprocess.run(
+                    command,
+                    cwd=REPO,
+                    env={**env, "PATH": f"{BIN}:/usr/bin:/bin"},
+                    capture_output=True,
+                    text=True,
+                    check=False,
+                )
+                if "used_after_lapse" in result.stdout or time.monotonic() > deadline:
+                    break
+                time.sleep(0.2)
+            assert result.returncode == 1, result.stdout + result.stderr
+            assert "[used_after_lapse]  https://idp.demo.invalid|mallory at practice-a" in (
+                result.stdout
+            )
+            assert "2 grant(s) in effect" in result.stdout  # alice and bob; mallory's was revoked
+            assert "(verified;" in result.stdout
+            assert "Nothing was changed." in result.stdout
         finally:
             assert demo.stop() == 0
 

@@ -72,7 +72,7 @@ def kind(command: str) -> str | None:
     """Which test runs this README command."""
     rules = (
         (r"^make (run|test)\b", "make"),
-        (r"^(curl |sqlite3 |\.venv/bin/phi-grants revoke )", "walkthrough"),
+        (r"^(curl |sqlite3 |\.venv/bin/phi-grants (revoke|review) )", "walkthrough"),
         (
             r"^(cat > phi\.yaml|\.venv/bin/phi-keys -c phi\.yaml|echo .*\| \.venv/bin/phi-keys)",
             "keys",
