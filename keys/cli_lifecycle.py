@@ -19,7 +19,7 @@ from keys.errors import ConfigError, KeyringError
 from keys.kek import FileKek, generate_kek_file
 from keys.keyring import KeyState
 from keys.migrate import JobResult, run_table_job
-from keys.rewrap import TokenCensus, count_tokens, rewrite_stream
+from keys.rewrap import TokenCensus, count_tokens, counting_only, rewrite_stream
 from keys.settings import keystore_file
 from keys.table import TableSpec, open_table
 from keys.usage import WARN_FRACTION, read_usage, usage_path
@@ -146,7 +146,7 @@ def _prove_unused(args: argparse.Namespace, kid: str) -> None:
     for name in args.scan or ():
         try:
             with open(name, "rb") as source:  # noqa: PTH123 - names come from the CLI
-                rewrite_stream(source, None, _counter(census))
+                rewrite_stream(source, None, counting_only(census))
         except OSError as exc:
             raise KeyringError(f"{name}: cannot read ({exc.strerror})") from None
     if args.dsn:
@@ -160,14 +160,6 @@ def _prove_unused(args: argparse.Namespace, kid: str) -> None:
             "scan again. Nothing was changed."
         )
     print(f"scan found no token under key {kid} ({sum(census.before.values())} tokens scanned)")
-
-
-def _counter(census: TokenCensus) -> Callable[[str], str]:
-    def count(token: str) -> str:
-        count_tokens(token, census)
-        return token
-
-    return count
 
 
 def _cmd_unretire(args: argparse.Namespace, settings: KeySettings) -> int:

@@ -38,6 +38,7 @@ __all__ = [
     "TokenCensus",
     "TokenRewrapper",
     "count_tokens",
+    "counting_only",
     "rewrite_stream",
     "rewrite_text",
 ]
@@ -122,6 +123,19 @@ def count_tokens(text: str, census: TokenCensus) -> None:
         kid = kid_of(match.group())
         census.before[kid] += 1
         census.after[kid] += 1
+
+
+def counting_only(census: TokenCensus) -> Callable[[str], str]:
+    """A `replace` for `rewrite_stream` that changes nothing and counts each token per kid.
+
+    What `--dry-run` and the pre-retire scan use: the same scan as a rewrap, no key opened.
+    """
+
+    def count(token: str) -> str:
+        count_tokens(token, census)
+        return token
+
+    return count
 
 
 def rewrite_stream(

@@ -1,0 +1,103 @@
+"""`phi-keys rewrap`: re-encrypt tokens under each practice's current key.
+
+In a file or stream (`--in`/`--out`) or a live table (`--dsn`). `--out FILE` is written beside
+its target and moved into place only when complete, so a failed run never leaves it half done.
+The report goes to stderr when the data goes to stdout, so the two never mix.
+"""
+
+# ruff: noqa: T201 - a command-line tool prints to the terminal (as **/cli.py may)
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, BinaryIO
+
+from keys._file_ops import write_atomic
+from keys.cli_migrate_counts import (
+    EXIT_LEFT_BEHIND,
+    census_lines,
+    open_counted_keyring,
+    save_counts,
+)
+from keys.cli_migrate_table import run_table_command
+from keys.errors import ConfigError, KeyringError
+from keys.migrate import rewrap_row
+from keys.rewrap import TokenRewrapper, counting_only, rewrite_stream
+
+if TYPE_CHECKING:
+    import argparse
+
+    from keys.rewrap import TokenCensus
+    from keys.settings import KeySettings
+
+__all__ = ["run_rewrap"]
+
+
+def run_rewrap(args: argparse.Namespace, settings: KeySettings) -> int:
+    """Rewrap a file or a table; 1 when tokens that could not be opened keep their old key."""
+    keyring, counter = open_counted_keyring(settings)
+    if args.input is not None:
+        if args.dsn:
+            raise ConfigError("rewrap: use either --in/--out (a file) or --dsn (a table)")
+        census = _rewrap_file(args, TokenRewrapper(keyring))
+        save_counts(counter)
+    else:
+        result = run_table_command(args, "rewrap", counter=counter, step=rewrap_row(keyring))
+        save_counts(counter)
+        census = result.census
+        verb = "would be" if args.dry_run else "were"
+        print(f"{result.rows} rows scanned; {census.changed} tokens {verb} rewrapped")
+        if result.conflicts:
+            print(
+                f"{result.conflicts} values changed by someone else meanwhile and were left "
+                "alone (the proxy wrote them under the current key; re-run to check)"
+            )
+    report = sys.stderr if args.output == "-" else sys.stdout  # never mixed into the data
+    print(
+        "tokens per key version" + (" (before)" if args.dry_run else " (after)") + ":", file=report
+    )
+    for line in census_lines(census, keyring, after=not args.dry_run):
+        print(line, file=report)
+    if census.unopenable and not args.dry_run:
+        print(
+            f"phi-keys: {sum(census.unopenable.values())} tokens could not be rewrapped and "
+            "still use their old key: do not retire those keys yet",
+            file=sys.stderr,
+        )
+        return EXIT_LEFT_BEHIND
+    return 0
+
+
+def _rewrap_file(args: argparse.Namespace, rewrapper: TokenRewrapper) -> TokenCensus:
+    out = args.output
+    if args.dry_run:
+        with _reader(args.input) as source:
+            rewrite_stream(source, None, counting_only(rewrapper.census))
+        return rewrapper.census
+    if out is None:
+        raise ConfigError("rewrap --in needs --out FILE or --out - (stdout), or --dry-run")
+    if out != "-" and args.input != "-" and Path(out).resolve() == Path(args.input).resolve():
+        raise ConfigError("rewrap: --out must differ from --in (the result replaces nothing)")
+    if out == "-":
+        with _reader(args.input) as source:
+            rewrite_stream(source, sys.stdout.buffer, rewrapper)
+        sys.stdout.buffer.flush()
+        return rewrapper.census
+    tmp = Path(out).with_name(f".{Path(out).name}.partial")
+    with _reader(args.input) as source, tmp.open("wb") as sink:
+        tmp.chmod(0o600)
+        rewrite_stream(source, sink, rewrapper)
+    write_atomic(Path(out), tmp.read_bytes())
+    tmp.unlink()
+    return rewrapper.census
+
+
+def _reader(name: str) -> BinaryIO:
+    if name == "-":
+        return os.fdopen(os.dup(sys.stdin.fileno()), "rb")
+    try:
+        return Path(name).open("rb")
+    except OSError as exc:
+        raise KeyringError(f"{name}: cannot read ({exc.strerror})") from None
