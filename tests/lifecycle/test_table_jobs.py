@@ -37,6 +37,23 @@ def _kill_after_batches(args: list[str], command: str, batches: int) -> str:
     return "".join(seen)
 
 
+def _encrypted_rows(ring) -> list[tuple]:
+    """ROWS rows of tokens under `ring`'s current keys; every 7th history is NULL."""
+    rows = []
+    for i in range(ROWS):
+        practice, ssn, member, history = _plain(i)
+        rows.append(
+            (
+                i,
+                practice,
+                ring.encrypt(practice, "ssn", ssn, deterministic=True),
+                ring.encrypt(practice, "insurance_id", member),
+                None if i % 7 == 0 else f"note: {ring.encrypt(practice, 'history', history)};",
+            )
+        )
+    return rows
+
+
 def _table_args(dsn: str, table: str, *extra: str) -> list[str]:
     return ["--dsn", dsn, "--table", table, "--key", "id", "--batch-size", "10", *extra]
 
@@ -46,21 +63,8 @@ class TestRewrapTable:
         """Killed mid-way and re-run, rewrap leaves every token under the new key, same values."""
         _folder, config, _ = env
         dsn, name, (kind, target) = database
-        ring = store.load()
-        rows = []
-        for i in range(ROWS):
-            practice, ssn, member, history = _plain(i)
-            rows.append(
-                (
-                    i,
-                    practice,
-                    ring.encrypt(practice, "ssn", ssn, deterministic=True),
-                    ring.encrypt(practice, "insurance_id", member),
-                    None if i % 7 == 0 else f"note: {ring.encrypt(practice, 'history', history)};",
-                )
-            )
         table = TestTable(kind, target, name)
-        table.create(rows)
+        table.create(_encrypted_rows(store.load()))
         run_keys("rotate", "--all", config=config, check=True)
         args = ["-c", str(config), "rewrap", "--columns", "ssn,member_id,history"]
         args += _table_args(dsn, name, "--pause", "0.05")
@@ -95,6 +99,46 @@ class TestRewrapTable:
         assert third.returncode == 0
         assert table.rows() == after, "a re-run changes nothing (idempotent)"
         assert "0 tokens were rewrapped" in third.stdout
+
+    def test_a_database_error_mid_run_says_how_to_resume(self, env, store, database):
+        """The table vanishes between batches: exit 1 naming the error; the same command resumes.
+
+        Once the table is back, the re-run continues after the committed batches.
+        """
+        _folder, config, _ = env
+        dsn, name, (kind, target) = database
+        table = TestTable(kind, target, name)
+        table.create(_encrypted_rows(store.load()))
+        run_keys("rotate", "--all", config=config, check=True)
+        args = ["-c", str(config), "rewrap", "--columns", "ssn,member_id,history"]
+        args += _table_args(dsn, name, "--pause", "0.3")
+        seen, batches = [], 0
+        with subprocess.Popen(
+            [PHI_KEYS, *args], stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True
+        ) as process:
+            assert process.stderr is not None
+            for line in process.stderr:
+                seen.append(line)
+                if line.startswith("rewrap: ["):
+                    batches += 1
+                    if batches == 2:  # two batches committed, then the table vanishes
+                        table.execute(f'ALTER TABLE {{T}} RENAME TO "{name}_moved"')
+            process.wait(timeout=30)
+        stderr = "".join(seen)
+        assert process.returncode == 1, stderr
+        assert "rewrap: database error (" in stderr
+        assert "committed batches are kept; run the same command again to resume" in stderr
+        assert "Traceback" not in stderr
+
+        TestTable(kind, target, f"{name}_moved").execute(f'ALTER TABLE {{T}} RENAME TO "{name}"')
+        again = run_keys(*args[2:-2], config=config)  # without --pause
+        assert again.returncode == 0, again.stderr
+        assert "resumed after" in again.stdout
+        new_ring = store.load()
+        primary = {p: new_ring.primary(p).kid for p in PRACTICES}
+        after = table.rows()
+        assert set(after) == set(range(ROWS)), "no row lost"
+        assert all(kid_of(r[1]) == primary[r[0]] for r in after.values())
 
     def test_dry_run_counts_per_key_and_writes_nothing(self, env, store, database):
         """--dry-run prints per-key-version counts with state and leaves the table alone."""
