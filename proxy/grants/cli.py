@@ -36,7 +36,7 @@ async def _run(args: argparse.Namespace) -> int:
     config_path = resolve_config_path(args.config)
     settings = load_section(config_path, "grants", GrantSettings)
     if args.command == "review":
-        refuse_missing_grant_database(settings, config_path)
+        await refuse_missing_grant_database(settings, config_path)
     store = open_grant_store(settings)
     try:
         now = datetime.now(UTC)

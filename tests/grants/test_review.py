@@ -476,3 +476,28 @@ class TestPostgres:
         assert audit.returncode == 1
         where = reason.removeprefix("the audit trail does not verify: ")
         assert f"phi-audit: BROKEN: {where}\n" in audit.stderr
+
+    async def test_a_schema_without_a_grant_store_is_a_config_error_and_not_created(
+        self, tmp_path, schemas
+    ):
+        """A mistyped grants.pg_schema must not review as "0 grants, no findings" (exit 0)."""
+        import asyncpg
+
+        grant_schema, _ = schemas
+        config = tmp_path / "proxy.yaml"
+        config.write_text(
+            f"grants: {{store: '{DSN}', pg_schema: {grant_schema}}}\naudit: {{enabled: false}}\n"
+        )
+        result = review(config, "--skip-usage")
+        assert result.returncode == 2, result.stdout + result.stderr
+        assert f"schema {grant_schema} holds no grant store" in result.stderr
+        assert "grants.pg_schema" in result.stderr
+        conn = await asyncpg.connect(DSN)
+        try:
+            created = await conn.fetchval(
+                "SELECT count(*) FROM information_schema.schemata WHERE schema_name = $1",
+                grant_schema,
+            )
+        finally:
+            await conn.close()
+        assert created == 0, "the review created the schema it was asked to read"
