@@ -1,7 +1,8 @@
 """The keyed hash chain: how an event becomes one tamper-evident line, and how lines link.
 
-Every line is the canonical JSON (orjson, sorted keys) of one event plus three chain fields:
+Every line is the canonical JSON (orjson, sorted keys) of one event plus four chain fields:
 
+* `v`    — the line format: 2 (grouped `records`); 1-lines in older trails are still read;
 * `seq`  — 1, 2, 3, … across every file of the trail (a gap means deleted lines);
 * `prev` — SHA-256 of the previous line's bytes (an edit or a reorder breaks the link);
 * `mac`  — HMAC-SHA256 with the audit key over the line without `mac`.
@@ -33,6 +34,7 @@ if TYPE_CHECKING:
 __all__ = [
     "FORMAT_VERSION",
     "GENESIS_PREV",
+    "READABLE_VERSIONS",
     "Chain",
     "Head",
     "canonical",
@@ -41,7 +43,10 @@ __all__ = [
     "signature_ok",
 ]
 
-FORMAT_VERSION: Final = 1
+#: The format of every line written now (see proxy/audit/records.py for what changed in 2).
+FORMAT_VERSION: Final = 2
+#: Every format `phi-audit` reads: a trail written before an upgrade stays readable forever.
+READABLE_VERSIONS: Final = (1, 2)
 #: `prev` of the very first event of a trail.
 GENESIS_PREV: Final = "0" * 64
 
@@ -95,14 +100,24 @@ class Head:
 class Chain:
     """Seals event payloads into lines, given the current head; holds the keys."""
 
-    __slots__ = ("_key", "_signer", "checkpoint_every")
+    __slots__ = ("_key", "_signer", "_version", "checkpoint_every")
 
     def __init__(
-        self, key: ChainKey, *, signer: Ed25519PrivateKey | None = None, checkpoint_every: int
+        self,
+        key: ChainKey,
+        *,
+        signer: Ed25519PrivateKey | None = None,
+        checkpoint_every: int,
+        format_version: int = FORMAT_VERSION,
     ) -> None:
-        """Seal with `key`; sign checkpoints with `signer` when given."""
+        """Seal with `key`; sign checkpoints with `signer` when given.
+
+        `format_version` other than the current one is for tests only: they write the lines an
+        older proxy wrote, to prove those still verify and report.
+        """
         self._key = key
         self._signer = signer
+        self._version = format_version
         self.checkpoint_every = checkpoint_every
 
     def __repr__(self) -> str:
@@ -110,7 +125,7 @@ class Chain:
 
     def seal(self, payload: dict[str, Any], head: Head) -> tuple[bytes, Head]:
         """One line for `payload` after `head`, and the new head."""
-        body = {**payload, "v": FORMAT_VERSION, "seq": head.seq + 1, "prev": head.hash}
+        body = {**payload, "v": self._version, "seq": head.seq + 1, "prev": head.hash}
         if payload.get("type") == "checkpoint" and self._signer is not None:
             body["sig"] = base64.b64encode(self._signer.sign(_signed_part(body))).decode()
         body["mac"] = mac_of(self._key, body)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from itertools import groupby
 from typing import Any, Final
 
 __all__ = [
@@ -65,19 +66,29 @@ def path_template(path: str, route_template: str | None = None) -> str:
 
 @dataclass(frozen=True, slots=True)
 class RecordAccess:
-    """One record from which values were disclosed: whose, which record, which classes."""
+    """One record from which values were disclosed: whose, which record, which classes.
+
+    Lines group these (`_record_groups`); `records.disclosed_records` reads them back.
+    """
 
     practice: str
     record: str
     field_classes: tuple[str, ...]
 
-    def to_json(self) -> dict[str, Any]:
-        """Plain JSON data."""
-        return {
-            "practice": self.practice,
-            "record": self.record,
-            "field_classes": list(self.field_classes),
-        }
+
+def _record_groups(records: tuple[RecordAccess, ...]) -> list[dict[str, Any]]:
+    """Line format 2's `records`: one group per (practice, sorted classes), all sorted.
+
+    The plain reference form; `records.group_records` is the one-pass form the proxy writes,
+    and tests/audit/test_audit_payload.py proves both seal to the same line.
+    """
+    rows = sorted(
+        (r.practice, tuple(sorted(r.field_classes)), r.record) for r in records if r.field_classes
+    )
+    return [
+        {"practice": practice, "field_classes": list(classes), "records": [r for *_, r in group]}
+        for (practice, classes), group in groupby(rows, key=lambda row: row[:2])
+    ]
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,7 +132,7 @@ class RequestEvent:
             "encrypted": dict(self.encrypted),
             "practices": list(self.practices),
             "grant_ids": list(self.grant_ids),
-            "records": [r.to_json() for r in self.records],
+            "records": _record_groups(self.records),
             "integrity_failures": self.integrity_failures,
             "lapsed_practices": list(self.lapsed_practices),
             "audit_denied": self.audit_denied,

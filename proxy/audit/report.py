@@ -1,7 +1,8 @@
 """The breach-notification list: who saw which records' which field classes, when, how often.
 
 Only disclosures count: a record appears when a value of it was decrypted (or legacy plaintext
-was kept) for a caller. Records whose fields were only masked never appear.
+was kept) for a caller. Records whose fields were only masked never appear. Lines of every
+format version read alike (`disclosed_records`), so a report spanning an upgrade is one list.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from proxy.audit.events import iso_time
+from proxy.audit.records import disclosed_records
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Sequence
@@ -73,14 +75,13 @@ def build_report(events: Iterable[dict[str, Any]], where: ReportFilter) -> list[
             continue
         if (since is not None and ts < since) or (until is not None and ts >= until):
             continue
-        for item in event.get("records", ()):
-            practice, record = item.get("practice"), item.get("record")
+        for practice, record, classes in disclosed_records(event):
             if (where.practice and practice != where.practice) or (
                 where.record and record != where.record
             ):
                 continue
-            for field_class in item.get("field_classes", ()):
-                key = (subject, str(practice), str(record), str(field_class))
+            for field_class in classes:
+                key = (subject, practice, record, field_class)
                 entry = seen.setdefault(key, [0, ts, ts])
                 entry[0] += 1
                 entry[1], entry[2] = min(entry[1], ts), max(entry[2], ts)

@@ -1,11 +1,12 @@
 """Checking a trail: every line authentic, in order, linked, nothing missing; across rotations.
 
 Verification stops at the first problem and names it as `file:line` with what it means:
-an edited event (its MAC fails), a deleted one (a gap in `seq`, or a file that does not open
-with its genesis event), a reordered or duplicated one (`seq` going backwards), or a broken link
-(`prev` is not the hash of the line before). With only the checkpoint public key, links and
-signed checkpoints are checked and events after the last signed checkpoint are reported as not
-authenticated.
+an edited event (its MAC fails), a line format it does not know (`v`; every format ever written
+is read, so a trail an upgrade switched from v1 to v2 mid-file verifies), a deleted one (a gap
+in `seq`, or a file that does not open with its genesis event), a reordered or duplicated one
+(`seq` going backwards), or a broken link (`prev` is not the hash of the line before). With
+only the checkpoint public key, links and signed checkpoints are checked and events after the
+last signed checkpoint are reported as not authenticated.
 """
 
 from __future__ import annotations
@@ -16,7 +17,14 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from proxy.audit.chain import GENESIS_PREV, canonical, line_hash, mac_of, signature_ok
+from proxy.audit.chain import (
+    GENESIS_PREV,
+    READABLE_VERSIONS,
+    canonical,
+    line_hash,
+    mac_of,
+    signature_ok,
+)
 from proxy.audit.sink import head_path
 
 if TYPE_CHECKING:
@@ -109,6 +117,19 @@ def iter_events(files: list[Path]) -> Iterator[tuple[Path, int, dict[str, Any]]]
                     yield path, number, event
 
 
+def _unknown_version(event: dict[str, Any], seq: int) -> str | None:
+    """The problem with a line whose format (`v`) this code cannot read, or None."""
+    version = event.get("v")
+    if type(version) is int and version in READABLE_VERSIONS:
+        return None
+    known = ", ".join(map(str, READABLE_VERSIONS))
+    return (
+        f"event seq {seq}: line format v={orjson.dumps(version).decode()} is not one this "
+        f"phi-audit reads ({known}) — written by a newer phi-proxy (verify with its phi-audit) "
+        "or edited"
+    )
+
+
 class _Verifier:
     def __init__(self, key: ChainKey | None, public_key: Ed25519PublicKey | None) -> None:
         self.key = key
@@ -137,6 +158,9 @@ class _Verifier:
                 )
         if canonical(event) != raw:
             return f"event seq {seq}: not in canonical form — the line was edited"
+        unknown = _unknown_version(event, seq)
+        if unknown is not None:
+            return unknown
         if first_in_file and event.get("type") != "genesis":
             return (
                 f"event seq {seq}: the file does not start with its genesis event — lines at the "

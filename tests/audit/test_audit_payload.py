@@ -1,4 +1,4 @@
-"""The fast audit payload seals to exactly the line the reference RequestEvent would."""
+"""The fast audit payload seals to exactly the line the reference RequestEvent would (format 2)."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 
 from proxy.accesslog import AccessRecord
 from proxy.audit.chain import Chain, Head
+from proxy.audit.records import disclosed_records
 from proxy.audit.requests import AuditState, RequestAuditor
 from proxy.audit.secrets import ChainKey
 from proxy.audit.settings import AlertSettings
@@ -54,7 +55,8 @@ def _sealed(payload):
 
 _disclosure = st.tuples(
     st.sampled_from(_PRACTICES),
-    st.one_of(st.none(), st.text(max_size=6)),
+    # a small alphabet, so records collect several classes and groups share class sets
+    st.one_of(st.none(), st.text(alphabet="ab1\u00e9", max_size=3), st.text(max_size=6)),
     st.one_of(st.none(), st.sampled_from(_CLASSES)),
 )
 
@@ -88,20 +90,35 @@ class TestPayloadMatchesReference:
         auditor, record = _auditor(), _record()
         fast = auditor._payload(record, state, 200, "forwarded")
         reference = auditor._event(record, state, 200, "forwarded").to_json()
-        assert _sealed(reference) == _sealed(fast)
+        line = _sealed(fast)
+        assert _sealed(reference) == line
+        event = orjson.loads(line)
+        assert event["v"] == 2
+        named = sorted(disclosed_records(event))
+        assert named == sorted((p, r, sorted(c)) for (p, r), c in stats.disclosures.items() if c)
+        keys = [(g["practice"], tuple(g["field_classes"])) for g in event["records"]]
+        assert keys == sorted(set(keys)), "one group per (practice, classes), sorted"
 
     def test_records_are_grouped_sorted_and_only_with_classes(self):
-        """Records carry their sorted classes; a record disclosed without a class is not named."""
+        """A group per (practice, class set), all sorted; a record without a class is not named."""
         stats = TransformStats()
+        stats.disclosed("practice-b", "p9", "ssn")
         stats.disclosed("practice-a", "p2", "ssn")
+        stats.disclosed("practice-a", "p4", "history")
+        stats.disclosed("practice-a", "p4", "ssn")
         stats.disclosed("practice-a", "p1", "ssn")
         stats.disclosed("practice-a", "p1", "history")
         stats.disclosed("practice-a", "p3", None)
         state = AuditState(response_stats=stats, access=NO_ACCESS)
         line = _sealed(_auditor()._payload(_record(), state, 200, "forwarded"))
         assert orjson.loads(line)["records"] == [
-            {"practice": "practice-a", "record": "p1", "field_classes": ["history", "ssn"]},
-            {"practice": "practice-a", "record": "p2", "field_classes": ["ssn"]},
+            {
+                "practice": "practice-a",
+                "field_classes": ["history", "ssn"],
+                "records": ["p1", "p4"],
+            },
+            {"practice": "practice-a", "field_classes": ["ssn"], "records": ["p2"]},
+            {"practice": "practice-b", "field_classes": ["ssn"], "records": ["p9"]},
         ]
 
     def test_no_response_stats_gives_empty_lists(self):

@@ -77,11 +77,12 @@ class TestRequestEvents:
         assert first["status"] == 200
         assert first["decrypted"] == {"ssn": 1, "insurance_id": 1, "history": 1}
         assert first["grant_ids"] == [alice_grant.id]
+        assert first["v"] == 2
         assert first["records"] == [
             {
                 "practice": "practice-a",
-                "record": "a1",
                 "field_classes": ["history", "insurance_id", "ssn"],
+                "records": ["a1"],
             }
         ]
         assert first["client"] == "127.0.0.1"

@@ -28,7 +28,9 @@ WRITER = textwrap.dedent(
     from proxy.audit.secrets import ChainKey
 
     dsn, schema, subject, batches = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
-    chain = Chain(ChainKey(base64.b64decode(os.environ["CHAIN_KEY"])), checkpoint_every=7)
+    version = int(sys.argv[5])  # the line format this replica's proxy writes
+    key = ChainKey(base64.b64decode(os.environ["CHAIN_KEY"]))
+    chain = Chain(key, checkpoint_every=7, format_version=version)
     sink = PostgresSink(dsn, schema=schema)
     for n in range(batches):
         events = [
@@ -36,8 +38,11 @@ WRITER = textwrap.dedent(
                 "type": "request",
                 "ts": f"2026-01-01T00:00:{n % 60:02d}.000000Z",
                 "subject": subject,
-                "records": [{"practice": "practice-a", "record": f"r-{n}-{i}",
-                             "field_classes": ["ssn"]}],
+                "records": [
+                    {"practice": "practice-a", "field_classes": ["ssn"], "record": f"r-{n}-{i}"}
+                    if version == 1 else
+                    {"practice": "practice-a", "field_classes": ["ssn"], "records": [f"r-{n}-{i}"]}
+                ],
             }
             for i in range(3)
         ]
@@ -70,19 +75,23 @@ def event(subject, record):
         "type": "request",
         "ts": "2026-01-01T00:00:00.000000Z",
         "subject": subject,
-        "records": [{"practice": "practice-a", "record": record, "field_classes": ["ssn"]}],
+        "records": [{"practice": "practice-a", "field_classes": ["ssn"], "records": [record]}],
     }
 
 
 class TestPostgresSink:
     def test_two_replicas_at_once_make_one_verifiable_trail(self, schema, key_bytes, tmp_path):
-        """Two processes appending concurrently produce one gap-free chain; the report has both."""
+        """Two processes appending concurrently produce one gap-free chain; the report has both.
+
+        Mid rolling upgrade: one replica still writes line format 1, the other 2, interleaved.
+        """
         env = {**os.environ, "CHAIN_KEY": base64.b64encode(key_bytes).decode()}
         writers = [
             subprocess.Popen(
-                [sys.executable, "-c", WRITER, DSN, schema, f"https://idp|{who}", "40"], env=env
+                [sys.executable, "-c", WRITER, DSN, schema, f"https://idp|{who}", "40", version],
+                env=env,
             )
-            for who in ("alice", "bob")
+            for who, version in (("alice", "1"), ("bob", "2"))
         ]
         assert [w.wait(timeout=120) for w in writers] == [0, 0]
         sink = PostgresSink(DSN, schema=schema)
@@ -96,8 +105,10 @@ class TestPostgresSink:
         requests = [e for _, _, e in iter_events([path]) if e.get("type") == "request"]
         assert len(requests) == 2 * 40 * 3
         assert [e["type"] for _, _, e in iter_events([path])].count("genesis") == 1
+        assert {e["v"] for e in requests} == {1, 2}
         rows = build_report(requests, ReportFilter(None, None, None, None, None))
         assert {row.subject for row in rows} == {"https://idp|alice", "https://idp|bob"}
+        assert len(rows) == len(requests), "every record of both formats is reported"
 
     def test_history_is_append_only(self, schema, key_bytes):
         """The proxy's own connection cannot update, delete or truncate audit events."""
