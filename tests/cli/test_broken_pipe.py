@@ -67,19 +67,17 @@ def config(tmp_path_factory) -> Path:
     return path
 
 
-@pytest.mark.parametrize("buffering", ["buffered", "unbuffered"])
-@pytest.mark.parametrize("command", sorted(COMMANDS))
-def test_a_reader_that_left_early_gives_no_traceback(config, command, buffering):
-    """No traceback on stderr, and exit status 141 (128 + SIGPIPE), as a shell tool would."""
-    argv = [part.format(config=config) for part in COMMANDS[command]]
-    extra = {"PYTHONUNBUFFERED": "1"} if buffering == "unbuffered" else {}
+def _closed_stdout_run(
+    config: Path, *argv: str, unbuffered: bool = True
+) -> subprocess.CompletedProcess[str]:
+    """Run a command whose stdout is a pipe with its reader already gone."""
     read_end, write_end = os.pipe()
     os.close(read_end)  # the reader is gone before the command writes anything
     try:
-        done = subprocess.run(
+        return subprocess.run(
             [str(BIN / argv[0]), *argv[1:]],
             cwd=config.parent,
-            env=_env(**extra),
+            env=_env(**({"PYTHONUNBUFFERED": "1"} if unbuffered else {})),
             stdout=write_end,
             stderr=subprocess.PIPE,
             text=True,
@@ -88,6 +86,14 @@ def test_a_reader_that_left_early_gives_no_traceback(config, command, buffering)
         )
     finally:
         os.close(write_end)
+
+
+@pytest.mark.parametrize("buffering", ["buffered", "unbuffered"])
+@pytest.mark.parametrize("command", sorted(COMMANDS))
+def test_a_reader_that_left_early_gives_no_traceback(config, command, buffering):
+    """No traceback on stderr, and exit status 141 (128 + SIGPIPE), as a shell tool would."""
+    argv = [part.format(config=config) for part in COMMANDS[command]]
+    done = _closed_stdout_run(config, *argv, unbuffered=buffering == "unbuffered")
     assert "Traceback" not in done.stderr
     assert "BrokenPipeError" not in done.stderr
     assert "Exception ignored" not in done.stderr
@@ -123,25 +129,6 @@ def test_a_broken_pipe_elsewhere_is_not_hidden():
 def test_the_status_passes_through():
     """Without a broken pipe the wrapped main's own status is returned."""
     assert quiet_on_broken_pipe(lambda: 3)() == 3
-
-
-def _closed_stdout_run(config: Path, *argv: str) -> subprocess.CompletedProcess[str]:
-    """Run a command unbuffered with its stdout's reader already gone."""
-    read_end, write_end = os.pipe()
-    os.close(read_end)
-    try:
-        return subprocess.run(
-            [str(BIN / argv[0]), *argv[1:]],
-            cwd=config.parent,
-            env=_env(PYTHONUNBUFFERED="1"),
-            stdout=write_end,
-            stderr=subprocess.PIPE,
-            text=True,
-            timeout=60,
-            check=False,
-        )
-    finally:
-        os.close(write_end)
 
 
 def _change_events(config: Path, kind: str, action: str) -> list[dict]:

@@ -54,6 +54,17 @@ def _encrypted_rows(ring) -> list[tuple]:
     return rows
 
 
+def _rotated_table(env, store, database, *, pause: str) -> tuple:
+    """(config, table, rewrap args): ROWS token rows, then every practice's key rotated."""
+    _folder, config, _ = env
+    dsn, name, (kind, target) = database
+    table = TestTable(kind, target, name)
+    table.create(_encrypted_rows(store.load()))
+    run_keys("rotate", "--all", config=config, check=True)
+    args = ["-c", str(config), "rewrap", "--columns", "ssn,member_id,history"]
+    return config, table, [*args, *_table_args(dsn, name, "--pause", pause)]
+
+
 def _table_args(dsn: str, table: str, *extra: str) -> list[str]:
     return ["--dsn", dsn, "--table", table, "--key", "id", "--batch-size", "10", *extra]
 
@@ -61,13 +72,7 @@ def _table_args(dsn: str, table: str, *extra: str) -> list[str]:
 class TestRewrapTable:
     def test_resumes_after_sigkill_without_loss_or_double_work(self, env, store, database):
         """Killed mid-way and re-run, rewrap leaves every token under the new key, same values."""
-        _folder, config, _ = env
-        dsn, name, (kind, target) = database
-        table = TestTable(kind, target, name)
-        table.create(_encrypted_rows(store.load()))
-        run_keys("rotate", "--all", config=config, check=True)
-        args = ["-c", str(config), "rewrap", "--columns", "ssn,member_id,history"]
-        args += _table_args(dsn, name, "--pause", "0.05")
+        config, table, args = _rotated_table(env, store, database, pause="0.05")
         _kill_after_batches(args, "rewrap", batches=4)
         assert len(table.progress()) == 1, "the interrupted run left its progress behind"
         halfway = table.rows()
@@ -105,13 +110,7 @@ class TestRewrapTable:
 
         Once the table is back, the re-run continues after the committed batches.
         """
-        _folder, config, _ = env
-        dsn, name, (kind, target) = database
-        table = TestTable(kind, target, name)
-        table.create(_encrypted_rows(store.load()))
-        run_keys("rotate", "--all", config=config, check=True)
-        args = ["-c", str(config), "rewrap", "--columns", "ssn,member_id,history"]
-        args += _table_args(dsn, name, "--pause", "0.3")
+        config, table, args = _rotated_table(env, store, database, pause="0.3")
         seen, batches = [], 0
         with subprocess.Popen(
             [PHI_KEYS, *args], stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True
@@ -122,7 +121,7 @@ class TestRewrapTable:
                 if line.startswith("rewrap: ["):
                     batches += 1
                     if batches == 2:  # two batches committed, then the table vanishes
-                        table.execute(f'ALTER TABLE {{T}} RENAME TO "{name}_moved"')
+                        table.execute(f'ALTER TABLE {{T}} RENAME TO "{table.table}_moved"')
             process.wait(timeout=30)
         stderr = "".join(seen)
         assert process.returncode == 1, stderr
@@ -130,7 +129,8 @@ class TestRewrapTable:
         assert "committed batches are kept; run the same command again to resume" in stderr
         assert "Traceback" not in stderr
 
-        TestTable(kind, target, f"{name}_moved").execute(f'ALTER TABLE {{T}} RENAME TO "{name}"')
+        moved = TestTable(table.kind, table.target, f"{table.table}_moved")
+        moved.execute(f'ALTER TABLE {{T}} RENAME TO "{table.table}"')
         again = run_keys(*args[2:-2], config=config)  # without --pause
         assert again.returncode == 0, again.stderr
         assert "resumed after" in again.stdout
