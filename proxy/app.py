@@ -29,6 +29,11 @@ __all__ = ["PIPELINE_KEY", "RUNTIME_KEY", "build_app"]
 _log = logging.getLogger("phi_proxy")
 
 PIPELINE_KEY = web.AppKey("phi_proxy_pipeline", Pipeline)
+
+_UNAUTHENTICATED = (
+    "authentication failed: send a current bearer token from the configured identity provider "
+    "(the access log has the reason under this request_id)"
+)
 RUNTIME_KEY: web.AppKey[Runtime] = web.AppKey("phi_proxy_runtime")
 
 
@@ -49,8 +54,13 @@ async def _errors_and_access_log(
         response = await handler(request)
     except AuthenticationError as exc:
         record.outcome = f"unauthenticated:{exc.reason}"
+        # Which check failed (exc.reason) goes to the access log only: a forger learns nothing.
         response = web.json_response(
-            {"error": "unauthenticated", "message": str(exc), "request_id": record.request_id},
+            {
+                "error": "unauthenticated",
+                "message": _UNAUTHENTICATED,
+                "request_id": record.request_id,
+            },
             status=401,
             headers={"WWW-Authenticate": exc.www_authenticate, "Cache-Control": "no-store"},
         )

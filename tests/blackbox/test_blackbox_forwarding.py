@@ -139,12 +139,25 @@ class TestForwarding:
 
 
 class TestFailures:
-    async def test_invalid_bearer_token_is_401_with_challenge(self, proxy_env):
-        """A bad JWT is refused with 401 and WWW-Authenticate, and nothing reaches the portal."""
+    async def test_invalid_bearer_token_is_401_with_challenge(self, proxy_env, caplog):
+        """A bad JWT is refused with 401 and WWW-Authenticate, and nothing reaches the portal.
+
+        Which check failed is in the access log only, never in the answer (a forger learns
+        nothing from it).
+        """
         response = await proxy_env.get("/api/x", headers={"Authorization": "Bearer not.a.jwt"})
+        body = json.loads(await response.read())
         assert response.status == 401
         assert response.headers["WWW-Authenticate"].startswith("Bearer")
         assert proxy_env.portal.received == []
+        assert body["error"] == "unauthenticated"
+        assert "malformed" not in json.dumps(body)
+        outcomes = [
+            r.fields["outcome"]
+            for r in caplog.records
+            if r.name == "phi_proxy.access" and r.fields["request_id"] == body["request_id"]
+        ]
+        assert outcomes == ["unauthenticated:malformed"]
 
     async def test_upstream_timeout_is_504(self, proxy_env):
         """A portal slower than upstream.timeout gives 504 with a request id."""
