@@ -13,6 +13,7 @@ from keys.errors import ConfigError, PhiProxyError
 from keys.settings import open_keyring
 from keys.usage import usage_counter, usage_path
 from proxy.grants import open_grant_store
+from proxy.grants.presence import grant_store_exists
 from proxy.settings import Settings, load_settings
 from proxy.transform import FieldPolicy, RouteTable
 from proxy.transform.settings import KeepLastMask, TextMask
@@ -112,7 +113,10 @@ def _describe_mask(mask: object) -> str:
     return type(mask).__name__
 
 
-async def _check_grant_store(settings: Settings) -> bool:
+async def _check_grant_store(settings: Settings) -> bool | None:
+    """True: readable. False: cannot be read. None: not there yet (checked without creating)."""
+    if not await grant_store_exists(settings.grants):
+        return None
     store = open_grant_store(settings.grants)
     try:
         return await store.ping()
@@ -134,7 +138,16 @@ def _check_config(config: str | None) -> int:
             "keys.usage_file to a file on a writable, persistent volume.",
             file=sys.stderr,
         )
-    if not asyncio.run(_check_grant_store(settings)):
+    readable = asyncio.run(_check_grant_store(settings))
+    if readable is None:
+        print(
+            f"warning: there is no grant store at {settings.grants.store} yet. The proxy will "
+            "create an empty one when it starts, and every caller will see masks until grants "
+            "are added (`phi-grants add`). If grants already exist, grants.store (or "
+            "grants.pg_schema) points to the wrong place.",
+            file=sys.stderr,
+        )
+    elif not readable:
         print(
             f"error: the grant store {settings.grants.store} cannot be read; "
             "check the path/permissions or the database",

@@ -11,6 +11,7 @@ import asyncio
 from typing import TYPE_CHECKING
 
 from keys.errors import ConfigError
+from proxy.grants.presence import grant_store_exists
 from proxy.grants.review import build_review
 from proxy.grants.review_model import ReviewOptions
 from proxy.grants.review_render import render_json, render_text
@@ -34,40 +35,17 @@ async def refuse_missing_grant_database(settings: GrantSettings, config_path: Pa
     Opening the store would create an empty one — and an empty store reviews as "0 grants, no
     findings", exit 0: a mistyped path or schema must not read as a clean review.
     """
-    if not settings.is_postgres:
-        if not settings.sqlite_path.exists():
-            raise ConfigError(
-                f"{settings.sqlite_path}: no grant database there (grants.store in "
-                f"{config_path}); check the config, or run the review on the host that holds "
-                "the grants"
-            )
+    if await grant_store_exists(settings):
         return
-    if not await _postgres_grant_schema_exists(settings):
+    if settings.is_postgres:
         raise ConfigError(
             f"{describe_postgres_url(settings.store)}: schema {settings.pg_schema} holds no "
             f"grant store (grants.store / grants.pg_schema in {config_path}); check the config"
         )
-
-
-async def _postgres_grant_schema_exists(settings: GrantSettings) -> bool:
-    """False only if the database answers and has no `grants` table in the configured schema.
-
-    An unreachable database returns True: the store's own call then fails with the usual
-    "cannot be read" error (exit 1) instead of a config error.
-    """
-    import asyncpg  # noqa: PLC0415 - optional dependency, PostgreSQL stores only
-
-    try:
-        conn = await asyncpg.connect(settings.store, timeout=settings.timeout_seconds)
-    except (OSError, asyncpg.PostgresError, TimeoutError):
-        return True
-    try:
-        found = await conn.fetchval(
-            "SELECT to_regclass(quote_ident($1) || '.grants')", settings.pg_schema
-        )
-    finally:
-        await conn.close()
-    return found is not None
+    raise ConfigError(
+        f"{settings.sqlite_path}: no grant database there (grants.store in {config_path}); "
+        "check the config, or run the review on the host that holds the grants"
+    )
 
 
 async def review_grants(

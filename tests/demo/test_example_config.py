@@ -85,3 +85,26 @@ class TestExampleConfig:
         result = run("phi-proxy", "check-config")
         assert result.returncode == 0, result.stderr
         assert result.stdout.splitlines()[-1] == f"ok: {config} is valid"
+        # No grants added yet: said, and the check creates nothing (a mistyped path must not
+        # turn into an empty, healthy-looking store).
+        assert "there is no grant store at" in result.stderr
+        assert "grants.store" in result.stderr
+        assert not (tmp_path / "grants.sqlite3").exists()
+        assert (
+            run(
+                "phi-grants",
+                "add",
+                "--subject",
+                "https://login.example.org/realms/clinic|a",
+                "--practice",
+                "practice-a",
+                "--ttl",
+                "1d",
+                "--reason",
+                "test",
+            ).returncode
+            == 0
+        )
+        again = run("phi-proxy", "check-config")
+        assert again.returncode == 0, again.stderr
+        assert "there is no grant store" not in again.stderr
