@@ -78,6 +78,7 @@ async def _errors_and_access_log(
         )
     except RequestRejected as exc:
         record.outcome = "request_rejected"
+        record.fields["rejected"] = exc.reason  # why, for the operator (the body says it too)
         rejected = ProxyError(exc.message, code="request_rejected")
         rejected.status = exc.status
         response = error_response(rejected, record.request_id)

@@ -15,7 +15,7 @@ from typing import Final
 
 from keys.errors import PhiProxyError
 
-__all__ = ["UNSAFE_REASONS", "RequestRejected", "UnsafeBody"]
+__all__ = ["REJECT_REASONS", "UNSAFE_REASONS", "RequestRejected", "UnsafeBody"]
 
 #: Every reason code `UnsafeBody` may carry (a closed set, so logs and metrics stay bounded).
 UNSAFE_REASONS: Final = frozenset(
@@ -28,6 +28,23 @@ UNSAFE_REASONS: Final = frozenset(
         "key_collision",  # rewriting token-bearing object keys made two keys equal
         "unsupported_charset",  # a text charset in which tokens could hide (UTF-16, UTF-7, …)
         "token_residue",  # the token prefix survived substitution (defence in depth)
+    }
+)
+
+
+#: Every reason code `RequestRejected` may carry: logged on the access line (`rejected`), so the
+#: operator sees why a write was refused without asking the client for the answer's body.
+REJECT_REASONS: Final = frozenset(
+    {
+        "unsafe_json",  # the JSON body cannot be checked safely (see UNSAFE_REASONS)
+        "too_deep",  # nested deeper than fields.max_depth
+        "not_json",  # a write route got a body that is not JSON (e.g. a form)
+        "plaintext_outside_write_route",  # plaintext PHI on a route not under write_routes
+        "practice_not_named",  # the write route's practice_from names no single practice
+        "practice_has_no_key",  # the named practice has no active key
+        "token_inside_text",  # a PHI field holds text with a token inside it
+        "foreign_token",  # a token of another practice, or one that does not open
+        "token_of_another_class",  # a token whose field class is not this field's
     }
 )
 
@@ -49,10 +66,15 @@ class UnsafeBody(PhiProxyError):
 class RequestRejected(PhiProxyError):
     """A request body that must not be forwarded; answer `status` with `message`.
 
-    The message is written for the client and the operator alike and never echoes a value.
+    The message is written for the client and the operator alike and never echoes a value;
+    `reason` (one of `REJECT_REASONS`) is the short code for the access log.
     """
 
-    def __init__(self, status: int, message: str) -> None:
+    def __init__(self, status: int, message: str, *, reason: str) -> None:
+        if reason not in REJECT_REASONS:  # pragma: no cover - programming error
+            msg = f"unknown RequestRejected reason {reason!r}"
+            raise ValueError(msg)
         super().__init__(message)
         self.status = status
         self.message = message
+        self.reason = reason

@@ -80,6 +80,7 @@ def _parse(body: bytes) -> object:
             400,
             f"the JSON request body cannot be checked safely ({exc.reason}); nothing was "
             "forwarded. Send valid UTF-8 JSON without duplicate keys or NaN.",
+            reason="unsafe_json",
         ) from None
 
 
@@ -102,6 +103,7 @@ def encrypt_request(
             f"{route.route.method} {route.route.path} is a write route and accepts only JSON "
             "bodies (Content-Type: application/json), so its PHI fields can be encrypted; "
             "nothing was forwarded.",
+            reason="not_json",
         )
     doc = _parse(body)
     practice = _practice(route, doc, ctx)
@@ -130,7 +132,9 @@ def _check_form(body: bytes, ctx: SealContext) -> None:
         for part in _FORM_NAME_PARTS.split(name):
             field_class = ctx.policy.role(part).field_class if part else None
             if field_class is not None and value and not value.startswith(TOKEN_PREFIX):
-                raise RequestRejected(422, _NOT_WRITE.format(cls=field_class))
+                raise RequestRejected(
+                    422, _NOT_WRITE.format(cls=field_class), reason="plaintext_outside_write_route"
+                )
 
 
 def _practice(route: RouteMatch, doc: object, ctx: SealContext) -> str:
@@ -159,6 +163,7 @@ def _practice(route: RouteMatch, doc: object, ctx: SealContext) -> str:
             422,
             f"write route {where}: the request does not name exactly one practice in its "
             f"{what}; nothing was forwarded.",
+            reason="practice_not_named",
         )
     try:
         ctx.keyring.primary(practice)
@@ -168,6 +173,7 @@ def _practice(route: RouteMatch, doc: object, ctx: SealContext) -> str:
             f"write route {where}: the practice named by the {what} has no active key, so its "
             "PHI cannot be encrypted; nothing was forwarded. Check the practice id, or add the "
             "practice with `phi-keys add-practice`.",
+            reason="practice_has_no_key",
         ) from None
     return practice
 
@@ -191,6 +197,7 @@ class _Walk:
                     400,
                     "the JSON request body is nested deeper than fields.max_depth; "
                     "nothing was forwarded.",
+                    reason="too_deep",
                 )
             if isinstance(value, dict):
                 for key, item in value.items():
@@ -228,13 +235,16 @@ class _Walk:
             return text
         if self.practice is None:
             if text:
-                raise RequestRejected(422, _NOT_WRITE.format(cls=field_class))
+                raise RequestRejected(
+                    422, _NOT_WRITE.format(cls=field_class), reason="plaintext_outside_write_route"
+                )
             return text
         if TOKEN_PREFIX in text:
             raise RequestRejected(
                 422,
                 f"a field of class {field_class!r} holds text that contains a token; send "
                 "either plaintext or exactly one token. Nothing was forwarded.",
+                reason="token_inside_text",
             )
         token = ctx.keyring.encrypt(
             self.practice,
@@ -258,10 +268,12 @@ class _Walk:
                 422,
                 f"a field of class {field_class!r} holds a token that does not belong to this "
                 "route's practice (or cannot be opened); nothing was forwarded.",
+                reason="foreign_token",
             )
         if opened.field_class != field_class:
             raise RequestRejected(
                 422,
                 f"a field of class {field_class!r} holds a token of another field class; "
                 "nothing was forwarded.",
+                reason="token_of_another_class",
             )

@@ -138,6 +138,16 @@ class TestForwarding:
         assert await (await proxy_env.get("/appts")).read() == body
 
 
+def _access_line(caplog, request_id: str) -> dict:
+    """The fields of the one access-log line of this request."""
+    (line,) = [
+        r.fields
+        for r in caplog.records
+        if r.name == "phi_proxy.access" and r.fields["request_id"] == request_id
+    ]
+    return line
+
+
 class TestFailures:
     async def test_invalid_bearer_token_is_401_with_challenge(self, proxy_env, caplog):
         """A bad JWT is refused with 401 and WWW-Authenticate, and nothing reaches the portal.
@@ -152,12 +162,7 @@ class TestFailures:
         assert proxy_env.portal.received == []
         assert body["error"] == "unauthenticated"
         assert "malformed" not in json.dumps(body)
-        outcomes = [
-            r.fields["outcome"]
-            for r in caplog.records
-            if r.name == "phi_proxy.access" and r.fields["request_id"] == body["request_id"]
-        ]
-        assert outcomes == ["unauthenticated:malformed"]
+        assert _access_line(caplog, body["request_id"])["outcome"] == "unauthenticated:malformed"
 
     async def test_upstream_timeout_is_504(self, proxy_env):
         """A portal slower than upstream.timeout gives 504 with a request id."""
@@ -192,17 +197,29 @@ class TestWriteRoutes:
         assert proxy_env.keyring.open(stored["ssn"]).practice == "practice-a"
         assert SSN.encode() not in proxy_env.portal.last().body
 
-    async def test_write_route_with_unknown_practice_is_422_and_forwards_nothing(self, proxy_env):
-        """A practice without keys is refused with 422; the portal receives nothing."""
+    async def test_write_route_with_unknown_practice_is_422_and_forwards_nothing(
+        self, proxy_env, caplog
+    ):
+        """A practice without keys is refused with 422; the portal receives nothing.
+
+        The access line says why (`rejected`), so the operator need not ask for the body.
+        """
         response = await proxy_env.get(
             "/api/practices/practice-zzz/patients", method="POST", json={"ssn": SSN}
         )
+        body = await response.read()
         assert response.status == 422
-        assert SSN.encode() not in await response.read()
+        assert SSN.encode() not in body
         assert proxy_env.portal.received == []
+        assert _access_line(caplog, json.loads(body)["request_id"])["rejected"] == (
+            "practice_has_no_key"
+        )
 
-    async def test_plaintext_phi_on_an_unconfigured_route_is_refused(self, proxy_env):
+    async def test_plaintext_phi_on_an_unconfigured_route_is_refused(self, proxy_env, caplog):
         """PHI in clear on a route that is not a write route is refused, not forwarded."""
         response = await proxy_env.get("/api/other", method="POST", json={"ssn": SSN})
         assert response.status == 422
         assert proxy_env.portal.received == []
+        line = _access_line(caplog, json.loads(await response.read())["request_id"])
+        assert line["outcome"] == "request_rejected"
+        assert line["rejected"] == "plaintext_outside_write_route"

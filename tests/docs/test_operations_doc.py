@@ -4,10 +4,10 @@ A new error code, 401 reason, unsafe-body reason, integrity reason, alert or /re
 without runbook text fails here. The codes are collected from the code, not from a list kept in
 this test:
 
-* by import where the code holds them as data: `UNSAFE_REASONS`, the `code` attribute of every
-  `ProxyError` subclass, `AccessRecord`'s default outcome, the `/readyz` checks (by calling
-  `Runtime.readiness` on an unopened runtime), `KeyState` for the `key-<state>` reasons and the
-  claims `_number`/PyJWT complain about;
+* by import where the code holds them as data: `UNSAFE_REASONS`, `REJECT_REASONS`, the `code`
+  attribute of every `ProxyError` subclass, `AccessRecord`'s default outcome, the `/readyz`
+  checks (by calling `Runtime.readiness` on an unopened runtime), `KeyState` for the
+  `key-<state>` reasons and the claims `_number`/PyJWT complain about;
 * by parsing the source with `ast` (not regular expressions) where they exist only as literals
   at a call site: the `code=` arguments of `ProxyError` and its subclasses, the `"error"` of the
   401 body, `record.outcome = …` in the app, `AuthenticationError(...)` reasons and
@@ -39,7 +39,7 @@ from proxy.errors import ProxyError
 from proxy.identity.authenticator import _REQUIRED_CLAIMS
 from proxy.logs import ALERT_LOGGER
 from proxy.runtime import Runtime
-from proxy.transform.errors import UNSAFE_REASONS
+from proxy.transform.errors import REJECT_REASONS, UNSAFE_REASONS
 
 ROOT = Path(__file__).resolve().parents[2]
 RUNBOOK = ROOT / "docs" / "operations.md"
@@ -262,6 +262,10 @@ class TestEveryCodeHasRunbookText:
         """Every `UnsafeBody` reason (the `unsafe_body:REASON` outcome behind a 502)."""
         assert missing_from_runbook(set(UNSAFE_REASONS)) == []
 
+    def test_every_rejected_reason(self):
+        """Every `RequestRejected` reason (the access line's `rejected` field on 400/415/422)."""
+        assert missing_from_runbook(set(REJECT_REASONS)) == []
+
     def test_every_401_reason(self):
         """Every `AuthenticationError` reason (the `unauthenticated:REASON` outcome)."""
         assert missing_from_runbook(set(unauthenticated_reasons())) == []
@@ -296,6 +300,7 @@ class TestEveryCodeHasRunbookText:
 _TABLES = {
     "error code": error_codes,
     "UnsafeBody reason": lambda: UNSAFE_REASONS,
+    "rejected reason": lambda: REJECT_REASONS,
     "401 reason": unauthenticated_reasons,
     "alert": alert_names,
     "integrity reason": integrity_reasons,
