@@ -17,9 +17,9 @@ logged as "restart required" and the running values stay. A change of `keys.keys
 `keys.usage_file` (another file) is treated the same way, since the usage counters belong to
 the files.
 
-The same loop flushes the per-key encryption counters (keys.usage) and, when
-`keys.auto_rotate_after` is set, rotates a practice whose active key reached it (guarded with
-`only_if_active`, so several workers rotating at once make one new version).
+The same loop flushes the per-key encryption counters (keys.usage) and hands the totals to
+`UsageWatch` (proxy/usage_watch.py): a `key_usage_high` alert near keys.usage_limit, and
+automatic rotation when keys.auto_rotate_after is set.
 """
 
 from __future__ import annotations
@@ -33,12 +33,13 @@ import signal
 from typing import TYPE_CHECKING, Final
 
 from keys.errors import PhiProxyError
-from keys.settings import FileKekSettings, keystore_file
+from keys.settings import FileKekSettings
 from keys.usage import open_counting_keyring
 from proxy.forward.headers import HeaderPolicy
 from proxy.identity import build_authenticator
 from proxy.settings import load_settings
 from proxy.transform import FieldPolicy, RouteTable
+from proxy.usage_watch import UsageWatch
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -103,6 +104,7 @@ class Reloader:
         self._task: asyncio.Task[None] | None = None
         self._retiring: dict[asyncio.Task[None], Authenticator] = {}
         self._signatures: dict[Path, FileSignature] = {}
+        self._usage_watch = UsageWatch(runtime)
         self.reloads = 0  #: successful reloads so far (for tests and /readyz-style checks)
         self.failures = 0  #: refused reloads so far
 
@@ -155,7 +157,7 @@ class Reloader:
         totals = None
         if runtime.usage.pending:
             totals = await asyncio.to_thread(runtime.usage.flush)
-        rotated = await self._auto_rotate(totals) if totals else False
+        rotated = await self._usage_watch.observe(totals) if totals else False
         current = self._snapshot()
         if self._forced or rotated or current != self._signatures:
             reason = "signal" if self._forced else ("auto-rotate" if rotated else "file changed")
@@ -244,37 +246,6 @@ class Reloader:
         )
         restart = (*(n for n in frozen if n != "keys"), *moved)
         return _Built(merged, keyring, new_pipeline, changed, restart)
-
-    async def _auto_rotate(self, totals: dict[str, int]) -> bool:
-        limit = self._runtime.settings.keys.auto_rotate_after
-        if limit is None:
-            return False
-        ring = self._runtime.keyring()
-        due = []
-        for practice in sorted(ring.practices()):
-            try:
-                kid = ring.primary(practice).kid
-            except PhiProxyError:
-                continue
-            if totals.get(kid, 0) >= limit:
-                due.append((practice, kid))
-        if not due:
-            return False
-        store = keystore_file(self._runtime.settings.keys)
-        for practice, kid in due:
-            try:
-                info = await asyncio.to_thread(store.rotate, practice, only_if_active=kid)
-            except PhiProxyError as exc:
-                _log.error(
-                    "automatic rotation failed; the key keeps encrypting",
-                    extra={"fields": {"practice": practice, "kid": kid, "error": str(exc)}},
-                )
-                continue
-            _log.warning(
-                "key rotated automatically: keys.auto_rotate_after reached",
-                extra={"fields": {"practice": practice, "old_kid": kid, "new_kid": info.kid}},
-            )
-        return True
 
     def _retire_later(self, authenticator: Authenticator) -> None:
         async def close_later() -> None:

@@ -248,7 +248,12 @@ class TestEveryCodeHasRunbookText:
         assert {"expired", "wrong_audience", "missing_token", "missing_<claim>"} <= (
             unauthenticated_reasons()
         )
-        assert alert_names() == {"lapsed_grant_use", "integrity_failure", "masked_burst"}
+        assert alert_names() == {
+            "lapsed_grant_use",
+            "integrity_failure",
+            "masked_burst",
+            "key_usage_high",
+        }
         assert {"unknown-kid", "key-retired", "key-destroyed", "malformed"} <= (integrity_reasons())
         assert {"bad-base64", "nested-token", "not-authentic"} <= integrity_reasons()
         assert {"forwarded", "refused", "unauthenticated:", "unsafe_body:"} <= outcomes()

@@ -149,6 +149,31 @@ class TestUsage:
         status, body = await live.get_patient("p0")
         assert (status, body["ssn"]) == (200, SSN)
 
+    async def test_a_key_near_its_usage_limit_raises_one_alert(self, live, caplog):
+        """At 80% of keys.usage_limit the proxy alerts once per key, naming the command to run."""
+        live.rewrite_config(keys={"usage_limit": 10})
+        await live.reloader.tick()
+        kid = live.runtime.keyring().primary("practice-a").kid
+        caplog.set_level(logging.WARNING, logger="phi_proxy.alert")
+        assert await live.post_patient("practice-a", _record("p0")) == 201  # 3 encryptions
+        await live.reloader.tick()
+        assert not [r for r in caplog.records if r.getMessage() == "key_usage_high"]
+        for i in (1, 2):  # 9 encryptions: 90% of 10
+            assert await live.post_patient("practice-a", _record(f"p{i}")) == 201
+        await live.reloader.tick()
+        assert await live.post_patient("practice-a", _record("p3")) == 201
+        await live.reloader.tick()  # past the limit: still one alert for this key
+        alerts = [r.fields for r in caplog.records if r.getMessage() == "key_usage_high"]
+        assert alerts == [
+            {
+                "practice": "practice-a",
+                "kid": kid,
+                "encryptions": 9,
+                "usage_limit": 10,
+                "action": "phi-keys rotate --practice practice-a",
+            }
+        ]
+
 
 class TestUsageCounter:
     def test_two_processes_add_up(self, tmp_path):
