@@ -66,6 +66,7 @@ async def _errors_and_access_log(
         )
     except ProxyError as exc:
         record.outcome = exc.code
+        record.fields["detail"] = exc.message  # a fixed proxy text (which of the code's causes)
         response = error_response(exc, record.request_id)
     except UnsafeBody as exc:
         record.outcome = f"unsafe_body:{exc.reason}"

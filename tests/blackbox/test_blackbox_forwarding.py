@@ -172,13 +172,22 @@ class TestFailures:
         assert response.status == 504
         assert body["request_id"] == response.headers["X-Request-Id"]
 
-    async def test_upstream_unreachable_is_502(self, proxy_env):
-        """When the portal is down the proxy answers 502 with a small JSON error."""
+    async def test_upstream_unreachable_is_502(self, proxy_env, caplog):
+        """When the portal is down the proxy answers 502 with a small JSON error.
+
+        The access line names which of `upstream_unavailable`'s causes it was (`detail`).
+        """
         for server in proxy_env._servers[1:]:
             await server.close()
         response = await proxy_env.get("/api/x")
+        body = json.loads(await response.read())
         assert response.status == 502
-        assert json.loads(await response.read())["error"] == "upstream_unavailable"
+        assert body["error"] == "upstream_unavailable"
+        line = _access_line(caplog, body["request_id"])
+        assert (line["outcome"], line["detail"]) == (
+            "upstream_unavailable",
+            "cannot connect to the portal",
+        )
 
 
 class TestWriteRoutes:
