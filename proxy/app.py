@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 from aiohttp import web
 
 from proxy.accesslog import AccessRecord, log_access
-from proxy.errors import ProxyError, UpstreamUnavailable
+from proxy.errors import ProxyError, RequestTooLarge, UpstreamUnavailable
 from proxy.handler import RECORD_KEY, Pipeline, error_response, new_request_id
 from proxy.identity.errors import AuthenticationError
 from proxy.transform.errors import RequestRejected, UnsafeBody
@@ -83,6 +83,12 @@ async def _errors_and_access_log(
         rejected = ProxyError(exc.message, code="request_rejected")
         rejected.status = exc.status
         response = error_response(rejected, record.request_id)
+    except web.HTTPRequestEntityTooLarge:  # aiohttp's own 413 is plain text
+        too_large = RequestTooLarge(
+            "the request body is larger than limits.max_request_body; nothing was forwarded"
+        )
+        record.outcome = too_large.code
+        response = error_response(too_large, record.request_id)
     except web.HTTPException as exc:
         record.outcome = "refused"
         exc.headers["X-Request-Id"] = record.request_id

@@ -44,6 +44,7 @@ __all__ = [
     "PhiProxyError",
     "ProxyError",
     "RequestRejected",
+    "RequestTooLarge",
     "UnsafeBody",
     "UpstreamTimeout",
     "UpstreamUnavailable",
@@ -61,6 +62,13 @@ class ProxyError(PhiProxyError):
         self.message = message
         if code is not None:
             self.code = code
+
+
+class RequestTooLarge(ProxyError):
+    """The client's body is over limits.max_request_body; nothing was forwarded."""
+
+    status = 413
+    code = "request_too_large"
 
 
 class UpstreamUnavailable(ProxyError):

@@ -38,11 +38,19 @@ class TestUnsafeBodies:
         assert response.status == 502
         assert b"phi1." not in await response.read()
 
-    async def test_oversized_request_is_413(self, proxy_env):
-        """A request body over limits.max_request_body is refused before the portal sees it."""
+    async def test_oversized_request_is_413(self, proxy_env, caplog):
+        """A request body over limits.max_request_body is refused before the portal sees it.
+
+        The answer is the proxy's JSON error like every other, and the access line says why.
+        """
         response = await proxy_env.get("/upload", method="POST", data=b"x" * (128 * 1024))
+        body = json.loads(await response.read())
         assert response.status == 413
         assert proxy_env.portal.received == []
+        assert body["error"] == "request_too_large"
+        assert "limits.max_request_body" in body["message"]
+        assert body["request_id"] == response.headers["X-Request-Id"]
+        assert _access_line(caplog, body["request_id"])["outcome"] == "request_too_large"
 
     async def test_gzip_body_is_decoded_and_transformed(self, proxy_env):
         """A portal that gzips anyway gets its body decoded, transformed and sent uncompressed."""
