@@ -35,8 +35,8 @@ from typing import TYPE_CHECKING, Final
 from keys.errors import PhiProxyError
 from keys.settings import FileKekSettings
 from keys.usage import open_counting_keyring
-from proxy.forward.headers import HeaderPolicy
 from proxy.identity import build_authenticator
+from proxy.runtime import header_policy
 from proxy.settings import load_settings
 from proxy.transform import FieldPolicy, RouteTable
 from proxy.usage_watch import UsageWatch
@@ -232,17 +232,12 @@ class Reloader:
         authenticator = pipeline.authenticator
         if "identity" in changed:
             authenticator = build_authenticator(merged.identity)
-        headers = merged.headers
         new_pipeline = dataclasses.replace(
             pipeline,
             authenticator=authenticator,
             policy=FieldPolicy.compile(merged.fields),
             routes=RouteTable.compile(merged.write_routes),
-            headers=HeaderPolicy.build(
-                extra_stripped=headers.strip_request_headers,
-                trusted_networks=headers.trusted_networks(),
-                forward_authorization=merged.upstream.forward_authorization,
-            ),
+            headers=header_policy(merged),
         )
         restart = (*(n for n in frozen if n != "keys"), *moved)
         return _Built(merged, keyring, new_pipeline, changed, restart)

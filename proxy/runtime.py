@@ -28,7 +28,7 @@ if TYPE_CHECKING:
     from proxy.identity import Authenticator
     from proxy.settings import Settings
 
-__all__ = ["Runtime"]
+__all__ = ["Runtime", "header_policy"]
 
 _log = logging.getLogger("phi_proxy")
 
@@ -64,18 +64,13 @@ class Runtime:
         if self._audit is not None:
             await self._audit.start()  # raises if the trail cannot be written: do not start
         await self._upstream.open()
-        headers = settings.headers
         self._pipeline = Pipeline(
             authenticator=self._authenticator,
             grants=self._grants,
             keyring=self.keyring,
             policy=FieldPolicy.compile(settings.fields),
             routes=RouteTable.compile(settings.write_routes),
-            headers=HeaderPolicy.build(
-                extra_stripped=headers.strip_request_headers,
-                trusted_networks=headers.trusted_networks(),
-                forward_authorization=settings.upstream.forward_authorization,
-            ),
+            headers=header_policy(settings),
             upstream=self._upstream,
             max_response_body=settings.limits.max_response_body,
             preserve_host=settings.upstream.preserve_host,
@@ -145,3 +140,12 @@ class Runtime:
             "upstream_pool": self._pipeline is not None,
             "audit_sink": self._audit is None or self._audit.healthy,
         }
+
+
+def header_policy(settings: Settings) -> HeaderPolicy:
+    """The compiled header rules of `settings` (at start, and on every reload)."""
+    return HeaderPolicy.build(
+        extra_stripped=settings.headers.strip_request_headers,
+        trusted_networks=settings.headers.trusted_networks(),
+        forward_authorization=settings.upstream.forward_authorization,
+    )
