@@ -6,20 +6,26 @@ only the processes it started, by pid.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import yaml
 
 from proxy.settings import Settings
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
 
 BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
@@ -280,3 +286,44 @@ def run_wrk(
         cpu_s=cpu,
         rss=rss_bytes(pids),
     )
+
+
+@dataclass
+class OneProxy:
+    """The nginx portal with the dataset, and one phi-proxy in front of it (profile, soak)."""
+
+    facts: dict
+    port: int
+    server: Server
+
+    @property
+    def pid(self) -> int:
+        return self.server.process.pid
+
+
+@contextlib.contextmanager
+def one_proxy(nginx: str, prefix: str, *, config_changes: dict | None = None) -> Iterator[OneProxy]:
+    """Start the portal and one `phi-proxy serve`; stop both and delete their folders after."""
+    import dataset  # noqa: PLC0415 - bench scripts run from bench/; keeps harness import-light
+
+    folder = Path(tempfile.mkdtemp(prefix=f"{prefix}-"))
+    www = Path(tempfile.mkdtemp(prefix=f"{prefix}-www-"))
+    os.chmod(www, 0o755)  # noqa: PTH101, S103 - nginx workers read the pages
+    servers = Servers(folder)
+    try:
+        portal_port, phi_port = free_port(), free_port()
+        conf = nginx_conf(folder, www, portal_port=portal_port, proxy_port=None)
+        (www / "api" / "nophi").mkdir(parents=True)
+        (www / "api" / "nophi" / "0").write_text("{}")
+        servers.spawn("portal", portal_port, [nginx, "-c", str(conf), "-e", str(folder / "e.log")])
+        servers.wait_ready("portal", "/api/nophi/0")
+        facts = dataset.build(folder, www, portal_url=f"http://127.0.0.1:{portal_port}")
+        base = {**facts["config_base"], **(config_changes or {})}
+        cfg = write_proxy_config(folder, base, "phi", phi_port)
+        phi = servers.spawn("phi", phi_port, [str(VENV_BIN / "phi-proxy"), "serve", "-c", str(cfg)])
+        servers.wait_ready("phi", "/api/nophi/0")
+        yield OneProxy(facts, phi_port, phi)
+    finally:
+        servers.stop()
+        shutil.rmtree(folder, ignore_errors=True)
+        shutil.rmtree(www, ignore_errors=True)

@@ -10,15 +10,12 @@ from __future__ import annotations
 
 import argparse
 import collections
-import os
 import shutil
 import subprocess
 import sys
-import tempfile
 import threading
 from pathlib import Path
 
-import dataset
 import harness
 
 
@@ -63,40 +60,22 @@ def main() -> None:
     spy = shutil.which("py-spy") or str(harness.VENV_BIN / "py-spy")
     if not wrk or not nginx or not Path(spy).exists():
         sys.exit("profile: needs wrk, nginx and py-spy")
-    folder = Path(tempfile.mkdtemp(prefix="phi-prof-"))
-    www = Path(tempfile.mkdtemp(prefix="phi-prof-www-"))
-    os.chmod(www, 0o755)  # noqa: PTH101, S103 - nginx workers read the pages
-    servers = harness.Servers(folder)
-    try:
-        portal_port, phi_port = harness.free_port(), harness.free_port()
-        conf = harness.nginx_conf(folder, www, portal_port=portal_port, proxy_port=None)
-        (www / "api" / "nophi").mkdir(parents=True)
-        (www / "api" / "nophi" / "0").write_text("{}")
-        servers.spawn("portal", portal_port, [nginx, "-c", str(conf), "-e", str(folder / "e.log")])
-        servers.wait_ready("portal", "/api/nophi/0")
-        facts = dataset.build(folder, www, portal_url=f"http://127.0.0.1:{portal_port}")
-        base = dict(facts["config_base"])
-        if args.no_audit:
-            base["audit"] = {"enabled": False}
-        cfg = harness.write_proxy_config(folder, base, "phi", phi_port)
-        phi = servers.spawn(
-            "phi", phi_port, [str(harness.VENV_BIN / "phi-proxy"), "serve", "-c", str(cfg)]
-        )
-        servers.wait_ready("phi", "/api/nophi/0")
+    audit_off = {"audit": {"enabled": False}} if args.no_audit else None
+    with harness.one_proxy(nginx, "phi-prof", config_changes=audit_off) as proxy:
         kind, n = args.cell.split("/")
-        pool = facts["cold_pool"][n] if kind == "cold" else 1
+        pool = proxy.facts["cold_pool"][n] if kind == "cold" else 1
         out = harness.BENCH / "results" / f"profile-{kind}-{n}-{args.who}.txt"
         out.parent.mkdir(exist_ok=True)
         load = threading.Thread(
             target=harness.run_wrk,
-            args=(wrk, phi_port),
+            args=(wrk, proxy.port),
             kwargs={
                 "path": f"/api/{kind}/{n}",
-                "pids": [phi.process.pid],
+                "pids": [proxy.pid],
                 "seconds": args.seconds + 2,
                 "connections": 32,
                 "pool": pool,
-                "auth": facts["tokens"].get(args.who, ""),
+                "auth": proxy.facts["tokens"].get(args.who, ""),
             },
         )
         load.start()
@@ -105,7 +84,7 @@ def main() -> None:
                 spy,
                 "record",
                 "--pid",
-                str(phi.process.pid),
+                str(proxy.pid),
                 "--duration",
                 str(args.seconds),
                 "--rate",
@@ -121,10 +100,6 @@ def main() -> None:
         )
         load.join()
         print(summarize(out, args.top))
-    finally:
-        servers.stop()
-        shutil.rmtree(folder, ignore_errors=True)
-        shutil.rmtree(www, ignore_errors=True)
 
 
 if __name__ == "__main__":

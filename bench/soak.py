@@ -11,14 +11,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import shutil
 import sys
-import tempfile
 import time
 from pathlib import Path
 
-import dataset
 import harness
 
 MIX = (
@@ -66,24 +62,8 @@ def main() -> None:
     nginx = harness.ensure_tool("nginx", "nginx-light")
     if not wrk or not nginx:
         sys.exit("soak: needs wrk and nginx (apt-get install wrk nginx-light)")
-    folder = Path(tempfile.mkdtemp(prefix="phi-soak-"))
-    www = Path(tempfile.mkdtemp(prefix="phi-soak-www-"))
-    os.chmod(www, 0o755)  # noqa: PTH101, S103 - nginx workers read the pages
-    servers = harness.Servers(folder)
     samples: list[dict] = []
-    try:
-        portal_port, phi_port = harness.free_port(), harness.free_port()
-        conf = harness.nginx_conf(folder, www, portal_port=portal_port, proxy_port=None)
-        (www / "api" / "nophi").mkdir(parents=True)
-        (www / "api" / "nophi" / "0").write_text("{}")
-        servers.spawn("portal", portal_port, [nginx, "-c", str(conf), "-e", str(folder / "e.log")])
-        servers.wait_ready("portal", "/api/nophi/0")
-        facts = dataset.build(folder, www, portal_url=f"http://127.0.0.1:{portal_port}")
-        cfg = harness.write_proxy_config(folder, facts["config_base"], "phi", phi_port)
-        phi = servers.spawn(
-            "phi", phi_port, [str(harness.VENV_BIN / "phi-proxy"), "serve", "-c", str(cfg)]
-        )
-        servers.wait_ready("phi", "/api/nophi/0")
+    with harness.one_proxy(nginx, "phi-soak") as proxy:
         n = str(args.records)
         started = time.monotonic()
         deadline = started + 60 * args.minutes
@@ -93,13 +73,13 @@ def main() -> None:
             seconds = max(1, min(args.slice, round(deadline - time.monotonic())))
             result = harness.run_wrk(
                 wrk,
-                phi_port,
+                proxy.port,
                 path=f"/api/{kind}/{n}",
-                pids=[phi.process.pid],
+                pids=[proxy.pid],
                 seconds=seconds,
                 connections=32,
-                pool=facts["cold_pool"][n] if kind == "cold" else 1,
-                auth=facts["tokens"][who],
+                pool=proxy.facts["cold_pool"][n] if kind == "cold" else 1,
+                auth=proxy.facts["tokens"][who],
             )
             samples.append(
                 {
@@ -114,11 +94,7 @@ def main() -> None:
             )
             print(f"soak: {samples[-1]}", file=sys.stderr)
             index += 1
-        alive = phi.process.poll() is None
-    finally:
-        servers.stop()
-        shutil.rmtree(folder, ignore_errors=True)
-        shutil.rmtree(www, ignore_errors=True)
+        alive = proxy.server.process.poll() is None
     ok = _summarize(samples, alive=alive, out=Path(args.out))
     sys.exit(0 if ok else 1)
 
