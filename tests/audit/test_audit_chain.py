@@ -142,16 +142,22 @@ class TestRotation:
         assert any("not given" in note for note in result.notes)
 
 
+def _signing_key_file(path):
+    """A fresh Ed25519 checkpoint-signing key written as PKCS#8 PEM to `path`; the key."""
+    private = Ed25519PrivateKey.generate()
+    pem = private.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+    path.write_bytes(pem)
+    return private
+
+
 class TestCheckpoints:
     def test_signed_checkpoints_verify_with_the_public_key_alone(self, tmp_path):
         """Every N events a checkpoint is signed; an auditor needs only the public key."""
-        private = Ed25519PrivateKey.generate()
-        pem = private.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-        (tmp_path / "sign.pem").write_bytes(pem)
+        private = _signing_key_file(tmp_path / "sign.pem")
         settings = settings_in(tmp_path, signing_key_file="sign.pem", checkpoint_every=3)
         write_events(settings, 5)
         result = verify_files([settings.path], key=None, public_key=private.public_key())
@@ -160,13 +166,7 @@ class TestCheckpoints:
 
     def test_a_forged_checkpoint_signature_is_refused(self, tmp_path):
         """A checkpoint signed by another key fails even without the audit key."""
-        private = Ed25519PrivateKey.generate()
-        pem = private.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-        (tmp_path / "sign.pem").write_bytes(pem)
+        _signing_key_file(tmp_path / "sign.pem")
         settings = settings_in(tmp_path, signing_key_file="sign.pem", checkpoint_every=2)
         write_events(settings, 2)
         other = Ed25519PrivateKey.generate().public_key()
