@@ -30,13 +30,18 @@ if TYPE_CHECKING:
     from proxy.audit.chain import Chain
     from proxy.audit.sink import AuditSink
 
-__all__ = ["MAX_PENDING", "AuditTrail"]
+__all__ = ["MAX_PENDING", "SHUTDOWN_ATTEMPTS", "AuditTrail"]
 
 _log = logging.getLogger("phi_proxy.audit")
 
 #: Events kept in memory while the sink is down; older ones are dropped and counted.
 MAX_PENDING: Final = 100_000
 _ERROR_LOG_INTERVAL: Final = 30.0
+#: Tries of the last write at shutdown (each bounded by the sink's own timeout), and the pause
+#: between them; with the PostgreSQL sink's default 5 s timeout this stays well inside a
+#: 30 s termination grace period.
+SHUTDOWN_ATTEMPTS: Final = 3
+SHUTDOWN_RETRY_SECONDS: Final = 0.5
 
 
 class AuditTrail:
@@ -98,14 +103,25 @@ class AuditTrail:
         self._task = asyncio.create_task(self._run(), name="phi-audit-writer")
 
     async def close(self) -> None:
-        """Stop the writer and write what is queued, closing with a checkpoint."""
+        """Stop the writer and write what is queued, closing with a checkpoint.
+
+        A flush already in progress is allowed to finish first (cancelling it would abandon its
+        batch on the worker thread: lost if that write then failed). The final write is tried
+        `SHUTDOWN_ATTEMPTS` times, so one slow answer from the sink at shutdown loses nothing.
+        """
         if self._task is not None:
-            self._task.cancel()
+            async with self._lock:  # the writer is now asleep or waiting for the lock
+                self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
         self.emit(self._lifecycle("stop"))
-        await self.flush(force_checkpoint=True)
+        for attempt in range(SHUTDOWN_ATTEMPTS):
+            if attempt:
+                await asyncio.sleep(SHUTDOWN_RETRY_SECONDS)
+            await self.flush(force_checkpoint=True)
+            if not self._pending:
+                break
         if self._pending:
             _log.error(
                 "audit trail %s could not be written at shutdown; %d event(s) lost",

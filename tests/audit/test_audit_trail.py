@@ -2,19 +2,24 @@
 
 from __future__ import annotations
 
+import asyncio
+import threading
+
 import orjson
 from audit_helpers import settings_in
 
 from proxy.audit import AuditTrail, FileSink, StdoutSink, open_chain, trail_files, verify_files
 from proxy.audit.secrets import load_chain_key
+from proxy.audit.trail import SHUTDOWN_ATTEMPTS
 
 
-def make_trail(tmp_path, *, deny=True):
+def make_trail(tmp_path, *, deny=True, wrap=None, flush_interval=0.01):
     settings = settings_in(tmp_path, fsync=False)
+    sink = FileSink(settings.path, fsync=False)
     trail = AuditTrail(
-        FileSink(settings.path, fsync=False),
+        sink if wrap is None else wrap(sink),
         open_chain(settings),
-        flush_interval=0.01,
+        flush_interval=flush_interval,
         checkpoint_seconds=3600,
         deny_on_failure=deny,
     )
@@ -23,6 +28,34 @@ def make_trail(tmp_path, *, deny=True):
 
 def payloads(path):
     return [orjson.loads(line) for line in path.read_bytes().splitlines()]
+
+
+class FailingWrites:
+    """A real FileSink whose next `failures` appends fail like a database that timed out.
+
+    Each failing append first waits for `release` (set it beforehand for an immediate failure),
+    so a test can hold a write in progress while the proxy shuts down.
+    """
+
+    def __init__(self, sink):
+        self.sink = sink
+        self.failures = 0
+        self.entered = threading.Event()
+        self.release = threading.Event()
+
+    def describe(self):
+        return self.sink.describe()
+
+    def probe(self):
+        self.sink.probe()
+
+    def append(self, chain, batch, *, ts, force_checkpoint):
+        if self.failures:
+            self.failures -= 1
+            self.entered.set()
+            self.release.wait(10)
+            raise TimeoutError("no answer from the audit store")
+        return self.sink.append(chain, batch, ts=ts, force_checkpoint=force_checkpoint)
 
 
 class TestAuditTrail:
@@ -60,6 +93,35 @@ class TestAuditTrail:
         assert "during-outage" in actions
         result = verify_files(trail_files(settings.path), key=load_chain_key(settings))
         assert result.problem is None
+
+    async def test_close_waits_for_a_write_in_progress_and_keeps_its_events(self, tmp_path):
+        """Shutdown during a slow write that then fails: its events are written by close()."""
+        settings, trail = make_trail(tmp_path, wrap=FailingWrites)
+        await trail.start()
+        trail.sink.failures = 1
+        trail.emit({"type": "proxy", "ts": "t", "action": "in-flight"})
+        assert await asyncio.to_thread(trail.sink.entered.wait, 5)
+        closing = asyncio.create_task(trail.close())
+        await asyncio.sleep(0.05)
+        assert not closing.done()  # close() waits for the write in progress
+        trail.sink.release.set()
+        await asyncio.wait_for(closing, 10)
+        actions = [e.get("action") for e in payloads(settings.path)]
+        assert actions.index("in-flight") < actions.index("stop")
+        result = verify_files(trail_files(settings.path), key=load_chain_key(settings))
+        assert result.problem is None
+
+    async def test_close_retries_a_failing_last_write(self, tmp_path):
+        """Two failed writes at shutdown still end with every event on disk (3 attempts)."""
+        settings, trail = make_trail(tmp_path, wrap=FailingWrites, flush_interval=3600)
+        await trail.start()
+        trail.sink.release.set()
+        trail.sink.failures = SHUTDOWN_ATTEMPTS - 1
+        trail.emit({"type": "proxy", "ts": "t", "action": "queued"})
+        await trail.close()
+        actions = [e.get("action") for e in payloads(settings.path)]
+        assert actions[-3:] == ["queued", "stop", None]  # None: the closing checkpoint
+        assert trail.sink.failures == 0
 
     async def test_allow_mode_keeps_disclosing_while_failing(self, tmp_path):
         """on_failure: allow reports unhealthy but still lets the pipeline decrypt."""

@@ -118,6 +118,9 @@ async def fleet_with_history(fleet, audit_schema):
     assert await fleet.ssn_seen_by(proxy_b, "carol") == MASKED
     await proxy_a.stop()  # shutdown writes what is queued, and a checkpoint
     await proxy_b.stop()
+    for replica in (proxy_a, proxy_b):
+        lost = [m for m in replica.messages() if "audit trail" in m and "lost" in m]
+        assert not lost, f"replica {replica.name} lost audit events at shutdown: {lost}"
     return proxy_a.config_path, (proxy_a.pid, proxy_b.pid)
 
 
