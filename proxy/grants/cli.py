@@ -3,7 +3,8 @@
 Every change records who made it (`--by`, default the invoking user) and why (`--reason`).
 Exit status: 0 done, 1 the store refused or nothing matched, 2 bad arguments or config.
 `review` only reads: 0 no finding, 1 findings (or the store cannot be read), 2 bad arguments
-or config — so a cron job can page on 1.
+or config — so a cron job can page on 1. Only `add` creates a missing store (and says so);
+the others exit 2, so a mistyped path or schema is not an empty, healthy-looking store.
 """
 
 from __future__ import annotations
@@ -20,8 +21,9 @@ from keys.errors import ConfigError, PhiProxyError
 from proxy.grants.cli_arguments import UsageError, build_parser
 from proxy.grants.cli_changes import change_grants
 from proxy.grants.cli_listing import list_grants
-from proxy.grants.cli_review import refuse_missing_grant_database, review_grants
+from proxy.grants.cli_review import review_grants
 from proxy.grants.errors import GrantError, GrantNotFound, GrantStoreUnavailable
+from proxy.grants.presence import describe_grant_store, grant_store_exists, require_grant_store
 from proxy.grants.settings import GrantSettings
 from proxy.grants.store import open_grant_store
 
@@ -35,8 +37,9 @@ __all__ = ["main"]
 async def _run(args: argparse.Namespace) -> int:
     config_path = resolve_config_path(args.config)
     settings = load_section(config_path, "grants", GrantSettings)
-    if args.command == "review":
-        await refuse_missing_grant_database(settings, config_path)
+    creating = args.command == "add" and not await grant_store_exists(settings)
+    if args.command != "add":
+        await require_grant_store(settings, config_path)
     store = open_grant_store(settings)
     try:
         now = datetime.now(UTC)
@@ -44,7 +47,14 @@ async def _run(args: argparse.Namespace) -> int:
             return await review_grants(args, store, settings, now, config_path)
         if args.command == "list":
             return await list_grants(args, store, now)
-        return await change_grants(args, store, now, config_path)
+        status = await change_grants(args, store, now, config_path)
+        if creating:
+            print(
+                f"phi-grants: created a new grant store at {describe_grant_store(settings)} "
+                f"(grants.store in {config_path}); if the proxy reads another, fix the config",
+                file=sys.stderr,
+            )
+        return status
     finally:
         await store.close()
 

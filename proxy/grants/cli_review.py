@@ -10,8 +10,6 @@ from __future__ import annotations
 import asyncio
 from typing import TYPE_CHECKING
 
-from keys.errors import ConfigError
-from proxy.grants.presence import grant_store_exists
 from proxy.grants.review import build_review
 from proxy.grants.review_model import ReviewOptions
 from proxy.grants.review_render import render_json, render_text
@@ -26,26 +24,7 @@ if TYPE_CHECKING:
     from proxy.grants.settings import GrantSettings
     from proxy.grants.store import GrantStore
 
-__all__ = ["refuse_missing_grant_database", "review_grants"]
-
-
-async def refuse_missing_grant_database(settings: GrantSettings, config_path: Path) -> None:
-    """Raise ConfigError if the grant database (SQLite file or PostgreSQL schema) is not there.
-
-    Opening the store would create an empty one — and an empty store reviews as "0 grants, no
-    findings", exit 0: a mistyped path or schema must not read as a clean review.
-    """
-    if await grant_store_exists(settings):
-        return
-    if settings.is_postgres:
-        raise ConfigError(
-            f"{describe_postgres_url(settings.store)}: schema {settings.pg_schema} holds no "
-            f"grant store (grants.store / grants.pg_schema in {config_path}); check the config"
-        )
-    raise ConfigError(
-        f"{settings.sqlite_path}: no grant database there (grants.store in {config_path}); "
-        "check the config, or run the review on the host that holds the grants"
-    )
+__all__ = ["review_grants"]
 
 
 async def review_grants(

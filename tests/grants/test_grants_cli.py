@@ -1,3 +1,4 @@
+import asyncio
 import json
 import os
 import subprocess
@@ -6,18 +7,38 @@ from pathlib import Path
 
 import pytest
 
+from keys.config_file import load_section
 from proxy.grants.cli import main
+from proxy.grants.settings import GrantSettings
+from proxy.grants.store import open_grant_store
 
 SUBJECT = "https://login.a.test|alice-sub"
 PHI_GRANTS = Path(sys.executable).with_name("phi-grants")
 
 
 @pytest.fixture
-def config(tmp_path):
-    """A config file whose grants store sits beside it."""
+def fresh_config(tmp_path):
+    """A config file naming a grants store beside it that does not exist yet."""
     path = tmp_path / "proxy.yaml"
     path.write_text("grants:\n  store: grants.sqlite3\n  max_ttl: 90d\n")
     return path
+
+
+@pytest.fixture
+def config(fresh_config):
+    """A config file whose (empty) grants store sits beside it, created as the proxy would."""
+    settings = load_section(fresh_config, "grants", GrantSettings)
+
+    async def create():
+        store = open_grant_store(settings)
+        try:
+            assert await store.list() == []
+        finally:
+            await store.close()
+
+    asyncio.run(create())
+    assert settings.sqlite_path.exists()
+    return fresh_config
 
 
 def run(config, *args, user="night-nurse-admin", env_config=False):
@@ -123,6 +144,43 @@ class TestPhiGrantsSubprocess:
         result = run(config, "revoke", "--id", "g_nope", "--reason", "x")
         assert result.returncode == 1
         assert "no grant has id" in result.stderr
+
+    def test_add_creates_a_missing_store_and_says_so(self, fresh_config):
+        """First use: `add` creates the store, and stderr names where, so a typo is seen."""
+        store = fresh_config.parent / "grants.sqlite3"
+        result = run(
+            fresh_config, "add", "--subject", SUBJECT, "--practice", "pr-a", "--ttl", "1d",
+            "--reason", "first grant",
+        )  # fmt: skip
+        assert result.returncode == 0, result.stderr
+        assert f"created a new grant store at {store}" in result.stderr
+        assert store.exists()
+        again = run(
+            fresh_config, "add", "--subject", SUBJECT, "--practice", "pr-b", "--ttl", "1d",
+            "--reason", "second grant",
+        )  # fmt: skip
+        assert again.returncode == 0, again.stderr
+        assert "created" not in again.stderr
+
+    @pytest.mark.parametrize(
+        "args",
+        [
+            ["list"],
+            ["revoke", "--id", "g_x", "--reason", "left"],
+            ["offboard", "--subject", SUBJECT, "--reason", "left"],
+        ],
+        ids=["list", "revoke", "offboard"],
+    )
+    def test_reading_or_revoking_a_missing_store_is_refused_and_creates_nothing(
+        self, fresh_config, args
+    ):
+        """A mistyped grants.store must not read as "0 grant(s)" or "nothing to revoke"."""
+        result = run(fresh_config, *args)
+        assert result.returncode == 2, result.stdout + result.stderr
+        assert "no grant database there" in result.stderr
+        assert "grants.store" in result.stderr
+        assert result.stdout == ""
+        assert not (fresh_config.parent / "grants.sqlite3").exists()
 
     def test_missing_config_exits_2(self, tmp_path):
         """Without -c or PHI_PROXY_CONFIG, phi-grants says how to give a config and exits 2."""

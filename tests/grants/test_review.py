@@ -1,5 +1,6 @@
 """`phi-grants review`, black-box: a real store, a real audit trail, the installed command."""
 
+import asyncio
 import base64
 import json
 import os
@@ -492,6 +493,14 @@ class TestPostgres:
         assert result.returncode == 2, result.stdout + result.stderr
         assert f"schema {grant_schema} holds no grant store" in result.stderr
         assert "grants.pg_schema" in result.stderr
+        for command in (["list"], ["offboard", "--subject", "https://i|x", "--reason", "left"]):
+            refused = await asyncio.to_thread(
+                subprocess.run,
+                [str(PHI_GRANTS), "-c", str(config), *command],
+                capture_output=True, text=True, timeout=60, check=False,
+            )  # fmt: skip
+            assert refused.returncode == 2, refused.stdout + refused.stderr
+            assert f"schema {grant_schema} holds no grant store" in refused.stderr
         conn = await asyncpg.connect(DSN)
         try:
             created = await conn.fetchval(
@@ -500,4 +509,4 @@ class TestPostgres:
             )
         finally:
             await conn.close()
-        assert created == 0, "the review created the schema it was asked to read"
+        assert created == 0, "a command created the schema it was asked to read"
