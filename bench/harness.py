@@ -40,11 +40,16 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def ensure_tool(name: str, package: str) -> str | None:
-    """The path of `name`, installing its Debian package if missing and possible."""
-    found = shutil.which(name) or (
+def locate_tool(name: str) -> str | None:
+    """The path of `name` on PATH or in /usr/sbin (not on a non-root PATH), or None."""
+    return shutil.which(name) or (
         f"/usr/sbin/{name}" if Path(f"/usr/sbin/{name}").exists() else None
     )
+
+
+def ensure_tool(name: str, package: str) -> str | None:
+    """The path of `name`, installing its Debian package if missing and possible."""
+    found = locate_tool(name)
     if found or shutil.which("apt-get") is None or os.geteuid() != 0:
         return found
     print(f"bench: installing {package} ...", file=sys.stderr)
@@ -54,9 +59,7 @@ def ensure_tool(name: str, package: str) -> str | None:
         ["apt-get", "install", "-y", "-q", package],
     ):
         subprocess.run(cmd, check=False, capture_output=True, timeout=600)
-        found = shutil.which(name) or (
-            f"/usr/sbin/{name}" if Path(f"/usr/sbin/{name}").exists() else None
-        )
+        found = locate_tool(name)
         if found:
             return found
     return None

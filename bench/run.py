@@ -234,17 +234,6 @@ def machine() -> dict:
         except metadata.PackageNotFoundError:
             return "missing"
 
-    def tool(argv: list[str]) -> str:
-        try:
-            done = subprocess.run(argv, capture_output=True, text=True, check=False, timeout=10)
-        except OSError:
-            return "missing"
-        return (
-            (done.stdout + done.stderr).strip().splitlines()[0]
-            if (done.stdout + done.stderr).strip()
-            else "?"
-        )
-
     commit = subprocess.run(
         ["git", "-C", str(harness.ROOT), "rev-parse", "--short", "HEAD"],
         capture_output=True,
@@ -273,11 +262,23 @@ def machine() -> dict:
         "packages": {
             d: version(d) for d in ("aiohttp", "cryptography", "orjson", "pydantic", "PyJWT")
         },
-        "wrk": tool(["wrk", "--version"]),
-        "nginx": tool(["nginx", "-v"]),
         "commit": commit + (" + uncommitted changes" if dirty else ""),
         "load_before": os.getloadavg(),
     }
+
+
+def tool_versions() -> dict[str, str]:
+    """wrk's and nginx's first version line; asked after the run, which may install them."""
+
+    def first_line(name: str, flag: str) -> str:
+        path = harness.locate_tool(name)
+        if path is None:
+            return f"{name} missing"
+        done = subprocess.run([path, flag], capture_output=True, text=True, check=False, timeout=10)
+        lines = (done.stdout + done.stderr).strip().splitlines()
+        return lines[0] if lines else f"{name} (no version output)"
+
+    return {"wrk": first_line("wrk", "--version"), "nginx": first_line("nginx", "-v")}
 
 
 def main() -> None:
@@ -292,7 +293,7 @@ def main() -> None:
     args = parser.parse_args()
     info = machine()
     data = measure(args)
-    data["machine"] = info
+    data["machine"] = info | tool_versions()
     data["micro"] = micro.run()
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
