@@ -30,6 +30,8 @@ import dataclasses
 import logging
 import os
 import signal
+import traceback
+from pathlib import Path
 from typing import TYPE_CHECKING, Final
 
 from keys.errors import PhiProxyError
@@ -42,8 +44,6 @@ from proxy.transform import FieldPolicy, RouteTable
 from proxy.usage_watch import UsageWatch
 
 if TYPE_CHECKING:
-    from pathlib import Path
-
     from keys.keyring import Keyring
     from proxy.handler import Pipeline
     from proxy.identity import Authenticator
@@ -68,6 +68,19 @@ def _signature(path: Path) -> FileSignature:
     except OSError:
         return None
     return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+
+
+def _where(exc: BaseException) -> str:
+    """An unexpected error's type and where it was raised, without its message.
+
+    The message could quote a file's contents (a key, a token); the type and the innermost
+    frame are enough to report the bug, and say which file was being read.
+    """
+    frames = traceback.extract_tb(exc.__traceback__)
+    if not frames:
+        return type(exc).__name__
+    last = frames[-1]
+    return f"{type(exc).__name__} at {Path(last.filename).name}:{last.lineno} in {last.name}()"
 
 
 def _watched(settings: Settings, config_path: Path | None) -> tuple[Path, ...]:
@@ -185,7 +198,7 @@ class Reloader:
                 self.failures += 1
                 _log.error(
                     "reload refused; still serving with the previous keys and config",
-                    extra={"fields": {"reason": reason, "error": type(exc).__name__}},
+                    extra={"fields": {"reason": reason, "error": _where(exc)}},
                 )
                 return False
             old_auth = runtime.install(

@@ -10,6 +10,7 @@ from lifecycle_helpers import run_keys
 from keys.settings import keystore_file
 from keys.usage import UsageCounter, read_usage, usage_path
 from proxy.settings import load_settings
+from proxy.transform.policy import FieldPolicy
 
 SSN = "123-45-6789"
 
@@ -59,6 +60,27 @@ class TestKeystoreReload:
         refused = [r for r in caplog.records if "reload refused" in r.getMessage()]
         assert len(refused) == 1
         assert "not valid JSON" in str(refused[0].__dict__["fields"]["error"])
+        assert SSN not in str([r.__dict__ for r in caplog.records])
+
+    async def test_an_unexpected_error_is_refused_naming_where_not_what(
+        self, live, caplog, monkeypatch
+    ):
+        """A bug while rebuilding: old state kept; the log says type and place, not the message."""
+        caplog.set_level(logging.INFO)
+        before = live.runtime.keyring()
+
+        def broken_compile(_fields):
+            raise RuntimeError(f"quoted from a file: {SSN}")
+
+        monkeypatch.setattr(FieldPolicy, "compile", broken_compile)
+        await live.reloader.reload(reason="test")
+        assert live.reloader.failures == 1
+        assert live.runtime.keyring() is before
+        refused = [r for r in caplog.records if "reload refused" in r.getMessage()]
+        assert len(refused) == 1
+        error = refused[0].__dict__["fields"]["error"]
+        assert error.startswith("RuntimeError at test_reload.py:")
+        assert error.endswith(" in broken_compile()")
         assert SSN not in str([r.__dict__ for r in caplog.records])
 
     async def test_a_new_practice_and_a_shred_take_effect(self, live):
