@@ -40,6 +40,19 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def commit_label() -> str:
+    """The checked-out commit, marked when keys/, proxy/ or bench/ have uncommitted changes."""
+
+    def git(*args: str) -> str:
+        done = subprocess.run(
+            ["git", "-C", str(ROOT), *args], capture_output=True, text=True, check=False
+        )
+        return done.stdout.strip()
+
+    dirty = git("status", "--porcelain", "--", "keys", "proxy", "bench")
+    return git("rev-parse", "--short", "HEAD") + (" + uncommitted changes" if dirty else "")
+
+
 def locate_tool(name: str) -> str | None:
     """The path of `name` on PATH or in /usr/sbin (not on a non-root PATH), or None."""
     return shutil.which(name) or (

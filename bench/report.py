@@ -97,7 +97,10 @@ def targets(data: dict) -> list[tuple[str, str, str, bool | None]]:
             (
                 f"soak ({soak['seconds'] / 60:.0f} min at saturation)",
                 "0 errors, RSS < +10%",
-                f"{soak['errors']} errors, RSS {100 * soak['rss_growth']:+.1f}%",
+                (
+                    f"{soak['errors']} errors, RSS {100 * soak['rss_growth']:+.1f}% "
+                    f"({soak['requests']:,} requests, commit {soak.get('commit', 'not recorded')})"
+                ),
                 ok,
             )
         )

@@ -234,18 +234,6 @@ def machine() -> dict:
         except metadata.PackageNotFoundError:
             return "missing"
 
-    commit = subprocess.run(
-        ["git", "-C", str(harness.ROOT), "rev-parse", "--short", "HEAD"],
-        capture_output=True,
-        text=True,
-        check=False,
-    ).stdout.strip()
-    dirty = subprocess.run(
-        ["git", "-C", str(harness.ROOT), "status", "--porcelain", "--", "keys", "proxy", "bench"],
-        capture_output=True,
-        text=True,
-        check=False,
-    ).stdout.strip()
     cpu_model = next(
         (
             ln.split(":", 1)[1].strip()
@@ -262,7 +250,7 @@ def machine() -> dict:
         "packages": {
             d: version(d) for d in ("aiohttp", "cryptography", "orjson", "pydantic", "PyJWT")
         },
-        "commit": commit + (" + uncommitted changes" if dirty else ""),
+        "commit": harness.commit_label(),
         "load_before": os.getloadavg(),
     }
 

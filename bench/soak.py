@@ -37,6 +37,7 @@ def _summarize(samples: list[dict], *, alive: bool, out: Path) -> bool:
         "rss_max_mb": max(s["rss_mb"] for s in samples),
         "rss_growth": (last - base) / base,
         "proxy_alive": alive,
+        "commit": harness.commit_label(),
         "samples": samples,
     }
     out.parent.mkdir(parents=True, exist_ok=True)
