@@ -28,6 +28,9 @@ UNSAFE_REASONS: Final = frozenset(
         "key_collision",  # rewriting token-bearing object keys made two keys equal
         "unsupported_charset",  # a text charset in which tokens could hide (UTF-16, UTF-7, …)
         "token_residue",  # the token prefix survived substitution (defence in depth)
+        # Content-Type / Content-Encoding given twice, as a list, or named in Connection: the
+        # client could read the body differently from the proxy.
+        "conflicting_headers",
     }
 )
 
@@ -45,6 +48,9 @@ REJECT_REASONS: Final = frozenset(
         "token_inside_text",  # a PHI field holds text with a token inside it
         "foreign_token",  # a token of another practice, or one that does not open
         "token_of_another_class",  # a token whose field class is not this field's
+        "unsupported_charset",  # a request charset the proxy cannot decode (415)
+        "undecodable_body",  # bytes that do not decode as their charset or BOM claims (400)
+        "unreadable_multipart",  # a multipart body that cannot be split into parts (400)
     }
 )
 

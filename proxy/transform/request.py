@@ -8,10 +8,14 @@
 * Form-encoded (and any other non-JSON) bodies on a write route → 415. We do not encrypt
   forms: portals disagree about form syntax (`;` as a separator, `patient[ssn]` nesting, which
   of two equal names wins), so we cannot be sure the portal would see the field we encrypted.
-* On any other route: a JSON (or JSON-looking) body, or a form, holding a non-empty plaintext
-  value in a selected field → 422: that route is not configured to encrypt, and PHI would reach
-  the portal in clear. Tokens pass. Multipart and other bodies pass unchecked (see
-  docs/field-policy.md: keep PHI uploads off non-write routes).
+* On any other route: a JSON (or JSON-looking) body, a form, or a multipart part, holding a
+  non-empty plaintext value in a selected field → 422: that route is not configured to encrypt,
+  and PHI would reach the portal in clear. Well-formed tokens pass. The body is first decoded
+  the way the portal could decode it (`request_text`: declared charset, byte-order mark,
+  UTF-16/32 without one), and sniffed for JSON whatever its label says. Other bodies (binary
+  uploads) pass unchecked (docs/field-policy.md: keep PHI uploads off non-write routes).
+* Every inspected body must be UTF-8 on a write route (another charset → 415), and decodable
+  elsewhere (unknown charset → 415, bytes that do not match their charset → 400).
 
 Messages are for the client and the operator; they name classes and settings, never a value.
 """
@@ -27,9 +31,11 @@ import orjson
 from aiohttp.helpers import parse_mimetype
 
 from keys.errors import InvalidToken, KeyringError
-from keys.token_format import TOKEN_PREFIX
+from keys.token_format import TOKEN_PATTERN, TOKEN_PREFIX
 from proxy.transform.errors import RequestRejected, UnsafeBody
 from proxy.transform.jsonsafe import parse_json
+from proxy.transform.request_multipart import form_parts
+from proxy.transform.request_text import UTF8_CHARSETS, declared_charset, portal_readable_text
 from proxy.transform.settings import BodyKeyPractice
 from proxy.transform.stats import TransformStats
 
@@ -95,8 +101,16 @@ def encrypt_request(
         return body
     kind = _kind(content_type, body)
     if route is None:
-        _check_not_write(body, kind, ctx)
+        _check_not_write(body, content_type, kind, ctx)
         return body
+    if declared_charset(content_type) not in {None, *UTF8_CHARSETS}:
+        raise RequestRejected(
+            415,
+            f"{route.route.method} {route.route.path} is a write route and accepts only UTF-8 "
+            "JSON (the charset parameter must be absent or utf-8), so its PHI fields are "
+            "encrypted exactly as the portal reads them; nothing was forwarded.",
+            reason="unsupported_charset",
+        )
     if kind != "json":
         raise RequestRejected(
             415,
@@ -112,29 +126,56 @@ def encrypt_request(
     return orjson.dumps(result) if walk.changed else body
 
 
-def _check_not_write(body: bytes, kind: str, ctx: SealContext) -> None:
-    if kind in {"json", "sniffed-json"}:
-        if not ctx.policy.may_hold_selected_keys(body):
-            return
-        # Declared or not, a JSON-looking body that names a selected key must parse safely:
-        # a lenient portal could read a duplicate-key or NaN body that we could not check.
-        doc = _parse(body)
-        _Walk(ctx, None).value(doc, 0, ctx.policy.matcher.initial, None)
-    elif kind == "form":
-        _check_form(body, ctx)
+def _check_not_write(body: bytes, content_type: str | None, kind: str, ctx: SealContext) -> None:
+    """Refuse a body that carries plaintext PHI to a route that does not encrypt it."""
+    if kind == "multipart":
+        for name, part_type, part_body in form_parts(body, content_type or ""):
+            _check_form_name(name, part_body.decode("utf-8", errors="replace"), ctx)
+            if part_body:
+                _check_not_write(part_body, part_type, _kind(part_type, part_body), ctx)
+        return
+    charset = declared_charset(content_type)
+    try:
+        text = portal_readable_text(body, charset)
+    except RequestRejected:
+        if kind == "other" and charset is None:
+            return  # binary, not text a portal could read as JSON or a form
+        raise
+    if kind == "json" or text.lstrip()[:1] in _JSON_START:
+        _check_json(text, ctx)
+    if kind == "form":
+        _check_form(text, ctx)
+
+
+def _check_json(text: bytes, ctx: SealContext) -> None:
+    if not ctx.policy.may_hold_selected_keys(text):
+        return
+    # Declared or not, a JSON-looking body that names a selected key must parse safely:
+    # a lenient portal could read a duplicate-key or NaN body that we could not check.
+    doc = _parse(text)
+    _Walk(ctx, None).value(doc, 0, ctx.policy.matcher.initial, None)
 
 
 def _check_form(body: bytes, ctx: SealContext) -> None:
-    # Split on ";" too, and look at every part of names like patient[ssn] or patient.ssn:
-    # some portals read forms that way.
+    # Split on ";" too: some portals read forms that way.
     text = body.decode("utf-8", errors="replace").replace(";", "&")
     for name, value in parse_qsl(text, keep_blank_values=True):
-        for part in _FORM_NAME_PARTS.split(name):
-            field_class = ctx.policy.role(part).field_class if part else None
-            if field_class is not None and value and not value.startswith(TOKEN_PREFIX):
-                raise RequestRejected(
-                    422, _NOT_WRITE.format(cls=field_class), reason="plaintext_outside_write_route"
-                )
+        _check_form_name(name, value, ctx)
+
+
+def _check_form_name(name: str, value: str, ctx: SealContext) -> None:
+    # Look at every part of names like patient[ssn] or patient.ssn: some portals nest that way.
+    for part in _FORM_NAME_PARTS.split(name):
+        field_class = ctx.policy.role(part).field_class if part else None
+        if field_class is not None and value and not _is_token(value):
+            raise RequestRejected(
+                422, _NOT_WRITE.format(cls=field_class), reason="plaintext_outside_write_route"
+            )
+
+
+def _is_token(value: str) -> bool:
+    """A whole, well-formed token (`phi1. 900-…` is plaintext with a prefix, not a token)."""
+    return TOKEN_PATTERN.fullmatch(value) is not None
 
 
 def _practice(route: RouteMatch, doc: object, ctx: SealContext) -> str:
@@ -230,14 +271,14 @@ class _Walk:
 
     def seal(self, text: str, field_class: str) -> str:
         ctx = self.ctx
-        if text.startswith(TOKEN_PREFIX):
-            self.check_token(text, field_class)
-            return text
-        if self.practice is None:
-            if text:
+        if self.practice is None:  # not a write route: only whole tokens may pass
+            if text and not _is_token(text):
                 raise RequestRejected(
                     422, _NOT_WRITE.format(cls=field_class), reason="plaintext_outside_write_route"
                 )
+            return text
+        if text.startswith(TOKEN_PREFIX):
+            self.check_token(text, field_class)
             return text
         if TOKEN_PREFIX in text:
             raise RequestRejected(
@@ -257,8 +298,6 @@ class _Walk:
         return token
 
     def check_token(self, token: str, field_class: str) -> None:
-        if self.practice is None:
-            return  # not a write route: tokens pass as they are
         try:
             opened = self.ctx.keyring.open(token)
         except InvalidToken:
