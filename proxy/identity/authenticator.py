@@ -17,6 +17,7 @@ dropped whenever the JWKS changes, and refusals are never remembered.
 from __future__ import annotations
 
 import logging
+import math
 from typing import TYPE_CHECKING, Any, Protocol
 
 import aiohttp
@@ -62,8 +63,8 @@ def _number(payload: dict[str, Any], claim: str) -> float | None:
     value = payload.get(claim)
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise AuthenticationError(f"bad_{claim}")
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise AuthenticationError(f"bad_{claim}")  # NaN/Infinity compare false: never expires
     return float(value)
 
 

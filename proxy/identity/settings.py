@@ -33,7 +33,9 @@ class IdentitySettings(BaseModel):
         "JWKS) exists today; token introspection and trusted headers are reserved names.",
     )
     issuers: Annotated[tuple[str, ...], Field(min_length=1)] = Field(
-        description="Token issuers (`iss`) we accept, exactly as they appear in tokens.",
+        description="Token issuers (`iss`) we accept, exactly as they appear in tokens. They "
+        "share one JWKS, so any of its keys can sign for any of them: list several only for one "
+        "identity provider (never two organisations).",
     )
     audience: str = Field(
         min_length=1,

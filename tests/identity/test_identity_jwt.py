@@ -164,6 +164,21 @@ class TestClaims:
         error = await refused(auth, bearer(token), now)
         assert error.reason in {"invalid", "bad_exp", "missing_exp"}
 
+    @pytest.mark.parametrize(
+        ("claim", "value"),
+        [
+            ("exp", float("nan")),
+            ("exp", float("inf")),
+            ("iat", float("-inf")),
+            ("nbf", float("nan")),
+        ],
+    )
+    async def test_non_finite_times_are_refused(self, auth, es_issuer, now, claim, value):
+        """A signed NaN/Infinity time (JSON parsers accept them) would never expire: refused."""
+        token = es_issuer.mint("u", now=now, **{claim: value})
+        error = await refused(auth, bearer(token), now)
+        assert error.reason in {"invalid", f"bad_{claim}"}
+
     async def test_empty_sub_refused(self, auth, es_issuer, now):
         """An empty sub names nobody and is refused."""
         token = es_issuer.mint("", now=now)
