@@ -1,11 +1,16 @@
 """Which transform a body gets, from its Content-Type (parsed by aiohttp, not by us).
 
-    application/json, */*+json, text/json      → the JSON walk (selectors + tokens)
+    application/json, */*+json, */x-json,       → the JSON walk (selectors + tokens)
+    text/json
     text/html, */xml, */*+xml, xhtml            → token substitution, HTML/XML-escaped
     text/csv / text/tab-separated-values       → token substitution keeping CSV/TSV valid
     other *json* (NDJSON, json-seq, …)          → token substitution, JSON-string-escaped
     anything else, or no Content-Type          → token substitution; JSON-escaped when the body
                                                  starts like JSON ({ [ "), else inserted as is
+
+A non-JSON kind is not the last word: a body that starts like JSON and may hold selected keys
+is still walked as JSON (whole, or line by line; `json_lines` marks the NDJSON family), because
+JSON clients parse what they get whatever the header says (`response.transform_response`).
 
 Charsets: tokens are ASCII and are searched for as bytes, which is only sound in an
 ASCII-compatible charset where no other byte sequence decodes to ASCII. UTF-8, US-ASCII,
@@ -23,6 +28,11 @@ from aiohttp.helpers import parse_mimetype
 
 __all__ = ["BodyKind", "classify"]
 
+_JSON_SUBTYPES: Final = frozenset({"json", "x-json"})
+#: One JSON document per line (or per RS-prefixed record): walked line by line when sniffed.
+_JSON_LINES_SUBTYPES: Final = frozenset(
+    {"x-ndjson", "ndjson", "jsonl", "x-jsonl", "jsonlines", "x-jsonlines", "json-seq"}
+)
 _SAFE_CODECS: Final = frozenset(
     {"utf-8", "utf-8-sig", "ascii"}
     | {f"iso8859-{n}" for n in (*range(1, 12), *range(13, 17))}
@@ -38,6 +48,7 @@ class BodyKind:
     escape: str  # "json" | "html" | "csv" | "tsv" | "plain" | "sniff"
     charset: str | None  # a safe codec name; None = a charset we refuse
     delimiter: str = ","
+    json_lines: bool = False  # an NDJSON-family type: one JSON document per line
 
 
 def _codec(name: str | None) -> str | None:
@@ -58,7 +69,7 @@ def classify(content_type: str | None) -> BodyKind:  # noqa: PLR0911 - a lookup 
     mime = parse_mimetype(content_type)
     charset = _codec(mime.parameters.get("charset"))
     sub, suffix = mime.subtype.lower(), mime.suffix.lower()
-    if sub == "json" or suffix == "json":
+    if sub in _JSON_SUBTYPES or suffix == "json":
         return BodyKind(json=True, escape="json", charset=charset)
     if sub in {"html", "xml", "xhtml"} or suffix == "xml":
         return BodyKind(json=False, escape="html", charset=charset)
@@ -67,5 +78,6 @@ def classify(content_type: str | None) -> BodyKind:  # noqa: PLR0911 - a lookup 
     if sub == "tab-separated-values":
         return BodyKind(json=False, escape="tsv", charset=charset, delimiter="\t")
     if "json" in sub or "json" in suffix:
-        return BodyKind(json=False, escape="json", charset=charset)
+        lines = sub in _JSON_LINES_SUBTYPES
+        return BodyKind(json=False, escape="json", charset=charset, json_lines=lines)
     return BodyKind(json=False, escape="sniff", charset=charset)

@@ -1,7 +1,8 @@
 """The response transform: one parse, one walk, one serialization (or the original bytes).
 
 `transform_response` is the only entry point the app needs. JSON bodies are walked with the
-field policy; every other body is scanned for tokens (`textbody`). In the walk:
+field policy, and so is JSON under another type when it may hold selected keys (whole, or line
+by line); every other body is scanned for tokens (`textbody`). In the walk (`walk.py`):
 
 * a value is *selected* by a JSON path ending at it (first path in the config wins), else by a
   key selector on its key, else by being inside a selected object/array (every scalar below a
@@ -10,38 +11,37 @@ field policy; every other body is scanned for tokens (`textbody`). In the walk:
   non-null scalar is legacy plaintext (numbers and booleans included);
 * any other string, and every object key, that contains the prefix has each token decided in
   place; if the prefix is still there afterwards (a malformed token) the whole string is masked;
+* a selected object the caller may not see in plaintext (class, record practice) becomes the
+  class's mask as a whole: its keys are PHI too (`{"HIV positive": true}`);
 * nothing changes → the caller gets the exact bytes it passed in.
 """
 
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 from typing import TYPE_CHECKING, Final
 
 import orjson
 
-from keys.token_format import TOKEN_PATTERN, TOKEN_PREFIX
 from proxy.transform.errors import UnsafeBody
 from proxy.transform.jsonsafe import parse_json
 from proxy.transform.mediatype import classify
-from proxy.transform.reveal import (
-    UNKNOWN_PRACTICE,
-    RecordPractice,
-    RevealContext,
-    decide_plaintext,
-    reveal_text,
-    reveal_token,
+from proxy.transform.textbody import (
+    NOT_JSON,
+    as_charset,
+    json_pieces,
+    starts_like_json,
+    transform_text,
 )
-from proxy.transform.textbody import transform_text
+from proxy.transform.walk import Walk
 
 if TYPE_CHECKING:
-    from proxy.transform.policy import KeyRole, ObjectShape
+    from proxy.transform.mediatype import BodyKind
+    from proxy.transform.reveal import RevealContext
 
 __all__ = ["transform_json", "transform_response"]
 
-_INT64_MIN: Final = -(2**63)
-_UINT64_END: Final = 2**64
-_NO_STATES: Final[tuple[int, ...]] = ()
 _LONG_INTEGER: Final = re.compile(rb"(?<![\d.])\d{20,}(?![\d.eE])")
 
 
@@ -56,13 +56,49 @@ def transform_response(body: bytes, content_type: str | None, ctx: RevealContext
         if not ctx.policy.may_need_transform(body):
             return body
         return transform_json(body, ctx)
+    if (
+        kind.charset is not None
+        and starts_like_json(body)
+        and ctx.policy.may_hold_selected_keys(body)
+    ):
+        walked = _transform_sniffed(body, kind, ctx)
+        if walked is not None:
+            return walked
     return transform_text(body, kind, ctx)
 
 
 def transform_json(body: bytes, ctx: RevealContext) -> bytes:
     """The JSON path of `transform_response` (body known to be JSON)."""
-    doc = parse_json(body)
-    walk = _Walk(ctx)
+    return _walk_document(parse_json(body), body, ctx)
+
+
+def _transform_sniffed(body: bytes, kind: BodyKind, ctx: RevealContext) -> bytes | None:
+    """Walk JSON served under a non-JSON type (whole, or per line); None if it is not JSON.
+
+    JSON clients parse a body whatever its Content-Type says, so a token scan alone would
+    hand them the legacy plaintext of selected fields.
+    """
+    pieces = json_pieces(body, kind)
+    if pieces is None:
+        return None
+    utf8_kind = replace(kind, charset="utf-8")  # the pieces are UTF-8 now
+    out: list[bytes] = []
+    changed = False
+    for piece in pieces:
+        if piece.doc is NOT_JSON:
+            new = transform_text(piece.raw, utf8_kind, ctx)
+        else:
+            new = _walk_document(piece.doc, piece.raw, ctx)
+        changed = changed or new is not piece.raw
+        out += (piece.before, new, piece.after)
+    if not changed:
+        return body
+    return as_charset(b"".join(out), kind.charset or "utf-8")
+
+
+def _walk_document(doc: object, body: bytes, ctx: RevealContext) -> bytes:
+    """Decide every value of `doc` (parsed from `body`); `body` itself if nothing changed."""
+    walk = Walk(ctx)
     result = walk.value(doc, 0, None, None, walk.initial, None)
     if not walk.changed:
         return body
@@ -70,244 +106,3 @@ def transform_json(body: bytes, ctx: RevealContext) -> bytes:
         # orjson read an integer beyond 64 bits as a float; rewriting would change it.
         raise UnsafeBody("number_out_of_range")
     return orjson.dumps(result)
-
-
-def _scalar_text(value: object) -> str | None:
-    """A record id / practice value as text; None if not a string or integer, or a token."""
-    if isinstance(value, str):
-        return None if TOKEN_PREFIX in value else value
-    if isinstance(value, int) and not isinstance(value, bool):
-        return str(value)
-    return None
-
-
-def _record_context(
-    shape: ObjectShape,
-    obj: dict[str, object],
-    practice: RecordPractice,
-    record_id: str | None,
-) -> tuple[RecordPractice, str | None]:
-    """The practice and record id in force inside `obj`.
-
-    Two practice keys that disagree, or one that is not a string/integer, make the practice
-    unknown (masking its plaintext) rather than falling back to an outer one.
-    """
-    own_practice: RecordPractice = None
-    own_id: str | None = None
-    for key, is_practice in shape.context:
-        if is_practice:  # a key that is both a practice key and an id key counts as practice
-            text = _scalar_text(obj[key])
-            if text is None or own_practice not in (None, text):
-                own_practice = UNKNOWN_PRACTICE
-            else:
-                own_practice = text
-        elif own_id is None:  # an id key
-            own_id = _scalar_text(obj[key])
-    return (
-        practice if own_practice is None else own_practice,
-        record_id if own_id is None else own_id,
-    )
-
-
-class _Walk:
-    """One walk over one document; mutates the freshly parsed containers in place."""
-
-    __slots__ = ("changed", "ctx", "initial", "lossy", "matcher", "max_depth", "policy", "role")
-
-    def __init__(self, ctx: RevealContext) -> None:
-        self.ctx = ctx
-        self.policy = ctx.policy
-        self.role = ctx.policy.role
-        self.matcher = ctx.policy.matcher
-        self.initial = self.matcher.initial
-        self.max_depth = ctx.policy.max_depth
-        self.changed = False
-        self.lossy = False
-
-    def value(  # noqa: PLR0911, PLR0917 - hot path: positional args, early returns
-        self,
-        value: object,
-        depth: int,
-        practice: RecordPractice,
-        record_id: str | None,
-        states: tuple[int, ...],
-        field_class: str | None,
-    ) -> object:
-        if isinstance(value, str):
-            if field_class is not None:
-                return self.selected_string(value, field_class, practice, record_id)
-            if TOKEN_PREFIX in value:
-                return self.unselected_string(value, record_id, as_key=False)
-            return value
-        if isinstance(value, dict):
-            return self.mapping(value, depth + 1, practice, record_id, states, field_class)
-        if isinstance(value, list):
-            return self.sequence(value, depth + 1, practice, record_id, states, field_class)
-        if isinstance(value, float) and not _INT64_MIN <= value < _UINT64_END:
-            self.lossy = True  # maybe an integer beyond 64 bits that orjson made a float
-        if field_class is None or value is None:
-            return value
-        # A selected number or boolean: legacy plaintext.
-        text = orjson.dumps(value).decode("ascii")
-        decision = decide_plaintext(self.ctx, field_class, text, practice, record_id)
-        if decision.mask is None:
-            return value
-        self.changed = True
-        return decision.for_json()
-
-    def selected_string(
-        self, value: str, field_class: str, practice: RecordPractice, record_id: str | None
-    ) -> object:
-        if value.startswith(TOKEN_PREFIX):
-            self.changed = True
-            return reveal_token(self.ctx, value, record_id, as_json=True)
-        decision = decide_plaintext(self.ctx, field_class, value, practice, record_id)
-        if decision.mask is not None:
-            self.changed = True
-            return decision.for_json()
-        if TOKEN_PREFIX in value:  # kept plaintext that also carries tokens
-            return self.unselected_string(value, record_id, as_key=False)
-        return value
-
-    def unselected_string(self, value: str, record_id: str | None, *, as_key: bool) -> str | None:
-        """Decide every token inside `value`; mask the whole string if the prefix survives."""
-        self.changed = True
-        ctx = self.ctx
-        match = TOKEN_PATTERN.fullmatch(value)
-        if match is not None:
-            return reveal_token(ctx, value, record_id, as_json=not as_key)
-        out = TOKEN_PATTERN.sub(lambda m: reveal_text(ctx, m.group(), record_id), value)
-        if TOKEN_PREFIX in out:
-            ctx.stats.integrity(None, "malformed")
-            return self.policy.redacted_text
-        return out
-
-    def mapping(  # noqa: PLR0917 - hot path: positional arguments are cheaper
-        self,
-        obj: dict[str, object],
-        depth: int,
-        practice: RecordPractice,
-        record_id: str | None,
-        states: tuple[int, ...],
-        inherited: str | None,
-    ) -> dict[str, object]:
-        if depth > self.max_depth:
-            raise UnsafeBody("too_deep")
-        shape = self.policy.shape(tuple(obj))
-        if shape.context:
-            practice, record_id = _record_context(shape, obj, practice, record_id)
-        if not states:
-            self.mapping_by_key(obj, shape.classes, depth, practice, record_id, inherited)
-        else:
-            self.mapping_by_path(obj, shape, depth, practice, record_id, states, inherited)
-        if shape.rekey:
-            return self.rekeyed(obj, shape.roles, record_id)
-        return obj
-
-    def mapping_by_key(  # noqa: PLR0917 - hot path: positional arguments are cheaper
-        self,
-        obj: dict[str, object],
-        classes: tuple[str | None, ...],
-        depth: int,
-        practice: RecordPractice,
-        record_id: str | None,
-        inherited: str | None,
-    ) -> None:
-        """`mapping_by_path` when no path selector is live here: key selectors only.
-
-        The common case (and the only one without `paths:` selectors); the same outcomes,
-        with one class per key precomputed in the shape instead of a role lookup per key.
-        """
-        for key_class, (key, item) in zip(classes, obj.items(), strict=True):
-            field_class = key_class or inherited
-            new: object
-            if type(item) is str:
-                if field_class is None:
-                    if TOKEN_PREFIX not in item:
-                        continue
-                    new = self.unselected_string(item, record_id, as_key=False)
-                elif item.startswith(TOKEN_PREFIX):
-                    self.changed = True
-                    new = reveal_token(self.ctx, item, record_id, as_json=True)
-                else:
-                    new = self.selected_string(item, field_class, practice, record_id)
-            elif field_class is None and (item is None or type(item) is int or type(item) is bool):
-                continue
-            else:
-                new = self.value(item, depth, practice, record_id, _NO_STATES, field_class)
-            if new is not item:
-                obj[key] = new
-
-    def mapping_by_path(  # noqa: PLR0917 - hot path: positional arguments are cheaper
-        self,
-        obj: dict[str, object],
-        shape: ObjectShape,
-        depth: int,
-        practice: RecordPractice,
-        record_id: str | None,
-        states: tuple[int, ...],
-        inherited: str | None,
-    ) -> None:
-        """Walk `obj`'s members while path selectors are live (`states` not empty)."""
-        matcher = self.matcher
-        for key_role, (key, item) in zip(shape.roles, obj.items(), strict=True):
-            child_states, path_class = matcher.step(states, key_role.normalized, 0, item)
-            field_class = path_class or key_role.field_class or inherited
-            # The common scalars inline (same outcome as self.value, without the call).
-            new: object
-            if type(item) is str:
-                if field_class is None:
-                    if TOKEN_PREFIX not in item:
-                        continue
-                    new = self.unselected_string(item, record_id, as_key=False)
-                elif item.startswith(TOKEN_PREFIX):
-                    self.changed = True
-                    new = reveal_token(self.ctx, item, record_id, as_json=True)
-                else:
-                    new = self.selected_string(item, field_class, practice, record_id)
-            elif field_class is None and (item is None or type(item) is int or type(item) is bool):
-                continue
-            else:
-                new = self.value(item, depth, practice, record_id, child_states, field_class)
-            if new is not item:
-                obj[key] = new
-
-    def rekeyed(
-        self, obj: dict[str, object], roles: tuple[KeyRole, ...], record_id: str | None
-    ) -> dict[str, object]:
-        out: dict[str, object] = {}
-        for key_role, (key, item) in zip(roles, obj.items(), strict=True):
-            new_key = key
-            if key_role.has_prefix:
-                replaced = self.unselected_string(key, record_id, as_key=True)
-                new_key = replaced if replaced is not None else self.policy.redacted_text
-            if new_key in out:
-                raise UnsafeBody("key_collision")
-            out[new_key] = item
-        return out
-
-    def sequence(  # noqa: PLR0917 - hot path: positional arguments are cheaper
-        self,
-        items: list[object],
-        depth: int,
-        practice: RecordPractice,
-        record_id: str | None,
-        states: tuple[int, ...],
-        inherited: str | None,
-    ) -> list[object]:
-        if depth > self.max_depth:
-            raise UnsafeBody("too_deep")
-        value = self.value
-        if not states:
-            for index, item in enumerate(items):
-                new = value(item, depth, practice, record_id, _NO_STATES, inherited)
-                if new is not item:
-                    items[index] = new
-            return items
-        matcher = self.matcher
-        for index, item in enumerate(items):
-            child_states, path_class = matcher.step(states, None, index, item)
-            new = value(item, depth, practice, record_id, child_states, path_class or inherited)
-            if new is not item:
-                items[index] = new
-        return items

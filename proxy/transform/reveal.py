@@ -41,6 +41,7 @@ __all__ = [
     "UnknownPractice",
     "decide_plaintext",
     "decide_token",
+    "may_see_plaintext",
     "reveal_text",
     "reveal_token",
 ]
@@ -156,6 +157,18 @@ def decide_token(  # noqa: PLR0911 - one exit per outcome reads best here
     ctx.stats.masked[field_class] += 1
     ctx.stats.withheld.add(practice)
     return Decision("", mask, opened.plaintext)
+
+
+def may_see_plaintext(
+    ctx: RevealContext, field_class: str, record_practice: RecordPractice
+) -> bool:
+    """True if legacy plaintext of `field_class` in this record may be shown to the caller.
+
+    The rule of `decide_plaintext` without its accounting: the record's practice, else the
+    route's; an unknown practice (none, ambiguous, not a string) never allows.
+    """
+    practice = ctx.route_practice if record_practice is None else record_practice
+    return isinstance(practice, str) and ctx.access.allows(practice, field_class)
 
 
 def decide_plaintext(

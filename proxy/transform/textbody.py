@@ -14,6 +14,9 @@ insert is escaped for where it lands, so a decrypted value can never break out o
 
 Afterwards any surviving token prefix (a malformed token) is replaced by the redacted text and
 counted as an integrity failure; if the prefix still survives, the body is refused.
+
+`json_pieces` finds JSON inside such a body (JSON clients parse whatever the header says), so
+the response transform can walk it for selected keys instead of only scanning it for tokens.
 """
 
 from __future__ import annotations
@@ -21,12 +24,14 @@ from __future__ import annotations
 import codecs
 import html
 import re
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Final
 
 import orjson
 
 from keys.token_format import TOKEN_PATTERN_BYTES, TOKEN_PREFIX_BYTES
 from proxy.transform.errors import UnsafeBody
+from proxy.transform.jsonsafe import parse_json
 from proxy.transform.reveal import RevealContext, reveal_text
 
 if TYPE_CHECKING:
@@ -34,7 +39,14 @@ if TYPE_CHECKING:
 
     from proxy.transform.mediatype import BodyKind
 
-__all__ = ["transform_text"]
+__all__ = [
+    "NOT_JSON",
+    "JsonPiece",
+    "as_charset",
+    "json_pieces",
+    "starts_like_json",
+    "transform_text",
+]
 
 _LEFTOVER: Final = re.compile(re.escape(TOKEN_PREFIX_BYTES) + rb"[A-Za-z0-9_.\-]*")
 _WIDE_BOMS: Final = (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE, codecs.BOM_UTF32_BE)
@@ -44,6 +56,13 @@ _WIDE_PREFIXES: Final = tuple(
 )
 _JSON_START: Final = (b"{", b"[", b'"')
 _LINE_ENDS: Final = (b"\r", b"\n")
+_JSON_OPENING: Final = re.compile(rb"(?:\xef\xbb\xbf)?[ \t\r\n\x1e]*[\[{]")
+_UTF8_CODECS: Final = frozenset({"utf-8", "utf-8-sig"})
+_NON_ASCII: Final = re.compile("[^\x00-\x7f]+")
+#: What may precede a JSON text on a line: whitespace, and RS (RFC 7464 json-seq records).
+_LINE_LEAD: Final = b" \t\x1e"
+#: A line that is not one JSON document (token-scanned as text instead of walked).
+NOT_JSON: Final = object()
 
 
 def _json_escape(text: str) -> str:
@@ -142,3 +161,93 @@ def transform_text(body: bytes, kind: BodyKind, ctx: RevealContext) -> bytes:
         if TOKEN_PREFIX_BYTES in out:  # pragma: no cover - masks cannot contain the prefix
             raise UnsafeBody("token_residue")
     return out
+
+
+@dataclass(frozen=True, slots=True)
+class JsonPiece:
+    """One JSON text of a body (the whole body, or one line) and the bytes around it."""
+
+    before: bytes  # leading whitespace / RS, kept as is
+    raw: bytes  # the JSON text (UTF-8), or a line that is not JSON
+    doc: object  # the parsed document, or NOT_JSON
+    after: bytes = b""  # the line ending, kept as is
+
+
+def starts_like_json(body: bytes) -> bool:
+    """True if `body`, after a UTF-8 BOM, whitespace and RS, opens an object or array.
+
+    A regex match, so no copy of the body is made just to look at its start.
+    """
+    return _JSON_OPENING.match(body) is not None
+
+
+def _as_utf8(body: bytes, charset: str) -> bytes:
+    """The body as a client decoding its declared charset reads it, in UTF-8, without a BOM."""
+    if body.isascii():
+        return body
+    return body.decode(charset, "replace").removeprefix("\ufeff").encode("utf-8")
+
+
+def _parsed(raw: bytes) -> object:
+    """The document in `raw`; NOT_JSON if it is no JSON text at all.
+
+    A JSON text the safe parser refuses (duplicate keys, too deep, lone surrogate) is refused
+    here too: a client may read it differently, and scanning it for tokens alone would show
+    its legacy plaintext.
+    """
+    try:
+        return parse_json(raw)
+    except UnsafeBody as exc:
+        if exc.reason == "invalid_json":
+            return NOT_JSON
+        raise
+
+
+def _line_pieces(data: bytes, *, json_lines: bool) -> list[JsonPiece] | None:
+    """One piece per line; None unless every non-empty line parses (NDJSON types: any)."""
+    pieces: list[JsonPiece] = []
+    parsed = False
+    for line in data.splitlines(keepends=True):
+        content = line.rstrip(b"\r\n")
+        text = content.lstrip(_LINE_LEAD)
+        before, after = content[: len(content) - len(text)], line[len(content) :]
+        doc = _parsed(text) if text.strip() else NOT_JSON
+        if doc is NOT_JSON and text.strip() and not json_lines:
+            return None
+        parsed = parsed or doc is not NOT_JSON
+        pieces.append(JsonPiece(before, text, doc, after))
+    return pieces if parsed else None
+
+
+def json_pieces(body: bytes, kind: BodyKind) -> list[JsonPiece] | None:
+    """The JSON texts of a non-JSON-typed body (UTF-8), or None when it is not JSON.
+
+    One document, else one per line: for NDJSON-family types lines that are not JSON stay
+    text; for any other type every non-empty line must parse. Raises UnsafeBody for a JSON
+    text the safe parser refuses, or a charset in which tokens could hide.
+    """
+    if kind.charset is None:
+        raise UnsafeBody("unsupported_charset")
+    _refuse_wide(body)
+    data = _as_utf8(body, kind.charset)
+    doc = _parsed(data)
+    if doc is not NOT_JSON:
+        return [JsonPiece(b"", data, doc)]
+    return _line_pieces(data, json_lines=kind.json_lines)
+
+
+def _escape_non_ascii(match: re.Match[str]) -> str:
+    encoded = match.group().encode("utf-16-be")
+    return "".join(f"\\u{encoded[i]:02x}{encoded[i + 1]:02x}" for i in range(0, len(encoded), 2))
+
+
+def as_charset(json_utf8: bytes, charset: str) -> bytes:
+    """JSON written as UTF-8, fit for a body declared in `charset` (ASCII-compatible).
+
+    Outside UTF-8, every non-ASCII character becomes a JSON unicode escape: valid JSON, and
+    ASCII reads the same in every charset we accept.
+    """
+    if charset in _UTF8_CODECS or json_utf8.isascii():
+        return json_utf8
+    text = _NON_ASCII.sub(_escape_non_ascii, json_utf8.decode("utf-8"))
+    return text.encode("ascii")

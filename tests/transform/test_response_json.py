@@ -177,9 +177,17 @@ class TestLegacyPlaintext:
 
     def test_selected_container_and_numbers_inherit_the_class(self, make_ctx):
         """Every scalar inside a selected container is PHI of that class, numbers included."""
-        doc = {"practice_id": "A", "history": [{"dx": "flu", "age": 40, "ok": True}, None]}
+        doc = {"practice_id": "A", "history": [["flu", 40, True], None]}
         out = run(make_ctx(), doc)
-        assert out["history"] == [{"dx": None, "age": None, "ok": None}, None]
+        assert out["history"] == [[None, None, None], None]
+
+    def test_selected_objects_in_an_array_are_masked_whole(self, make_ctx):
+        """Without access, each selected object becomes the mask: its keys are PHI too."""
+        doc = {"practice_id": "A", "history": [{"dx": "flu", "age": 40, "ok": True}, None]}
+        ctx = make_ctx()
+        out = run(ctx, doc)
+        assert out["history"] == [None, None]
+        assert ctx.stats.masked == {"history": 1}
 
     def test_path_selector_with_filter(self, make_ctx):
         """Only the identifier whose system is the SSN system is selected by the path rule."""

@@ -1,0 +1,132 @@
+"""Response shapes that used to leak legacy plaintext, end to end through a real proxy.
+
+F1: keys of a selected object (`{"medical_history": {"HIV positive": true}}`).
+F2: JSON served under a non-JSON Content-Type (clients parse it anyway).
+Every assertion is on the exact bytes the caller receives.
+"""
+
+from __future__ import annotations
+
+import orjson
+import pytest
+from blackbox_env import PLANTED
+
+SSN = "900-11-2222"
+HISTORY_KEYS = ("HIV positive", "Hepatitis C")
+MEMBER = "DEMO-A001-07919"
+PLANTED.update((SSN, MEMBER, *HISTORY_KEYS))
+
+PATH = "/api/practices/practice-a/patients/1"
+KEYED = {
+    "id": 1,
+    "practice_id": "practice-a",
+    "name": "Ada",
+    "medical_history": {"HIV positive": True, "Hepatitis C": "2019"},
+    "ssn": {SSN: "primary"},
+}
+KEYED_MASKED = {
+    "id": 1,
+    "practice_id": "practice-a",
+    "name": "Ada",
+    "medical_history": None,
+    "ssn": "[redacted]",  # keep-last mask fallback: an object has no last four digits
+}
+LEGACY = {
+    "id": 1,
+    "practice_id": "practice-a",
+    "ssn": SSN,
+    "insurance": {"member_id": MEMBER},
+    "medical_history": "HIV positive",
+}
+LEGACY_MASKED = {
+    "id": 1,
+    "practice_id": "practice-a",
+    "ssn": "***-**-2222",
+    "insurance": {"member_id": "[redacted]"},
+    "medical_history": None,
+}
+NOT_JSON_TYPES = [
+    "text/plain; charset=utf-8",
+    "application/octet-stream",
+    "application/x-ndjson",
+    "application/x-json",
+    "application/json charset=utf-8",
+]
+
+
+def assert_nothing_planted(body: bytes) -> None:
+    for value in (SSN, MEMBER, *HISTORY_KEYS):
+        assert value.encode() not in body
+
+
+class TestSelectedObjectKeys:
+    async def test_anonymous_caller_gets_the_objects_masked_whole(self, proxy_env):
+        """The keys of a selected object are PHI: the caller gets the class's mask instead."""
+        proxy_env.portal.script(PATH, orjson.dumps(KEYED))
+        response = await proxy_env.get(PATH)
+        body = await response.read()
+        assert response.status == 200
+        assert body == orjson.dumps(KEYED_MASKED)
+        assert_nothing_planted(body)
+
+    async def test_revoked_caller_gets_the_objects_masked_whole(self, proxy_env):
+        """A grant for another practice does not open practice-a's objects."""
+        await proxy_env.grant("bob", "practice-b")
+        proxy_env.portal.script(PATH, orjson.dumps(KEYED))
+        response = await proxy_env.get(PATH, sub="bob")
+        assert await response.read() == orjson.dumps(KEYED_MASKED)
+
+    async def test_granted_caller_gets_the_portal_bytes(self, proxy_env):
+        """A caller with a grant for the record's practice still sees keys and values."""
+        await proxy_env.grant("alice", "practice-a")
+        proxy_env.portal.script(PATH, orjson.dumps(KEYED))
+        response = await proxy_env.get(PATH, sub="alice")
+        assert await response.read() == orjson.dumps(KEYED)
+
+    async def test_tokens_as_values_do_not_keep_the_keys(self, proxy_env):
+        """Values that are tokens used to be masked while their keys stayed."""
+        token = proxy_env.encrypt("practice-a", "history", "since 2019")
+        doc = {"id": 1, "practice_id": "practice-a", "medical_history": {"HIV positive": token}}
+        proxy_env.portal.script(PATH, orjson.dumps(doc))
+        body = await (await proxy_env.get(PATH)).read()
+        assert body == orjson.dumps({**doc, "medical_history": None})
+
+
+class TestJsonUnderOtherTypes:
+    @pytest.mark.parametrize("content_type", NOT_JSON_TYPES)
+    async def test_anonymous_caller_gets_masks(self, proxy_env, content_type):
+        """JSON clients parse the body whatever the header says: it is walked as JSON."""
+        proxy_env.portal.script(PATH, orjson.dumps(LEGACY), content_type=content_type)
+        response = await proxy_env.get(PATH)
+        body = await response.read()
+        assert response.status == 200
+        assert body == orjson.dumps(LEGACY_MASKED)
+        assert response.headers["Cache-Control"] == "no-store"
+
+    @pytest.mark.parametrize("content_type", NOT_JSON_TYPES)
+    async def test_granted_caller_gets_the_portal_bytes(self, proxy_env, content_type):
+        """Nothing to mask for a caller with access: the exact bytes the portal sent."""
+        await proxy_env.grant("alice", "practice-a")
+        sent = orjson.dumps(LEGACY) + b"\n"
+        proxy_env.portal.script(PATH, sent, content_type=content_type)
+        response = await proxy_env.get(PATH, sub="alice")
+        assert await response.read() == sent
+
+    async def test_ndjson_lines_keep_their_endings(self, proxy_env):
+        """Each NDJSON line is walked on its own; CRLF and LF come back as sent."""
+        line = orjson.dumps(LEGACY)
+        proxy_env.portal.script(
+            PATH, line + b"\r\n" + line + b"\n", content_type="application/x-ndjson"
+        )
+        body = await (await proxy_env.get(PATH)).read()
+        masked = orjson.dumps(LEGACY_MASKED)
+        assert body == masked + b"\r\n" + masked + b"\n"
+
+    async def test_duplicate_key_json_as_text_is_refused(self, proxy_env):
+        """A client keeping the first `ssn` would read plaintext: 502, none of the body."""
+        sent = b'{"practice_id": "practice-a", "ssn": "900-11-2222", "ssn": "x"}'
+        proxy_env.portal.script(PATH, sent, content_type="text/plain")
+        response = await proxy_env.get(PATH)
+        body = await response.read()
+        assert response.status == 502
+        assert_nothing_planted(body)
