@@ -2,8 +2,10 @@
 
 Every branch that cannot prove a body safe answers with an error instead of the body: an
 unreadable, oversized, oddly encoded or unparseable response becomes a 502 with no content from
-the portal in it. A response is streamed untouched only when its media type cannot carry PHI
-as text (images, audio, video, fonts) or when there is no body (HEAD, 204, 304).
+the portal in it, and so does one whose Content-Type or Content-Encoding the client could read
+differently from the proxy. A response is streamed untouched only when its media type cannot
+carry PHI as text (images, audio, video, fonts) or when there is no body (HEAD, 204, 304). The
+portal's headers reach the client with every token masked and a standard reason phrase.
 """
 
 from __future__ import annotations
@@ -20,9 +22,16 @@ from aiohttp import web
 from proxy.accesslog import AccessRecord
 from proxy.audit.requests import AUDIT_STATE_KEY, AuditState, status_of
 from proxy.errors import ProxyError, UpstreamUnavailable
-from proxy.forward.decode import BodyTooLarge, decode_body
+from proxy.forward.decode import BodyTooLarge, decode_body, refuse_undecoded_request_body
 from proxy.forward.headers import ForwardingContext, HeaderPolicy
 from proxy.forward.media import is_streamable
+from proxy.forward.response_headers import (
+    content_codings,
+    drop_cdn_cache_headers,
+    refuse_conflicting_headers,
+    scrub_header_tokens,
+    standard_reason,
+)
 from proxy.logs import ALERT_LOGGER
 from proxy.transform import (
     RevealContext,
@@ -36,7 +45,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable
 
     import aiohttp
-    from multidict import CIMultiDict
+    from multidict import CIMultiDict, CIMultiDictProxy
 
     from keys.keyring import Keyring
     from proxy.audit.requests import RequestAuditor
@@ -112,7 +121,8 @@ class Pipeline:
         ) as upstream:
             record.upstream_ms = round((time.perf_counter() - started) * 1000, 3)
             record.status = upstream.status
-            out_headers = HeaderPolicy.client_response_headers(upstream.headers)
+            refuse_conflicting_headers(upstream.headers)
+            out_headers = self._client_headers(upstream.headers, record)
             if self._streams(request, upstream):
                 return await self._stream(request, upstream, out_headers)
             raw = await self._read_capped(upstream)
@@ -129,6 +139,7 @@ class Pipeline:
         """Read the client body (aiohttp enforces the size cap: 413) and encrypt PHI in it."""
         if not request.body_exists:
             return None
+        refuse_undecoded_request_body(request.headers)
         body = await request.read()
         route = self.routes.match_route(request.method, request.path)
         stats = TransformStats()
@@ -144,6 +155,19 @@ class Pipeline:
             request[RECORD_KEY].fields["encrypted"] = dict(stats.encrypted)
         return sealed
 
+    def _client_headers(
+        self, upstream_headers: CIMultiDictProxy[str], record: AccessRecord
+    ) -> CIMultiDict[str]:
+        """The portal's headers for the client: hop-by-hop removed, tokens masked (never shown)."""
+        scrubbed = scrub_header_tokens(
+            HeaderPolicy.client_response_headers(upstream_headers), self.policy.redacted_text
+        )
+        if scrubbed.masked:
+            record.fields["header_tokens_masked"] = scrubbed.masked
+        if scrubbed.dropped:
+            record.fields["headers_dropped"] = scrubbed.dropped
+        return scrubbed.headers
+
     @staticmethod
     def _streams(request: web.Request, upstream: aiohttp.ClientResponse) -> bool:
         """Stream only what cannot carry PHI text: no body, or binary media."""
@@ -157,7 +181,9 @@ class Pipeline:
         upstream: aiohttp.ClientResponse,
         headers: CIMultiDict[str],
     ) -> web.StreamResponse:
-        response = web.StreamResponse(status=upstream.status, reason=upstream.reason)
+        response = web.StreamResponse(
+            status=upstream.status, reason=standard_reason(upstream.status)
+        )
         response.headers.extend(headers)
         length = upstream.headers.get("Content-Length")
         if length is not None and length.isdigit():
@@ -199,8 +225,8 @@ class Pipeline:
         record: AccessRecord,
         audit_state: AuditState | None = None,
     ) -> web.Response:
-        content_encoding = headers.pop("Content-Encoding", None)
-        body = decode_body(raw, content_encoding, limit=self.max_response_body)
+        headers.popall("Content-Encoding", None)  # the body we send is the decoded one
+        body = decode_body(raw, content_codings(upstream.headers), limit=self.max_response_body)
         content_type = upstream.headers.get("Content-Type")
         if self.policy.may_need_transform(body, content_type):
             access = await self.grants.access_for(caller, datetime.now(UTC))
@@ -212,10 +238,14 @@ class Pipeline:
             body = transform_response(body, content_type, context)
             self._account(context.stats, record)
             headers["Cache-Control"] = "no-store"
+            drop_cdn_cache_headers(headers)
             vary = headers.get("Vary")
             headers["Vary"] = f"{vary}, Authorization" if vary else "Authorization"
         return web.Response(
-            status=upstream.status, reason=upstream.reason, body=body, headers=headers
+            status=upstream.status,
+            reason=standard_reason(upstream.status),
+            body=body,
+            headers=headers,
         )
 
     @staticmethod

@@ -3,8 +3,8 @@
 Everything a client sends is attacker-controlled. Before a request reaches the portal we remove
 hop-by-hop headers (and every header the client names in `Connection`, so a client cannot ask
 us to drop a header we add), headers that any proxy or portal might treat as an identity
-assertion, and forwarding headers from untrusted peers. Only then do we add our own headers, so
-nothing we set can be removed or pre-empted by the client.
+assertion or as the "real" path, and forwarding headers from untrusted peers. Only then do we
+add our own headers, so nothing we set can be removed or pre-empted by the client.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ if TYPE_CHECKING:
 __all__ = [
     "ForwardingContext",
     "HeaderPolicy",
+    "connection_named",
     "normalize_header_name",
 ]
 
@@ -82,18 +83,54 @@ _IDENTITY_HEADERS = frozenset(
         "x-phi-proxy-subject",
         "x-phi-proxy-practice",
         "x-phi-proxy-grant",
+        "x-forwarded-client-cert",
+        "x-consumer-username",
+        "x-consumer-id",
+        "x-consumer-custom-id",
+        "x-userinfo",
+        "x-webauth-user",
+        "x-jwt-assertion",
+        "x-ssl-client-s-dn",
+        "x-ssl-client-cert",
+        "x-ssl-client-verify",
+        "x-client-cert",
+        "x-endpoint-api-userinfo",
     }
 )
 
+# Headers some frameworks and servers (IIS URL Rewrite, Symfony, Zend, nginx setups) read as the
+# request's "real" path, so a client could reach a route other than the one we checked. Removed
+# from every request, trusted peer or not: a load balancer has no reason to set them.
+_PATH_OVERRIDE_HEADERS = frozenset({"x-original-url", "x-rewrite-url", "x-original-uri"})
+
 # Set by this proxy only; a client's copy is dropped (trusted peers may extend the X-Forwarded-*).
 _FORWARDING_HEADERS = frozenset(
-    {"forwarded", "x-forwarded-for", "x-forwarded-proto", "x-forwarded-host", "x-real-ip"}
+    {
+        "forwarded",
+        "x-forwarded-for",
+        "x-forwarded-proto",
+        "x-forwarded-host",
+        "x-forwarded-port",
+        "x-forwarded-prefix",
+        "x-forwarded-server",
+        "x-forwarded-ssl",
+        "x-real-ip",
+        "true-client-ip",
+        "x-client-ip",
+        "x-cluster-client-ip",
+        "cf-connecting-ip",
+        "fastly-client-ip",
+    }
 )
 _OWN_HEADERS = frozenset({"x-request-id"})
 
 # Towards the portal: we need whole, uncompressed bodies, and we frame the (possibly
-# re-encrypted, so resized) request body ourselves.
-_REQUEST_RANGE_HEADERS = frozenset({"range", "if-range", "accept-encoding", "content-length"})
+# re-encrypted, so resized) request body ourselves. The body we forward is the one aiohttp's
+# server already inflated (the handler refuses codings it does not inflate), so the client's
+# Content-Encoding no longer describes it.
+_REQUEST_RANGE_HEADERS = frozenset(
+    {"range", "if-range", "accept-encoding", "content-length", "content-encoding"}
+)
 
 
 def normalize_header_name(name: str) -> str:
@@ -101,7 +138,7 @@ def normalize_header_name(name: str) -> str:
     return name.strip().lower().replace("_", "-")
 
 
-def _connection_named(headers: CIMultiDictProxy[str]) -> set[str]:
+def connection_named(headers: CIMultiDictProxy[str]) -> set[str]:
     """Every header name listed in any `Connection` header (RFC 9110 §7.6.1)."""
     named: set[str] = set()
     for value in headers.getall("Connection", []):
@@ -136,7 +173,13 @@ class HeaderPolicy:
         forward_authorization: bool,
     ) -> HeaderPolicy:
         """Combine the built-in lists with the operator's additions."""
-        stripped = set(_HOP_BY_HOP | _IDENTITY_HEADERS | _OWN_HEADERS | _REQUEST_RANGE_HEADERS)
+        stripped = set(
+            _HOP_BY_HOP
+            | _IDENTITY_HEADERS
+            | _PATH_OVERRIDE_HEADERS
+            | _OWN_HEADERS
+            | _REQUEST_RANGE_HEADERS
+        )
         stripped.update(normalize_header_name(name) for name in extra_stripped)
         if not forward_authorization:
             stripped.add("authorization")
@@ -156,7 +199,7 @@ class HeaderPolicy:
         self, incoming: CIMultiDictProxy[str], hop: ForwardingContext
     ) -> CIMultiDict[str]:
         """Headers to send to the portal: cleaned first, then ours added."""
-        dropped = self.stripped | _connection_named(incoming)
+        dropped = self.stripped | connection_named(incoming)
         trusted = self.peer_is_trusted(hop.peer)
         if not trusted:
             dropped = dropped | _FORWARDING_HEADERS
@@ -189,10 +232,11 @@ class HeaderPolicy:
     def client_response_headers(upstream: CIMultiDictProxy[str]) -> CIMultiDict[str]:
         """Headers to pass back to the client: hop-by-hop and framing headers removed.
 
-        Content-Length and Content-Encoding are dropped too: the proxy recomputes the framing
-        of every body it sends.
+        Content-Length is dropped too: the proxy recomputes the framing of every body it sends.
+        Content-Encoding stays for bodies streamed untouched; the handler removes every line of
+        it from bodies it decodes (`response_headers.content_codings`).
         """
-        dropped = _HOP_BY_HOP | _connection_named(upstream) | {"content-length"}
+        dropped = _HOP_BY_HOP | connection_named(upstream) | {"content-length"}
         out: CIMultiDict[str] = CIMultiDict()
         for name, value in upstream.items():
             if normalize_header_name(name) not in dropped:

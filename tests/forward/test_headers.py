@@ -1,5 +1,6 @@
 import ipaddress
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 from multidict import CIMultiDict, CIMultiDictProxy
@@ -133,3 +134,60 @@ class TestClientResponseHeaders:
         assert "Transfer-Encoding" not in out
         assert "Content-Length" not in out
         assert out.getall("Set-Cookie") == ["a=1", "b=2"]
+
+
+class TestGatewayHeaders:
+    @pytest.mark.parametrize(
+        "name",
+        [
+            "X-Forwarded-Client-Cert",
+            "X-Consumer-Username",
+            "X-Consumer-Id",
+            "X-Consumer-Custom-Id",
+            "X-Userinfo",
+            "X_WEBAUTH_USER",
+            "X-JWT-Assertion",
+            "X-SSL-Client-S-DN",
+            "X-SSL-Client-Cert",
+            "X-SSL-Client-Verify",
+            "X-Client-Cert",
+            "X-Endpoint-API-UserInfo",
+            "X-Original-URL",
+            "X-Rewrite-URL",
+            "x_original_uri",
+        ],
+    )
+    def test_gateway_identity_and_path_overrides_go_even_from_a_trusted_peer(self, name):
+        """Kong/Envoy/nginx identity and IIS/Symfony path-override headers never pass."""
+        policy = _policy(trusted=["203.0.113.0/24"])
+        out = policy.upstream_request_headers(_headers((name, "admin")), HOP)
+        assert all(value != "admin" for value in out.values())
+
+    @pytest.mark.parametrize(
+        "name",
+        [
+            "X-Forwarded-Port",
+            "X-Forwarded-Prefix",
+            "X-Forwarded-Server",
+            "X-Forwarded-SSL",
+            "True-Client-IP",
+            "X-Client-IP",
+            "X-Cluster-Client-IP",
+            "CF-Connecting-IP",
+            "Fastly-Client-IP",
+        ],
+    )
+    def test_client_ip_and_forwarding_headers_pass_only_from_trusted_peers(self, name):
+        """Like X-Forwarded-For: dropped from clients, kept from a configured load balancer."""
+        incoming = _headers((name, "10.0.0.1"))
+        assert name not in _policy().upstream_request_headers(incoming, HOP)
+        trusted = _policy(trusted=["203.0.113.0/24"]).upstream_request_headers(incoming, HOP)
+        assert trusted.getall(name) == ["10.0.0.1"]
+
+    def test_content_encoding_is_not_forwarded(self):
+        """The forwarded body is the one aiohttp's server already inflated."""
+        out = _policy().upstream_request_headers(
+            _headers(("Content-Encoding", "gzip"), ("content_encoding", "gzip")), HOP
+        )
+        assert "Content-Encoding" not in out
+        assert "content_encoding" not in out

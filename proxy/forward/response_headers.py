@@ -1,0 +1,121 @@
+"""Response header hygiene: what the client reads from the portal's headers must match what we did.
+
+A client decodes the body by every Content-Encoding line and picks its media type from the last
+Content-Type line, while a proxy that reads only the first would check a different body than the
+client shows (ciphertext or legacy plaintext passing untransformed). So conflicting framing
+headers make the answer a 502, and every Content-Encoding line is undone together. Header values
+themselves can carry tokens (a Location with a search by SSN), and headers end up in logs,
+caches and browser history: tokens there are always masked, never decrypted. CDN-targeted cache
+headers (RFC 9213) would let a CDN store a response the proxy marked `no-store`.
+"""
+
+from __future__ import annotations
+
+import re
+from http import HTTPStatus
+from typing import TYPE_CHECKING, NamedTuple
+
+from multidict import CIMultiDict
+
+from keys.token_format import TOKEN_PATTERN, TOKEN_PREFIX
+from proxy.errors import UnsafeBody
+from proxy.forward.headers import connection_named, normalize_header_name
+
+if TYPE_CHECKING:
+    from multidict import CIMultiDictProxy
+
+__all__ = [
+    "ScrubbedHeaders",
+    "content_codings",
+    "drop_cdn_cache_headers",
+    "refuse_conflicting_headers",
+    "scrub_header_tokens",
+    "standard_reason",
+]
+
+#: Headers that decide how the client reads the body; the portal may not hide them via Connection.
+_BODY_HEADERS = frozenset({"content-encoding", "content-type", "content-length"})
+_CDN_CACHE_HEADERS = frozenset({"cdn-cache-control", "surrogate-control"})
+_CDN_CACHE_SUFFIX = "-cdn-cache-control"
+_QUOTED_STRING = re.compile(r'"(?:[^"\\]|\\.)*"')
+
+
+class ScrubbedHeaders(NamedTuple):
+    """Headers with tokens masked, and counts for the access line (never values)."""
+
+    headers: CIMultiDict[str]
+    masked: int
+    dropped: int
+
+
+def standard_reason(status: int) -> str:
+    """The standard phrase for `status` ('' when none): the portal's own phrase is never sent."""
+    try:
+        return HTTPStatus(status).phrase
+    except ValueError:
+        return ""
+
+
+def _lists_media_types(content_type: str) -> bool:
+    """True for a comma outside a closed quoted-string: a list, of which clients take the last."""
+    return "," in _QUOTED_STRING.sub("", content_type)
+
+
+def refuse_conflicting_headers(headers: CIMultiDictProxy[str]) -> None:
+    """Raise `UnsafeBody("conflicting_headers")` when client and proxy could read the body apart.
+
+    Two Content-Type lines, a Content-Type listing media types, or a Connection header naming
+    Content-Type, Content-Encoding or Content-Length (which would hide it from the proxy only).
+    """
+    types = headers.getall("Content-Type", [])
+    if (
+        len(types) > 1
+        or any(_lists_media_types(value) for value in types)
+        or connection_named(headers) & _BODY_HEADERS
+    ):
+        raise UnsafeBody("conflicting_headers")
+
+
+def content_codings(headers: CIMultiDictProxy[str]) -> str | None:
+    """Every Content-Encoding line joined as one list, as the client would apply them."""
+    values = headers.getall("Content-Encoding", [])
+    return ", ".join(values) if values else None
+
+
+def _is_cdn_cache_header(name: str) -> bool:
+    normalized = normalize_header_name(name)
+    return normalized in _CDN_CACHE_HEADERS or normalized.endswith(_CDN_CACHE_SUFFIX)
+
+
+def drop_cdn_cache_headers(headers: CIMultiDict[str]) -> None:
+    """Remove cache instructions aimed at CDNs: they override our `no-store` there (RFC 9213)."""
+    for name in {name for name in headers if _is_cdn_cache_header(name)}:
+        headers.popall(name, None)
+
+
+def _header_safe(text: str) -> str:
+    """The mask text without characters a header value cannot hold (CR, LF, other controls)."""
+    return "".join(char if char.isprintable() else " " for char in text)
+
+
+def scrub_header_tokens(headers: CIMultiDict[str], redacted_text: str) -> ScrubbedHeaders:
+    """Mask every token in header values; drop a header whose name or value still has the prefix.
+
+    Headers are masked for every caller, granted or not: a decrypted value in a Location or
+    Content-Disposition would reach access logs, caches and browser history.
+    """
+    if not any(
+        TOKEN_PREFIX in name.lower() or TOKEN_PREFIX in value for name, value in headers.items()
+    ):
+        return ScrubbedHeaders(headers, 0, 0)  # the usual case: nothing to copy
+    replacement = _header_safe(redacted_text)
+    out: CIMultiDict[str] = CIMultiDict()
+    masked = dropped = 0
+    for name, value in headers.items():
+        clean, count = TOKEN_PATTERN.subn(lambda _match: replacement, value)
+        masked += count
+        if TOKEN_PREFIX in name.lower() or TOKEN_PREFIX in clean:
+            dropped += 1
+            continue
+        out.add(name, clean)
+    return ScrubbedHeaders(out, masked, dropped)
