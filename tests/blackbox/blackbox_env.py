@@ -168,9 +168,24 @@ async def running_proxy_env(folder: Path, *, overrides: dict | None = None):
     portal = RecordingPortal()
     portal_server = TestServer(portal.app(), host="127.0.0.1")
     await portal_server.start_server()
-    config_path, settings, issuer = write_env_files(
-        folder, str(portal_server.make_url("")).rstrip("/"), overrides=overrides
-    )
+    upstream = str(portal_server.make_url("")).rstrip("/")
+    try:
+        async with proxy_env_for(folder, upstream, portal=portal, overrides=overrides) as env:
+            env._servers.append(portal_server)  # tests close it to take the portal down
+            yield env
+    finally:
+        await portal_server.close()  # idempotent
+
+
+@contextlib.asynccontextmanager
+async def proxy_env_for(
+    folder: Path, upstream_url: str, *, portal: RecordingPortal, overrides: dict | None = None
+):
+    """A real proxy (config, keys, JWKS, grants written to `folder`) in front of `upstream_url`.
+
+    The caller owns the portal at `upstream_url`; `portal` is what `ProxyEnv.portal` reports.
+    """
+    config_path, settings, issuer = write_env_files(folder, upstream_url, overrides=overrides)
     app = build_app(Runtime(settings))
     proxy_server = TestServer(app, host="127.0.0.1")
     await proxy_server.start_server()
@@ -187,7 +202,7 @@ async def running_proxy_env(folder: Path, *, overrides: dict | None = None):
         proxy_url=str(proxy_server.make_url("")).rstrip("/"),
         http=http,
         runtime=app[RUNTIME_KEY],
-        _servers=[proxy_server, portal_server],
+        _servers=[proxy_server],
     )
     try:
         yield env

@@ -12,16 +12,9 @@ import contextlib
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-import aiohttp
-from aiohttp.test_utils import TestServer
-from blackbox_env import ProxyEnv, write_env_files
+from blackbox_env import ProxyEnv, proxy_env_for
 from blackbox_portal import RecordingPortal
 from yarl import URL
-
-from keys.settings import keystore_file
-from proxy.app import RUNTIME_KEY, build_app
-from proxy.grants import SQLiteGrantStore
-from proxy.runtime import Runtime
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
@@ -142,32 +135,12 @@ async def raw_portal_env(
     portal = RawPortal()
     server = await asyncio.start_server(portal.handle, "127.0.0.1", 0)
     port = server.sockets[0].getsockname()[1]
-    config_path, settings, issuer = write_env_files(
-        folder, f"http://127.0.0.1:{port}", overrides=overrides
-    )
-    app = build_app(Runtime(settings))
-    proxy_server = TestServer(app, host="127.0.0.1")
-    await proxy_server.start_server()
-    grants = SQLiteGrantStore(settings.grants.sqlite_path, max_ttl=settings.grants.max_ttl)
-    http = aiohttp.ClientSession(auto_decompress=False)
-    env = ProxyEnv(
-        folder=folder,
-        config_path=config_path,
-        settings=settings,
-        keyring=keystore_file(settings.keys).load(),
-        issuer=issuer,
-        grants=grants,
-        portal=RecordingPortal(),  # unused: requests go to the raw portal
-        proxy_url=str(proxy_server.make_url("")).rstrip("/"),
-        http=http,
-        runtime=app[RUNTIME_KEY],
-        _servers=[proxy_server],
-    )
-    try:
-        yield env, portal
+    upstream = f"http://127.0.0.1:{port}"
+    try:  # RecordingPortal below is unused: requests go to the raw portal
+        async with proxy_env_for(
+            folder, upstream, portal=RecordingPortal(), overrides=overrides
+        ) as env:
+            yield env, portal
     finally:
-        await http.close()
-        await grants.close()
-        await proxy_server.close()
         server.close()
         await server.wait_closed()
