@@ -39,7 +39,13 @@ if TYPE_CHECKING:
 
     from proxy.identity.settings import IdentitySettings
 
-__all__ = ["Authenticator", "JwtAuthenticator", "build_authenticator"]
+__all__ = [
+    "Authenticator",
+    "IssuerRouter",
+    "JwtAuthenticator",
+    "bearer_token",
+    "build_authenticator",
+]
 
 _log = logging.getLogger(__name__)
 
@@ -126,22 +132,13 @@ class JwtAuthenticator:
 
     async def authenticate(self, headers: MultiMapping[str], *, now: float) -> Caller:
         """Return the caller named by a valid bearer token, or anonymous when there is none."""
-        values = headers.getall("Authorization", [])
-        if not values:
-            if self._settings.require:
-                raise AuthenticationError("missing_token", error=None)
+        token = bearer_token(headers, self._settings)
+        if token is None:
             return Caller.anonymous
-        if len(values) > 1:
-            raise AuthenticationError("ambiguous_authorization", error="invalid_request")
-        header = values[0]
-        if len(header.encode("utf-8", "surrogatepass")) > self._settings.max_token_bytes:
-            raise AuthenticationError("token_too_large", error="invalid_request")
-        scheme, _, token = header.strip().partition(" ")
-        token = token.strip()
-        if scheme.lower() != "bearer":
-            raise AuthenticationError("not_bearer", error="invalid_request")
-        if not token or " " in token:
-            raise AuthenticationError("malformed", error="invalid_request")
+        return await self.verify_token(token, now=now)
+
+    async def verify_token(self, token: str, *, now: float) -> Caller:
+        """The caller named by `token` (the bearer credential itself), or AuthenticationError."""
         key = self._verified.key_of(token)
         hit = self._verified.get(key, self._jwks.generation)
         if hit is not None:
@@ -230,12 +227,88 @@ class JwtAuthenticator:
         return times
 
 
+def bearer_token(headers: MultiMapping[str], settings: IdentitySettings) -> str | None:
+    """The one bearer token in `headers`; None when there is none and none is required."""
+    values = headers.getall("Authorization", [])
+    if not values:
+        if settings.require:
+            raise AuthenticationError("missing_token", error=None)
+        return None
+    if len(values) > 1:
+        raise AuthenticationError("ambiguous_authorization", error="invalid_request")
+    header = values[0]
+    if len(header.encode("utf-8", "surrogatepass")) > settings.max_token_bytes:
+        raise AuthenticationError("token_too_large", error="invalid_request")
+    scheme, _, token = header.strip().partition(" ")
+    token = token.strip()
+    if scheme.lower() != "bearer":
+        raise AuthenticationError("not_bearer", error="invalid_request")
+    if not token or " " in token:
+        raise AuthenticationError("malformed", error="invalid_request")
+    return token
+
+
+class IssuerRouter:
+    """Several identity providers: a token is verified only with its own provider's keys.
+
+    The unverified `iss` claim only picks the provider; that provider's authenticator then
+    verifies everything, `iss` included, against its own JWKS. So a key of provider A can never
+    sign for a subject of provider B, whatever the token claims.
+    """
+
+    def __init__(
+        self, settings: IdentitySettings, *, session: aiohttp.ClientSession | None = None
+    ) -> None:
+        """One JwtAuthenticator per provider: identity.issuers first, then other_providers."""
+        self._settings = settings
+        self._providers = [JwtAuthenticator(settings, session=session)]
+        for other in settings.other_providers:
+            alone = settings.model_copy(
+                update={
+                    "issuers": other.issuers,
+                    "jwks_file": other.jwks_file,
+                    "jwks_url": other.jwks_url,
+                    "other_providers": (),
+                }
+            )
+            self._providers.append(JwtAuthenticator(alone, session=session))
+        self._by_issuer = {
+            issuer: provider
+            for provider, source in zip(
+                self._providers, (settings, *settings.other_providers), strict=True
+            )
+            for issuer in source.issuers
+        }
+
+    async def authenticate(self, headers: MultiMapping[str], *, now: float) -> Caller:
+        """Route the bearer token to the provider that lists its `iss`; anonymous if none."""
+        token = bearer_token(headers, self._settings)
+        if token is None:
+            return Caller.anonymous
+        try:
+            claims = jwt.decode(token, options={"verify_signature": False})
+        except jwt.PyJWTError:
+            raise AuthenticationError("malformed") from None
+        issuer = claims.get("iss")
+        provider = self._by_issuer.get(issuer) if isinstance(issuer, str) else None
+        if provider is None:
+            raise AuthenticationError("missing_iss" if issuer is None else "wrong_issuer")
+        return await provider.verify_token(token, now=now)
+
+    async def close(self) -> None:
+        """Close every provider's HTTP session."""
+        for provider in self._providers:
+            await provider.close()
+
+
 def build_authenticator(
     settings: IdentitySettings,
     *,
     session: aiohttp.ClientSession | None = None,
 ) -> Authenticator:
     """The seam: choose the implementation for `settings.mode` (only "jwt" today)."""
-    if settings.mode == "jwt":
-        return JwtAuthenticator(settings, session=session)
-    raise NotImplementedError(settings.mode)  # pragma: no cover - Literal allows only "jwt"
+    if settings.mode != "jwt":  # pragma: no cover - Literal allows only "jwt"
+        raise NotImplementedError(settings.mode)
+    if settings.other_providers:
+        return IssuerRouter(settings, session=session)
+    return JwtAuthenticator(settings, session=session)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Literal, Self
 from urllib.parse import urlsplit
 
 from pydantic import (
@@ -15,36 +15,22 @@ from pydantic import (
 
 from keys.config_file import ConfigPath
 
-__all__ = ["ALLOWED_ALGORITHMS", "IdentitySettings", "JwtAlgorithm"]
+__all__ = ["ALLOWED_ALGORITHMS", "IdentitySettings", "JwtAlgorithm", "OtherProvider"]
 
 JwtAlgorithm = Literal["RS256", "ES256", "EdDSA"]
 ALLOWED_ALGORITHMS: tuple[JwtAlgorithm, ...] = ("RS256", "ES256", "EdDSA")
 _LOCAL_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
 
 
-class IdentitySettings(BaseModel):
-    """How bearer tokens are verified. Only asymmetric signatures; every claim that matters."""
+class _KeySource(BaseModel):
+    """Issuers and the one JWKS whose keys may sign for them (one identity provider)."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    mode: Literal["jwt"] = Field(
-        default="jwt",
-        description="How callers are identified. Only 'jwt' (OIDC bearer JWT checked against a "
-        "JWKS) exists today; token introspection and trusted headers are reserved names.",
-    )
     issuers: Annotated[tuple[str, ...], Field(min_length=1)] = Field(
-        description="Token issuers (`iss`) we accept, exactly as they appear in tokens. They "
-        "share one JWKS, so any of its keys can sign for any of them: list several only for one "
-        "identity provider (never two organisations).",
-    )
-    audience: str = Field(
-        min_length=1,
-        description="The audience (`aud`) a token must be issued for, e.g. this proxy's client id.",
-    )
-    algorithms: Annotated[tuple[JwtAlgorithm, ...], Field(min_length=1)] = Field(
-        default=ALLOWED_ALGORITHMS,
-        description="Signature algorithms accepted (RS256, ES256, EdDSA). HMAC (HS*) and 'none' "
-        "are never accepted: a public key must never double as a shared secret.",
+        description="Token issuers (`iss`) accepted, exactly as they appear in tokens. Every key "
+        "of this JWKS can sign for every issuer listed here: list several only for one identity "
+        "provider; put another organisation under identity.other_providers.",
     )
     jwks_file: ConfigPath | None = Field(
         default=None,
@@ -55,6 +41,61 @@ class IdentitySettings(BaseModel):
         default=None,
         description="HTTPS URL of the issuer's JWKS (plain http only for localhost). "
         "Give exactly one of jwks_file and jwks_url.",
+    )
+
+    @field_validator("issuers")
+    @classmethod
+    def _issuers_are_clean(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for issuer in value:
+            if not issuer or "|" in issuer or not issuer.isprintable():
+                raise ValueError("each issuer must be non-empty printable text without '|'")
+        if len(set(value)) != len(value):
+            raise ValueError("an issuer is listed twice")
+        return value
+
+    @field_validator("jwks_url")
+    @classmethod
+    def _https_only(cls, value: str | None) -> str | None:
+        if value is None:
+            return value
+        parts = urlsplit(value)
+        if parts.scheme == "https" and parts.hostname:
+            return value
+        if parts.scheme == "http" and parts.hostname in _LOCAL_HOSTS:
+            return value
+        raise ValueError(
+            "jwks_url must be an https:// URL (plain http is allowed only for localhost)"
+        )
+
+    @model_validator(mode="after")
+    def _exactly_one_source(self) -> Self:
+        if (self.jwks_file is None) == (self.jwks_url is None):
+            raise ValueError("give exactly one of jwks_file and jwks_url")
+        return self
+
+
+class OtherProvider(_KeySource):
+    """Another identity provider: its JWKS signs only for its own issuers."""
+
+
+class IdentitySettings(_KeySource):
+    """How bearer tokens are verified. Only asymmetric signatures; every claim that matters."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    mode: Literal["jwt"] = Field(
+        default="jwt",
+        description="How callers are identified. Only 'jwt' (OIDC bearer JWT checked against a "
+        "JWKS) exists today; token introspection and trusted headers are reserved names.",
+    )
+    audience: str = Field(
+        min_length=1,
+        description="The audience (`aud`) a token must be issued for, e.g. this proxy's client id.",
+    )
+    algorithms: Annotated[tuple[JwtAlgorithm, ...], Field(min_length=1)] = Field(
+        default=ALLOWED_ALGORITHMS,
+        description="Signature algorithms accepted (RS256, ES256, EdDSA). HMAC (HS*) and 'none' "
+        "are never accepted: a public key must never double as a shared secret.",
     )
     jwks_refresh_min_interval: float = Field(
         default=60.0,
@@ -80,6 +121,12 @@ class IdentitySettings(BaseModel):
         le=65536,
         description="Longest Authorization header accepted; longer ones are refused unparsed.",
     )
+    other_providers: tuple[OtherProvider, ...] = Field(
+        default=(),
+        description="Further identity providers, each with its own issuers and JWKS. A token is "
+        "checked only against the keys of the provider that lists its `iss`, so one provider's "
+        "keys can never sign for another's subjects.",
+    )
 
     @field_validator("algorithms", mode="before")
     @classmethod
@@ -94,30 +141,12 @@ class IdentitySettings(BaseModel):
                     )
         return value
 
-    @field_validator("issuers")
-    @classmethod
-    def _issuers_are_clean(cls, value: tuple[str, ...]) -> tuple[str, ...]:
-        for issuer in value:
-            if not issuer or "|" in issuer or not issuer.isprintable():
-                raise ValueError("each issuer must be non-empty printable text without '|'")
-        return value
-
-    @field_validator("jwks_url")
-    @classmethod
-    def _https_only(cls, value: str | None) -> str | None:
-        if value is None:
-            return value
-        parts = urlsplit(value)
-        if parts.scheme == "https" and parts.hostname:
-            return value
-        if parts.scheme == "http" and parts.hostname in _LOCAL_HOSTS:
-            return value
-        raise ValueError(
-            "jwks_url must be an https:// URL (plain http is allowed only for localhost)"
-        )
-
     @model_validator(mode="after")
-    def _exactly_one_source(self) -> IdentitySettings:
-        if (self.jwks_file is None) == (self.jwks_url is None):
-            raise ValueError("give exactly one of identity.jwks_file and identity.jwks_url")
+    def _each_issuer_once(self) -> Self:
+        listed = [*self.issuers, *(i for p in self.other_providers for i in p.issuers)]
+        if len(set(listed)) != len(listed):
+            raise ValueError(
+                "an issuer is listed by two providers (identity.issuers and "
+                "identity.other_providers): each issuer must belong to exactly one JWKS"
+            )
         return self
