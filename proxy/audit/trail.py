@@ -166,7 +166,10 @@ class AuditTrail:
                         self._last_checkpoint = time.monotonic()
                 else:
                     await asyncio.to_thread(self.sink.probe)
-            except OSError as exc:
+            except Exception as exc:  # noqa: BLE001 - any failure: keep the events, deny, retry
+                # Not only OSError: a corrupt head (a seq beyond 64 bits) or a database row that
+                # is gone raise other errors, and a writer that died on them would leave the
+                # proxy decrypting with no evidence written.
                 if self._dropped:
                     batch.pop(0)
                 self._pending[:0] = batch[: MAX_PENDING - len(self._pending)]
@@ -186,7 +189,7 @@ class AuditTrail:
             "details": {"count": self._dropped},
         }
 
-    def _failed(self, exc: OSError) -> None:
+    def _failed(self, exc: Exception) -> None:
         was_healthy, self._healthy = self._healthy, False
         now = time.monotonic()
         if (
@@ -204,7 +207,7 @@ class AuditTrail:
                 "audit trail %s cannot be written (%s: %s); %s; %d event(s) queued",
                 self.sink.describe(),
                 exc.__class__.__name__,
-                exc.strerror or "error",
+                (exc.strerror if isinstance(exc, OSError) else None) or "error",
                 policy,
                 len(self._pending),
             )

@@ -10,6 +10,7 @@ from audit_helpers import settings_in
 
 from proxy.audit import AuditTrail, FileSink, StdoutSink, open_chain, trail_files, verify_files
 from proxy.audit.secrets import load_chain_key
+from proxy.audit.sink import head_path
 from proxy.audit.trail import SHUTDOWN_ATTEMPTS
 
 
@@ -122,6 +123,36 @@ class TestAuditTrail:
         actions = [e.get("action") for e in payloads(settings.path)]
         assert actions[-3:] == ["queued", "stop", None]  # None: the closing checkpoint
         assert trail.sink.failures == 0
+
+    async def test_any_write_error_denies_and_the_writer_survives_it(self, tmp_path):
+        """A corrupt head (seq beyond 64 bits) is not an OSError: still deny, keep, recover.
+
+        Found in review: the writer task died on it while may_disclose() stayed True.
+        """
+        settings, trail = make_trail(tmp_path)
+        await trail.start()
+        head = head_path(settings.path)
+        good_head = head.read_bytes()
+        head.write_bytes(b'{"seq": 1e20, "hash": "x"}')
+        settings.path.write_bytes(b"")  # the head file is all the writer has to go on
+        trail.emit({"type": "proxy", "ts": "t", "action": "while-corrupt"})
+        for _ in range(200):
+            if not trail.healthy:
+                break
+            await asyncio.sleep(0.01)
+        assert not trail.healthy
+        assert not trail.may_disclose()
+        assert trail._task is not None  # the writer lives on
+        assert not trail._task.done()
+        head.write_bytes(good_head)
+        settings.path.unlink()  # a fresh file: the chain continues from the head
+        for _ in range(200):
+            if trail.healthy:
+                break
+            await asyncio.sleep(0.01)
+        assert trail.healthy
+        await trail.close()
+        assert "while-corrupt" in [e.get("action") for e in payloads(settings.path)]
 
     async def test_allow_mode_keeps_disclosing_while_failing(self, tmp_path):
         """on_failure: allow reports unhealthy but still lets the pipeline decrypt."""
