@@ -139,7 +139,13 @@ def record_change(
         return
     moment = now or datetime.now(UTC)
     event = ChangeEvent(kind, moment, action, actor, details)
-    chain = open_chain(settings)
+    try:
+        chain = open_chain(settings)
+    except AuditError as exc:  # a missing or unreadable audit key
+        raise AuditError(
+            f"the change was made but could not be written to the audit trail: {exc}; record "
+            "it by hand, then fix the audit key"
+        ) from None
     sink = open_sink(settings)
     try:
         sink.append(chain, [event.to_json()], ts=iso_time(moment), force_checkpoint=False)

@@ -182,6 +182,19 @@ class TestPhiGrantsSubprocess:
         assert result.stdout == ""
         assert not (fresh_config.parent / "grants.sqlite3").exists()
 
+    def test_a_change_without_its_audit_key_says_it_was_made_unaudited(self, config):
+        """The grant exists; the operator is told it is not in the trail, and what to do."""
+        first = run(config, "add", "--subject", SUBJECT, "--practice", "pr-a", "--ttl", "1d",
+                    "--reason", "first")  # fmt: skip
+        assert first.returncode == 0, first.stderr
+        (config.parent / "audit.key").unlink()  # the trail exists, its key is gone
+        second = run(config, "add", "--subject", SUBJECT, "--practice", "pr-b", "--ttl", "1d",
+                     "--reason", "second")  # fmt: skip
+        assert second.returncode == 1
+        assert "the change was made but could not be written to the audit trail" in second.stderr
+        assert "record it by hand" in second.stderr
+        assert {g["practice"] for g in listed(config)} == {"pr-a", "pr-b"}
+
     def test_missing_config_exits_2(self, tmp_path):
         """Without -c or PHI_PROXY_CONFIG, phi-grants says how to give a config and exits 2."""
         env = {k: v for k, v in os.environ.items() if k != "PHI_PROXY_CONFIG"}
