@@ -4,7 +4,11 @@ The schema version lives in `PRAGMA user_version`; `migrate` applies missing ste
 `BEGIN IMMEDIATE` transaction, so several processes starting at once migrate exactly once. A
 database from a newer phi-proxy, or a file that is not a grant database at all, is refused rather
 than guessed at. Triggers make history append-only: a revoked grant cannot be un-revoked, grants
-and events cannot be deleted.
+and events cannot be deleted, and (since version 2) an existing row cannot be overwritten by an
+INSERT OR REPLACE / REPLACE / UPSERT on its key or its rowid: REPLACE's implicit delete fires no
+DELETE trigger and an INSERT fires no UPDATE trigger, so those paths need their own triggers.
+Triggers guard against statements, not against someone who can rewrite the file (DROP TRIGGER);
+the file's 0600 mode is what keeps others out.
 """
 
 from __future__ import annotations
@@ -64,7 +68,37 @@ _V1 = (
         BEGIN SELECT RAISE(ABORT, 'grant history is append-only'); END""",
 )
 
-MIGRATIONS: tuple[tuple[str, ...], ...] = (_V1,)
+# Version 2: no INSERT may land on an existing row. A BEFORE INSERT trigger runs before
+# constraint checks, so the old row is still there to be found, whatever the statement's
+# conflict clause (OR REPLACE, OR IGNORE, ON CONFLICT DO UPDATE / DO NOTHING). The rowid counts as
+# a key: `INSERT OR REPLACE INTO grants (rowid, id, ...)` with a new id would otherwise replace
+# the row holding that rowid. In a BEFORE INSERT trigger NEW.rowid is -1 when the statement does
+# not set it, so the rowid is only looked up when positive, and the AFTER INSERT triggers refuse
+# rows whose rowid is not positive (SQLite never assigns one) so that lookup cannot be dodged.
+# UPDATE OR REPLACE moving a grant onto another grant's rowid is refused too (grant_events
+# already refuses every UPDATE).
+_V2 = (
+    """CREATE TRIGGER grants_no_overwrite BEFORE INSERT ON grants
+        WHEN EXISTS (SELECT 1 FROM grants WHERE id = NEW.id)
+          OR (NEW.rowid > 0 AND EXISTS (SELECT 1 FROM grants WHERE rowid = NEW.rowid))
+        BEGIN SELECT RAISE(ABORT,
+            'a grant cannot be replaced or overwritten; revoke it and add a new one'); END""",
+    """CREATE TRIGGER grants_rowid_positive AFTER INSERT ON grants
+        WHEN NEW.rowid < 1
+        BEGIN SELECT RAISE(ABORT, 'grants are numbered by SQLite; do not set rowid'); END""",
+    """CREATE TRIGGER grants_rowid_is_fixed BEFORE UPDATE ON grants
+        WHEN NEW.rowid IS NOT OLD.rowid
+        BEGIN SELECT RAISE(ABORT, 'a grant cannot be moved onto another row'); END""",
+    """CREATE TRIGGER grant_events_no_overwrite BEFORE INSERT ON grant_events
+        WHEN NEW.seq > 0 AND EXISTS (SELECT 1 FROM grant_events WHERE seq = NEW.seq)
+        BEGIN SELECT RAISE(ABORT,
+            'grant history is append-only; an event cannot be replaced or overwritten'); END""",
+    """CREATE TRIGGER grant_events_seq_positive AFTER INSERT ON grant_events
+        WHEN NEW.seq < 1
+        BEGIN SELECT RAISE(ABORT, 'grant history is append-only; do not set seq'); END""",
+)
+
+MIGRATIONS: tuple[tuple[str, ...], ...] = (_V1, _V2)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
