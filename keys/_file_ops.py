@@ -21,8 +21,9 @@ from keys.errors import KeystoreError
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
     from pathlib import Path
+    from typing import BinaryIO
 
-__all__ = ["exclusive_lock", "write_atomic"]
+__all__ = ["atomic_writer", "exclusive_lock", "write_atomic"]
 
 
 def write_atomic(
@@ -36,8 +37,7 @@ def write_atomic(
 
     `replace` is a seam for tests that simulate a crash between the temp write and the rename.
     """
-    tmp = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), mode)
+    tmp, fd = _create_temp(path, mode)
     try:
         with os.fdopen(fd, "wb") as handle:
             os.fchmod(handle.fileno(), mode)
@@ -45,6 +45,34 @@ def write_atomic(
             handle.flush()
             os.fsync(handle.fileno())
         replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    _fsync_dir(path.parent)
+
+
+def _create_temp(path: Path, mode: int) -> tuple[Path, int]:
+    """A new, unguessable temp file beside `path`: never an existing file or a symlink's target."""
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), mode)
+    return tmp, fd
+
+
+@contextlib.contextmanager
+def atomic_writer(path: Path, *, mode: int = 0o600) -> Iterator[BinaryIO]:
+    """Stream into a private temp file beside `path`; on success it replaces `path` durably.
+
+    For output too large to hold in memory (`write_atomic` takes bytes). On any exception the
+    temp file is removed and `path` is left as it was. Raises OSError like `write_atomic`.
+    """
+    tmp, fd = _create_temp(path, mode)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            os.fchmod(handle.fileno(), mode)
+            yield handle
+            handle.flush()
+            os.fsync(handle.fileno())
+        tmp.replace(path)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
@@ -89,3 +117,8 @@ def exclusive_lock(lock_path: Path, *, timeout: float, what: Path) -> Iterator[N
             fcntl.flock(fd, fcntl.LOCK_UN)
     finally:
         os.close(fd)
+
+
+def fsync_dir(folder: Path) -> None:
+    """Make a new or renamed entry in `folder` survive a power cut (fsync the folder itself)."""
+    _fsync_dir(folder)

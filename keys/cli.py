@@ -21,6 +21,7 @@ from keys.cli_migrate import add_migrate_commands, save_counts
 from keys.config_file import CONFIG_ENV_VAR, load_section, resolve_config_path
 from keys.errors import ConfigError, KeyringError, PhiProxyError
 from keys.kek import generate_kek_file
+from keys.keystore import shredded_practices
 from keys.settings import FileKekSettings, KeySettings, keystore_file
 from keys.usage import open_counting_keyring, usage_counter
 
@@ -75,7 +76,7 @@ def _cmd_init(args: argparse.Namespace) -> int:
 
 def _cmd_add_practice(args: argparse.Namespace) -> int:
     store = keystore_file(_settings(args))
-    for info in store.add_practices(args.practices):
+    for info in store.add_practices(args.practices, after_shred=args.after_shred):
         print(f"added practice {info.practice}: key {info.kid} version {info.version} (active)")
     return 0
 
@@ -85,8 +86,16 @@ def _cmd_rotate(args: argparse.Namespace) -> int:
     infos = store.rotate_all() if args.all else (store.rotate(args.practice),)
     for info in infos:
         print(f"rotated practice {info.practice}: key {info.kid} version {info.version} is active")
+    if args.all:
+        rotated = {i.practice for i in infos}
+        for practice in sorted(shredded_practices(store.infos()) - rotated):
+            print(
+                f"skipped practice {practice}: it was shredded (every key destroyed); new "
+                f"writes stay refused (to start it over: {_PROG} add-practice {practice} "
+                "--after-shred)"
+            )
     if not infos:
-        print("no practices in the keystore; nothing to rotate")
+        print("no practice with live keys in the keystore; nothing was rotated")
     return 0
 
 
@@ -182,6 +191,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = command("add-practice", "give each new practice its first active key")
     p.add_argument("practices", nargs="+", metavar="PRACTICE")
+    p.add_argument(
+        "--after-shred",
+        action="store_true",
+        help="also give a shredded practice (every key destroyed) a new active key: a "
+        "deliberate fresh start; its old data stays unreadable",
+    )
     p.set_defaults(handler=_cmd_add_practice)
 
     p = command("rotate", "make a new active key version; the old one keeps decrypting")
@@ -219,8 +234,35 @@ def build_parser() -> argparse.ArgumentParser:
 
 #: Commands that change nothing; every other successful command is a key change to audit.
 _READ_ONLY_COMMANDS = frozenset({"list", "encrypt"})
-#: Argument names whose values are ids or flags, never key material or PHI, for the audit event.
-_AUDITED_ARGS = ("practice", "practices", "all", "kid", "kids", "version", "generate_kek")
+#: Argument names whose values are ids, paths, flags or the operator's --reason, never key
+#: material or PHI, for the audit event. (`dsn` is left out on purpose: it may hold a password.)
+_AUDITED_ARGS = (
+    "practice",
+    "practices",
+    "all",
+    "after_shred",
+    "kid",
+    "kids",
+    "key",
+    "version",
+    "generate_kek",
+    "new_kek",
+    "generate",
+    "no_backup",
+    "force",
+    "reason",
+    "scan",
+    "table",
+)
+
+
+def _audit_value(value: object) -> str | int | bool | list[str]:
+    """An audited argument as JSON: scalars as they are, paths as text, lists as text items."""
+    if isinstance(value, str | int | bool):
+        return value
+    if isinstance(value, list | tuple):
+        return [str(v) for v in value]
+    return str(value)  # a Path (e.g. --new-kek): the path only, never the file's content
 
 
 def _audit_key_change(args: argparse.Namespace) -> None:
@@ -230,9 +272,9 @@ def _audit_key_change(args: argparse.Namespace) -> None:
     from proxy.audit.factory import record_change  # noqa: PLC0415 - keys must not need proxy
 
     details = {
-        name: value if isinstance(value, str | int | bool | None) else [str(v) for v in value]
+        name: _audit_value(value)
         for name in _AUDITED_ARGS
-        if (value := getattr(args, name, None)) is not None
+        if (value := getattr(args, name, None)) is not None and value is not False  # unset flags
     }
     try:
         actor: str | None = getpass.getuser()

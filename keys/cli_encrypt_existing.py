@@ -17,7 +17,7 @@ from keys.cli_migrate_counts import (
     open_counted_keyring,
     save_counts,
 )
-from keys.cli_migrate_table import run_table_command, split_columns
+from keys.cli_migrate_table import check_unresolved, run_table_command, split_columns
 from keys.config_file import read_config_mapping, resolve_config_path
 from keys.errors import ConfigError
 from keys.migrate import EncryptPlan, encrypt_row
@@ -83,6 +83,7 @@ def run_encrypt_existing(args: argparse.Namespace, settings: KeySettings) -> int
     print("tokens per key version:")
     for line in census_lines(result.census, keyring):
         print(line)
+    check_unresolved("encrypt-existing", result, dry_run=args.dry_run)  # exit 1 if any
     left = result.skipped["unknown-practice"] + result.skipped["no-active-key"]
     if left and not args.dry_run:
         print(

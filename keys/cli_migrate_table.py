@@ -10,12 +10,13 @@ the report.
 
 from __future__ import annotations
 
+import re
 import sqlite3
 import sys
 from typing import TYPE_CHECKING, Any
 
 from keys.errors import ConfigError, KeyringError
-from keys.migrate import run_table_job
+from keys.migrate import NOT_A_TOKEN, NOT_TEXT, run_table_job
 from keys.table import TableSpec, open_table
 
 if TYPE_CHECKING:
@@ -25,7 +26,7 @@ if TYPE_CHECKING:
     from keys.migrate import JobResult
     from keys.usage import UsageCounter
 
-__all__ = ["run_table_command", "split_columns"]
+__all__ = ["check_unresolved", "run_table_command", "split_columns"]
 
 _RESUME = "committed batches are kept; run the same command again to resume"
 
@@ -57,9 +58,62 @@ def _progress(command: str) -> Callable[[JobResult, int], None]:
     return show
 
 
-def _db_message(exc: BaseException) -> str:
-    first = str(exc).splitlines()[0] if str(exc) else ""
-    return f"{type(exc).__name__}: {first[:200]}"
+_UTF8_ERROR = re.compile(r"Could not decode to UTF-8 column '([A-Za-z_][A-Za-z0-9_]*)'")
+
+
+def _db_message(exc: BaseException, columns: tuple[str, ...]) -> str:
+    """The error's type and a fixed explanation, never its text: databases quote cell values.
+
+    SQLite's "Could not decode to UTF-8 column 'c' with text '…'" carries the stored value
+    (PHI); only a column name that is one of ours is taken from it.
+    """
+    kind = type(exc).__name__
+    found = _UTF8_ERROR.match(str(exc))
+    if found is not None and found.group(1) in columns:
+        return (
+            f"{kind}: column {found.group(1)} holds a value that is not valid UTF-8 text "
+            "(legacy Latin-1 data?); convert that column's values to UTF-8 first. The value "
+            "is not shown because it may be PHI"
+        )
+    return (
+        f"{kind}; its message is not shown because databases quote stored values, which may "
+        "be PHI; the database server's own log has the details"
+    )
+
+
+def _unresolved_lines(result: JobResult) -> list[str]:
+    """One line per (reason, column) of values left unchanged that may still be plaintext."""
+    what = {
+        NOT_TEXT: "are not text (a number or BLOB), so they were not encrypted",
+        NOT_A_TOKEN: 'contain "phi1." but are not one whole token, so they were not encrypted',
+    }
+    return [
+        f"  column {column}: {n} values {what[reason]}"
+        for (reason, column), n in sorted(result.unresolved.items(), key=lambda kv: kv[0][::-1])
+    ]
+
+
+def check_unresolved(command: str, result: JobResult, *, dry_run: bool) -> None:
+    """Fail (status 1) when values were left that may still be plaintext PHI.
+
+    Call after the run's summary. Everything else was committed; the rows are named only by
+    column, never by value.
+    """
+    if not result.unresolved:
+        return
+    lines = _unresolved_lines(result)
+    total = sum(result.unresolved.values())
+    if dry_run:
+        print(f"{command}: {total} values would be left as they are:", file=sys.stderr)
+        print("\n".join(lines), file=sys.stderr)
+        return
+    raise KeyringError(
+        f"{command}: {total} values still hold what may be plaintext PHI and were left "
+        "unchanged; every other value was processed and committed:\n"
+        + "\n".join(lines)
+        + "\nLook at those rows (convert numbers/BLOBs to text, or fix values that only "
+        "look like tokens), then run the same command again"
+    )
 
 
 def run_table_command(
@@ -99,7 +153,7 @@ def run_table_command(
     except Exception as exc:
         if isinstance(exc, sqlite3.Error) or type(exc).__module__.startswith("asyncpg"):
             raise KeyringError(
-                f"{command}: database error ({_db_message(exc)}); {_RESUME}"
+                f"{command}: database error ({_db_message(exc, spec.columns)}); {_RESUME}"
             ) from None
         raise
     finally:

@@ -9,25 +9,27 @@ The report goes to stderr when the data goes to stdout, so the two never mix.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO
 
-from keys._file_ops import write_atomic
+from keys._file_ops import atomic_writer
 from keys.cli_migrate_counts import (
     EXIT_LEFT_BEHIND,
     census_lines,
     open_counted_keyring,
     save_counts,
 )
-from keys.cli_migrate_table import run_table_command
+from keys.cli_migrate_table import check_unresolved, run_table_command
 from keys.errors import ConfigError, KeyringError
 from keys.migrate import rewrap_row
 from keys.rewrap import TokenRewrapper, counting_only, rewrite_stream
 
 if TYPE_CHECKING:
     import argparse
+    from collections.abc import Iterator
 
     from keys.rewrap import TokenCensus
     from keys.settings import KeySettings
@@ -46,6 +48,7 @@ def run_rewrap(args: argparse.Namespace, settings: KeySettings) -> int:
     else:
         result = run_table_command(args, "rewrap", counter=counter, step=rewrap_row(keyring))
         save_counts(counter)
+        check_unresolved("rewrap", result, dry_run=args.dry_run)
         census = result.census
         verb = "would be" if args.dry_run else "were"
         print(f"{result.rows} rows scanned; {census.changed} tokens {verb} rewrapped")
@@ -85,13 +88,21 @@ def _rewrap_file(args: argparse.Namespace, rewrapper: TokenRewrapper) -> TokenCe
             rewrite_stream(source, sys.stdout.buffer, rewrapper)
         sys.stdout.buffer.flush()
         return rewrapper.census
-    tmp = Path(out).with_name(f".{Path(out).name}.partial")
-    with _reader(args.input) as source, tmp.open("wb") as sink:
-        tmp.chmod(0o600)
+    with _reader(args.input) as source, _writer(Path(out)) as sink:
         rewrite_stream(source, sink, rewrapper)
-    write_atomic(Path(out), tmp.read_bytes())
-    tmp.unlink()
     return rewrapper.census
+
+
+@contextlib.contextmanager
+def _writer(out: Path) -> Iterator[BinaryIO]:
+    """A private (0600, new, never a symlink) temp file that replaces `out` only when complete."""
+    try:
+        with atomic_writer(out) as sink:
+            yield sink
+    except OSError as exc:
+        raise KeyringError(
+            f"{out}: cannot write ({exc.strerror}); nothing was replaced, the file is as it was"
+        ) from None
 
 
 def _reader(name: str) -> BinaryIO:

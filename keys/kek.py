@@ -21,6 +21,7 @@ import stat
 from typing import TYPE_CHECKING, Final, Protocol, runtime_checkable
 
 from keys._aead import KEK_BYTES, NONCE_BYTES, KeyWrapCipher, kek_fingerprint
+from keys._file_ops import fsync_dir
 from keys.errors import InvalidToken, KekError
 
 if TYPE_CHECKING:
@@ -200,7 +201,13 @@ def generate_kek_file(
             handle.write(binascii.b2a_base64(material, newline=True))
             handle.flush()
             os.fsync(handle.fileno())
+        # The folder too: without it a power cut can lose the new name, and with it the only
+        # KEK that opens a keystore re-wrapped (durably) right after this returns.
+        fsync_dir(path.parent)
     except OSError as exc:
-        path.unlink(missing_ok=True)
-        raise KekError(f"{path}: cannot write KEK file ({exc.strerror})") from None
+        path.unlink(missing_ok=True)  # nothing is wrapped under it yet: safe to remove
+        raise KekError(
+            f"{path}: cannot write KEK file durably ({exc.strerror or exc}); it was removed "
+            "and nothing was changed: fix the folder or disk, then retry"
+        ) from None
     return kek_fingerprint(material)

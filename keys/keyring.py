@@ -179,8 +179,9 @@ class Keyring:
         entry = self._primary.get(practice)
         if entry is None:
             raise KeyringError(
-                f"practice {practice!r} has no active key: add it with "
-                f"`phi-keys add-practice {practice}` or rotate it to make a new version"
+                f"practice {practice!r} has no active key (never added, or shredded — see "
+                f"`phi-keys list`): add a new practice with `phi-keys add-practice {practice}`; "
+                "a practice whose keys are all retired gets one with `phi-keys rotate`"
             )
         return entry.info
 

@@ -39,7 +39,13 @@ if TYPE_CHECKING:
 
     from keys.kek import KekProvider
 
-__all__ = ["KEYSTORE_FORMAT", "KEYSTORE_VERSION", "KeystoreFile", "dek_wrap_aad"]
+__all__ = [
+    "KEYSTORE_FORMAT",
+    "KEYSTORE_VERSION",
+    "KeystoreFile",
+    "dek_wrap_aad",
+    "shredded_practices",
+]
 
 _T = TypeVar("_T")
 _K = TypeVar("_K", bound=Keyring)
@@ -66,7 +72,9 @@ class KeystoreFile:
         replace: Callable[[Path, Path], None] = os.replace,
         lock_timeout: float = 30.0,
     ) -> None:
-        self._path = Path(path)
+        # The real file: a write through a symlink must replace the target, not the link, and
+        # every name for the keystore must share one lock file.
+        self._path = Path(os.path.realpath(path))
         self._kek = kek
         self._clock = clock
         self._token_bytes = token_bytes
@@ -127,21 +135,36 @@ class KeystoreFile:
                 )
             self._write([])
 
-    def add_practices(self, practices: Iterable[str]) -> tuple[KeyInfo, ...]:
-        """Give each new practice an ACTIVE version 1 key; all or nothing."""
+    def add_practices(
+        self, practices: Iterable[str], *, after_shred: bool = False
+    ) -> tuple[KeyInfo, ...]:
+        """Give each new practice an ACTIVE version 1 key; all or nothing.
+
+        A shredded practice (every key destroyed) is refused unless `after_shred`: then it gets
+        a new ACTIVE key, numbered after its destroyed ones (a deliberate fresh start).
+        """
         wanted = list(dict.fromkeys(practices))
         for practice in wanted:
             _check_practice_id(practice)
 
         def change(records: list[KeyRecord]) -> tuple[KeyInfo, ...]:
             known = {r.info.practice for r in records}
-            clash = [p for p in wanted if p in known]
+            clash = [
+                p for p in wanted if p in known and not (after_shred and _shredded(records, p))
+            ]
             if clash:
+                if _shredded(records, clash[0]):
+                    raise KeyringError(_shredded_message(clash[0], self._path))
                 raise KeyringError(
                     f"practice {clash[0]} already has keys in {self._path}; "
                     f"to make a new key version use `phi-keys rotate --practice {clash[0]}`"
                 )
-            return tuple(self._new_key(records, p, 1) for p in wanted)
+            return tuple(
+                self._rotate_in(records, p, after_shred=True)
+                if p in known
+                else self._new_key(records, p, 1)
+                for p in wanted
+            )
 
         return self._mutate(change)
 
@@ -166,10 +189,12 @@ class KeystoreFile:
         return self._mutate(change)
 
     def rotate_all(self) -> tuple[KeyInfo, ...]:
-        """Rotate every practice in the file, in one atomic write."""
+        """Rotate every practice in the file, in one atomic write; shredded ones are skipped."""
 
         def change(records: list[KeyRecord]) -> tuple[KeyInfo, ...]:
-            practices = sorted({r.info.practice for r in records})
+            practices = sorted(
+                {r.info.practice for r in records} - shredded_practices(r.info for r in records)
+            )
             return tuple(self._rotate_in(records, p) for p in practices)
 
         return self._mutate(change)
@@ -279,13 +304,17 @@ class KeystoreFile:
             self._write(records)
             return result
 
-    def _rotate_in(self, records: list[KeyRecord], practice: str) -> KeyInfo:
+    def _rotate_in(
+        self, records: list[KeyRecord], practice: str, *, after_shred: bool = False
+    ) -> KeyInfo:
         mine = [r for r in records if r.info.practice == practice]
         if not mine:
             raise KeyringError(
                 f"practice {practice} has no keys in {self._path}; "
                 f"add it with `phi-keys add-practice {practice}`"
             )
+        if not after_shred and _shredded(records, practice):
+            raise KeyringError(_shredded_message(practice, self._path))
         for record in mine:
             if record.info.state is KeyState.ACTIVE:
                 record.info = _with_state(record.info, KeyState.DECRYPT_ONLY)
@@ -345,3 +374,22 @@ def _check_practice_id(practice: str) -> None:
 
 def _with_state(info: KeyInfo, state: KeyState) -> KeyInfo:
     return KeyInfo(info.kid, info.practice, info.version, state, info.created_at)
+
+
+def shredded_practices(infos: Iterable[KeyInfo]) -> set[str]:
+    """Practices whose every key is destroyed (crypto-shredded): new writes stay refused."""
+    every = list(infos)
+    live = {i.practice for i in every if i.state is not KeyState.DESTROYED}
+    return {i.practice for i in every} - live
+
+
+def _shredded(records: list[KeyRecord], practice: str) -> bool:
+    return practice in shredded_practices(r.info for r in records)
+
+
+def _shredded_message(practice: str, path: Path) -> str:
+    return (
+        f"practice {practice} was shredded (every key destroyed) in {path}; new writes for it "
+        "stay refused. Nothing was changed. To start it over deliberately with a new key, run "
+        f"`phi-keys add-practice {practice} --after-shred` (its old data stays unreadable)"
+    )

@@ -6,7 +6,12 @@ process), and commits the batch's compare-and-set updates together with its prog
 run resumes where the last committed batch ended; a finished run clears its progress, so the
 next run (after another rotation, say) starts again from the top. Both jobs are idempotent on
 their own: rewrap leaves tokens under the primary key alone, encrypt-existing leaves every value
-that already contains a token alone, so even a re-run from scratch changes nothing twice.
+that is exactly one token alone, so even a re-run from scratch changes nothing twice.
+
+Before the first batch the key column is checked (no NULLs, no duplicates): keyset paging would
+skip such rows silently. Values encrypt-existing cannot judge (not text; text that holds
+"phi1." without being one whole token) are left as they are and reported per column, and the
+command then ends with status 1: they may still be plaintext PHI.
 """
 
 from __future__ import annotations
@@ -18,8 +23,8 @@ from typing import TYPE_CHECKING, Final
 
 from keys.errors import KeyringError
 from keys.rewrap import TokenCensus, TokenRewrapper, count_tokens, rewrite_text
-from keys.table import Row, Update
-from keys.token_format import TOKEN_PREFIX, kid_of
+from keys.table import BlobText, Row, Update
+from keys.token_format import TOKEN_PATTERN, TOKEN_PREFIX, kid_of
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping
@@ -48,6 +53,13 @@ class JobResult:
     conflicts: int = 0
     census: TokenCensus = field(default_factory=TokenCensus)
     skipped: Counter[str] = field(default_factory=Counter)
+    #: (reason, column) -> values left unchanged that may still be plaintext PHI.
+    unresolved: Counter[tuple[str, str]] = field(default_factory=Counter)
+
+
+#: Reasons in `JobResult.unresolved`, and what each means for an operator.
+NOT_TEXT: Final = "not-text"
+NOT_A_TOKEN: Final = "not-a-token"  # noqa: S105 - a reason code, not a secret
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,12 +96,9 @@ def encrypt_row(keyring: Keyring, plan: EncryptPlan) -> Callable[[Row, JobResult
             if value is None:
                 result.skipped["null"] += 1
                 continue
-            if not isinstance(value, str):
-                result.skipped["not-text"] += 1
-                continue
-            if TOKEN_PREFIX in value:
-                count_tokens(value, result.census)  # already encrypted (or holds a token)
-                result.skipped["already-token"] += 1
+            reason = _not_plaintext(value, result)
+            if reason is not None or not isinstance(value, str):
+                _leave_alone(result, reason or NOT_TEXT, column)
                 continue
             if practice is None or practice not in keyring.practices():
                 result.skipped["unknown-practice"] += 1
@@ -113,6 +122,30 @@ def encrypt_row(keyring: Keyring, plan: EncryptPlan) -> Callable[[Row, JobResult
     return step
 
 
+def _leave_alone(result: JobResult, reason: str, column: str) -> None:
+    """Count a value encrypt-existing leaves unchanged; all but tokens need an operator's look."""
+    result.skipped[reason] += 1
+    if reason != "already-token":
+        result.unresolved[reason, column] += 1
+
+
+def _not_plaintext(value: object, result: JobResult) -> str | None:
+    """Why encrypt-existing must leave `value` alone, or None when it is plaintext to encrypt.
+
+    Only a value that is entirely one token is encrypted already; text that merely contains
+    "phi1." (an e-mail address, a typo) may be PHI, and so may a number or a BLOB.
+    """
+    if isinstance(value, str) and TOKEN_PATTERN.fullmatch(value):
+        count_tokens(value, result.census)
+        return "already-token"
+    if not isinstance(value, str) or isinstance(value, BlobText):
+        return NOT_TEXT
+    if TOKEN_PREFIX in value:
+        count_tokens(value, result.census)  # tokens inside still count for retire
+        return NOT_A_TOKEN
+    return None
+
+
 def run_table_job(
     table: Table,
     job: str,
@@ -130,6 +163,7 @@ def run_table_job(
     flushing usage counters). `dry_run` computes everything and writes nothing, from the top.
     """
     result = JobResult()
+    table.check_key()
     total = table.count()
     last = None
     if restart and not dry_run:

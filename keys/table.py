@@ -6,7 +6,9 @@ async API). Rows are read in key order (keyset pagination: `WHERE key > last ORD
 and each batch's updates are written in ONE transaction together with the job's progress row in
 `phi_keys_progress`. A process killed at any instant therefore leaves either the whole batch and
 its progress, or neither: a re-run resumes after the last committed batch, and no row is lost
-or processed twice.
+or processed twice. Keyset paging silently skips rows whose key is NULL or repeated, so
+`check_key` refuses such a key column before the first batch. BLOB cells are read as Latin-1
+text (`BlobText`) so token scans see tokens stored as bytes, and written back as bytes.
 
 Updates are compare-and-set (`UPDATE … SET c = new WHERE key = k AND c = old`): a row the portal
 changed while we held it in memory is left alone (and counted), never overwritten with stale data.
@@ -35,6 +37,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "PROGRESS_TABLE",
+    "BlobText",
     "Row",
     "Table",
     "TableSpec",
@@ -66,6 +69,28 @@ class TableSpec:
             raise ConfigError("--columns names no column")
         for column in (*self.columns, self.practice_column or "x"):
             _check_ident(column, "--columns / --practice-column")
+
+
+class BlobText(str):
+    """A BLOB cell read as Latin-1 text, so token scans see tokens stored as bytes.
+
+    Latin-1 maps every byte to one character and back, so a rewrap changes only the tokens'
+    bytes; the update binds bytes again, so the compare-and-set matches the stored BLOB.
+    """
+
+    __slots__ = ()
+
+
+def _cell(value: object) -> object:
+    """BLOB cells (bytes, memoryview) become `BlobText`; everything else is left as read."""
+    if isinstance(value, bytes | bytearray | memoryview):
+        return BlobText(bytes(value).decode("latin-1"))
+    return value
+
+
+def _bind(old: str, value: str) -> str | bytes:
+    """`value` as the parameter type of the stored cell: bytes when `old` came from a BLOB."""
+    return value.encode("latin-1") if isinstance(old, BlobText) else value
 
 
 @dataclass(frozen=True, slots=True)
@@ -163,12 +188,41 @@ class Table:
                     f"--key {self.spec.key}: values must be integers or text, got "
                     f"{type(key).__name__}; choose an integer or text primary key column"
                 )
-            values = dict(zip(self.spec.columns, record[1 : 1 + n], strict=True))
+            values = dict(zip(self.spec.columns, map(_cell, record[1 : 1 + n]), strict=True))
             practice = record[1 + n] if self.spec.practice_column else None
             out.append(Row(key, values, practice))
         return out
 
+    def _key_counts_sql(self) -> str:
+        k = _q(self.spec.key)
+        return f"SELECT COUNT(*), COUNT({k}), COUNT(DISTINCT {k}) FROM {_q(self.spec.table)}"
+
+    def check_key(self) -> None:
+        """Refuse a --key column with NULLs or duplicates: keyset paging would skip those rows.
+
+        `WHERE key > last` never matches NULL, and a batch ending inside a run of equal keys
+        drops the rest of the run; the job would then report success with rows untouched.
+        """
+        rows, non_null, distinct = self.key_counts()
+        flag = f"key column {self.spec.key} (--key; --row-key for retire)"
+        if non_null < rows:
+            raise ConfigError(
+                f"{flag}: {rows - non_null} of {rows} rows of {self.spec.table} have NULL in "
+                "this column, and batches ordered by it would silently skip them; nothing was "
+                "done. Pass a column that is NOT NULL and unique (the primary key)"
+            )
+        if distinct < non_null:
+            raise ConfigError(
+                f"{flag}: {non_null - distinct} rows of {self.spec.table} repeat a value of "
+                "this column, and batches ordered by it would silently skip some of them; "
+                "nothing was done. Pass a column that is NOT NULL and unique (the primary key)"
+            )
+
     # ---- backend operations (overridden) -------------------------------------------------
+
+    def key_counts(self) -> tuple[int, int, int]:
+        """(rows, rows with a key, distinct keys): what `check_key` compares."""
+        raise NotImplementedError
 
     def count(self) -> int:
         """Rows in the table (for the progress bar)."""
@@ -210,6 +264,10 @@ class _SQLiteTable(Table):
     def count(self) -> int:
         return int(self._db.execute(f"SELECT COUNT(*) FROM {_q(self.spec.table)}").fetchone()[0])
 
+    def key_counts(self) -> tuple[int, int, int]:
+        rows, non_null, distinct = self._db.execute(self._key_counts_sql()).fetchone()
+        return int(rows), int(non_null), int(distinct)
+
     def fetch(self, after: KeyValue | None, limit: int) -> list[Row]:
         args: tuple[Any, ...] = (limit,) if after is None else (after, limit)
         return self._rows(
@@ -222,7 +280,7 @@ class _SQLiteTable(Table):
         try:
             for u in updates:
                 changed += self._db.execute(
-                    self._update_sql(u.column), (u.new, u.key, u.old)
+                    self._update_sql(u.column), (_bind(u.old, u.new), u.key, _bind(u.old, u.old))
                 ).rowcount
             self._db.execute(self._progress_sql(), (job, json.dumps(last), done, _now()))
         except BaseException:
@@ -266,6 +324,10 @@ class _PostgresTable(Table):
     def count(self) -> int:
         return int(self._run(self._db.fetchval(f"SELECT COUNT(*) FROM {_q(self.spec.table)}")))
 
+    def key_counts(self) -> tuple[int, int, int]:
+        row = self._run(self._db.fetchrow(self._key_counts_sql()))
+        return int(row[0]), int(row[1]), int(row[2])
+
     def fetch(self, after: KeyValue | None, limit: int) -> list[Row]:
         args: tuple[Any, ...] = (limit,) if after is None else (after, limit)
         sql = self._select_sql(after=after is not None)
@@ -276,7 +338,9 @@ class _PostgresTable(Table):
             changed = 0
             async with self._db.transaction():
                 for u in updates:
-                    status = await self._db.execute(self._update_sql(u.column), u.new, u.key, u.old)
+                    status = await self._db.execute(
+                        self._update_sql(u.column), _bind(u.old, u.new), u.key, _bind(u.old, u.old)
+                    )
                     changed += int(status.rsplit(" ", 1)[-1])
                 await self._db.execute(self._progress_sql(), job, json.dumps(last), done, _now())
             return changed
