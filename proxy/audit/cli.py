@@ -57,6 +57,16 @@ def _when(text: str) -> datetime:
         ) from None
 
 
+def _seq(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a sequence number (1, 2, 3, …)")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argparse tree for `phi-audit` (exposed for docs and tests)."""
     config_help = f"config file (default: ${CONFIG_ENV_VAR}); names the trail and its key"
@@ -77,6 +87,13 @@ def build_parser() -> argparse.ArgumentParser:
             type=Path,
             metavar="FILE",
             help="audit files, oldest first (default: audit.path and its rotated siblings)",
+        )
+        p.add_argument(
+            "--pruned-before",
+            type=_seq,
+            metavar="N",
+            help="the older files were pruned on purpose (retention): the trail now starts at "
+            "seq N. Without it, a configured trail that does not start at seq 1 is broken",
         )
         return p
 
@@ -127,12 +144,25 @@ def _verify(args: argparse.Namespace, scratch: Path) -> _Checked:
         if settings is None:  # pragma: no cover - argparse flow guarantees a config here
             raise ConfigError("name the audit files, or pass -c FILE")
         if settings.sink == "postgres":
+            if args.pruned_before is not None:
+                raise ConfigError(
+                    "--pruned-before is for file trails: rows of the PostgreSQL trail cannot "
+                    "be deleted, so it always starts at seq 1"
+                )
             return _verify_database(settings, key, public_key, scratch)
         files = trail_files(settings.path)
         if not files:
             raise ConfigError(f"{settings.path}: no audit trail found there")
-    head_of = settings.path if settings is not None and not args.files else None
-    return _Checked(verify_files(files, key=key, public_key=public_key, head_of=head_of), files)
+    whole = settings is not None and not args.files
+    result = verify_files(
+        files,
+        key=key,
+        public_key=public_key,
+        head_of=settings.path if whole and settings is not None else None,
+        whole_trail=whole,
+        pruned_before=args.pruned_before,
+    )
+    return _Checked(result, files)
 
 
 def _verify_database(

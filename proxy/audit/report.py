@@ -1,8 +1,10 @@
 """The breach-notification list: who saw which records' which field classes, when, how often.
 
 Only disclosures count: a record appears when a value of it was decrypted (or legacy plaintext
-was kept) for a caller. Records whose fields were only masked never appear. Lines of every
-format version read alike (`disclosed_records`), so a report spanning an upgrade is one list.
+was kept) for a caller. Records whose fields were only masked never appear. A record with none
+of `fields.record.id_keys` cannot be named: its disclosures appear as record `(unknown)`. Lines
+of every format version read alike (`disclosed_records`), so a report spanning an upgrade is
+one list.
 """
 
 from __future__ import annotations
@@ -14,14 +16,25 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
+from proxy.audit.chain import READABLE_VERSIONS
 from proxy.audit.events import iso_time
 from proxy.audit.records import disclosed_records
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable, Sequence
+    from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
     from datetime import datetime
 
-__all__ = ["ReportFilter", "ReportRow", "align_columns", "build_report", "render_report"]
+__all__ = [
+    "UNKNOWN_RECORD",
+    "ReportFilter",
+    "ReportRow",
+    "align_columns",
+    "build_report",
+    "render_report",
+]
+
+#: The record column of a disclosure from a record that has none of `fields.record.id_keys`.
+UNKNOWN_RECORD = "(unknown)"
 
 _COLUMNS = ("subject", "practice", "record", "field_class", "count", "first_seen", "last_seen")
 
@@ -62,6 +75,42 @@ class ReportRow:
         )
 
 
+def _counted_classes(event: Mapping[str, Any]) -> set[str]:
+    """The field classes the event counts as disclosed (`decrypted` or `plaintext_kept`)."""
+    classes: set[str] = set()
+    for name in ("decrypted", "plaintext_kept"):
+        counts = event.get(name)
+        if isinstance(counts, dict):
+            classes.update(str(c) for c, n in counts.items() if isinstance(n, int) and n > 0)
+    return classes
+
+
+def _disclosures(
+    event: Mapping[str, Any],
+) -> Iterator[tuple[str, str, list[str], Collection[str]]]:
+    """`disclosed_records`, plus one `(unknown)` record for classes disclosed from no named one.
+
+    Each item: practice (as shown), record, classes, the practices `--practice` may match.
+    A record without any of `fields.record.id_keys` is disclosed (counted in `decrypted` or
+    `plaintext_kept`) but not named in `records`; the report must still list that disclosure.
+    Its practice is one of the event's `practices` (all of them, joined with " or ", when it
+    names several). A class disclosed from a named record *and* an unnamed one in the same
+    event shows only the named record: the event does not tell them apart.
+    """
+    if event.get("v") not in READABLE_VERSIONS:
+        return  # a format this code cannot read: verify refuses it
+    named: set[str] = set()
+    for practice, record, classes in disclosed_records(event):
+        named.update(classes)
+        yield practice, record, classes, (practice,)
+    unnamed = sorted(_counted_classes(event) - named)
+    if not unnamed:
+        return
+    practices = event.get("practices")
+    candidates = sorted({str(p) for p in practices}) if isinstance(practices, list) else []
+    yield " or ".join(candidates) or UNKNOWN_RECORD, UNKNOWN_RECORD, unnamed, candidates
+
+
 def build_report(events: Iterable[dict[str, Any]], where: ReportFilter) -> list[ReportRow]:
     """Aggregate the request events matching `where`, sorted by subject, practice, record."""
     since = iso_time(where.since) if where.since is not None else None
@@ -75,8 +124,8 @@ def build_report(events: Iterable[dict[str, Any]], where: ReportFilter) -> list[
             continue
         if (since is not None and ts < since) or (until is not None and ts >= until):
             continue
-        for practice, record, classes in disclosed_records(event):
-            if (where.practice and practice != where.practice) or (
+        for practice, record, classes, of in _disclosures(event):
+            if (where.practice and where.practice not in of) or (
                 where.record and record != where.record
             ):
                 continue
@@ -124,9 +173,17 @@ def render_report(rows: list[ReportRow], fmt: str) -> str:
     table = [tuple(c.upper() for c in _COLUMNS), *(tuple(map(str, r.as_tuple())) for r in rows)]
     lines = align_columns(table)
     subjects = {r.subject for r in rows}
-    records = {(r.practice, r.record) for r in rows}
-    lines.append(
+    records = {(r.practice, r.record) for r in rows if r.record != UNKNOWN_RECORD}
+    summary = (
         f"{len(records)} record(s) disclosed to {len(subjects)} subject(s) "
         f"in {sum(r.count for r in rows)} disclosure(s)"
     )
+    unknown = sum(r.count for r in rows if r.record == UNKNOWN_RECORD)
+    if unknown:
+        summary += (
+            f", {unknown} of them from records without an id (record {UNKNOWN_RECORD}: "
+            "fields.record.id_keys names none of their keys; find them by the subject, "
+            "practice and time)"
+        )
+    lines.append(summary)
     return "\n".join(lines)

@@ -3,10 +3,12 @@
 Verification stops at the first problem and names it as `file:line` with what it means:
 an edited event (its MAC fails), a line format it does not know (`v`; every format ever written
 is read, so a trail an upgrade switched from v1 to v2 mid-file verifies), a deleted one (a gap
-in `seq`, or a file that does not open with its genesis event), a reordered or duplicated one
-(`seq` going backwards), or a broken link (`prev` is not the hash of the line before). With
-only the checkpoint public key, links and signed checkpoints are checked and events after the
-last signed checkpoint are reported as not authenticated.
+in `seq`, a file that does not open with its genesis event, or — when the files are the whole
+configured trail — a trail that does not start at seq 1 unless the operator says it was
+pruned), a reordered or duplicated one (`seq` going backwards), or a broken link (`prev` is
+not the hash of the line before). With only the checkpoint public key, links and signed
+checkpoints are checked and events after the last signed checkpoint are reported as not
+authenticated.
 """
 
 from __future__ import annotations
@@ -95,13 +97,56 @@ def _unknown_version(event: dict[str, Any], seq: int) -> str | None:
 
 
 class _Verifier:
-    def __init__(self, key: ChainKey | None, public_key: Ed25519PublicKey | None) -> None:
+    def __init__(
+        self,
+        key: ChainKey | None,
+        public_key: Ed25519PublicKey | None,
+        *,
+        whole_trail: bool = False,
+        pruned_before: int | None = None,
+    ) -> None:
         self.key = key
         self.public_key = public_key
+        self.whole_trail = whole_trail
+        self.pruned_before = pruned_before
         self.result = VerifyResult()
         self.prev_hash: str | None = None
         self.prev_seq: int | None = None
         self.unauthenticated_since: int | None = None
+
+    def _start(self, seq: int, *, continues: bool, prev: object) -> str | None:
+        """The problem with the trail's first event (seq `seq`), or None (maybe with a note)."""
+        pruned = self.pruned_before
+        if pruned is not None and seq != pruned:
+            return (
+                f"the trail starts at seq {seq}, not at seq {pruned} as --pruned-before says: "
+                + (
+                    f"the files holding seq {pruned}..{seq - 1} are missing (deleted or moved)"
+                    if seq > pruned
+                    else "give the first seq the trail now holds"
+                )
+            )
+        if not continues:
+            if seq != 1 or prev != GENESIS_PREV:
+                return f"event seq {seq}: the first event of a trail must be seq 1"
+            return None
+        if pruned is not None:
+            self.result.notes.append(
+                f"the trail starts at seq {seq}: seq 1..{seq - 1} were pruned "
+                f"(--pruned-before {pruned}) and were not checked"
+            )
+        elif self.whole_trail:
+            return (
+                f"the trail starts at seq {seq}: the files holding seq 1..{seq - 1} are "
+                "missing (deleted or moved)"
+            )
+        else:
+            self.result.notes.append(
+                f"the files given start at seq {seq}: seq 1..{seq - 1} are in files not given "
+                "(or were deleted); they were not checked — verify without FILE arguments to "
+                "check the whole trail"
+            )
+        return None
 
     def line(self, raw: bytes, *, first_in_file: bool) -> str | None:  # noqa: C901, PLR0911, PLR0912
         """Check one line; the problem text, or None."""
@@ -146,13 +191,9 @@ class _Verifier:
                 "the previous event was edited or replaced"
             )
         if self.prev_hash is None:
-            if event.get("continues"):
-                self.result.notes.append(
-                    f"the trail given starts at seq {seq}, continuing earlier files that were "
-                    "not given; events before it were not checked"
-                )
-            elif seq != 1 or prev != GENESIS_PREV:
-                return f"event seq {seq}: the first event of a trail must be seq 1"
+            start = self._start(seq, continues=bool(event.get("continues")), prev=prev)
+            if start is not None:
+                return start
         if event.get("type") == "checkpoint":
             self.result.checkpoints += 1
             if self.public_key is not None and event.get("sig") is not None:
@@ -176,13 +217,20 @@ def verify_files(
     key: ChainKey | None,
     public_key: Ed25519PublicKey | None = None,
     head_of: Path | None = None,
+    whole_trail: bool = False,
+    pruned_before: int | None = None,
 ) -> VerifyResult:
     """Verify `files` as one trail, in the order given; stop at the first problem.
 
     `head_of`: the configured audit path, whose `.head` file records the last sequence number
     written; a trail that ends before it has lost its last events.
+    `whole_trail`: `files` are the whole trail (the configured file and all its siblings), so
+    one that starts after seq 1 has lost its oldest files — a problem, unless `pruned_before`
+    is that first seq (the operator pruned the older files on purpose). Otherwise (a slice an
+    auditor chose) such a start is only noted. `pruned_before`, when given, must be the first
+    seq in either case.
     """
-    checker = _Verifier(key, public_key)
+    checker = _Verifier(key, public_key, whole_trail=whole_trail, pruned_before=pruned_before)
     result = checker.result
     for path in files:
         result.files += 1
