@@ -123,8 +123,13 @@ def run_table_command(
     counter: UsageCounter,
     step: Callable[[Any, JobResult], Any],
     practice_column: str | None = None,
+    job_state: str = "",
 ) -> JobResult:
-    """Apply `step` to every row of --table; a database error says how to resume."""
+    """Apply `step` to every row of --table; a database error says how to resume.
+
+    The job's name (its progress row) includes the table, key, columns and `job_state`: a run
+    resumes only the same job, so a changed `job_state` (rewrap: the current keys) starts over.
+    """
     if not args.dsn or not args.table or not args.columns:
         raise ConfigError(f"{command}: table mode needs --dsn, --table and --columns")
     if args.batch_size < 1:
@@ -137,7 +142,9 @@ def run_table_command(
         counter.flush()
         show(result, total)
 
-    job = f"{command}:{spec.table}:{','.join(spec.columns)}"
+    job = f"{command}:{spec.table}:{spec.key}:{','.join(spec.columns)}" + (
+        f":{job_state}" if job_state else ""
+    )
     table = open_table(args.dsn, spec)
     try:
         result = run_table_job(

@@ -10,6 +10,7 @@ The report goes to stderr when the data goes to stdout, so the two never mix.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import sys
 from pathlib import Path
@@ -24,6 +25,7 @@ from keys.cli_migrate_counts import (
 )
 from keys.cli_migrate_table import check_unresolved, run_table_command
 from keys.errors import ConfigError, KeyringError
+from keys.keyring import KeyState
 from keys.migrate import rewrap_row
 from keys.rewrap import TokenRewrapper, counting_only, rewrite_stream
 
@@ -31,10 +33,21 @@ if TYPE_CHECKING:
     import argparse
     from collections.abc import Iterator
 
+    from keys.keyring import Keyring
     from keys.rewrap import TokenCensus
     from keys.settings import KeySettings
 
 __all__ = ["run_rewrap"]
+
+
+def current_keys_digest(keyring: Keyring) -> str:
+    """A short digest of every practice's active key id.
+
+    Part of a table rewrap's job name: rows done before a rotation are under a key that is no
+    longer current, so a run after another rotation must start over, not resume past them.
+    """
+    active = sorted(info.kid for info in keyring.infos() if info.state is KeyState.ACTIVE)
+    return hashlib.sha256(",".join(active).encode()).hexdigest()[:12]
 
 
 def run_rewrap(args: argparse.Namespace, settings: KeySettings) -> int:
@@ -46,7 +59,13 @@ def run_rewrap(args: argparse.Namespace, settings: KeySettings) -> int:
         census = _rewrap_file(args, TokenRewrapper(keyring))
         save_counts(counter)
     else:
-        result = run_table_command(args, "rewrap", counter=counter, step=rewrap_row(keyring))
+        result = run_table_command(
+            args,
+            "rewrap",
+            counter=counter,
+            step=rewrap_row(keyring),
+            job_state=current_keys_digest(keyring),
+        )
         save_counts(counter)
         check_unresolved("rewrap", result, dry_run=args.dry_run)
         census = result.census

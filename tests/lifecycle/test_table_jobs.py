@@ -105,6 +105,24 @@ class TestRewrapTable:
         assert table.rows() == after, "a re-run changes nothing (idempotent)"
         assert "0 tokens were rewrapped" in third.stdout
 
+    def test_a_rotation_between_runs_starts_over_instead_of_resuming(self, env, store, database):
+        """Killed, rotated again, re-run: every row ends under the newest key (none skipped).
+
+        Found in review: the re-run resumed past the rows the first run had moved to the key
+        that the second rotation made decrypt-only, and said it was done.
+        """
+        config, table, args = _rotated_table(env, store, database, pause="0.05")
+        _kill_after_batches(args, "rewrap", batches=2)
+        run_keys("rotate", "--all", config=config, check=True)
+        again = run_keys(*args[2:], config=config)
+        assert again.returncode == 0, again.stderr
+        assert "resumed after" not in again.stdout
+        newest = store.load()
+        primary = {p: newest.primary(p).kid for p in PRACTICES}
+        after = table.rows()
+        assert set(after) == set(range(ROWS))
+        assert all(kid_of(ssn_t) == primary[practice] for practice, ssn_t, *_ in after.values())
+
     def test_a_database_error_mid_run_says_how_to_resume(self, env, store, database):
         """The table vanishes between batches: exit 1 naming the error; the same command resumes.
 
