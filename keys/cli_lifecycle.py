@@ -10,11 +10,11 @@ previous file that the old KEK still opens.
 
 from __future__ import annotations
 
-import sqlite3
 import sys
 from typing import TYPE_CHECKING, Any
 
 from keys.cli_migrate import table_arguments
+from keys.cli_migrate_table import is_database_error
 from keys.errors import ConfigError, KeyringError
 from keys.kek import FileKek, generate_kek_file
 from keys.keyring import KeyState
@@ -100,8 +100,12 @@ def _scan_table(args: argparse.Namespace, census: TokenCensus) -> None:
     table = open_table(args.dsn, spec)
     try:
         result = run_table_job(table, "scan", step, dry_run=True, batch_size=args.batch_size)
-    except sqlite3.Error as exc:
-        raise KeyringError(f"retire: cannot scan the table ({type(exc).__name__})") from None
+    except Exception as exc:
+        if not is_database_error(exc):
+            raise
+        raise KeyringError(  # the type only: a driver's message can quote a stored value
+            f"retire: cannot scan the table ({type(exc).__name__}); nothing was retired"
+        ) from None
     finally:
         table.close()
     census.merge(result.census)

@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     from keys.migrate import JobResult
     from keys.usage import UsageCounter
 
-__all__ = ["check_unresolved", "run_table_command", "split_columns"]
+__all__ = ["check_unresolved", "is_database_error", "run_table_command", "split_columns"]
 
 _RESUME = "committed batches are kept; run the same command again to resume"
 
@@ -59,6 +59,11 @@ def _progress(command: str) -> Callable[[JobResult, int], None]:
 
 
 _UTF8_ERROR = re.compile(r"Could not decode to UTF-8 column '([A-Za-z_][A-Za-z0-9_]*)'")
+
+
+def is_database_error(exc: BaseException) -> bool:
+    """An error raised by SQLite or asyncpg (whose message may quote a stored value)."""
+    return isinstance(exc, sqlite3.Error) or type(exc).__module__.startswith("asyncpg")
 
 
 def _db_message(exc: BaseException, columns: tuple[str, ...]) -> str:
@@ -158,7 +163,7 @@ def run_table_command(
             after_batch=after_batch,
         )
     except Exception as exc:
-        if isinstance(exc, sqlite3.Error) or type(exc).__module__.startswith("asyncpg"):
+        if is_database_error(exc):
             raise KeyringError(
                 f"{command}: database error ({_db_message(exc, spec.columns)}); {_RESUME}"
             ) from None
