@@ -120,11 +120,12 @@ class ProxyEnv:
         fields: frozenset[str] | None = None,
         not_before: datetime | None = None,
         expires_in: timedelta = timedelta(days=1),
+        issuer: str | None = None,
     ):
         now = datetime.now(UTC)
         return await self.grants.add(
             GrantRequest(
-                subject=self.subject(sub),
+                subject=self.subject(sub) if issuer is None else Subject(issuer, sub),
                 practice=practice,
                 field_classes=fields,
                 expires_at=now + expires_in,

@@ -8,14 +8,13 @@ not be honoured (it once was, when every issuer shared one JWKS).
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
 import orjson
 import pytest
 from blackbox_env import AUDIENCE, running_proxy_env
 
-from proxy.grants import GrantRequest
-from proxy.identity import DemoIssuer, Subject
+from proxy.identity import DemoIssuer
 
 PARTNER = "https://idp.partner.test.invalid"
 SSN = "900-12-3456"
@@ -32,18 +31,7 @@ async def partner_env(tmp_path):
         "other_providers": [{"issuers": [PARTNER], "jwks_file": "./partner-jwks.json"}],
     }
     async with running_proxy_env(tmp_path, overrides={"identity": identity}) as env:
-        now = datetime.now(UTC)
-        await env.grants.add(
-            GrantRequest(
-                subject=Subject(PARTNER, "locum-7"),
-                practice="practice-a",
-                field_classes=None,
-                expires_at=now + timedelta(days=1),
-                created_by="tests",
-                reason="partner locum",
-            ),
-            now=now,
-        )
+        await env.grant("locum-7", "practice-a", issuer=PARTNER)
         token = env.encrypt("practice-a", "ssn", SSN, deterministic=True)
         doc = {"patient_id": "p1", "practice_id": "practice-a", "ssn": token}
         env.portal.script("/api/patients/p1", orjson.dumps(doc))
