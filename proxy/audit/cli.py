@@ -160,9 +160,16 @@ def _verify(args: argparse.Namespace, scratch: Path) -> _Checked:
         public_key=public_key,
         head_of=settings.path if whole and settings is not None else None,
         whole_trail=whole,
-        pruned_before=args.pruned_before,
+        pruned_before=_pruned_before(args, settings),
     )
     return _Checked(result, files)
+
+
+def _pruned_before(args: argparse.Namespace, settings: AuditSettings | None) -> int | None:
+    """--pruned-before, else audit.pruned_before from the config (retention recorded there)."""
+    if args.pruned_before is not None:
+        return int(args.pruned_before)
+    return settings.pruned_before if settings is not None else None
 
 
 def _verify_database(

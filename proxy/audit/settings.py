@@ -105,6 +105,14 @@ class AuditSettings(BaseModel):
     checkpoint_every: int = Field(
         default=1000, ge=1, description="Write a checkpoint event after every N events."
     )
+    pruned_before: int | None = Field(
+        default=None,
+        ge=2,
+        description="Set when the oldest rotated audit files were deleted on purpose "
+        "(retention): the first seq the remaining files hold. phi-audit verify/report and "
+        "phi-grants review then accept a trail starting there; without it a trail that does not "
+        "start at seq 1 is reported as broken (its oldest files are missing).",
+    )
     checkpoint_seconds: float = Field(
         default=300.0, gt=0, description="…and at least this often while events are written."
     )

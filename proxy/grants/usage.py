@@ -175,7 +175,13 @@ def _read_files(settings: AuditSettings, now: datetime) -> Usage:
     rotated = f" and {len(files) - 1} rotated file(s)" if len(files) > 1 else ""
     key, key_problem = _chain_key(settings)
     # The whole configured trail: one that no longer starts at seq 1 lost its oldest files.
-    result = verify_files(files, key=key, head_of=settings.path, whole_trail=True)
+    result = verify_files(
+        files,
+        key=key,
+        head_of=settings.path,
+        whole_trail=True,
+        pruned_before=settings.pruned_before,  # retention the operator recorded in the config
+    )
     problem = None if result.problem is None else str(result.problem)
     return _usage_from(
         files,

@@ -100,6 +100,19 @@ class TestOldestFileDeleted:
         pruned = phi_audit("report", "--pruned-before", "8", config=rotated)
         assert pruned.returncode == 0, pruned.stderr
 
+    def test_retention_recorded_in_the_config_is_honoured_by_every_reader(self, rotated):
+        """audit.pruned_before: verify, report and the grant review accept the pruned start."""
+        drop_oldest(rotated)
+        rotated.write_text("audit:\n  fsync: false\n  pruned_before: 8\n")
+        verified = phi_audit("verify", config=rotated)
+        assert verified.returncode == 0, verified.stderr
+        assert "OK: 4 events (seq 8..11)" in verified.stdout
+        assert phi_audit("report", config=rotated).returncode == 0
+        assert read_usage(rotated, now=now()).status == "verified"
+        rotated.write_text("audit:\n  fsync: false\n  pruned_before: 5\n")
+        assert phi_audit("verify", config=rotated).returncode == 1
+        assert read_usage(rotated, now=now()).status == "unverified"
+
     def test_the_grant_review_reads_it_as_unverified(self, rotated):
         assert read_usage(rotated, now=now()).status == "verified"
         drop_oldest(rotated)
