@@ -51,6 +51,9 @@ REJECT_REASONS: Final = frozenset(
         "unsupported_charset",  # a request charset the proxy cannot decode (415)
         "undecodable_body",  # bytes that do not decode as their charset or BOM claims (400)
         "unreadable_multipart",  # a multipart body that cannot be split into parts (400)
+        # a Content-Type that aiohttp's two parsers read differently (quoted `;`, RFC 2231
+        # `charset*=`, a parameter given twice): charset or boundary would be a guess (415)
+        "ambiguous_content_type",
     }
 )
 

@@ -28,14 +28,18 @@ from typing import TYPE_CHECKING, Final
 from urllib.parse import parse_qsl
 
 import orjson
-from aiohttp.helpers import parse_mimetype
 
 from keys.errors import InvalidToken, KeyringError
 from keys.token_format import TOKEN_PATTERN, TOKEN_PREFIX
 from proxy.transform.errors import RequestRejected, UnsafeBody
 from proxy.transform.jsonsafe import parse_json
 from proxy.transform.request_multipart import form_parts
-from proxy.transform.request_text import UTF8_CHARSETS, declared_charset, portal_readable_text
+from proxy.transform.request_text import (
+    UTF8_CHARSETS,
+    RequestMedia,
+    portal_readable_text,
+    request_media,
+)
 from proxy.transform.settings import BodyKeyPractice
 from proxy.transform.stats import TransformStats
 
@@ -65,15 +69,14 @@ class SealContext:
     stats: TransformStats = field(default_factory=TransformStats)
 
 
-def _kind(content_type: str | None, body: bytes) -> str:
-    if content_type:
-        mime = parse_mimetype(content_type)
-        sub, suffix = mime.subtype.lower(), mime.suffix.lower()
-        if sub == "json" or suffix == "json":
+def _kind(media: RequestMedia, body: bytes) -> str:
+    if media.mimetype:
+        main, _, sub = media.mimetype.partition("/")
+        if sub == "json" or sub.endswith("+json"):
             return "json"
-        if f"{mime.type}/{sub}".lower() == _FORM:
+        if media.mimetype == _FORM:
             return "form"
-        if mime.type.lower() == "multipart":
+        if main == "multipart":
             return "multipart"
     return "sniffed-json" if body.lstrip()[:1] in _JSON_START else "other"
 
@@ -99,11 +102,12 @@ def encrypt_request(
     """
     if not body:
         return body
-    kind = _kind(content_type, body)
+    media = request_media(content_type)  # 415 if the portal could read it differently
+    kind = _kind(media, body)
     if route is None:
-        _check_not_write(body, content_type, kind, ctx)
+        _check_not_write(body, content_type, media, kind, ctx)
         return body
-    if declared_charset(content_type) not in {None, *UTF8_CHARSETS}:
+    if media.charset not in {None, *UTF8_CHARSETS}:
         raise RequestRejected(
             415,
             f"{route.route.method} {route.route.path} is a write route and accepts only UTF-8 "
@@ -126,15 +130,32 @@ def encrypt_request(
     return orjson.dumps(result) if walk.changed else body
 
 
-def _check_not_write(body: bytes, content_type: str | None, kind: str, ctx: SealContext) -> None:
+def _check_not_write(
+    body: bytes, content_type: str | None, media: RequestMedia, kind: str, ctx: SealContext
+) -> None:
     """Refuse a body that carries plaintext PHI to a route that does not encrypt it."""
     if kind == "multipart":
-        for name, part_type, part_body in form_parts(body, content_type or ""):
-            _check_form_name(name, part_body.decode("utf-8", errors="replace"), ctx)
+        for names, part_type, part_body in form_parts(body, content_type or "", media.boundary):
+            value = part_body.decode("utf-8", errors="replace")
+            for name in names:  # every name a parser could give this part
+                _check_form_name(name, value, ctx)
             if part_body:
-                _check_not_write(part_body, part_type, _kind(part_type, part_body), ctx)
+                part_media = request_media(part_type)
+                _check_not_write(
+                    part_body, part_type, part_media, _kind(part_media, part_body), ctx
+                )
         return
-    charset = declared_charset(content_type)
+    charset = media.charset
+    if kind == "form" and charset not in {None, *UTF8_CHARSETS}:
+        # The portal decodes percent-escapes in the declared charset (`%2BAHM-sn` is `ssn`
+        # under utf-7), after the split we would check: only UTF-8 forms can be read as it does.
+        raise RequestRejected(
+            415,
+            "form bodies (application/x-www-form-urlencoded) are accepted only in UTF-8: the "
+            "charset parameter must be absent, utf-8 or us-ascii, so the proxy reads the field "
+            "names exactly as the portal does; nothing was forwarded.",
+            reason="unsupported_charset",
+        )
     try:
         text = portal_readable_text(body, charset)
     except RequestRejected:

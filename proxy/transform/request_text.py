@@ -12,24 +12,69 @@ from __future__ import annotations
 
 import codecs
 import json
-from typing import Final
+from typing import Final, NamedTuple, NoReturn
 
-from aiohttp.helpers import parse_mimetype
+from aiohttp.helpers import parse_content_type, parse_mimetype
 
 from proxy.transform.errors import RequestRejected
 
-__all__ = ["UTF8_CHARSETS", "declared_charset", "portal_readable_text"]
+__all__ = ["UTF8_CHARSETS", "RequestMedia", "portal_readable_text", "request_media"]
 
 #: Charset names under which the body's bytes are read as they are (ASCII is a subset of UTF-8).
 UTF8_CHARSETS: Final = frozenset({"utf-8", "utf8", "us-ascii", "ascii"})
 
 
-def declared_charset(content_type: str | None) -> str | None:
-    """The `charset` parameter of a Content-Type, lower-cased; None if absent."""
+class RequestMedia(NamedTuple):
+    """A request Content-Type as both of aiohttp's parsers read it (they agree, or we refuse)."""
+
+    mimetype: str  #: "type/subtype" (with any "+suffix"), lower-cased; "" when no Content-Type
+    charset: str | None  #: the `charset` parameter, stripped and lower-cased; None if absent
+    boundary: str | None  #: the `boundary` parameter exactly as given; None if absent
+
+
+_NO_MEDIA: Final = RequestMedia("", None, None)
+_AMBIGUOUS: Final = (
+    "the request's Content-Type header can be read in more than one way ({why}), so the proxy "
+    "cannot be sure which charset, boundary or media type the portal would use; nothing was "
+    "forwarded. Send a plain Content-Type such as `application/json; charset=utf-8`: each "
+    "parameter once, no RFC 2231 `name*=` forms, no `;` inside quoted values."
+)
+
+
+def request_media(content_type: str | None) -> RequestMedia:
+    """The media type, charset and boundary of a request Content-Type, or RequestRejected (415).
+
+    Every request-side decision reads the Content-Type through here. aiohttp has two parsers:
+    `parse_mimetype` (splits on `;`; the multipart reader's boundary) and `parse_content_type`
+    (email-based: quoted strings, comments, RFC 2231; `request.content_type` and `.charset`).
+    A header they read differently, or one that uses RFC 2231 (`charset*=`, `boundary*0=`) or
+    names a parameter twice, is refused rather than guessed at (reason `ambiguous_content_type`).
+    """
     if not content_type:
-        return None
-    charset = parse_mimetype(content_type).parameters.get("charset")
-    return charset.strip().lower() if charset else None
+        return _NO_MEDIA
+    split = parse_mimetype(content_type)
+    names = [name for name, _ in split.parameters.items()]
+    if any("*" in name for name in names):
+        _ambiguous("an RFC 2231 parameter such as `charset*=`")
+    if len(set(names)) != len(names):
+        _ambiguous("a parameter given twice")
+    email_type, email_params = parse_content_type(content_type)
+    split_type = f"{split.type}/{split.subtype}" + (f"+{split.suffix}" if split.suffix else "")
+    if split_type != email_type.lower():
+        _ambiguous("the media type")
+    for param in ("charset", "boundary"):
+        if split.parameters.get(param) != email_params.get(param):
+            _ambiguous(f"the {param} parameter")
+    charset = split.parameters.get("charset")
+    return RequestMedia(
+        split_type,
+        charset.strip().lower() if charset else None,
+        split.parameters.get("boundary"),
+    )
+
+
+def _ambiguous(why: str) -> NoReturn:
+    raise RequestRejected(415, _AMBIGUOUS.format(why=why), reason="ambiguous_content_type")
 
 
 def portal_readable_text(body: bytes, charset: str | None) -> bytes:

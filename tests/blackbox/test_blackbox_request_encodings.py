@@ -80,3 +80,96 @@ async def test_multipart_fields_are_checked_and_clean_uploads_pass(proxy_env):
     assert proxy_env.portal.last().body == clean
     for plain in _plain_forms(RECORD):
         assert plain not in proxy_env.portal.last().body
+
+
+UTF7_JSON = b'{"name": "Pat", "+AHM-sn": "900-77-4321"}'  # `ssn` to a portal reading utf-7
+
+
+def _mp(boundary: str, *parts: bytes) -> bytes:
+    return b"".join(f"--{boundary}\r\n".encode() + p + b"\r\n" for p in parts) + (
+        f"--{boundary}--\r\n".encode()
+    )
+
+
+_SSN_PART = b'Content-Disposition: form-data; name="ssn"\r\n\r\n900-77-4321'
+
+
+@pytest.mark.parametrize(
+    ("body", "content_type", "status"),
+    [
+        # the proxy and the portal's aiohttp parsers once read these Content-Types apart
+        (UTF7_JSON, 'application/json; x="a; charset=utf-8"; charset=utf-7', 415),
+        (UTF7_JSON, "application/json; charset*=utf-8''utf-7", 415),
+        (UTF7_JSON, 'text/plain; x="a; charset=utf-8"; charset=utf-7', 415),
+        (b"+AHM-sn=900-77-4321", "application/x-www-form-urlencoded; charset*=utf-8''utf-7", 415),
+        # percent-escapes decoded in the declared charset: `%2BAHM-sn` is `ssn` under utf-7
+        (b"%2BAHM-sn=900-77-4321", "application/x-www-form-urlencoded; charset=utf-7", 415),
+        (
+            "%73%00%73%00%6E%00=900-77-4321".encode("utf-16-le"),
+            "application/x-www-form-urlencoded; charset=utf-16-le",
+            415,
+        ),
+        # boundaries read apart (`a` vs `a;b`, `X` vs `Y`)
+        (
+            b'--a;b\r\nContent-Disposition: form-data; name="note"\r\n\r\n'
+            + _mp("a", _SSN_PART)
+            + b"\r\n--a;b--\r\n",
+            'multipart/form-data; boundary="a;b"',
+            415,
+        ),
+        (
+            b'--X\r\nContent-Disposition: form-data; name="note"\r\n\r\n'
+            + _mp("Y", _SSN_PART)
+            + b"\r\n--X--\r\n",
+            "multipart/form-data; boundary*=utf-8''X; boundary=Y",
+            415,
+        ),
+        # a part name read apart: `note` to the email parser, `ssn` to aiohttp
+        (
+            _mp(
+                "bnd",
+                b"Content-Disposition: form-data; name=\"note\"; name*=utf-8''ssn\r\n\r\n"
+                b"900-77-4321",
+            ),
+            "multipart/form-data; boundary=bnd",
+            400,
+        ),
+    ],
+)
+async def test_bodies_the_portal_reads_differently_never_reach_it(
+    proxy_env, body, content_type, status
+):
+    got, answer = await _refused(proxy_env, "/api/other", body, content_type)
+    assert (got, answer["error"]) == (status, "request_rejected")
+
+
+@pytest.mark.parametrize(
+    "content_type",
+    [
+        'application/json; x="a; charset=utf-8"; charset=utf-7',
+        "application/json; charset*=utf-8''utf-7",
+    ],
+)
+async def test_a_charset_trick_on_a_write_route_is_415_not_stored_in_clear(proxy_env, content_type):
+    """A `;`-splitting read saw utf-8 and forwarded `+AHM-sn` unencrypted to a utf-7 portal."""
+    status, answer = await _refused(
+        proxy_env, "/api/practices/practice-a/patients", UTF7_JSON, content_type
+    )
+    assert status == 415
+    assert "Content-Type" in answer["message"]
+
+
+@pytest.mark.parametrize(
+    ("content_type", "boundary"),
+    [
+        ("multipart/form-data; boundary=abc", "abc"),
+        ('multipart/form-data; boundary="abc def"', "abc def"),
+    ],
+)
+async def test_plain_multipart_labels_still_pass(proxy_env, content_type, boundary):
+    clean = _mp(boundary, b'Content-Disposition: form-data; name="note"\r\n\r\nseen today')
+    response = await proxy_env.get(
+        "/api/other", method="POST", data=clean, headers={"Content-Type": content_type}
+    )
+    assert response.status == 200
+    assert proxy_env.portal.last().body == clean

@@ -184,3 +184,165 @@ def test_no_encoding_gets_plaintext_past_the_guard(seal, value, encoding, labell
     with pytest.raises(RequestRejected) as info:
         encrypt_request(body, content_type, None, seal)
     assert info.value.status in {400, 415, 422}
+
+
+UTF7_SSN_JSON = b'{"+AHM-sn": "900-77-4321"}'  # `ssn` to a portal that decodes utf-7
+UTF7_SSN_FORM = b"+AHM-sn=900-77-4321"
+# Each label below reads as utf-8 (or as no charset) to a `;`-splitting parser and as utf-7 to
+# aiohttp's email-based `parse_content_type`, or the other way round: the guard must not guess.
+AMBIGUOUS_CHARSET = [
+    'x="a; charset=utf-8"; charset=utf-7',
+    "charset*=utf-8''utf-7",
+    "charset*0=utf; charset*1=-7",
+    "charset=utf-8; charset=utf-7",
+    'x="a\\"; charset=utf-7"',
+]
+
+
+class TestAmbiguousContentTypes:
+    """Found in differential review: the guard and aiohttp's server parsers read these apart."""
+
+    @pytest.mark.parametrize("params", AMBIGUOUS_CHARSET)
+    @pytest.mark.parametrize("media", ["application/json", "text/plain"])
+    def test_an_ambiguous_charset_is_415_on_other_routes(self, seal, media, params):
+        error = refused(UTF7_SSN_JSON, f"{media}; {params}", seal)
+        assert (error.status, error.reason) == (415, "ambiguous_content_type")
+        assert "Content-Type" in error.message
+
+    @pytest.mark.parametrize("params", AMBIGUOUS_CHARSET)
+    def test_an_ambiguous_form_charset_is_415(self, seal, params):
+        content_type = f"application/x-www-form-urlencoded; {params}"
+        error = refused(UTF7_SSN_FORM, content_type, seal)
+        assert (error.status, error.reason) == (415, "ambiguous_content_type")
+
+    @pytest.mark.parametrize("params", AMBIGUOUS_CHARSET)
+    def test_an_ambiguous_charset_is_415_on_a_write_route(self, seal, params):
+        """Not forwarded as plaintext `+AHM-sn`, which a utf-7 portal would store as `ssn`."""
+        body = b'{"name": "Pat", "+AHM-sn": "900-77-4321"}'
+        error = refused(body, f"application/json; {params}", seal, WRITE)
+        assert (error.status, error.reason) == (415, "ambiguous_content_type")
+
+    @pytest.mark.parametrize("content_type", [";", "json", "application/json,text/plain"])
+    def test_a_media_type_the_parsers_read_apart_is_415(self, seal, content_type):
+        error = refused(orjson.dumps({"note": 1}), content_type, seal)
+        assert (error.status, error.reason) == (415, "ambiguous_content_type")
+
+    @pytest.mark.parametrize(
+        "content_type",
+        [
+            "application/json; charset=utf-8",
+            "application/json;charset=UTF-8",
+            'application/json; charset="utf-8"',
+            "application/vnd.api+json; charset=utf-8",
+            "Application/JSON",
+        ],
+    )
+    def test_plain_labels_still_work(self, seal, keyring, content_type):
+        out = orjson.loads(encrypt_request(orjson.dumps(RECORD), content_type, WRITE, seal))
+        assert keyring.open(out["ssn"]).plaintext == SSN
+        assert refused(orjson.dumps(RECORD), content_type, seal).status == 422
+        assert encrypt_request(b'{"note": 1}', content_type, None, seal) == b'{"note": 1}'
+
+
+class TestFormsInAnotherCharset:
+    @pytest.mark.parametrize(
+        ("body", "charset"),
+        [
+            (b"%2BAHM-sn=900-77-4321", "utf-7"),  # the portal unquotes, then decodes: `ssn`
+            ("%73%00%73%00%6E%00=900-77-4321".encode("utf-16-le"), "utf-16-le"),
+            (b"note=seen", "latin-1"),  # refused whatever it holds: we cannot read it the same
+        ],
+    )
+    @pytest.mark.parametrize("route", [None, WRITE])
+    def test_a_form_not_in_utf8_is_415(self, seal, body, charset, route):
+        content_type = f"application/x-www-form-urlencoded; charset={charset}"
+        error = refused(body, content_type, seal, route)
+        assert (error.status, error.reason) == (415, "unsupported_charset")
+
+    @pytest.mark.parametrize("charset", ["utf-8", "UTF-8", "us-ascii"])
+    def test_utf8_forms_are_checked_as_before(self, seal, charset):
+        content_type = f"application/x-www-form-urlencoded; charset={charset}"
+        assert refused(f"ssn={SSN}".encode(), content_type, seal).status == 422
+        assert encrypt_request(b"note=seen", content_type, None, seal) == b"note=seen"
+
+    def test_a_form_part_in_utf7_is_415(self, seal):
+        body = multipart(('name="doc"', "application/x-www-form-urlencoded; charset=utf-7", b"x"))
+        error = refused(body, MULTIPART, seal)
+        assert (error.status, error.reason) == (415, "unsupported_charset")
+
+
+def _raw_multipart(boundary: bytes, *parts: bytes) -> bytes:
+    body = b"".join(b"--" + boundary + b"\r\n" + part + b"\r\n" for part in parts)
+    return body + b"--" + boundary + b"--\r\n"
+
+
+SSN_PART = b'Content-Disposition: form-data; name="ssn"\r\n\r\n900-77-4321'
+
+
+class TestMultipartBoundaries:
+    @pytest.mark.parametrize(
+        ("content_type", "body"),
+        [
+            # the `;`-splitting parser reads boundary `a`, the email parser `a;b`
+            (
+                'multipart/form-data; boundary="a;b"',
+                b'--a;b\r\nContent-Disposition: form-data; name="note"\r\n\r\n'
+                b"--a\r\n" + SSN_PART + b"\r\n--a--\r\n\r\n--a;b--\r\n",
+            ),
+            # RFC 2231 boundary first: X to one parser, Y to the other
+            (
+                "multipart/form-data; boundary*=utf-8''X; boundary=Y",
+                b'--X\r\nContent-Disposition: form-data; name="note"\r\n\r\n'
+                b"--Y\r\n" + SSN_PART + b"\r\n--Y--\r\n\r\n--X--\r\n",
+            ),
+            # a comment: `X (c)` to one parser, `X` to the other
+            (
+                "multipart/form-data; boundary=X (c)",
+                b'--X\r\nContent-Disposition: form-data; name="note"\r\n\r\n'
+                b"--X (c)\r\n" + SSN_PART + b"\r\n--X (c)--\r\n\r\n--X--\r\n",
+            ),
+            ('multipart/form-data; boundary="bnd "', _raw_multipart(b"bnd ", SSN_PART)),
+            ("multipart/form-data; boundary=bnd; boundary=other", _raw_multipart(b"bnd", SSN_PART)),
+        ],
+    )
+    def test_an_ambiguous_boundary_is_415(self, seal, content_type, body):
+        error = refused(body, content_type, seal)
+        assert (error.status, error.reason) == (415, "ambiguous_content_type")
+
+    def test_a_part_with_defects_is_400(self, seal):
+        body = _raw_multipart(b"bnd", b"X-Junk\r\n" + SSN_PART)
+        error = refused(body, "multipart/form-data; boundary=bnd", seal)
+        assert (error.status, error.reason) == (400, "unreadable_multipart")
+
+    @pytest.mark.parametrize("boundary", ["abc", '"abc def"', "----WebKitFormBoundary7MA4YWxk"])
+    def test_plain_and_quoted_boundaries_still_work(self, seal, boundary):
+        raw = boundary.strip('"').encode()
+        content_type = f"multipart/form-data; boundary={boundary}"
+        clean = _raw_multipart(raw, b'Content-Disposition: form-data; name="note"\r\n\r\nhi')
+        assert encrypt_request(clean, content_type, None, seal) is clean
+        error = refused(_raw_multipart(raw, SSN_PART), content_type, seal)
+        assert (error.status, error.reason) == (422, "plaintext_outside_write_route")
+
+
+class TestMultipartFieldNames:
+    @pytest.mark.parametrize(
+        "disposition",
+        [
+            "name=\"note\"; name*=utf-8''ssn",  # the email parser reads note, aiohttp ssn
+            "name*=utf-8''note; name=\"ssn\"",
+            "name*=utf-8''ssn",
+            'name*0="ss"; name*1="n"',
+            'name="note"; name="ssn"',
+            "name=\"note\"; filename*=utf-8''x.txt",
+        ],
+    )
+    def test_an_ambiguous_name_is_400(self, seal, disposition):
+        error = refused(multipart((disposition, None, SSN.encode())), MULTIPART, seal)
+        assert (error.status, error.reason) == (400, "unreadable_multipart")
+
+    def test_a_plain_name_and_filename_still_pass(self, seal):
+        body = multipart(
+            ('name="note"', None, SSN.encode()),
+            ('name="scan"; filename="a;b.png"', "image/png", b"\x89PNG"),
+        )
+        assert encrypt_request(body, MULTIPART, None, seal) is body
