@@ -14,6 +14,7 @@ from __future__ import annotations
 import re
 from http import HTTPStatus
 from typing import TYPE_CHECKING, NamedTuple
+from urllib.parse import unquote
 
 from multidict import CIMultiDict
 
@@ -38,6 +39,8 @@ _BODY_HEADERS = frozenset({"content-encoding", "content-type", "content-length"}
 _CDN_CACHE_HEADERS = frozenset({"cdn-cache-control", "surrogate-control"})
 _CDN_CACHE_SUFFIX = "-cdn-cache-control"
 _QUOTED_STRING = re.compile(r'"(?:[^"\\]|\\.)*"')
+#: The token prefix without its dot: `phi1%2E…`, `PHI1.…` still name a token to some reader.
+_PREFIX_STEM = TOKEN_PREFIX.rstrip(".")
 
 
 class ScrubbedHeaders(NamedTuple):
@@ -61,16 +64,34 @@ def _lists_media_types(content_type: str) -> bool:
     return "," in _QUOTED_STRING.sub("", content_type)
 
 
+def _ambiguous_parameters(content_type: str) -> bool:
+    """True for a parameter named twice or an RFC 2231 `name*` parameter.
+
+    `charset=utf-8; charset=utf-16`: the proxy reads the first, some clients the last; a
+    `charset*=` is read by some clients only.
+    """
+    seen: set[str] = set()
+    for part in _QUOTED_STRING.sub('""', content_type).split(";")[1:]:
+        name = part.split("=", 1)[0].strip().lower()
+        if not name:
+            continue
+        if name in seen or name.endswith("*"):
+            return True
+        seen.add(name)
+    return False
+
+
 def refuse_conflicting_headers(headers: CIMultiDictProxy[str]) -> None:
     """Raise `UnsafeBody("conflicting_headers")` when client and proxy could read the body apart.
 
-    Two Content-Type lines, a Content-Type listing media types, or a Connection header naming
-    Content-Type, Content-Encoding or Content-Length (which would hide it from the proxy only).
+    Two Content-Type lines, a Content-Type listing media types, naming a parameter twice or
+    using a `name*` parameter, or a Connection header naming Content-Type, Content-Encoding or
+    Content-Length (which would hide it from the proxy only).
     """
     types = headers.getall("Content-Type", [])
     if (
         len(types) > 1
-        or any(_lists_media_types(value) for value in types)
+        or any(_lists_media_types(value) or _ambiguous_parameters(value) for value in types)
         or connection_named(headers) & _BODY_HEADERS
     ):
         raise UnsafeBody("conflicting_headers")
@@ -98,14 +119,23 @@ def _header_safe(text: str) -> str:
     return "".join(char if char.isprintable() else " " for char in text)
 
 
+def _names_a_token(value: str) -> bool:
+    """True if `value` holds the prefix stem in any case, or once percent-decoded."""
+    return _PREFIX_STEM in value.lower() or (
+        "%" in value and _PREFIX_STEM in unquote(value).lower()
+    )
+
+
 def scrub_header_tokens(headers: CIMultiDict[str], redacted_text: str) -> ScrubbedHeaders:
     """Mask every token in header values; drop a header whose name or value still has the prefix.
 
     Headers are masked for every caller, granted or not: a decrypted value in a Location or
-    Content-Disposition would reach access logs, caches and browser history.
+    Content-Disposition would reach access logs, caches and browser history. After masking, a
+    value that still spells `phi1` in any case or percent-encoded (`phi1%2Er%2E…`, a token we
+    could not find) is dropped whole.
     """
     if not any(
-        TOKEN_PREFIX in name.lower() or TOKEN_PREFIX in value for name, value in headers.items()
+        TOKEN_PREFIX in name.lower() or _names_a_token(value) for name, value in headers.items()
     ):
         return ScrubbedHeaders(headers, 0, 0)  # the usual case: nothing to copy
     replacement = _header_safe(redacted_text)
@@ -114,7 +144,7 @@ def scrub_header_tokens(headers: CIMultiDict[str], redacted_text: str) -> Scrubb
     for name, value in headers.items():
         clean, count = TOKEN_PATTERN.subn(lambda _match: replacement, value)
         masked += count
-        if TOKEN_PREFIX in name.lower() or TOKEN_PREFIX in clean:
+        if TOKEN_PREFIX in name.lower() or _names_a_token(clean):
             dropped += 1
             continue
         out.add(name, clean)

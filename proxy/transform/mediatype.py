@@ -8,9 +8,10 @@
     anything else, or no Content-Type          → token substitution; JSON-escaped when the body
                                                  starts like JSON ({ [ "), else inserted as is
 
-A non-JSON kind is not the last word: a body that starts like JSON and may hold selected keys
-is still walked as JSON (whole, or line by line; `json_lines` marks the NDJSON family), because
-JSON clients parse what they get whatever the header says (`response.transform_response`).
+A non-JSON kind is not the last word: a body that may hold selected keys is still walked as
+JSON (whole, or line by line; `json_lines` marks the NDJSON family), because JSON clients parse
+what they get whatever the header says; outside HTML/XML/CSV/TSV one that is not JSON
+throughout is refused (`response.transform_response`).
 
 Charsets: tokens are ASCII and are searched for as bytes, which is only sound in an
 ASCII-compatible charset where no other byte sequence decodes to ASCII. UTF-8, US-ASCII,
@@ -21,12 +22,13 @@ from __future__ import annotations
 
 import codecs
 import functools
+import json
 from dataclasses import dataclass
 from typing import Final
 
 from aiohttp.helpers import parse_mimetype
 
-__all__ = ["BodyKind", "classify"]
+__all__ = ["BodyKind", "classify", "looks_wide"]
 
 _JSON_SUBTYPES: Final = frozenset({"json", "x-json"})
 #: One JSON document per line (or per RS-prefixed record): walked line by line when sniffed.
@@ -59,6 +61,31 @@ def _codec(name: str | None) -> str | None:
     except LookupError:
         return None
     return codec if codec in _SAFE_CODECS else None
+
+
+_WIDE_BOMS: Final = (
+    codecs.BOM_UTF32_LE,
+    codecs.BOM_UTF32_BE,
+    codecs.BOM_UTF16_LE,
+    codecs.BOM_UTF16_BE,
+)
+
+
+def looks_wide(body: bytes) -> bool:
+    """True if readers would decode `body` as UTF-16/32 text: a BOM, or JSON in NUL-padded bytes.
+
+    `json.loads(bytes)` and requests' `guess_json_utf` look at the first four bytes, whatever
+    the Content-Type says; tokens and key names in such a body never match a byte search.
+    Binary data that merely starts with NULs (and does not decode to `{`, `[` or `"`) is not
+    text, so a download is not refused for it.
+    """
+    encoding = json.detect_encoding(body[:4])
+    if not encoding.startswith(("utf-16", "utf-32")):
+        return False
+    if body.startswith(_WIDE_BOMS):
+        return True
+    start = body[:64].decode(encoding, errors="ignore").lstrip(" \t\r\n")
+    return start[:1] in {"{", "[", '"'}
 
 
 @functools.lru_cache(maxsize=256)

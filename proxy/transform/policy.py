@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Final
 from keys.token_format import TOKEN_PREFIX, TOKEN_PREFIX_BYTES
 from proxy.transform.jsonpath import PathMatcher, compile_path
 from proxy.transform.masks import FixedMask, Mask, compile_mask
-from proxy.transform.mediatype import classify
+from proxy.transform.mediatype import classify, looks_wide
 from proxy.transform.names import SEPARATORS, ascii_revealing_pattern, is_ascii_revealing
 
 if TYPE_CHECKING:
@@ -202,6 +202,8 @@ class FieldPolicy:
         if content_type and classify(content_type).charset is None:
             return True
         if b"\x00" in body and any(wide in body for wide in _WIDE_PREFIXES):
+            return True
+        if looks_wide(body):  # UTF-16/32 JSON, BOM or not: refused by the transform
             return True
         return self.may_hold_selected_keys(body)
 

@@ -1,8 +1,12 @@
 """The response transform: one parse, one walk, one serialization (or the original bytes).
 
-`transform_response` is the only entry point the app needs. JSON bodies are walked with the
-field policy, and so is JSON under another type when it may hold selected keys (whole, or line
-by line); every other body is scanned for tokens (`textbody`). In the walk (`walk.py`):
+`transform_response` is the only entry point the app needs. UTF-16/32-looking bodies (BOM or
+NULs in the first four bytes) are refused. JSON bodies are walked with the field policy, and so
+is JSON under another type when it may hold selected keys (whole, or line by line). Outside
+HTML/XML/CSV/TSV such a body must be JSON throughout (NDJSON-family: or lines without selected
+key names), else 502 `invalid_json`: a token scan would show legacy plaintext to a client that
+parses what we could not. Every other body is scanned for tokens (`textbody`). In the walk
+(`walk.py`):
 
 * a value is *selected* by a JSON path ending at it (first path in the config wins), else by a
   key selector on its key, else by being inside a selected object/array (every scalar below a
@@ -23,13 +27,16 @@ from dataclasses import replace
 from typing import TYPE_CHECKING, Final
 
 import orjson
+from aiohttp.helpers import parse_mimetype
 
+from keys.token_format import TOKEN_PATTERN_BYTES, TOKEN_PREFIX_BYTES
 from proxy.transform.errors import UnsafeBody
 from proxy.transform.jsonsafe import parse_json
-from proxy.transform.mediatype import classify
+from proxy.transform.mediatype import classify, looks_wide
 from proxy.transform.textbody import (
     NOT_JSON,
     as_charset,
+    is_blank,
     json_pieces,
     starts_like_json,
     transform_text,
@@ -39,10 +46,14 @@ from proxy.transform.walk import Walk
 if TYPE_CHECKING:
     from proxy.transform.mediatype import BodyKind
     from proxy.transform.reveal import RevealContext
+    from proxy.transform.textbody import JsonPiece
 
 __all__ = ["transform_json", "transform_response"]
 
 _LONG_INTEGER: Final = re.compile(rb"(?<![\d.])\d{20,}(?![\d.eE])")
+#: Kinds whose bodies are markup or tables: braces and field names are normal there.
+_MARKUP_KINDS: Final = frozenset({"html", "csv", "tsv"})
+_CODE_SUBTYPES: Final = frozenset({"javascript", "x-javascript", "ecmascript", "css"})
 
 
 def transform_response(body: bytes, content_type: str | None, ctx: RevealContext) -> bytes:
@@ -51,17 +62,66 @@ def transform_response(body: bytes, content_type: str | None, ctx: RevealContext
     Returns `body` itself when nothing needs to change. Raises UnsafeBody when the body
     cannot be processed safely (the caller answers 502 and sends none of it).
     """
+    if looks_wide(body):
+        # JSON readers decode it as UTF-16/32 whatever the header says; key names and tokens
+        # never match a byte search there.
+        raise UnsafeBody("unsupported_charset")
     kind = classify(content_type)
     if kind.json and kind.charset is not None:
         if not ctx.policy.may_need_transform(body):
             return body
         return transform_json(body, ctx)
+    if kind.charset is None:
+        return transform_text(body, kind, ctx)  # refuses the charset
+    if kind.escape in _MARKUP_KINDS or _is_code(content_type):
+        return _transform_markup(body, kind, ctx)
     if (
-        kind.charset is not None
-        and starts_like_json(body)
+        (kind.json_lines or b"{" in body or b"[" in body)
         and ctx.policy.may_hold_selected_keys(body)
+        and _is_text(body, kind)
     ):
-        walked = _transform_sniffed(body, kind, ctx)
+        walked = _transform_sniffed(body, kind, ctx, strict=True)
+        if walked is not None:
+            return walked
+    return transform_text(body, kind, ctx)
+
+
+def _is_text(body: bytes, kind: BodyKind) -> bool:
+    """True if `body` is text a client could parse: no NUL, and JSON-like or cleanly decodable.
+
+    Binary downloads (octet-stream, PDF) hold braces and high bytes too; they are token-scanned,
+    not refused for failing to be JSON.
+    """
+    if b"\x00" in body:
+        return False
+    if kind.json_lines or starts_like_json(body):  # text by intent; stray bytes are replaced
+        return True
+    try:
+        body.decode(kind.charset or "utf-8")
+    except (UnicodeDecodeError, LookupError):
+        return False
+    return True
+
+
+def _is_code(content_type: str | None) -> bool:
+    """Scripts and style sheets: a portal's front end, full of braces and field names.
+
+    Refusing them would break the portal's pages; they are token-scanned like markup. The cost:
+    JSONP (`callback({...})`) with legacy plaintext is not walked (THREAT_MODEL.md).
+    """
+    if not content_type:
+        return False
+    mime = parse_mimetype(content_type)
+    return mime.subtype.lower() in _CODE_SUBTYPES
+
+
+def _transform_markup(body: bytes, kind: BodyKind, ctx: RevealContext) -> bytes:
+    """HTML/XML/CSV/TSV: walked only when all JSON (whole, or every line), else token-scanned.
+
+    Braces and field names are normal in pages and tables, so they are no reason to refuse.
+    """
+    if starts_like_json(body) and ctx.policy.may_hold_selected_keys(body):
+        walked = _transform_sniffed(body, kind, ctx, strict=False)
         if walked is not None:
             return walked
     return transform_text(body, kind, ctx)
@@ -72,14 +132,51 @@ def transform_json(body: bytes, ctx: RevealContext) -> bytes:
     return _walk_document(parse_json(body), body, ctx)
 
 
-def _transform_sniffed(body: bytes, kind: BodyKind, ctx: RevealContext) -> bytes | None:
-    """Walk JSON served under a non-JSON type (whole, or per line); None if it is not JSON.
+def _holds_plain_keys(raw: bytes, ctx: RevealContext) -> bool:
+    """`may_hold_selected_keys` on `raw` without its tokens.
+
+    A token names its class in clear (`phi1.r.<kid>.ssn.…`) and is decided by the token scan
+    wherever it is; only a selected key name outside tokens can label legacy plaintext.
+    """
+    if TOKEN_PREFIX_BYTES in raw:
+        raw = TOKEN_PATTERN_BYTES.sub(b"", raw)
+    return ctx.policy.may_hold_selected_keys(raw)
+
+
+def _unwalked(piece: JsonPiece, kind: BodyKind, ctx: RevealContext, *, strict: bool) -> bool:
+    """True if `piece` is text (not JSON) that keeps the body from being walked as JSON.
+
+    Strict: a non-blank line that is no JSON text, unless the type is NDJSON-family and the
+    line holds no selected key name (it is token-scanned on its own). Not strict (markup): any
+    non-blank non-JSON line, as before.
+    """
+    if piece.doc is not NOT_JSON:
+        return False
+    if not strict:
+        return bool(piece.raw.strip())
+    if is_blank(piece.raw):
+        return False
+    return not kind.json_lines or _holds_plain_keys(piece.raw, ctx)
+
+
+def _transform_sniffed(
+    body: bytes, kind: BodyKind, ctx: RevealContext, *, strict: bool
+) -> bytes | None:
+    """Walk JSON served under a non-JSON type (whole, or per line); None: token-scan it.
 
     JSON clients parse a body whatever its Content-Type says, so a token scan alone would
-    hand them the legacy plaintext of selected fields.
+    hand them the legacy plaintext of selected fields. Strict (every type but markup): a body
+    that is not JSON throughout (every non-blank byte in a walked JSON text; NDJSON-family:
+    or on a line without selected key names) is refused with UnsafeBody("invalid_json")
+    when it holds a selected key name outside tokens: we cannot tell what a lenient client
+    reads out of it. Not strict: None whenever the body is not all JSON.
     """
     pieces = json_pieces(body, kind)
-    if pieces is None:
+    if any(_unwalked(piece, kind, ctx, strict=strict) for piece in pieces) or all(
+        piece.doc is NOT_JSON for piece in pieces
+    ):
+        if strict and _holds_plain_keys(body, ctx):
+            raise UnsafeBody("invalid_json")
         return None
     utf8_kind = replace(kind, charset="utf-8")  # the pieces are UTF-8 now
     out: list[bytes] = []

@@ -43,6 +43,7 @@ __all__ = [
     "NOT_JSON",
     "JsonPiece",
     "as_charset",
+    "is_blank",
     "json_pieces",
     "starts_like_json",
     "transform_text",
@@ -59,6 +60,8 @@ _LINE_ENDS: Final = (b"\r", b"\n")
 _JSON_OPENING: Final = re.compile(rb"(?:\xef\xbb\xbf)?[ \t\r\n\x1e]*[\[{]")
 _UTF8_CODECS: Final = frozenset({"utf-8", "utf-8-sig"})
 _NON_ASCII: Final = re.compile("[^\x00-\x7f]+")
+#: JSON whitespace (RFC 8259); \x0b, \x0c, NBSP, U+2028 … are not.
+_JSON_SPACE: Final = b" \t\r\n"
 #: What may precede a JSON text on a line: whitespace, and RS (RFC 7464 json-seq records).
 _LINE_LEAD: Final = b" \t\x1e"
 #: A line that is not one JSON document (token-scanned as text instead of walked).
@@ -203,28 +206,32 @@ def _parsed(raw: bytes) -> object:
         raise
 
 
-def _line_pieces(data: bytes, *, json_lines: bool) -> list[JsonPiece] | None:
-    """One piece per line; None unless every non-empty line parses (NDJSON types: any)."""
+def _line_pieces(data: bytes) -> list[JsonPiece]:
+    """One piece per line (CR, LF or CRLF); a line that is no JSON text gets NOT_JSON.
+
+    A blank line (JSON whitespace only) is NOT_JSON with an empty `raw`.
+    """
     pieces: list[JsonPiece] = []
-    parsed = False
     for line in data.splitlines(keepends=True):
         content = line.rstrip(b"\r\n")
         text = content.lstrip(_LINE_LEAD)
         before, after = content[: len(content) - len(text)], line[len(content) :]
-        doc = _parsed(text) if text.strip() else NOT_JSON
-        if doc is NOT_JSON and text.strip() and not json_lines:
-            return None
-        parsed = parsed or doc is not NOT_JSON
+        doc = _parsed(text) if text.strip(_JSON_SPACE) else NOT_JSON
         pieces.append(JsonPiece(before, text, doc, after))
-    return pieces if parsed else None
+    return pieces
 
 
-def json_pieces(body: bytes, kind: BodyKind) -> list[JsonPiece] | None:
-    """The JSON texts of a non-JSON-typed body (UTF-8), or None when it is not JSON.
+def is_blank(raw: bytes) -> bool:
+    """True if `raw` is JSON whitespace only (space, tab, CR, LF)."""
+    return not raw.strip(_JSON_SPACE)
 
-    One document, else one per line: for NDJSON-family types lines that are not JSON stay
-    text; for any other type every non-empty line must parse. Raises UnsafeBody for a JSON
-    text the safe parser refuses, or a charset in which tokens could hide.
+
+def json_pieces(body: bytes, kind: BodyKind) -> list[JsonPiece]:
+    """The body as JSON texts (UTF-8): one document, else one piece per line.
+
+    A line that is not one JSON text is a NOT_JSON piece: the caller decides whether that is
+    acceptable (`response._transform_sniffed`). Raises UnsafeBody for a JSON text the safe
+    parser refuses, or a charset in which tokens could hide.
     """
     if kind.charset is None:
         raise UnsafeBody("unsupported_charset")
@@ -233,7 +240,7 @@ def json_pieces(body: bytes, kind: BodyKind) -> list[JsonPiece] | None:
     doc = _parsed(data)
     if doc is not NOT_JSON:
         return [JsonPiece(b"", data, doc)]
-    return _line_pieces(data, json_lines=kind.json_lines)
+    return _line_pieces(data)
 
 
 def _escape_non_ascii(match: re.Match[str]) -> str:

@@ -137,6 +137,38 @@ class TestContentType:
         portal.routes["/p"] = raw_response("200 OK", headers, orjson.dumps(doc))
         _assert_withheld(await raw_exchange(env.proxy_url, "/p"), caplog)
 
+    @pytest.mark.parametrize(
+        "content_type",
+        [
+            "text/plain; charset=utf-8; charset=utf-16",
+            "application/json; charset=utf-16; CHARSET=utf-8",
+            "text/plain; charset*=utf-16''x",
+        ],
+    )
+    async def test_repeated_or_extended_parameters_are_refused(self, raw_env, caplog, content_type):
+        """The proxy reads the first charset, some clients the last (or `charset*`) → 502."""
+        env, portal = raw_env
+        body = orjson.dumps(LEGACY).decode().encode("utf-16-le")
+        portal.routes["/p"] = raw_response("200 OK", [("Content-Type", content_type)], body)
+        _assert_withheld(await raw_exchange(env.proxy_url, "/p"), caplog)
+
+    @pytest.mark.parametrize("codec", ["utf-16-le", "utf-16-be", "utf-32-le"])
+    @pytest.mark.parametrize(
+        "content_type", ["application/json", "text/plain", "application/octet-stream"]
+    )
+    async def test_wide_json_without_a_bom_is_refused(self, raw_env, caplog, codec, content_type):
+        """json.loads(bytes) reads UTF-16/32 from the NULs; our byte search would not → 502."""
+        env, portal = raw_env
+        body = orjson.dumps(LEGACY).decode().encode(codec)
+        portal.routes["/p"] = raw_response("200 OK", [("Content-Type", content_type)], body)
+        answer = await raw_exchange(env.proxy_url, "/p")
+        assert answer.status == 502
+        error = json.loads(answer.body)
+        assert error["error"] == "unsafe_upstream_body"
+        assert _access_outcome(caplog, error["request_id"]) == "unsafe_body:unsupported_charset"
+        assert SSN.encode(codec) not in answer.body
+        assert SSN.encode() not in answer.body
+
     async def test_comma_inside_a_quoted_parameter_is_not_a_list(self, raw_env):
         """A quoted parameter may hold a comma; that is one media type and is transformed."""
         env, portal = raw_env
@@ -214,6 +246,28 @@ class TestResponseHeaders:
         assert answer.status == 200
         assert "phi1." not in answer.head
         assert answer.values("X-Broken") == []
+        assert answer.values("X-Plain") == ["kept"]
+
+    @pytest.mark.parametrize("path", ["/json", "/png"])
+    async def test_encoded_or_upper_case_tokens_drop_the_header(self, raw_env, path):
+        """`phi1%2Er%2E…` or `PHI1.…` escapes the token grammar: the header is dropped."""
+        env, portal = raw_env
+        token = env.encrypt("practice-a", "ssn", SSN)
+        headers = [
+            ("Location", "/s?q=" + token.replace(".", "%2E")),
+            ("Link", f"</{token.upper()}>; rel=next"),
+            ("X-Plain", "kept"),
+        ]
+        portal.routes["/json"] = raw_response(
+            "302 Found", [*headers, ("Content-Type", "application/json")], b"{}"
+        )
+        portal.routes["/png"] = raw_response(
+            "200 OK", [*headers, ("Content-Type", "image/png")], b"\x89PNG"
+        )
+        answer = await raw_exchange(env.proxy_url, path)
+        assert "phi1" not in answer.head.lower()
+        assert answer.values("Location") == []
+        assert answer.values("Link") == []
         assert answer.values("X-Plain") == ["kept"]
 
     async def test_cdn_cache_headers_are_removed_from_transformed_answers(self, raw_env):

@@ -130,3 +130,83 @@ class TestJsonUnderOtherTypes:
         body = await response.read()
         assert response.status == 502
         assert_nothing_planted(body)
+
+
+REC = orjson.dumps(LEGACY)
+REC_MASKED = orjson.dumps(LEGACY_MASKED)
+
+
+class TestNotJsonThroughout:
+    """Review round 3: bodies the sniffing could not split into JSON texts were token-scanned.
+
+    Lenient clients read the legacy plaintext out of them; now walked line by line, or 502.
+    """
+
+    @pytest.mark.parametrize(
+        ("content_type", "sent", "expected"),
+        [
+            ("application/x-ndjson", b"1\n" + REC + b"\n", b"1\n" + REC_MASKED + b"\n"),
+            ("application/x-ndjson", b'"hdr"\n' + REC + b"\n", b'"hdr"\n' + REC_MASKED + b"\n"),
+            (
+                "application/x-ndjson",
+                b"# export\n" + REC + b"\n",
+                b"# export\n" + REC_MASKED + b"\n",
+            ),
+            ("text/plain", b"1\n" + REC + b"\n", b"1\n" + REC_MASKED + b"\n"),
+        ],
+    )
+    async def test_first_line_that_is_not_an_object_is_no_shield(
+        self, proxy_env, content_type, sent, expected
+    ):
+        proxy_env.portal.script(PATH, sent, content_type=content_type)
+        response = await proxy_env.get(PATH)
+        assert response.status == 200
+        assert await response.read() == expected
+
+    @pytest.mark.parametrize(
+        ("content_type", "sent"),
+        [
+            ("application/x-ndjson", b'{"a":1} ' + REC + b"\n"),
+            ("application/x-ndjson", REC + b" x\n"),
+            ("application/x-ndjson", b'{"a":1}\x0b' + REC),
+            ("application/json-seq", b'\x1e{"a":1}\x1e' + REC + b"\n"),
+            ("application/json-seq", b'\x1e{"a":1}\n\x1e' + REC + b'\x1e{"b":2}\n'),
+            ("text/plain", b'{"a":1} ' + REC),
+            ("text/plain", REC + b" trailing"),
+            ("text/plain", b")]}',\n" + REC),
+            ("text/plain", b"\x0c" + REC),
+            ("text/plain", b'{"a":1}\xe2\x80\xa8' + REC),
+            ("text/plain; charset=iso-8859-1", b"\xa0" + REC),
+            ("text/plain; charset=iso-8859-1", b'{"a":1}\x85' + REC),
+            ("application/octet-stream", REC + b"xyz"),
+            ("text/plain", b"cb(" + REC + b")"),  # JSONP under a non-script type
+        ],
+    )
+    async def test_unsplittable_bodies_are_withheld(self, proxy_env, content_type, sent):
+        proxy_env.portal.script(PATH, sent, content_type=content_type)
+        response = await proxy_env.get(PATH)
+        body = await response.read()
+        assert response.status == 502
+        assert orjson.loads(body)["error"] == "unsafe_upstream_body"
+        assert_nothing_planted(body)
+
+    @pytest.mark.parametrize("codec", ["utf-16-le", "utf-16-be", "utf-32-le", "utf-32-be"])
+    async def test_wide_json_without_a_bom_is_withheld(self, proxy_env, codec):
+        proxy_env.portal.script(PATH, REC.decode().encode(codec))  # application/json
+        response = await proxy_env.get(PATH)
+        body = await response.read()
+        assert response.status == 502
+        assert orjson.loads(body)["error"] == "unsafe_upstream_body"
+        assert SSN.encode(codec) not in body
+        assert_nothing_planted(body)
+
+    async def test_html_page_with_braces_and_field_names_is_served(self, proxy_env):
+        """Markup keeps the token scan: portal pages legitimately hold `{` and "ssn"."""
+        token = proxy_env.encrypt("practice-a", "ssn", SSN)
+        page = f'<label>SSN</label><script>var f = {{"ssn": 1}};</script><td>{token}</td>'
+        proxy_env.portal.script(PATH, page.encode(), content_type="text/html")
+        response = await proxy_env.get(PATH)
+        assert response.status == 200
+        assert await response.read() == (
+            b'<label>SSN</label><script>var f = {"ssn": 1};</script><td>***-**-2222</td>'
+        )

@@ -30,6 +30,10 @@ class TestConflictingHeaders:
             [("Connection", "close, Content-Encoding")],
             [("Connection", "content_type")],
             [("Connection", "keep-alive"), ("Connection", "Content-Length")],
+            [("Content-Type", "text/plain; charset=utf-8; charset=utf-16")],
+            [("Content-Type", "application/json; Charset=utf-16; CHARSET=utf-8")],
+            [("Content-Type", "text/plain; charset*=utf-16''x")],
+            [("Content-Type", "text/plain; a=1; a=1")],
         ],
     )
     def test_refused(self, pairs):
@@ -44,6 +48,8 @@ class TestConflictingHeaders:
             [],
             [("Content-Type", "application/json; charset=utf-8")],
             [("Content-Type", 'multipart/mixed; boundary="a,b"')],
+            [("Content-Type", 'text/plain; charset=utf-8; a="charset=x; charset=y"')],
+            [("Content-Type", "text/plain;; charset=utf-8;")],
             [("Content-Encoding", "identity"), ("Content-Encoding", "gzip")],
             [("Connection", "close")],
         ],
@@ -78,6 +84,24 @@ class TestHeaderTokens:
             ("Set-Cookie", "a=1"),
         ]
         assert (scrubbed.masked, scrubbed.dropped) == (2, 2)  # names are not masked, dropped
+
+    @pytest.mark.parametrize(
+        "value",
+        [
+            "/s?q=" + TOKEN.replace(".", "%2E"),
+            "/s?q=" + TOKEN.replace(".", "%2e", 1),
+            "/s?q=" + TOKEN.upper(),
+            "/s?q=%70hi1%2Er",
+            "/s?q=PHI1.r.nothex",
+        ],
+    )
+    def test_encoded_or_cased_token_drops_the_header(self, value):
+        """A token we cannot find (percent-encoded, upper case) still names one: dropped."""
+        scrubbed = scrub_header_tokens(
+            CIMultiDict([("Location", value), ("X-Ok", "a")]), "[redacted]"
+        )
+        assert list(scrubbed.headers.items()) == [("X-Ok", "a")]
+        assert scrubbed.dropped == 1
 
     def test_mask_text_is_literal_and_header_safe(self):
         """Backslashes are not regex escapes, and CR/LF cannot split the header."""

@@ -146,9 +146,125 @@ class TestLineByLine:
         assert out == orjson.dumps(MASKED) + b"\n" + orjson.dumps([MASKED]) + b"\n"
         assert_no_plaintext(out)
 
-    def test_other_type_with_a_non_json_line_falls_back_to_the_token_scan(self, make_ctx, keyring):
-        """Not JSON to any client: the token scan, exactly as before."""
+    def test_other_type_with_a_non_json_line_is_refused(self, make_ctx, keyring):
+        """Formerly token-scanned: a lenient client reads the second line's legacy plaintext."""
         token = keyring.encrypt("A", "ssn", "123-45-6789")
         body = f'[ssn] lookup\n{{"ssn": "{token}"}}\n'.encode()
-        out = transform_response(body, "text/plain", make_ctx())
-        assert out == b'[ssn] lookup\n{"ssn": "***-**-6789"}\n'
+        with pytest.raises(UnsafeBody, match="invalid_json"):
+            transform_response(body, "text/plain", make_ctx())
+
+
+REC = b'{"id":1,"practice_id":"A","ssn":"900-11-2222"}'
+REC_MASKED = b'{"id":1,"practice_id":"A","ssn":"***-**-2222"}'
+
+
+class TestNotJsonThroughout:
+    """Bodies the sniffing cannot split into JSON texts: 502, never the token scan alone."""
+
+    @pytest.mark.parametrize(
+        ("content_type", "body"),
+        [
+            ("application/x-ndjson", b"# ssn export\n" + REC + b"\n"),
+            ("application/x-ndjson", b'{"a":1} ' + REC + b"\n"),
+            ("application/x-ndjson", REC + b" x\n"),
+            ("application/x-ndjson", b'{"a":1}\x0b' + REC),
+            ("application/json-seq", b'\x1e{"a":1}\n\x1e' + REC + b'\x1e{"b":2}\n'),
+            ("application/json-seq", b'\x1e{"a":1}\x1e' + REC + b"\n"),
+            ("text/plain", b'{"a":1} ' + REC),
+            ("text/plain", REC + b" trailing"),
+            ("text/plain", b")]}',\n" + REC),
+            ("text/plain", b"# export\n" + REC + b"\n"),
+            ("text/plain", b"\x0c" + REC),
+            ("text/plain", b'{"a":1}\xe2\x80\xa8' + REC),
+            ("text/plain; charset=iso-8859-1", b"\xa0" + REC),
+            ("text/plain; charset=iso-8859-1", b'{"a":1}\x85' + REC),
+            ("application/octet-stream", REC + b"xyz"),
+            ("text/plain", b"cb(" + REC + b")"),  # JSONP under a non-script type
+            (None, b"x " + REC),
+        ],
+    )
+    def test_refused(self, make_ctx, content_type, body):
+        with pytest.raises(UnsafeBody) as caught:
+            transform_response(body, content_type, make_ctx())
+        assert caught.value.reason == "invalid_json"
+
+    @pytest.mark.parametrize(
+        ("content_type", "body", "expected"),
+        [
+            ("application/x-ndjson", b"1\n" + REC + b"\n", b"1\n" + REC_MASKED + b"\n"),
+            ("application/x-ndjson", b'"hdr"\n' + REC, b'"hdr"\n' + REC_MASKED),
+            ("application/x-ndjson", b"# export\n" + REC, b"# export\n" + REC_MASKED),
+            ("application/x-ndjson", b")]}',\n" + REC, b")]}',\n" + REC_MASKED),
+            ("text/plain", b"1\n" + REC + b"\n", b"1\n" + REC_MASKED + b"\n"),
+            (None, b' "x"\n' + REC, b' "x"\n' + REC_MASKED),
+        ],
+    )
+    def test_first_line_need_not_look_like_json(self, make_ctx, content_type, body, expected):
+        """F1: every line is walked whatever the first one is (NDJSON: text lines allowed)."""
+        assert transform_response(body, content_type, make_ctx()) == expected
+
+    def test_no_braces_is_still_token_scanned(self, make_ctx, keyring):
+        """Without `{`/`[` no key can label plaintext: plain text keeps the token scan."""
+        token = keyring.encrypt("A", "ssn", "123-45-6789")
+        body = f"ssn on file: {token}".encode()
+        assert transform_response(body, "text/plain", make_ctx()) == b"ssn on file: ***-**-6789"
+
+    def test_tokens_alone_do_not_refuse(self, make_ctx, keyring):
+        """A token names its class in clear; with no key name outside tokens: token scan."""
+        token = keyring.encrypt("A", "ssn", "123-45-6789")
+        body = f"lookup {{{token}}} done".encode()
+        assert transform_response(body, "text/plain", make_ctx()) == b"lookup {***-**-6789} done"
+
+    @pytest.mark.parametrize("content_type", ["text/html", "text/csv", "application/xml"])
+    def test_markup_keeps_the_token_scan(self, make_ctx, keyring, content_type):
+        """Pages and tables hold braces and field names: token scan, as before."""
+        token = keyring.encrypt("A", "ssn", "123-45-6789")
+        body = f'<p>ssn</p><script>var a = {{"x": 1}};</script>{token}'.encode()
+        out = transform_response(body, content_type, make_ctx())
+        assert out.endswith(b"***-**-6789")
+        assert b"phi1." not in out
+
+    def test_bodies_without_selected_keys_take_the_fast_path(self, make_ctx):
+        body = b'garbage {"a": 1} ['
+        assert transform_response(body, "text/plain", make_ctx()) is body
+
+
+class TestWideJson:
+    """F3: UTF-16/32 JSON without a BOM is read by JSON clients from its NUL pattern."""
+
+    @pytest.mark.parametrize("codec", ["utf-16-le", "utf-16-be", "utf-32-le", "utf-32-be"])
+    @pytest.mark.parametrize(
+        "content_type",
+        ["application/json", "text/plain", "application/octet-stream", "text/html", None],
+    )
+    def test_refused(self, make_ctx, codec, content_type):
+        body = REC.decode().encode(codec)
+        assert make_ctx().policy.may_need_transform(body, content_type)
+        with pytest.raises(UnsafeBody) as caught:
+            transform_response(body, content_type, make_ctx())
+        assert caught.value.reason == "unsupported_charset"
+        assert json.loads(body)["ssn"] == "900-11-2222"  # what a client would have read
+
+
+class TestThePortalsFrontEnd:
+    @pytest.mark.parametrize(
+        ("content_type", "body"),
+        [
+            ("application/javascript", b"function validateSsn(f) { return /\\d{3}/.test(f.ssn); }"),
+            ("text/javascript; charset=utf-8", b'const fields = ["ssn", "member_id"]; if (x) {}'),
+            ("text/css", b".ssn-field { width: 9em; } .history { color: red; }"),
+        ],
+    )
+    def test_scripts_and_style_sheets_naming_fields_still_load(self, make_ctx, content_type, body):
+        """Braces and field names are normal in code: token-scanned, not refused as bad JSON."""
+        assert transform_response(body, content_type, make_ctx()) is body
+
+    def test_a_whole_json_document_served_as_javascript_is_still_walked(self, make_ctx):
+        out = transform_response(orjson.dumps(LEGACY), "application/javascript", make_ctx())
+        assert out == orjson.dumps(MASKED)
+
+
+def test_a_binary_download_starting_with_nuls_is_not_refused(make_ctx):
+    """Only NUL-padded text that decodes to JSON counts as UTF-16/32; other bytes pass."""
+    blob = b"\x00\x00\x01\x02" + bytes(range(256))
+    assert transform_response(blob, "application/octet-stream", make_ctx()) is blob
