@@ -24,7 +24,7 @@ from proxy.audit.requests import AUDIT_STATE_KEY, AuditState, status_of
 from proxy.errors import ProxyError, UpstreamUnavailable
 from proxy.forward.decode import BodyTooLarge, decode_body, refuse_undecoded_request_body
 from proxy.forward.headers import ForwardingContext, HeaderPolicy
-from proxy.forward.media import is_streamable
+from proxy.forward.media import PEEK_BYTES, is_streamable, looks_like_text
 from proxy.forward.response_headers import (
     content_codings,
     drop_cdn_cache_headers,
@@ -37,6 +37,7 @@ from proxy.transform import (
     RevealContext,
     SealContext,
     TransformStats,
+    UnsafeBody,
     encrypt_request,
     transform_response,
 )
@@ -173,7 +174,10 @@ class Pipeline:
         """Stream only what cannot carry PHI text: no body, or binary media."""
         if request.method == "HEAD" or upstream.status in _NO_BODY_STATUSES:
             return True
-        return is_streamable(upstream.headers.get("Content-Type"))
+        # Compressed media cannot be peeked at: read, decode and scan it like any body.
+        return content_codings(upstream.headers) in {None, "identity"} and is_streamable(
+            upstream.headers.get("Content-Type")
+        )
 
     async def _stream(
         self,
@@ -181,6 +185,10 @@ class Pipeline:
         upstream: aiohttp.ClientResponse,
         headers: CIMultiDict[str],
     ) -> web.StreamResponse:
+        has_body = request.method != "HEAD" and upstream.status not in _NO_BODY_STATUSES
+        head = await self._peek(upstream) if has_body else b""
+        if looks_like_text(head):
+            raise UnsafeBody("mislabelled_media")  # before anything is sent
         response = web.StreamResponse(
             status=upstream.status, reason=standard_reason(upstream.status)
         )
@@ -189,11 +197,23 @@ class Pipeline:
         if length is not None and length.isdigit():
             response.content_length = int(length)
         await response.prepare(request)
-        if request.method != "HEAD" and upstream.status not in _NO_BODY_STATUSES:
+        if has_body:
+            await response.write(head)
             async for chunk in upstream.content.iter_chunked(_CHUNK):
                 await response.write(chunk)
         await response.write_eof()
         return response
+
+    @staticmethod
+    async def _peek(upstream: aiohttp.ClientResponse) -> bytes:
+        """The first PEEK_BYTES of a media body (fewer if it is shorter)."""
+        head = b""
+        while len(head) < PEEK_BYTES:
+            chunk = await upstream.content.readany()
+            if not chunk:
+                break
+            head += chunk
+        return head
 
     async def _read_capped(self, upstream: aiohttp.ClientResponse) -> bytes:
         """Read a body that must be transformed, refusing anything over the limit."""

@@ -1,13 +1,24 @@
 """Which responses must pass through the transform, and which may stream untouched.
 
 Fail closed: only media types that cannot carry text PHI in a form the portal would write
-(images, audio, video, fonts) stream through. Everything else, including a missing or unknown
-Content-Type, is read in full (within limits) and scanned.
+(images, audio, video, fonts) stream through, uncompressed, and only if their first bytes do
+not look like text (JSON, a token, UTF-16/32): a portal that labels JSON as an image would
+otherwise hand it to clients unscanned (`fetch().json()` ignores the label). Everything else,
+including a missing or unknown Content-Type, is read in full (within limits) and scanned.
 """
 
 from __future__ import annotations
 
-__all__ = ["is_streamable", "media_type"]
+from typing import Final
+
+from keys.token_format import TOKEN_PREFIX_BYTES
+from proxy.transform.mediatype import looks_wide
+
+__all__ = ["PEEK_BYTES", "is_streamable", "looks_like_text", "media_type"]
+
+#: How much of a streamed body is read before deciding it really is media.
+PEEK_BYTES: Final = 512
+_TEXT_STARTS: Final = (b"{", b"[", b'"')
 
 _STREAMABLE_PREFIXES = ("image/", "audio/", "video/", "font/")
 
@@ -23,3 +34,9 @@ def is_streamable(content_type: str | None) -> bool:
     """True for media types that are never scanned for PHI (binary media only)."""
     kind = media_type(content_type)
     return kind.startswith(_STREAMABLE_PREFIXES) and not kind.endswith(("+xml", "/svg"))
+
+
+def looks_like_text(head: bytes) -> bool:
+    """True if a body labelled as media starts like JSON, holds a token, or is UTF-16/32 text."""
+    start = head.removeprefix(b"\xef\xbb\xbf").lstrip(b" \t\r\n")
+    return start.startswith(_TEXT_STARTS) or TOKEN_PREFIX_BYTES in head or looks_wide(head)

@@ -31,6 +31,8 @@ UNSAFE_REASONS: Final = frozenset(
         # Content-Type / Content-Encoding given twice, as a list, or named in Connection: the
         # client could read the body differently from the proxy.
         "conflicting_headers",
+        # labelled as binary media (image/…), but its first bytes are JSON, a token or UTF-16/32
+        "mislabelled_media",
     }
 )
 

@@ -6,6 +6,7 @@ import gzip
 import json
 
 import orjson
+import pytest
 
 SSN = "321-54-9876"
 
@@ -138,6 +139,32 @@ class TestForwarding:
         response = await proxy_env.get("/logo.png")
         assert await response.read() == png
         assert response.headers.get("Cache-Control") != "no-store"
+
+    @pytest.mark.parametrize(
+        "body",
+        [
+            b'{"practice_id": "practice-a", "ssn": "321-54-9876"}',
+            b'  [{"ssn": "321-54-9876"}]',
+            '{"ssn": "321-54-9876"}'.encode("utf-16"),
+        ],
+        ids=["json", "json-array", "utf-16-json"],
+    )
+    async def test_json_labelled_as_an_image_is_withheld(self, proxy_env, body):
+        """`fetch().json()` ignores the label: JSON sent as image/png is 502, never streamed."""
+        proxy_env.portal.script("/photo.png", body, content_type="image/png")
+        response = await proxy_env.get("/photo.png")
+        answer = await response.read()
+        assert response.status == 502
+        assert b"321-54-9876" not in answer
+        assert json.loads(answer)["error"] == "unsafe_upstream_body"
+
+    async def test_a_token_in_a_labelled_image_is_withheld(self, proxy_env):
+        token = proxy_env.encrypt("practice-a", "ssn", SSN)
+        body = b"\x89PNG\r\n\x1a\n" + token.encode() + bytes(600)
+        proxy_env.portal.script("/photo.png", body, content_type="image/png")
+        response = await proxy_env.get("/photo.png")
+        assert response.status == 502
+        assert token.encode() not in await response.read()
 
     async def test_non_phi_json_is_byte_identical(self, proxy_env):
         """A JSON body without selected keys or tokens comes back exactly as the portal sent it."""
