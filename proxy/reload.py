@@ -87,6 +87,12 @@ def _watched(settings: Settings, config_path: Path | None) -> tuple[Path, ...]:
     paths = [settings.keys.keystore]
     if isinstance(settings.keys.kek, FileKekSettings):
         paths.append(settings.keys.kek.path)
+    identity = settings.identity
+    paths.extend(  # a removed signing key must stop verifying
+        source.jwks_file
+        for source in (identity, *identity.other_providers)
+        if source.jwks_file is not None
+    )
     if config_path is not None:
         paths.append(config_path)
     return tuple(paths)
@@ -185,6 +191,9 @@ class Reloader:
         """Rebuild and swap; on any problem log it, keep the old state, and return False."""
         async with self._lock:
             runtime = self._runtime
+            # Signatures from BEFORE the build: a file changed while we build (an operator's
+            # shred landing mid-reload) then still differs at the next poll and is picked up.
+            before = self._snapshot()
             try:
                 built = await asyncio.to_thread(self._build, runtime.settings, runtime.pipeline())
             except PhiProxyError as exc:
@@ -206,7 +215,8 @@ class Reloader:
             )
             if old_auth is not None:
                 self._retire_later(old_auth)
-            self._signatures = self._snapshot()
+            after = self._snapshot()  # the new settings may watch other files
+            self._signatures = {path: before.get(path, sig) for path, sig in after.items()}
             self.reloads += 1
             if built.restart_required:
                 _log.warning(
@@ -242,9 +252,9 @@ class Reloader:
             frozen.append("keys")
         merged = new.model_copy(update={name: getattr(old, name) for name in frozen})
         keyring = open_counting_keyring(merged.keys, self._runtime.usage)
-        authenticator = pipeline.authenticator
-        if "identity" in changed:
-            authenticator = build_authenticator(merged.identity)
+        # Always a fresh authenticator: its JWKS is read again and its verified-token cache
+        # starts empty, so a reload is how an operator makes a removed signing key stop at once.
+        authenticator = build_authenticator(merged.identity)
         new_pipeline = dataclasses.replace(
             pipeline,
             authenticator=authenticator,

@@ -9,6 +9,7 @@ from lifecycle_helpers import run_keys
 
 from keys.settings import keystore_file
 from keys.usage import UsageCounter, read_usage, usage_path
+from proxy.identity import DemoIssuer
 from proxy.settings import load_settings
 from proxy.transform.policy import FieldPolicy
 
@@ -82,6 +83,54 @@ class TestKeystoreReload:
         assert error.startswith("RuntimeError at test_reload.py:")
         assert error.endswith(" in broken_compile()")
         assert SSN not in str([r.__dict__ for r in caplog.records])
+
+    async def test_a_shred_landing_while_a_reload_builds_is_picked_up(self, live, monkeypatch):
+        """The keystore changes between the reload's read and its swap: the next poll sees it.
+
+        Found in review: the reload recorded the files' state after building, so the shred
+        was never applied and the shredded practice kept decrypting.
+        """
+        import proxy.reload as reload_module  # the seam being timed
+
+        assert await live.post_patient("practice-b", _record("b1")) == 201
+        real_open = reload_module.open_counting_keyring
+        shredded = []
+
+        def open_then_shred(keys, usage):
+            ring = real_open(keys, usage)  # the keystore as it is now...
+            if not shredded:  # ...then an operator shreds practice-b
+                shredded.append(True)
+                run_keys(
+                    "shred", "--practice", "practice-b", "--confirm", "practice-b",
+                    config=live.config, check=True,
+                )  # fmt: skip
+            return ring
+
+        monkeypatch.setattr(reload_module, "open_counting_keyring", open_then_shred)
+        live.reloader.request_reload()
+        await live.reloader.tick()
+        await live.reloader.tick()  # the next poll
+        assert "practice-b" not in {
+            i.practice for i in live.runtime.keyring().infos() if i.state.value != "destroyed"
+        }
+        status, body = await live.get_patient("b1")
+        assert status == 200
+        assert body["ssn"] != SSN
+
+    async def test_a_signing_key_removed_from_the_jwks_file_stops_at_the_next_poll(self, live):
+        """The JWKS file is watched: after the IdP's key is removed, its tokens get 401.
+
+        Found in review: neither the file nor a SIGHUP made the proxy drop a removed key.
+        """
+        assert await live.post_patient("practice-a", _record("p1")) == 201
+        status, body = await live.get_patient("p1")
+        assert (status, body["ssn"]) == (200, SSN)
+        replacement = DemoIssuer(issuer=live.issuer.issuer, audience=live.issuer.audience)
+        replacement.write_jwks(live.config.parent / "jwks.json")  # the old key is gone
+        await live.reloader.tick()
+        status, body = await live.get_patient("p1")
+        assert status == 401
+        assert SSN not in str(body)
 
     async def test_a_new_practice_and_a_shred_take_effect(self, live):
         """add-practice enables writes for it; shred makes its tokens mask for everyone."""
