@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 from typing import Final
-from urllib.parse import urlsplit
+from urllib.parse import parse_qsl, urlsplit
 
 __all__ = [
     "check_postgres_url",
@@ -36,6 +36,10 @@ def describe_postgres_url(value: str) -> str:
     return f"postgresql://{parts.hostname or 'localhost'}{port}{parts.path or '/'}"
 
 
+#: Query parameters asyncpg reads as secrets (`?password=` works like `user:password@`).
+_SECRET_QUERY_KEYS: Final = frozenset({"password", "sslpassword"})
+
+
 def check_postgres_url(value: str, *, setting: str) -> str:
     """Return `value` if it is a usable, password-free PostgreSQL URL; else raise ValueError.
 
@@ -48,7 +52,8 @@ def check_postgres_url(value: str, *, setting: str) -> str:
         raise ValueError(f"{setting} is not a valid PostgreSQL URL; write {_EXAMPLE}") from None
     if not is_postgres_url(value):
         raise ValueError(f"{setting} must be a postgresql:// URL, such as {_EXAMPLE}")
-    if parts.password is not None:
+    query_keys = {key.lower() for key, _ in parse_qsl(parts.query, keep_blank_values=True)}
+    if parts.password is not None or query_keys & _SECRET_QUERY_KEYS:
         raise ValueError(
             f"{setting} must not contain a password (it would leak into logs, backups and "
             "process listings); remove it and set PGPASSWORD or use a ~/.pgpass file"

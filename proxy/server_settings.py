@@ -97,6 +97,12 @@ class UpstreamSettings(BaseModel):
     def _no_query(cls, value: AnyHttpUrl) -> AnyHttpUrl:
         if value.query or value.fragment:
             raise ValueError("the upstream URL must not carry a query or fragment")
+        if value.username or value.password:
+            raise ValueError(
+                "the upstream URL must not carry a user name or password (it would be printed "
+                "by check-config and logged at start); the proxy forwards each client's own "
+                "credentials, or use upstream.tls for a client certificate"
+            )
         return value
 
 

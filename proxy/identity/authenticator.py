@@ -97,7 +97,11 @@ class JwtAuthenticator:
                 fetcher = _file_fetcher(settings.jwks_file)
             else:
                 fetcher = self._fetch_url
-        self._jwks = JwksCache(fetcher, min_refresh_interval=settings.jwks_refresh_min_interval)
+        self._jwks = JwksCache(
+            fetcher,
+            min_refresh_interval=settings.jwks_refresh_min_interval,
+            max_age=settings.jwks_max_age_seconds,
+        )
         self._algorithms = frozenset(settings.algorithms)
         self._verified = VerifiedTokenCache(token_cache_entries)
 

@@ -84,9 +84,14 @@ def _usable(entry: dict[str, Any], alg: str) -> bool:
 class JwksCache:
     """Holds the parsed JWKS and answers "which keys may verify this kid/alg?"."""
 
-    def __init__(self, fetcher: JwksFetcher, *, min_refresh_interval: float) -> None:
+    def __init__(
+        self, fetcher: JwksFetcher, *, min_refresh_interval: float, max_age: float | None = None
+    ) -> None:
+        """`max_age`: reload keys this old even without an unknown kid (a removed key stops)."""
         self._fetch = fetcher
         self._interval = min_refresh_interval
+        self._max_age = max_age
+        self._loaded_at: float | None = None
         self._entries: list[dict[str, Any]] | None = None
         self._built: dict[tuple[int, str], jwt.PyJWK] = {}
         self._last_attempt: float | None = None
@@ -102,7 +107,7 @@ class JwksCache:
         Raises:
             JwksUnavailableError: the JWKS has never been loaded successfully.
         """
-        if self._entries is None or not self._matching(kid):
+        if self._entries is None or not self._matching(kid) or self._stale(now):
             await self._refresh(now)
         if self._entries is None:
             raise JwksUnavailableError
@@ -131,7 +136,13 @@ class JwksCache:
         return cached
 
     def _due(self, now: float) -> bool:
-        return self._last_attempt is None or now - self._last_attempt >= self._interval
+        last = self._last_attempt
+        # A clock stepped backwards must not block refreshes until it catches up again.
+        return last is None or now - last >= self._interval or now < last
+
+    def _stale(self, now: float) -> bool:
+        loaded, age = self._loaded_at, self._max_age
+        return loaded is not None and age is not None and (now - loaded >= age or now < loaded)
 
     async def _refresh(self, now: float) -> None:
         # Always queue on the lock: a request arriving while a refresh is in flight waits for
@@ -154,4 +165,5 @@ class JwksCache:
             if entries != self._entries:
                 self.generation += 1
             self._entries = entries
+            self._loaded_at = now
             self._built = {}

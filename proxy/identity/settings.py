@@ -104,6 +104,14 @@ class IdentitySettings(_KeySource):
         description="Seconds between JWKS reloads triggered by an unknown key id; bounds how often "
         "forged tokens can make us fetch.",
     )
+    jwks_max_age_seconds: float = Field(
+        default=300.0,
+        ge=10.0,
+        le=86400.0,
+        description="Reload the JWKS when the keys held are this old, even if no unknown key id "
+        "was seen, so a key the IdP removed (compromised) stops verifying within this time. "
+        "A failed reload keeps the previous keys.",
+    )
     jwks_fetch_timeout_seconds: float = Field(
         default=5.0, gt=0, le=60, description="Timeout for one JWKS download (jwks_url only)."
     )

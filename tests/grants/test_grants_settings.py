@@ -41,6 +41,11 @@ class TestGrantSettings:
         ("url", "message"),
         [
             ("postgresql://phi:hunter2@db/grants", "must not contain a password"),
+            ("postgresql://phi@db/grants?password=hunter2", "must not contain a password"),
+            (
+                "postgresql://phi@db/grants?sslmode=require&PASSWORD=x",
+                "must not contain a password",
+            ),
             ("postgresql://db", "needs a host and a database name"),
             ("postgresql://db:notaport/x", "not a valid PostgreSQL URL"),
             ("mysql://db/x", "file path .* or a postgresql:// URL"),

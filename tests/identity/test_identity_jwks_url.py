@@ -83,3 +83,40 @@ class TestJwksUrl:
         finally:
             await auth.close()
         assert jwks_server["fetches"] == 2
+
+
+class TestKeyRemoval:
+    async def test_a_key_the_idp_removed_stops_verifying_after_max_age(
+        self, make_settings, jwks_server, es_issuer, now
+    ):
+        """No unknown kid needed: keys older than jwks_max_age_seconds are fetched again.
+
+        Found in review: a removed (compromised) key kept verifying fresh tokens indefinitely.
+        """
+        settings = make_settings(jwks_file=None, jwks_url=jwks_server["url"])
+        auth = build_authenticator(settings.model_copy(update={"jwks_max_age_seconds": 300.0}))
+        try:
+            await auth.authenticate(bearer(es_issuer.mint("u", now=now)), now=now)
+            jwks_server["body"] = json.dumps({"keys": []})  # the IdP drops the key
+            later = now + 299
+            await auth.authenticate(bearer(es_issuer.mint("v", now=later)), now=later)
+            expired = now + 301
+            with pytest.raises(AuthenticationError, match="unknown_key"):
+                await auth.authenticate(bearer(es_issuer.mint("w", now=expired)), now=expired)
+        finally:
+            await auth.close()
+        assert jwks_server["fetches"] == 2
+
+    async def test_a_clock_stepped_back_does_not_block_refreshes(
+        self, make_settings, jwks_server, es_issuer, rs_issuer, now
+    ):
+        """A new signing key is fetched even when the wall clock went back an hour."""
+        auth = build_authenticator(make_settings(jwks_file=None, jwks_url=jwks_server["url"]))
+        try:
+            await auth.authenticate(bearer(es_issuer.mint("u", now=now)), now=now)
+            jwks_server["body"] = json.dumps({"keys": [rs_issuer.public_jwk()]})
+            back = now - 3600
+            caller = await auth.authenticate(bearer(rs_issuer.mint("r", now=back)), now=back)
+            assert caller.subject == Subject(ISSUER, "r")
+        finally:
+            await auth.close()
