@@ -10,6 +10,7 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any
 
+from proxy.audit.events import path_template
 from proxy.logs import ACCESS_LOGGER
 
 __all__ = ["AccessRecord", "log_access"]
@@ -41,7 +42,8 @@ def log_access(record: AccessRecord, *, finished: float) -> None:
             "fields": {
                 "request_id": record.request_id,
                 "method": record.method,
-                "path": record.path,
+                # Id-like segments become {id}: a path can carry an SSN or a record id.
+                "path": path_template(record.path),
                 "peer": record.peer,
                 "subject": record.subject,
                 "status": record.status,

@@ -199,6 +199,16 @@ class TestFailures:
         assert "malformed" not in json.dumps(body)
         assert _access_line(caplog, body["request_id"])["outcome"] == "unauthenticated:malformed"
 
+    async def test_the_access_line_never_carries_an_id_like_path_segment(self, proxy_env, caplog):
+        """An SSN in the path (plain or percent-encoded) is logged as {id}, never as typed."""
+        proxy_env.portal.script("/api/patients/by-ssn/321-54-9876", b"{}")
+        for path in ("/api/patients/by-ssn/321-54-9876", "/api/patients/by-ssn/321%2D54%2D9876"):
+            response = await proxy_env.get(path)
+            line = _access_line(caplog, response.headers["X-Request-Id"])
+            assert line["path"] == "/api/patients/by-ssn/{id}"
+        ours = [str(r.__dict__) for r in caplog.records if r.name.startswith("phi_proxy")]
+        assert not [line for line in ours if "321-54-9876" in line]  # (the test portal logs it)
+
     async def test_upstream_timeout_is_504(self, proxy_env):
         """A portal slower than upstream.timeout gives 504 with a request id."""
         proxy_env.portal.script("/slow", b"{}", delay=7)
