@@ -98,6 +98,10 @@ def _watched(settings: Settings, config_path: Path | None) -> tuple[Path, ...]:
     return tuple(paths)
 
 
+class _ConfigUnreadable(PhiProxyError):
+    """The config file did not load; the keystore may still be reloaded on its own."""
+
+
 @dataclasses.dataclass(frozen=True, slots=True)
 class _Built:
     settings: Settings
@@ -196,6 +200,16 @@ class Reloader:
             before = self._snapshot()
             try:
                 built = await asyncio.to_thread(self._build, runtime.settings, runtime.pipeline())
+            except _ConfigUnreadable as exc:
+                self.failures += 1
+                _log.error(
+                    "reload refused; still serving with the previous keys and config",
+                    extra={"fields": {"reason": reason, "error": str(exc)}},
+                )
+                keys_only = await self._keys_only(runtime, reason)
+                if keys_only is None:
+                    return False
+                built = keys_only
             except PhiProxyError as exc:
                 self.failures += 1
                 _log.error(
@@ -236,9 +250,37 @@ class Reloader:
             )
             return True
 
-    def _build(self, old: Settings, pipeline: Pipeline) -> _Built:
+    async def _keys_only(self, runtime: Runtime, reason: str) -> _Built | None:
+        """With the config file unreadable, still apply the keystore and KEK as they are now.
+
+        A shred or retire must not wait for someone to fix a half-edited YAML file: the old
+        keyring (and its cache of opened tokens) would keep serving the shredded practice.
+        """
+        try:
+            built = await asyncio.to_thread(
+                self._build, runtime.settings, runtime.pipeline(), reread_config=False
+            )
+        except Exception as exc:  # noqa: BLE001 - the keystore's own problem is logged as usual
+            _log.error(
+                "reload refused; still serving with the previous keys and config",
+                extra={"fields": {"reason": reason, "error": _where(exc)}},
+            )
+            return None
+        _log.warning(
+            "the config file was refused, but the keystore and KEK were reloaded with the "
+            "previous config, so retired and shredded keys stop being served; fix the config",
+            extra={"fields": {"reason": reason}},
+        )
+        return built
+
+    def _build(self, old: Settings, pipeline: Pipeline, *, reread_config: bool = True) -> _Built:
         """Everything that may block or fail, off the event loop; touches no shared state."""
-        new = old if self._config_path is None else load_settings(self._config_path)
+        new = old
+        if self._config_path is not None and reread_config:
+            try:
+                new = load_settings(self._config_path)
+            except PhiProxyError as exc:
+                raise _ConfigUnreadable(str(exc)) from None
         changed = tuple(
             name for name in type(old).model_fields if getattr(old, name) != getattr(new, name)
         )

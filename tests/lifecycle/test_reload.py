@@ -176,13 +176,32 @@ class TestConfigReload:
         assert warned[0].__dict__["fields"]["sections"] == ["listen"]
 
     async def test_an_invalid_config_is_refused(self, live):
-        """Unparseable YAML leaves the running config and keys in place."""
-        before = live.runtime.pipeline()
+        """Unparseable YAML leaves the running config in place (and the same keys)."""
+        before = live.runtime.settings
+        kids = {i.kid for i in live.runtime.keyring().infos()}
         live.config.write_text("keys: [unclosed\n")
         await live.reloader.tick()
         assert live.reloader.failures == 1
-        assert live.runtime.pipeline() is before
+        assert live.runtime.settings == before
+        assert {i.kid for i in live.runtime.keyring().infos()} == kids
         assert await live.post_patient("practice-a", _record("p9")) == 201
+
+    async def test_a_shred_applies_even_while_the_config_file_is_broken(self, live, caplog):
+        """A half-edited YAML must not keep a shredded practice decrypting.
+
+        Found in review: the whole reload was refused, so the old keyring kept serving it.
+        """
+        caplog.set_level(logging.INFO)
+        assert await live.post_patient("practice-b", _record("b1")) == 201
+        run_keys("shred", "--practice", "practice-b", "--confirm", "practice-b",
+                 config=live.config, check=True)  # fmt: skip
+        live.config.write_text("keys: [unclosed\n")  # someone is mid-edit when the poll comes
+        await live.reloader.tick()
+        assert live.reloader.failures == 1
+        status, body = await live.get_patient("b1")
+        assert status == 200
+        assert body["ssn"] != SSN
+        assert any("keystore and KEK were reloaded" in r.getMessage() for r in caplog.records)
 
     async def test_sighup_style_request_reloads_without_file_changes(self, live):
         """request_reload (the SIGHUP handler) forces a reload on the next turn."""
