@@ -8,14 +8,18 @@ from an empty cache. A notification missed during an outage therefore cannot ext
 access: nothing cached before the outage is ever used again.
 
 A connection that dies loudly (server restart, `pg_terminate_backend`, a closed socket) is noticed
-at once through asyncpg's termination callback. One that dies silently (a network path that drops
-packets) is noticed by a `SELECT 1` every `check_interval` seconds, bounded by `timeout`.
+at once through asyncpg's termination callback. Every `check_interval` seconds the listener also
+notifies itself (`pg_notify` with a random ping) and waits, bounded by `timeout`, for that ping to
+come back: this catches a network path that silently drops packets, and a connection that answers
+queries but no longer receives notifications (LISTEN lost, or a transaction-pooling proxy between
+the proxy and PostgreSQL) — a plain `SELECT 1` would call both healthy.
 """
 
 from __future__ import annotations
 
 import asyncio
 import re
+import secrets
 from typing import TYPE_CHECKING, Any
 
 from proxy.grants.postgres_bounded import within
@@ -29,6 +33,8 @@ if TYPE_CHECKING:
 __all__ = ["ChangeListener"]
 
 _PAYLOAD = re.compile(r"^([a-z0-9_]+):([0-9a-f]{64})$")
+#: Self-pings on the shared channel; every listener ignores the others' (never "forget all").
+_PING_PREFIX = "ping!"
 _FIRST_RETRY = 0.05
 _MAX_RETRY = 2.0
 
@@ -62,6 +68,8 @@ class ChangeListener:
         self._task: asyncio.Task[None] | None = None
         self._conn: Connection | None = None
         self._stopping = False
+        self._ping: str | None = None
+        self._pong = asyncio.Event()
         self.listening = False
         #: Backend process id of the current LISTEN connection (for operators and tests).
         self.backend_pid: int | None = None
@@ -86,6 +94,10 @@ class ChangeListener:
         self._on_state(value)  # the store empties its cache on every change of state
 
     def _notified(self, _conn: Any, _pid: int, _channel: str, payload: str) -> None:  # noqa: ANN401
+        if payload.startswith(_PING_PREFIX):
+            if payload == self._ping:
+                self._pong.set()
+            return  # another replica's ping
         match = _PAYLOAD.match(payload)
         if match is None:
             self._on_change(None)  # unknown shape: forget everything rather than guess
@@ -130,10 +142,29 @@ class ChangeListener:
                 waiter.cancel()
             if lost.is_set() or conn.is_closed():
                 raise ListenerLost("the grant-change notification connection was closed")
-            try:
-                await within(self._timeout, conn.fetchval("SELECT 1"))
-            except TimeoutError:
-                raise ListenerLost(
-                    f"the grant-change notification connection did not answer within "
-                    f"{self._timeout:g} s"
-                ) from None
+            await self._ping_self(conn)
+
+    async def _ping_self(self, conn: Connection) -> None:
+        """Notify ourselves and wait for it: proof that notifications still reach this session."""
+        self._ping = f"{_PING_PREFIX}{secrets.token_hex(16)}"
+        self._pong.clear()
+        try:
+            await within(
+                self._timeout, conn.execute("SELECT pg_notify($1, $2)", CHANNEL, self._ping)
+            )
+        except TimeoutError:
+            raise ListenerLost(
+                f"the grant-change notification connection did not answer within "
+                f"{self._timeout:g} s"
+            ) from None
+        waiter = asyncio.ensure_future(self._pong.wait())
+        try:
+            await asyncio.wait({waiter}, timeout=self._timeout)
+        finally:
+            waiter.cancel()
+        if not self._pong.is_set():
+            raise ListenerLost(
+                f"the grant-change notification connection answers, but its own test "
+                f"notification did not come back within {self._timeout:g} s (LISTEN lost, or a "
+                "transaction-pooling proxy in between)"
+            )

@@ -175,6 +175,34 @@ class TestRevocationPush:
         await wait_until(lambda: reader.listener.listening, what="the listener to reconnect")
         assert reader.listener.backend_pid != pid
 
+    async def test_a_listener_that_stops_receiving_notifications_is_not_trusted(self, stores):
+        """Queries answer but notifications no longer arrive: the self-ping notices.
+
+        As behind a transaction pooler (LISTEN lost): the cache is dropped, LISTEN is redone.
+        """
+        reader = stores(listen_check_interval=0.2, timeout=0.5)
+        await stores().add(request_for(), now=T0)
+        await listening(reader)
+        await reader.access_for(caller(ALICE), T0)
+        assert subject_digest(ALICE) in reader._cache
+        pid = reader.listener.backend_pid
+        await reader.listener._conn.execute("UNLISTEN *")  # the session stays healthy otherwise
+        await wait_until(lambda: not reader.listener.listening, what="the self-ping to fail")
+        assert reader._cache == {}
+        await wait_until(lambda: reader.listener.listening, what="the listener to reconnect")
+        assert reader.listener.backend_pid != pid
+
+    async def test_other_replicas_pings_do_not_empty_the_cache(self, stores):
+        """Every listener pings on the shared channel; the others' pings are not "forget all"."""
+        reader = stores(listen_check_interval=60)
+        pinger = stores(listen_check_interval=0.05)
+        await stores().add(request_for(), now=T0)
+        await listening(reader)
+        await listening(pinger)
+        await reader.access_for(caller(ALICE), T0)
+        await asyncio.sleep(0.5)  # ~10 pings from the other store
+        assert subject_digest(ALICE) in reader._cache
+
     async def test_revoke_while_listener_is_down_is_honoured(self, stores, sql):
         """A revocation made while the listener is reconnecting is refused on the next call."""
         reader, writer = stores(listen_check_interval=60), stores()
