@@ -54,6 +54,9 @@ _LONG_INTEGER: Final = re.compile(rb"(?<![\d.])\d{20,}(?![\d.eE])")
 #: Kinds whose bodies are markup or tables: braces and field names are normal there.
 _MARKUP_KINDS: Final = frozenset({"html", "csv", "tsv"})
 _CODE_SUBTYPES: Final = frozenset({"javascript", "x-javascript", "ecmascript", "css"})
+#: An object with a quoted key, or an array of objects/strings/arrays: where JSON carries data.
+#: Plain text such as "Error [code 5]: invalid ssn" has neither and stays token-scanned.
+_JSON_CONTAINER: Final = re.compile(rb'\{\s*"|\[\s*[{"\[]')
 
 
 def transform_response(body: bytes, content_type: str | None, ctx: RevealContext) -> bytes:
@@ -76,7 +79,7 @@ def transform_response(body: bytes, content_type: str | None, ctx: RevealContext
     if kind.escape in _MARKUP_KINDS or _is_code(content_type):
         return _transform_markup(body, kind, ctx)
     if (
-        (kind.json_lines or b"{" in body or b"[" in body)
+        (kind.json_lines or _JSON_CONTAINER.search(body) is not None)
         and ctx.policy.may_hold_selected_keys(body)
         and _is_text(body, kind)
     ):

@@ -268,3 +268,9 @@ def test_a_binary_download_starting_with_nuls_is_not_refused(make_ctx):
     """Only NUL-padded text that decodes to JSON counts as UTF-16/32; other bytes pass."""
     blob = b"\x00\x00\x01\x02" + bytes(range(256))
     assert transform_response(blob, "application/octet-stream", make_ctx()) is blob
+
+
+def test_a_plain_text_error_naming_a_field_is_not_withheld(make_ctx):
+    """No JSON object or array in it: token-scanned as before, not refused as broken JSON."""
+    body = b"Error [code 5]: the ssn field is invalid"
+    assert transform_response(body, "text/plain", make_ctx()) is body
