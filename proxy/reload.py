@@ -185,8 +185,7 @@ class Reloader:
         if self._forced or rotated or current != self._signatures:
             reason = "signal" if self._forced else ("auto-rotate" if rotated else "file changed")
             self._forced = False
-            self._signatures = current
-            await self.reload(reason=reason)
+            await self.reload(reason=reason)  # records the files' state itself, under its lock
 
     def _snapshot(self) -> dict[Path, FileSignature]:
         return {p: _signature(p) for p in _watched(self._runtime.settings, self._config_path)}
@@ -195,9 +194,11 @@ class Reloader:
         """Rebuild and swap; on any problem log it, keep the old state, and return False."""
         async with self._lock:
             runtime = self._runtime
-            # Signatures from BEFORE the build: a file changed while we build (an operator's
-            # shred landing mid-reload) then still differs at the next poll and is picked up.
+            # Signatures from BEFORE the build, recorded under the lock whatever the outcome: a
+            # file changed while we build (an operator's shred landing mid-reload) still differs
+            # at the next poll and is picked up; a refused file is not retried until it changes.
             before = self._snapshot()
+            self._signatures = before
             try:
                 built = await asyncio.to_thread(self._build, runtime.settings, runtime.pipeline())
             except _ConfigUnreadable as exc:

@@ -107,8 +107,8 @@ class TestKeystoreReload:
             return ring
 
         monkeypatch.setattr(reload_module, "open_counting_keyring", open_then_shred)
-        live.reloader.request_reload()
-        await live.reloader.tick()
+        # Called directly: request_reload() would also wake the background loop, racing this test.
+        assert await live.reloader.reload(reason="test")
         await live.reloader.tick()  # the next poll
         assert "practice-b" not in {
             i.practice for i in live.runtime.keyring().infos() if i.state.value != "destroyed"
