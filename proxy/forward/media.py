@@ -13,12 +13,12 @@ from typing import Final
 
 from keys.token_format import TOKEN_PREFIX_BYTES
 from proxy.transform.mediatype import looks_wide
+from proxy.transform.textbody import starts_like_json
 
 __all__ = ["PEEK_BYTES", "is_streamable", "looks_like_text", "media_type"]
 
 #: How much of a streamed body is read before deciding it really is media.
 PEEK_BYTES: Final = 512
-_TEXT_STARTS: Final = (b"{", b"[", b'"')
 
 _STREAMABLE_PREFIXES = ("image/", "audio/", "video/", "font/")
 
@@ -38,5 +38,4 @@ def is_streamable(content_type: str | None) -> bool:
 
 def looks_like_text(head: bytes) -> bool:
     """True if a body labelled as media starts like JSON, holds a token, or is UTF-16/32 text."""
-    start = head.removeprefix(b"\xef\xbb\xbf").lstrip(b" \t\r\n")
-    return start.startswith(_TEXT_STARTS) or TOKEN_PREFIX_BYTES in head or looks_wide(head)
+    return starts_like_json(head) or TOKEN_PREFIX_BYTES in head or looks_wide(head)
