@@ -1,7 +1,8 @@
 """The keystore file and every change to it: load, add, rotate, retire, destroy, shred, re-KEK.
 
-The document inside (format, per-key AAD, integrity seal) is keys._keystore_doc; this module is
-about the file and the operations on it.
+The document inside (format, per-key AAD, integrity seal) is keys._keystore_doc, and the rules
+for what a change may do to the list of keys are keys._keystore_rules; this module is about the
+file and the operations on it.
 
 - Writes are atomic (temp file in the same folder, fsync, rename, fsync the folder), mode 0600,
   and serialized across processes by `flock` on `<file>.lock`; every change is a
@@ -31,8 +32,18 @@ from keys._keystore_doc import (
     encode_keystore,
     unwrap_dek,
 )
+from keys._keystore_rules import (
+    check_practice_id,
+    destroy_retired,
+    is_shredded,
+    set_non_primary_state,
+    shred_practice,
+    shredded_message,
+    shredded_practices,
+    with_state,
+)
 from keys.errors import KekError, KeyringError, KeystoreError
-from keys.keyring import KeyInfo, Keyring, KeyState, is_practice_id
+from keys.keyring import KeyInfo, Keyring, KeyState
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable
@@ -145,16 +156,16 @@ class KeystoreFile:
         """
         wanted = list(dict.fromkeys(practices))
         for practice in wanted:
-            _check_practice_id(practice)
+            check_practice_id(practice)
 
         def change(records: list[KeyRecord]) -> tuple[KeyInfo, ...]:
             known = {r.info.practice for r in records}
             clash = [
-                p for p in wanted if p in known and not (after_shred and _shredded(records, p))
+                p for p in wanted if p in known and not (after_shred and is_shredded(records, p))
             ]
             if clash:
-                if _shredded(records, clash[0]):
-                    raise KeyringError(_shredded_message(clash[0], self._path))
+                if is_shredded(records, clash[0]):
+                    raise KeyringError(shredded_message(clash[0], self._path))
                 raise KeyringError(
                     f"practice {clash[0]} already has keys in {self._path}; "
                     f"to make a new key version use `phi-keys rotate --practice {clash[0]}`"
@@ -201,41 +212,11 @@ class KeystoreFile:
 
     def set_state(self, kid: str, state: KeyState) -> KeyInfo:
         """Move a non-primary key between DECRYPT_ONLY and RETIRED (retire, or un-retire)."""
-        if state not in {KeyState.DECRYPT_ONLY, KeyState.RETIRED}:
-            raise KeyringError(
-                f"cannot set a key to {state.value} directly: new active keys come from "
-                "`phi-keys rotate`, and destroying is its own, irreversible step"
-            )
-
-        def change(records: list[KeyRecord]) -> KeyInfo:
-            record = self._find(records, kid)
-            if record.info.state is KeyState.ACTIVE:
-                raise KeyringError(
-                    f"key {kid} is the active key of practice {record.info.practice}; rotate "
-                    "the practice first so that another key encrypts"
-                )
-            if record.info.state is KeyState.DESTROYED:
-                raise KeyringError(f"key {kid} is destroyed; its material is gone for good")
-            record.info = _with_state(record.info, state)
-            return record.info
-
-        return self._mutate(change)
+        return self._mutate(lambda records: set_non_primary_state(records, kid, state, self._path))
 
     def destroy(self, kid: str) -> KeyInfo:
         """Wipe a RETIRED key's material from the file: its tokens can never be opened again."""
-
-        def change(records: list[KeyRecord]) -> KeyInfo:
-            record = self._find(records, kid)
-            if record.info.state is not KeyState.RETIRED:
-                raise KeyringError(
-                    f"key {kid} is {record.info.state.value}; only a retired key can be "
-                    "destroyed (retire it first and check nothing still needs it)"
-                )
-            record.info = _with_state(record.info, KeyState.DESTROYED)
-            record.wrapped = None
-            return record.info
-
-        return self._mutate(change)
+        return self._mutate(lambda records: destroy_retired(records, kid, self._path))
 
     def shred(self, practice: str) -> tuple[KeyInfo, ...]:
         """Destroy every key of `practice`, the active one included (crypto-shredding).
@@ -243,17 +224,7 @@ class KeystoreFile:
         Its tokens can never be opened again by anyone. Copies of the file made before (backups,
         `.bak-<kek_id>` files from `rotate-kek`) still hold the material: see docs.
         """
-
-        def change(records: list[KeyRecord]) -> tuple[KeyInfo, ...]:
-            mine = [r for r in records if r.info.practice == practice]
-            if not mine:
-                raise KeyringError(f"practice {practice} has no keys in {self._path}")
-            for record in mine:
-                record.info = _with_state(record.info, KeyState.DESTROYED)
-                record.wrapped = None
-            return tuple(r.info for r in mine)
-
-        return self._mutate(change)
+        return self._mutate(lambda records: shred_practice(records, practice, self._path))
 
     def rekek(self, new_kek: KekProvider, *, backup: bool = True) -> Path | None:
         """Rewrap every DEK under `new_kek` in one atomic write (this object's KEK is the old one).
@@ -313,11 +284,11 @@ class KeystoreFile:
                 f"practice {practice} has no keys in {self._path}; "
                 f"add it with `phi-keys add-practice {practice}`"
             )
-        if not after_shred and _shredded(records, practice):
-            raise KeyringError(_shredded_message(practice, self._path))
+        if not after_shred and is_shredded(records, practice):
+            raise KeyringError(shredded_message(practice, self._path))
         for record in mine:
             if record.info.state is KeyState.ACTIVE:
-                record.info = _with_state(record.info, KeyState.DECRYPT_ONLY)
+                record.info = with_state(record.info, KeyState.DECRYPT_ONLY)
         return self._new_key(records, practice, max(r.info.version for r in mine) + 1)
 
     def _new_key(self, records: list[KeyRecord], practice: str, version: int) -> KeyInfo:
@@ -332,12 +303,6 @@ class KeystoreFile:
         dek = self._token_bytes(DEK_BYTES)
         records.append(KeyRecord(info, self._kek.wrap(dek, dek_wrap_aad(kid, practice, version))))
         return info
-
-    def _find(self, records: list[KeyRecord], kid: str) -> KeyRecord:
-        for record in records:
-            if record.info.kid == kid:
-                return record
-        raise KeyringError(f"no key with id {kid} in {self._path}; see `phi-keys list`")
 
     def _read(self) -> list[KeyRecord]:
         """Read, parse, and authenticate the whole file; every failure names the file."""
@@ -362,34 +327,3 @@ class KeystoreFile:
                 f"{self._path}: cannot write keystore ({exc.strerror or exc}); "
                 "the previous file is unchanged"
             ) from None
-
-
-def _check_practice_id(practice: str) -> None:
-    if not is_practice_id(practice):
-        raise KeyringError(
-            f"{practice!r} is not a valid practice id: use 1-64 characters of letters, digits "
-            "and . _ : @ -, starting with a letter or digit"
-        )
-
-
-def _with_state(info: KeyInfo, state: KeyState) -> KeyInfo:
-    return KeyInfo(info.kid, info.practice, info.version, state, info.created_at)
-
-
-def shredded_practices(infos: Iterable[KeyInfo]) -> set[str]:
-    """Practices whose every key is destroyed (crypto-shredded): new writes stay refused."""
-    every = list(infos)
-    live = {i.practice for i in every if i.state is not KeyState.DESTROYED}
-    return {i.practice for i in every} - live
-
-
-def _shredded(records: list[KeyRecord], practice: str) -> bool:
-    return practice in shredded_practices(r.info for r in records)
-
-
-def _shredded_message(practice: str, path: Path) -> str:
-    return (
-        f"practice {practice} was shredded (every key destroyed) in {path}; new writes for it "
-        "stay refused. Nothing was changed. To start it over deliberately with a new key, run "
-        f"`phi-keys add-practice {practice} --after-shred` (its old data stays unreadable)"
-    )
