@@ -8,11 +8,12 @@ listing, the words of a "not found") is stated here once.
 
 from __future__ import annotations
 
-import re
 import secrets
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
+from keys.keyring import is_practice_id
+from keys.token_format import is_field_class
 from proxy.grants.durations import format_duration
 from proxy.grants.errors import GrantError, GrantNotFound
 from proxy.grants.model import Grant, utc
@@ -48,7 +49,6 @@ GRANT_COLUMNS = (
     "created_by, reason, created_at, revoked_by, revoke_reason"
 )
 
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$")
 _MAX_TEXT = 1000
 
 
@@ -161,17 +161,23 @@ class GrantRequest:
     not_before: datetime | None = None
 
     def __post_init__(self) -> None:
-        if not _NAME.match(self.practice):
+        # The same rules as the keystore and the token format: a grant for a name no key or
+        # token can carry would never match, and the caller would be masked without a word.
+        if not is_practice_id(self.practice):
             raise GrantError(
-                f"practice {self.practice!r} is not a valid practice id "
-                "(letters, digits, '_', '.', ':', '-'; at most 128 characters)"
+                f"practice {self.practice!r} is not a valid practice id (1-64 letters, digits "
+                "and . _ : @ -, starting with a letter or digit, as in `phi-keys list`)"
             )
         if self.field_classes is not None:
             if not self.field_classes:
                 raise GrantError("the field class list is empty; omit it to grant all fields")
             for name in self.field_classes:
-                if not _NAME.match(name):
-                    raise GrantError(f"field class {name!r} is not a valid name")
+                if not is_field_class(name):
+                    raise GrantError(
+                        f"field class {name!r} is not a valid class name (lower-case letters, "
+                        "digits and _, starting with a letter, at most 32: as under "
+                        "fields.classes in the config, e.g. ssn, insurance_id, history)"
+                    )
         object.__setattr__(self, "created_by", clean_text("the grantor (--by)", self.created_by))
         object.__setattr__(self, "reason", clean_text("the reason (--reason)", self.reason))
         try:

@@ -51,6 +51,8 @@ class BodyKind:
     charset: str | None  # a safe codec name; None = a charset we refuse
     delimiter: str = ","
     json_lines: bool = False  # an NDJSON-family type: one JSON document per line
+    #: Declared text (`text/*`) or JSON-like: text by intent, whatever stray bytes it holds.
+    text: bool = False
 
 
 def _codec(name: str | None) -> str | None:
@@ -106,5 +108,5 @@ def classify(content_type: str | None) -> BodyKind:  # noqa: PLR0911 - a lookup 
         return BodyKind(json=False, escape="tsv", charset=charset, delimiter="\t")
     if "json" in sub or "json" in suffix:
         lines = sub in _JSON_LINES_SUBTYPES
-        return BodyKind(json=False, escape="json", charset=charset, json_lines=lines)
-    return BodyKind(json=False, escape="sniff", charset=charset)
+        return BodyKind(json=False, escape="json", charset=charset, json_lines=lines, text=True)
+    return BodyKind(json=False, escape="sniff", charset=charset, text=mime.type.lower() == "text")

@@ -59,7 +59,8 @@ class ObjectShape:
     """
 
     roles: tuple[KeyRole, ...]
-    context: tuple[tuple[str, bool], ...]  # (key, is practice key) of practice/id keys, in order
+    #: (key, is practice key) of the practice keys, then the id keys in `record.id_keys` order.
+    context: tuple[tuple[str, bool], ...]
     rekey: bool  # some key carries the token prefix
     classes: tuple[str | None, ...] = ()  # each role's key-selector class, for the fast loop
 
@@ -123,7 +124,11 @@ class FieldPolicy:
         )
         self._always_inspect = always or any(not n.isascii() for n in needles)
         self._practice_names = frozenset(map(settings.normalize, settings.record.practice_keys))
-        self._id_names = frozenset(map(settings.normalize, settings.record.id_keys))
+        # An id key's rank is its place in `record.id_keys`: that order, not the object's key
+        # order, picks the id a disclosure is audited under.
+        self._id_names: dict[str, int] = {}
+        for name in map(settings.normalize, settings.record.id_keys):
+            self._id_names.setdefault(name, len(self._id_names))
         self._roles: dict[str, KeyRole] = {}
         self._shapes: dict[tuple[str, ...], ObjectShape] = {}
         if needles and not self._always_inspect:
@@ -178,8 +183,14 @@ class FieldPolicy:
                 roles=roles,
                 context=tuple(
                     (key, role.practice_key)
-                    for key, role in zip(keys, roles, strict=True)
-                    if role.practice_key or role.id_key
+                    for key, role in sorted(
+                        (
+                            (key, role)
+                            for key, role in zip(keys, roles, strict=True)
+                            if role.practice_key or role.id_key
+                        ),
+                        key=self._context_rank,
+                    )
                 ),
                 rekey=any(r.has_prefix for r in roles),
                 classes=tuple(r.field_class for r in roles),
@@ -189,6 +200,11 @@ class FieldPolicy:
                     self._shapes.clear()
                 self._shapes[keys] = shape
         return shape
+
+    def _context_rank(self, key_role: tuple[str, KeyRole]) -> int:
+        """Practice keys first (they must all agree), then id keys in `record.id_keys` order."""
+        role = key_role[1]
+        return -1 if role.practice_key else self._id_names[role.normalized]
 
     def may_need_transform(self, body: bytes, content_type: str | None = None) -> bool:
         """False only if the body provably needs no change: no token, no selected key.

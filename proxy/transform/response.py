@@ -90,15 +90,18 @@ def transform_response(body: bytes, content_type: str | None, ctx: RevealContext
 
 
 def _is_text(body: bytes, kind: BodyKind) -> bool:
-    """True if `body` is text a client could parse: no NUL, and JSON-like or cleanly decodable.
+    """True if `body` is text a client could parse or read.
 
-    Binary downloads (octet-stream, PDF) hold braces and high bytes too; they are token-scanned,
-    not refused for failing to be JSON.
+    Text by intent (a `text/*` or JSON-like type, or a body that starts like JSON) stays text
+    whatever stray bytes it holds: one NUL or one byte invalid in its charset must not switch
+    off the walk (clients replace such bytes and read on). Otherwise: no NUL and cleanly
+    decodable. Binary downloads (octet-stream, PDF) hold braces and high bytes too; they are
+    token-scanned, not refused for failing to be JSON.
     """
+    if kind.text or kind.json_lines or starts_like_json(body):
+        return True
     if b"\x00" in body:
         return False
-    if kind.json_lines or starts_like_json(body):  # text by intent; stray bytes are replaced
-        return True
     try:
         body.decode(kind.charset or "utf-8")
     except (UnicodeDecodeError, LookupError):

@@ -39,9 +39,9 @@ __all__ = [
     "RecordPractice",
     "RevealContext",
     "UnknownPractice",
+    "allow_plaintext",
     "decide_plaintext",
     "decide_token",
-    "may_see_plaintext",
     "reveal_text",
     "reveal_token",
 ]
@@ -159,16 +159,22 @@ def decide_token(  # noqa: PLR0911 - one exit per outcome reads best here
     return Decision("", mask, opened.plaintext)
 
 
-def may_see_plaintext(
-    ctx: RevealContext, field_class: str, record_practice: RecordPractice
+def allow_plaintext(
+    ctx: RevealContext, field_class: str, record_practice: RecordPractice, record_id: str | None
 ) -> bool:
-    """True if legacy plaintext of `field_class` in this record may be shown to the caller.
+    """True (counted and audited as kept plaintext) if plaintext of `field_class` may be shown.
 
-    The rule of `decide_plaintext` without its accounting: the record's practice, else the
-    route's; an unknown practice (none, ambiguous, not a string) never allows.
+    The rule for legacy plaintext: the record's practice, else the route's; an unknown practice
+    (none, ambiguous, not a string) never allows. The walk asks it for the keys of a non-empty
+    selected object too (`{"HIV positive": null}`): keys shown are plaintext shown, audited even
+    when every value below them is null, empty, or a token the caller may not open.
     """
     practice = ctx.route_practice if record_practice is None else record_practice
-    return isinstance(practice, str) and ctx.access.allows(practice, field_class)
+    if isinstance(practice, str) and ctx.access.allows(practice, field_class):
+        ctx.stats.plaintext_kept[field_class] += 1
+        ctx.stats.disclosed(practice, record_id, field_class)
+        return True
+    return False
 
 
 def decide_plaintext(
@@ -182,10 +188,7 @@ def decide_plaintext(
 
     `value_text` is the value as text (only used to render a last-N mask).
     """
-    practice = ctx.route_practice if record_practice is None else record_practice
-    if isinstance(practice, str) and ctx.access.allows(practice, field_class):
-        ctx.stats.plaintext_kept[field_class] += 1
-        ctx.stats.disclosed(practice, record_id, field_class)
+    if allow_plaintext(ctx, field_class, record_practice, record_id):
         return Decision(value_text, None)
     ctx.stats.masked[field_class] += 1
     return Decision("", ctx.policy.mask_for(field_class), value_text)

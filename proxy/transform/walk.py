@@ -17,8 +17,8 @@ from proxy.transform.reveal import (
     UNKNOWN_PRACTICE,
     RecordPractice,
     RevealContext,
+    allow_plaintext,
     decide_plaintext,
-    may_see_plaintext,
     reveal_text,
     reveal_token,
 )
@@ -171,7 +171,11 @@ class Walk:
         shape = self.policy.shape(tuple(obj))
         if shape.context:
             practice, record_id = _record_context(shape, obj, practice, record_id)
-        if inherited is not None and obj and not may_see_plaintext(self.ctx, inherited, practice):
+        if (
+            inherited is not None
+            and obj
+            and not allow_plaintext(self.ctx, inherited, practice, record_id)
+        ):
             return self.masked_container(obj, depth, inherited)
         if not states:
             self.mapping_by_key(obj, shape.classes, depth, practice, record_id, inherited)

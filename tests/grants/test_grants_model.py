@@ -2,11 +2,12 @@ import dataclasses
 from datetime import timedelta
 
 import pytest
-from grants_helpers import ALICE, BOB, T0
+from grants_helpers import ALICE, BOB, T0, request_for
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from proxy.grants import NO_ACCESS, Access, Grant
+from proxy.grants.errors import GrantError
 
 PRACTICES = ["pr-a", "pr-b", "pr-c"]
 FIELDS = ["ssn", "insurance_id", "history"]
@@ -105,3 +106,20 @@ class TestAccess:
         assert access.allows(practice, field) == expected
         active_ids = {g.id for g in grants if g.is_active(T0) and g.practice == practice}
         assert set(access.grant_ids_for(practice)) == active_ids
+
+
+class TestGrantNames:
+    """Grant names follow the keystore's and the token format's rules (review round 5)."""
+
+    @pytest.mark.parametrize("practice", ["practice-a\n", "a b", "-a", "x" * 65])
+    def test_practice_ids_no_key_can_carry_are_refused(self, practice):
+        with pytest.raises(GrantError, match="not a valid practice id"):
+            request_for(practice=practice)
+
+    def test_practice_ids_the_keystore_allows_are_grantable(self):
+        assert request_for(practice="clinic@north").practice == "clinic@north"
+
+    @pytest.mark.parametrize("field_class", ["SSN", "insurance-id", "ssn\n", "1ssn"])
+    def test_classes_no_token_can_carry_are_refused(self, field_class):
+        with pytest.raises(GrantError, match="not a valid class name"):
+            request_for(fields=[field_class])

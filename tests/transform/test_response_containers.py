@@ -99,8 +99,29 @@ class TestGrantedCaller:
         body = orjson.dumps(doc)
         ctx = make_ctx(Grants.all_classes("A"))
         assert transform_response(body, JSON, ctx) is body
-        assert ctx.stats.plaintext_kept == {"history": 2, "ssn": 1}
+        # Each object's keys count once as kept plaintext, besides its non-null values.
+        assert ctx.stats.plaintext_kept == {"history": 3, "ssn": 2}
         assert ctx.stats.records == {("A", "1")}
+
+    @pytest.mark.parametrize("values", [None, {}, []])
+    def test_keys_shown_over_empty_values_are_audited(self, make_ctx, values):
+        """`{"HIV positive": null}` shows PHI (the key): counted and named for the audit."""
+        doc = record(history={"HIV positive": values, "Hepatitis C": values})
+        body = orjson.dumps(doc)
+        ctx = make_ctx(Grants.all_classes("A"))
+        assert transform_response(body, JSON, ctx) is body
+        assert ctx.stats.plaintext_kept == {"history": 1}
+        assert ctx.stats.disclosures == {("A", "1"): {"history"}}
+        assert ctx.stats.touched
+
+    def test_keys_shown_over_withheld_tokens_name_their_own_practice(self, make_ctx, keyring):
+        """Keys of a practice-A object are A's disclosure even when its values are B's tokens."""
+        foreign = keyring.encrypt("B", "history", "flu")
+        ctx = make_ctx(Grants.all_classes("A"))
+        out = orjson.loads(transform(ctx, record(history={"HIV positive": foreign})))
+        assert out["history"] == {"HIV positive": None}
+        assert ctx.stats.disclosures == {("A", "1"): {"history"}}
+        assert ctx.stats.withheld == {"B"}
 
     def test_tokens_inside_are_decided_by_their_own_practice(self, make_ctx, keyring):
         """Inside a visible object, a token of another practice is still masked."""

@@ -286,3 +286,23 @@ class TestUnchangedBodies:
         token = keyring.encrypt("A", "ssn", "123-45-6789")
         out = transform_response(orjson.dumps({"ssn": token}), "application/fhir+json", make_ctx())
         assert orjson.loads(out) == {"ssn": "***-**-6789"}
+
+
+class TestRecordIds:
+    """The audited record id follows `record.id_keys` order, not the object's (review round 5)."""
+
+    def test_config_order_picks_the_id(self, make_ctx, keyring):
+        token = keyring.encrypt("A", "ssn", "555-44-3333")
+        for doc in (
+            {"id": "enc-77", "patient_id": "p-1042", "practice_id": "A", "ssn": token},
+            {"patient_id": "p-1042", "id": "enc-77", "practice_id": "A", "ssn": token},
+        ):
+            ctx = make_ctx(Grants.of(("A", "ssn")))
+            run(ctx, doc)
+            assert ctx.stats.disclosures == {("A", "p-1042"): {"ssn"}}
+
+    def test_an_unusable_first_id_falls_back_to_the_next(self, make_ctx, keyring):
+        token = keyring.encrypt("A", "ssn", "555-44-3333")
+        ctx = make_ctx(Grants.of(("A", "ssn")))
+        run(ctx, {"id": "enc-77", "patient_id": None, "practice_id": "A", "ssn": token})
+        assert ctx.stats.disclosures == {("A", "enc-77"): {"ssn"}}

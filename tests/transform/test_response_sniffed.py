@@ -274,3 +274,41 @@ def test_a_plain_text_error_naming_a_field_is_not_withheld(make_ctx):
     """No JSON object or array in it: token-scanned as before, not refused as broken JSON."""
     body = b"Error [code 5]: the ssn field is invalid"
     assert transform_response(body, "text/plain", make_ctx()) is body
+
+
+class TestStrayBytes:
+    """One NUL or one byte invalid in the charset must not switch the walk off (review round 5)."""
+
+    ROW = orjson.dumps(LEGACY)
+
+    @pytest.mark.parametrize(
+        ("content_type", "body"),
+        [
+            ("application/x-ndjson", ROW + b"\n\x00\n" + ROW + b"\n"),
+            ("text/plain; charset=utf-8", b"M\xfcller export\n" + ROW),
+            ("text/plain; charset=windows-1252", b"export \x81\n" + ROW),
+            ("application/octet-stream", ROW + b"\x00"),
+            (None, ROW + b"\x00"),
+            ("text/plain", b"\x00" + ROW),
+        ],
+    )
+    def test_legacy_plaintext_never_passes(self, make_ctx, content_type, body):
+        """Walked (masked) or withheld (502) — as the same body without the stray byte is."""
+        try:
+            out = transform_response(body, content_type, make_ctx())
+        except UnsafeBody as exc:
+            reason = exc.reason
+        else:
+            assert_no_plaintext(out)
+            return
+        assert reason in {"invalid_json", "unsupported_charset"}
+
+    def test_ndjson_nul_line_is_kept_and_rows_masked(self, make_ctx):
+        """An NDJSON NUL line is token-scanned text; the rows around it are walked."""
+        out = transform_response(self.ROW + b"\n\x00\n", "application/x-ndjson", make_ctx())
+        assert out == orjson.dumps(MASKED) + b"\n\x00\n"
+
+    def test_binary_download_is_still_token_scanned(self, make_ctx):
+        """Octet-stream that does not start like JSON and holds NULs stays a download."""
+        body = b'%PDF-1.7\x00\x81 {"ssn" stream'
+        assert transform_response(body, "application/octet-stream", make_ctx()) is body
