@@ -20,6 +20,11 @@ ENV PATH="/opt/phi-proxy/bin:$PATH" \
     PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     PHI_PROXY_CONFIG=/etc/phi-proxy/config.yaml
+# The state volume's mount point, owned by the proxy user and private (0700). A named volume
+# (compose) copies this ownership and mode on first use, so UID 10001 can create
+# grants.sqlite3, audit.jsonl and the usage counts there and no other user can read them;
+# without it the volume starts root-owned and the proxy cannot start.
+RUN install -d -o phi -g phi -m 0700 /var/lib/phi-proxy
 USER phi:phi
 EXPOSE 8080 9090
 VOLUME ["/etc/phi-proxy", "/var/lib/phi-proxy"]

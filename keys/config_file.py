@@ -60,6 +60,43 @@ def resolve_config_path(cli_value: str | os.PathLike[str] | None) -> Path:
     )
 
 
+class _DuplicateKey(Exception):
+    """A mapping names the same key twice; carries what the ConfigError message needs."""
+
+    def __init__(self, key: object, first_line: int, second_line: int) -> None:
+        super().__init__(key, first_line, second_line)
+        self.key = key
+        self.first_line = first_line
+        self.second_line = second_line
+
+
+class _StrictLoader(yaml.SafeLoader):
+    """`yaml.SafeLoader` that refuses a key given twice in one mapping.
+
+    Plain PyYAML keeps the last value and drops the first without a word, so a second
+    `selectors:` block silently replaces the first (and the PHI it protected goes out in
+    clear). `<<` merge keys still work: a key written in the mapping itself overrides the same
+    key merged in from an anchor, as YAML specifies; only keys written twice are refused.
+    """
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        """Check the mapping's own keys for repeats, then build it as SafeLoader does."""
+        seen: dict[object, int] = {}
+        for key_node, _value in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                continue
+            key = self.construct_object(key_node, deep=deep)
+            line = key_node.start_mark.line + 1
+            try:
+                first = seen.get(key)
+            except TypeError:  # an unhashable key: SafeLoader reports it itself
+                continue
+            if first is not None:
+                raise _DuplicateKey(key, first, line)
+            seen[key] = line
+        return super().construct_mapping(node, deep=deep)
+
+
 def read_config_mapping(path: Path) -> dict[str, Any]:
     """Parse the YAML file at `path` into a mapping, or raise ConfigError naming the file."""
     try:
@@ -69,7 +106,15 @@ def read_config_mapping(path: Path) -> dict[str, Any]:
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{path}: cannot read config file ({exc.__class__.__name__})") from None
     try:
-        data = yaml.safe_load(text)
+        data = yaml.load(text, Loader=_StrictLoader)  # noqa: S506 - a SafeLoader subclass
+    except _DuplicateKey as exc:
+        raise ConfigError(
+            f"{path}: the key {exc.key!r} appears twice in the same mapping (line "
+            f"{exc.first_line} and line {exc.second_line}). YAML would silently keep only the "
+            f"second and drop everything under the first, such as a list of selectors that "
+            f"protects PHI. Merge the two into one {exc.key!r} entry (or delete the one you did "
+            "not mean), then run `phi-proxy check-config` again"
+        ) from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""

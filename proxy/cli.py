@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import ssl
 import sys
 from typing import TYPE_CHECKING
 
@@ -14,7 +15,8 @@ from keys.settings import open_keyring
 from keys.usage import usage_counter, usage_path
 from proxy.grants import open_grant_store
 from proxy.grants.presence import grant_store_exists
-from proxy.settings import Settings, load_settings
+from proxy.server_settings import TlsFileError, check_upstream_tls_files, listener_ssl_context
+from proxy.settings import Settings, config_warnings, load_settings, upstream_in_clear
 from proxy.transform import FieldPolicy, RouteTable
 from proxy.transform.settings import KeepLastMask, TextMask
 
@@ -42,7 +44,8 @@ def _parser() -> argparse.ArgumentParser:
         "--workers",
         type=int,
         default=1,
-        help="processes sharing the listen port via SO_REUSEPORT (default 1)",
+        help="worker processes sharing the listening sockets, which this process binds once "
+        "(default 1)",
     )
 
     check = commands.add_parser(
@@ -100,7 +103,58 @@ def _summary(settings: Settings) -> list[str]:
         f"  {route.method:<6} {route.path}  practice from {route.practice_from}"
         for route in settings.write_routes.root
     )
+    lines.extend(_posture(settings))
     return lines
+
+
+def _posture(settings: Settings) -> list[str]:
+    """The settings that decide who is trusted and what evidence is kept, in one block."""
+    proxies = ", ".join(settings.headers.trusted_proxies)
+    audit = settings.audit
+    if not audit.enabled:
+        trail = "OFF (disclosures leave no evidence)"
+    else:
+        where = {"file": str(audit.path), "stdout": "standard output"}.get(audit.sink, "")
+        trail = f"on, sink {audit.sink}" + (f" ({where})" if where else "")
+        trail += f", on_failure {audit.on_failure}"
+        if audit.on_failure == "allow":
+            trail += " (PHI is still decrypted while the trail cannot be written)"
+    url = settings.upstream.url
+    if url.scheme == "https":
+        hop = "https (TLS verified" + (", client certificate)" if _mtls(settings) else ")")
+    elif upstream_in_clear(settings):
+        hop = f"PLAIN HTTP to {url.host}, not loopback (see the warning below)"
+    else:
+        hop = "plain http on loopback"
+    forward = settings.upstream.forward_authorization
+    return [
+        "security posture:",
+        "  trusted_proxies:       "
+        + (
+            f"{proxies} (X-Forwarded-* from these peers are kept and extended)"
+            if proxies
+            else "none (the peer is the client; clients' X-Forwarded-* are dropped)"
+        ),
+        "  identity.require:      "
+        + (
+            "true (requests without a token get 401)"
+            if settings.identity.require
+            else "false (requests without a token are served as anonymous, PHI masked)"
+        ),
+        f"  audit:                 {trail}",
+        "  forward_authorization: "
+        + (
+            "true (the portal sees callers' bearer tokens)"
+            if forward
+            else "false (the portal never sees bearer tokens)"
+        ),
+        f"  upstream hop:          {hop}",
+    ]
+
+
+def _mtls(settings: Settings) -> bool:
+    tls = settings.upstream.tls
+    return tls is not None and tls.client_cert_file is not None
 
 
 def _describe_mask(mask: object) -> str:
@@ -124,11 +178,44 @@ async def _check_grant_store(settings: Settings) -> bool | None:
         await store.close()
 
 
+def _tls_problem(settings: Settings) -> str | None:
+    """Build the listener and upstream TLS contexts as serve does; the first problem, if any."""
+    from proxy.forward.upstream import upstream_ssl_context  # noqa: PLC0415 - client code
+
+    try:
+        if settings.listen.tls is not None:
+            listener_ssl_context(settings.listen.tls)
+        check_upstream_tls_files(settings.upstream)
+        upstream_ssl_context(settings.upstream)
+    except TlsFileError as exc:
+        return str(exc)
+    except ssl.SSLError as exc:
+        return (
+            "upstream.tls: the CA bundle or the client certificate and key cannot be loaded "
+            f"({exc.reason or exc.__class__.__name__}); check that they are PEM and that the "
+            "key belongs to the certificate"
+        )
+    return None
+
+
 def _check_config(config: str | None) -> int:
     path = resolve_config_path(config)
     settings = load_settings(path)
     for line in _summary(settings):
         print(line)
+    for warning in config_warnings(settings):
+        print(f"warning: {warning}", file=sys.stderr)
+    if not settings.audit.enabled:
+        print(
+            "warning: audit.enabled is false: disclosures leave no audit evidence, so a breach "
+            "investigation cannot say whose PHI anyone saw; remove `enabled: false` unless this "
+            "is a throw-away test setup",
+            file=sys.stderr,
+        )
+    problem = _tls_problem(settings)
+    if problem is not None:
+        print(f"error: {problem}", file=sys.stderr)
+        return EXIT_FAILURE
     problem = usage_counter(settings.keys).check()
     if problem is not None:  # a warning only: the proxy runs, counting in memory (keys.usage)
         print(
@@ -190,7 +277,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.workers < 1:
             print("error: --workers must be 1 or more", file=sys.stderr)
             return EXIT_USAGE
-        return serve(resolve_config_path(args.config), workers=args.workers)
+        try:
+            return serve(resolve_config_path(args.config), workers=args.workers)
+        except OSError as exc:  # ssl.SSLError included; the known cases raise our own errors
+            print(
+                f"error: phi-proxy could not start or stopped: {exc}; fix the file, address or "
+                "permission it names, run `phi-proxy check-config`, then start it again",
+                file=sys.stderr,
+            )
+            return EXIT_FAILURE
     except PhiProxyError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE if isinstance(exc, ConfigError) else EXIT_FAILURE

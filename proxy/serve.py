@@ -1,4 +1,10 @@
-"""Running the proxy: one process, or N worker processes sharing the port (SO_REUSEPORT).
+"""Running the proxy: one process, or N worker processes sharing the listening sockets.
+
+The process that `phi-proxy serve` starts binds the client (and admin) port once, without
+SO_REUSEPORT, and hands the bound sockets to its workers (multiprocessing passes socket objects
+to spawned children as duplicated file descriptors). No other process can then join the port:
+with SO_REUSEPORT any process of the same user could bind it too and receive a share of the
+client connections (bearer tokens and plaintext PHI included).
 
 SIGHUP reloads keys and config without dropping requests (see proxy.reload); in multi-worker
 mode the supervisor forwards it to every worker. SIGTERM or SIGINT stops accepting connections,
@@ -8,52 +14,144 @@ lets in-flight requests finish (up to the grace period), closes stores, and exit
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import errno
 import gc
 import logging
 import multiprocessing
 import os
 import signal
-import ssl
+import socket
+import sys
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from aiohttp import web
 
+from keys.errors import PhiProxyError
 from proxy.admin import build_admin_app
 from proxy.app import build_app
 from proxy.logs import configure_logging
 from proxy.reload import Reloader
 from proxy.runtime import Runtime
-from proxy.settings import load_settings
+from proxy.server_settings import check_upstream_tls_files, listener_ssl_context
+from proxy.settings import config_warnings, load_settings
 
 if TYPE_CHECKING:
+    import ssl
     from pathlib import Path
 
     from proxy.settings import Settings
 
-__all__ = ["serve", "serve_forever"]
+__all__ = ["ListenError", "Listeners", "bind_listeners", "serve", "serve_forever"]
 
 _log = logging.getLogger("phi_proxy")
 GRACE_SECONDS = 30.0
+_BACKLOG = 128
+
+
+class ListenError(PhiProxyError):
+    """The client or admin port cannot be bound (in use, not permitted, no such address)."""
+
+
+@dataclass(frozen=True)
+class Listeners:
+    """The bound, listening sockets of the client port and the admin port (empty: disabled)."""
+
+    client: tuple[socket.socket, ...]
+    admin: tuple[socket.socket, ...]
+
+    def close(self) -> None:
+        """Close every socket (this process's copy; workers hold their own)."""
+        for sock in (*self.client, *self.admin):
+            sock.close()
 
 
 def _listener_ssl(settings: Settings) -> ssl.SSLContext | None:
     tls = settings.listen.tls
-    if tls is None:
-        return None
-    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    context.minimum_version = ssl.TLSVersion.TLSv1_2
-    context.load_cert_chain(str(tls.cert_file), str(tls.key_file))
-    return context
+    return None if tls is None else listener_ssl_context(tls)
+
+
+def _bind(host: str, port: int, setting: str) -> tuple[socket.socket, ...]:
+    """Bind and listen on every address `host` resolves to, as asyncio would, minus REUSEPORT."""
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except socket.gaierror as exc:
+        raise ListenError(
+            f"cannot listen on {host}:{port} ({setting}): the address does not resolve "
+            f"({exc.strerror}); set {setting.replace('port', 'host')} to an address of this "
+            "machine, e.g. 127.0.0.1 or 0.0.0.0"
+        ) from None
+    bound: list[socket.socket] = []
+    seen: set[tuple[int, object]] = set()
+    try:
+        for family, kind, proto, _name, address in infos:
+            if (family, address) in seen:
+                continue
+            seen.add((family, address))
+            sock = socket.socket(family, kind, proto)
+            bound.append(sock)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # TIME_WAIT only
+            if family == socket.AF_INET6:
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            sock.bind(address)
+            sock.listen(_BACKLOG)
+            sock.setblocking(False)  # noqa: FBT003 - the socket API
+            if port == 0:  # every address of an ephemeral listener shares the first port
+                port = sock.getsockname()[1]
+    except OSError as exc:
+        for sock in bound:
+            sock.close()
+        raise ListenError(_bind_failure(host, port, setting, exc)) from None
+    return tuple(bound)
+
+
+def _bind_failure(host: str, port: int, setting: str, exc: OSError) -> str:
+    where = f"cannot listen on {host}:{port} ({setting})"
+    if exc.errno == errno.EADDRINUSE:
+        return (
+            f"{where}: the port is already in use by another process, which may be receiving "
+            f"the connections meant for phi-proxy; find it with `ss -ltnp 'sport = :{port}'`, "
+            f"stop it, or set {setting} to a free port"
+        )
+    if exc.errno == errno.EACCES:
+        return (
+            f"{where}: permission denied (ports below 1024 need privileges); use a port of "
+            "1024 or above and map it in the container or load balancer"
+        )
+    if exc.errno == errno.EADDRNOTAVAIL:
+        return f"{where}: no interface of this machine has that address; correct the host"
+    return f"{where}: {exc.strerror or exc}"
+
+
+def bind_listeners(settings: Settings) -> Listeners:
+    """Bind the client port and, unless admin.port is 0, the admin port (ListenError)."""
+    client = _bind(settings.listen.host, settings.listen.port, "listen.port")
+    try:
+        admin = (
+            _bind(settings.admin.host, settings.admin.port, "admin.port")
+            if settings.admin.port
+            else ()
+        )
+    except ListenError:
+        for sock in client:
+            sock.close()
+        raise
+    return Listeners(client=client, admin=admin)
 
 
 async def serve_forever(
-    settings: Settings, *, reuse_port: bool = False, config_path: Path | None = None
+    settings: Settings, *, listeners: Listeners | None = None, config_path: Path | None = None
 ) -> None:
     """Serve until SIGTERM/SIGINT, then shut down gracefully.
 
+    `listeners`: sockets already bound (by the supervisor); without them they are bound here.
     SIGHUP, or a change to the config (`config_path`), keystore or KEK file, reloads keys and
     config in place (proxy.reload).
     """
+    ssl_context = _listener_ssl(settings)
+    if listeners is None:
+        listeners = bind_listeners(settings)
     runtime = Runtime(settings)
     reloader: Reloader | None = None
     # Until the reloader runs, a SIGHUP must not end the process (its default action).
@@ -64,21 +162,14 @@ async def serve_forever(
     await runner.setup()
     runners = [runner]
     try:
-        site = web.TCPSite(
-            runner,
-            settings.listen.host,
-            settings.listen.port,
-            ssl_context=_listener_ssl(settings),
-            reuse_port=reuse_port or None,
-        )
-        await site.start()
-        if settings.admin.port:
+        for sock in listeners.client:
+            await web.SockSite(runner, sock, ssl_context=ssl_context, backlog=_BACKLOG).start()
+        if listeners.admin:
             admin = web.AppRunner(build_admin_app(runtime), handle_signals=False, access_log=None)
             await admin.setup()
             runners.insert(0, admin)
-            await web.TCPSite(
-                admin, settings.admin.host, settings.admin.port, reuse_port=reuse_port or None
-            ).start()
+            for sock in listeners.admin:
+                await web.SockSite(admin, sock, backlog=_BACKLOG).start()
         _log.info(
             "listening",
             extra={
@@ -86,6 +177,7 @@ async def serve_forever(
                     "listen": f"{settings.listen.host}:{settings.listen.port}",
                     "admin": f"{settings.admin.host}:{settings.admin.port}",
                     "upstream": str(settings.upstream.url),
+                    "pid": os.getpid(),
                 }
             },
         )
@@ -106,25 +198,46 @@ async def serve_forever(
             await reloader.stop()
         for item in runners:
             await item.cleanup()
+        listeners.close()
 
 
-def _worker(config_path: Path) -> None:
-    settings = load_settings(config_path)
-    configure_logging(settings.logging.level)
-    asyncio.run(serve_forever(settings, reuse_port=True, config_path=config_path))
+def _worker(config_path: Path, listeners: Listeners) -> None:
+    """One worker process: serve on the supervisor's sockets; one `error:` line if it cannot."""
+    try:
+        settings = load_settings(config_path)
+        configure_logging(settings.logging.level)
+        asyncio.run(serve_forever(settings, listeners=listeners, config_path=config_path))
+    except (PhiProxyError, OSError) as exc:
+        print(f"error: phi-proxy worker {os.getpid()}: {exc}", file=sys.stderr)  # noqa: T201
+        sys.exit(1)
+
+
+def _warn_about(settings: Settings) -> None:
+    for warning in config_warnings(settings):
+        _log.warning("config: %s", warning)
 
 
 def serve(config_path: Path, *, workers: int) -> int:
-    """Run one process (workers == 1) or supervise `workers` processes on the same port."""
+    """Run one process (workers == 1) or supervise `workers` processes on the same sockets."""
     settings = load_settings(config_path)
     configure_logging(settings.logging.level)
+    _warn_about(settings)
+    _listener_ssl(settings)  # a missing or loose TLS file stops here, before binding
+    check_upstream_tls_files(settings.upstream)
+    listeners = bind_listeners(settings)
     if workers <= 1:
-        asyncio.run(serve_forever(settings, config_path=config_path))
+        asyncio.run(serve_forever(settings, listeners=listeners, config_path=config_path))
         return 0
     context = multiprocessing.get_context("spawn")
-    processes = [context.Process(target=_worker, args=(config_path,)) for _ in range(workers)]
-    for process in processes:
-        process.start()
+    processes = [
+        context.Process(target=_worker, args=(config_path, listeners)) for _ in range(workers)
+    ]
+    try:
+        for process in processes:
+            process.start()
+    finally:
+        # The workers hold their own copies; the supervisor never accepts a connection.
+        listeners.close()
 
     def stop_workers(_signum: int, _frame: object) -> None:
         for process in processes:
@@ -134,7 +247,8 @@ def serve(config_path: Path, *, workers: int) -> int:
     def reload_workers(_signum: int, _frame: object) -> None:
         for process in processes:
             if process.is_alive() and process.pid is not None:
-                os.kill(process.pid, signal.SIGHUP)  # each worker reloads its own keyring
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(process.pid, signal.SIGHUP)  # each worker reloads its own keyring
 
     signal.signal(signal.SIGHUP, reload_workers)
     signal.signal(signal.SIGTERM, stop_workers)

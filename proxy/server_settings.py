@@ -7,7 +7,8 @@ configure; `proxy.settings` assembles the whole file.
 from __future__ import annotations
 
 import ipaddress
-from typing import Annotated
+import ssl
+from typing import TYPE_CHECKING, Annotated
 
 from pydantic import (
     AnyHttpUrl,
@@ -19,6 +20,11 @@ from pydantic import (
 )
 
 from keys.config_file import ConfigPath
+from keys.errors import PhiProxyError
+from keys.file_modes import loose_mode_problem
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 __all__ = [
     "AdminSettings",
@@ -26,8 +32,11 @@ __all__ = [
     "LimitsSettings",
     "ListenSettings",
     "ListenTls",
+    "TlsFileError",
     "UpstreamSettings",
     "UpstreamTls",
+    "check_upstream_tls_files",
+    "listener_ssl_context",
 ]
 
 _FROZEN = ConfigDict(frozen=True, extra="forbid")
@@ -42,6 +51,15 @@ class ListenTls(BaseModel):
     key_file: ConfigPath = Field(description="PEM private key of that certificate (mode 0600).")
 
 
+def _explicit_host(value: str, setting: str) -> str:
+    if not value.strip():
+        raise ValueError(
+            f"{setting} is empty, which would listen on every network interface; write "
+            "0.0.0.0 (or ::) explicitly if that is what you mean, or 127.0.0.1 for this host only"
+        )
+    return value
+
+
 class ListenSettings(BaseModel):
     """Where clients reach the proxy."""
 
@@ -50,6 +68,11 @@ class ListenSettings(BaseModel):
     port: Port = Field(8080, description="Port for client traffic.")
     tls: ListenTls | None = Field(None, description="Serve HTTPS; omit for plain HTTP.")
 
+    @field_validator("host")
+    @classmethod
+    def _host_given(cls, value: str) -> str:
+        return _explicit_host(value, "listen.host")
+
 
 class AdminSettings(BaseModel):
     """The separate admin listener for /healthz and /readyz (never exposed to clients)."""
@@ -57,6 +80,11 @@ class AdminSettings(BaseModel):
     model_config = _FROZEN
     host: str = Field("127.0.0.1", description="Admin address; keep it off the client network.")
     port: Port = Field(9090, description="Admin port; 0 disables the admin listener.")
+
+    @field_validator("host")
+    @classmethod
+    def _host_given(cls, value: str) -> str:
+        return _explicit_host(value, "admin.host")
 
 
 class UpstreamTls(BaseModel):
@@ -105,6 +133,16 @@ class UpstreamSettings(BaseModel):
             )
         return value
 
+    @model_validator(mode="after")
+    def _tls_needs_https(self) -> UpstreamSettings:
+        if self.tls is not None and self.url.scheme != "https":
+            raise ValueError(
+                f"upstream.tls is set but upstream.url is {self.url.scheme}://, so the TLS "
+                "settings would be ignored and the hop to the portal would be plain text; "
+                "use https:// in upstream.url, or remove upstream.tls"
+            )
+        return self
+
 
 class LimitsSettings(BaseModel):
     """Hard caps that keep a hostile or broken peer from exhausting the proxy."""
@@ -123,9 +161,30 @@ class LimitsSettings(BaseModel):
 
 def _parse_network(value: str) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
     try:
-        return ipaddress.ip_network(value, strict=False)
+        network = ipaddress.ip_network(value, strict=True)
     except ValueError:
-        raise ValueError(f"not an IP address or CIDR network: {value!r}") from None
+        try:
+            loose = ipaddress.ip_interface(value)
+        except ValueError:
+            raise ValueError(f"not an IP address or CIDR network: {value!r}") from None
+        prefix = loose.network.prefixlen
+        meant = f"write {ipaddress.ip_network(loose.ip)} for this one address"
+        meant += (
+            " (a /0 prefix would trust every address)"
+            if prefix == 0
+            else f", or {loose.network} for the whole subnet"
+        )
+        raise ValueError(
+            f"{value!r} has host bits set after the /{prefix} prefix, so it is not a network "
+            f"address; {meant}"
+        ) from None
+    if network.prefixlen == 0:
+        raise ValueError(
+            f"{value!r} trusts every address: any client could set X-Forwarded-For/-Host/-Proto "
+            "and the portal would believe it; list the addresses or subnets of your load "
+            "balancers instead"
+        )
+    return network
 
 
 class HeaderSettings(BaseModel):
@@ -153,3 +212,61 @@ class HeaderSettings(BaseModel):
     def trusted_networks(self) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
         """The trusted proxy networks, parsed."""
         return tuple(_parse_network(item) for item in self.trusted_proxies)
+
+
+class TlsFileError(PhiProxyError):
+    """A configured TLS certificate, private key or CA file cannot be used."""
+
+
+def _check_readable(setting: str, path: Path) -> None:
+    try:
+        with path.open("rb"):
+            pass
+    except FileNotFoundError:
+        raise TlsFileError(
+            f"{setting}: {path}: file not found; put the PEM file there (mounted secrets: check "
+            "the volume), or correct the path"
+        ) from None
+    except OSError as exc:
+        raise TlsFileError(
+            f"{setting}: {path}: cannot be read ({exc.strerror}); make it readable by the user "
+            "phi-proxy runs as"
+        ) from None
+
+
+def listener_ssl_context(tls: ListenTls) -> ssl.SSLContext:
+    """The client listener's TLS context (TLS 1.2+), or TlsFileError naming the bad file.
+
+    The private key must not be readable by group or others: whoever reads it can impersonate
+    the proxy to every client.
+    """
+    _check_readable("listen.tls.cert_file", tls.cert_file)
+    _check_readable("listen.tls.key_file", tls.key_file)
+    problem = loose_mode_problem(tls.key_file, "listener TLS private key")
+    if problem is not None:
+        raise TlsFileError(f"listen.tls.key_file: {problem}")
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    try:
+        context.load_cert_chain(str(tls.cert_file), str(tls.key_file))
+    except ssl.SSLError as exc:
+        raise TlsFileError(
+            f"listen.tls: {tls.cert_file} and {tls.key_file} cannot be loaded as a PEM "
+            f"certificate chain and its private key ({exc.reason or exc.__class__.__name__}); "
+            "check that both are PEM and that the key belongs to the certificate"
+        ) from None
+    return context
+
+
+def check_upstream_tls_files(settings: UpstreamSettings) -> None:
+    """Raise TlsFileError naming the first configured upstream TLS file that cannot be read."""
+    tls = settings.tls
+    if tls is None:
+        return
+    for setting, path in (
+        ("upstream.tls.ca_file", tls.ca_file),
+        ("upstream.tls.client_cert_file", tls.client_cert_file),
+        ("upstream.tls.client_key_file", tls.client_key_file),
+    ):
+        if path is not None:
+            _check_readable(setting, path)

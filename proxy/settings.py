@@ -7,13 +7,16 @@ never echoed back: errors carry the path and the rule, not the value.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Literal
+import ipaddress
+from pathlib import Path
+from typing import Literal, Self
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from keys.config_file import describe_validation_error, read_config_mapping
 from keys.errors import ConfigError
-from keys.settings import KeySettings
+from keys.settings import FileKekSettings, KeySettings
+from keys.usage import usage_path
 from proxy.audit.settings import AuditSettings
 from proxy.grants.settings import GrantSettings
 from proxy.identity.settings import IdentitySettings
@@ -26,10 +29,16 @@ from proxy.server_settings import (
 )
 from proxy.transform.settings import FieldSettings, WriteRoutesSettings
 
-if TYPE_CHECKING:
-    from pathlib import Path
+__all__ = ["LoggingSettings", "Settings", "config_warnings", "load_settings", "upstream_in_clear"]
 
-__all__ = ["LoggingSettings", "Settings", "load_settings"]
+#: Files the proxy's stores and locks create beside a configured file.
+_SIBLING_SUFFIXES = ("", ".lock", ".head", "-wal", "-shm")
+_AUDIT_FILE_EXAMPLES = {
+    "audit.path": "audit.jsonl",
+    "audit.key_file": "audit.key",
+    "audit.signing_key_file": "audit-signing.pem",
+}
+_WILDCARD_HOSTS = frozenset({"0.0.0.0", "::", "*"})  # noqa: S104 - names, not a bind
 
 
 class LoggingSettings(BaseModel):
@@ -67,6 +76,134 @@ class Settings(BaseModel):
         validate_default=True,
         description="The tamper-evident audit trail of every disclosure (on by default).",
     )
+
+    @model_validator(mode="after")
+    def _admin_port_apart(self) -> Self:
+        port = self.admin.port
+        if port and port == self.listen.port and _hosts_overlap(self.admin.host, self.listen.host):
+            raise ValueError(
+                f"admin.port and listen.port are both {port} on overlapping addresses "
+                f"({self.admin.host} and {self.listen.host}), so client requests could reach the "
+                "admin listener (and probes the proxy); give admin.port its own port, e.g. 9090"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _audit_files_apart(self) -> Self:
+        guarded = _guarded_files(self)
+        for setting, path in _audit_files(self):
+            for other, protected in guarded:
+                if _same_or_sibling(path, protected):
+                    raise ValueError(
+                        f"{setting} ({path}) is the same file as {other} ({protected}) or one of "
+                        "its lock/journal files; the audit trail would append to it and make it "
+                        f"unusable. Point {setting} at a file of its own, e.g. "
+                        f"{_AUDIT_FILE_EXAMPLES[setting]} beside the config"
+                    )
+        return self
+
+
+def _hosts_overlap(first: str, second: str) -> bool:
+    """True if listeners on these two hosts could share a port (same or wildcard address)."""
+    if first in _WILDCARD_HOSTS or second in _WILDCARD_HOSTS or first == second:
+        return True
+    return _is_loopback(first) and _is_loopback(second) and "localhost" in (first, second)
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def _audit_files(settings: Settings) -> list[tuple[str, Path]]:
+    """The audit files the trail writes (or reads a secret from) with these settings."""
+    audit = settings.audit
+    files = []
+    if audit.sink == "file":
+        files.append(("audit.path", audit.path))
+    if audit.key_env is None:
+        files.append(("audit.key_file", audit.key_file))
+    if audit.signing_key_file is not None:
+        files.append(("audit.signing_key_file", audit.signing_key_file))
+    return files
+
+
+def _guarded_files(settings: Settings) -> list[tuple[str, Path]]:
+    """Files that must never be written by the audit trail: keys, stores, JWKS."""
+    keys = settings.keys
+    files = [("keys.keystore", keys.keystore), ("keys.usage_file", usage_path(keys))]
+    if isinstance(keys.kek, FileKekSettings):
+        files.append(("keys.kek.path", keys.kek.path))
+    if not settings.grants.is_postgres:
+        files.append(("grants.store", settings.grants.sqlite_path))
+    if settings.identity.jwks_file is not None:
+        files.append(("identity.jwks_file", settings.identity.jwks_file))
+    files.extend(
+        (f"identity.other_providers[{number}].jwks_file", provider.jwks_file)
+        for number, provider in enumerate(settings.identity.other_providers)
+        if provider.jwks_file is not None
+    )
+    return files
+
+
+def _same_or_sibling(path: Path, protected: Path) -> bool:
+    """True if `path` is `protected` or a lock/journal file of it, or the other way round."""
+    mine = {_canonical(path, suffix) for suffix in _SIBLING_SUFFIXES}
+    theirs = {_canonical(protected, suffix) for suffix in _SIBLING_SUFFIXES}
+    if _canonical(path, "") in theirs or _canonical(protected, "") in mine:
+        return True
+    try:  # hard links, or two spellings the resolver cannot see through
+        return path.samefile(protected)
+    except OSError:
+        return False
+
+
+def _canonical(path: Path, suffix: str) -> Path:
+    return Path(str(path) + suffix).resolve()
+
+
+def upstream_in_clear(settings: Settings) -> bool:
+    """True when the portal is reached over plain http on a host that is not loopback."""
+    url = settings.upstream.url
+    return url.scheme == "http" and not _is_loopback(url.host or "")
+
+
+def config_warnings(settings: Settings) -> list[str]:
+    """Valid but probably unintended settings: check-config prints them, serve logs them."""
+    fields = settings.fields
+    warnings = []
+    used = {selector.field_class for selector in fields.selectors}
+    if not fields.selectors:
+        warnings.append(
+            "fields.selectors is empty: no field is encrypted, decrypted or masked, so every "
+            "value, PHI included, passes through as sent; add a selector for each PHI field "
+            "(see config/proxy.example.yaml)"
+        )
+        if settings.write_routes.root:
+            warnings.append(
+                f"write_routes lists {len(settings.write_routes.root)} route(s) but no selector "
+                "says which fields to encrypt, so their bodies reach the portal in plain text; "
+                "add selectors under fields.selectors"
+            )
+    unused = sorted(set(fields.classes) - used)
+    if unused and fields.selectors:
+        warnings.append(
+            f"fields.classes defines {', '.join(unused)} but no selector uses "
+            f"{'it' if len(unused) == 1 else 'them'}, so those values are neither encrypted nor "
+            "masked; add a selector ({class: NAME, keys: [...]}) or remove the class"
+        )
+    if upstream_in_clear(settings):
+        warnings.append(
+            f"upstream.url is plain http to {settings.upstream.url.host}, not a loopback "
+            "address: bearer tokens (unless upstream.forward_authorization is false), query "
+            "strings and fields no selector covers cross the network unencrypted; use https:// "
+            "with upstream.tls, or run the portal on the same host"
+        )
+    return warnings
 
 
 def load_settings(path: Path) -> Settings:

@@ -94,15 +94,31 @@ class TestKubernetesExample:
         assert proxy["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "admin"}
 
     def test_non_root_read_only_and_no_capabilities(self):
-        """Pod runs as non-root; every container: read-only root fs, no escalation, no caps."""
+        """Pod runs as non-root; every container: own non-root UID, read-only fs, no caps."""
         spec = pod_spec()
         assert spec["securityContext"]["runAsNonRoot"] is True
-        assert spec["securityContext"]["runAsUser"] != 0
         for item in spec["containers"]:
             context = item["securityContext"]
+            assert context["runAsUser"] != 0, item["name"]
+            assert context["runAsGroup"] != 0, item["name"]
             assert context["readOnlyRootFilesystem"] is True, item["name"]
             assert context["allowPrivilegeEscalation"] is False, item["name"]
             assert context["capabilities"]["drop"] == ["ALL"], item["name"]
+
+    def test_portal_never_runs_as_the_proxy_user(self):
+        """Sharing the network namespace, a same-UID portal could join the proxy's port.
+
+        The UIDs are per container, and the pod sets none a container could inherit.
+        """
+        assert "runAsUser" not in pod_spec()["securityContext"]
+        assert "runAsGroup" not in pod_spec()["securityContext"]
+        proxy, portal = (
+            container("phi-proxy")["securityContext"],
+            container("portal")["securityContext"],
+        )
+        assert proxy["runAsUser"] == 10001, "the image's phi user"
+        assert portal["runAsUser"] != proxy["runAsUser"]
+        assert portal["runAsGroup"] != proxy["runAsGroup"]
 
 
 class TestComposeExample:
@@ -114,6 +130,14 @@ class TestComposeExample:
         assert "ports" not in portal
         assert portal["environment"]["BIND_ADDRESS"] == "127.0.0.1"
         assert services["phi-proxy"]["ports"] == ["8080:8080"]
+
+    def test_portal_never_runs_as_the_proxy_user(self):
+        """The portal shares phi-proxy's network namespace, so it must not share its UID."""
+        services = compose()["services"]
+        proxy_uid, proxy_gid = services["phi-proxy"]["user"].split(":")
+        portal_uid, portal_gid = services["portal"]["user"].split(":")
+        assert portal_uid not in (proxy_uid, "0", "root")
+        assert portal_gid not in (proxy_gid, "0", "root")
 
     def test_proxy_is_hardened_and_secrets_are_mounted(self):
         """Non-root, read-only, no caps; keystore as a compose secret, KEK from the environment."""

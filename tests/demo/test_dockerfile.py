@@ -78,6 +78,27 @@ class TestDockerfileStructure:
         names = [i.name for i in stages()[-1]]
         assert names.index("USER") < names.index("ENTRYPOINT")
 
+    def test_state_volume_is_created_private_for_the_proxy_user(self):
+        """/var/lib/phi-proxy exists, owned by the runtime user, 0700, before USER.
+
+        A compose named volume copies the mount point's owner and mode on first use; without
+        this it starts root-owned and the proxy cannot create its grant store or audit trail.
+        """
+        names = [i.name for i in stages()[-1]]
+        (user,) = final("USER")
+        owner = user.split(":")[0]
+        creates = [
+            index
+            for index, i in enumerate(stages()[-1])
+            if i.name == "RUN"
+            and re.search(
+                rf"install -d -o {owner} -g \S+ -m 0?700 /var/lib/phi-proxy(\s|$)", i.args
+            )
+        ]
+        assert creates, "no `install -d -o USER … -m 0700 /var/lib/phi-proxy`"
+        assert creates[0] < names.index("USER")
+        assert any("/var/lib/phi-proxy" in args for args in final("VOLUME"))
+
     def test_healthcheck_probes_healthz(self):
         """HEALTHCHECK asks the admin listener's /healthz."""
         (check,) = final("HEALTHCHECK")
