@@ -15,7 +15,8 @@ from aiohttp import web
 
 from proxy.accesslog import AccessRecord, log_access
 from proxy.errors import ProxyError, RequestTooLarge, UpstreamUnavailable
-from proxy.handler import RECORD_KEY, Pipeline, error_response, new_request_id
+from proxy.forward.upstream import refuse_odd_target
+from proxy.handler import RECORD_KEY, STREAMED_KEY, Pipeline, error_response, new_request_id
 from proxy.identity.errors import AuthenticationError
 from proxy.transform.errors import RequestRejected, UnsafeBody
 
@@ -51,11 +52,34 @@ async def _errors_and_access_log(
     )
     request[RECORD_KEY] = record
     try:
+        # Before routing: aiohttp routes `*`, `//host/p` and absolute-form on a path of its own.
+        refuse_odd_target(request.raw_path)
         response = await handler(request)
-    except AuthenticationError as exc:
+    except Exception as exc:
+        streamed = request.get(STREAMED_KEY)
+        if streamed is not None and streamed.prepared:
+            return _cut_off(request, streamed, record, exc)
+        if isinstance(exc, web.HTTPException) and not isinstance(
+            exc, web.HTTPRequestEntityTooLarge
+        ):
+            record.outcome = "refused"
+            exc.headers["X-Request-Id"] = record.request_id
+            record.status = exc.status
+            log_access(record, finished=time.perf_counter())
+            raise
+        response = _error_answer(exc, record)
+    response.headers["X-Request-Id"] = record.request_id
+    record.status = response.status
+    log_access(record, finished=time.perf_counter())
+    return response
+
+
+def _error_answer(exc: Exception, record: AccessRecord) -> web.Response:
+    """The safe JSON answer for `exc`; records the outcome on the access line."""
+    if isinstance(exc, AuthenticationError):
         record.outcome = f"unauthenticated:{exc.reason}"
         # Which check failed (exc.reason) goes to the access log only: a forger learns nothing.
-        response = web.json_response(
+        return web.json_response(
             {
                 "error": "unauthenticated",
                 "message": _UNAUTHENTICATED,
@@ -64,48 +88,64 @@ async def _errors_and_access_log(
             status=401,
             headers={"WWW-Authenticate": exc.www_authenticate, "Cache-Control": "no-store"},
         )
-    except ProxyError as exc:
+    if isinstance(exc, ProxyError):
         record.outcome = exc.code
         record.fields["detail"] = exc.message  # a fixed proxy text (which of the code's causes)
-        response = error_response(exc, record.request_id)
-    except UnsafeBody as exc:
+        return error_response(exc, record.request_id)
+    if isinstance(exc, UnsafeBody):
         record.outcome = f"unsafe_body:{exc.reason}"
-        response = error_response(
+        return error_response(
             UpstreamUnavailable(
                 "the portal's response could not be checked for PHI safely, so it was withheld",
                 code="unsafe_upstream_body",
             ),
             record.request_id,
         )
-    except RequestRejected as exc:
+    if isinstance(exc, RequestRejected):
         record.outcome = "request_rejected"
         record.fields["rejected"] = exc.reason  # why, for the operator (the body says it too)
         rejected = ProxyError(exc.message, code="request_rejected")
         rejected.status = exc.status
-        response = error_response(rejected, record.request_id)
-    except web.HTTPRequestEntityTooLarge:  # aiohttp's own 413 is plain text
+        return error_response(rejected, record.request_id)
+    if isinstance(exc, web.HTTPRequestEntityTooLarge):  # aiohttp's own 413 is plain text
         too_large = RequestTooLarge(
             "the request body is larger than limits.max_request_body; nothing was forwarded"
         )
         record.outcome = too_large.code
-        response = error_response(too_large, record.request_id)
-    except web.HTTPException as exc:
-        record.outcome = "refused"
-        exc.headers["X-Request-Id"] = record.request_id
-        record.status = exc.status
-        log_access(record, finished=time.perf_counter())
-        raise
-    except Exception:  # noqa: BLE001 - the last line of defence: answer 500, log the type only
-        record.outcome = "internal_error"
-        _log.exception("unexpected error", extra={"fields": {"request_id": record.request_id}})
-        response = error_response(
-            ProxyError("the proxy failed to handle this request", code="internal_error"),
-            record.request_id,
-        )
-    response.headers["X-Request-Id"] = record.request_id
-    record.status = response.status
+        return error_response(too_large, record.request_id)
+    # The last line of defence: answer 500, log the type only.
+    record.outcome = "internal_error"
+    _log.error(
+        "unexpected error", exc_info=exc, extra={"fields": {"request_id": record.request_id}}
+    )
+    return error_response(
+        ProxyError("the proxy failed to handle this request", code="internal_error"),
+        record.request_id,
+    )
+
+
+def _cut_off(
+    request: web.Request, streamed: web.StreamResponse, record: AccessRecord, exc: Exception
+) -> web.StreamResponse:
+    """Fail a response whose head is already out: close the connection, send nothing more.
+
+    A second status line would land inside the first one's declared body, and a client or
+    front end reusing the connection would read the next response as this one's bytes. The
+    client sees a truncated body (no final chunk either) and a closed connection. The access
+    line records the error as usual (status and outcome as for any error, which is what the
+    audit event says too) plus `cut_off_after`: the status the client had already been sent.
+    """
+    if isinstance(exc, web.HTTPException):
+        record.outcome, status = "refused", exc.status
+    else:
+        status = _error_answer(exc, record).status
+    record.status = status
+    record.fields["cut_off_after"] = streamed.status
+    streamed.force_close()  # aiohttp serves no further request on this connection
+    if request.transport is not None:
+        request.transport.close()  # flushes what was written, then closes: no EOF marker
     log_access(record, finished=time.perf_counter())
-    return response
+    return streamed
 
 
 def build_app(runtime: Runtime) -> web.Application:

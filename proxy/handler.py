@@ -6,6 +6,10 @@ the portal in it, and so does one whose Content-Type or Content-Encoding the cli
 differently from the proxy. A response is streamed untouched only when its media type cannot
 carry PHI as text (images, audio, video, fonts) or when there is no body (HEAD, 204, 304). The
 portal's headers reach the client with every token masked and a standard reason phrase.
+
+A final 1xx status from the portal is answered with a 502: passed on, it would let a front end
+and the proxy disagree about what the connection is. (Request targets that are not a
+single-slash path are refused by the app middleware, before routing.)
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ from proxy.audit.requests import AUDIT_STATE_KEY, AuditState, status_of
 from proxy.errors import ProxyError, UpstreamUnavailable
 from proxy.forward.decode import BodyTooLarge, decode_body, refuse_undecoded_request_body
 from proxy.forward.headers import ForwardingContext, HeaderPolicy
-from proxy.forward.media import PEEK_BYTES, is_streamable, looks_like_text
+from proxy.forward.media import PEEK_BYTES, blank_prefix, is_streamable, looks_like_text
 from proxy.forward.response_headers import (
     content_codings,
     drop_cdn_cache_headers,
@@ -55,7 +59,7 @@ if TYPE_CHECKING:
     from proxy.identity import Authenticator, Caller
     from proxy.transform import FieldPolicy, RouteTable
 
-__all__ = ["RECORD_KEY", "Pipeline", "error_response", "new_request_id"]
+__all__ = ["RECORD_KEY", "STREAMED_KEY", "Pipeline", "error_response", "new_request_id"]
 
 _alerts = logging.getLogger(ALERT_LOGGER)
 _REFUSED_METHODS = frozenset({"TRACE", "TRACK", "CONNECT"})
@@ -63,6 +67,9 @@ _NO_BODY_STATUSES = frozenset({204, 304})
 _CHUNK = 1 << 16
 
 RECORD_KEY = web.RequestKey("phi_proxy_access_record", AccessRecord)
+#: The streamed response, set before its head is sent: after that, an error must not be
+#: answered with a second response on the same connection (the app middleware cuts it).
+STREAMED_KEY = web.RequestKey("phi_proxy_streamed_response", web.StreamResponse)
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,6 +129,7 @@ class Pipeline:
         ) as upstream:
             record.upstream_ms = round((time.perf_counter() - started) * 1000, 3)
             record.status = upstream.status
+            self._refuse_informational(upstream)
             refuse_conflicting_headers(upstream.headers)
             out_headers = self._client_headers(upstream.headers, record)
             if self._streams(request, upstream):
@@ -170,6 +178,22 @@ class Pipeline:
         return scrubbed.headers
 
     @staticmethod
+    def _refuse_informational(upstream: aiohttp.ClientResponse) -> None:
+        """A final 1xx (101 included) is refused: nothing of it may reach the client.
+
+        Passed on, a 101 tells a front end the connection is now a tunnel while the proxy keeps
+        speaking HTTP on it. The portal connection is closed, not pooled: its state is unknown.
+        """
+        if upstream.status < 200:  # noqa: PLR2004 - the 1xx class
+            upstream.close()
+            raise UpstreamUnavailable(
+                f"the portal answered with the informational status {upstream.status} as its "
+                "final response, which the proxy does not pass on; check the portal (a "
+                "WebSocket or protocol upgrade through this proxy is not supported)",
+                code="upstream_informational_status",
+            )
+
+    @staticmethod
     def _streams(request: web.Request, upstream: aiohttp.ClientResponse) -> bool:
         """Stream only what cannot carry PHI text: no body, or binary media."""
         if request.method == "HEAD" or upstream.status in _NO_BODY_STATUSES:
@@ -193,9 +217,11 @@ class Pipeline:
             status=upstream.status, reason=standard_reason(upstream.status)
         )
         response.headers.extend(headers)
+        response.headers["X-Request-Id"] = request[RECORD_KEY].request_id  # sent with the head
         length = upstream.headers.get("Content-Length")
         if length is not None and length.isdigit():
             response.content_length = int(length)
+        request[STREAMED_KEY] = response
         await response.prepare(request)
         if has_body:
             await response.write(head)
@@ -204,16 +230,24 @@ class Pipeline:
         await response.write_eof()
         return response
 
-    @staticmethod
-    async def _peek(upstream: aiohttp.ClientResponse) -> bytes:
-        """The first PEEK_BYTES of a media body (fewer if it is shorter)."""
-        head = b""
-        while len(head) < PEEK_BYTES:
+    async def _peek(self, upstream: aiohttp.ClientResponse) -> bytes:
+        """A media body's leading whitespace plus PEEK_BYTES more (fewer if it is shorter).
+
+        JSON readers skip any amount of whitespace, so a fixed window could hold nothing but
+        padding and the JSON after it would stream unscanned. Padding beyond
+        limits.max_response_body is refused: no media format starts like that.
+        """
+        head = bytearray()
+        blank = 0
+        while len(head) - blank < PEEK_BYTES:
             chunk = await upstream.content.readany()
             if not chunk:
                 break
             head += chunk
-        return head
+            blank = blank_prefix(head, blank)
+            if blank > self.max_response_body:
+                raise UnsafeBody("mislabelled_media")
+        return bytes(head)
 
     async def _read_capped(self, upstream: aiohttp.ClientResponse) -> bytes:
         """Read a body that must be transformed, refusing anything over the limit."""

@@ -3,8 +3,8 @@
 Everything a client sends is attacker-controlled. Before a request reaches the portal we remove
 hop-by-hop headers (and every header the client names in `Connection`, so a client cannot ask
 us to drop a header we add), headers that any proxy or portal might treat as an identity
-assertion or as the "real" path, and forwarding headers from untrusted peers. Only then do we
-add our own headers, so nothing we set can be removed or pre-empted by the client.
+assertion or as the "real" path or method, and forwarding headers from untrusted peers. Only
+then do we add our own headers, so nothing we set can be removed or pre-empted by the client.
 """
 
 from __future__ import annotations
@@ -103,6 +103,14 @@ _IDENTITY_HEADERS = frozenset(
 # from every request, trusted peer or not: a load balancer has no reason to set them.
 _PATH_OVERRIDE_HEADERS = frozenset({"x-original-url", "x-rewrite-url", "x-original-uri"})
 
+# Headers frameworks (Rails, Laravel, Express method-override, ASP.NET, Spring's filter) read as
+# the "real" method, so a POST the proxy did not match as a write route could reach one at the
+# portal without the write-route checks. (A `_method` body or query field is not removed: the
+# body is the client's data; write-route matching stays on the wire method.)
+_METHOD_OVERRIDE_HEADERS = frozenset(
+    {"x-http-method-override", "x-http-method", "x-method-override"}
+)
+
 # Set by this proxy only; a client's copy is dropped (trusted peers may extend the X-Forwarded-*).
 _FORWARDING_HEADERS = frozenset(
     {
@@ -127,9 +135,12 @@ _OWN_HEADERS = frozenset({"x-request-id"})
 # Towards the portal: we need whole, uncompressed bodies, and we frame the (possibly
 # re-encrypted, so resized) request body ourselves. The body we forward is the one aiohttp's
 # server already inflated (the handler refuses codings it does not inflate), so the client's
-# Content-Encoding no longer describes it.
+# Content-Encoding no longer describes it. `Expect` is the client's question to us, answered by
+# aiohttp's server when the body was read: forwarded, it makes the client library wait for a
+# `100 Continue` from the portal before sending a body it already has (a portal that just reads
+# the body never sends one, and the request times out).
 _REQUEST_RANGE_HEADERS = frozenset(
-    {"range", "if-range", "accept-encoding", "content-length", "content-encoding"}
+    {"range", "if-range", "accept-encoding", "content-length", "content-encoding", "expect"}
 )
 
 
@@ -177,6 +188,7 @@ class HeaderPolicy:
             _HOP_BY_HOP
             | _IDENTITY_HEADERS
             | _PATH_OVERRIDE_HEADERS
+            | _METHOD_OVERRIDE_HEADERS
             | _OWN_HEADERS
             | _REQUEST_RANGE_HEADERS
         )

@@ -3,6 +3,11 @@
 The session never stores cookies (a shared jar would leak one client's portal session to the
 next), never decompresses by itself (we decode with a size cap), and never follows redirects
 (the client must see the portal's redirect, not its target's body).
+
+The portal URL is built from the configured scheme and authority plus the client's path and
+query, byte for byte: client text never reaches the authority, and a target that does not
+start with exactly one `/` (absolute-form, `*`, `//host/...`) is refused before anything is
+sent, because the proxy would route and audit one path while the portal acted on another.
 """
 
 from __future__ import annotations
@@ -15,7 +20,9 @@ from typing import TYPE_CHECKING
 import aiohttp
 from yarl import URL
 
-from proxy.errors import UpstreamTimeout, UpstreamUnavailable
+from keys.file_modes import loose_mode_problem
+from proxy.errors import ProxyError, UpstreamTimeout, UpstreamUnavailable
+from proxy.server_settings import TlsFileError
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
@@ -24,17 +31,48 @@ if TYPE_CHECKING:
 
     from proxy.server_settings import UpstreamSettings
 
-__all__ = ["Upstream", "upstream_ssl_context"]
+__all__ = ["BadRequestTarget", "Upstream", "refuse_odd_target", "upstream_ssl_context"]
+
+
+class BadRequestTarget(ProxyError):
+    """The request target is not an origin-form path (`/...`); nothing was forwarded."""
+
+    status = 400
+    code = "bad_request_target"
+
+
+def refuse_odd_target(raw_target: str) -> None:
+    """Raise BadRequestTarget unless `raw_target` starts with exactly one `/`.
+
+    aiohttp accepts absolute-form (`http://x/p`, any letters as scheme), `*` and `//x/p`, and
+    then routes on a path of its own making (authority dropped, dot segments resolved) while
+    the raw text is what would be forwarded: the proxy would check one route and the portal
+    serve another, or the text would land in the portal URL's host name.
+    """
+    if raw_target.startswith("/") and not raw_target.startswith("//"):
+        return
+    raise BadRequestTarget(
+        "the request target must be a path starting with a single '/' (origin-form, e.g. "
+        "GET /api/x); absolute URLs, '*' and paths starting with '//' are refused and nothing "
+        "was forwarded: send the path only, or remove the duplicated leading slash"
+    )
 
 
 def upstream_ssl_context(settings: UpstreamSettings) -> ssl.SSLContext | None:
-    """A verifying TLS context for an https portal (None for plain http)."""
+    """A verifying TLS context for an https portal (None for plain http).
+
+    A client key readable by group or others is refused (TlsFileError at startup): whoever
+    reads it can act as the proxy towards the portal.
+    """
     if settings.url.scheme != "https":
         return None
     tls = settings.tls
     context = ssl.create_default_context(cafile=str(tls.ca_file) if tls and tls.ca_file else None)
     context.minimum_version = ssl.TLSVersion.TLSv1_2
     if tls and tls.client_cert_file and tls.client_key_file:
+        problem = loose_mode_problem(tls.client_key_file, "upstream TLS client key")
+        if problem is not None:
+            raise TlsFileError(f"upstream.tls.client_key_file: {problem}")
         context.load_cert_chain(str(tls.client_cert_file), str(tls.client_key_file))
     return context
 
@@ -44,6 +82,7 @@ class Upstream:
 
     def __init__(self, settings: UpstreamSettings) -> None:
         self._base = URL(str(settings.url).rstrip("/"))
+        self._base_path = self._base.raw_path.rstrip("/")
         self._settings = settings
         self._session: aiohttp.ClientSession | None = None
 
@@ -70,8 +109,21 @@ class Upstream:
             self._session = None
 
     def url_for(self, raw_path_qs: str) -> URL:
-        """The portal URL for a client's raw path and query, byte for byte."""
-        return URL(str(self._base) + raw_path_qs, encoded=True)
+        """The portal URL for a client's raw path and query, byte for byte.
+
+        Scheme and authority come from the configuration only; the client's path is appended
+        to the base path and its query kept as sent (a fragment, which clients do not send,
+        is dropped as before).
+        """
+        refuse_odd_target(raw_path_qs)  # the app middleware refused it already; never build one
+        target = URL(raw_path_qs, encoded=True)  # one leading '/': relative, no authority
+        return URL.build(
+            scheme=self._base.scheme,
+            authority=self._base.raw_authority,
+            path=self._base_path + target.raw_path,
+            query_string=target.raw_query_string,
+            encoded=True,
+        )
 
     @asynccontextmanager
     async def request(

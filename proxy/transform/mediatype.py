@@ -23,6 +23,7 @@ from __future__ import annotations
 import codecs
 import functools
 import json
+import re
 from dataclasses import dataclass
 from typing import Final
 
@@ -73,21 +74,48 @@ _WIDE_BOMS: Final = (
 )
 
 
+def _wide_units(encoding: str) -> tuple[re.Pattern[bytes], tuple[bytes, ...], int]:
+    """A regex for leading JSON whitespace in `encoding`, how `{ [ "` look there, unit size.
+
+    Built from the code units themselves, so it matches exactly what `json.loads(bytes)`
+    decodes as whitespace. The quantifier is possessive: one pass over a long run, no
+    backtracking (a portal can pad with megabytes of it).
+    """
+    spaces = b"|".join(re.escape(char.encode(encoding)) for char in " \t\r\n")
+    starts = tuple(char.encode(encoding) for char in '{["')
+    return re.compile(b"(?:" + spaces + b")*+"), starts, len(starts[0])
+
+
+#: Per BOM-less encoding `json.detect_encoding` can answer: whitespace regex, openers, unit.
+_WIDE_JSON: Final = {
+    encoding: _wide_units(encoding)
+    for encoding in ("utf-16-le", "utf-16-be", "utf-32-le", "utf-32-be")
+}
+
+
 def looks_wide(body: bytes) -> bool:
     """True if readers would decode `body` as UTF-16/32 text: a BOM, or JSON in NUL-padded bytes.
 
     `json.loads(bytes)` and requests' `guess_json_utf` look at the first four bytes, whatever
     the Content-Type says; tokens and key names in such a body never match a byte search.
-    Binary data that merely starts with NULs (and does not decode to `{`, `[` or `"`) is not
-    text, so a download is not refused for it.
+    All leading JSON whitespace is skipped, however long: a fixed window let a padded document
+    through. Binary data that merely starts with NULs (and does not continue with `{`, `[` or
+    `"`) is not text, so a download is not refused for it. A body that is nothing but wide
+    whitespace (perhaps cut mid-character) counts as wide: it holds no data worth passing, and
+    an answer that flips once more bytes arrive would let a short peek be fooled.
+
+    Cost for an ordinary UTF-8 body: one `detect_encoding` on four bytes, nothing else.
     """
     encoding = json.detect_encoding(body[:4])
     if not encoding.startswith(("utf-16", "utf-32")):
         return False
     if body.startswith(_WIDE_BOMS):
         return True
-    start = body[:64].decode(encoding, errors="ignore").lstrip(" \t\r\n")
-    return start[:1] in {"{", "[", '"'}
+    spaces, starts, unit = _WIDE_JSON[encoding]
+    match = spaces.match(body)
+    end = 0 if match is None else match.end()  # `*+` always matches; None only for mypy
+    rest = len(body) - end
+    return rest < unit or body.startswith(starts, end)
 
 
 @functools.lru_cache(maxsize=256)
