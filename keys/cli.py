@@ -265,17 +265,34 @@ def _audit_value(value: object) -> str | int | bool | list[str]:
     return str(value)  # a Path (e.g. --new-kek): the path only, never the file's content
 
 
-def _audit_key_change(args: argparse.Namespace) -> None:
-    """Record a successful key change in the audit trail (names and ids only)."""
+def _committed(args: argparse.Namespace) -> bool:
+    """True when a table or file run wrote values (`note_counts`), even if it then failed."""
+    counts = getattr(args, "counts", None) or {}
+    return bool(counts.get("values_written"))
+
+
+def _audit_key_change(args: argparse.Namespace, *, status: int | None) -> None:
+    """Record a key change in the audit trail (names, ids and counts only).
+
+    `status` is the command's exit status; anything but 0 (None: interrupted or an
+    unexpected error) marks the event `partial`: the command committed some changes (the
+    counts say how many) and then stopped or left something behind.
+    """
     import getpass  # noqa: PLC0415 - only for a change
 
     from proxy.audit.factory import record_change  # noqa: PLC0415 - keys must not need proxy
 
-    details = {
+    details: dict[str, object] = {
         name: _audit_value(value)
         for name in _AUDITED_ARGS
         if (value := getattr(args, name, None)) is not None and value is not False  # unset flags
     }
+    counts = getattr(args, "counts", None)
+    if counts:
+        details["counts"] = dict(counts)
+    if status != 0:
+        details["partial"] = True
+        details["exit_status"] = status
     try:
         actor: str | None = getpass.getuser()
     except (OSError, KeyError):
@@ -289,20 +306,42 @@ def _audit_key_change(args: argparse.Namespace) -> None:
     )
 
 
+def _exit_status(exc: PhiProxyError) -> int:
+    print(f"{_PROG}: {exc}", file=sys.stderr)
+    return _EXIT_USAGE if isinstance(exc, ConfigError) else _EXIT_OPERATIONAL
+
+
+def _run(args: argparse.Namespace, *, changes_keys: bool) -> int:
+    """Run the command; audit it when it succeeded, or when it committed anything and failed.
+
+    A table run commits batch by batch, so a run that exits 1 (a practice without a key,
+    tokens left behind) or stops on an error has still changed stored data: the trail must
+    say so. An audit failure after a handler error is reported too (both lines, exit 1).
+    """
+    try:
+        status = args.handler(args)
+    except PhiProxyError as exc:
+        status = _exit_status(exc)
+    except BaseException:  # interrupted, or a bug: audit what was committed, then propagate
+        if changes_keys and _committed(args):
+            try:
+                _audit_key_change(args, status=None)
+            except PhiProxyError as audit_exc:
+                print(f"{_PROG}: {audit_exc}", file=sys.stderr)
+        raise
+    if changes_keys and (status == 0 or _committed(args)):
+        try:
+            _audit_key_change(args, status=status)
+        except PhiProxyError as exc:
+            failed = _exit_status(exc)
+            return failed if status == 0 else _EXIT_OPERATIONAL
+    return int(status)
+
+
 @quiet_on_broken_pipe
 def main(argv: Sequence[str] | None = None) -> int:
     """Run `phi-keys`; returns the exit status (argparse exits 2 itself on bad usage)."""
     args = build_parser().parse_args(argv)
     changes_keys = args.command not in _READ_ONLY_COMMANDS
-    try:
-        with finish_despite_closed_output() if changes_keys else contextlib.nullcontext():
-            status: int = args.handler(args)
-            if status == 0 and changes_keys:
-                _audit_key_change(args)
-    except ConfigError as exc:
-        print(f"{_PROG}: {exc}", file=sys.stderr)
-        return _EXIT_USAGE
-    except PhiProxyError as exc:
-        print(f"{_PROG}: {exc}", file=sys.stderr)
-        return _EXIT_OPERATIONAL
-    return status
+    with finish_despite_closed_output() if changes_keys else contextlib.nullcontext():
+        return _run(args, changes_keys=changes_keys)

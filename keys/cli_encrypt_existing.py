@@ -17,8 +17,13 @@ from keys.cli_migrate_counts import (
     open_counted_keyring,
     save_counts,
 )
-from keys.cli_migrate_table import check_unresolved, run_table_command, split_columns
-from keys.config_file import read_config_mapping, resolve_config_path
+from keys.cli_migrate_table import (
+    check_unresolved,
+    note_counts,
+    run_table_command,
+    split_columns,
+)
+from keys.config_file import load_section, resolve_config_path
 from keys.errors import ConfigError
 from keys.migrate import EncryptPlan, encrypt_row
 from keys.token_format import is_field_class
@@ -46,13 +51,14 @@ def _plan(args: argparse.Namespace, config: Path) -> EncryptPlan:
         if not is_field_class(chosen):
             raise ConfigError(f"encrypt-existing: {chosen!r} is not a valid field class")
         classes[name] = chosen
-    raw = read_config_mapping(config).get("fields") or {}
-    configured = raw.get("classes") if isinstance(raw, dict) else None
+    # The proxy's own model reads fields.classes, so `deterministic: yes` (or "true", 1) means
+    # here exactly what it means to the proxy: migrated rows and new writes use the same cipher.
+    from proxy.transform.settings import FieldSettings  # noqa: PLC0415 - keys need no proxy import
+
+    configured = load_section(config, "fields", FieldSettings).classes
     deterministic = {c for c in (args.deterministic or "").split(",") if c}
-    if isinstance(configured, dict) and configured:
-        for name, spec in configured.items():
-            if isinstance(spec, dict) and spec.get("deterministic") is True:
-                deterministic.add(str(name))
+    if configured:
+        deterministic.update(name for name, spec in configured.items() if spec.deterministic)
         missing = sorted(set(classes.values()) - set(configured))
         if missing:
             raise ConfigError(
@@ -83,8 +89,10 @@ def run_encrypt_existing(args: argparse.Namespace, settings: KeySettings) -> int
     print("tokens per key version:")
     for line in census_lines(result.census, keyring):
         print(line)
-    check_unresolved("encrypt-existing", result, dry_run=args.dry_run)  # exit 1 if any
     left = result.skipped["unknown-practice"] + result.skipped["no-active-key"]
+    if not args.dry_run:
+        note_counts(args, left_plaintext=left, left_unresolved=sum(result.unresolved.values()))
+    check_unresolved("encrypt-existing", result, dry_run=args.dry_run)  # exit 1 if any
     if left and not args.dry_run:
         print(
             f"phi-keys: {left} values are still plaintext because their practice has no key; "

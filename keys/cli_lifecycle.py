@@ -10,6 +10,7 @@ previous file that the old KEK still opens.
 
 from __future__ import annotations
 
+import json
 import sys
 from typing import TYPE_CHECKING, Any
 
@@ -20,7 +21,7 @@ from keys.kek import FileKek, generate_kek_file
 from keys.keyring import KeyState
 from keys.migrate import JobResult, run_table_job
 from keys.rewrap import TokenCensus, count_tokens, counting_only, rewrite_stream
-from keys.settings import keystore_file
+from keys.settings import FileKekSettings, keystore_file
 from keys.table import TableSpec, open_table
 from keys.usage import WARN_FRACTION, read_usage, usage_path
 
@@ -64,7 +65,10 @@ def usage_warnings(
 
 def _cmd_rotate_kek(args: argparse.Namespace, settings: KeySettings) -> int:
     store = keystore_file(settings)
-    new_path: Path = args.new_kek
+    # Relative to the shell's folder, as typed; printed (and audited) absolute, because the
+    # config resolves relative paths against its own folder, not the shell's.
+    new_path: Path = args.new_kek.expanduser().resolve()
+    args.new_kek = new_path
     if args.generate:
         kek_id = generate_kek_file(new_path)
         print(f"wrote new KEK to {new_path} (mode 0600, kek id {kek_id}); back it up separately")
@@ -78,11 +82,19 @@ def _cmd_rotate_kek(args: argparse.Namespace, settings: KeySettings) -> int:
     )
     if backup is not None:
         print(f"the previous file is kept as {backup}: only the old KEK (kek id {old_id}) opens it")
+    old_path = settings.kek.path if isinstance(settings.kek, FileKekSettings) else None
+    if old_path is not None and new_path.parent != old_path.resolve().parent:
+        print(
+            f"note: the new KEK is in {new_path.parent}, not beside the old one "
+            f"({old_path.resolve().parent}); make sure every proxy can read it there, or move "
+            "it (keeping mode 0600) and use the moved path below",
+        )
     print(
-        f"next: point keys.kek at {new_path} in the config (running proxies pick it up within "
-        "keys.watch_interval, or on SIGHUP; until then they keep their loaded keys). When every "
-        "proxy runs on the new KEK and a new backup exists, destroy the old KEK"
-        + (" and the .bak file." if backup is not None else ".")
+        "next: in the config, set keys.kek to the new file (keep the other keys: settings):\n"
+        f"keys:\n  kek:\n    provider: file\n    path: {json.dumps(str(new_path))}\n"
+        "Running proxies pick it up within keys.watch_interval, or on SIGHUP; until then they "
+        "keep their loaded keys. When every proxy runs on the new KEK and a new backup exists, "
+        "destroy the old KEK" + (" and the .bak file." if backup is not None else ".")
     )
     return 0
 

@@ -26,7 +26,13 @@ if TYPE_CHECKING:
     from keys.migrate import JobResult
     from keys.usage import UsageCounter
 
-__all__ = ["check_unresolved", "is_database_error", "run_table_command", "split_columns"]
+__all__ = [
+    "check_unresolved",
+    "is_database_error",
+    "note_counts",
+    "run_table_command",
+    "split_columns",
+]
 
 _RESUME = "committed batches are kept; run the same command again to resume"
 
@@ -98,6 +104,15 @@ def _unresolved_lines(result: JobResult) -> list[str]:
     ]
 
 
+def note_counts(args: argparse.Namespace, **counts: int) -> None:
+    """Record on `args` what the run has committed so far (merged with earlier counts).
+
+    `phi-keys` audits a key change from these counts whenever `values_written` is above 0,
+    also when the command then fails or exits 1: committed batches stay committed.
+    """
+    args.counts = {**(getattr(args, "counts", None) or {}), **counts}
+
+
 def check_unresolved(command: str, result: JobResult, *, dry_run: bool) -> None:
     """Fail (status 1) when values were left that may still be plaintext PHI.
 
@@ -144,6 +159,13 @@ def run_table_command(
     show = _progress(command)
 
     def after_batch(result: JobResult, total: int) -> None:
+        if not args.dry_run:
+            note_counts(
+                args,
+                rows_scanned=result.rows,
+                values_written=result.updated,
+                conflicts=result.conflicts,
+            )
         counter.flush()
         show(result, total)
 

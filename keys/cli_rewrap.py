@@ -23,7 +23,7 @@ from keys.cli_migrate_counts import (
     open_counted_keyring,
     save_counts,
 )
-from keys.cli_migrate_table import check_unresolved, run_table_command
+from keys.cli_migrate_table import check_unresolved, note_counts, run_table_command
 from keys.errors import ConfigError, KeyringError
 from keys.keyring import KeyState
 from keys.migrate import rewrap_row
@@ -58,6 +58,8 @@ def run_rewrap(args: argparse.Namespace, settings: KeySettings) -> int:
             raise ConfigError("rewrap: use either --in/--out (a file) or --dsn (a table)")
         census = _rewrap_file(args, TokenRewrapper(keyring))
         save_counts(counter)
+        if not args.dry_run:
+            note_counts(args, values_written=census.changed)
     else:
         result = run_table_command(
             args,
@@ -67,6 +69,8 @@ def run_rewrap(args: argparse.Namespace, settings: KeySettings) -> int:
             job_state=current_keys_digest(keyring),
         )
         save_counts(counter)
+        if not args.dry_run:
+            note_counts(args, left_unresolved=sum(result.unresolved.values()))
         check_unresolved("rewrap", result, dry_run=args.dry_run)
         census = result.census
         verb = "would be" if args.dry_run else "were"
@@ -82,6 +86,8 @@ def run_rewrap(args: argparse.Namespace, settings: KeySettings) -> int:
     )
     for line in census_lines(census, keyring, after=not args.dry_run):
         print(line, file=report)
+    if not args.dry_run:
+        note_counts(args, left_on_old_key=sum(census.unopenable.values()))
     if census.unopenable and not args.dry_run:
         print(
             f"phi-keys: {sum(census.unopenable.values())} tokens could not be rewrapped and "

@@ -42,6 +42,7 @@ __all__ = [
     "Table",
     "TableSpec",
     "Update",
+    "check_dsn",
     "open_table",
 ]
 
@@ -365,12 +366,27 @@ class _PostgresTable(Table):
             self._runner.close()
 
 
+def check_dsn(dsn: str) -> str:
+    """Return a postgresql:// `dsn` if the config's rules for database URLs allow it.
+
+    The same rules as grants.store and audit.dsn: a host and a database name, and no password
+    (`user:password@` or `?password=`): on a command line it sits in `ps` output and shell
+    history for the whole run. ConfigError otherwise; the message never repeats the DSN.
+    """
+    from proxy.postgres_url import check_postgres_url  # noqa: PLC0415 - keys need no proxy import
+
+    try:
+        return check_postgres_url(dsn, setting="--dsn")
+    except ValueError as exc:
+        raise ConfigError(f"{exc}. Nothing was done") from None
+
+
 def open_table(dsn: str, spec: TableSpec) -> Table:
     """Open `spec` in the database named by `dsn` (sqlite:///… or postgresql://…)."""
     if dsn.startswith("sqlite:///"):
         return _SQLiteTable(spec, Path(dsn.removeprefix("sqlite:///")))
     if dsn.startswith(("postgresql://", "postgres://")):
-        return _PostgresTable(spec, dsn)
+        return _PostgresTable(spec, check_dsn(dsn))
     raise ConfigError(
         "--dsn must start with sqlite:/// (sqlite:///relative.db or sqlite:////absolute.db) "
         "or postgresql://"

@@ -1,10 +1,15 @@
-"""The breach-notification list: who saw which records' which field classes, when, how often.
+r"""The breach-notification list: who saw which records' which field classes, when, how often.
 
 Only disclosures count: a record appears when a value of it was decrypted (or legacy plaintext
 was kept) for a caller. Records whose fields were only masked never appear. A record with none
 of `fields.record.id_keys` cannot be named: its disclosures appear as record `(unknown)`. Lines
 of every format version read alike (`disclosed_records`), so a report spanning an upgrade is
 one list.
+
+Record ids come from portal responses, so a caller may have chosen them: every cell of the
+table and the CSV shows control, format and other non-printable characters as visible escapes
+(`\x1b`, `\r`, `\u202e`), so an id cannot move the cursor, erase or rewrite the rows an
+investigator reads. The JSON escapes them the same way, staying valid JSON.
 """
 
 from __future__ import annotations
@@ -30,6 +35,8 @@ __all__ = [
     "ReportRow",
     "align_columns",
     "build_report",
+    "printable",
+    "printable_json",
     "render_report",
 ]
 
@@ -137,9 +144,56 @@ def build_report(events: Iterable[dict[str, Any]], where: ReportFilter) -> list[
     return [ReportRow(*key, *entry) for key, entry in sorted(seen.items())]
 
 
+_NAMED_ESCAPES = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def _escape(ch: str) -> str:
+    code = ord(ch)
+    if ch in _NAMED_ESCAPES:
+        return _NAMED_ESCAPES[ch]
+    if code <= 0xFF:  # noqa: PLR2004 - the \xNN range
+        return f"\\x{code:02x}"
+    if code <= 0xFFFF:  # noqa: PLR2004 - the \uNNNN range
+        return f"\\u{code:04x}"
+    return f"\\U{code:08x}"
+
+
+def printable(text: str) -> str:
+    r"""`text` with every non-printable character (ESC, CR, LF, bidi controls…) as an escape.
+
+    What a terminal shows is then exactly the text: no escape sequence can run. A backslash is
+    left as it is, so an id that itself contains `\x1b` as four characters reads alike.
+    """
+    if text.isprintable():
+        return text
+    return "".join(ch if ch.isprintable() else _escape(ch) for ch in text)
+
+
+def _json_escape(ch: str) -> str:
+    if ch == "\n" or ch.isprintable():
+        return ch
+    data = ch.encode("utf-16-be")
+    return "".join(f"\\u{int.from_bytes(data[i : i + 2]):04x}" for i in range(0, len(data), 2))
+
+
+def printable_json(text: str) -> str:
+    r"""Serialised JSON with every non-printable character inside strings as a `\uXXXX` escape.
+
+    orjson already escapes U+0000-U+001F, but writes DEL, C1 controls (U+009B is a one-byte
+    CSI) and bidi overrides raw. Outside strings valid JSON holds only printable characters and
+    the newlines of its indentation, so this keeps the document valid and its values equal.
+    """
+    if text.isprintable():
+        return text
+    return "".join(map(_json_escape, text))
+
+
 def _csv_cell(value: object) -> object:
-    """Neutralise spreadsheet formulas: a record id from the portal is not trusted input."""
-    if isinstance(value, str) and value.startswith(("=", "+", "-", "@", "\t", "\r")):
+    """Visible escapes, and spreadsheet formulas neutralised: a record id is not trusted input."""
+    if not isinstance(value, str):
+        return value
+    value = printable(value)
+    if value.startswith(("=", "+", "-", "@", "\t", "\r")):
         return "'" + value
     return value
 
@@ -148,8 +202,10 @@ def align_columns(rows: Sequence[Sequence[str]]) -> list[str]:
     """Rows as left-aligned columns two spaces apart: the plain tables officers read and grep.
 
     Also `phi-grants review`'s table, so both reports look alike. `rows` holds at least one row
-    (the header), all of the same length.
+    (the header), all of the same length. Each cell is shown `printable`, so a value cannot
+    move the cursor or rewrite other rows.
     """
+    rows = [tuple(map(printable, row)) for row in rows]
     widths = [max(len(row[c]) for row in rows) for c in range(len(rows[0]))]
     return [
         "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip()
@@ -160,10 +216,12 @@ def align_columns(rows: Sequence[Sequence[str]]) -> list[str]:
 def render_report(rows: list[ReportRow], fmt: str) -> str:
     """`table` for people, `json` and `csv` for tools."""
     if fmt == "json":
-        return orjson.dumps(
-            [dict(zip(_COLUMNS, r.as_tuple(), strict=True)) for r in rows],
-            option=orjson.OPT_INDENT_2,
-        ).decode()
+        return printable_json(
+            orjson.dumps(
+                [dict(zip(_COLUMNS, r.as_tuple(), strict=True)) for r in rows],
+                option=orjson.OPT_INDENT_2,
+            ).decode()
+        )
     if fmt == "csv":
         out = io.StringIO()
         writer = csv.writer(out, lineterminator="\n")

@@ -3,6 +3,10 @@
 The HMAC key is created on first use only when there is no audit trail yet: a missing key next
 to an existing trail means someone moved or deleted it, and silently starting a new key would
 hide that (every old event would then fail verification with no explanation).
+
+Both key files must be private to the proxy's user (no permission at all for group or others):
+whoever can read the HMAC key can re-seal an edited trail, and whoever can read the signing key
+can sign forged checkpoints. A looser file is refused, never used.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ from typing import TYPE_CHECKING, Final
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
+from keys.file_modes import GROUP_OR_OTHERS, loose_mode_problem
 from proxy.audit.errors import AuditError
 
 if TYPE_CHECKING:
@@ -56,6 +61,13 @@ def _decode(text: str, where: str) -> ChainKey:
         ) from None
 
 
+def _require_private(path: Path, what: str, consequence: str) -> None:
+    """Refuse a key file that group or others may read or write (AuditError)."""
+    problem = loose_mode_problem(path, what, forbid=GROUP_OR_OTHERS)
+    if problem is not None:
+        raise AuditError(f"{problem}. It was not used: {consequence}")
+
+
 def _create(path: Path) -> None:
     material = base64.b64encode(os.urandom(KEY_BYTES)) + b"\n"
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
@@ -91,6 +103,13 @@ def load_chain_key(settings: AuditSettings) -> ChainKey:
             raise AuditError(
                 f"{path}: cannot create the audit key ({exc.strerror}); check the folder"
             ) from None
+    _require_private(
+        path,
+        "audit key (audit.key_file)",
+        "anyone who can read it can re-seal an edited audit trail. After `chmod 600`, ask "
+        "whether someone else could have read it; if so, keep the old key to verify the old "
+        "trail and start a new trail with a new key",
+    )
     try:
         text = path.read_text(encoding="ascii")
     except (OSError, UnicodeDecodeError) as exc:
@@ -102,6 +121,12 @@ def load_signing_key(path: Path | None) -> Ed25519PrivateKey | None:
     """The checkpoint signing key (PEM, unencrypted PKCS#8), or None when not configured."""
     if path is None:
         return None
+    _require_private(
+        path,
+        "checkpoint signing key (audit.signing_key_file)",
+        "anyone who can read it can sign forged checkpoints. After `chmod 600`, if someone "
+        "else could have read it, make a new key pair and give auditors the new public key",
+    )
     try:
         key = serialization.load_pem_private_key(path.read_bytes(), password=None)
     except (OSError, ValueError, TypeError) as exc:

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 
 from proxy.grants.cli_arguments import UsageError
 from proxy.grants.cli_listing import grant_line, utc_text
+from proxy.grants.errors import GrantNotFound
 from proxy.grants.store import GrantRequest
 
 if TYPE_CHECKING:
@@ -23,6 +24,7 @@ if TYPE_CHECKING:
 
     from proxy.grants.model import Grant
     from proxy.grants.store import GrantStore
+    from proxy.identity.subject import Subject
 
 __all__ = ["change_grants"]
 
@@ -65,6 +67,26 @@ def _audit(config_path: Path, action: str, by: str, grants: list[Grant], now: da
     )
 
 
+async def _nothing_to_offboard(store: GrantStore, subject: Subject) -> GrantNotFound:
+    """Exit 1 for an offboard that revoked nothing, saying whether the subject was ever seen.
+
+    A script wired to HR offboarding must not read "done" from a typo in the subject; a
+    re-run for someone already offboarded also exits 1, and the message says that is why.
+    """
+    earlier = len(await store.list(subject=subject))
+    if earlier:
+        return GrantNotFound(
+            f"{subject} has no unexpired grant ({earlier} earlier grant(s) already ended: "
+            "revoked or expired); nothing was revoked. If this person was offboarded before, "
+            "nothing is left to do"
+        )
+    return GrantNotFound(
+        f"{subject} has no grant in this store, now or before; nothing was revoked. Check "
+        "the subject (ISSUER|SUB, exactly as `phi-grants list` prints it: the issuer as in "
+        "identity.issuers, with no trailing /) and that grants.store is the proxy's store"
+    )
+
+
 async def change_grants(
     args: argparse.Namespace, store: GrantStore, now: datetime, config_path: Path
 ) -> int:
@@ -101,7 +123,7 @@ async def change_grants(
     else:
         revoked = await store.offboard(args.subject, by=by, reason=args.reason, now=now)
         if not revoked:
-            print(f"{args.subject} held no unexpired grant; nothing to revoke")
+            raise await _nothing_to_offboard(store, args.subject)
     for grant in revoked:
         print(f"revoked {grant_line(grant, now)}")
     _audit(config_path, args.command, by, revoked, now)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 from typing import TYPE_CHECKING
 
+from proxy.audit.report import printable, printable_json
 from proxy.grants.review import build_review
 from proxy.grants.review_model import ReviewOptions
 from proxy.grants.review_render import render_json, render_text
@@ -56,5 +57,10 @@ async def review_grants(
         store=store_name,
     )
     review = build_review(grants, usage, options)
-    print(render_json(review) if args.json else render_text(review))
+    # Grant fields (--by, reasons) and trail data are shown with visible escapes: no text in
+    # them can move the terminal's cursor or rewrite the lines a reviewer reads.
+    if args.json:
+        print(printable_json(render_json(review)))
+    else:
+        print("\n".join(map(printable, render_text(review).split("\n"))))
     return 1 if review.finding_count else 0

@@ -17,6 +17,11 @@ Writes run on the same single worker thread inside `BEGIN IMMEDIATE`, so they se
 other processes through SQLite's lock (waiting up to busy_timeout), never on the event loop.
 Opening the store (schema creation/migration) is synchronous: it happens once, at startup.
 The statements themselves, and how rows and times are stored, are in sqlite_queries.py.
+
+File modes: the database file is the access-control boundary (THREAT_MODEL.md), so a database
+(or its -wal/-shm) that group or others may *write* is refused before it is read — anyone who
+can write it can grant themselves access. One that others may only *read* is used, with a
+warning: it reveals who may see which practice, not PHI.
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, TypeVar
 
+from keys.file_modes import GROUP_OR_OTHERS, GROUP_OR_OTHERS_WRITE, loose_mode_problem
 from proxy.grants.errors import GrantStoreUnavailable
 from proxy.grants.failure_log import ThrottledFailureLog
 from proxy.grants.model import NO_ACCESS, Access, Grant
@@ -62,6 +68,28 @@ __all__ = ["SQLiteGrantStore"]
 
 _log = logging.getLogger(__name__)
 _T = TypeVar("_T")
+_SIDE_FILES = ("", "-wal", "-shm")
+
+
+def _check_modes(path: Path) -> None:
+    """Refuse a grant database others may write; warn (log) when others may read it."""
+    files = [path.with_name(path.name + suffix) for suffix in _SIDE_FILES]
+    for file in files:
+        problem = loose_mode_problem(file, "grant database", forbid=GROUP_OR_OTHERS_WRITE)
+        if problem is not None:
+            raise GrantStoreUnavailable(
+                f"{problem}. Refusing to use it: anyone who can write it can grant themselves "
+                "access to PHI. Until it is fixed the proxy does not start and phi-grants "
+                "does nothing; after fixing it, look for grants nobody made (`phi-grants list`)"
+            )
+    for file in files:
+        problem = loose_mode_problem(file, "grant database", forbid=GROUP_OR_OTHERS)
+        if problem is not None:
+            _log.warning(
+                "%s. It is used anyway: others can read who may see which practice, not PHI",
+                problem,
+            )
+            return  # one warning: its fix names the -wal/-shm files too
 
 
 class SQLiteGrantStore:
@@ -91,6 +119,7 @@ class SQLiteGrantStore:
         try:
             if not path.exists():
                 os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
+            _check_modes(path)
             setup = self._connect(busy_timeout)
             try:
                 migrate(setup, where=str(path))
@@ -102,6 +131,9 @@ class SQLiteGrantStore:
             )
             self._probe.execute("PRAGMA busy_timeout = 0")
             self._probe.execute("PRAGMA query_only = ON")
+        except GrantStoreUnavailable:
+            self._executor.shutdown(wait=False)
+            raise
         except (OSError, sqlite3.Error) as exc:
             self._executor.shutdown(wait=False)
             raise GrantStoreUnavailable(

@@ -151,6 +151,7 @@ def _signing_key_file(path):
         serialization.NoEncryption(),
     )
     path.write_bytes(pem)
+    path.chmod(0o600)  # a signing key others may read is refused
     return private
 
 

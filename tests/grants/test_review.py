@@ -416,6 +416,7 @@ class TestPostgres:
 
         grant_schema, audit_schema = schemas
         (tmp_path / "audit.key").write_text(base64.b64encode(os.urandom(32)).decode())
+        (tmp_path / "audit.key").chmod(0o600)  # an audit key others may read is refused
         config = tmp_path / "proxy.yaml"
         config.write_text(
             f"grants: {{store: '{DSN}', pg_schema: {grant_schema}, max_ttl: 90d}}\n"
