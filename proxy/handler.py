@@ -111,7 +111,7 @@ class Pipeline:
             raise web.HTTPMethodNotAllowed(request.method, [])
         caller = await self.authenticator.authenticate(request.headers, now=time.time())
         record.subject = None if caller.subject is None else str(caller.subject)
-        body = await self._request_body(request)
+        body = await self._request_body(request, caller)
         headers = self.headers.upstream_request_headers(
             request.headers,
             ForwardingContext(
@@ -144,8 +144,12 @@ class Pipeline:
             audit_state=request.get(AUDIT_STATE_KEY),
         )
 
-    async def _request_body(self, request: web.Request) -> bytes | None:
-        """Read the client body (aiohttp enforces the size cap: 413) and encrypt PHI in it."""
+    async def _request_body(self, request: web.Request, caller: Caller) -> bytes | None:
+        """Read the client body (aiohttp enforces the size cap: 413) and encrypt PHI in it.
+
+        A `require_grant` write route looks up the caller's grants first (a store that cannot
+        answer means no access: 403, fail closed).
+        """
         if not request.body_exists:
             return None
         refuse_undecoded_request_body(request.headers)
@@ -154,11 +158,14 @@ class Pipeline:
         stats = TransformStats()
         if (state := request.get(AUDIT_STATE_KEY)) is not None:
             state.request_stats = stats
+        access = None
+        if route is not None and route.route.require_grant:
+            access = await self.grants.access_for(caller, datetime.now(UTC))
         sealed = encrypt_request(
             body,
             request.headers.get("Content-Type"),
             route,
-            SealContext(self.policy, self.keyring(), stats),
+            SealContext(self.policy, self.keyring(), stats, access),
         )
         if stats.encrypted:
             request[RECORD_KEY].fields["encrypted"] = dict(stats.encrypted)

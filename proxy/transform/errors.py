@@ -56,6 +56,8 @@ REJECT_REASONS: Final = frozenset(
         # a Content-Type that aiohttp's two parsers read differently (quoted `;`, RFC 2231
         # `charset*=`, a parameter given twice): charset or boundary would be a guess (415)
         "ambiguous_content_type",
+        # a `require_grant` write route, and the caller holds no grant for the class there (403)
+        "no_grant_for_route",
     }
 )
 

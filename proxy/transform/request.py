@@ -46,6 +46,7 @@ from proxy.transform.stats import TransformStats
 if TYPE_CHECKING:
     from keys.keyring import Keyring
     from proxy.transform.policy import FieldPolicy
+    from proxy.transform.reveal import AccessPolicy
     from proxy.transform.routes import RouteMatch
 
 __all__ = ["SealContext", "encrypt_request"]
@@ -67,6 +68,8 @@ class SealContext:
     policy: FieldPolicy
     keyring: Keyring
     stats: TransformStats = field(default_factory=TransformStats)
+    #: The caller's grants, for `require_grant` routes (None: the caller may not send PHI there).
+    access: AccessPolicy | None = None
 
 
 def _kind(media: RequestMedia, body: bytes) -> str:
@@ -98,7 +101,8 @@ def encrypt_request(
 ) -> bytes:
     """Encrypt PHI fields of a request body, or refuse it; returns `body` if nothing changed.
 
-    Raises RequestRejected (400, 415 or 422) when the body must not be forwarded.
+    Raises RequestRejected (400, 403, 415 or 422) when the body must not be forwarded; 403 only
+    on a `require_grant` route, for a caller whose `ctx.access` does not cover a value's class.
     """
     if not body:
         return body
@@ -125,7 +129,7 @@ def encrypt_request(
         )
     doc = _parse(body)
     practice = _practice(route, doc, ctx)
-    walk = _Walk(ctx, practice)
+    walk = _Walk(ctx, practice, route if route.route.require_grant else None)
     result = walk.value(doc, 0, ctx.policy.matcher.initial, None)
     return orjson.dumps(result) if walk.changed else body
 
@@ -243,11 +247,14 @@ def _practice(route: RouteMatch, doc: object, ctx: SealContext) -> str:
 class _Walk:
     """Encrypts selected values for `practice`; with practice None, only refuses plaintext."""
 
-    __slots__ = ("changed", "ctx", "practice")
+    __slots__ = ("changed", "ctx", "gated", "practice")
 
-    def __init__(self, ctx: SealContext, practice: str | None) -> None:
+    def __init__(
+        self, ctx: SealContext, practice: str | None, gated: RouteMatch | None = None
+    ) -> None:
         self.ctx = ctx
         self.practice = practice
+        self.gated = gated  # a `require_grant` write route: each value needs the caller's grant
         self.changed = False
 
     def value(
@@ -298,6 +305,8 @@ class _Walk:
                     422, _NOT_WRITE.format(cls=field_class), reason="plaintext_outside_write_route"
                 )
             return text
+        if self.gated is not None and text:
+            self.check_grant(self.practice, field_class, self.gated)
         if text.startswith(TOKEN_PREFIX):
             self.check_token(text, field_class)
             return text
@@ -317,6 +326,23 @@ class _Walk:
         ctx.stats.encrypted[field_class] += 1
         self.changed = True
         return token
+
+    def check_grant(self, practice: str, field_class: str, route: RouteMatch) -> None:
+        """403 unless the caller may read `field_class` at `practice` (require_grant routes).
+
+        Encrypting needs no grant elsewhere (a patient booking holds none); on a search route
+        it would let anyone ask the portal whether a practice stores a value.
+        """
+        access = self.ctx.access
+        if access is None or not access.allows(practice, field_class):
+            raise RequestRejected(
+                403,
+                f"write route {route.route.method} {route.route.path} requires the caller to "
+                f"hold an active grant for its practice covering class {field_class!r} "
+                "(write_routes require_grant), and this caller holds none; nothing was "
+                "forwarded. Ask for a grant (`phi-grants add`) if this work needs it.",
+                reason="no_grant_for_route",
+            )
 
     def check_token(self, token: str, field_class: str) -> None:
         try:

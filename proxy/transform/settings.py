@@ -289,6 +289,13 @@ class WriteRouteSettings(BaseModel):
     practice_from: PathParamPractice | BodyKeyPractice = Field(
         description="Where the practice comes from: {path_param: NAME} or {body_key: NAME}."
     )
+    require_grant: bool = Field(
+        default=False,
+        description="Only callers holding an active grant for the route's practice, covering "
+        "each class the body carries, may send PHI here (403 otherwise, nothing forwarded). "
+        "Set it on search routes: a deterministic class lets anyone who can encrypt a value "
+        "ask the portal whether the practice stores it.",
+    )
 
     @field_validator("method", mode="before")
     @classmethod

@@ -1,0 +1,90 @@
+"""`write_routes[].require_grant`: a search route encrypts only for callers with a grant there.
+
+Without it, anyone who can reach a write route can have a value encrypted under a practice's
+deterministic key and learn from the portal's answer whether the practice stores it (review
+round 5). Real proxy, real portal, real SQLite grants; assertions on what the portal received.
+"""
+
+import json
+from datetime import UTC, datetime
+
+import pytest
+from blackbox_env import base_config, running_proxy_env
+
+SSN = "900-55-4321"
+SEARCH = "/api/practices/practice-a/patients/search"
+
+
+@pytest.fixture
+async def search_env(tmp_path):
+    routes = [
+        *base_config("http://unused")["write_routes"],
+        {
+            "method": "POST",
+            "path": "/api/practices/{practice_id}/patients/search",
+            "practice_from": {"path_param": "practice_id"},
+            "require_grant": True,
+        },
+    ]
+    async with running_proxy_env(tmp_path, overrides={"write_routes": routes}) as env:
+        yield env
+
+
+async def _search(env, sub, body):
+    response = await env.get(SEARCH, method="POST", json=body, sub=sub)
+    return response.status, json.loads(await response.read())
+
+
+async def test_caller_with_a_grant_searches_with_a_deterministic_token(search_env):
+    await search_env.grant("alice", "practice-a", fields=frozenset({"ssn"}))
+    status, _ = await _search(search_env, "alice", {"ssn": SSN})
+    assert status == 200
+    sent = json.loads(search_env.portal.last().body)
+    assert sent["ssn"].startswith("phi1.d.")
+    assert search_env.keyring.open(sent["ssn"]).plaintext == SSN
+
+
+@pytest.mark.parametrize(
+    ("sub", "grant"),
+    [
+        (None, None),  # anonymous
+        ("mallory", None),  # no grant at all
+        ("bob", ("practice-b", None)),  # a grant for another practice
+        ("carol", ("practice-a", frozenset({"history"}))),  # another class at this practice
+    ],
+)
+async def test_caller_without_a_fitting_grant_gets_403_and_nothing_is_forwarded(
+    search_env, sub, grant
+):
+    if grant is not None:
+        await search_env.grant(sub, grant[0], fields=grant[1])
+    status, body = await _search(search_env, sub, {"ssn": SSN})
+    assert status == 403
+    assert body["error"] == "request_rejected"
+    assert "require_grant" in body["message"]
+    assert SSN not in json.dumps(body)
+    assert search_env.portal.received == []
+
+
+async def test_a_revoked_grant_is_refused_on_the_next_request(search_env):
+    grant = await search_env.grant("alice", "practice-a")
+    assert (await _search(search_env, "alice", {"ssn": SSN}))[0] == 200
+    now = datetime.now(UTC)
+    await search_env.grants.revoke(grant_id=grant.id, by="tests", reason="left", now=now)
+    assert (await _search(search_env, "alice", {"ssn": SSN}))[0] == 403
+
+
+async def test_a_body_without_phi_needs_no_grant(search_env):
+    """Only PHI values are gated: a search by name passes as before."""
+    status, _ = await _search(search_env, "mallory", {"name": "Ada"})
+    assert status == 200
+    assert json.loads(search_env.portal.last().body) == {"name": "Ada"}
+
+
+async def test_other_write_routes_still_encrypt_for_anyone(search_env):
+    """Booking-style routes keep working for callers without grants (the default)."""
+    response = await search_env.get(
+        "/api/practices/practice-a/patients", method="POST", json={"ssn": SSN}, sub="mallory"
+    )
+    assert response.status == 200
+    assert json.loads(search_env.portal.last().body)["ssn"].startswith("phi1.d.")
