@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from blackbox_env import ProxyEnv, proxy_env_for
 from blackbox_portal import RecordingPortal
+from raw_portal import RawAnswer, content_length
 from yarl import URL
 
 if TYPE_CHECKING:
@@ -83,7 +84,7 @@ class KeepAlivePortal:
         try:
             while True:
                 head = (await reader.readuntil(b"\r\n\r\n")).decode("latin-1")
-                body = await reader.readexactly(_content_length(head))
+                body = await reader.readexactly(content_length(head))
                 request = PortalRequest(conn, head, body)
                 self.requests.append(request)
                 reply = self.answer(request)
@@ -96,14 +97,6 @@ class KeepAlivePortal:
             return
         finally:
             writer.close()
-
-
-def _content_length(head: str) -> int:
-    for line in head.split("\r\n")[1:]:
-        name, _, value = line.partition(":")
-        if name.strip().lower() == "content-length":
-            return int(value)
-    return 0
 
 
 @contextlib.asynccontextmanager
@@ -153,30 +146,17 @@ def request_bytes(
     return f"{method} {target} HTTP/1.1\r\n{text}\r\n".encode("latin-1") + body
 
 
-@dataclass
-class Answer:
-    """The first response in raw client bytes: status line, header lines, and the rest."""
-
-    status_line: str
-    header_lines: list[str]
-    rest: bytes
+class Answer(RawAnswer):
+    """The first response in raw client bytes; `body` is everything after its head."""
 
     @property
-    def status(self) -> int:
-        return int(self.status_line.split(" ", 2)[1])
-
-    def values(self, name: str) -> list[str]:
-        wanted = name.lower()
-        return [
-            line.partition(":")[2].strip()
-            for line in self.header_lines
-            if line.partition(":")[0].strip().lower() == wanted
-        ]
+    def rest(self) -> bytes:
+        return self.body
 
     def json(self) -> Any:
         """The body of a Content-Length framed proxy error answer, parsed."""
         length = int(self.values("Content-Length")[0])
-        return json.loads(self.rest[:length])
+        return json.loads(self.body[:length])
 
 
 def first_answer(data: bytes, *, skip_interim: bool = True) -> Answer:

@@ -39,7 +39,7 @@ class RawPortal:
     async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
             head = (await reader.readuntil(b"\r\n\r\n")).decode("latin-1")
-            body = await reader.readexactly(_content_length(head))
+            body = await reader.readexactly(content_length(head))
             self.received.append(RawRequest(head, body))
             target = head.split(" ", 2)[1]
             writer.write(self.routes.get(target.split("?", 1)[0], _NOT_FOUND))
@@ -48,7 +48,7 @@ class RawPortal:
             writer.close()
 
 
-def _content_length(head: str) -> int:
+def content_length(head: str) -> int:
     for line in head.split("\r\n")[1:]:
         name, _, value = line.partition(":")
         if name.strip().lower() == "content-length":
