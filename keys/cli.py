@@ -329,6 +329,8 @@ def _run(args: argparse.Namespace, *, changes_keys: bool) -> int:
             except PhiProxyError as audit_exc:
                 print(f"{_PROG}: {audit_exc}", file=sys.stderr)
         raise
+    if getattr(args, "dry_run", False):  # counted only, nothing written: not a key change
+        return int(status)
     if changes_keys and (status == 0 or _committed(args)):
         try:
             _audit_key_change(args, status=status)

@@ -76,14 +76,21 @@ class _StrictLoader(yaml.SafeLoader):
     Plain PyYAML keeps the last value and drops the first without a word, so a second
     `selectors:` block silently replaces the first (and the PHI it protected goes out in
     clear). `<<` merge keys still work: a key written in the mapping itself overrides the same
-    key merged in from an anchor, as YAML specifies; only keys written twice are refused.
+    key merged in from an anchor, as YAML specifies; keys written twice, `<<` written twice,
+    and a key that two mappings of one `<<: [*a, *b]` both bring are refused.
     """
 
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
         """Check the mapping's own keys for repeats, then build it as SafeLoader does."""
         seen: dict[object, int] = {}
-        for key_node, _value in node.value:
+        merge_line: int | None = None
+        for key_node, value_node in node.value:
             if key_node.tag == "tag:yaml.org,2002:merge":
+                line = key_node.start_mark.line + 1
+                if merge_line is not None:  # the second `<<` would silently drop the first
+                    raise _DuplicateKey("<<", merge_line, line)
+                merge_line = line
+                self._refuse_overlapping_merges(value_node, deep=deep)
                 continue
             key = self.construct_object(key_node, deep=deep)
             line = key_node.start_mark.line + 1
@@ -95,6 +102,25 @@ class _StrictLoader(yaml.SafeLoader):
                 raise _DuplicateKey(key, first, line)
             seen[key] = line
         return super().construct_mapping(node, deep=deep)
+
+    def _refuse_overlapping_merges(self, value_node: yaml.Node, *, deep: bool) -> None:
+        """`<<: [*a, *b]` where a and b share a key: YAML keeps a's silently; refuse it."""
+        if not isinstance(value_node, yaml.SequenceNode):
+            return
+        seen: dict[object, int] = {}
+        for merged in value_node.value:
+            if not isinstance(merged, yaml.MappingNode):
+                continue
+            for key_node, _value in merged.value:
+                key = self.construct_object(key_node, deep=deep)
+                line = key_node.start_mark.line + 1
+                try:
+                    first = seen.get(key)
+                except TypeError:
+                    continue
+                if first is not None:
+                    raise _DuplicateKey(key, first, line)
+                seen[key] = line
 
 
 def read_config_mapping(path: Path) -> dict[str, Any]:

@@ -367,18 +367,20 @@ class _PostgresTable(Table):
 
 
 def check_dsn(dsn: str) -> str:
-    """Return a postgresql:// `dsn` if the config's rules for database URLs allow it.
+    """Return a postgresql:// `dsn` unless it carries a password.
 
-    The same rules as grants.store and audit.dsn: a host and a database name, and no password
-    (`user:password@` or `?password=`): on a command line it sits in `ps` output and shell
-    history for the whole run. ConfigError otherwise; the message never repeats the DSN.
+    A password (`user:password@` or `?password=`) on a command line sits in `ps` output and
+    shell history for the whole run: the config's rule for database URLs. Anything libpq takes
+    otherwise (a Unix socket `?host=/run/postgresql`, several hosts) is the operator's choice
+    on the command line. ConfigError otherwise; the message never repeats the DSN.
     """
-    from proxy.postgres_url import check_postgres_url  # noqa: PLC0415 - keys need no proxy import
+    from proxy.postgres_url import refuse_password  # noqa: PLC0415 - keys need no proxy import
 
     try:
-        return check_postgres_url(dsn, setting="--dsn")
+        refuse_password(dsn, setting="--dsn")
     except ValueError as exc:
         raise ConfigError(f"{exc}. Nothing was done") from None
+    return dsn
 
 
 def open_table(dsn: str, spec: TableSpec) -> Table:

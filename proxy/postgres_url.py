@@ -17,6 +17,7 @@ __all__ = [
     "check_schema_name",
     "describe_postgres_url",
     "is_postgres_url",
+    "refuse_password",
 ]
 
 _PG_SCHEMES: Final = ("postgresql://", "postgres://")
@@ -40,6 +41,17 @@ def describe_postgres_url(value: str) -> str:
 _SECRET_QUERY_KEYS: Final = frozenset({"password", "sslpassword"})
 
 
+def refuse_password(value: str, *, setting: str) -> None:
+    """Raise ValueError if the URL `value` carries a password (`user:pw@` or `?password=`)."""
+    parts = urlsplit(value)
+    query_keys = {key.lower() for key, _ in parse_qsl(parts.query, keep_blank_values=True)}
+    if parts.password is not None or query_keys & _SECRET_QUERY_KEYS:
+        raise ValueError(
+            f"{setting} must not contain a password (it would leak into logs, backups and "
+            "process listings); remove it and set PGPASSWORD or use a ~/.pgpass file"
+        )
+
+
 def check_postgres_url(value: str, *, setting: str) -> str:
     """Return `value` if it is a usable, password-free PostgreSQL URL; else raise ValueError.
 
@@ -52,12 +64,7 @@ def check_postgres_url(value: str, *, setting: str) -> str:
         raise ValueError(f"{setting} is not a valid PostgreSQL URL; write {_EXAMPLE}") from None
     if not is_postgres_url(value):
         raise ValueError(f"{setting} must be a postgresql:// URL, such as {_EXAMPLE}")
-    query_keys = {key.lower() for key, _ in parse_qsl(parts.query, keep_blank_values=True)}
-    if parts.password is not None or query_keys & _SECRET_QUERY_KEYS:
-        raise ValueError(
-            f"{setting} must not contain a password (it would leak into logs, backups and "
-            "process listings); remove it and set PGPASSWORD or use a ~/.pgpass file"
-        )
+    refuse_password(value, setting=setting)
     if not parts.hostname or parts.path in ("", "/"):
         raise ValueError(f"{setting} needs a host and a database name: {_EXAMPLE}")
     return value

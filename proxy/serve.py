@@ -89,12 +89,15 @@ def _bind(host: str, port: int, setting: str) -> tuple[socket.socket, ...]:
             if (family, address) in seen:
                 continue
             seen.add((family, address))
-            sock = socket.socket(family, kind, proto)
+            try:
+                sock = socket.socket(family, kind, proto)
+            except OSError:  # e.g. no IPv6 on this host: skip that family, as asyncio does
+                continue
             bound.append(sock)
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # TIME_WAIT only
             if family == socket.AF_INET6:
                 sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
-            sock.bind(address)
+            sock.bind((address[0], port, *address[2:]))  # an ephemeral port: the first one's
             sock.listen(_BACKLOG)
             sock.setblocking(False)  # noqa: FBT003 - the socket API
             if port == 0:  # every address of an ephemeral listener shares the first port
@@ -103,6 +106,12 @@ def _bind(host: str, port: int, setting: str) -> tuple[socket.socket, ...]:
         for sock in bound:
             sock.close()
         raise ListenError(_bind_failure(host, port, setting, exc)) from None
+    if not bound:
+        raise ListenError(
+            f"cannot listen on {host}:{port} ({setting}): this machine cannot open a socket for "
+            "any address it resolves to (e.g. only IPv6, which is disabled); use an IPv4 "
+            "address such as 127.0.0.1"
+        )
     return tuple(bound)
 
 

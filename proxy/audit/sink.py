@@ -149,6 +149,29 @@ def _not_a_trail(path: Path, why: str) -> NotAnAuditTrail:
     )
 
 
+def _write_whole(fd: int, data: bytes, *, fsync: bool) -> None:
+    """Append `data` and fsync it, or leave the file as it was and raise OSError.
+
+    A short write (disk full) would otherwise leave half a line at the end, and a trail whose
+    last line is not an event is refused from then on: one full disk would stop the trail (and,
+    under `on_failure: deny`, every disclosure) until an operator stepped in. The events stay
+    queued and are written again once there is room.
+    """
+    before = os.fstat(fd).st_size
+    try:
+        written = os.write(fd, data)
+        if fsync and written == len(data):
+            os.fsync(fd)
+    except OSError:
+        with contextlib.suppress(OSError):  # the original error is the one to report
+            os.ftruncate(fd, before)
+        raise
+    if written != len(data):
+        with contextlib.suppress(OSError):
+            os.ftruncate(fd, before)
+        raise OSError(f"short write to the audit file ({written} of {len(data)} bytes)")
+
+
 class FileSink:
     """A JSON-lines file plus its `.head` lock file; safe for many processes at once."""
 
@@ -221,11 +244,7 @@ class FileSink:
                 batch, head, ts=ts, force_checkpoint=force_checkpoint
             )
             data = b"".join(line + b"\n" for line in lines)
-            written = os.write(fd, data)
-            if written != len(data):
-                raise OSError(f"short write to the audit file ({written} of {len(data)} bytes)")
-            if self._fsync:
-                os.fsync(fd)
+            _write_whole(fd, data, fsync=self._fsync)
             record = orjson.dumps({"seq": new_head.seq, "hash": new_head.hash})
             os.ftruncate(head_fd, 0)
             os.pwrite(head_fd, record, 0)

@@ -25,6 +25,9 @@ PEEK_BYTES: Final = 512
 
 _STREAMABLE_PREFIXES = ("image/", "audio/", "video/", "font/")
 _UTF8_BOM: Final = b"\xef\xbb\xbf"
+#: Prefixes that JSON APIs put before a body so a <script> tag cannot run it; the clients
+#: (Angular's `)]}',`, the `for(;;);` / `while(1);` style) cut them off and parse the rest.
+_XSSI_PREFIXES: Final = (b")]}'", b"for(;;);", b"while(1);")
 #: What a JSON reader skips before a value (RS too: json-seq). Possessive: one pass, no backtrack.
 _BLANK: Final = re.compile(rb"[ \t\r\n\x1e]*+")
 
@@ -61,6 +64,9 @@ def looks_like_text(head: bytes) -> bool:
     A head that is nothing but whitespace (not empty) is no media format either; refusing it
     costs nothing real and means no amount of padding can pass as an image.
     """
-    if head and blank_prefix(head) == len(head):
+    start = blank_prefix(head)
+    if head and start == len(head):
+        return True
+    if head.startswith(_XSSI_PREFIXES, start):  # JSON behind an anti-hijacking prefix
         return True
     return starts_like_json(head) or TOKEN_PREFIX_BYTES in head or looks_wide(head)

@@ -57,6 +57,8 @@ _CODE_SUBTYPES: Final = frozenset({"javascript", "x-javascript", "ecmascript", "
 #: An object with a quoted key, or an array of objects/strings/arrays: where JSON carries data.
 #: Plain text such as "Error [code 5]: invalid ssn" has neither and stays token-scanned.
 _JSON_CONTAINER: Final = re.compile(rb'\{\s*"|\[\s*[{"\[]')
+#: A JSON member name: a quoted run of non-control bytes (escapes allowed), then a colon.
+_JSON_MEMBER: Final = re.compile(rb'"((?:[^"\\\x00-\x1f]|\\.){1,256}+)"[ \t\r\n]*:')
 
 
 def transform_response(body: bytes, content_type: str | None, ctx: RevealContext) -> bytes:
@@ -78,14 +80,18 @@ def transform_response(body: bytes, content_type: str | None, ctx: RevealContext
         return transform_text(body, kind, ctx)  # refuses the charset
     if kind.escape in _MARKUP_KINDS or _is_code(content_type):
         return _transform_markup(body, kind, ctx)
-    if (
-        (kind.json_lines or _JSON_CONTAINER.search(body) is not None)
-        and ctx.policy.may_hold_selected_keys(body)
-        and _is_text(body, kind)
+    if (kind.json_lines or _JSON_CONTAINER.search(body) is not None) and (
+        ctx.policy.may_hold_selected_keys(body)
     ):
-        walked = _transform_sniffed(body, kind, ctx, strict=True)
-        if walked is not None:
-            return walked
+        if _is_text(body, kind):
+            walked = _transform_sniffed(body, kind, ctx, strict=True)
+            if walked is not None:
+                return walked
+        elif _names_selected_member(body, ctx):
+            # Binary by its bytes, yet it holds JSON members named like selected fields
+            # (`)]}',\n{"ssn": …}` with one Latin-1 byte; a JSON part of a multipart body):
+            # clients that cut such bodies apart would read legacy plaintext we did not walk.
+            raise UnsafeBody("invalid_json")
     return transform_text(body, kind, ctx)
 
 
@@ -107,6 +113,22 @@ def _is_text(body: bytes, kind: BodyKind) -> bool:
     except (UnicodeDecodeError, LookupError):
         return False
     return True
+
+
+def _names_selected_member(body: bytes, ctx: RevealContext) -> bool:
+    """True if `body` holds a JSON member (`"name":`) whose name may be a selected key.
+
+    Only quoted names followed by a colon count, so random bytes in a download almost never
+    match (a quote, up to 256 printable bytes, a quote and a colon); names are decoded leniently
+    so a stray byte cannot hide them. Tokens are removed first: they are decided anyway.
+    """
+    if TOKEN_PREFIX_BYTES in body:
+        body = TOKEN_PATTERN_BYTES.sub(b"", body)
+    names = [
+        match.group(1).decode("utf-8", "replace").encode("utf-8")
+        for match in _JSON_MEMBER.finditer(body)
+    ]
+    return bool(names) and ctx.policy.may_hold_selected_keys(b'"'.join(names))
 
 
 def _is_code(content_type: str | None) -> bool:

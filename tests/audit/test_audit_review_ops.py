@@ -11,6 +11,8 @@ import csv
 import io
 import json
 import os
+import resource
+import signal
 import subprocess
 import sys
 from datetime import UTC, datetime
@@ -279,3 +281,29 @@ class TestReportEscapes:
         assert lines[1] == "x\\x1b[31m  y"
         assert lines[2].startswith("\\u202eabc")
         assert lines[2].index("z") == lines[1].index("y")
+
+
+class TestShortWrite:
+    """A write cut short (disk full) leaves the trail as it was (review of round 5, R2)."""
+
+    def test_a_short_write_leaves_no_partial_line_and_the_trail_continues(self, tmp_path):
+        settings = settings_in(tmp_path, fsync=False)
+        write_events(settings, 2)
+        path = settings.path
+        before = path.read_bytes()
+        sink = FileSink(path, fsync=False)
+        big = {"type": "grant_change", "ts": TS, "action": "add", "reason": "x" * 4000}
+        old_limit = resource.getrlimit(resource.RLIMIT_FSIZE)
+        old_handler = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (len(before) + 100, old_limit[1]))
+        try:
+            with pytest.raises(OSError, match="short write"):
+                sink.append(open_chain(settings), [big], ts=TS, force_checkpoint=False)
+        finally:
+            resource.setrlimit(resource.RLIMIT_FSIZE, old_limit)  # "space freed"
+            signal.signal(signal.SIGXFSZ, old_handler)
+        assert path.read_bytes() == before
+        sink.probe()
+        sink.append(open_chain(settings), [big], ts=TS, force_checkpoint=False)
+        assert path.read_bytes().startswith(before)
+        assert path.read_bytes().endswith(b"\n")

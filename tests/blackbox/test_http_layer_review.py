@@ -121,6 +121,17 @@ async def test_padded_json_labelled_as_image_is_refused(tmp_path, padding):
     _no_phi_in(data)
 
 
+@pytest.mark.parametrize("prefix", [b")]}',\n", b"for(;;);", b"while(1);"])
+async def test_json_behind_an_anti_hijacking_prefix_labelled_as_image_is_refused(tmp_path, prefix):
+    """Angular-style clients cut `)]}',` off and parse the rest, whatever the label says."""
+    body = prefix + json.dumps(DOC).encode()
+    portal = _answering(response("200 OK", [("Content-Type", "image/png")], body))
+    async with portal_env(tmp_path, portal) as env:
+        data = await exchange(env.proxy_url, GET_PATIENT)
+    assert first_answer(data).status == 502
+    _no_phi_in(data)
+
+
 async def test_padding_beyond_the_response_limit_is_refused(tmp_path):
     """Whitespace past limits.max_response_body is no media; the peek stops there."""
     limits = {"max_request_body": 64 * 1024, "max_response_body": 4096}

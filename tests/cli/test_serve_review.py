@@ -25,6 +25,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 
 from proxy.demo.workspace import DemoPorts, create_workspace
+from proxy.serve import _bind
 
 pytestmark = pytest.mark.slow
 PHI_PROXY = Path(sys.executable).parent / "phi-proxy"
@@ -265,3 +266,40 @@ class TestStartFailuresAreOneLine:
         assert status == 1
         assert "listener TLS private key is readable or writable by group or others" in line
         assert f"chmod 600 {key}" in line
+
+
+class TestAddressFamilies:
+    """`localhost` on a kernel without IPv6 still listens on 127.0.0.1 (review of round 5, R4).
+
+    A kernel booted with ipv6.disable=1 is not available here, so socket creation for AF_INET6
+    is made to fail the way that kernel fails it; the binding itself is real.
+    """
+
+    def test_an_unusable_family_is_skipped(self, monkeypatch):
+        real_getaddrinfo, real_socket = socket.getaddrinfo, socket.socket
+
+        def both_families(host, port, *args, **kwargs):
+            v4 = real_getaddrinfo("127.0.0.1", port, *args, **kwargs)
+            return [(socket.AF_INET6, socket.SOCK_STREAM, 6, "", ("::1", port, 0, 0)), *v4]
+
+        def no_ipv6(family=-1, *args, **kwargs):
+            if family == socket.AF_INET6:
+                raise OSError(errno.EAFNOSUPPORT, "Address family not supported by protocol")
+            return real_socket(family, *args, **kwargs)
+
+        monkeypatch.setattr(socket, "getaddrinfo", both_families)
+        monkeypatch.setattr(socket, "socket", no_ipv6)
+        bound = _bind("localhost", 0, "listen.port")
+        try:
+            assert [s.getsockname()[0] for s in bound] == ["127.0.0.1"]
+        finally:
+            for sock in bound:
+                sock.close()
+
+    def test_every_address_of_an_ephemeral_listener_shares_one_port(self):
+        bound = _bind("localhost", 0, "listen.port")
+        try:
+            assert len({s.getsockname()[1] for s in bound}) == 1
+        finally:
+            for sock in bound:
+                sock.close()

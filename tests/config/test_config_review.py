@@ -312,3 +312,28 @@ class TestAuditFilesApart:
     def test_the_default_audit_files_are_fine(self, workspace):
         settings = load_settings(workspace / "phi-proxy.yaml")
         assert settings.audit.path.name == "audit.jsonl"
+
+
+class TestMergeKeys:
+    """Merge keys cannot drop a block silently either (review of round 5, R3)."""
+
+    FIELDS = 'fields:\n  classes:\n    ssn: {mask: {text: "[hidden]"}}\n    history: {mask: null}\n'
+
+    @pytest.mark.parametrize(
+        "merge",
+        [
+            (
+                "  <<: {selectors: [{class: ssn, keys: [ssn]}]}\n"
+                "  <<: {selectors: [{class: history, keys: [medical_history]}]}\n"
+            ),
+            (
+                "  <<: [{selectors: [{class: ssn, keys: [ssn]}]},"
+                " {selectors: [{class: history, keys: [medical_history]}]}]\n"
+            ),
+        ],
+    )
+    def test_two_merges_bringing_one_key_are_refused(self, tmp_path, merge):
+        path = tmp_path / "proxy.yaml"
+        path.write_text(self.FIELDS + merge)
+        with pytest.raises(ConfigError, match="appears twice"):
+            read_config_mapping(path)

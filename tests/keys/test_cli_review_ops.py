@@ -21,6 +21,7 @@ import yaml
 from keys.config_file import load_section
 from keys.kek import generate_kek_file
 from keys.settings import KeySettings, keystore_file, open_keyring
+from keys.table import check_dsn
 from keys.token_format import TOKEN_PREFIX
 from proxy.audit.settings import AuditSettings
 from proxy.transform.settings import FieldSettings
@@ -275,3 +276,33 @@ class TestDeterministicSetting:
         assert token == open_keyring(settings).encrypt(
             "practice-a", "ssn", "900-01-0001", deterministic=True
         )
+
+
+class TestDryRun:
+    """A dry run changes nothing, so it writes no key_change event (review of round 5, R5)."""
+
+    def test_a_dry_run_leaves_no_key_change_event(self, tmp_path):
+        config = make_keys(tmp_path)
+        dsn = make_table(tmp_path, [(1, "practice-a", "900-01-0001")])
+        done = encrypt_existing(config, dsn, "--dry-run")
+        assert done.returncode == 0, done.stderr
+        assert table_rows(dsn)[0][2] == "900-01-0001"
+        assert key_changes(config) == []
+        done = encrypt_existing(config, dsn)
+        assert done.returncode == 0, done.stderr
+        assert [e["action"] for e in key_changes(config)] == ["encrypt-existing"]
+
+
+class TestDsnWithoutPassword:
+    """Only the password is refused on --dsn: libpq forms without one still work."""
+
+    @pytest.mark.parametrize(
+        "dsn",
+        [
+            "postgresql:///test?host=/var/run/postgresql",  # a Unix socket
+            "postgresql://app@db1:5432,db2:5432/portal",  # several hosts
+            "postgresql://app@127.0.0.1:5432/test",
+        ],
+    )
+    def test_accepted(self, dsn):
+        assert check_dsn(dsn) == dsn

@@ -4,6 +4,8 @@ import json
 
 import orjson
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from transform_helpers import Grants
 
 from proxy.transform import UnsafeBody, transform_response
@@ -312,3 +314,46 @@ class TestStrayBytes:
         """Octet-stream that does not start like JSON and holds NULs stays a download."""
         body = b'%PDF-1.7\x00\x81 {"ssn" stream'
         assert transform_response(body, "application/octet-stream", make_ctx()) is body
+
+
+class TestBinaryLookingJson:
+    """Bodies binary by their bytes that still carry JSON members (review of round 5, R1)."""
+
+    ROW = orjson.dumps(LEGACY)
+    XSSI = b")]}',\n"  # Angular strips it and parses the rest, whatever the type
+    LATIN1 = ROW[:-1] + b',"note":"M\xfcller"}'
+    MULTIPART = (
+        b"--b\r\nContent-Type: application/json\r\n\r\n" + ROW + b"\r\n"
+        b"--b\r\nContent-Type: application/pdf\r\n\r\n%PDF-1.7\x00\x01\x02\r\n--b--\r\n"
+    )
+
+    @pytest.mark.parametrize(
+        ("content_type", "body"),
+        [
+            (None, XSSI + LATIN1),
+            ("application/octet-stream", XSSI + LATIN1),
+            ("application/octet-stream; charset=utf-8", XSSI + LATIN1),
+            ("multipart/mixed; boundary=b", MULTIPART),
+            ("application/x-www-form-urlencoded", b"x\x00\n" + ROW),
+        ],
+    )
+    def test_selected_members_in_a_binary_body_are_withheld(self, make_ctx, content_type, body):
+        with pytest.raises(UnsafeBody, match="invalid_json"):
+            transform_response(body, content_type, make_ctx())
+
+    @given(
+        noise=st.binary(min_size=64, max_size=4096).map(lambda b: b.replace(b'"', b"")),
+        at=st.integers(min_value=0, max_value=4096),
+    )
+    @settings(
+        max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+    )
+    def test_a_download_naming_a_field_outside_member_syntax_still_streams(
+        self, make_ctx, noise, at
+    ):
+        """Braces and field names without `"name":` in binary bytes are no reason to refuse.
+
+        (The noise holds no quote, so no member can form by chance: the property is exact.)
+        """
+        body = b"%PDF-1.7\x00" + noise[:at] + b'{"x ssn history' + noise[at:]
+        assert transform_response(body, "application/octet-stream", make_ctx()) == body
