@@ -22,7 +22,8 @@ from keys.keyring import KeyState
 from keys.migrate import JobResult, run_table_job
 from keys.rewrap import TokenCensus, count_tokens, counting_only, rewrite_stream
 from keys.settings import FileKekSettings, keystore_file
-from keys.table import TableSpec, open_table
+from keys.table import TableSpec
+from keys.table_backends import open_table
 from keys.usage import WARN_FRACTION, read_usage, usage_path
 
 if TYPE_CHECKING:

@@ -17,7 +17,8 @@ from typing import TYPE_CHECKING, Any
 
 from keys.errors import ConfigError, KeyringError
 from keys.migrate import NOT_A_TOKEN, NOT_TEXT, run_table_job
-from keys.table import TableSpec, open_table
+from keys.table import TableSpec
+from keys.table_backends import open_table
 
 if TYPE_CHECKING:
     import argparse

@@ -1,8 +1,9 @@
 """A live SQL table seen as batches of rows, for `phi-keys rewrap` and `encrypt-existing`.
 
-Two backends behind one small class: SQLite (`sqlite:///relative.db`, `sqlite:////abs.db`)
-and PostgreSQL (`postgresql://…`, through asyncpg with a private event loop: a CLI needs no
-async API). Rows are read in key order (keyset pagination: `WHERE key > last ORDER BY key`),
+Two backends behind one small class (`keys.table_backends`, which also opens a table from a
+DSN): SQLite (`sqlite:///relative.db`, `sqlite:////abs.db`) and PostgreSQL (`postgresql://…`,
+through asyncpg with a private event loop: a CLI needs no async API). Rows are read in key
+order (keyset pagination: `WHERE key > last ORDER BY key`),
 and each batch's updates are written in ONE transaction together with the job's progress row in
 `phi_keys_progress`. A process killed at any instant therefore leaves either the whole batch and
 its progress, or neither: a re-run resumes after the last committed batch, and no row is lost
@@ -21,36 +22,31 @@ pattern and quoted, and every value travels as a bound parameter.
 
 from __future__ import annotations
 
-import asyncio
-import json
 import re
-import sqlite3
 from dataclasses import dataclass
-from datetime import UTC, datetime
-from pathlib import Path
-from typing import TYPE_CHECKING, Any, Final, TypeVar
+from typing import TYPE_CHECKING, Any, Final
 
 from keys.errors import ConfigError, KeyringError
 
 if TYPE_CHECKING:
-    from collections.abc import Coroutine, Sequence
+    from collections.abc import Sequence
 
 __all__ = [
     "PROGRESS_TABLE",
     "BlobText",
+    "KeyValue",
     "Row",
     "Table",
     "TableSpec",
     "Update",
-    "check_dsn",
-    "open_table",
+    "bind_value",
+    "quote_ident",
 ]
 
 PROGRESS_TABLE: Final = "phi_keys_progress"
 _IDENT: Final = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
 
 KeyValue = int | str
-_T = TypeVar("_T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,7 +85,7 @@ def _cell(value: object) -> object:
     return value
 
 
-def _bind(old: str, value: str) -> str | bytes:
+def bind_value(old: str, value: str) -> str | bytes:
     """`value` as the parameter type of the stored cell: bytes when `old` came from a BLOB."""
     return value.encode("latin-1") if isinstance(old, BlobText) else value
 
@@ -127,7 +123,8 @@ def _check_ident(name: str, flag: str) -> None:
         )
 
 
-def _q(name: str) -> str:
+def quote_ident(name: str) -> str:
+    """`name` (already checked against _IDENT per part) double-quoted for SQL."""
     return ".".join(f'"{part}"' for part in name.split("."))
 
 
@@ -151,18 +148,18 @@ class Table:
     def _select_sql(self, *, after: bool) -> str:
         s = self.spec
         cols = [s.key, *s.columns] + ([s.practice_column] if s.practice_column else [])
-        where = f" WHERE {_q(s.key)} > {self._ph(1)}" if after else ""
+        where = f" WHERE {quote_ident(s.key)} > {self._ph(1)}" if after else ""
         limit = self._ph(2 if after else 1)
         return (
-            f"SELECT {', '.join(_q(c) for c in cols)} FROM {_q(s.table)}{where} "
-            f"ORDER BY {_q(s.key)} LIMIT {limit}"
+            f"SELECT {', '.join(quote_ident(c) for c in cols)} FROM {quote_ident(s.table)}{where} "
+            f"ORDER BY {quote_ident(s.key)} LIMIT {limit}"
         )
 
     def _update_sql(self, column: str) -> str:
         s = self.spec
         return (
-            f"UPDATE {_q(s.table)} SET {_q(column)} = {self._ph(1)} "
-            f"WHERE {_q(s.key)} = {self._ph(2)} AND {_q(column)} = {self._ph(3)}"
+            f"UPDATE {quote_ident(s.table)} SET {quote_ident(column)} = {self._ph(1)} "
+            f"WHERE {quote_ident(s.key)} = {self._ph(2)} AND {quote_ident(column)} = {self._ph(3)}"
         )
 
     def _progress_sql(self) -> str:
@@ -195,8 +192,10 @@ class Table:
         return out
 
     def _key_counts_sql(self) -> str:
-        k = _q(self.spec.key)
-        return f"SELECT COUNT(*), COUNT({k}), COUNT(DISTINCT {k}) FROM {_q(self.spec.table)}"
+        k = quote_ident(self.spec.key)
+        return (
+            f"SELECT COUNT(*), COUNT({k}), COUNT(DISTINCT {k}) FROM {quote_ident(self.spec.table)}"
+        )
 
     def check_key(self) -> None:
         """Refuse a --key column with NULLs or duplicates: keyset paging would skip those rows.
@@ -248,148 +247,3 @@ class Table:
     def close(self) -> None:
         """Close the connection."""
         raise NotImplementedError
-
-
-def _now() -> str:
-    return datetime.now(UTC).isoformat()
-
-
-class _SQLiteTable(Table):
-    def __init__(self, spec: TableSpec, path: Path) -> None:
-        super().__init__(spec, dsn_kind="sqlite")
-        if not path.exists():
-            raise KeyringError(f"{path}: SQLite database not found; check --dsn")
-        self._db = sqlite3.connect(path, isolation_level=None, timeout=30)
-        self._db.execute(self._CREATE_PROGRESS)
-
-    def count(self) -> int:
-        return int(self._db.execute(f"SELECT COUNT(*) FROM {_q(self.spec.table)}").fetchone()[0])
-
-    def key_counts(self) -> tuple[int, int, int]:
-        rows, non_null, distinct = self._db.execute(self._key_counts_sql()).fetchone()
-        return int(rows), int(non_null), int(distinct)
-
-    def fetch(self, after: KeyValue | None, limit: int) -> list[Row]:
-        args: tuple[Any, ...] = (limit,) if after is None else (after, limit)
-        return self._rows(
-            self._db.execute(self._select_sql(after=after is not None), args).fetchall()
-        )
-
-    def commit_batch(self, updates: Sequence[Update], job: str, last: KeyValue, done: int) -> int:
-        changed = 0
-        self._db.execute("BEGIN IMMEDIATE")
-        try:
-            for u in updates:
-                changed += self._db.execute(
-                    self._update_sql(u.column), (_bind(u.old, u.new), u.key, _bind(u.old, u.old))
-                ).rowcount
-            self._db.execute(self._progress_sql(), (job, json.dumps(last), done, _now()))
-        except BaseException:
-            self._db.execute("ROLLBACK")
-            raise
-        self._db.execute("COMMIT")
-        return changed
-
-    def progress(self, job: str) -> tuple[KeyValue, int] | None:
-        row = self._db.execute(
-            f"SELECT last_key, rows_done FROM {PROGRESS_TABLE} WHERE job = ?", (job,)
-        ).fetchone()
-        return None if row is None else (json.loads(row[0]), int(row[1]))
-
-    def clear_progress(self, job: str) -> None:
-        self._db.execute(f"DELETE FROM {PROGRESS_TABLE} WHERE job = ?", (job,))
-
-    def close(self) -> None:
-        self._db.close()
-
-
-class _PostgresTable(Table):
-    def __init__(self, spec: TableSpec, dsn: str) -> None:
-        super().__init__(spec, dsn_kind="postgresql")
-        import asyncpg  # noqa: PLC0415 - optional dependency, only for postgresql:// DSNs
-
-        self._runner = asyncio.Runner()
-        try:
-            self._db = self._runner.run(asyncpg.connect(dsn, timeout=10))
-        except (OSError, asyncpg.PostgresError) as exc:
-            self._runner.close()
-            raise KeyringError(
-                f"cannot connect to PostgreSQL ({type(exc).__name__}); check --dsn, the server "
-                "and credentials"
-            ) from None
-        self._run(self._db.execute(self._CREATE_PROGRESS))
-
-    def _run(self, coro: Coroutine[Any, Any, _T]) -> _T:
-        return self._runner.run(coro)
-
-    def count(self) -> int:
-        return int(self._run(self._db.fetchval(f"SELECT COUNT(*) FROM {_q(self.spec.table)}")))
-
-    def key_counts(self) -> tuple[int, int, int]:
-        row = self._run(self._db.fetchrow(self._key_counts_sql()))
-        return int(row[0]), int(row[1]), int(row[2])
-
-    def fetch(self, after: KeyValue | None, limit: int) -> list[Row]:
-        args: tuple[Any, ...] = (limit,) if after is None else (after, limit)
-        sql = self._select_sql(after=after is not None)
-        return self._rows([tuple(r) for r in self._run(self._db.fetch(sql, *args))])
-
-    def commit_batch(self, updates: Sequence[Update], job: str, last: KeyValue, done: int) -> int:
-        async def work() -> int:
-            changed = 0
-            async with self._db.transaction():
-                for u in updates:
-                    status = await self._db.execute(
-                        self._update_sql(u.column), _bind(u.old, u.new), u.key, _bind(u.old, u.old)
-                    )
-                    changed += int(status.rsplit(" ", 1)[-1])
-                await self._db.execute(self._progress_sql(), job, json.dumps(last), done, _now())
-            return changed
-
-        return int(self._run(work()))
-
-    def progress(self, job: str) -> tuple[KeyValue, int] | None:
-        row = self._run(
-            self._db.fetchrow(
-                f"SELECT last_key, rows_done FROM {PROGRESS_TABLE} WHERE job = $1", job
-            )
-        )
-        return None if row is None else (json.loads(row[0]), int(row[1]))
-
-    def clear_progress(self, job: str) -> None:
-        self._run(self._db.execute(f"DELETE FROM {PROGRESS_TABLE} WHERE job = $1", job))
-
-    def close(self) -> None:
-        try:
-            self._run(self._db.close())
-        finally:
-            self._runner.close()
-
-
-def check_dsn(dsn: str) -> str:
-    """Return a postgresql:// `dsn` unless it carries a password.
-
-    A password (`user:password@` or `?password=`) on a command line sits in `ps` output and
-    shell history for the whole run: the config's rule for database URLs. Anything libpq takes
-    otherwise (a Unix socket `?host=/run/postgresql`, several hosts) is the operator's choice
-    on the command line. ConfigError otherwise; the message never repeats the DSN.
-    """
-    from proxy.postgres_url import refuse_password  # noqa: PLC0415 - keys need no proxy import
-
-    try:
-        refuse_password(dsn, setting="--dsn")
-    except ValueError as exc:
-        raise ConfigError(f"{exc}. Nothing was done") from None
-    return dsn
-
-
-def open_table(dsn: str, spec: TableSpec) -> Table:
-    """Open `spec` in the database named by `dsn` (sqlite:///… or postgresql://…)."""
-    if dsn.startswith("sqlite:///"):
-        return _SQLiteTable(spec, Path(dsn.removeprefix("sqlite:///")))
-    if dsn.startswith(("postgresql://", "postgres://")):
-        return _PostgresTable(spec, check_dsn(dsn))
-    raise ConfigError(
-        "--dsn must start with sqlite:/// (sqlite:///relative.db or sqlite:////absolute.db) "
-        "or postgresql://"
-    )

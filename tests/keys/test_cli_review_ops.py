@@ -21,7 +21,7 @@ import yaml
 from keys.config_file import load_section
 from keys.kek import generate_kek_file
 from keys.settings import KeySettings, keystore_file, open_keyring
-from keys.table import check_dsn
+from keys.table_backends import check_dsn
 from keys.token_format import TOKEN_PREFIX
 from proxy.audit.settings import AuditSettings
 from proxy.transform.settings import FieldSettings

@@ -9,7 +9,8 @@ import pytest
 from lifecycle_db import TestTable
 from lifecycle_helpers import PHI_KEYS, PRACTICES, run_keys
 
-from keys.table import TableSpec, Update, open_table
+from keys.table import TableSpec, Update
+from keys.table_backends import open_table
 from keys.token_format import TOKEN_PATTERN, kid_of
 
 ROWS = 240
