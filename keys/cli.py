@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from keys.broken_pipe import finish_despite_closed_output, quiet_on_broken_pipe
+from keys.cli_audit import READ_ONLY_COMMANDS, audit_key_change, committed
 from keys.cli_lifecycle import add_lifecycle_commands, usage_counts, usage_warnings
 from keys.cli_migrate import add_migrate_commands, save_counts
 from keys.config_file import CONFIG_ENV_VAR, load_section, resolve_config_path
@@ -232,80 +233,6 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-#: Commands that change nothing; every other successful command is a key change to audit.
-_READ_ONLY_COMMANDS = frozenset({"list", "encrypt"})
-#: Argument names whose values are ids, paths, flags or the operator's --reason, never key
-#: material or PHI, for the audit event. (`dsn` is left out on purpose: it may hold a password.)
-_AUDITED_ARGS = (
-    "practice",
-    "practices",
-    "all",
-    "after_shred",
-    "kid",
-    "kids",
-    "key",
-    "version",
-    "generate_kek",
-    "new_kek",
-    "generate",
-    "no_backup",
-    "force",
-    "reason",
-    "scan",
-    "table",
-)
-
-
-def _audit_value(value: object) -> str | int | bool | list[str]:
-    """An audited argument as JSON: scalars as they are, paths as text, lists as text items."""
-    if isinstance(value, str | int | bool):
-        return value
-    if isinstance(value, list | tuple):
-        return [str(v) for v in value]
-    return str(value)  # a Path (e.g. --new-kek): the path only, never the file's content
-
-
-def _committed(args: argparse.Namespace) -> bool:
-    """True when a table or file run wrote values (`note_counts`), even if it then failed."""
-    counts = getattr(args, "counts", None) or {}
-    return bool(counts.get("values_written"))
-
-
-def _audit_key_change(args: argparse.Namespace, *, status: int | None) -> None:
-    """Record a key change in the audit trail (names, ids and counts only).
-
-    `status` is the command's exit status; anything but 0 (None: interrupted or an
-    unexpected error) marks the event `partial`: the command committed some changes (the
-    counts say how many) and then stopped or left something behind.
-    """
-    import getpass  # noqa: PLC0415 - only for a change
-
-    from proxy.audit.factory import record_change  # noqa: PLC0415 - keys must not need proxy
-
-    details: dict[str, object] = {
-        name: _audit_value(value)
-        for name in _AUDITED_ARGS
-        if (value := getattr(args, name, None)) is not None and value is not False  # unset flags
-    }
-    counts = getattr(args, "counts", None)
-    if counts:
-        details["counts"] = dict(counts)
-    if status != 0:
-        details["partial"] = True
-        details["exit_status"] = status
-    try:
-        actor: str | None = getpass.getuser()
-    except (OSError, KeyError):
-        actor = None
-    record_change(
-        resolve_config_path(getattr(args, "config", None)),
-        "key_change",
-        args.command,
-        actor=actor,
-        details=details,
-    )
-
-
 def _exit_status(exc: PhiProxyError) -> int:
     print(f"{_PROG}: {exc}", file=sys.stderr)
     return _EXIT_USAGE if isinstance(exc, ConfigError) else _EXIT_OPERATIONAL
@@ -323,17 +250,17 @@ def _run(args: argparse.Namespace, *, changes_keys: bool) -> int:
     except PhiProxyError as exc:
         status = _exit_status(exc)
     except BaseException:  # interrupted, or a bug: audit what was committed, then propagate
-        if changes_keys and _committed(args):
+        if changes_keys and committed(args):
             try:
-                _audit_key_change(args, status=None)
+                audit_key_change(args, status=None)
             except PhiProxyError as audit_exc:
                 print(f"{_PROG}: {audit_exc}", file=sys.stderr)
         raise
     if getattr(args, "dry_run", False):  # counted only, nothing written: not a key change
         return int(status)
-    if changes_keys and (status == 0 or _committed(args)):
+    if changes_keys and (status == 0 or committed(args)):
         try:
-            _audit_key_change(args, status=status)
+            audit_key_change(args, status=status)
         except PhiProxyError as exc:
             failed = _exit_status(exc)
             return failed if status == 0 else _EXIT_OPERATIONAL
@@ -344,6 +271,6 @@ def _run(args: argparse.Namespace, *, changes_keys: bool) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run `phi-keys`; returns the exit status (argparse exits 2 itself on bad usage)."""
     args = build_parser().parse_args(argv)
-    changes_keys = args.command not in _READ_ONLY_COMMANDS
+    changes_keys = args.command not in READ_ONLY_COMMANDS
     with finish_despite_closed_output() if changes_keys else contextlib.nullcontext():
         return _run(args, changes_keys=changes_keys)

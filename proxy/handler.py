@@ -28,7 +28,6 @@ from proxy.audit.requests import AUDIT_STATE_KEY, AuditState, status_of
 from proxy.errors import ProxyError, UpstreamUnavailable
 from proxy.forward.decode import BodyTooLarge, decode_body, refuse_undecoded_request_body
 from proxy.forward.headers import ForwardingContext, HeaderPolicy
-from proxy.forward.media import PEEK_BYTES, blank_prefix, is_streamable, looks_like_text
 from proxy.forward.response_headers import (
     content_codings,
     drop_cdn_cache_headers,
@@ -36,12 +35,12 @@ from proxy.forward.response_headers import (
     scrub_header_tokens,
     standard_reason,
 )
+from proxy.forward.streaming import STREAMED_KEY, stream_media, streams
 from proxy.logs import ALERT_LOGGER
 from proxy.transform import (
     RevealContext,
     SealContext,
     TransformStats,
-    UnsafeBody,
     encrypt_request,
     transform_response,
 )
@@ -63,13 +62,9 @@ __all__ = ["RECORD_KEY", "STREAMED_KEY", "Pipeline", "error_response", "new_requ
 
 _alerts = logging.getLogger(ALERT_LOGGER)
 _REFUSED_METHODS = frozenset({"TRACE", "TRACK", "CONNECT"})
-_NO_BODY_STATUSES = frozenset({204, 304})
 _CHUNK = 1 << 16
 
 RECORD_KEY = web.RequestKey("phi_proxy_access_record", AccessRecord)
-#: The streamed response, set before its head is sent: after that, an error must not be
-#: answered with a second response on the same connection (the app middleware cuts it).
-STREAMED_KEY = web.RequestKey("phi_proxy_streamed_response", web.StreamResponse)
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,8 +127,14 @@ class Pipeline:
             self._refuse_informational(upstream)
             refuse_conflicting_headers(upstream.headers)
             out_headers = self._client_headers(upstream.headers, record)
-            if self._streams(request, upstream):
-                return await self._stream(request, upstream, out_headers)
+            if streams(request.method, upstream):
+                return await stream_media(
+                    request,
+                    upstream,
+                    out_headers,
+                    request_id=record.request_id,
+                    max_body=self.max_response_body,
+                )
             raw = await self._read_capped(upstream)
         return await self._transformed(
             upstream=upstream,
@@ -199,62 +200,6 @@ class Pipeline:
                 "WebSocket or protocol upgrade through this proxy is not supported)",
                 code="upstream_informational_status",
             )
-
-    @staticmethod
-    def _streams(request: web.Request, upstream: aiohttp.ClientResponse) -> bool:
-        """Stream only what cannot carry PHI text: no body, or binary media."""
-        if request.method == "HEAD" or upstream.status in _NO_BODY_STATUSES:
-            return True
-        # Compressed media cannot be peeked at: read, decode and scan it like any body.
-        return content_codings(upstream.headers) in {None, "identity"} and is_streamable(
-            upstream.headers.get("Content-Type")
-        )
-
-    async def _stream(
-        self,
-        request: web.Request,
-        upstream: aiohttp.ClientResponse,
-        headers: CIMultiDict[str],
-    ) -> web.StreamResponse:
-        has_body = request.method != "HEAD" and upstream.status not in _NO_BODY_STATUSES
-        head = await self._peek(upstream) if has_body else b""
-        if looks_like_text(head):
-            raise UnsafeBody("mislabelled_media")  # before anything is sent
-        response = web.StreamResponse(
-            status=upstream.status, reason=standard_reason(upstream.status)
-        )
-        response.headers.extend(headers)
-        response.headers["X-Request-Id"] = request[RECORD_KEY].request_id  # sent with the head
-        length = upstream.headers.get("Content-Length")
-        if length is not None and length.isdigit():
-            response.content_length = int(length)
-        request[STREAMED_KEY] = response
-        await response.prepare(request)
-        if has_body:
-            await response.write(head)
-            async for chunk in upstream.content.iter_chunked(_CHUNK):
-                await response.write(chunk)
-        await response.write_eof()
-        return response
-
-    async def _peek(self, upstream: aiohttp.ClientResponse) -> bytes:
-        """A media body's leading whitespace plus PEEK_BYTES more (fewer if it is shorter).
-
-        JSON readers skip any amount of whitespace, so a fixed window could hold nothing but
-        padding and the JSON after it would stream unscanned. Padding beyond
-        limits.max_response_body is refused: no media format starts like that.
-        """
-        head = bytearray()
-        blank = 0
-        while len(head) - blank < PEEK_BYTES:
-            chunk = await upstream.content.readany()
-            if not chunk:
-                break
-            head += chunk
-            blank = blank_prefix(head, blank)
-            if blank > self.max_response_body:
-                raise UnsafeBody("mislabelled_media")
-        return bytes(head)
 
     async def _read_capped(self, upstream: aiohttp.ClientResponse) -> bytes:
         """Read a body that must be transformed, refusing anything over the limit."""
