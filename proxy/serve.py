@@ -14,16 +14,15 @@ lets in-flight requests finish (up to the grace period), closes stores, and exit
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import errno
 import gc
 import logging
-import multiprocessing
 import os
 import signal
 import socket
 import sys
 from dataclasses import dataclass
+from functools import partial
 from typing import TYPE_CHECKING
 
 from aiohttp import web
@@ -36,6 +35,7 @@ from proxy.reload import Reloader
 from proxy.runtime import Runtime
 from proxy.server_settings import check_upstream_tls_files, listener_ssl_context
 from proxy.settings import config_warnings, load_settings
+from proxy.supervisor import Supervisor
 
 if TYPE_CHECKING:
     import ssl
@@ -237,32 +237,7 @@ def serve(config_path: Path, *, workers: int) -> int:
     if workers <= 1:
         asyncio.run(serve_forever(settings, listeners=listeners, config_path=config_path))
         return 0
-    context = multiprocessing.get_context("spawn")
-    processes = [
-        context.Process(target=_worker, args=(config_path, listeners)) for _ in range(workers)
-    ]
     try:
-        for process in processes:
-            process.start()
+        return Supervisor(partial(_worker, config_path, listeners), workers).run()
     finally:
-        # The workers hold their own copies; the supervisor never accepts a connection.
-        listeners.close()
-
-    def stop_workers(_signum: int, _frame: object) -> None:
-        for process in processes:
-            if process.is_alive():
-                process.terminate()  # SIGTERM: each worker finishes its in-flight requests
-
-    def reload_workers(_signum: int, _frame: object) -> None:
-        for process in processes:
-            if process.is_alive() and process.pid is not None:
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(process.pid, signal.SIGHUP)  # each worker reloads its own keyring
-
-    signal.signal(signal.SIGHUP, reload_workers)
-    signal.signal(signal.SIGTERM, stop_workers)
-    signal.signal(signal.SIGINT, stop_workers)
-    for process in processes:
-        process.join()
-    failed = [p.exitcode for p in processes if p.exitcode not in (0, -signal.SIGTERM)]
-    return 1 if failed else 0
+        listeners.close()  # the supervisor's copies; it never accepts a connection itself

@@ -303,3 +303,74 @@ class TestAddressFamilies:
         finally:
             for sock in bound:
                 sock.close()
+
+
+def current_workers(process) -> set[int]:
+    children = Path(f"/proc/{process.pid}/task/{process.pid}/children").read_text()
+    return {
+        pid
+        for pid in map(int, children.split())
+        if b"spawn_main" in Path(f"/proc/{pid}/cmdline").read_bytes()
+    }
+
+
+async def replaced(process, gone: int, count: int, stderr: Path) -> set[int]:
+    """Wait (up to 30 s) until `count` workers run and `gone` is not one of them."""
+    deadline = asyncio.get_running_loop().time() + 30
+    while True:
+        assert process.returncode is None, read(stderr)
+        workers = current_workers(process)
+        if gone not in workers and len(workers) == count:
+            return workers
+        assert asyncio.get_running_loop().time() < deadline, read(stderr)
+        await asyncio.sleep(0.1)
+
+
+class TestDeadWorkers:
+    """A worker that dies is replaced; workers that keep dying stop the proxy (exit 1)."""
+
+    async def test_a_killed_worker_is_replaced_and_the_port_keeps_serving(self, tmp_path, portal):
+        config, ports = workspace(tmp_path, portal)
+        stderr = tmp_path / "serve.stderr"
+        process = await run_serve(config, stderr, "--workers", "2")
+        try:
+            first = await started(process, stderr, ports.admin, workers=2)
+            os.kill(first[0], signal.SIGKILL)
+            workers = await replaced(process, first[0], 2, stderr)
+            assert first[1] in workers
+            new = (workers - {first[1]}).pop()
+            os.kill(first[1], signal.SIGSTOP)  # only the replacement can accept now
+            try:
+                deadline = asyncio.get_running_loop().time() + 30
+                while True:  # the replacement may still be importing
+                    with contextlib.suppress(aiohttp.ClientError):
+                        assert await ping(ports.proxy) == 200
+                        break
+                    assert asyncio.get_running_loop().time() < deadline, read(stderr)
+                    await asyncio.sleep(0.2)
+            finally:
+                os.kill(first[1], signal.SIGCONT)
+            assert "starting a replacement" in read(stderr)
+            assert new != first[0]
+        finally:
+            status = await stop(process)
+        assert status == 0, read(stderr)
+
+    async def test_workers_that_keep_dying_stop_the_proxy(self, tmp_path, portal):
+        config, ports = workspace(tmp_path, portal)
+        stderr = tmp_path / "serve.stderr"
+        process = await run_serve(config, stderr, "--workers", "2")
+        try:
+            await started(process, stderr, ports.admin, workers=2)
+            deadline = asyncio.get_running_loop().time() + 60
+            while process.returncode is None:
+                assert asyncio.get_running_loop().time() < deadline, read(stderr)
+                with contextlib.suppress(FileNotFoundError, ProcessLookupError):
+                    for pid in current_workers(process):
+                        os.kill(pid, signal.SIGKILL)
+                await asyncio.sleep(0.2)
+            status = await process.wait()
+        finally:
+            await stop(process)
+        assert status == 1
+        assert "workers keep exiting" in read(stderr)
