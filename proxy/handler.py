@@ -4,8 +4,10 @@ Every branch that cannot prove a body safe answers with an error instead of the 
 unreadable, oversized, oddly encoded or unparseable response becomes a 502 with no content from
 the portal in it, and so does one whose Content-Type or Content-Encoding the client could read
 differently from the proxy. A response is streamed untouched only when its media type cannot
-carry PHI as text (images, audio, video, fonts) or when there is no body (HEAD, 204, 304). The
-portal's headers reach the client with every token masked and a standard reason phrase.
+carry PHI as text (images, audio, video, fonts) and the body starts with a known media
+signature, or when there is no body (HEAD, 204, 304); media without a signature is read and
+transformed like any other body. The portal's headers reach the client with every token masked
+and a standard reason phrase.
 
 A final 1xx status from the portal is answered with a 502: passed on, it would let a front end
 and the proxy disagree about what the connection is. (Request targets that are not a
@@ -28,6 +30,7 @@ from proxy.audit.requests import AUDIT_STATE_KEY, AuditState, status_of
 from proxy.errors import ProxyError, UpstreamUnavailable
 from proxy.forward.decode import BodyTooLarge, decode_body, refuse_undecoded_request_body
 from proxy.forward.headers import ForwardingContext, HeaderPolicy
+from proxy.forward.media import has_media_signature
 from proxy.forward.response_headers import (
     content_codings,
     drop_cdn_cache_headers,
@@ -35,7 +38,7 @@ from proxy.forward.response_headers import (
     scrub_header_tokens,
     standard_reason,
 )
-from proxy.forward.streaming import STREAMED_KEY, stream_media, streams
+from proxy.forward.streaming import STREAMED_KEY, has_no_body, peek_media, stream_untouched
 from proxy.logs import ALERT_LOGGER
 from proxy.transform import (
     RevealContext,
@@ -127,15 +130,16 @@ class Pipeline:
             self._refuse_informational(upstream)
             refuse_conflicting_headers(upstream.headers)
             out_headers = self._client_headers(upstream.headers, record)
-            if streams(request.method, upstream):
-                return await stream_media(
-                    request,
-                    upstream,
-                    out_headers,
-                    request_id=record.request_id,
-                    max_body=self.max_response_body,
+            if has_no_body(request.method, upstream):
+                return await stream_untouched(
+                    request, upstream, out_headers, head=None, request_id=record.request_id
                 )
-            raw = await self._read_capped(upstream)
+            head = await peek_media(upstream)  # b"" unless labelled as uncompressed media
+            if has_media_signature(head):
+                return await stream_untouched(
+                    request, upstream, out_headers, head=head, request_id=record.request_id
+                )
+            raw = await self._read_capped(upstream, head)
         return await self._transformed(
             upstream=upstream,
             raw=raw,
@@ -201,8 +205,12 @@ class Pipeline:
                 code="upstream_informational_status",
             )
 
-    async def _read_capped(self, upstream: aiohttp.ClientResponse) -> bytes:
-        """Read a body that must be transformed, refusing anything over the limit."""
+    async def _read_capped(self, upstream: aiohttp.ClientResponse, head: bytes = b"") -> bytes:
+        """Read a body that must be transformed, refusing anything over the limit.
+
+        `head` is what was already read of it (a media peek without a signature): it comes
+        first and counts towards the limit.
+        """
         if upstream.status == 206:  # noqa: PLR2004 - 206 Partial Content
             raise UpstreamUnavailable(
                 "the portal sent a partial (206) body that must be transformed whole",
@@ -212,8 +220,10 @@ class Pipeline:
         declared = upstream.headers.get("Content-Length")
         if declared is not None and declared.isdigit() and int(declared) > limit:
             raise BodyTooLarge("the portal's response is larger than limits.max_response_body")
-        chunks: list[bytes] = []
-        size = 0
+        chunks = [head]
+        size = len(head)
+        if size > limit:
+            raise BodyTooLarge("the portal's response is larger than limits.max_response_body")
         async for chunk in upstream.content.iter_chunked(_CHUNK):
             size += len(chunk)
             if size > limit:

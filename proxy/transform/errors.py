@@ -31,8 +31,6 @@ UNSAFE_REASONS: Final = frozenset(
         # Content-Type / Content-Encoding given twice, as a list, or named in Connection: the
         # client could read the body differently from the proxy.
         "conflicting_headers",
-        # labelled as binary media (image/…), but its first bytes are JSON, a token or UTF-16/32
-        "mislabelled_media",
     }
 )
 
@@ -58,6 +56,8 @@ REJECT_REASONS: Final = frozenset(
         "ambiguous_content_type",
         # a `require_grant` write route, and the caller holds no grant for the class there (403)
         "no_grant_for_route",
+        # a selected field holds an object: its keys would reach the portal in clear (422)
+        "plaintext_key_in_selected_object",
     }
 )
 

@@ -100,8 +100,21 @@ async def test_binary_media_starting_with_nuls_still_streams(tmp_path):
 
 
 # ---------------------------------------------------------------------------------------------
-# F2: JSON whitespace in front of JSON labelled as media
+# F2: JSON whitespace in front of JSON labelled as media. Since review 7 (F5) media streams only
+# when it starts with a known media signature; anything else labelled as media is read and
+# transformed like any body (tests/blackbox/test_media_signatures.py has the prefixes).
 # ---------------------------------------------------------------------------------------------
+def _transformed_not_streamed(data: bytes) -> None:
+    """The body went through the transform: legacy plaintext masked (200) or withheld (502)."""
+    answer = first_answer(data)
+    if answer.status == 200:
+        assert answer.values("Cache-Control") == ["no-store"]  # set only by the transform
+    else:
+        assert answer.status == 502
+        assert answer.json()["error"] == "unsafe_upstream_body"
+    _no_phi_in(data)
+
+
 @pytest.mark.parametrize(
     "padding",
     [
@@ -110,43 +123,52 @@ async def test_binary_media_starting_with_nuls_still_streams(tmp_path):
     ],
     ids=["newlines", "bom-rs-mixed"],
 )
-async def test_padded_json_labelled_as_image_is_refused(tmp_path, padding):
+async def test_padded_json_labelled_as_image_is_transformed(tmp_path, padding):
     body = padding + json.dumps(DOC).encode()
     portal = _answering(response("200 OK", [("Content-Type", "image/png")], body))
     async with portal_env(tmp_path, portal) as env:
         data = await exchange(env.proxy_url, GET_PATIENT)
-    answer = first_answer(data)
-    assert answer.status == 502
-    assert answer.json()["error"] == "unsafe_upstream_body"
-    _no_phi_in(data)
+    _transformed_not_streamed(data)
 
 
 @pytest.mark.parametrize("prefix", [b")]}',\n", b"for(;;);", b"while(1);"])
-async def test_json_behind_an_anti_hijacking_prefix_labelled_as_image_is_refused(tmp_path, prefix):
+async def test_json_behind_an_anti_hijacking_prefix_labelled_as_image_is_transformed(
+    tmp_path, prefix
+):
     """Angular-style clients cut `)]}',` off and parse the rest, whatever the label says."""
     body = prefix + json.dumps(DOC).encode()
     portal = _answering(response("200 OK", [("Content-Type", "image/png")], body))
     async with portal_env(tmp_path, portal) as env:
         data = await exchange(env.proxy_url, GET_PATIENT)
-    assert first_answer(data).status == 502
-    _no_phi_in(data)
+    _transformed_not_streamed(data)
 
 
 async def test_padding_beyond_the_response_limit_is_refused(tmp_path):
-    """Whitespace past limits.max_response_body is no media; the peek stops there."""
+    """Whitespace before a PNG is no signature: read like any body, so the limit applies."""
     limits = {"max_request_body": 64 * 1024, "max_response_body": 4096}
     body = b" " * 8192 + PNG
     portal = _answering(response("200 OK", [("Content-Type", "image/png")], body))
     async with portal_env(tmp_path, portal, overrides={"limits": limits}) as env:
         data = await exchange(env.proxy_url, GET_PATIENT)
     assert first_answer(data).status == 502
+    assert PNG not in data
 
 
-async def test_whitespace_only_body_labelled_as_image_is_refused(tmp_path):
-    portal = _answering(response("200 OK", [("Content-Type", "image/png")], b" \n" * 700))
+async def test_whitespace_only_body_labelled_as_image_is_read_not_streamed(tmp_path):
+    """No signature, no PHI: passed on as read (buffered, Content-Length framed)."""
+    blank = b" \n" * 700
+    portal = KeepAlivePortal(
+        answer=lambda _request: Reply(
+            [response("200 OK", [("Content-Type", "image/png")], blank, length=False)],
+            close=True,
+        )
+    )
     async with portal_env(tmp_path, portal) as env:
         data = await exchange(env.proxy_url, GET_PATIENT)
-    assert first_answer(data).status == 502
+    answer = first_answer(data)
+    assert answer.status == 200
+    assert answer.values("Content-Length") == [str(len(blank))]  # not chunked: it was read
+    assert answer.rest == blank
 
 
 async def test_real_media_streams_byte_for_byte(tmp_path):
@@ -188,6 +210,19 @@ def _cut_image(framing: str) -> Callable[[PortalRequest], Reply]:
     return answer
 
 
+def _complete_chunks(body: bytes) -> bytes:
+    """The data of every complete chunk at the start of a chunked body (cut or not)."""
+    data = b""
+    while b"\r\n" in body:
+        size_line, _, body = body.partition(b"\r\n")
+        size = int(size_line, 16)
+        if size == 0 or len(body) < size + 2:
+            break
+        data += body[:size]
+        body = body[size + 2 :]
+    return data
+
+
 @pytest.mark.parametrize("framing", ["content-length", "chunked"])
 async def test_body_cut_midway_closes_the_connection_with_no_second_response(
     tmp_path, caplog, framing
@@ -204,7 +239,7 @@ async def test_body_cut_midway_closes_the_connection_with_no_second_response(
     body = answer.rest
     if framing == "chunked":
         assert not body.endswith(b"0\r\n\r\n")  # no final chunk: the client sees the cut
-        assert PNG in body
+        assert PNG in _complete_chunks(body)  # the peeked head may be a chunk of its own
     else:
         assert answer.values("Content-Length") == ["100000"]
         assert body == PNG  # what the portal sent, and nothing else
