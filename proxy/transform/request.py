@@ -244,6 +244,17 @@ def _practice(route: RouteMatch, doc: object, ctx: SealContext) -> str:
     return practice
 
 
+def _refuse_selected_object(field_class: str) -> None:
+    """A selected object's keys are PHI too (`{"HIV positive": true}`) and cannot be encrypted."""
+    raise RequestRejected(
+        422,
+        f"a field of class {field_class!r} holds an object: its keys would reach the portal in "
+        "clear (keys cannot be encrypted), so nothing was forwarded. Send the value as text or "
+        "a list of texts, or select the object's members instead of the object.",
+        reason="plaintext_key_in_selected_object",
+    )
+
+
 class _Walk:
     """Encrypts selected values for `practice`; with practice None, only refuses plaintext."""
 
@@ -269,33 +280,43 @@ class _Walk:
                     reason="too_deep",
                 )
             if isinstance(value, dict):
-                for key, item in value.items():
-                    role = self.ctx.policy.role(key)
-                    child_states, path_class = (
-                        self.ctx.policy.matcher.step(states, role.normalized, 0, item)
-                        if states
-                        else ((), None)
-                    )
-                    cls = path_class or role.field_class or field_class
-                    new = self.value(item, depth + 1, child_states, cls)
-                    if new is not item:
-                        value[key] = new
+                self.mapping(value, depth, states, field_class)
             else:
-                for index, item in enumerate(value):
-                    child_states, path_class = (
-                        self.ctx.policy.matcher.step(states, None, index, item)
-                        if states
-                        else ((), None)
-                    )
-                    new = self.value(item, depth + 1, child_states, path_class or field_class)
-                    if new is not item:
-                        value[index] = new
+                self.sequence(value, depth, states, field_class)
             return value
         if field_class is None or value is None:
             return value
         if isinstance(value, str):
             return self.seal(value, field_class)
         return self.seal(orjson.dumps(value).decode("ascii"), field_class)
+
+    def mapping(
+        self, obj: dict[str, object], depth: int, states: tuple[int, ...], field_class: str | None
+    ) -> None:
+        if field_class is not None and any(obj):
+            _refuse_selected_object(field_class)
+        for key, item in obj.items():
+            role = self.ctx.policy.role(key)
+            child_states, path_class = (
+                self.ctx.policy.matcher.step(states, role.normalized, 0, item)
+                if states
+                else ((), None)
+            )
+            cls = path_class or role.field_class or field_class
+            new = self.value(item, depth + 1, child_states, cls)
+            if new is not item:
+                obj[key] = new
+
+    def sequence(
+        self, items: list[object], depth: int, states: tuple[int, ...], field_class: str | None
+    ) -> None:
+        for index, item in enumerate(items):
+            child_states, path_class = (
+                self.ctx.policy.matcher.step(states, None, index, item) if states else ((), None)
+            )
+            new = self.value(item, depth + 1, child_states, path_class or field_class)
+            if new is not item:
+                items[index] = new
 
     def seal(self, text: str, field_class: str) -> str:
         ctx = self.ctx
@@ -305,7 +326,7 @@ class _Walk:
                     422, _NOT_WRITE.format(cls=field_class), reason="plaintext_outside_write_route"
                 )
             return text
-        if self.gated is not None and text:
+        if self.gated is not None:  # empty text too: its token would still answer a search
             self.check_grant(self.practice, field_class, self.gated)
         if text.startswith(TOKEN_PREFIX):
             self.check_token(text, field_class)

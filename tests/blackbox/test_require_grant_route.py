@@ -88,3 +88,27 @@ async def test_other_write_routes_still_encrypt_for_anyone(search_env):
     )
     assert response.status == 200
     assert json.loads(search_env.portal.last().body)["ssn"].startswith("phi1.d.")
+
+
+@pytest.mark.parametrize(
+    ("path", "body"),
+    [
+        (SEARCH, {"ssn": {SSN: None}}),
+        ("/api/practices/practice-a/patients", {"medical_history": {"HIV positive": True}}),
+        ("/api/notes", {"medical_history": {"HIV positive": None}}),
+    ],
+    ids=["gated-search", "create", "unconfigured"],
+)
+async def test_selected_object_keys_never_reach_the_portal(search_env, path, body):
+    """Review 7, F1: keys of a selected object are PHI; refused before anything is sent."""
+    await search_env.grant("alice", "practice-a")
+    response = await search_env.get(path, method="POST", json=body, sub="alice")
+    assert response.status == 422
+    assert search_env.portal.received == []
+
+
+async def test_an_empty_value_on_a_gated_route_needs_a_grant_too(search_env):
+    """Review 7, F2: even an empty SSN would be encrypted deterministically and searched."""
+    status, _ = await _search(search_env, "mallory", {"ssn": ""})
+    assert status == 403
+    assert search_env.portal.received == []

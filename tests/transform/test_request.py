@@ -161,3 +161,34 @@ class TestOtherRoutes:
         """Text that merely starts like JSON and names no PHI key is forwarded untouched."""
         body = b"{not json, just notes"
         assert encrypt_request(body, "text/plain", None, seal) is body
+
+
+class TestSelectedObjects:
+    """A selected object's keys would reach the portal in clear: refused (review 7, F1)."""
+
+    @pytest.mark.parametrize(
+        "doc",
+        [
+            {"ssn": {"900-55-4321": None}},
+            {"name": "Ada", "history": {"HIV positive": True, "hepatitis C": "2019"}},
+            {"history": ["flu", {"HIV positive": None}]},
+        ],
+    )
+    @pytest.mark.parametrize("route", [PATIENTS_A, None], ids=["write", "other"])
+    def test_refused_on_every_route(self, seal, doc, route):
+        with pytest.raises(RequestRejected) as info:
+            encrypt_request(orjson.dumps(doc), "application/json", route, seal)
+        assert info.value.status == 422
+        assert info.value.reason in {  # whichever value the walk meets first
+            "plaintext_key_in_selected_object",
+            "plaintext_outside_write_route",
+        }
+        assert "HIV" not in info.value.message
+        assert "900" not in info.value.message
+
+    def test_empty_objects_and_unselected_objects_pass(self, seal, keyring):
+        body = orjson.dumps({"history": {}, "insurance": {"member_id": "M-1", "payer": "X"}})
+        out = orjson.loads(encrypt_request(body, "application/json", PATIENTS_A, seal))
+        assert out["history"] == {}
+        assert out["insurance"]["payer"] == "X"
+        assert keyring.open(out["insurance"]["member_id"]).plaintext == "M-1"

@@ -341,6 +341,19 @@ class TestBinaryLookingJson:
         with pytest.raises(UnsafeBody, match="invalid_json"):
             transform_response(body, content_type, make_ctx())
 
+    def test_an_escaped_member_name_is_still_a_selected_one(self, make_ctx):
+        body = b"%PDF-1.7\x00" + b'{"\\u0073sn": "900-11-2222"}'
+        with pytest.raises(UnsafeBody, match="invalid_json"):
+            transform_response(body, "application/octet-stream", make_ctx())
+
+    @pytest.mark.parametrize(
+        "member", [b'"value":', b'"className":', b'"\xc5\xbf":', b'"businessName":', b'"s":']
+    )
+    def test_members_no_key_selector_names_do_not_refuse_a_download(self, make_ctx, member):
+        """Review 7, F6: only exact selected names count, not the byte prefilter's hits."""
+        body = b"PK\x03\x04\x00\x00" + b"{" + member + b' "x", "ssn history"}\x00'
+        assert transform_response(body, "application/zip", make_ctx()) == body
+
     @given(
         noise=st.binary(min_size=64, max_size=4096).map(lambda b: b.replace(b'"', b"")),
         at=st.integers(min_value=0, max_value=4096),
@@ -357,3 +370,40 @@ class TestBinaryLookingJson:
         """
         body = b"%PDF-1.7\x00" + noise[:at] + b'{"x ssn history' + noise[at:]
         assert transform_response(body, "application/octet-stream", make_ctx()) == body
+
+
+class TestMultipartParts:
+    """Parts hidden from a byte search are decoded as a MIME parser would (review 7, F3)."""
+
+    ROW = orjson.dumps(LEGACY)
+
+    @pytest.mark.parametrize(
+        ("headers", "payload"),
+        [
+            (b"Content-Transfer-Encoding: base64\r\n", __import__("base64").b64encode(ROW)),
+            (
+                b"Content-Transfer-Encoding: quoted-printable\r\n",
+                __import__("quopri").encodestring(ROW.replace(b"ssn", b"=73sn")),
+            ),
+            (b"", ROW.decode().encode("utf-16-le")),
+        ],
+        ids=["base64", "quoted-printable", "utf-16"],
+    )
+    def test_a_json_part_naming_selected_keys_is_withheld(self, make_ctx, headers, payload):
+        body = (
+            b"--b\r\nContent-Type: application/json\r\n"
+            + headers
+            + b"\r\n"
+            + payload
+            + b"\r\n--b--\r\n"
+        )
+        with pytest.raises(UnsafeBody, match="invalid_json"):
+            transform_response(body, "multipart/mixed; boundary=b", make_ctx())
+
+    def test_a_part_holding_only_tokens_passes_token_scanned(self, make_ctx, keyring):
+        token = keyring.encrypt("A", "ssn", "900-11-2222")
+        part = orjson.dumps({"ssn": token})
+        body = b"--b\r\nContent-Type: application/json\r\n\r\n" + part + b"\r\n--b--\r\n"
+        out = transform_response(body, "multipart/mixed; boundary=b", make_ctx())
+        assert b"900-11-2222" not in out
+        assert token.encode() not in out
