@@ -13,6 +13,7 @@ from keys.config_file import CONFIG_ENV_VAR, resolve_config_path
 from keys.errors import ConfigError, PhiProxyError
 from keys.settings import open_keyring
 from keys.usage import usage_counter, usage_path
+from proxy.audit.secrets import key_file_problem
 from proxy.grants import open_grant_store
 from proxy.grants.presence import grant_store_exists
 from proxy.server_settings import TlsFileError, check_upstream_tls_files, listener_ssl_context
@@ -213,6 +214,8 @@ def _check_config(config: str | None) -> int:
             file=sys.stderr,
         )
     problem = _tls_problem(settings)
+    if problem is None and settings.audit.enabled:
+        problem = key_file_problem(settings.audit)
     if problem is not None:
         print(f"error: {problem}", file=sys.stderr)
         return EXIT_FAILURE

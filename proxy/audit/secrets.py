@@ -27,7 +27,7 @@ if TYPE_CHECKING:
 
     from proxy.audit.settings import AuditSettings
 
-__all__ = ["ChainKey", "load_chain_key", "load_public_key", "load_signing_key"]
+__all__ = ["ChainKey", "key_file_problem", "load_chain_key", "load_public_key", "load_signing_key"]
 
 KEY_BYTES: Final = 32
 
@@ -66,6 +66,22 @@ def _require_private(path: Path, what: str, consequence: str) -> None:
     problem = loose_mode_problem(path, what, forbid=GROUP_OR_OTHERS)
     if problem is not None:
         raise AuditError(f"{problem}. It was not used: {consequence}")
+
+
+def key_file_problem(settings: AuditSettings) -> str | None:
+    """What `load_chain_key`/`load_signing_key` would refuse about file modes, without reading.
+
+    For `phi-proxy check-config`: a loose audit or signing key found before deploying, not when
+    the pod refuses to start. None when fine (or not configured, or not created yet).
+    """
+    files = [] if settings.key_env is not None else [(settings.key_file, "audit.key_file")]
+    if settings.signing_key_file is not None:
+        files.append((settings.signing_key_file, "audit.signing_key_file"))
+    for path, setting in files:
+        problem = loose_mode_problem(path, f"audit secret ({setting})", forbid=GROUP_OR_OTHERS)
+        if problem is not None:
+            return problem
+    return None
 
 
 def _create(path: Path) -> None:

@@ -172,7 +172,11 @@ class AuditTrail:
                 # proxy decrypting with no evidence written.
                 if self._dropped:
                     batch.pop(0)
-                self._pending[:0] = batch[: MAX_PENDING - len(self._pending)]
+                # In order, within the bound (the newest kept, as `emit` does). What does not fit
+                # is counted, never silently lost: the next write opens with `events_dropped`.
+                kept = batch + self._pending
+                self._dropped += max(0, len(kept) - MAX_PENDING)
+                self._pending = kept[-MAX_PENDING:]
                 self._failed(exc)
                 return
             self._dropped = 0

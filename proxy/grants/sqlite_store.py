@@ -10,6 +10,13 @@ Request path (`access_for`), at most one store round trip:
    a worker thread (a thread hop costs ~90 µs, which is why hits stay inline).
 4. `Access.from_grants(…, now)` applies not_before/expiry at `now`, so time never needs a timer.
 
+The file itself is followed too: every `access_for` compares the path's device and inode with the
+file the connections have open (one `stat`, ~1 µs). A file replaced on disk (restored from a
+backup, moved over) is reopened before it is read, so a revocation made in the new file counts
+on the next request; a file deleted or moved away means no access for everyone (and `/readyz`
+not ready) until it is back — the open connections would otherwise keep answering from the
+unlinked file, unseen by any operator.
+
 Worst case: a revocation is seen by every `access_for` that starts after the revoking transaction
 commits; a request whose `access_for` finished before the commit completes with the old answer.
 
@@ -30,6 +37,7 @@ import asyncio
 import logging
 import os
 import sqlite3
+import time
 from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, TypeVar
@@ -92,6 +100,12 @@ def _check_modes(path: Path) -> None:
             return  # one warning: its fix names the -wal/-shm files too
 
 
+def _identity(path: Path) -> tuple[int, int]:
+    """(device, inode) of the file at `path` (OSError if there is none)."""
+    info = os.stat(path)  # noqa: PTH116 - only the two numbers are needed
+    return info.st_dev, info.st_ino
+
+
 class SQLiteGrantStore:
     """Grant store in one SQLite file; safe for several processes and the CLI at once."""
 
@@ -115,6 +129,9 @@ class SQLiteGrantStore:
         self._cache_version: int | None = None
         self._failures = ThrottledFailureLog(_log, path, error_log_interval)
         self._worker_conn: sqlite3.Connection | None = None
+        #: Bumped when the file at `path` was replaced: the worker reconnects in its thread.
+        self._generation = 0
+        self._worker_generation = 0
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="phi-grants-db")
         try:
             if not path.exists():
@@ -125,12 +142,8 @@ class SQLiteGrantStore:
                 migrate(setup, where=str(path))
             finally:
                 setup.close()
-            # The probe is only ever used from the event loop thread, one call at a time.
-            self._probe = sqlite3.connect(
-                path, isolation_level=None, timeout=0, check_same_thread=False
-            )
-            self._probe.execute("PRAGMA busy_timeout = 0")
-            self._probe.execute("PRAGMA query_only = ON")
+            self._probe = self._open_probe()
+            self._identity = _identity(path)
         except GrantStoreUnavailable:
             self._executor.shutdown(wait=False)
             raise
@@ -144,6 +157,47 @@ class SQLiteGrantStore:
     def __repr__(self) -> str:
         return f"SQLiteGrantStore({str(self.path)!r})"
 
+    def _open_probe(self) -> sqlite3.Connection:
+        # The probe is only ever used from the event loop thread, one call at a time.
+        probe = sqlite3.connect(self.path, isolation_level=None, timeout=0, check_same_thread=False)
+        probe.execute("PRAGMA busy_timeout = 0")
+        probe.execute("PRAGMA query_only = ON")
+        return probe
+
+    def _same_file(self, moment: float) -> bool:
+        """Follow the file at `path`: reopen if it was replaced; False if it is gone.
+
+        Runs on the event loop without awaiting, so no request reads between the check and
+        the reopen. The worker thread's connection is replaced lazily (generation).
+        """
+        try:
+            identity = _identity(self.path)
+        except OSError as exc:
+            self._failures.read_failed(
+                GrantStoreUnavailable(
+                    f"the grant database file is gone ({exc.strerror}): deleted or moved while "
+                    "the proxy runs; put it back (or restart with the right grants.store)"
+                ),
+                moment,
+            )
+            return False
+        if identity == self._identity:
+            return True
+        try:
+            _check_modes(self.path)
+            probe = self._open_probe()
+        except (GrantStoreUnavailable, sqlite3.Error) as exc:
+            self._failures.read_failed(exc, moment)
+            return False
+        self._probe.close()
+        self._probe = probe
+        self._identity = identity
+        self._generation += 1
+        self._cache.clear()
+        self._cache_version = None
+        _log.warning("grant database %s was replaced on disk; reading the new file", self.path)
+        return True
+
     def _connect(self, timeout: float) -> sqlite3.Connection:
         conn = sqlite3.connect(self.path, isolation_level=None, timeout=timeout)
         conn.execute(f"PRAGMA busy_timeout = {int(timeout * 1000):d}")
@@ -151,9 +205,15 @@ class SQLiteGrantStore:
         return conn
 
     async def _run(self, fn: Callable[[sqlite3.Connection], _T]) -> _T:
+        generation = self._generation
+
         def call() -> _T:
+            if self._worker_conn is not None and self._worker_generation != generation:
+                self._worker_conn.close()  # the file was replaced: read the new one
+                self._worker_conn = None
             if self._worker_conn is None:
                 self._worker_conn = self._connect(self._busy_timeout)
+                self._worker_generation = generation
             return fn(self._worker_conn)
 
         return await asyncio.get_running_loop().run_in_executor(self._executor, call)
@@ -164,6 +224,8 @@ class SQLiteGrantStore:
         """What `caller` may read at `now`; NO_ACCESS (and a rate-limited log) on any failure."""
         subject = caller.subject
         if subject is None:
+            return NO_ACCESS
+        if not self._same_file(now.timestamp()):
             return NO_ACCESS
         try:
             version: int | None = self._probe.execute("PRAGMA data_version").fetchone()[0]
@@ -264,7 +326,9 @@ class SQLiteGrantStore:
         return [grant_from_row(row) for row in rows]
 
     async def ping(self) -> bool:
-        """True when the grants table can be read now."""
+        """True when the grants table can be read now, from the file at `path`."""
+        if not self._same_file(time.time()):
+            return False
         try:
             await self._run(lambda conn: conn.execute("SELECT 1 FROM grants LIMIT 1").fetchall())
         except sqlite3.Error:

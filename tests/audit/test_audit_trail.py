@@ -189,3 +189,31 @@ class TestAuditTrail:
         out = tmp_path / "captured.jsonl"
         out.write_text("\n".join(lines) + "\n")
         assert verify_files([out], key=load_chain_key(settings)).problem is None
+
+
+async def test_events_that_no_longer_fit_after_a_failed_write_are_counted(tmp_path):
+    """Review 7: a failed write while the queue filled up lost events without a trace.
+
+    Now the overflow is counted and the next write starts with an `events_dropped` record.
+    """
+    from proxy.audit.trail import MAX_PENDING
+
+    settings, trail = make_trail(tmp_path, wrap=FailingWrites)
+    await trail.start()
+    sink = trail.sink
+    for n in range(MAX_PENDING):  # a long outage filled the queue
+        trail.emit({"type": "request", "n": n})
+    sink.failures = 1
+    flushing = asyncio.create_task(trail.flush())
+    await asyncio.to_thread(sink.entered.wait, 10)
+    for n in range(MAX_PENDING, MAX_PENDING + 500):  # requests go on while the write hangs
+        trail.emit({"type": "request", "n": n})
+    sink.release.set()
+    await flushing
+    await trail.flush()
+    events = payloads(settings.path)
+    written = {p["n"] for p in events if p.get("type") == "request"}
+    gaps = [p["details"]["count"] for p in events if p.get("action") == "events_dropped"]
+    assert len(written) + sum(gaps) == MAX_PENDING + 500
+    assert gaps == [500]
+    assert MAX_PENDING + 499 in written  # the newest are kept, as when the queue is full

@@ -337,3 +337,22 @@ class TestMergeKeys:
         path.write_text(self.FIELDS + merge)
         with pytest.raises(ConfigError, match="appears twice"):
             read_config_mapping(path)
+
+
+class TestAuditKeyModes:
+    """Docs audit: check-config passed a world-readable audit key that serve then refused."""
+
+    def test_check_config_refuses_a_readable_audit_key(self, workspace, capsys):
+        data = config_of(workspace)
+        data["audit"] = {"key_file": "./audit.key"}
+        path = write(workspace, data)
+        key = workspace / "audit.key"
+        key.write_text("A" * 43 + "=\n", encoding="ascii")
+        key.chmod(0o644)
+        status, _out, err = check_config(path, capsys)
+        assert status == 1
+        assert "audit.key_file" in err
+        assert "chmod 600" in err
+        key.chmod(0o600)
+        status, _out, err = check_config(path, capsys)
+        assert status == 0, err
