@@ -31,6 +31,12 @@ UNSAFE_REASONS: Final = frozenset(
         # Content-Type / Content-Encoding given twice, as a list, or named in Connection: the
         # client could read the body differently from the proxy.
         "conflicting_headers",
+        # a multipart/message body the MIME parser cannot split, or a part in a charset or
+        # Content-Encoding the proxy cannot read: its parts could not be checked
+        "unreadable_multipart",
+        # a part of a multipart/message body holds tokens or legacy plaintext: the proxy does
+        # not rewrite MIME structures, so the body is withheld
+        "multipart_with_phi",
     }
 )
 

@@ -34,6 +34,8 @@ _ASCII_END: Final = 0x80
 _SURROGATES: Final = range(0xD800, 0xE000)
 # UTF-16/32 spellings of the prefix: a body in those encodings could hide tokens from a byte
 # search, so the fast path must send it to the transform (which refuses it).
+#: Media types whose parts (MIME-encoded, any charset) a byte search cannot see into.
+_CONTAINER_TYPES: Final = ("multipart/", "message/")
 _WIDE_PREFIXES: Final = tuple(
     TOKEN_PREFIX.encode(codec) for codec in ("utf-16-le", "utf-16-be", "utf-32-le", "utf-32-be")
 )
@@ -76,6 +78,7 @@ class FieldPolicy:
         "_key_classes",
         "_masks",
         "_needles",
+        "_path_names",
         "_practice_names",
         "_roles",
         "_settings",
@@ -116,6 +119,7 @@ class FieldPolicy:
                 else:
                     needles.update(required)
         self._key_classes = key_classes
+        self._path_names = frozenset(needles - set(key_classes))
         self.matcher = PathMatcher(paths, settings.normalize)
         encoded = sorted({n.encode("utf-8") for n in needles}, key=len)
         # A needle containing a shorter one is redundant: if the short one is absent, so is it.
@@ -215,13 +219,25 @@ class FieldPolicy:
         """
         if TOKEN_PREFIX_BYTES in body:
             return True
-        if content_type and classify(content_type).charset is None:
-            return True
+        if content_type and (
+            classify(content_type).charset is None
+            or content_type.lstrip().lower().startswith(_CONTAINER_TYPES)
+        ):
+            return True  # a charset tokens hide in, or parts a byte search cannot see into
         if b"\x00" in body and any(wide in body for wide in _WIDE_PREFIXES):
             return True
         if looks_wide(body):  # UTF-16/32 JSON, BOM or not: refused by the transform
             return True
         return self.may_hold_selected_keys(body)
+
+    def selects_name(self, name: str) -> bool:
+        """True if an object key spelled `name` is selected by a key selector or may be by a path.
+
+        For bodies that cannot be walked (binary-looking ones): a path selector's names count
+        too, since where in a structure the name sits cannot be told there.
+        """
+        role = self.role(name)
+        return role.field_class is not None or role.normalized in self._path_names
 
     def may_hold_selected_keys(self, body: bytes) -> bool:
         """False only if no key in `body` (as JSON) can normalize to a selected name."""

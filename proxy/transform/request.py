@@ -139,7 +139,9 @@ def _check_not_write(
 ) -> None:
     """Refuse a body that carries plaintext PHI to a route that does not encrypt it."""
     if kind == "multipart":
-        for names, part_type, part_body in form_parts(body, content_type or "", media.boundary):
+        for names, part_type, part_body, _codings in form_parts(
+            body, content_type or "", media.boundary
+        ):
             value = part_body.decode("utf-8", errors="replace")
             for name in names:  # every name a parser could give this part
                 _check_form_name(name, value, ctx)

@@ -21,7 +21,7 @@ from proxy.transform.request_text import request_media
 if TYPE_CHECKING:
     from email.message import Message
 
-__all__ = ["form_parts"]
+__all__ = ["Part", "form_parts"]
 
 _UNREADABLE: Final = (
     "the multipart request body cannot be split into its parts (missing or wrong boundary, or "
@@ -34,10 +34,11 @@ _AMBIGUOUS_NAME: Final = (
 )
 
 
-def form_parts(
-    body: bytes, content_type: str, boundary: str | None
-) -> list[tuple[tuple[str, ...], str | None, bytes]]:
-    """(candidate field names, part Content-Type, decoded part body) for every leaf part.
+Part = tuple[tuple[str, ...], str | None, bytes, list[str]]
+
+
+def form_parts(body: bytes, content_type: str, boundary: str | None) -> list[Part]:
+    """(candidate field names, Content-Type, decoded body, Content-Encodings) of every leaf part.
 
     `boundary` is the one `request_media` read from `content_type`; the MIME parser must split
     on exactly that boundary. Raises RequestRejected (400) when the body is not the multipart
@@ -80,7 +81,7 @@ def _raw(part: Message, header: str) -> list[str]:
     return [str(value) for name, value in part.raw_items() if name.lower() == header]
 
 
-def _part(leaf: Message) -> tuple[tuple[str, ...], str | None, bytes]:
+def _part(leaf: Message) -> Part:
     names: set[str] = set()
     for disposition in _raw(leaf, "content-disposition"):
         keys = [item.partition("=")[0].strip().lower() for item in disposition.split(";")[1:]]
@@ -101,4 +102,5 @@ def _part(leaf: Message) -> tuple[tuple[str, ...], str | None, bytes]:
         tuple(sorted(names)),
         part_types[0] if part_types else None,
         payload if isinstance(payload, bytes) else b"",
+        _raw(leaf, "content-encoding"),
     )

@@ -22,7 +22,6 @@ parses what we could not. Every other body is scanned for tokens (`textbody`). I
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import replace
 from typing import TYPE_CHECKING, Final
@@ -31,10 +30,10 @@ import orjson
 from aiohttp.helpers import parse_mimetype
 
 from keys.token_format import TOKEN_PATTERN_BYTES, TOKEN_PREFIX_BYTES
-from proxy.transform.errors import RequestRejected, UnsafeBody
+from proxy.transform.errors import UnsafeBody
 from proxy.transform.jsonsafe import parse_json
 from proxy.transform.mediatype import classify, looks_wide
-from proxy.transform.request_multipart import form_parts
+from proxy.transform.response_parts import is_mime_container, judge_parts
 from proxy.transform.textbody import (
     NOT_JSON,
     as_charset,
@@ -59,8 +58,9 @@ _CODE_SUBTYPES: Final = frozenset({"javascript", "x-javascript", "ecmascript", "
 #: An object with a quoted key, or an array of objects/strings/arrays: where JSON carries data.
 #: Plain text such as "Error [code 5]: invalid ssn" has neither and stays token-scanned.
 _JSON_CONTAINER: Final = re.compile(rb'\{\s*"|\[\s*[{"\[]')
-_QUOTED_TOKEN: Final = b'"' + TOKEN_PREFIX_BYTES
-_VALUE_PEEK: Final = 64  # enough to see past whitespace to a value's first bytes
+#: A JSON string value that is exactly one token (a token followed by text is plaintext too).
+_WHOLE_TOKEN_VALUE: Final = re.compile(b'"' + TOKEN_PATTERN_BYTES.pattern + b'"')
+_JSON_BLANKS: Final = (b" ", b"\t", b"\r", b"\n")
 #: A JSON member name: a quoted run of non-control bytes (escapes allowed), then a colon.
 _JSON_MEMBER: Final = re.compile(rb'"((?:[^"\\\x00-\x1f]|\\.){1,256}+)"[ \t\r\n]*:')
 
@@ -91,15 +91,12 @@ def _transform_other(
     body: bytes, kind: BodyKind, content_type: str | None, ctx: RevealContext
 ) -> bytes:
     """Any other type: walked where a client reads JSON, withheld where unsure, else scanned."""
-    multipart = _multipart_names_selected(body, content_type, ctx)
-    if multipart:
-        # A part hidden from a byte search (base64, quoted-printable, UTF-16) that a MIME
-        # parser hands to a JSON reader: withheld, as JSON we cannot walk would be.
-        raise UnsafeBody("invalid_json")
-    if (
-        multipart is None
-        and (kind.json_lines or _JSON_CONTAINER.search(body) is not None)
-        and (ctx.policy.may_hold_selected_keys(body))
+    if content_type and is_mime_container(content_type):
+        # Parts hidden from a byte search (base64, quoted-printable, any charset) that a MIME
+        # parser hands to the client decoded: each is judged like a body of its own type.
+        return judge_parts(body, content_type, ctx, transform_response)
+    if (kind.json_lines or _JSON_CONTAINER.search(body) is not None) and (
+        ctx.policy.may_hold_selected_keys(body)
     ):
         if _is_text(body, kind):
             walked = _transform_sniffed(body, kind, ctx, strict=True)
@@ -142,48 +139,19 @@ def _names_selected_member(body: bytes, ctx: RevealContext) -> bool:
     (the over-broad byte prefilter refused ~1% of large compressed files). Names are decoded
     leniently so a stray byte cannot hide them.
     """
-    role = ctx.policy.role
+    selects = ctx.policy.selects_name
     for match in _JSON_MEMBER.finditer(body):
-        value = body[match.end() : match.end() + _VALUE_PEEK].lstrip(b" \t\r\n")
-        if value.startswith((_QUOTED_TOKEN, b"null")):
-            continue  # a token is decided by the token scan; null holds nothing
+        start = match.end()
+        while body[start : start + 1] in _JSON_BLANKS:
+            start += 1
+        if body.startswith(b"null", start) or _WHOLE_TOKEN_VALUE.match(body, start):
+            continue  # a whole token is decided by the token scan; null holds nothing
         raw = match.group(1).decode("utf-8", "replace")
         try:
             name = orjson.loads(f'"{raw}"') if "\\" in raw else raw
         except orjson.JSONDecodeError:
             name = raw
-        if isinstance(name, str) and role(name).field_class is not None:
-            return True
-    return False
-
-
-def _multipart_names_selected(
-    body: bytes, content_type: str | None, ctx: RevealContext
-) -> bool | None:
-    """True if a part of a multipart body, decoded as a MIME parser would, names a selected key.
-
-    None if the body is not multipart. Otherwise a multipart body is judged by its parts only
-    (False: token-scanned as a whole); no client parses the multipart body itself as JSON.
-
-    Each part's Content-Transfer-Encoding is undone and its text decoded (declared charset, or
-    UTF-16/32 as JSON readers detect it); then the same exact-name member test as for binary
-    bodies applies. A multipart body the parser cannot split is checked as it is.
-    """
-    if not content_type:
-        return None
-    mime = parse_mimetype(content_type)
-    if mime.type.lower() != "multipart":
-        return None
-    try:
-        parts = form_parts(body, content_type, mime.parameters.get("boundary"))
-    except RequestRejected:
-        return _names_selected_member(body, ctx)
-    for _names, part_type, payload in parts:
-        charset = classify(part_type).charset
-        if looks_wide(payload) or charset is None:
-            charset = json.detect_encoding(payload[:4])
-        text = payload.decode(charset, "replace").encode("utf-8")
-        if _names_selected_member(text, ctx):
+        if isinstance(name, str) and selects(name):
             return True
     return False
 

@@ -288,3 +288,30 @@ class TestWriteRoutes:
         line = _access_line(caplog, json.loads(await response.read())["request_id"])
         assert line["outcome"] == "request_rejected"
         assert line["rejected"] == "plaintext_outside_write_route"
+
+
+class TestMultipartResponses:
+    """Review 8, F1: multipart bodies reach the part-by-part check through the real proxy."""
+
+    @pytest.mark.parametrize("encoding", ["base64", "quoted-printable"])
+    async def test_an_encoded_json_part_with_legacy_plaintext_is_withheld(
+        self, proxy_env, encoding
+    ):
+        import base64
+        import quopri
+
+        row = json.dumps({"practice_id": "practice-a", "ssn": "321-54-9876"}).encode()
+        payload = base64.b64encode(row) if encoding == "base64" else quopri.encodestring(row)
+        body = (
+            b"--b\r\nContent-Type: application/json\r\nContent-Transfer-Encoding: "
+            + encoding.encode()
+            + b"\r\n\r\n"
+            + payload
+            + b"\r\n--b--\r\n"
+        )
+        proxy_env.portal.script("/export", body, content_type="multipart/mixed; boundary=b")
+        response = await proxy_env.get("/export")
+        answer = await response.read()
+        assert response.status == 502
+        assert json.loads(answer)["error"] == "unsafe_upstream_body"
+        assert payload not in answer

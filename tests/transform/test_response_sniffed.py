@@ -338,8 +338,23 @@ class TestBinaryLookingJson:
         ],
     )
     def test_selected_members_in_a_binary_body_are_withheld(self, make_ctx, content_type, body):
-        with pytest.raises(UnsafeBody, match="invalid_json"):
+        with pytest.raises(UnsafeBody, match=r"invalid_json|multipart_with_phi"):
             transform_response(body, content_type, make_ctx())
+
+    def test_a_token_followed_by_plaintext_is_plaintext(self, make_ctx, keyring):
+        """Review 8, F5: only a value that is exactly one token is left to the token scan."""
+        token = keyring.encrypt("A", "ssn", "1")
+        body = self.XSSI + b'{"ssn": "' + token.encode() + b' 900-55-4803", "n": "M\xfcller"}'
+        with pytest.raises(UnsafeBody, match="invalid_json"):
+            transform_response(body, "application/octet-stream", make_ctx())
+
+    def test_a_path_selected_name_counts_in_a_binary_body(self, make_ctx):
+        """Review 8, F2: the FHIR path's `value` inside a binary-looking body → withheld."""
+        system = "http://hl7.org/fhir/sid/us-ssn"
+        doc = {"identifier": [{"system": system, "value": "900-11-2222"}], "n": "x"}
+        body = self.XSSI + orjson.dumps(doc)[:-2] + b'M\xfcller"}'
+        with pytest.raises(UnsafeBody, match="invalid_json"):
+            transform_response(body, "application/octet-stream", make_ctx())
 
     def test_an_escaped_member_name_is_still_a_selected_one(self, make_ctx):
         body = b"%PDF-1.7\x00" + b'{"\\u0073sn": "900-11-2222"}'
@@ -347,10 +362,14 @@ class TestBinaryLookingJson:
             transform_response(body, "application/octet-stream", make_ctx())
 
     @pytest.mark.parametrize(
-        "member", [b'"value":', b'"className":', b'"\xc5\xbf":', b'"businessName":', b'"s":']
+        "member", [b'"className":', b'"\xc5\xbf":', b'"businessName":', b'"s":']
     )
     def test_members_no_key_selector_names_do_not_refuse_a_download(self, make_ctx, member):
-        """Review 7, F6: only exact selected names count, not the byte prefilter's hits."""
+        """Review 7, F6: only exact selected names count, not the byte prefilter's hits.
+
+        (Names a path selector needs, such as the FHIR path's `value`, do count in a binary
+        body, where the structure around them cannot be seen: review 8, F2.)
+        """
         body = b"PK\x03\x04\x00\x00" + b"{" + member + b' "x", "ssn history"}\x00'
         assert transform_response(body, "application/zip", make_ctx()) == body
 
@@ -389,7 +408,7 @@ class TestMultipartParts:
         ],
         ids=["base64", "quoted-printable", "utf-16"],
     )
-    def test_a_json_part_naming_selected_keys_is_withheld(self, make_ctx, headers, payload):
+    def test_a_json_part_with_legacy_plaintext_is_withheld(self, make_ctx, headers, payload):
         body = (
             b"--b\r\nContent-Type: application/json\r\n"
             + headers
@@ -397,13 +416,55 @@ class TestMultipartParts:
             + payload
             + b"\r\n--b--\r\n"
         )
-        with pytest.raises(UnsafeBody, match="invalid_json"):
+        with pytest.raises(UnsafeBody, match=r"multipart_with_phi|unsupported_charset"):
             transform_response(body, "multipart/mixed; boundary=b", make_ctx())
 
-    def test_a_part_holding_only_tokens_passes_token_scanned(self, make_ctx, keyring):
+    def test_a_part_holding_tokens_is_withheld_not_rewritten(self, make_ctx, keyring):
+        """Multipart bodies are not rewritten: a part a caller would see changed → 502."""
         token = keyring.encrypt("A", "ssn", "900-11-2222")
         part = orjson.dumps({"ssn": token})
         body = b"--b\r\nContent-Type: application/json\r\n\r\n" + part + b"\r\n--b--\r\n"
-        out = transform_response(body, "multipart/mixed; boundary=b", make_ctx())
-        assert b"900-11-2222" not in out
-        assert token.encode() not in out
+        with pytest.raises(UnsafeBody, match="multipart_with_phi"):
+            transform_response(body, "multipart/mixed; boundary=b", make_ctx())
+
+    @pytest.mark.parametrize(
+        ("content_type", "body"),
+        [
+            ("multipart/mixed; boundary=b", b"--b\r\nContent-Type: text/plain\r\n\r\nhi\r\n"),
+            (
+                "multipart/mixed; boundary=b",
+                (
+                    b"--b\r\nContent-Type: application/json; charset=utf-7\r\n\r\n"
+                    b'{"+AHMAcwBu-": "900-11-2222"}\r\n--b--\r\n'
+                ),
+            ),
+            (
+                "multipart/mixed; boundary=b",
+                (
+                    b"--b\r\nContent-Type: application/json\r\nContent-Encoding: gzip\r\n\r\n"
+                    b"\x1f\x8b\x08\x00\r\n--b--\r\n"
+                ),
+            ),
+        ],
+        ids=["unclosed", "utf-7-part", "gzip-part"],
+    )
+    def test_parts_that_cannot_be_checked_are_withheld(self, make_ctx, content_type, body):
+        """Review 8: an unsplittable body, a utf-7 part or a compressed part → 502."""
+        with pytest.raises(UnsafeBody, match="unreadable_multipart"):
+            transform_response(body, content_type, make_ctx())
+
+    def test_a_multipart_body_without_phi_passes_unchanged(self, make_ctx):
+        body = (
+            b"--b\r\nContent-Type: application/json\r\n\r\n"
+            + orjson.dumps({"appointment": "2026-12-01"})
+            + b"\r\n--b\r\nContent-Type: image/png\r\n\r\n\x89PNG\r\n\x1a\n\x00\r\n--b--\r\n"
+        )
+        assert transform_response(body, "multipart/mixed; boundary=b", make_ctx()) is body
+
+    def test_a_path_selected_value_in_a_part_is_withheld(self, make_ctx):
+        """Review 8, F2: the FHIR SSN path selector applies inside parts (the walk runs)."""
+        system = "http://hl7.org/fhir/sid/us-ssn"
+        part = orjson.dumps({"identifier": [{"system": system, "value": "900-11-2222"}]})
+        body = b"--b\r\nContent-Type: application/json\r\n\r\n" + part + b"\r\n--b--\r\n"
+        with pytest.raises(UnsafeBody, match="multipart_with_phi"):
+            transform_response(body, "multipart/mixed; boundary=b", make_ctx())
