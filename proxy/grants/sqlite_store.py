@@ -239,12 +239,17 @@ class SQLiteGrantStore:
             if cached is not None:
                 self._cache.move_to_end(subject)
                 return Access.from_grants(subject, cached, now)
+        generation = self._generation  # a replaced file must not fill the cache with old rows
         try:
             grants = await self._run(lambda conn: live_grants(conn, subject, now))
         except Exception as exc:  # noqa: BLE001 - fail closed on anything, log the class only
             self._failures.read_failed(exc, now.timestamp())
             return NO_ACCESS
-        if version is not None and version == self._cache_version:
+        if (
+            version is not None
+            and version == self._cache_version
+            and generation == self._generation
+        ):
             self._cache[subject] = grants
             if len(self._cache) > self._cache_size:
                 self._cache.popitem(last=False)
