@@ -54,6 +54,8 @@ class BodyKind:
     json_lines: bool = False  # an NDJSON-family type: one JSON document per line
     #: Declared text (`text/*`) or JSON-like: text by intent, whatever stray bytes it holds.
     text: bool = False
+    #: multipart/* or message/*: parts a byte search cannot see into (response_parts.py).
+    container: bool = False
 
 
 def _codec(name: str | None) -> str | None:
@@ -137,4 +139,11 @@ def classify(content_type: str | None) -> BodyKind:  # noqa: PLR0911 - a lookup 
     if "json" in sub or "json" in suffix:
         lines = sub in _JSON_LINES_SUBTYPES
         return BodyKind(json=False, escape="json", charset=charset, json_lines=lines, text=True)
-    return BodyKind(json=False, escape="sniff", charset=charset, text=mime.type.lower() == "text")
+    main = mime.type.lower()
+    return BodyKind(
+        json=False,
+        escape="sniff",
+        charset=charset,
+        text=main == "text",
+        container=main in {"multipart", "message"},
+    )

@@ -34,8 +34,6 @@ _ASCII_END: Final = 0x80
 _SURROGATES: Final = range(0xD800, 0xE000)
 # UTF-16/32 spellings of the prefix: a body in those encodings could hide tokens from a byte
 # search, so the fast path must send it to the transform (which refuses it).
-#: Media types whose parts (MIME-encoded, any charset) a byte search cannot see into.
-_CONTAINER_TYPES: Final = ("multipart/", "message/")
 _WIDE_PREFIXES: Final = tuple(
     TOKEN_PREFIX.encode(codec) for codec in ("utf-16-le", "utf-16-be", "utf-32-le", "utf-32-be")
 )
@@ -219,11 +217,10 @@ class FieldPolicy:
         """
         if TOKEN_PREFIX_BYTES in body:
             return True
-        if content_type and (
-            classify(content_type).charset is None
-            or content_type.lstrip().lower().startswith(_CONTAINER_TYPES)
-        ):
-            return True  # a charset tokens hide in, or parts a byte search cannot see into
+        if content_type:
+            kind = classify(content_type)
+            if kind.charset is None or kind.container:
+                return True  # a charset tokens hide in, or parts a byte search cannot see into
         if b"\x00" in body and any(wide in body for wide in _WIDE_PREFIXES):
             return True
         if looks_wide(body):  # UTF-16/32 JSON, BOM or not: refused by the transform

@@ -33,7 +33,7 @@ from keys.token_format import TOKEN_PATTERN_BYTES, TOKEN_PREFIX_BYTES
 from proxy.transform.errors import UnsafeBody
 from proxy.transform.jsonsafe import parse_json
 from proxy.transform.mediatype import classify, looks_wide
-from proxy.transform.response_parts import is_mime_container, judge_parts
+from proxy.transform.response_parts import judge_parts
 from proxy.transform.textbody import (
     NOT_JSON,
     as_charset,
@@ -91,7 +91,7 @@ def _transform_other(
     body: bytes, kind: BodyKind, content_type: str | None, ctx: RevealContext
 ) -> bytes:
     """Any other type: walked where a client reads JSON, withheld where unsure, else scanned."""
-    if content_type and is_mime_container(content_type):
+    if kind.container and content_type:
         # Parts hidden from a byte search (base64, quoted-printable, any charset) that a MIME
         # parser hands to the client decoded: each is judged like a body of its own type.
         return judge_parts(body, content_type, ctx, transform_response)
@@ -104,8 +104,8 @@ def _transform_other(
                 return walked
         elif _names_selected_member(body, ctx):
             # Binary by its bytes, yet it holds JSON members named like selected fields
-            # (`)]}',\n{"ssn": …}` with one Latin-1 byte; a JSON part of a multipart body):
-            # clients that cut such bodies apart would read legacy plaintext we did not walk.
+            # (`)]}',\n{"ssn": …}` with one Latin-1 byte): clients that cut such bodies apart
+            # would read legacy plaintext we did not walk.
             raise UnsafeBody("invalid_json")
     return transform_text(body, kind, ctx)
 
@@ -133,11 +133,11 @@ def _is_text(body: bytes, kind: BodyKind) -> bool:
 def _names_selected_member(body: bytes, ctx: RevealContext) -> bool:
     """True if `body` holds a selected JSON member whose value may be plaintext.
 
-    A member is `"name": value` with a value that is not a token and not null. Only quoted
-    names followed by a colon count, compared exactly (after JSON unescaping and the policy's
-    normalization) with the key selectors, so random bytes in a download almost never match
-    (the over-broad byte prefilter refused ~1% of large compressed files). Names are decoded
-    leniently so a stray byte cannot hide them.
+    A member is `"name": value` with a value that is not exactly one token and not null. Only
+    quoted names followed by a colon count, compared exactly (after JSON unescaping and the
+    policy's normalization) with the names key and path selectors use, so random bytes in a
+    download almost never match (the over-broad byte prefilter refused ~1% of large compressed
+    files). Names are decoded leniently so a stray byte cannot hide them.
     """
     selects = ctx.policy.selects_name
     for match in _JSON_MEMBER.finditer(body):

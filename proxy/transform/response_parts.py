@@ -26,15 +26,9 @@ if TYPE_CHECKING:
 
     from proxy.transform.reveal import RevealContext
 
-__all__ = ["is_mime_container", "judge_parts"]
+__all__ = ["judge_parts"]
 
-_CONTAINERS: Final = frozenset({"multipart", "message"})
 _DEFAULT_PART_TYPE: Final = "text/plain; charset=us-ascii"  # RFC 2046 §5.1 default
-
-
-def is_mime_container(content_type: str | None) -> bool:
-    """True for multipart/* and message/* types."""
-    return bool(content_type) and parse_mimetype(content_type or "").type.lower() in _CONTAINERS
 
 
 def judge_parts(

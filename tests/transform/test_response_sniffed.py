@@ -468,3 +468,19 @@ class TestMultipartParts:
         body = b"--b\r\nContent-Type: application/json\r\n\r\n" + part + b"\r\n--b--\r\n"
         with pytest.raises(UnsafeBody, match="multipart_with_phi"):
             transform_response(body, "multipart/mixed; boundary=b", make_ctx())
+
+
+@pytest.mark.parametrize(
+    "content_type", ["multipart", "Multipart/Mixed; boundary=b", "message/rfc822"]
+)
+def test_every_container_spelling_reaches_the_part_check(make_ctx, policy, content_type):
+    """One classification decides 'container' for the fast path and the transform alike."""
+    row = orjson.dumps(LEGACY)
+    body = (
+        b"--b\r\nContent-Transfer-Encoding: base64\r\n\r\n"
+        + __import__("base64").b64encode(row)
+        + b"\r\n--b--\r\n"
+    )
+    assert policy.may_need_transform(body, content_type)
+    with pytest.raises(UnsafeBody):
+        transform_response(body, content_type, make_ctx())
