@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test lint typecheck pytest install clean bench soak
+.PHONY: run test lint typecheck pytest install clean bench soak postgres
 
 # (Re)install when the project metadata changes; a bare `make test` keeps the venv current.
 $(STAMP): pyproject.toml
@@ -41,6 +41,11 @@ bench: $(STAMP)
 SOAK_MINUTES ?= 10
 soak: $(STAMP)
 	cd bench && $(CURDIR)/$(BIN)/python soak.py --minutes $(SOAK_MINUTES)
+
+# A PostgreSQL server on 127.0.0.1:5432 with database `test` for the PostgreSQL tests (what CI
+# does): installs and starts a throwaway one when none answers (root only).
+postgres:
+	bash scripts/test-postgres
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info .pytest_cache .mypy_cache .ruff_cache .hypothesis
