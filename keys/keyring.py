@@ -26,6 +26,7 @@ from types import MappingProxyType
 from typing import TYPE_CHECKING, Final
 
 from keys._aead import DEK_BYTES, NONCE_BYTES, TokenCipher
+from keys._native import native_module
 from keys._opened_cache import DEFAULT_CACHE_BYTES, DEFAULT_CACHE_ENTRIES, OpenedCache
 from keys.errors import InvalidToken, KeyringError
 from keys.token_format import (
@@ -113,7 +114,7 @@ class _Entry:
 class Keyring:
     """All practices' keys; immutable. Build with `from_material` (or keys.testing.make_keyring)."""
 
-    __slots__ = ("_by_kid", "_cache", "_openers", "_practice_by_kid", "_primary")
+    __slots__ = ("_by_kid", "_cache", "_native", "_openers", "_practice_by_kid", "_primary")
 
     _by_kid: Mapping[str, _Entry]
     _primary: Mapping[str, _Entry]
@@ -125,6 +126,7 @@ class Keyring:
         *,
         cache_entries: int = DEFAULT_CACHE_ENTRIES,
         cache_bytes: int = DEFAULT_CACHE_BYTES,
+        native_material: Iterable[tuple[str, str, bytes]] = (),
     ) -> None:
         self._by_kid = MappingProxyType(dict(entries))
         self._primary = MappingProxyType(dict(primary))
@@ -137,6 +139,10 @@ class Keyring:
             if e.cipher is not None and e.info.state in _DECRYPTING
         }
         self._cache = OpenedCache(max_entries=cache_entries, max_bytes=cache_bytes)
+        # The compiled core's own copy of the decrypting keys (kid, practice, DEK), so the
+        # native transform opens tokens without a call back into Python per value.
+        native = native_module()
+        self._native: object | None = None if native is None else native.Keys(list(native_material))
 
     @classmethod
     def from_material(cls, entries: Iterable[tuple[KeyInfo, bytes | None]]) -> Keyring:
@@ -147,6 +153,7 @@ class Keyring:
         by_kid: dict[str, _Entry] = {}
         primary: dict[str, _Entry] = {}
         versions: set[tuple[str, int]] = set()
+        material: list[tuple[str, str, bytes]] = []
         for info, dek in entries:
             _check_entry(info, dek)
             if info.kid in by_kid:
@@ -158,6 +165,8 @@ class Keyring:
             versions.add((info.practice, info.version))
             entry = _Entry(info, None if dek is None else TokenCipher(dek))
             by_kid[info.kid] = entry
+            if dek is not None and info.state in _DECRYPTING:
+                material.append((info.kid, info.practice, dek))
             if info.state is KeyState.ACTIVE:
                 if info.practice in primary:
                     raise KeyringError(
@@ -165,10 +174,15 @@ class Keyring:
                         f"({primary[info.practice].info.kid}, {info.kid}); exactly one may encrypt"
                     )
                 primary[info.practice] = entry
-        return cls(by_kid, primary)
+        return cls(by_kid, primary, native_material=material)
 
     def __repr__(self) -> str:
         return f"<Keyring practices={len(self.practices())} keys={len(self._by_kid)}>"
+
+    @property
+    def native_keys(self) -> object | None:
+        """The compiled core's key table (`phi_proxy_core.Keys`), or None in the pure core."""
+        return self._native
 
     def practice_of(self, kid: str) -> str | None:
         """The practice owning `kid`, or None if unknown (retired/destroyed keys are known)."""

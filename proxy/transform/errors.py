@@ -24,7 +24,6 @@ UNSAFE_REASONS: Final = frozenset(
         "invalid_utf8",  # not UTF-8, or a lone surrogate
         "duplicate_key",  # an object names the same key twice: client and proxy may disagree
         "too_deep",  # nesting deeper than fields.max_depth
-        "number_out_of_range",  # an integer beyond 64 bits would lose precision if rewritten
         "key_collision",  # rewriting token-bearing object keys made two keys equal
         "unsupported_charset",  # a text charset in which tokens could hide (UTF-16, UTF-7, …)
         "token_residue",  # the token prefix survived substitution (defence in depth)

@@ -12,16 +12,21 @@ import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Final
 
+from keys._native import native_module
 from keys.token_format import TOKEN_PREFIX, TOKEN_PREFIX_BYTES
 from proxy.transform.jsonpath import PathMatcher, compile_path
 from proxy.transform.masks import FixedMask, Mask, compile_mask
 from proxy.transform.mediatype import classify, looks_wide
 from proxy.transform.names import SEPARATORS, ascii_revealing_pattern, is_ascii_revealing
+from proxy.transform.native_json import NativeJson
 
 if TYPE_CHECKING:
+    from collections.abc import Callable, Mapping
+
+    from proxy.transform.jsonpath import CompiledPath
     from proxy.transform.settings import FieldSettings
 
-__all__ = ["FieldPolicy", "KeyRole", "ObjectShape"]
+__all__ = ["FieldPolicy", "KeyRole", "ObjectShape", "PolicyTables"]
 
 _ROLE_CACHE_LIMIT: Final = 8192
 _SHAPE_CACHE_LIMIT: Final = 4096
@@ -65,6 +70,19 @@ class ObjectShape:
     classes: tuple[str | None, ...] = ()  # each role's key-selector class, for the fast loop
 
 
+@dataclass(frozen=True, slots=True)
+class PolicyTables:
+    """The compiled selection tables, for handing to the compiled core once at startup."""
+
+    key_classes: Mapping[str, str]  # normalized key name → class (first selector wins)
+    practice_names: frozenset[str]  # normalized `record.practice_keys`
+    id_names: tuple[str, ...]  # normalized `record.id_keys`, in rank order
+    paths: tuple[tuple[CompiledPath, str], ...]  # path selectors in config order, with class
+    classes: tuple[str, ...]  # the configured classes (each has a mask)
+    fold_separators: bool
+    normalize: Callable[[str], str]
+
+
 class FieldPolicy:
     """Compiled `fields:` settings. Immutable after compile except for bounded lookup caches."""
 
@@ -77,6 +95,7 @@ class FieldPolicy:
         "_masks",
         "_needles",
         "_path_names",
+        "_paths",
         "_practice_names",
         "_roles",
         "_settings",
@@ -84,6 +103,7 @@ class FieldPolicy:
         "default_mask",
         "matcher",
         "max_depth",
+        "native",
         "redacted_text",
     )
 
@@ -117,6 +137,7 @@ class FieldPolicy:
                 else:
                     needles.update(required)
         self._key_classes = key_classes
+        self._paths = tuple(paths)
         self._path_names = frozenset(needles - set(key_classes))
         self.matcher = PathMatcher(paths, settings.normalize)
         encoded = sorted({n.encode("utf-8") for n in needles}, key=len)
@@ -135,6 +156,8 @@ class FieldPolicy:
         self._shapes: dict[tuple[str, ...], ObjectShape] = {}
         if needles and not self._always_inspect:
             ascii_revealing_pattern()  # pay the one-off table build at startup, not per request
+        #: This policy in the compiled core (None: the pure-Python core decides every body).
+        self.native = NativeJson.compile(native_module(), self)
 
     @classmethod
     def compile(cls, settings: FieldSettings) -> FieldPolicy:
@@ -145,6 +168,19 @@ class FieldPolicy:
     def settings(self) -> FieldSettings:
         """The settings this policy was compiled from."""
         return self._settings
+
+    def tables(self) -> PolicyTables:
+        """The selection tables, as compiled (for the compiled core)."""
+        settings = self._settings
+        return PolicyTables(
+            key_classes=self._key_classes,
+            practice_names=self._practice_names,
+            id_names=tuple(sorted(self._id_names, key=self._id_names.__getitem__)),
+            paths=self._paths,
+            classes=tuple(settings.classes),
+            fold_separators=settings.fold_separators,
+            normalize=settings.normalize,
+        )
 
     def mask_for(self, field_class: str) -> Mask:
         """The mask of a class; a class the config does not know gets the redacted text."""

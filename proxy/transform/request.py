@@ -41,6 +41,7 @@ from proxy.transform.request_text import (
     request_media,
 )
 from proxy.transform.settings import BodyKeyPractice
+from proxy.transform.splice import Edits, splice
 from proxy.transform.stats import TransformStats
 
 if TYPE_CHECKING:
@@ -130,8 +131,7 @@ def encrypt_request(
     doc = _parse(body)
     practice = _practice(route, doc, ctx)
     walk = _Walk(ctx, practice, route if route.route.require_grant else None)
-    result = walk.value(doc, 0, ctx.policy.matcher.initial, None)
-    return orjson.dumps(result) if walk.changed else body
+    return splice(body, doc, walk.document(doc))
 
 
 def _check_not_write(
@@ -180,7 +180,7 @@ def _check_json(text: bytes, ctx: SealContext) -> None:
     # Declared or not, a JSON-looking body that names a selected key must parse safely:
     # a lenient portal could read a duplicate-key or NaN body that we could not check.
     doc = _parse(text)
-    _Walk(ctx, None).value(doc, 0, ctx.policy.matcher.initial, None)
+    _Walk(ctx, None).document(doc)
 
 
 def _check_form(body: bytes, ctx: SealContext) -> None:
@@ -258,9 +258,13 @@ def _refuse_selected_object(field_class: str) -> None:
 
 
 class _Walk:
-    """Encrypts selected values for `practice`; with practice None, only refuses plaintext."""
+    """Encrypts selected values for `practice`; with practice None, only refuses plaintext.
 
-    __slots__ = ("changed", "ctx", "gated", "practice")
+    Like the response walk, it leaves the parsed document alone and records each new token in
+    `edits`, so only the selected values of the body change on their way to the portal.
+    """
+
+    __slots__ = ("ctx", "edits", "gated", "practice")
 
     def __init__(
         self, ctx: SealContext, practice: str | None, gated: RouteMatch | None = None
@@ -268,7 +272,14 @@ class _Walk:
         self.ctx = ctx
         self.practice = practice
         self.gated = gated  # a `require_grant` write route: each value needs the caller's grant
-        self.changed = False
+        self.edits = Edits()
+
+    def document(self, doc: object) -> Edits:
+        """Seal (or check) every selected value of `doc`; the edits for `splice`."""
+        result = self.value(doc, 0, self.ctx.policy.matcher.initial, None)
+        if result is not doc:
+            self.edits.root = (result,)
+        return self.edits
 
     def value(
         self, value: object, depth: int, states: tuple[int, ...], field_class: str | None
@@ -297,6 +308,8 @@ class _Walk:
     ) -> None:
         if field_class is not None and any(obj):
             _refuse_selected_object(field_class)
+        edits = self.edits
+        before = edits.count()
         for key, item in obj.items():
             role = self.ctx.policy.role(key)
             child_states, path_class = (
@@ -307,18 +320,24 @@ class _Walk:
             cls = path_class or role.field_class or field_class
             new = self.value(item, depth + 1, child_states, cls)
             if new is not item:
-                obj[key] = new
+                edits.values[id(obj), key] = new
+        if edits.count() != before:
+            edits.dirty.add(id(obj))
 
     def sequence(
         self, items: list[object], depth: int, states: tuple[int, ...], field_class: str | None
     ) -> None:
+        edits = self.edits
+        before = edits.count()
         for index, item in enumerate(items):
             child_states, path_class = (
                 self.ctx.policy.matcher.step(states, None, index, item) if states else ((), None)
             )
             new = self.value(item, depth + 1, child_states, path_class or field_class)
             if new is not item:
-                items[index] = new
+                edits.values[id(items), index] = new
+        if edits.count() != before:
+            edits.dirty.add(id(items))
 
     def seal(self, text: str, field_class: str) -> str:
         ctx = self.ctx
@@ -347,7 +366,6 @@ class _Walk:
             deterministic=ctx.policy.is_deterministic(field_class),
         )
         ctx.stats.encrypted[field_class] += 1
-        self.changed = True
         return token
 
     def check_grant(self, practice: str, field_class: str, route: RouteMatch) -> None:

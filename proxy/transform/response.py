@@ -34,6 +34,7 @@ from proxy.transform.errors import UnsafeBody
 from proxy.transform.jsonsafe import parse_json
 from proxy.transform.mediatype import classify, looks_wide
 from proxy.transform.response_parts import judge_parts
+from proxy.transform.splice import splice
 from proxy.transform.textbody import (
     NOT_JSON,
     as_charset,
@@ -51,7 +52,6 @@ if TYPE_CHECKING:
 
 __all__ = ["transform_json", "transform_response"]
 
-_LONG_INTEGER: Final = re.compile(rb"(?<![\d.])\d{20,}(?![\d.eE])")
 #: Kinds whose bodies are markup or tables: braces and field names are normal there.
 _MARKUP_KINDS: Final = frozenset({"html", "csv", "tsv"})
 _CODE_SUBTYPES: Final = frozenset({"javascript", "x-javascript", "ecmascript", "css"})
@@ -181,7 +181,16 @@ def _transform_markup(body: bytes, kind: BodyKind, ctx: RevealContext) -> bytes:
 
 
 def transform_json(body: bytes, ctx: RevealContext) -> bytes:
-    """The JSON path of `transform_response` (body known to be JSON)."""
+    """The JSON path of `transform_response` (body known to be JSON).
+
+    The compiled core answers when it is installed and sure; otherwise (and always under
+    `PHI_PROXY_PURE=1`) the pure-Python core: the same bytes, the same facts.
+    """
+    native = ctx.policy.native
+    if native is not None:
+        out = native.transform(body, ctx)
+        if out is not None:
+            return out
     return _walk_document(parse_json(body), body, ctx)
 
 
@@ -247,12 +256,8 @@ def _transform_sniffed(
 
 
 def _walk_document(doc: object, body: bytes, ctx: RevealContext) -> bytes:
-    """Decide every value of `doc` (parsed from `body`); `body` itself if nothing changed."""
-    walk = Walk(ctx)
-    result = walk.value(doc, 0, None, None, walk.initial, None)
-    if not walk.changed:
-        return body
-    if walk.lossy and _LONG_INTEGER.search(body):
-        # orjson read an integer beyond 64 bits as a float; rewriting would change it.
-        raise UnsafeBody("number_out_of_range")
-    return orjson.dumps(result)
+    """Decide every value of `doc` (parsed from `body`); `body` itself if nothing changed.
+
+    Only the decided values are rewritten (`splice`): every other byte comes back as it came.
+    """
+    return splice(body, doc, Walk(ctx).document(doc))

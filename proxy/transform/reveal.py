@@ -42,6 +42,7 @@ __all__ = [
     "allow_plaintext",
     "decide_plaintext",
     "decide_token",
+    "header_facts",
     "reveal_text",
     "reveal_token",
 ]
@@ -194,7 +195,7 @@ def decide_plaintext(
     return Decision("", ctx.policy.mask_for(field_class), value_text)
 
 
-def _header_facts(ctx: RevealContext, head: str) -> tuple[str, str, bool, Mask] | None:
+def header_facts(ctx: RevealContext, head: str) -> tuple[str, str, bool, Mask] | None:
     """(practice, class, allowed, mask) for a token header; None if it needs the slow path."""
     parts = head.split(".")
     if len(parts) != _HEADER_PARTS or parts[0] != TOKEN_VERSION:
@@ -230,7 +231,7 @@ def reveal_token(
     cut = token.rfind(".")
     facts = ctx.headers.get(token[:cut]) if cut > 0 else None
     if facts is None:
-        facts = _header_facts(ctx, token[:cut]) if cut > 0 else None
+        facts = header_facts(ctx, token[:cut]) if cut > 0 else None
         if facts is None:
             decision = decide_token(ctx, token, record_id)
             return decision.for_json() if as_json else decision.for_text()

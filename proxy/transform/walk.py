@@ -1,8 +1,10 @@
-"""The JSON walk: every value of one parsed document decided for one caller, in place.
+"""The JSON walk: every value of one parsed document decided for one caller.
 
 The rules (which value is selected, how tokens, legacy plaintext, object keys and selected
 objects are decided) are listed in `proxy.transform.response`, which picks the bodies that get
-walked. The walk mutates the freshly parsed containers and records whether anything changed.
+walked. The walk never changes the parsed document: it records each decided value in an
+`Edits`, and `splice` writes those into the original bytes (everything else stays as it came).
+This is the pure-Python core: the reference the compiled core must agree with byte for byte.
 """
 
 from __future__ import annotations
@@ -22,14 +24,13 @@ from proxy.transform.reveal import (
     reveal_text,
     reveal_token,
 )
+from proxy.transform.splice import Edits
 
 if TYPE_CHECKING:
     from proxy.transform.policy import KeyRole, ObjectShape
 
 __all__ = ["Walk"]
 
-_INT64_MIN: Final = -(2**63)
-_UINT64_END: Final = 2**64
 _NO_STATES: Final[tuple[int, ...]] = ()
 
 
@@ -82,9 +83,9 @@ def _refuse_too_deep(container: dict[str, object], depth: int, max_depth: int) -
 
 
 class Walk:
-    """One walk over one document; mutates the freshly parsed containers in place."""
+    """One walk over one document; records every decided value in `edits`."""
 
-    __slots__ = ("changed", "ctx", "initial", "lossy", "matcher", "max_depth", "policy", "role")
+    __slots__ = ("ctx", "edits", "initial", "matcher", "max_depth", "policy", "role")
 
     def __init__(self, ctx: RevealContext) -> None:
         self.ctx = ctx
@@ -93,8 +94,14 @@ class Walk:
         self.matcher = ctx.policy.matcher
         self.initial = self.matcher.initial
         self.max_depth = ctx.policy.max_depth
-        self.changed = False
-        self.lossy = False
+        self.edits = Edits()
+
+    def document(self, doc: object) -> Edits:
+        """Decide every value of `doc`; the edits that `splice` writes into its bytes."""
+        result = self.value(doc, 0, None, None, self.initial, None)
+        if result is not doc:
+            self.edits.root = (result,)
+        return self.edits
 
     def value(  # noqa: PLR0911, PLR0917 - hot path: positional args, early returns
         self,
@@ -116,8 +123,6 @@ class Walk:
             return self.mapping(value, depth + 1, practice, record_id, states, field_class)
         if isinstance(value, list):
             return self.sequence(value, depth + 1, practice, record_id, states, field_class)
-        if isinstance(value, float) and not _INT64_MIN <= value < _UINT64_END:
-            self.lossy = True  # maybe an integer beyond 64 bits that orjson made a float
         if field_class is None or value is None:
             return value
         # A selected number or boolean: legacy plaintext.
@@ -125,7 +130,6 @@ class Walk:
         decision = decide_plaintext(self.ctx, field_class, text, practice, record_id)
         if decision.mask is None:
             return value
-        self.changed = True
         return decision.for_json()
 
     def selected_string(
@@ -133,11 +137,9 @@ class Walk:
     ) -> object:
         """A string in a selected field: a token, else legacy plaintext of `field_class`."""
         if value.startswith(TOKEN_PREFIX):
-            self.changed = True
             return reveal_token(self.ctx, value, record_id, as_json=True)
         decision = decide_plaintext(self.ctx, field_class, value, practice, record_id)
         if decision.mask is not None:
-            self.changed = True
             return decision.for_json()
         if TOKEN_PREFIX in value:  # kept plaintext that also carries tokens
             return self.unselected_string(value, record_id, as_key=False)
@@ -145,7 +147,6 @@ class Walk:
 
     def unselected_string(self, value: str, record_id: str | None, *, as_key: bool) -> str | None:
         """Decide every token inside `value`; mask the whole string if the prefix survives."""
-        self.changed = True
         ctx = self.ctx
         match = TOKEN_PATTERN.fullmatch(value)
         if match is not None:
@@ -177,12 +178,16 @@ class Walk:
             and not allow_plaintext(self.ctx, inherited, practice, record_id)
         ):
             return self.masked_container(obj, depth, inherited)
+        edits = self.edits
+        before = edits.count()
         if not states:
             self.mapping_by_key(obj, shape.classes, depth, practice, record_id, inherited)
         else:
             self.mapping_by_path(obj, shape, depth, practice, record_id, states, inherited)
         if shape.rekey:
-            return self.rekeyed(obj, shape.roles, record_id)
+            self.rekey(obj, shape.roles, record_id)
+        if edits.count() != before:
+            edits.dirty.add(id(obj))
         return obj
 
     def masked_container(self, obj: dict[str, object], depth: int, field_class: str) -> object:
@@ -192,7 +197,6 @@ class Walk:
         (502 or not) whoever asks.
         """
         _refuse_too_deep(obj, depth, self.max_depth)
-        self.changed = True
         self.ctx.stats.masked[field_class] += 1
         return self.policy.mask_for(field_class).for_json(None)
 
@@ -210,6 +214,7 @@ class Walk:
         The common case (and the only one without `paths:` selectors); the same outcomes,
         with one class per key precomputed in the shape instead of a role lookup per key.
         """
+        values = self.edits.values
         for key_class, (key, item) in zip(classes, obj.items(), strict=True):
             field_class = key_class or inherited
             new: object
@@ -219,7 +224,6 @@ class Walk:
                         continue
                     new = self.unselected_string(item, record_id, as_key=False)
                 elif item.startswith(TOKEN_PREFIX):
-                    self.changed = True
                     new = reveal_token(self.ctx, item, record_id, as_json=True)
                 else:
                     new = self.selected_string(item, field_class, practice, record_id)
@@ -228,7 +232,7 @@ class Walk:
             else:
                 new = self.value(item, depth, practice, record_id, _NO_STATES, field_class)
             if new is not item:
-                obj[key] = new
+                values[id(obj), key] = new
 
     def mapping_by_path(  # noqa: PLR0917 - hot path: positional arguments are cheaper
         self,
@@ -241,6 +245,7 @@ class Walk:
         inherited: str | None,
     ) -> None:
         """Walk `obj`'s members while path selectors are live (`states` not empty)."""
+        values = self.edits.values
         matcher = self.matcher
         for key_role, (key, item) in zip(shape.roles, obj.items(), strict=True):
             child_states, path_class = matcher.step(states, key_role.normalized, 0, item)
@@ -253,7 +258,6 @@ class Walk:
                         continue
                     new = self.unselected_string(item, record_id, as_key=False)
                 elif item.startswith(TOKEN_PREFIX):
-                    self.changed = True
                     new = reveal_token(self.ctx, item, record_id, as_json=True)
                 else:
                     new = self.selected_string(item, field_class, practice, record_id)
@@ -262,22 +266,24 @@ class Walk:
             else:
                 new = self.value(item, depth, practice, record_id, child_states, field_class)
             if new is not item:
-                obj[key] = new
+                values[id(obj), key] = new
 
-    def rekeyed(
+    def rekey(
         self, obj: dict[str, object], roles: tuple[KeyRole, ...], record_id: str | None
-    ) -> dict[str, object]:
-        """`obj` with every token-bearing key decided; two keys becoming one is unsafe."""
-        out: dict[str, object] = {}
-        for key_role, (key, item) in zip(roles, obj.items(), strict=True):
+    ) -> None:
+        """Decide every token-bearing key of `obj`; two keys becoming one is unsafe."""
+        seen: set[str] = set()
+        renamed: dict[str, str] = {}
+        for key_role, key in zip(roles, obj, strict=True):
             new_key = key
             if key_role.has_prefix:
                 replaced = self.unselected_string(key, record_id, as_key=True)
                 new_key = replaced if replaced is not None else self.policy.redacted_text
-            if new_key in out:
+                renamed[key] = new_key
+            if new_key in seen:
                 raise UnsafeBody("key_collision")
-            out[new_key] = item
-        return out
+            seen.add(new_key)
+        self.edits.keys[id(obj)] = renamed
 
     def sequence(  # noqa: PLR0917 - hot path: positional arguments are cheaper
         self,
@@ -288,20 +294,25 @@ class Walk:
         states: tuple[int, ...],
         inherited: str | None,
     ) -> list[object]:
-        """Decide every element of a JSON array in place."""
+        """Decide every element of a JSON array."""
         if depth > self.max_depth:
             raise UnsafeBody("too_deep")
         value = self.value
+        edits = self.edits
+        values = edits.values
+        before = edits.count()
         if not states:
             for index, item in enumerate(items):
                 new = value(item, depth, practice, record_id, _NO_STATES, inherited)
                 if new is not item:
-                    items[index] = new
-            return items
-        matcher = self.matcher
-        for index, item in enumerate(items):
-            child_states, path_class = matcher.step(states, None, index, item)
-            new = value(item, depth, practice, record_id, child_states, path_class or inherited)
-            if new is not item:
-                items[index] = new
+                    values[id(items), index] = new
+        else:
+            matcher = self.matcher
+            for index, item in enumerate(items):
+                child_states, path_class = matcher.step(states, None, index, item)
+                new = value(item, depth, practice, record_id, child_states, path_class or inherited)
+                if new is not item:
+                    values[id(items), index] = new
+        if edits.count() != before:
+            edits.dirty.add(id(items))
         return items
