@@ -1,0 +1,286 @@
+//! Python bindings: `Keys`, `Policy`, `transform_json` and `ABI` (the API the proxy's glue
+//! is written against; see tests/native/test_native_parity.py for a reference glue).
+//!
+//! No decision is made here: arguments are converted once (policy, keys) or per call (the
+//! callbacks), and results turned into bytes and event tuples.
+
+use pyo3::exceptions::PyValueError;
+use pyo3::prelude::*;
+use pyo3::types::{PyBool, PyBytes, PyDict, PyFloat, PyInt, PyList, PyString, PyTuple};
+
+use crate::escape;
+use crate::keys;
+use crate::masks::Mask;
+use crate::policy::{self, Literal, PolicySpec, StepSpec};
+use crate::scan;
+use crate::walk::{Host, Kind, Walker};
+use crate::Stop;
+
+/// Decrypting keys of one keyring snapshot (ACTIVE / DECRYPT_ONLY only).
+#[pyclass(frozen, module = "phi_proxy_core", name = "Keys")]
+pub struct PyKeys {
+    inner: keys::Keys,
+}
+
+#[pymethods]
+impl PyKeys {
+    #[new]
+    fn new(entries: Vec<(String, String, Vec<u8>)>) -> PyResult<Self> {
+        keys::Keys::new(entries)
+            .map(|inner| PyKeys { inner })
+            .map_err(|e| PyValueError::new_err(e.0))
+    }
+
+    /// (practice, field_class, plaintext); ValueError (no detail) whenever it cannot open.
+    fn open(&self, token: &Bound<'_, PyAny>) -> PyResult<(String, String, String)> {
+        let Ok(token) = token.cast::<PyString>() else {
+            return Err(PyValueError::new_err(()));
+        };
+        let Ok(text) = token.to_str() else {
+            return Err(PyValueError::new_err(()));
+        };
+        match self.inner.open(text) {
+            Some(o) => Ok((o.practice.to_string(), o.class.to_string(), o.plaintext.to_string())),
+            None => Err(PyValueError::new_err(())),
+        }
+    }
+
+    fn __len__(&self) -> usize {
+        self.inner.len()
+    }
+
+    fn __repr__(&self) -> String {
+        format!("<phi_proxy_core.Keys keys={} [secure]>", self.inner.len())
+    }
+}
+
+/// The compiled field policy plus its name normalizer.
+#[pyclass(frozen, module = "phi_proxy_core", name = "Policy")]
+pub struct PyPolicy {
+    inner: policy::Policy,
+    normalize: Py<PyAny>,
+}
+
+fn mask_of(t: &Bound<'_, PyAny>) -> PyResult<Mask> {
+    let t = t.cast::<PyTuple>().map_err(|_| PyValueError::new_err("a mask is a tuple"))?;
+    let kind: String = t.get_item(0)?.extract()?;
+    match kind.as_str() {
+        "fixed" => Ok(Mask::fixed(&t.get_item(1)?.extract::<String>()?)),
+        "null" => Ok(Mask::null(&t.get_item(1)?.extract::<String>()?)),
+        "keep_last" => {
+            let keep: usize = t.get_item(1)?.extract()?;
+            if keep == 0 {
+                return Err(PyValueError::new_err("keep_last must be at least 1"));
+            }
+            Ok(Mask::keep_last(
+                keep,
+                &t.get_item(2)?.extract::<String>()?,
+                &t.get_item(3)?.extract::<String>()?,
+                t.get_item(4)?.extract()?,
+                &t.get_item(5)?.extract::<String>()?,
+            ))
+        }
+        other => Err(PyValueError::new_err(format!("unknown mask kind {other:?}"))),
+    }
+}
+
+fn literal_of(v: &Bound<'_, PyAny>) -> PyResult<Literal> {
+    if v.is_none() {
+        Ok(Literal::Null)
+    } else if let Ok(b) = v.cast::<PyBool>() {
+        Ok(Literal::Bool(b.is_true()))
+    } else if let Ok(s) = v.cast::<PyString>() {
+        Ok(Literal::Str(s.to_str()?.to_string()))
+    } else if v.is_instance_of::<PyInt>() || v.is_instance_of::<PyFloat>() {
+        Ok(Literal::Number)
+    } else {
+        Err(PyValueError::new_err("a filter literal is str, int, float, bool or None"))
+    }
+}
+
+type RawCondition<'py> = (Vec<String>, String, Bound<'py, PyAny>);
+type RawStep<'py> = (bool, Option<Vec<String>>, Option<i64>, Option<Vec<RawCondition<'py>>>);
+
+#[pymethods]
+impl PyPolicy {
+    #[new]
+    #[allow(clippy::too_many_arguments)]
+    fn new(
+        key_classes: &Bound<'_, PyDict>,
+        practice_names: Vec<String>,
+        id_names: Vec<String>,
+        paths: Vec<(Vec<RawStep<'_>>, String)>,
+        masks: &Bound<'_, PyDict>,
+        default_mask: &Bound<'_, PyAny>,
+        max_depth: usize,
+        fold_separators: bool,
+        normalize: Py<PyAny>,
+    ) -> PyResult<Self> {
+        let mut kc = Vec::new();
+        for (k, v) in key_classes.iter() {
+            kc.push((k.extract::<String>()?, v.extract::<String>()?));
+        }
+        let mut ms = Vec::new();
+        for (k, v) in masks.iter() {
+            ms.push((k.extract::<String>()?, mask_of(&v)?));
+        }
+        let mut ps = Vec::new();
+        for (steps, class) in paths {
+            let mut out = Vec::new();
+            for (descendant, names, index, conditions) in steps {
+                let conditions = match conditions {
+                    None => None,
+                    Some(cs) => {
+                        let mut v = Vec::new();
+                        for (members, op, literal) in cs {
+                            v.push((members, op, literal_of(&literal)?));
+                        }
+                        Some(v)
+                    }
+                };
+                out.push(StepSpec { descendant, names, index, conditions });
+            }
+            ps.push((out, class));
+        }
+        let spec = PolicySpec {
+            key_classes: kc,
+            practice_names,
+            id_names,
+            paths: ps,
+            masks: ms,
+            default_mask: mask_of(default_mask)?,
+            max_depth,
+            fold_separators,
+        };
+        let inner = policy::Policy::new(spec).map_err(|e| PyValueError::new_err(e.0))?;
+        Ok(PyPolicy { inner, normalize })
+    }
+
+    fn __repr__(&self) -> String {
+        format!(
+            "<phi_proxy_core.Policy classes={} path_steps={}>",
+            self.inner.class_names.len(),
+            self.inner.nfa.kinds.len()
+        )
+    }
+}
+
+struct PyHost<'a, 'py> {
+    normalize: &'a Bound<'py, PyAny>,
+    facts: &'a Bound<'py, PyAny>,
+    allows: &'a Bound<'py, PyAny>,
+}
+
+impl Host for PyHost<'_, '_> {
+    fn normalize(&mut self, name: &str) -> Result<String, Stop> {
+        self.normalize.call1((name,)).and_then(|v| v.extract::<String>()).map_err(Stop::Error)
+    }
+
+    fn facts(&mut self, head: &str) -> Result<Option<(String, bool)>, Stop> {
+        let v = self.facts.call1((head,)).map_err(Stop::Error)?;
+        if v.is_none() {
+            return Ok(None);
+        }
+        let t = v.cast::<PyTuple>().map_err(|e| Stop::Error(e.into()))?;
+        let practice: String = t.get_item(0).and_then(|p| p.extract()).map_err(Stop::Error)?;
+        let allowed = t.get_item(1).and_then(|a| a.is_truthy()).map_err(Stop::Error)?;
+        Ok(Some((practice, allowed)))
+    }
+
+    fn allows(&mut self, practice: &str, class: &str) -> Result<bool, Stop> {
+        self.allows.call1((practice, class)).and_then(|v| v.is_truthy()).map_err(Stop::Error)
+    }
+}
+
+/// Decide one JSON body; None = give up (run the Python transform), else (out, events).
+#[pyfunction]
+fn transform_json<'py>(
+    py: Python<'py>,
+    body: &[u8],
+    policy: &Bound<'py, PyPolicy>,
+    keys: &Bound<'py, PyKeys>,
+    route_practice: Option<&str>,
+    facts: &Bound<'py, PyAny>,
+    allows: &Bound<'py, PyAny>,
+) -> PyResult<Py<PyAny>> {
+    let pol = policy.get();
+    let ks = keys.get();
+    let normalize = pol.normalize.bind(py);
+    let mut host = PyHost { normalize, facts, allows };
+    let nodes = match scan::scan(body, pol.inner.max_depth) {
+        Ok(n) => n,
+        Err(_) => return Ok(py.None()),
+    };
+    let Ok(text) = std::str::from_utf8(body) else { return Ok(py.None()) };
+    let mut walker = Walker::new(text, &nodes, &pol.inner, &ks.inner, &mut host, route_practice);
+    match walker.run() {
+        Ok(()) => {}
+        Err(Stop::GiveUp) => return Ok(py.None()),
+        Err(Stop::Error(e)) => return Err(e),
+    }
+    let out: Py<PyAny> = if walker.edits.is_empty() {
+        py.None()
+    } else {
+        let mut buf = Vec::with_capacity(escape::spliced_len(body.len(), &walker.edits));
+        escape::splice_into(&mut buf, body, &walker.edits);
+        PyBytes::new(py, &buf).into_any().unbind()
+    };
+    // Python strings built once per class / practice, and once per run of one record.
+    let kinds = [
+        PyString::intern(py, "decrypted"),
+        PyString::intern(py, "masked"),
+        PyString::intern(py, "kept"),
+    ];
+    let mut classes: Vec<Option<Bound<'py, PyString>>> = Vec::new();
+    let mut practices: Vec<Option<Bound<'py, PyString>>> = vec![None; walker.practices.len()];
+    let mut last_record: Option<(u32, Bound<'py, PyAny>)> = None;
+    let none = py.None().into_bound(py);
+    let mut events = Vec::with_capacity(walker.events.len());
+    for e in &walker.events {
+        let kind = match e.kind {
+            Kind::Decrypted => &kinds[0],
+            Kind::Masked => &kinds[1],
+            Kind::Kept => &kinds[2],
+        };
+        let c = e.class as usize;
+        if classes.len() <= c {
+            classes.resize(c + 1, None);
+        }
+        let class = classes[c]
+            .get_or_insert_with(|| PyString::new(py, walker.class_name(e.class)))
+            .clone();
+        let practice = match e.practice {
+            None => none.clone(),
+            Some(p) => practices[p as usize]
+                .get_or_insert_with(|| PyString::new(py, &walker.practices[p as usize]))
+                .clone()
+                .into_any(),
+        };
+        let record = match e.record {
+            None => none.clone(),
+            Some(r) => match &last_record {
+                Some((node, obj)) if *node == r => obj.clone(),
+                _ => {
+                    let obj = match walker.scalar_text(r) {
+                        Some(t) => PyString::new(py, &t).into_any(),
+                        None => none.clone(),
+                    };
+                    last_record = Some((r, obj.clone()));
+                    obj
+                }
+            },
+        };
+        events.push(PyTuple::new(py, [kind.clone().into_any(), class.into_any(), practice, record])?);
+    }
+    let events = PyList::new(py, events)?;
+    Ok(PyTuple::new(py, [out.into_bound(py), events.into_any()])?.into_any().unbind())
+}
+
+#[pymodule]
+fn phi_proxy_core(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add("ABI", 1)?;
+    m.add_class::<PyKeys>()?;
+    m.add_class::<PyPolicy>()?;
+    m.add_function(wrap_pyfunction!(transform_json, m)?)?;
+    Ok(())
+}

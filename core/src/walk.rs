@@ -1,0 +1,641 @@
+//! The decisions: walk.py / reveal.py over the structural index, in the same order.
+//!
+//! Every value is decided exactly as `Walk.value` decides it (selection by path, key selector
+//! or inheritance; record practice and id; tokens via the caller's header facts; legacy
+//! plaintext via its grant; masked containers). Decisions become `Edit`s (spans to replace)
+//! and `Event`s (the stats the Python side applies). Whatever the Python twin would answer
+//! with an error, an integrity event or a behaviour we cannot reproduce exactly ends the walk
+//! with `Stop::GiveUp`.
+
+use std::borrow::Cow;
+use std::sync::Arc;
+
+use crate::escape::{Edit, Repl};
+use crate::keys::{Keys, Opened};
+use crate::masks::Mask;
+use crate::policy::{Literal, Op, Policy, Role, StepKind};
+use crate::scan::{self, Node};
+use crate::token;
+use crate::{GiveUp, Stop};
+
+/// The Python side of one call: the normalizer, the header facts and the grant question.
+pub trait Host {
+    /// `FieldSettings.normalize` for a key that is not plain ASCII.
+    fn normalize(&mut self, name: &str) -> Result<String, Stop>;
+    /// (practice, allowed) for a token header "phi1.<m>.<kid>.<class>", or None.
+    fn facts(&mut self, head: &str) -> Result<Option<(String, bool)>, Stop>;
+    /// May the caller see `class` values of `practice`?
+    fn allows(&mut self, practice: &str, class: &str) -> Result<bool, Stop>;
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Decrypted,
+    Masked,
+    Kept,
+}
+
+/// One stats event; `record` is the node holding the record id (string or integer).
+#[derive(Debug, Clone, Copy)]
+pub struct Event {
+    pub kind: Kind,
+    pub class: u32,
+    pub practice: Option<u32>,
+    pub record: Option<u32>,
+}
+
+/// The record practice in force: none (use the route's), unusable, or an interned practice.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Prac {
+    None,
+    Unknown,
+    Known(u32),
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Facts {
+    practice: u32,
+    class: u32,
+    allowed: bool,
+}
+
+enum Revealed {
+    Plain(Arc<Opened>),
+    Masked { class: u32, value: Option<Arc<Opened>> },
+}
+
+pub struct Walker<'a, H: Host> {
+    body: &'a str,
+    nodes: &'a [Node],
+    policy: &'a Policy,
+    keys: &'a Keys,
+    host: &'a mut H,
+    route: Option<u32>,
+    pub practices: Vec<Box<str>>,
+    practice_ids: ahash::AHashMap<Box<str>, u32>,
+    extra_classes: Vec<Box<str>>,
+    allows_memo: ahash::AHashMap<(u32, u32), bool>,
+    facts_memo: ahash::AHashMap<Box<[u8]>, Option<Facts>>,
+    /// Role of each member node's key, computed once (path filters look at children early).
+    roles: Vec<Option<Role>>,
+    buf: Vec<u8>,
+    pub events: Vec<Event>,
+    pub edits: Vec<Edit>,
+}
+
+impl<'a, H: Host> Walker<'a, H> {
+    pub fn new(
+        body: &'a str,
+        nodes: &'a [Node],
+        policy: &'a Policy,
+        keys: &'a Keys,
+        host: &'a mut H,
+        route_practice: Option<&str>,
+    ) -> Self {
+        let mut w = Walker {
+            body,
+            nodes,
+            policy,
+            keys,
+            host,
+            route: None,
+            practices: Vec::new(),
+            practice_ids: ahash::AHashMap::new(),
+            extra_classes: Vec::new(),
+            allows_memo: ahash::AHashMap::new(),
+            facts_memo: ahash::AHashMap::new(),
+            roles: vec![None; nodes.len()],
+            buf: Vec::with_capacity(64),
+            events: Vec::new(),
+            edits: Vec::new(),
+        };
+        w.route = route_practice.map(|p| w.intern_practice(p));
+        w
+    }
+
+    /// Walk the whole document (the root at depth 0, with the paths' initial states).
+    pub fn run(&mut self) -> Result<(), Stop> {
+        if self.nodes.is_empty() {
+            return Err(Stop::GiveUp);
+        }
+        let initial = self.policy.nfa.initial;
+        self.value(0, 0, Prac::None, None, initial, None)
+    }
+
+    pub fn class_name(&self, class: u32) -> &str {
+        let n = self.policy.class_names.len() as u32;
+        if class < n {
+            &self.policy.class_names[class as usize]
+        } else {
+            &self.extra_classes[(class - n) as usize]
+        }
+    }
+
+    fn mask(&self, class: u32) -> &'a Mask {
+        self.policy.masks.get(class as usize).unwrap_or(&self.policy.default_mask)
+    }
+
+    fn class_of_token(&mut self, class: &str) -> u32 {
+        if let Some(id) = self.policy.class_id(class) {
+            return id;
+        }
+        let n = self.policy.class_names.len();
+        if let Some(i) = self.extra_classes.iter().position(|c| &**c == class) {
+            return (n + i) as u32;
+        }
+        self.extra_classes.push(class.into());
+        (n + self.extra_classes.len() - 1) as u32
+    }
+
+    fn intern_practice(&mut self, practice: &str) -> u32 {
+        if let Some(&id) = self.practice_ids.get(practice) {
+            return id;
+        }
+        let id = self.practices.len() as u32;
+        self.practices.push(practice.into());
+        self.practice_ids.insert(practice.into(), id);
+        id
+    }
+
+    fn raw(&self, start: u32, end: u32) -> &'a str {
+        &self.body[start as usize..end as usize]
+    }
+
+    /// The decoded text of a string node.
+    pub fn text(&self, idx: u32) -> Cow<'a, str> {
+        let n = &self.nodes[idx as usize];
+        let raw = self.raw(n.start + 1, n.end - 1);
+        if n.has(scan::F_ESCAPED) {
+            Cow::Owned(scan::decode(raw.as_bytes()))
+        } else {
+            Cow::Borrowed(raw)
+        }
+    }
+
+    /// `_scalar_text`: a string without the prefix, or an integer's canonical decimal.
+    pub fn scalar_text(&self, idx: u32) -> Option<Cow<'a, str>> {
+        let n = &self.nodes[idx as usize];
+        match n.kind {
+            scan::STRING => {
+                let t = self.text(idx);
+                if t.contains("phi1.") {
+                    None
+                } else {
+                    Some(t)
+                }
+            }
+            scan::NUMBER if n.has(scan::F_INT) => {
+                scan::int_value(self.raw(n.start, n.end)).map(Cow::Owned)
+            }
+            _ => None,
+        }
+    }
+
+    fn role(&mut self, idx: u32) -> Result<Role, Stop> {
+        if let Some(r) = self.roles[idx as usize] {
+            return Ok(r);
+        }
+        let n = self.nodes[idx as usize];
+        let raw = self.raw(n.key_start, n.key_end);
+        let decoded: Cow<'a, str> = if n.has(scan::F_KEY_ESCAPED) {
+            Cow::Owned(scan::decode(raw.as_bytes()))
+        } else {
+            Cow::Borrowed(raw)
+        };
+        let role = if decoded.is_ascii() {
+            let mut buf = std::mem::take(&mut self.buf);
+            self.policy.normalize_ascii(decoded.as_bytes(), &mut buf);
+            let role = self.policy.role(&buf);
+            self.buf = buf;
+            role
+        } else {
+            let normalized = match self.policy.memo_get(&decoded) {
+                Some(n) => n,
+                None => {
+                    let n = self.host.normalize(&decoded)?;
+                    self.policy.memo_put(&decoded, &n);
+                    n.into_boxed_str()
+                }
+            };
+            self.policy.role(normalized.as_bytes())
+        };
+        self.roles[idx as usize] = Some(role);
+        Ok(role)
+    }
+
+    fn edit(&mut self, idx: u32, repl: Repl) {
+        let n = &self.nodes[idx as usize];
+        self.edits.push(Edit { start: n.start, end: n.end, repl });
+    }
+
+    fn allows(&mut self, practice: u32, class: u32) -> Result<bool, Stop> {
+        if let Some(&a) = self.allows_memo.get(&(practice, class)) {
+            return Ok(a);
+        }
+        let p = self.practices[practice as usize].clone();
+        let c: Box<str> = self.class_name(class).into();
+        let a = self.host.allows(&p, &c)?;
+        self.allows_memo.insert((practice, class), a);
+        Ok(a)
+    }
+
+    fn value(
+        &mut self,
+        idx: u32,
+        depth: usize,
+        prac: Prac,
+        rec: Option<u32>,
+        states: u64,
+        class: Option<u32>,
+    ) -> Result<(), Stop> {
+        let n = self.nodes[idx as usize];
+        match n.kind {
+            scan::STRING => {
+                if let Some(class) = class {
+                    self.selected_string(idx, class, prac, rec)
+                } else if n.has(scan::F_PREFIX) || n.has(scan::F_ESCAPED) {
+                    let text = self.text(idx);
+                    if text.contains("phi1.") {
+                        self.unselected_string(idx, &text, rec)
+                    } else {
+                        Ok(())
+                    }
+                } else {
+                    Ok(())
+                }
+            }
+            scan::OBJECT => self.mapping(idx, depth + 1, prac, rec, states, class),
+            scan::ARRAY => self.sequence(idx, depth + 1, prac, rec, states, class),
+            scan::NULL => Ok(()),
+            _ => match class {
+                None => Ok(()),
+                Some(class) => self.selected_scalar(idx, class, prac, rec),
+            },
+        }
+    }
+
+    /// A selected number or boolean: legacy plaintext.
+    fn selected_scalar(&mut self, idx: u32, class: u32, prac: Prac, rec: Option<u32>) -> Result<(), Stop> {
+        if self.allow_plaintext(class, prac, rec)? {
+            return Ok(());
+        }
+        self.events.push(Event { kind: Kind::Masked, class, practice: None, record: None });
+        let mask = self.mask(class);
+        let n = self.nodes[idx as usize];
+        let text: Option<&str> = if !mask.needs_value() {
+            None
+        } else {
+            match n.kind {
+                scan::TRUE => Some("true"),
+                scan::FALSE => Some("false"),
+                // An integer's raw text keeps the same letters/digits as orjson's spelling
+                // ("-0" vs "0"); a float's may not ("8E+1" vs "80.0"): give up.
+                scan::NUMBER if n.has(scan::F_INT) => Some(self.raw(n.start, n.end)),
+                _ => return Err(Stop::GiveUp),
+            }
+        };
+        let repl = mask.for_json(text)?;
+        self.edit(idx, repl);
+        Ok(())
+    }
+
+    fn selected_string(&mut self, idx: u32, class: u32, prac: Prac, rec: Option<u32>) -> Result<(), Stop> {
+        let text = self.text(idx);
+        if text.starts_with("phi1.") {
+            let revealed = self.reveal(&text, rec)?;
+            let repl = self.render_json(revealed)?;
+            self.edit(idx, repl);
+            return Ok(());
+        }
+        if self.allow_plaintext(class, prac, rec)? {
+            if text.contains("phi1.") {
+                return self.unselected_string(idx, &text, rec);
+            }
+            return Ok(());
+        }
+        self.events.push(Event { kind: Kind::Masked, class, practice: None, record: None });
+        let repl = self.mask(class).for_json(Some(&text))?;
+        self.edit(idx, repl);
+        Ok(())
+    }
+
+    /// Decide every token inside a string that is not selected (or kept plaintext).
+    fn unselected_string(&mut self, idx: u32, text: &str, rec: Option<u32>) -> Result<(), Stop> {
+        if token::is_whole_token(text.as_bytes()) {
+            let revealed = self.reveal(text, rec)?;
+            let repl = self.render_json(revealed)?;
+            self.edit(idx, repl);
+            return Ok(());
+        }
+        let mut out = String::with_capacity(text.len());
+        let mut at = 0;
+        for (start, end) in token::find_tokens(text.as_bytes()) {
+            out.push_str(&text[at..start]);
+            let revealed = self.reveal(&text[start..end], rec)?;
+            self.render_text(revealed, &mut out)?;
+            at = end;
+        }
+        out.push_str(&text[at..]);
+        if out.contains("phi1.") {
+            return Err(Stop::GiveUp); // Python: integrity event + redacted text
+        }
+        self.edit(idx, Repl::Text(out));
+        Ok(())
+    }
+
+    fn facts(&mut self, parsed: &token::Parsed<'_>) -> Result<Facts, Stop> {
+        let head = parsed.head();
+        if let Some(f) = self.facts_memo.get(head) {
+            return f.ok_or(Stop::GiveUp);
+        }
+        let head_str = std::str::from_utf8(head).map_err(|_| Stop::GiveUp)?;
+        let found = match self.host.facts(head_str)? {
+            None => None,
+            Some((practice, allowed)) => Some(Facts {
+                practice: self.intern_practice(&practice),
+                class: self.class_of_token(parsed.class),
+                allowed,
+            }),
+        };
+        self.facts_memo.insert(head.into(), found);
+        found.ok_or(Stop::GiveUp)
+    }
+
+    /// `reveal_token`: the decision for one token, with its stats event.
+    fn reveal(&mut self, tok: &str, rec: Option<u32>) -> Result<Revealed, Stop> {
+        let parsed = token::parse(tok).ok_or(Stop::GiveUp)?;
+        let facts = self.facts(&parsed)?;
+        let class = facts.class;
+        let practice = Some(facts.practice);
+        if !facts.allowed && !self.mask(class).needs_value() {
+            self.events.push(Event { kind: Kind::Masked, class, practice, record: None });
+            return Ok(Revealed::Masked { class, value: None });
+        }
+        let opened = self.keys.open(tok).ok_or(Stop::GiveUp)?;
+        if opened.nested
+            || *opened.practice != *self.practices[facts.practice as usize]
+            || *opened.class != *self.class_name(class)
+        {
+            return Err(Stop::GiveUp);
+        }
+        if facts.allowed {
+            self.events.push(Event { kind: Kind::Decrypted, class, practice, record: rec });
+            return Ok(Revealed::Plain(opened));
+        }
+        self.events.push(Event { kind: Kind::Masked, class, practice, record: None });
+        Ok(Revealed::Masked { class, value: Some(opened) })
+    }
+
+    fn render_json(&self, revealed: Revealed) -> Result<Repl, Stop> {
+        Ok(match revealed {
+            Revealed::Plain(o) => Repl::Shared(o.plaintext.clone()),
+            Revealed::Masked { class, value } => {
+                self.mask(class).for_json(value.as_ref().map(|o| &*o.plaintext))?
+            }
+        })
+    }
+
+    fn render_text(&self, revealed: Revealed, out: &mut String) -> Result<(), Stop> {
+        match revealed {
+            Revealed::Plain(o) => out.push_str(&o.plaintext),
+            Revealed::Masked { class, value } => {
+                self.mask(class).for_text(value.as_ref().map(|o| &*o.plaintext), out)?
+            }
+        }
+        Ok(())
+    }
+
+    /// `allow_plaintext`: may legacy plaintext of `class` show here (counted as kept if so)?
+    fn allow_plaintext(&mut self, class: u32, prac: Prac, rec: Option<u32>) -> Result<bool, Stop> {
+        let practice = match prac {
+            Prac::Unknown => return Ok(false),
+            Prac::Known(p) => p,
+            Prac::None => match self.route {
+                Some(p) => p,
+                None => return Ok(false),
+            },
+        };
+        if self.allows(practice, class)? {
+            self.events.push(Event { kind: Kind::Kept, class, practice: Some(practice), record: rec });
+            return Ok(true);
+        }
+        Ok(false)
+    }
+
+    /// `_record_context`: the practice and record id in force inside object `idx`.
+    fn record_context(&mut self, idx: u32, prac: Prac, rec: Option<u32>) -> Result<(Prac, Option<u32>), Stop> {
+        let end = self.nodes[idx as usize].next;
+        let mut own: Prac = Prac::None;
+        let mut own_text: Option<Cow<'a, str>> = None;
+        let mut best: Option<(u32, u32)> = None; // (rank, node)
+        let mut child = idx + 1;
+        while child < end {
+            let role = self.role(child)?;
+            if role.practice {
+                match self.scalar_text(child) {
+                    None => own = Prac::Unknown,
+                    Some(t) => match own {
+                        Prac::None => {
+                            own = Prac::Known(0);
+                            own_text = Some(t);
+                        }
+                        Prac::Known(_) if own_text.as_deref() != Some(&*t) => own = Prac::Unknown,
+                        _ => {}
+                    },
+                }
+            } else if let Some(rank) = role.id_rank {
+                if best.is_none_or(|(r, _)| rank < r) && self.scalar_text(child).is_some() {
+                    best = Some((rank, child));
+                }
+            }
+            child = self.nodes[child as usize].next;
+        }
+        let prac = match own {
+            Prac::None => prac,
+            Prac::Unknown => Prac::Unknown,
+            Prac::Known(_) => Prac::Known(self.intern_practice(own_text.as_deref().unwrap_or(""))),
+        };
+        Ok((prac, best.map(|(_, node)| node).or(rec)))
+    }
+
+    fn mapping(
+        &mut self,
+        idx: u32,
+        depth: usize,
+        prac: Prac,
+        rec: Option<u32>,
+        states: u64,
+        inherited: Option<u32>,
+    ) -> Result<(), Stop> {
+        if depth > self.policy.max_depth {
+            return Err(Stop::GiveUp); // the scan refuses this already; kept for clarity
+        }
+        let end = self.nodes[idx as usize].next;
+        let mut context = false;
+        let mut child = idx + 1;
+        while child < end {
+            let role = self.role(child)?;
+            context |= role.practice || role.id_rank.is_some();
+            child = self.nodes[child as usize].next;
+        }
+        let (prac, rec) = if context { self.record_context(idx, prac, rec)? } else { (prac, rec) };
+        if let Some(class) = inherited {
+            if end > idx + 1 && !self.allow_plaintext(class, prac, rec)? {
+                // The whole object becomes its class's mask: its keys are PHI too.
+                self.events.push(Event { kind: Kind::Masked, class, practice: None, record: None });
+                let repl = self.mask(class).for_json(None)?;
+                self.edit(idx, repl);
+                return Ok(());
+            }
+        }
+        let mut child = idx + 1;
+        while child < end {
+            let role = self.role(child)?;
+            let (child_states, path_class) =
+                if states != 0 { self.step(states, role.name_id, None, child)? } else { (0, None) };
+            let class = path_class.or(role.class).or(inherited);
+            self.value(child, depth, prac, rec, child_states, class)?;
+            child = self.nodes[child as usize].next;
+        }
+        Ok(())
+    }
+
+    fn sequence(
+        &mut self,
+        idx: u32,
+        depth: usize,
+        prac: Prac,
+        rec: Option<u32>,
+        states: u64,
+        inherited: Option<u32>,
+    ) -> Result<(), Stop> {
+        if depth > self.policy.max_depth {
+            return Err(Stop::GiveUp);
+        }
+        let end = self.nodes[idx as usize].next;
+        let mut child = idx + 1;
+        let mut index: i64 = 0;
+        while child < end {
+            if states == 0 {
+                self.value(child, depth, prac, rec, 0, inherited)?;
+            } else {
+                let (child_states, path_class) = self.step(states, None, Some(index), child)?;
+                self.value(child, depth, prac, rec, child_states, path_class.or(inherited))?;
+            }
+            child = self.nodes[child as usize].next;
+            index += 1;
+        }
+        Ok(())
+    }
+
+    /// `PathMatcher.step`: the child's states, and the class of the first path ending there.
+    /// `name` is the member's path name id (members), `index` the element index (arrays).
+    fn step(&mut self, states: u64, name: Option<u32>, index: Option<i64>, child: u32) -> Result<(u64, Option<u32>), Stop> {
+        let nfa = &self.policy.nfa;
+        let mut hit = states & nfa.wild;
+        if index.is_none() {
+            if let Some(id) = name {
+                hit |= states & nfa.name_states[id as usize];
+            }
+        }
+        let mut pending = states & nfa.index_states;
+        while pending != 0 {
+            let s = pending.trailing_zeros();
+            pending &= pending - 1;
+            if let (StepKind::Index(want), Some(i)) = (&nfa.kinds[s as usize], index) {
+                if *want == i {
+                    hit |= 1 << s;
+                }
+            }
+        }
+        let mut pending = states & nfa.filter_states;
+        while pending != 0 {
+            let s = pending.trailing_zeros();
+            pending &= pending - 1;
+            if self.filter_holds(s as usize, child)? {
+                hit |= 1 << s;
+            }
+        }
+        let nfa = &self.policy.nfa;
+        let selected = hit & nfa.last;
+        let class = (selected != 0).then(|| nfa.class_of[selected.trailing_zeros() as usize]);
+        Ok(((states & nfa.descendant) | ((hit & !nfa.last) << 1), class))
+    }
+
+    fn filter_holds(&mut self, state: usize, child: u32) -> Result<bool, Stop> {
+        let policy = self.policy;
+        let StepKind::Filter(conditions) = &policy.nfa.kinds[state] else {
+            return Ok(false);
+        };
+        for c in conditions {
+            // nodes = members at the condition's path below the child (`_members` per name).
+            let mut nodes: Vec<u32> = vec![child];
+            for &name in &c.members {
+                let mut next = Vec::new();
+                for &n in &nodes {
+                    let node = self.nodes[n as usize];
+                    if node.kind != scan::OBJECT {
+                        continue;
+                    }
+                    let mut m = n + 1;
+                    while m < node.next {
+                        if self.role(m)?.name_id == Some(name) {
+                            next.push(m);
+                        }
+                        m = self.nodes[m as usize].next;
+                    }
+                }
+                nodes = next;
+            }
+            let holds = match c.op {
+                Op::Exists => !nodes.is_empty(),
+                Op::Eq => {
+                    let mut any = false;
+                    for &n in &nodes {
+                        if self.same(n, &c.literal)? {
+                            any = true;
+                            break;
+                        }
+                    }
+                    any
+                }
+                Op::Ne => {
+                    let mut any = nodes.is_empty();
+                    for &n in &nodes {
+                        if any {
+                            break;
+                        }
+                        if !self.same(n, &c.literal)? {
+                            any = true;
+                        }
+                    }
+                    any
+                }
+            };
+            if !holds {
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    }
+
+    /// `_same`: JSON equality of a node and a literal; numbers on either side give up.
+    fn same(&self, idx: u32, literal: &Literal) -> Result<bool, Stop> {
+        let n = &self.nodes[idx as usize];
+        if n.kind == scan::NUMBER || *literal == Literal::Number {
+            return Err(Stop::GiveUp);
+        }
+        Ok(match literal {
+            Literal::Bool(b) => n.kind == if *b { scan::TRUE } else { scan::FALSE },
+            Literal::Null => n.kind == scan::NULL,
+            Literal::Str(s) => n.kind == scan::STRING && *self.text(idx) == **s,
+            Literal::Number => false,
+        })
+    }
+}
+
+impl From<GiveUp> for Stop {
+    fn from(_: GiveUp) -> Stop {
+        Stop::GiveUp
+    }
+}

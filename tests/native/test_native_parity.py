@@ -1,0 +1,803 @@
+"""The compiled core (`phi_proxy_core`) must reach the pure-Python walk's decisions, or give up.
+
+For every generated body on which the native core does not give up:
+
+* its output, parsed, equals the document the Python `_walk_document` produces;
+* its output is the original body with exactly the changed values replaced (each written as
+  `orjson.dumps` writes it): every other byte comes back as it came;
+* its events, applied to a fresh `TransformStats`, equal the Python walk's stats.
+
+Plus: `Keys.open` agrees with `Keyring.open_fast`, each documented give-up case gives up, and
+the common shapes (the bench pages, a FHIR bundle) do not. The glue at the top of this module
+is a test-only reference for the production glue (which lives in `proxy/`).
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import orjson
+import pytest
+from hypothesis import HealthCheck, event, given, settings
+from hypothesis import strategies as st
+
+from keys._aead import DEK_BYTES
+from keys.errors import InvalidToken
+from keys.keyring import KeyInfo, Keyring, KeyState
+from keys.token_format import is_field_class, is_kid
+from proxy.transform import FieldPolicy, RevealContext, TransformStats
+from proxy.transform.errors import UnsafeBody
+from proxy.transform.jsonpath import compile_path
+from proxy.transform.jsonsafe import parse_json
+from proxy.transform.masks import FixedMask, KeepLast, NullMask
+from proxy.transform.response import _walk_document
+from proxy.transform.settings import FieldSettings
+
+native = pytest.importorskip(
+    "phi_proxy_core",
+    reason="phi_proxy_core is not built/installed (pip install ./core or maturin develop)",
+)
+
+# ---------------------------------------------------------------------------------------------
+# Reference glue (test-only): FieldPolicy / Keyring / access → the native API.
+# ---------------------------------------------------------------------------------------------
+
+
+def _mask_tuple(mask: object) -> tuple:
+    if isinstance(mask, FixedMask):
+        return ("fixed", mask.text)
+    if isinstance(mask, NullMask):
+        return ("null", mask.redacted_text)
+    assert isinstance(mask, KeepLast)
+    return ("keep_last", mask.keep, mask.before, mask.after, mask.min_length, mask.fallback)
+
+
+def _step_tuple(step) -> tuple:
+    conditions = None
+    if step.conditions is not None:
+        conditions = [(list(c.members), c.op, c.literal) for c in step.conditions]
+    names = None if step.names is None else sorted(step.names)
+    return (step.descendant, names, step.index, conditions)
+
+
+def native_policy(policy: FieldPolicy):
+    """A native.Policy from a compiled FieldPolicy (its resolved tables)."""
+    settings = policy.settings
+    paths = []
+    for selector in settings.selectors:
+        if selector.path is not None:
+            compiled = compile_path(selector.path, settings.normalize)
+            paths.append(([_step_tuple(s) for s in compiled.steps], selector.field_class))
+    id_names = sorted(policy._id_names, key=policy._id_names.__getitem__)
+    return native.Policy(
+        dict(policy._key_classes),
+        sorted(policy._practice_names),
+        id_names,
+        paths,
+        {name: _mask_tuple(mask) for name, mask in policy._masks.items()},
+        _mask_tuple(policy.default_mask),
+        settings.max_depth,
+        settings.fold_separators,
+        settings.normalize,
+    )
+
+
+def facts_for(keyring: Keyring, access):
+    """The `facts` callback: `_header_facts` without the mask (the native side has it)."""
+
+    def facts(head: str):
+        parts = head.split(".")
+        if len(parts) != 4 or parts[0] != "phi1":
+            return None
+        kid, field_class = parts[2], parts[3]
+        if not is_kid(kid) or not is_field_class(field_class):
+            return None
+        practice = keyring.practice_of(kid)
+        if practice is None:
+            return None
+        return practice, access.allows(practice, field_class)
+
+    return facts
+
+
+def apply_events(events) -> TransformStats:
+    stats = TransformStats()
+    for kind, field_class, practice, record_id in events:
+        if kind == "decrypted":
+            stats.decrypted[field_class] += 1
+            stats.disclosed(practice, record_id, field_class)
+        elif kind == "kept":
+            stats.plaintext_kept[field_class] += 1
+            stats.disclosed(practice, record_id, field_class)
+        else:
+            assert kind == "masked"
+            assert record_id is None
+            stats.masked[field_class] += 1
+            if practice is not None:
+                stats.withheld.add(practice)
+    return stats
+
+
+@dataclass(frozen=True)
+class Grants:
+    pairs: frozenset[tuple[str, str]] = frozenset()
+
+    def allows(self, practice: str, field_class: str) -> bool:
+        return (practice, field_class) in self.pairs
+
+
+# ---------------------------------------------------------------------------------------------
+# A world: keys (active, decrypt-only, retired), policies, a pool of tokens.
+# ---------------------------------------------------------------------------------------------
+
+NOW = datetime(2026, 1, 1, tzinfo=UTC)
+CLASSES = ("ssn", "insurance_id", "history", "dob")
+PRACTICES = ("A", "B", "C")
+
+
+def _material():
+    """(KeyInfo, dek) for A (active + decrypt-only), B (active), C (active + retired)."""
+    rows = []
+    for practice, version, state in (
+        ("A", 1, KeyState.DECRYPT_ONLY),
+        ("A", 2, KeyState.ACTIVE),
+        ("B", 1, KeyState.ACTIVE),
+        ("C", 1, KeyState.RETIRED),
+        ("C", 2, KeyState.ACTIVE),
+    ):
+        info = KeyInfo(secrets.token_hex(8), practice, version, state, NOW)
+        rows.append((info, secrets.token_bytes(DEK_BYTES)))
+    return rows
+
+
+MATERIAL = _material()
+KEYRING = Keyring.from_material(MATERIAL)
+
+
+def native_keys(material=MATERIAL):
+    return native.Keys(
+        [
+            (info.kid, info.practice, dek)
+            for info, dek in material
+            if info.state in (KeyState.ACTIVE, KeyState.DECRYPT_ONLY)
+        ]
+    )
+
+
+KEYS = native_keys()
+
+FIELDS = {
+    "classes": {
+        "ssn": {"mask": {"keep_last": 4, "template": "***-**-{last}"}, "deterministic": True},
+        "insurance_id": {"mask": {"text": "[hidden]"}},
+        "history": {"mask": None},
+    },
+    "selectors": [
+        {"class": "ssn", "keys": ["ssn", "social_security_number"]},
+        {"class": "insurance_id", "keys": ["member_id"]},
+        {"class": "history", "keys": ["history"]},
+        {
+            "class": "ssn",
+            "path": "$..identifier[?(@.system=='http://hl7.org/fhir/sid/us-ssn')].value",
+        },
+        {"class": "history", "path": "$.data[*].notes"},
+        {"class": "insurance_id", "path": "$..[?(@.kind=='ins' && @.meta.ok)].v"},
+        {"class": "history", "path": "$..wrap[1]"},
+        {"class": "insurance_id", "path": "$..[?(@.flag!=true)].alt"},
+    ],
+    "record": {"practice_keys": ["practice_id", "practice"], "id_keys": ["patient_id", "id"]},
+    "max_depth": 16,
+}
+
+FIELDS_PLAIN = {
+    "classes": {
+        "ssn": {"mask": {"keep_last": 2, "template": "<{last}>", "min_length": 3}},
+        "history": {"mask": {"text": "[h]"}},
+    },
+    "selectors": [
+        {"class": "ssn", "keys": ["SSN", "member_id"]},
+        {"class": "history", "keys": ["history", "notes"]},
+        {"class": "ssn", "path": "$..[?(@.system)].value"},
+    ],
+    "record": {"practice_keys": ["practice_id"], "id_keys": ["id"]},
+    "fold_separators": False,
+    "redacted_text": "<gone>",
+    "max_depth": 12,
+}
+
+POLICIES = {
+    name: FieldPolicy.compile(FieldSettings.model_validate(fields))
+    for name, fields in (("main", FIELDS), ("plain", FIELDS_PLAIN))
+}
+NATIVE_POLICIES = {name: native_policy(policy) for name, policy in POLICIES.items()}
+
+VALUES = (
+    "123-45-6789",
+    "INS-1234567890",
+    'history with "quotes", a \\ backslash,\nnewline\tand\x01control',
+    "12",
+    "Zoë 123456789",
+    "héllo wörld ✓ 😀",
+    "",
+)
+
+
+def _seal(practice: str, field_class: str, value: str, *, deterministic: bool) -> str:
+    return KEYRING.encrypt(practice, field_class, value, deterministic=deterministic)
+
+
+def _retired_token(value: str) -> str:
+    """A token of C's retired key (known to facts, unopenable)."""
+    info, dek = next((i, d) for i, d in MATERIAL if i.state is KeyState.RETIRED)
+    ring = Keyring.from_material([(KeyInfo(info.kid, "C", 1, KeyState.ACTIVE, NOW), dek)])
+    return ring.encrypt("C", "ssn", value)
+
+
+def _tamper(token: str) -> str:
+    last = token[-2]
+    return token[:-2] + ("A" if last != "A" else "B") + token[-1]
+
+
+GOOD_TOKENS = [
+    _seal(p, c, v, deterministic=d)
+    for p in PRACTICES
+    for c in CLASSES
+    for v in VALUES[:4] + VALUES[4:5]
+    for d in (False, True)
+]
+# Tokens under A's decrypt-only key.
+_OLD = next((i, d) for i, d in MATERIAL if i.state is KeyState.DECRYPT_ONLY)
+_OLD_RING = Keyring.from_material([(KeyInfo(_OLD[0].kid, "A", 1, KeyState.ACTIVE, NOW), _OLD[1])])
+GOOD_TOKENS += [_OLD_RING.encrypt("A", "ssn", "987-65-4321"), _OLD_RING.encrypt("A", "dob", "x")]
+BAD_TOKENS = [
+    _tamper(GOOD_TOKENS[0]),
+    _retired_token("111-22-3333"),
+    "phi1.r.0123456789abcdef.ssn." + "A" * 40,  # unknown kid
+    "phi1.garbage",
+    _seal("A", "ssn", "phi1.inner", deterministic=False),  # nested
+]
+
+# ---------------------------------------------------------------------------------------------
+# Running both sides
+# ---------------------------------------------------------------------------------------------
+
+
+def run_python(policy: FieldPolicy, body: bytes, access, route):
+    ctx = RevealContext(policy, KEYRING, access, route, TransformStats())
+    try:
+        out = _walk_document(parse_json(body), body, ctx)
+    except UnsafeBody as exc:
+        return None, exc.reason if hasattr(exc, "reason") else str(exc), ctx.stats
+    return out, None, ctx.stats
+
+
+def run_native(name: str, body: bytes, access, route, keys=None, facts=None):
+    return native.transform_json(
+        body,
+        NATIVE_POLICIES[name],
+        KEYS if keys is None else keys,
+        route,
+        facts or facts_for(KEYRING, access),
+        access.allows,
+    )
+
+
+# A minimal span indexer for the byte-exactness check: every value's [start, end) in `body`.
+
+
+def _ws(b: bytes, i: int) -> int:
+    while i < len(b) and b[i] in b" \t\r\n":
+        i += 1
+    return i
+
+
+def _string_end(b: bytes, i: int) -> int:
+    i += 1
+    while b[i] != 0x22:
+        i += 2 if b[i] == 0x5C else 1
+    return i + 1
+
+
+def index_spans(b: bytes, i: int = 0):
+    """(start, end, children) where children is a dict (objects), a list (arrays) or None."""
+    i = _ws(b, i)
+    start = i
+    c = b[i]
+    if c == 0x7B:  # {
+        children = {}
+        i = _ws(b, i + 1)
+        if b[i] == 0x7D:
+            return start, i + 1, children
+        while True:
+            key_end = _string_end(b, i)
+            key = json.loads(b[i:key_end])
+            i = _ws(b, key_end) + 1  # the colon
+            node = index_spans(b, i)
+            children[key] = node
+            i = _ws(b, node[1])
+            if b[i] == 0x7D:
+                return start, i + 1, children
+            i = _ws(b, i + 1)
+    if c == 0x5B:  # [
+        items = []
+        i = _ws(b, i + 1)
+        if b[i] == 0x5D:
+            return start, i + 1, items
+        while True:
+            node = index_spans(b, i)
+            items.append(node)
+            i = _ws(b, node[1])
+            if b[i] == 0x5D:
+                return start, i + 1, items
+            i += 1
+    if c == 0x22:
+        return start, _string_end(b, i), None
+    end = i
+    while end < len(b) and b[end] not in b" \t\r\n,]}":
+        end += 1
+    return start, end, None
+
+
+def _same(a: object, b: object) -> bool:
+    return type(a) is type(b) and a == b
+
+
+def expected_splice(body: bytes, before: object, after: object) -> bytes:
+    """`body` with each value that differs between `before` and `after` rewritten."""
+    edits: list[tuple[int, int, bytes]] = []
+
+    def walk(node, old, new) -> None:
+        start, end, children = node
+        if isinstance(old, dict) and isinstance(new, dict):
+            assert old.keys() == new.keys()
+            for key, child in children.items():
+                walk(child, old[key], new[key])
+        elif isinstance(old, list) and isinstance(new, list) and len(old) == len(new):
+            for child, o, n in zip(children, old, new, strict=True):
+                walk(child, o, n)
+        elif not _same(old, new):
+            edits.append((start, end, orjson.dumps(new)))
+
+    walk(index_spans(body), before, after)
+    out = bytearray()
+    at = 0
+    for start, end, text in edits:
+        out += body[at:start] + text
+        at = end
+    out += body[at:]
+    return bytes(out)
+
+
+def check_parity(name: str, body: bytes, access, route) -> bool:
+    """Assert parity for one body; False if the native core gave up."""
+    result = run_native(name, body, access, route)
+    if result is None:
+        return False
+    out, events = result
+    py_out, py_error, py_stats = run_python(POLICIES[name], body, access, route)
+    assert py_error is None, f"native decided a body Python refuses ({py_error})"
+    assert py_stats.integrity_failures == 0
+    assert apply_events(events) == py_stats
+    native_out = body if out is None else out
+    assert orjson.loads(native_out) == orjson.loads(py_out)
+    assert native_out == expected_splice(body, orjson.loads(body), orjson.loads(py_out))
+    return True
+
+
+# ---------------------------------------------------------------------------------------------
+# Generated documents
+# ---------------------------------------------------------------------------------------------
+
+KEYS_VOCAB = (
+    "ssn",
+    "SSN",
+    "Social-Security_Number",
+    "\uff53\uff53\uff4e",  # full-width "ssn"
+    "member_id",
+    "history",
+    "notes",
+    "practice_id",
+    "practice",
+    "patient_id",
+    "id",
+    "ID",
+    "identifier",
+    "system",
+    "value",
+    "data",
+    "kind",
+    "meta",
+    "ok",
+    "v",
+    "wrap",
+    "flag",
+    "alt",
+    "name",
+    "ſsn",  # long s: NFKC-casefolds to "ssn"
+    "é",
+)
+
+PLAINS = ("123-45-6789", "John", "INS-77", "Zoë", "", "http://hl7.org/fhir/sid/us-ssn", "ins")
+
+tokens = st.sampled_from(GOOD_TOKENS)
+texts_with_tokens = st.builds(
+    lambda a, t, b: f"{a}{t}{b}",
+    st.sampled_from(["", "see ", "x:", "é "]),
+    tokens,
+    st.sampled_from(["", " end", ".", ", ok"]),
+)
+scalars = st.one_of(
+    st.sampled_from(PLAINS),
+    tokens,
+    texts_with_tokens,
+    st.integers(-(2**63), 2**64 - 1),
+    st.sampled_from([0.5, -1.25e10, 8e1]),
+    st.booleans(),
+    st.none(),
+    st.text(max_size=8),
+)
+fhir_identifier = st.fixed_dictionaries(
+    {
+        "system": st.sampled_from(["http://hl7.org/fhir/sid/us-ssn", "urn:other"]),
+        "value": st.one_of(tokens, st.sampled_from(PLAINS)),
+    }
+)
+documents = st.recursive(
+    st.one_of(scalars, fhir_identifier),
+    lambda children: st.one_of(
+        st.lists(children, max_size=5),
+        st.dictionaries(st.sampled_from(KEYS_VOCAB), children, max_size=6),
+    ),
+    max_leaves=25,
+)
+grants = st.frozensets(
+    st.tuples(st.sampled_from(PRACTICES), st.sampled_from(CLASSES)), max_size=8
+).map(Grants)
+
+
+def _dump(doc: object, style: int) -> bytes:
+    if style == 0:
+        return orjson.dumps(doc)
+    if style == 1:
+        return json.dumps(doc, ensure_ascii=True).encode()
+    return json.dumps(doc, ensure_ascii=False, indent=2).encode()
+
+
+@settings(
+    max_examples=600,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+@given(
+    doc=documents,
+    style=st.integers(0, 2),
+    access=grants,
+    route=st.sampled_from([None, "A", "B"]),
+    name=st.sampled_from(sorted(POLICIES)),
+)
+def test_parity_on_generated_documents(doc, style, access, route, name):
+    body = _dump(doc, style)
+    decided = check_parity(name, body, access, route)
+    event("native decided" if decided else "native gave up")
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    records=st.lists(
+        st.fixed_dictionaries(
+            {
+                "id": st.one_of(st.text(max_size=4), st.integers(-5, 2**64 - 1), tokens),
+                "practice_id": st.sampled_from(["A", "B", "C", 7]),
+                "ssn": st.one_of(tokens, st.sampled_from(PLAINS), st.integers(0, 10**9)),
+                "member_id": st.one_of(tokens, st.sampled_from(PLAINS)),
+                "history": st.one_of(
+                    tokens,
+                    st.sampled_from(PLAINS),
+                    st.dictionaries(st.sampled_from(["a", "b"]), st.sampled_from(PLAINS)),
+                ),
+                "identifier": st.lists(fhir_identifier, max_size=3),
+            },
+            optional={"patient_id": st.sampled_from(["p1", "p2"]), "notes": tokens},
+        ),
+        max_size=6,
+    ),
+    access=grants,
+    route=st.sampled_from([None, "A"]),
+    name=st.sampled_from(sorted(POLICIES)),
+)
+def test_parity_on_record_listings(records, access, route, name):
+    body = orjson.dumps({"count": len(records), "data": records})
+    decided = check_parity(name, body, access, route)
+    event("native decided" if decided else "native gave up")
+
+
+# ---------------------------------------------------------------------------------------------
+# Keys.open agrees with Keyring.open_fast
+# ---------------------------------------------------------------------------------------------
+
+
+def _python_open(token: str):
+    try:
+        return KEYRING.open_fast(token)
+    except InvalidToken:
+        return None
+
+
+def _native_open(token: str):
+    try:
+        return KEYS.open(token)
+    except ValueError as exc:
+        assert not exc.args  # no detail
+        return None
+
+
+def test_open_agrees_on_valid_tokens():
+    for token in GOOD_TOKENS:
+        assert _native_open(token) == _python_open(token) is not None
+
+
+@given(token=tokens, position=st.integers(0, 400), replacement=st.sampled_from("A_-.=+/é\x00a0"))
+@settings(max_examples=400, deadline=None)
+def test_open_agrees_on_tampered_tokens(token, position, replacement):
+    position %= len(token)
+    tampered = token[:position] + replacement + token[position + 1 :]
+    assert _native_open(tampered) == _python_open(tampered)
+
+
+@given(text=st.text(alphabet="phi1.rd0123456789abcdefsn_ABC-=", max_size=80))
+@settings(max_examples=300, deadline=None)
+def test_open_agrees_on_malformed_text(text):
+    assert _native_open(text) == _python_open(text)
+
+
+@pytest.mark.parametrize("token", BAD_TOKENS)
+def test_open_agrees_on_bad_tokens(token):
+    assert _native_open(token) == _python_open(token)
+
+
+def test_open_agrees_on_truncations_and_padding():
+    token = GOOD_TOKENS[1]
+    for cut in range(len(token) - 40, len(token) + 1):
+        for suffix in ("", "=", "==", "A", "AA", " "):
+            candidate = token[:cut] + suffix
+            assert _native_open(candidate) == _python_open(candidate)
+
+
+def test_open_rejects_non_strings():
+    with pytest.raises(ValueError):
+        KEYS.open(b"phi1.")  # type: ignore[arg-type]
+
+
+def test_keys_repr_shows_no_material():
+    info, dek = MATERIAL[0]
+    text = repr(KEYS)
+    assert dek.hex() not in text
+    assert info.kid not in text
+
+
+# ---------------------------------------------------------------------------------------------
+# Give-up cases: one each
+# ---------------------------------------------------------------------------------------------
+
+GRANT_ALL = Grants(frozenset((p, c) for p in PRACTICES for c in CLASSES))
+NOBODY = Grants()
+TOKEN_A = _seal("A", "ssn", "123-45-6789", deterministic=False)
+
+
+def gives_up(body: bytes, access=GRANT_ALL, route=None, name="main", **kw) -> bool:
+    return run_native(name, body, access, route, **kw) is None
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'{"a":1,}',
+        b'{"a":"\xff"}',
+        b'{"a":"\\ud800"}',
+        b'{"a":"\\udc00x"}',
+        b'{"a":"x\x01"}',
+        b'{"a":1} x',
+        b"\xef\xbb\xbf{}",
+        b"",
+        b'{"a":NaN}',
+        b'{"a":1e400}',
+        b"[01]",
+    ],
+)
+def test_gives_up_on_invalid_json(body):
+    assert gives_up(body)
+
+
+def test_gives_up_on_duplicate_keys():
+    assert gives_up(b'{"name":1,"name":2}')
+    assert gives_up(b'{"name":1,"n\\u0061me":2}')
+    assert not gives_up(b'{"name":1,"Name":2}')  # distinct keys, same normalized name
+
+
+def test_gives_up_beyond_max_depth():
+    deep = b"[" * 17 + b"]" * 17
+    assert gives_up(deep)
+    assert not gives_up(b"[" * 16 + b"]" * 16)
+    # Inside an object that would be masked as a whole.
+    masked = b'{"history":{"a":' + b"[" * 16 + b"]" * 16 + b"}}"
+    assert gives_up(masked, access=NOBODY)
+
+
+def test_gives_up_on_token_in_key():
+    assert gives_up(orjson.dumps({TOKEN_A: 1}))
+    assert gives_up(b'{"\\u0070hi1.x":1}')
+
+
+@pytest.mark.parametrize("token", BAD_TOKENS)
+def test_gives_up_on_bad_tokens(token):
+    assert gives_up(orjson.dumps({"ssn": token}))
+    assert gives_up(orjson.dumps({"note": token}))
+
+
+def test_gives_up_on_header_practice_mismatch():
+    def lying_facts(head):
+        return ("B", True)
+
+    assert gives_up(orjson.dumps({"ssn": TOKEN_A}), facts=lying_facts)
+
+
+def test_gives_up_when_prefix_survives_substitution():
+    assert gives_up(b'{"note":"see phi1.not-a-token"}')
+    # A decrypted value next to text (no prefix results), and a prefix glued to a token.
+    token = _seal("A", "dob", "1.x", deterministic=False)
+    assert not gives_up(orjson.dumps({"note": "phi " + token}), access=GRANT_ALL)
+    assert gives_up(orjson.dumps({"note": "phi1." + token}))
+
+
+def test_gives_up_on_keep_last_over_non_ascii():
+    assert gives_up(b'{"ssn":"Zo\xc3\xab 123456789"}', access=NOBODY)
+    token = _seal("A", "ssn", "Zoë 123456789", deterministic=True)
+    assert gives_up(orjson.dumps({"ssn": token}), access=NOBODY)
+    assert not gives_up(orjson.dumps({"ssn": token}), access=GRANT_ALL)
+
+
+def test_gives_up_on_numeric_filter_comparisons():
+    body = orjson.dumps({"identifier": [{"system": 5, "value": "123-45-6789"}]})
+    assert gives_up(body, access=NOBODY)
+    numeric = FieldPolicy.compile(
+        FieldSettings.model_validate(
+            {
+                "classes": {"ssn": {}},
+                "selectors": [{"class": "ssn", "path": "$..[?(@.n==1)].value"}],
+            }
+        )
+    )
+    NATIVE_POLICIES["numeric"] = native_policy(numeric)
+    try:
+        assert gives_up(b'{"a":{"n":"x","value":"v"}}', name="numeric")
+    finally:
+        del NATIVE_POLICIES["numeric"]
+
+
+def test_gives_up_on_integers_beyond_64_bits():
+    assert gives_up(b'{"id":18446744073709551616,"ssn":"1"}')
+    assert gives_up(b'{"id":-9223372036854775809}')
+    assert not gives_up(b'{"id":18446744073709551615,"ssn":"123-45-6789"}')
+
+
+def test_gives_up_on_float_under_keep_last():
+    assert gives_up(b'{"ssn":8E+1}', access=NOBODY)
+    assert not gives_up(b'{"member_id":8E+1}', access=NOBODY)
+
+
+# ---------------------------------------------------------------------------------------------
+# Common shapes do not give up (and agree)
+# ---------------------------------------------------------------------------------------------
+
+
+def _bench_page(count: int, practice: str = "A") -> bytes:
+    records = []
+    for index in range(count):
+        records.append(
+            {
+                "id": f"p{index:07d}",
+                "practice_id": practice,
+                "name": f"Patient {index}",
+                "dob": "1970-01-01",
+                "appointments": index % 40,
+                "active": True,
+                "ssn": KEYRING.encrypt(practice, "ssn", f"123-45-{index:04d}", deterministic=True),
+                "insurance_id": KEYRING.encrypt(practice, "insurance_id", f"INS-{index}"),
+                "history": KEYRING.encrypt(practice, "history", "hypertension " * 15),
+            }
+        )
+    return orjson.dumps({"count": count, "patients": records})
+
+
+def _fhir_bundle(count: int) -> bytes:
+    entries = []
+    for index in range(count):
+        entries.append(
+            {
+                "fullUrl": f"urn:uuid:{index}",
+                "resource": {
+                    "resourceType": "Patient",
+                    "id": f"pat-{index}",
+                    "practice_id": "A",
+                    "identifier": [
+                        {
+                            "system": "http://hl7.org/fhir/sid/us-ssn",
+                            "value": KEYRING.encrypt("A", "ssn", f"123-45-{index:04d}"),
+                        },
+                        {"system": "urn:mrn", "value": f"MRN{index}"},
+                    ],
+                    "name": [{"family": "Doe", "given": ["Jane", "Q"]}],
+                    "telecom": [{"system": "phone", "value": "555-0100"}],
+                },
+            }
+        )
+    return orjson.dumps({"resourceType": "Bundle", "type": "searchset", "entry": entries})
+
+
+@pytest.mark.parametrize("count", [0, 1, 20])
+@pytest.mark.parametrize("access", [GRANT_ALL, NOBODY, Grants(frozenset({("A", "ssn")}))])
+def test_bench_pages_do_not_give_up(count, access):
+    assert check_parity("main", _bench_page(count), access, None)
+
+
+@pytest.mark.parametrize("access", [GRANT_ALL, NOBODY])
+def test_fhir_bundle_does_not_give_up(access):
+    assert check_parity("main", _fhir_bundle(10), access, "A")
+
+
+def test_no_phi_body_is_unchanged():
+    body = orjson.dumps({"items": [{"name": "x", "n": 1.5, "tags": ["a", "b"]}] * 10})
+    out, events = run_native("main", body, NOBODY, None)
+    assert out is None
+    assert events == []
+
+
+def test_events_shape():
+    body = orjson.dumps(
+        {"id": 7, "practice_id": "A", "ssn": TOKEN_A, "member_id": "INS-1", "history": "h"}
+    )
+    out, events = run_native("main", body, Grants(frozenset({("A", "ssn"), ("A", "history")})), None)
+    assert events == [
+        ("decrypted", "ssn", "A", "7"),
+        ("masked", "insurance_id", None, None),
+        ("kept", "history", "A", "7"),
+    ]
+    assert orjson.loads(out) == {
+        "id": 7,
+        "practice_id": "A",
+        "ssn": "123-45-6789",
+        "member_id": "[hidden]",
+        "history": "h",
+    }
+
+
+def test_callbacks_are_memoized():
+    calls = {"facts": 0, "allows": 0}
+    base_facts = facts_for(KEYRING, GRANT_ALL)
+
+    def facts(head):
+        calls["facts"] += 1
+        return base_facts(head)
+
+    def allows(practice, field_class):
+        calls["allows"] += 1
+        return True
+
+    body = _bench_page(20)
+    result = native.transform_json(body, NATIVE_POLICIES["main"], KEYS, None, facts, allows)
+    assert result is not None
+    assert calls["facts"] == 3  # one per distinct header (kid, class)
+    assert calls["allows"] == 0
+
+
+def test_callback_errors_propagate():
+    def facts(head):
+        raise RuntimeError("boom")
+
+    with pytest.raises(RuntimeError):
+        native.transform_json(
+            orjson.dumps({"ssn": TOKEN_A}), NATIVE_POLICIES["main"], KEYS, None, facts, bool
+        )
