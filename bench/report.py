@@ -165,7 +165,9 @@ def fhir_section(data: dict) -> list[str]:
         "",
         (
             f"Measured at commit {section.get('commit', data['machine']['commit'])} on "
-            f"{section.get('date', 'the date of the run')} (load average before: "
+            f"{section.get('date', 'the date of the run')}"
+            + (f", {section['host']}" if "host" in section else "")
+            + " (load average before: "
             + ", ".join(
                 f"{x:.2f}" for x in section.get("load_before", data["machine"]["load_before"])
             )

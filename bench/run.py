@@ -372,6 +372,7 @@ def main() -> None:
             "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
             "settings": data["settings"],
             "load_before": info["load_before"],
+            "host": f"{info['cores']} cores ({info['cpu']}), Python {info['python']}",
         }
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
