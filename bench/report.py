@@ -193,8 +193,8 @@ def fhir_section(data: dict) -> list[str]:
             + "), served by the portal as `application/fhir+json` at one path."
         ),
         (
-            "- PHI: "
-            + ", ".join(f"{n} {k} tokens" for k, n in tokens.items())
+            "- PHI tokens: "
+            + ", ".join(f"{n} {k}" for k, n in tokens.items())
             + " (SSN by the example config's FHIR path selector, `member_id` and `visit_reason` "
             "by its key selectors); phi-proxy runs the example config's `fields:` section "
             "(four selectors), one worker, audit on."
@@ -239,7 +239,7 @@ def fhir_section(data: dict) -> list[str]:
             "| measure | value |",
             "|---|---:|",
         ]
-        out += [f"| {k} | {v:,.1f} |" for k, v in micro.items()]
+        out += [f"| {k} | {v:,.{1 if k.endswith('_us') else 0}f} |" for k, v in micro.items()]
         kept = micro.get("grantee_decimal_spellings_kept")
         total = micro.get("decimal_spellings_in")
         if kept is not None and total:

@@ -376,11 +376,12 @@ def main() -> None:
         }
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
+    seconds = data["seconds"]
     if args.only is not None:
         data = merge(json.loads(out.read_text()) if out.exists() else None, data, args.only)
     out.write_text(json.dumps(data, indent=1))
     Path(args.report).write_text(report.render(data))
-    print(f"bench: wrote {out} and {args.report} in {data['seconds']:.0f}s", file=sys.stderr)
+    print(f"bench: wrote {out} and {args.report} in {seconds:.0f}s", file=sys.stderr)
 
 
 if __name__ == "__main__":
