@@ -165,9 +165,9 @@ def start(folder: Path, www: Path, nginx: str | None) -> tuple[harness.Servers, 
 
 
 def _connections_for(group: str, args: argparse.Namespace, pids: list[int]) -> int:
-    """wrk connections for a cell; FHIR cells (~50 ms requests) get a short queue and start idle.
+    """wrk connections for a cell; FHIR cells (~40 ms requests) get a short queue and start idle.
 
-    With 32 connections on a 50 ms request the proxy would still be working through ~1.6 s of
+    With 32 connections on a 40 ms request the proxy would still be working through ~1.3 s of
     abandoned requests when wrk stops, billed to the next cell on the same process.
     """
     if group != FHIR_GROUP:
