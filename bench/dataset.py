@@ -16,6 +16,7 @@ import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import fhir
 import yaml
 
 from keys.kek import generate_kek_file
@@ -206,6 +207,22 @@ def build(folder: Path, www_root: Path, *, portal_url: str) -> dict:
         "cold_pool": {str(c): cold_pool(c) for c in SIZES},
         "page_bytes": sizes,
     }
+
+
+def build_fhir(folder: Path, www_root: Path, *, target_bytes: int = fhir.DEFAULT_BYTES) -> dict:
+    """After `build`: the FHIR bundle (tokens of this folder's keystore) at fhir.PATH.
+
+    Returns the bundle's facts without the PHI values.
+    """
+    settings = load_settings(folder / "phi-proxy.yaml")
+    keyring = keystore_file(settings.keys).load()
+    body, facts = fhir.bundle(
+        seed=fhir.BENCH_SEED, target_bytes=target_bytes, encrypt=keyring.encrypt
+    )
+    page = www_root / fhir.PATH.lstrip("/")
+    page.parent.mkdir(parents=True, exist_ok=True)
+    page.write_bytes(body)
+    return fhir.public_facts(facts)
 
 
 if __name__ == "__main__":  # manual use: dataset.py FOLDER WWW PORTAL_URL

@@ -109,6 +109,24 @@ def cpu_seconds(pids: list[int]) -> float:
     return total / CLK_TCK
 
 
+def wait_idle(pids: list[int], *, quiet: float = 0.3, timeout: float = 30) -> float:
+    """Wait until `pids` use (almost) no CPU for `quiet` seconds; returns the seconds waited.
+
+    A proxy keeps working on requests wrk abandoned when its run ended (aiohttp does not
+    cancel handlers on disconnect); with slow requests that backlog would be billed to the
+    next cell measured on the same process.
+    """
+    begun = time.monotonic()
+    last = cpu_seconds(pids)
+    while time.monotonic() - begun < timeout:
+        time.sleep(quiet)
+        now = cpu_seconds(pids)
+        if now - last <= 0.02 * quiet:
+            break
+        last = now
+    return time.monotonic() - begun
+
+
 def rss_bytes(pids: list[int]) -> int:
     total = 0
     for pid in pids:
@@ -208,6 +226,7 @@ http {{
         root {www};
         default_type application/json;
         location = /api/bookings {{ return 201 '{{"status":"booked"}}'; }}
+        location /fhir/ {{ default_type application/fhir+json; }}
         location / {{ }}
     }}{proxy_block}
 }}

@@ -8,6 +8,10 @@
 * the audit event of such a page (100 records x 3 classes disclosed), built and sealed;
 * the floor: orjson parse + serialize of the page and the bare library calls per value
   (base64url decode, AES-256-GCM open), i.e. what even a compiled walker would still pay.
+
+`run_fhir` (reported in its own section): CPU time of `transform_response` on the ≈500 KB
+Synthea-shaped FHIR bundle (`fhir.py`, the example config's field policy) for a grantee and a
+non-grantee, plus the orjson floor for that bundle and whether its decimal spellings survive.
 """
 
 from __future__ import annotations
@@ -15,10 +19,12 @@ from __future__ import annotations
 import base64
 import json
 import random
+import re
 import time
 from typing import TYPE_CHECKING
 
 import dataset
+import fhir
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -35,7 +41,13 @@ from proxy.audit.secrets import ChainKey
 from proxy.audit.settings import AlertSettings
 from proxy.grants import Access, PracticeAccess
 from proxy.identity import Subject
-from proxy.transform import FieldPolicy, FieldSettings, RevealContext, TransformStats
+from proxy.transform import (
+    FieldPolicy,
+    FieldSettings,
+    RevealContext,
+    TransformStats,
+    transform_response,
+)
 from proxy.transform.response import transform_json
 
 PRACTICE = dataset.PRACTICE
@@ -163,6 +175,61 @@ def _floor_figures(keyring: Keyring, rng: random.Random) -> dict[str, float]:
     }
 
 
+def _best_cpu(fn: Callable[[], object], *, inner: int, repeat: int = 5) -> float:
+    """Least CPU seconds (this process) per call of `fn` over `repeat` batches of `inner` calls."""
+    best = float("inf")
+    for _ in range(repeat):
+        start = time.process_time()
+        for _ in range(inner):
+            fn()
+        best = min(best, (time.process_time() - start) / inner)
+    return best
+
+
+def _spellings_kept(body: bytes) -> int:
+    """How many of the bundle's special decimal spellings are still spelled so in `body`."""
+    return sum(
+        len(re.findall(rb":\s*" + re.escape(s.encode()) + rb"(?=[,\s}\]])", body))
+        for s in fhir.DECIMAL_SPELLINGS
+    )
+
+
+def run_fhir() -> dict:
+    """The FHIR bundle through `transform_response` alone, per bundle, in CPU µs.
+
+    warm: the same bundle again and again (decrypted values cached, as in the wrk cell that
+    serves one bundle); cold: 8 bundles of fresh tokens, each transformed once (every token
+    opened). The floor is one orjson parse + compact serialization of the bundle.
+    """
+    keyring = make_keyring([fhir.PRACTICE])
+    body, facts = fhir.bundle(seed=fhir.BENCH_SEED, encrypt=keyring.encrypt)
+    cold = [fhir.bundle(seed=fhir.BENCH_SEED + 1 + i, encrypt=keyring.encrypt)[0] for i in range(8)]
+    policy = FieldPolicy.compile(FieldSettings.model_validate(fhir.example_fields()))
+    kind = fhir.CONTENT_TYPE
+    out: dict[str, float] = {
+        "bundle_bytes": len(body),
+        "phi_values": len(facts["phi_values"]),
+        "decimal_spellings_in": _spellings_kept(body),
+    }
+    for who, access in (("grantee", _access(granted=True)), ("nongrantee", _access(granted=False))):
+
+        def once(access: Access = access, data: bytes = body) -> bytes:
+            return transform_response(data, kind, RevealContext(policy, keyring, access))
+
+        result = once()
+        out[f"{who}_out_bytes"] = len(result)
+        out[f"{who}_decimal_spellings_kept"] = _spellings_kept(result)
+        out[f"{who}_warm_cpu_us"] = 1e6 * _best_cpu(once, inner=10)
+        start = time.process_time()
+        for data in cold:
+            once(data=data)
+        out[f"{who}_cold_cpu_us"] = 1e6 * (time.process_time() - start) / len(cold)
+    out["floor_orjson_loads_dumps_cpu_us"] = 1e6 * _best_cpu(
+        lambda: orjson.dumps(orjson.loads(body)), inner=10
+    )
+    return {k: round(v, 1) for k, v in out.items()}
+
+
 def run() -> dict:
     """All micro figures, in µs (per value unless named per page)."""
     rng = random.Random(8)
@@ -173,4 +240,4 @@ def run() -> dict:
 
 
 if __name__ == "__main__":
-    print(json.dumps(run(), indent=1))
+    print(json.dumps(run() | {"fhir": run_fhir()}, indent=1))

@@ -22,7 +22,10 @@ def build(root: Path) -> web.Application:
         body = pages.get(request.path)
         if body is None:  # first request for this page: read it once, then serve from memory
             body = pages[request.path] = load(request.path)
-        return web.Response(body=body, content_type="application/json")
+        fhir = request.path.startswith("/fhir/")
+        return web.Response(
+            body=body, content_type="application/fhir+json" if fhir else "application/json"
+        )
 
     async def booking(request: web.Request) -> web.Response:
         await request.read()

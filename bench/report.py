@@ -19,7 +19,13 @@ ORDER = (
     "phi-decrypt-noaudit",
     "phi-mask",
     "phi-write",
+    "phi-fhir-grantee",
+    "phi-fhir-nongrantee",
 )
+FHIR_GROUP = "fhir/bundle"
+#: FHIR targets: transform CPU per bundle (micro), proxy CPU per GET as a multiple of pass.
+FHIR_TRANSFORM_MS = 2.0
+FHIR_CPU_X_PASS = 3.0
 
 
 def _index(data: dict) -> dict[tuple[str, str], dict]:
@@ -107,6 +113,151 @@ def targets(data: dict) -> list[tuple[str, str, str, bool | None]]:
     return rows
 
 
+def _cpu_x(idx: dict, group: str, config: str, base: str) -> float | None:
+    a, b = idx.get((group, config)), idx.get((group, base))
+    if not a or not b or not a["cpu_us_per_req"] or not b["cpu_us_per_req"]:
+        return None
+    return a["cpu_us_per_req"] / b["cpu_us_per_req"]
+
+
+def fhir_targets(data: dict) -> list[tuple[str, str, str, bool | None]]:
+    idx = _index(data)
+    micro = data.get("fhir", {}).get("micro", {})
+    rows: list[tuple[str, str, str, bool | None]] = []
+    for who in ("grantee", "nongrantee"):
+        us = micro.get(f"{who}_warm_cpu_us")
+        ms = None if us is None else us / 1000
+        rows.append(
+            (
+                f"transform_response CPU per bundle, {who} (micro, warm)",
+                f"≤ {FHIR_TRANSFORM_MS:g} ms",
+                _fmt(ms) + " ms",
+                None if ms is None else ms <= FHIR_TRANSFORM_MS,
+            )
+        )
+    for who in ("grantee", "nongrantee"):
+        value = _cpu_x(idx, FHIR_GROUP, f"phi-fhir-{who}", "pass")
+        rows.append(
+            (
+                f"phi-proxy CPU per GET vs pass, {who}",
+                f"≤ {FHIR_CPU_X_PASS:g}x",
+                _fmt(value) + "x",
+                None if value is None else value <= FHIR_CPU_X_PASS,
+            )
+        )
+    return rows
+
+
+def fhir_section(data: dict) -> list[str]:
+    """The FHIR bundle cells: when measured, the bundle, targets, wrk table, micro figures."""
+    section = data.get("fhir")
+    idx = _index(data)
+    if not section or not any(g == FHIR_GROUP for g, _ in idx):
+        return []
+    bundle = section.get("bundle", {})
+    s = section.get("settings", data["settings"])
+    micro = section.get("micro", {})
+    resources = bundle.get("resources", {})
+    tokens = bundle.get("tokens", {})
+    seconds = data.get("group_seconds", {}).get(FHIR_GROUP)
+    out = [
+        f"## FHIR bundle ({bundle.get('bytes', 0) / 1000:.0f} KB, Synthea-shaped)",
+        "",
+        (
+            f"Measured at commit {section.get('commit', data['machine']['commit'])} on "
+            f"{section.get('date', 'the date of the run')}"
+            + (f", {section['host']}" if "host" in section else "")
+            + " (load average before: "
+            + ", ".join(
+                f"{x:.2f}" for x in section.get("load_before", data["machine"]["load_before"])
+            )
+            + "): the baseline before a compiled core. "
+            f"wrk -t1 -c{section.get('connections', s['connections'])}, "
+            f"{s['duration_s']} s per run after a "
+            f"{s['warmup_s']} s warm-up, {s['rounds']} rounds in alternation, each run "
+            "started once the process under test is idle (no backlog of the previous run)"
+            + (f"; the wrk cells took {seconds:.0f} s" if seconds is not None else "")
+            + (
+                f" and the micro cell {section['micro_seconds']:.0f} s"
+                if "micro_seconds" in section
+                else ""
+            )
+            + "."
+        ),
+        "",
+        (
+            f"- Bundle: `bench/fhir.py` seed {bundle.get('seed', '—')}, "
+            f"type {bundle.get('bundle_type')}, {bundle.get('bytes', 0):,} bytes pretty-printed, "
+            f"{sum(resources.values())} resources ("
+            + ", ".join(f"{n} {k}" for k, n in sorted(resources.items(), key=lambda kv: -kv[1]))
+            + "), served by the portal as `application/fhir+json` at one path."
+        ),
+        (
+            "- PHI tokens: "
+            + ", ".join(f"{n} {k}" for k, n in tokens.items())
+            + " (SSN by the example config's FHIR path selector, `member_id` and `visit_reason` "
+            "by its key selectors); phi-proxy runs the example config's `fields:` section "
+            "(four selectors), one worker, audit on."
+        ),
+        (
+            "- `x pass` compares req/s; `CPU x pass` compares CPU µs per request of the process "
+            "under test (phi-proxy vs the bare aiohttp pass-through, both one process)."
+        ),
+        "",
+        "| target | bar | measured | met |",
+        "|---|---|---|---|",
+    ]
+    for label, bar, value, ok in fhir_targets(data):
+        out.append(
+            f"| {label} | {bar} | {value} | {'—' if ok is None else ('yes' if ok else '**no**')} |"
+        )
+    out += [
+        "",
+        (
+            "| config | req/s | x pass | CPU µs/req | CPU x pass | p50 ms | p99 ms | RSS MiB "
+            "| errors |"
+        ),
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for config in ORDER:
+        r = idx.get((FHIR_GROUP, config))
+        if r is None:
+            continue
+        out.append(
+            f"| {config} | {r['rps']:.0f} | {_fmt(_ratio(idx, FHIR_GROUP, config, 'pass'))} | "
+            f"{_fmt(r['cpu_us_per_req'], 0)} | {_fmt(_cpu_x(idx, FHIR_GROUP, config, 'pass'))} | "
+            f"{r['p50_ms']:.2f} | {r['p99_ms']:.2f} | {r['rss_mb']:.0f} | {r['errors']} |"
+        )
+    if micro:
+        out += [
+            "",
+            (
+                "Micro (`micro.run_fhir`: `transform_response` alone on the same-shaped bundle, "
+                "CPU µs per bundle; warm = same bundle again, cold = fresh tokens each time):"
+            ),
+            "",
+            "| measure | value |",
+            "|---|---:|",
+        ]
+        out += [f"| {k} | {v:,.{1 if k.endswith('_us') else 0}f} |" for k, v in micro.items()]
+        kept = micro.get("grantee_decimal_spellings_kept")
+        total = micro.get("decimal_spellings_in")
+        if kept is not None and total:
+            out += [
+                "",
+                (
+                    f"Decimal spellings: of the bundle's {total:.0f} special spellings "
+                    f"({', '.join(f'`{x}`' for x in bundle.get('decimal_spellings', {}))}), "
+                    f"{kept:.0f} come out of the transform as written: a changed body is "
+                    "re-serialized by orjson, which prints `8E+1` as `80.0`, `1.1E+2` as "
+                    "`110.0` and `98.60` as `98.6` (FHIR reads a decimal's spelling as its "
+                    "precision), and compact (the output bytes above)."
+                ),
+            ]
+    out.append("")
+    return out
+
+
 def render(data: dict) -> str:
     m = data["machine"]
     s = data["settings"]
@@ -143,7 +294,7 @@ def render(data: dict) -> str:
         out.append(
             f"| {label} | {bar} | {value} | {'—' if ok is None else ('yes' if ok else '**no**')} |"
         )
-    groups = list(dict.fromkeys(r["group"] for r in data["results"]))
+    groups = [g for g in dict.fromkeys(r["group"] for r in data["results"]) if g != FHIR_GROUP]
     out += ["", "## Results", ""]
     for group in groups:
         size = (
@@ -175,6 +326,7 @@ def render(data: dict) -> str:
             if config == "phi-decrypt-x2":
                 out[-1] += f" (x 1 worker: {_fmt(_ratio(idx, group, config, base))})"
         out.append("")
+    out += fhir_section(data)
     micro = data.get("micro", {})
     if micro:
         out += ["## Micro-benchmark (bench/micro.py, µs)", "", "| measure | µs |", "|---|---:|"]

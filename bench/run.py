@@ -4,6 +4,10 @@ Round r runs, for each page size, every configuration once (A B C … A B C …)
 machine (other processes, thermal state) hits all configurations alike. Per cell we keep the
 median requests/s and latencies over rounds, and CPU µs/request of the proxy process(es) as
 total CPU / total requests. Writes bench/results/latest.json and bench/REPORT.md.
+
+`--only fhir` (or any group names/prefixes, comma-separated: `patients/100,nophi`) runs only
+those cells (and, for fhir, its micro cell) and merges them into the existing latest.json, so
+the rest of the report keeps the figures (and commit) of the last full run.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from importlib import metadata
 from pathlib import Path
 
 import dataset
+import fhir
 import harness
 import micro
 import report
@@ -39,7 +44,11 @@ CONFIGS = {
     "phi-nophi-anon": ("phi", None),  # diagnostic: no JWT to verify
     "phi-decrypt-noaudit": ("phi-noaudit", "granted"),  # diagnostic: audit trail disabled
     "phi-write": ("phi", "granted"),
+    # FHIR bundle through a phi-proxy with the example config's field policy (four selectors)
+    "phi-fhir-grantee": ("phi-fhir", "granted"),
+    "phi-fhir-nongrantee": ("phi-fhir", "ungranted"),
 }
+FHIR_GROUP = "fhir/bundle"
 
 
 def cells(sizes: tuple[int, ...]) -> list[tuple[str, str, int]]:
@@ -57,7 +66,14 @@ def cells(sizes: tuple[int, ...]) -> list[tuple[str, str, int]]:
         nophi = ("direct", "pass", "phi-nophi", "phi-nophi-anon")
         out.extend((f"nophi/{n}", config, n) for config in nophi)
     out.extend(("write", config, 1) for config in ("direct", "pass", "phi-write"))
+    fhir_configs = ("direct", "pass", "phi-fhir-grantee", "phi-fhir-nongrantee")
+    out.extend((FHIR_GROUP, config, 1) for config in fhir_configs)
     return out
+
+
+def selected(group: str, only: list[str] | None) -> bool:
+    """`group` is one of the --only names (a name matches itself and the groups under it)."""
+    return only is None or any(group == name or group.startswith(name + "/") for name in only)
 
 
 def _request_for(config: str, group: str, n: int, facts: dict, folder: Path) -> dict:
@@ -68,6 +84,8 @@ def _request_for(config: str, group: str, n: int, facts: dict, folder: Path) -> 
         return {"path": "/api/bookings", "auth": auth, "body_file": str(folder / "booking.json")}
     if kind == "nophi":
         return {"path": f"/api/nophi/{n}", "auth": auth}
+    if kind == "fhir":
+        return {"path": fhir.PATH, "auth": auth}
     if config == "phi-decrypt-cold":
         return {"path": f"/api/cold/{n}", "pool": facts["cold_pool"][str(n)], "auth": auth}
     return {"path": f"/api/patients/{n}", "auth": auth}
@@ -77,7 +95,7 @@ def start(folder: Path, www: Path, nginx: str | None) -> tuple[harness.Servers, 
     servers = harness.Servers(folder)
     ports = {
         name: harness.free_port()
-        for name in ("portal", "nginx", "pass", "phi", "phi2", "phi-noaudit")
+        for name in ("portal", "nginx", "pass", "phi", "phi2", "phi-noaudit", "phi-fhir")
     }
     if nginx:
         conf = harness.nginx_conf(
@@ -105,6 +123,7 @@ def start(folder: Path, www: Path, nginx: str | None) -> tuple[harness.Servers, 
     servers.wait_ready("portal", "/api/nophi/0")
     portal_url = f"http://127.0.0.1:{ports['portal']}"
     facts = dataset.build(folder, www, portal_url=portal_url)
+    facts["fhir"] = dataset.build_fhir(folder, www)
     servers.spawn(
         "pass",
         ports["pass"],
@@ -123,7 +142,11 @@ def start(folder: Path, www: Path, nginx: str | None) -> tuple[harness.Servers, 
         servers.spawn(
             name, ports[name], [phi, "serve", "-c", str(cfg), "--workers", str(workers)], tree=True
         )
-    for name in ("pass", "phi", "phi2"):
+    cfg = harness.write_proxy_config(
+        folder, fhir.proxy_config(facts["config_base"]), "phi-fhir", ports["phi-fhir"]
+    )
+    servers.spawn("phi-fhir", ports["phi-fhir"], [phi, "serve", "-c", str(cfg)], tree=True)
+    for name in ("pass", "phi", "phi2", "phi-fhir"):
         servers.wait_ready(name, "/api/nophi/0")
     try:  # diagnostic only: skipped if this build has no `audit.enabled` switch
         base = dict(facts["config_base"], audit={"enabled": False})
@@ -141,6 +164,18 @@ def start(folder: Path, www: Path, nginx: str | None) -> tuple[harness.Servers, 
     return servers, facts
 
 
+def _connections_for(group: str, args: argparse.Namespace, pids: list[int]) -> int:
+    """wrk connections for a cell; FHIR cells (~40 ms requests) get a short queue and start idle.
+
+    With 32 connections on a 40 ms request the proxy would still be working through ~1.3 s of
+    abandoned requests when wrk stops, billed to the next cell on the same process.
+    """
+    if group != FHIR_GROUP:
+        return int(args.connections)
+    harness.wait_idle(pids)
+    return min(int(args.connections), int(args.fhir_connections))
+
+
 def measure(args: argparse.Namespace) -> dict:
     wrk = harness.ensure_tool("wrk", "wrk")
     if wrk is None:
@@ -154,8 +189,11 @@ def measure(args: argparse.Namespace) -> dict:
     www = Path(tempfile.mkdtemp(prefix="phi-bench-www-"))
     os.chmod(www, 0o755)  # noqa: PTH101, S103 - nginx workers read the pages
     started = time.monotonic()
-    grid = [c for c in cells(sizes) if nginx or c[1] != "nginx"]
+    grid = [c for c in cells(sizes) if (nginx or c[1] != "nginx") and selected(c[0], args.only)]
+    if not grid:
+        sys.exit(f"bench: --only {','.join(args.only or [])} selects no cell")
     raw: dict[tuple[str, str], list[harness.WrkResult]] = {}
+    spent: dict[str, float] = {}  # wall seconds of wrk runs per group (what each group costs)
     stub = www / "api" / "nophi"
     stub.mkdir(parents=True)
     (stub / "0").write_text('{"count":0,"patients":[]}')  # readiness page until build() runs
@@ -169,14 +207,18 @@ def measure(args: argparse.Namespace) -> dict:
             server = servers.started[CONFIGS[config][0]]
             req = _request_for(config, group, n, facts, folder)
             pids = server.pids()  # nginx: the proxy_pass block shares the portal's worker
-            return harness.run_wrk(
+            begun = time.monotonic()
+            connections = _connections_for(group, args, pids)
+            result = harness.run_wrk(
                 wrk,
                 facts["ports"][CONFIGS[config][0]],
                 pids=pids,
                 seconds=seconds,
-                connections=args.connections,
+                connections=connections,
                 **req,
             )
+            spent[group] = spent.get(group, 0.0) + time.monotonic() - begun
+            return result
 
         for group, config, n in grid:  # warm-up: caches, connection pools, JIT-free but lazy
             one(group, config, n, args.warmup)
@@ -224,6 +266,15 @@ def measure(args: argparse.Namespace) -> dict:
         },
         "page_bytes": facts["page_bytes"],
         "cold_pool": facts["cold_pool"],
+        "group_seconds": {g: round(t, 1) for g, t in spent.items()},
+        "fhir": (
+            {
+                "bundle": facts["fhir"],
+                "connections": min(args.connections, args.fhir_connections),
+            }
+            if selected(FHIR_GROUP, args.only)
+            else {}
+        ),
     }
 
 
@@ -269,25 +320,68 @@ def tool_versions() -> dict[str, str]:
     return {"wrk": first_line("wrk", "--version"), "nginx": first_line("nginx", "-v")}
 
 
+def merge(old: dict | None, new: dict, only: list[str]) -> dict:
+    """The last full run's figures with the --only groups (and their sections) replaced."""
+    if old is None:
+        return new
+    keep = [r for r in old["results"] if not selected(r["group"], only)]
+    old["results"] = keep + new["results"]
+    old.setdefault("group_seconds", {}).update(new["group_seconds"])
+    if new["fhir"]:
+        old["fhir"] = new["fhir"]
+    old.setdefault("notes", [])
+    old["notes"] = [n for n in old["notes"] if not n.startswith("--only")] + [
+        (
+            f"--only {','.join(only)}: those groups were measured separately at commit "
+            f"{new['machine']['commit']} ({new['seconds']:.0f} s); every other figure is from "
+            "the full run described above"
+        )
+    ]
+    return old
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--duration", type=int, default=3, help="seconds per wrk run")
     parser.add_argument("--warmup", type=int, default=1)
     parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument(
+        "--fhir-connections", type=int, default=4, help="wrk connections of the FHIR cells"
+    )
     parser.add_argument("--sizes", default=",".join(map(str, dataset.SIZES)))
     parser.add_argument("--out", default=str(harness.BENCH / "results" / "latest.json"))
     parser.add_argument("--report", default=str(harness.BENCH / "REPORT.md"))
+    parser.add_argument(
+        "--only",
+        type=lambda text: [name.strip() for name in text.split(",") if name.strip()],
+        help="run only these groups (e.g. fhir, patients/100) and merge them into --out",
+    )
     args = parser.parse_args()
     info = machine()
     data = measure(args)
     data["machine"] = info | tool_versions()
-    data["micro"] = micro.run()
+    if args.only is None:
+        data["micro"] = micro.run()
+    if data["fhir"]:
+        begun = time.monotonic()
+        data["fhir"]["micro"] = micro.run_fhir()
+        data["fhir"] |= {
+            "micro_seconds": round(time.monotonic() - begun, 1),
+            "commit": info["commit"],
+            "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+            "settings": data["settings"],
+            "load_before": info["load_before"],
+            "host": f"{info['cores']} cores ({info['cpu']}), Python {info['python']}",
+        }
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
+    seconds = data["seconds"]
+    if args.only is not None:
+        data = merge(json.loads(out.read_text()) if out.exists() else None, data, args.only)
     out.write_text(json.dumps(data, indent=1))
     Path(args.report).write_text(report.render(data))
-    print(f"bench: wrote {out} and {args.report} in {data['seconds']:.0f}s", file=sys.stderr)
+    print(f"bench: wrote {out} and {args.report} in {seconds:.0f}s", file=sys.stderr)
 
 
 if __name__ == "__main__":
