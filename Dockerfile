@@ -1,6 +1,18 @@
 # phi-proxy sidecar image.
-# Build stage: make a wheel. Final stage: install it into a clean venv, no compilers, non-root.
+# Core stage: build the compiled transform core (Rust, core/) into an abi3 wheel. Build stage:
+# make the proxy's wheel. Final stage: install both into a clean venv, no compilers, non-root.
 # Config, keystore and KEK are mounted at run time (never baked into the image).
+FROM rust:1.95.0-slim-bookworm AS core
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends python3 python3-venv \
+ && rm -rf /var/lib/apt/lists/* \
+ && python3 -m venv /opt/maturin \
+ && /opt/maturin/bin/pip install --no-cache-dir 'maturin>=1.5,<2'
+WORKDIR /src/core
+COPY core/Cargo.toml core/Cargo.lock core/pyproject.toml ./
+COPY core/src ./src
+RUN /opt/maturin/bin/maturin build --release --locked --compatibility linux --out /dist
+
 FROM python:3.11.11-slim-bookworm AS build
 WORKDIR /src
 COPY pyproject.toml README.md ./
@@ -13,6 +25,7 @@ FROM python:3.11.11-slim-bookworm AS runtime
 RUN groupadd --system --gid 10001 phi \
  && useradd --system --uid 10001 --gid phi --home-dir /nonexistent --shell /usr/sbin/nologin phi
 COPY --from=build /dist/*.whl /tmp/
+COPY --from=core /dist/*.whl /tmp/
 RUN python -m venv /opt/phi-proxy \
  && /opt/phi-proxy/bin/pip install --no-cache-dir /tmp/*.whl \
  && rm -f /tmp/*.whl

@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test lint typecheck pytest install clean bench soak postgres
+.PHONY: run test lint typecheck pytest pytest-pure install core clean bench soak postgres fuzz
 
 # (Re)install when the project metadata changes; a bare `make test` keeps the venv current.
 $(STAMP): pyproject.toml
@@ -13,12 +13,27 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev,postgres]'
 	@touch $(STAMP)
 
-install: $(STAMP)
+# The compiled transform core (core/, Rust + PyO3, built by maturin through pip). Rebuilt when
+# its sources change. Without a Rust toolchain the proxy runs its pure-Python core (same bytes,
+# slower) and this says so; a build that starts and fails stops make.
+CORE_SRC   := $(wildcard core/Cargo.toml core/Cargo.lock core/pyproject.toml core/src/*.rs)
+CORE_STAMP := $(VENV)/.core-installed
+$(CORE_STAMP): $(STAMP) $(CORE_SRC)
+	@if command -v cargo >/dev/null 2>&1; then \
+	    echo "building the compiled core (core/, Rust) into $(VENV) ..."; \
+	    $(BIN)/python -m pip install --quiet --force-reinstall --no-deps ./core && touch $@; \
+	else \
+	    echo "note: no Rust toolchain (cargo) found: phi-proxy runs its pure-Python core"; \
+	    echo "      (same bytes, slower). Install Rust and run make again to build core/."; \
+	fi
+
+install: $(STAMP) $(CORE_STAMP)
+core: $(CORE_STAMP)
 
 # The demo: a naive portal behind phi-proxy with synthetic patients; Ctrl-C stops and cleans up.
 # Ports: make run DEMO_ARGS="--port 18080 --portal-port 18081 --admin-port 19090"
 DEMO_ARGS ?=
-run: $(STAMP)
+run: $(STAMP) $(CORE_STAMP)
 	$(BIN)/phi-proxy demo $(DEMO_ARGS)
 
 lint: $(STAMP)
@@ -28,18 +43,22 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy --strict proxy keys
 
-pytest: $(STAMP)
+pytest: $(STAMP) $(CORE_STAMP)
 	$(BIN)/pytest
 
-test: lint typecheck pytest
+# The transform and black-box suites again on the pure-Python core: both cores must hold.
+pytest-pure: $(STAMP)
+	PHI_PROXY_PURE=1 $(BIN)/pytest tests/transform tests/blackbox
+
+test: lint typecheck pytest pytest-pure
 
 # Side-by-side benchmark (not part of `make test`; ~10 min; installs wrk/nginx-light if root).
-bench: $(STAMP)
+bench: $(STAMP) $(CORE_STAMP)
 	cd bench && $(CURDIR)/$(BIN)/python run.py
 
 # 10 minutes at saturation: 0 errors and RSS growth < 10% (SOAK_MINUTES=1 for a short run).
 SOAK_MINUTES ?= 10
-soak: $(STAMP)
+soak: $(STAMP) $(CORE_STAMP)
 	cd bench && $(CURDIR)/$(BIN)/python soak.py --minutes $(SOAK_MINUTES)
 
 # A PostgreSQL server on 127.0.0.1:5432 with database `test` for the PostgreSQL tests (what CI
@@ -47,5 +66,11 @@ soak: $(STAMP)
 postgres:
 	bash scripts/test-postgres
 
+# Fuzz the compiled core against the pure-Python core (atheris/libFuzzer); FUZZ_MINUTES=10.
+FUZZ_MINUTES ?= 1
+fuzz: $(STAMP) $(CORE_STAMP)
+	$(BIN)/python -m pip install --quiet 'atheris>=2.3'
+	$(BIN)/python fuzz/fuzz_cores.py --minutes $(FUZZ_MINUTES)
+
 clean:
-	rm -rf $(VENV) build dist *.egg-info .pytest_cache .mypy_cache .ruff_cache .hypothesis
+	rm -rf $(VENV) build dist *.egg-info .pytest_cache .mypy_cache .ruff_cache .hypothesis core/target

@@ -26,9 +26,9 @@ from types import MappingProxyType
 from typing import TYPE_CHECKING, Final
 
 from keys._aead import DEK_BYTES, NONCE_BYTES, TokenCipher
-from keys._native import native_module
 from keys._opened_cache import DEFAULT_CACHE_BYTES, DEFAULT_CACHE_ENTRIES, OpenedCache
 from keys.errors import InvalidToken, KeyringError
+from keys.native import native_module
 from keys.token_format import (
     MODE_DETERMINISTIC,
     MODE_RANDOM,

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 from keys.broken_pipe import quiet_on_broken_pipe
 from keys.config_file import CONFIG_ENV_VAR, resolve_config_path
 from keys.errors import ConfigError, PhiProxyError
+from keys.native import core_description
 from keys.settings import open_keyring
 from keys.usage import usage_counter, usage_path
 from proxy.audit.secrets import key_file_problem
@@ -90,6 +91,7 @@ def _summary(settings: Settings) -> list[str]:
         ),
         f"usage counts:  {usage_path(settings.keys)}",
         f"grant store:   {settings.grants.store}",
+        f"transform:     {core_description()}",
     ]
     lines.append("field classes:")
     for name, spec in sorted(settings.fields.classes.items()):

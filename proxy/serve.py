@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING
 from aiohttp import web
 
 from keys.errors import PhiProxyError
+from keys.native import core_description
 from proxy.admin import build_admin_app
 from proxy.app import build_app
 from proxy.logs import configure_logging
@@ -186,6 +187,7 @@ async def serve_forever(
                     "listen": f"{settings.listen.host}:{settings.listen.port}",
                     "admin": f"{settings.admin.host}:{settings.admin.port}",
                     "upstream": str(settings.upstream.url),
+                    "transform": core_description(),
                     "pid": os.getpid(),
                 }
             },

@@ -25,6 +25,7 @@ UNSAFE_REASONS: Final = frozenset(
         "duplicate_key",  # an object names the same key twice: client and proxy may disagree
         "too_deep",  # nesting deeper than fields.max_depth
         "key_collision",  # rewriting token-bearing object keys made two keys equal
+        "core_failure",  # the compiled core failed (a bug): the body is withheld, never guessed
         "unsupported_charset",  # a text charset in which tokens could hide (UTF-16, UTF-7, …)
         "token_residue",  # the token prefix survived substitution (defence in depth)
         # Content-Type / Content-Encoding given twice, as a list, or named in Connection: the

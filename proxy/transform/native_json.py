@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Final
 
+from proxy.transform.errors import UnsafeBody
 from proxy.transform.masks import FixedMask, KeepLast, NullMask
 from proxy.transform.reveal import header_facts
 
@@ -98,9 +99,16 @@ class NativeJson:
             found = header_facts(ctx, header)
             return None if found is None else (found[0], found[2])
 
-        result = self._module.transform_json(
-            body, self._core, keys, ctx.route_practice, facts, ctx.access.allows
-        )
+        try:
+            result = self._module.transform_json(
+                body, self._core, keys, ctx.route_practice, facts, ctx.access.allows
+            )
+        except BaseException as exc:
+            # A Rust panic arrives as pyo3's PanicException, a BaseException: a bug in the
+            # core, never a decision. The body is withheld (502), as for any unsafe body.
+            if type(exc).__name__ == "PanicException":
+                raise UnsafeBody("core_failure") from None
+            raise
         if result is None:
             return None
         out, events = result

@@ -12,7 +12,7 @@ import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Final
 
-from keys._native import native_module
+from keys.native import native_module
 from keys.token_format import TOKEN_PREFIX, TOKEN_PREFIX_BYTES
 from proxy.transform.jsonpath import PathMatcher, compile_path
 from proxy.transform.masks import FixedMask, Mask, compile_mask

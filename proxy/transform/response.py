@@ -50,7 +50,7 @@ if TYPE_CHECKING:
     from proxy.transform.reveal import RevealContext
     from proxy.transform.textbody import JsonPiece
 
-__all__ = ["transform_json", "transform_response"]
+__all__ = ["transform_json", "transform_json_pure", "transform_response"]
 
 #: Kinds whose bodies are markup or tables: braces and field names are normal there.
 _MARKUP_KINDS: Final = frozenset({"html", "csv", "tsv"})
@@ -191,6 +191,11 @@ def transform_json(body: bytes, ctx: RevealContext) -> bytes:
         out = native.transform(body, ctx)
         if out is not None:
             return out
+    return transform_json_pure(body, ctx)
+
+
+def transform_json_pure(body: bytes, ctx: RevealContext) -> bytes:
+    """`transform_json` on the pure-Python core: the reference the compiled core must match."""
     return _walk_document(parse_json(body), body, ctx)
 
 

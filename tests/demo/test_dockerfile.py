@@ -59,17 +59,35 @@ def stages() -> list[list[Instruction]]:
     return result
 
 
+def stage_named(name: str) -> list[Instruction]:
+    """The instructions of the stage `FROM … AS name`."""
+    (stage,) = [stage for stage in stages() if stage[0].args.endswith(f" AS {name}")]
+    return stage
+
+
 def final(name: str) -> list[str]:
     return [i.args for i in stages()[-1] if i.name == name]
 
 
 class TestDockerfileStructure:
     def test_multi_stage_with_a_pinned_slim_base(self):
-        """At least two stages, each FROM an exact python X.Y.Z slim tag (never `latest`)."""
+        """Core, build and runtime stages, each FROM an exact X.Y.Z slim tag (never `latest`)."""
         froms = [stage[0].args for stage in stages()]
-        assert len(froms) >= 2
+        assert len(froms) >= 3
         for image in froms:
-            assert re.fullmatch(r"python:3\.11\.\d+-slim-bookworm( AS \w+)?", image), image
+            assert re.fullmatch(
+                r"(python:3\.11\.\d+|rust:\d+\.\d+\.\d+)-slim-bookworm( AS \w+)?", image
+            ), image
+        assert froms[-1].startswith("python:")
+
+    def test_the_compiled_core_is_built_locked_and_installed(self):
+        """The core stage builds core/ with its committed Cargo.lock; the final stage has it."""
+        core = stage_named("core")
+        (build,) = [i.args for i in core if i.name == "RUN" and "maturin build" in i.args]
+        assert "--locked" in build
+        assert "--release" in build
+        copies = [i.args for i in stages()[-1] if i.name == "COPY"]
+        assert "--from=core /dist/*.whl /tmp/" in copies
 
     def test_runs_as_a_non_root_user(self):
         """The final stage switches to a named non-root user before the entrypoint."""
@@ -121,7 +139,16 @@ class TestDockerfileStructure:
         for args in copied:
             assert not re.search(r"keystore|kek|\.ya?ml|config|\.env|grants|audit", args), args
         sources = {word for args in copied if "--from" not in args for word in args.split()[:-1]}
-        assert sources == {"pyproject.toml", "README.md", "proxy", "keys"}
+        assert sources == {
+            "pyproject.toml",
+            "README.md",
+            "proxy",
+            "keys",
+            "core/Cargo.toml",
+            "core/Cargo.lock",
+            "core/pyproject.toml",
+            "core/src",
+        }
 
     def test_no_build_tools_in_the_final_stage(self):
         """The final stage installs only the wheel: no compilers, no `build`, no apt-get."""
@@ -133,7 +160,7 @@ class TestDockerfileStructure:
 
 def build_stage_sources(dest):
     """Copy exactly what the build stage copies into `dest`."""
-    for instruction in stages()[0]:
+    for instruction in stage_named("build"):
         if instruction.name != "COPY":
             continue
         *sources, _target = instruction.args.split()

@@ -1,0 +1,79 @@
+"""Both transform cores side by side on one body: for the property tests and `make fuzz`.
+
+The compiled core must answer exactly as the pure-Python core does, or give up. `compare_cores`
+runs both on the same body for fresh, identical request contexts and says how they differ:
+different bytes, different audit facts, or a body the pure core refuses that the compiled core
+answered anyway (a refusal is a security decision, never the compiled core's to skip).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from proxy.transform.errors import UnsafeBody
+from proxy.transform.response import transform_json_pure
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from proxy.transform.reveal import RevealContext
+    from proxy.transform.stats import TransformStats
+
+__all__ = ["CoreOutcome", "compare_cores", "facts_of"]
+
+
+def facts_of(stats: TransformStats) -> tuple[object, ...]:
+    """Everything a transform reports for the access line and the audit trail, comparable."""
+    return (
+        sorted(stats.decrypted.items()),
+        sorted(stats.masked.items()),
+        sorted(stats.plaintext_kept.items()),
+        sorted(stats.practices),
+        sorted((key, sorted(classes)) for key, classes in stats.disclosures.items()),
+        sorted(stats.withheld),
+        stats.integrity_failures,
+        [(e.kid, e.reason) for e in stats.integrity_events],
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class CoreOutcome:
+    """What one core made of one body: new bytes, or the reason it refused; and its facts."""
+
+    body: bytes | None
+    refused: str | None
+    facts: tuple[object, ...]
+
+
+def _pure(body: bytes, ctx: RevealContext) -> CoreOutcome:
+    try:
+        out = transform_json_pure(body, ctx)
+    except UnsafeBody as exc:
+        return CoreOutcome(None, exc.reason, facts_of(ctx.stats))
+    return CoreOutcome(out, None, facts_of(ctx.stats))
+
+
+def compare_cores(body: bytes, make_ctx: Callable[[], RevealContext]) -> str | None:
+    """None if the cores agree on `body` (or the compiled one gave up); else how they differ.
+
+    `make_ctx` builds a fresh context for one request (same policy, keyring and caller). The
+    pure core always runs, so an exception other than a refusal surfaces even when the
+    compiled core gives up.
+    """
+    reference = _pure(body, make_ctx())  # any error but a refusal propagates: a finding too
+    ctx = make_ctx()
+    native = ctx.policy.native
+    if native is None:
+        return None
+    answered = native.transform(body, ctx)
+    if answered is None:
+        return None
+    mine = CoreOutcome(answered, None, facts_of(ctx.stats))
+    if reference.refused is not None:
+        return f"the pure core refuses this body ({reference.refused}); the compiled core answered"
+    if mine.body != reference.body:
+        return "the cores wrote different bytes"
+    if mine.facts != reference.facts:
+        return f"the cores report different facts: {mine.facts!r} != {reference.facts!r}"
+    return None

@@ -1,0 +1,189 @@
+"""The compiled core answers exactly as the pure-Python core does, or gives up.
+
+`compare_cores` runs both on one body for identical fresh contexts and names any difference in
+bytes, in audit facts, or a refusal the compiled core skipped. Random documents hold tokens of
+three practices (both cipher modes), legacy plaintext, selected objects and arrays, record
+practices and ids of every type, FHIR identifiers picked by path filters; they are spelled with
+random whitespace, escapes and number forms, and decided for callers with and without grants.
+"""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from json_spelling import render
+from transform_helpers import FIELDS, NOBODY, Grants
+
+from keys.native import core_description
+from proxy.transform import FieldPolicy, RevealContext, TransformStats
+from proxy.transform.settings import FieldSettings
+from proxy.transform.testing import compare_cores
+
+FHIR_BUNDLE = Path(__file__).parents[1] / "fixtures" / "fhir-patient-bundle.json"
+SSN_SYSTEM = "http://hl7.org/fhir/sid/us-ssn"
+PATH_FIELDS = {
+    **FIELDS,
+    "selectors": [
+        *FIELDS["selectors"],
+        {"class": "history", "path": "$..[?(@.resourceType=='Condition')].note[*].text"},
+        {"class": "insurance_id", "path": "$.coverage[?(@.kind != 'self')].id"},
+        {"class": "history", "path": "$..visits[?(@.secret)]"},
+        {"class": "insurance_id", "path": "$.claims[1].member"},
+    ],
+}
+SETTINGS = settings(
+    max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+CALLERS = [
+    NOBODY,
+    Grants.of(("A", "ssn")),
+    Grants.all_classes("A"),
+    Grants.all_classes("A", "B", "C"),
+]
+NAMES = ["ssn", "SSN", "Member_ID", "member-id", "history", "name", "value", "notes", "\uff53sn"]
+PLAIN = st.text(max_size=10) | st.sampled_from(["123-45-6789", "9", "", "é✓", "phi1.x"])
+
+
+@pytest.fixture(scope="module")
+def path_policy():
+    policy = FieldPolicy.compile(FieldSettings.model_validate(PATH_FIELDS))
+    if policy.native is None:
+        pytest.skip(f"needs the compiled core; this process runs the {core_description()}")
+    return policy
+
+
+class _Trees:
+    """Draws the parts of a random record tree (one method per kind of part)."""
+
+    def __init__(self, draw, keyring) -> None:
+        self.draw = draw
+        self.keyring = keyring
+
+    def token(self) -> str:
+        draw = self.draw
+        practice = draw(st.sampled_from("ABCZ"))  # Z: no key in this keyring
+        field_class = draw(st.sampled_from(["ssn", "insurance_id", "history", "other"]))
+        if practice == "Z":
+            return "phi1.r.0123456789abcdef." + field_class + "." + "A" * 40
+        return self.keyring.encrypt(
+            practice, field_class, draw(PLAIN), deterministic=draw(st.booleans())
+        )
+
+    def scalar(self) -> object:
+        return self.draw(
+            st.one_of(
+                st.none(),
+                st.booleans(),
+                st.integers(-(2**65), 2**65),
+                st.floats(allow_nan=False, allow_infinity=False),
+                PLAIN,
+                st.builds(self.token),
+                st.builds(lambda: "seen " + self.token() + " and " + self.token()),
+            )
+        )
+
+    def node(self, depth: int) -> object:
+        kind = self.draw(st.integers(0, 5 if depth < 4 else 0))
+        if kind == 0:
+            return self.scalar()
+        if kind == 1:
+            return [self.node(depth + 1) for _ in range(self.draw(st.integers(0, 3)))]
+        if kind == 2:
+            system = self.draw(st.sampled_from([SSN_SYSTEM, "urn:other"]))
+            return {"system": system, "value": self.scalar()}
+        return self.record(depth)
+
+    def record(self, depth: int) -> dict:
+        draw = self.draw
+        obj = {
+            draw(st.sampled_from(NAMES)): self.node(depth + 1)
+            for _ in range(draw(st.integers(0, 4)))
+        }
+        if draw(st.booleans()):
+            obj["practice_id"] = draw(st.sampled_from(["A", "B", 7, None, "Z", True]))
+        if draw(st.booleans()):
+            obj[draw(st.sampled_from(["id", "patient_id"]))] = draw(
+                st.one_of(st.text(max_size=4), st.integers(-5, 2**70), st.none())
+            )
+        if draw(st.booleans()):
+            obj["identifier"] = [self.node(depth + 1), self.node(depth + 1)]
+        if draw(st.booleans()):
+            obj["resourceType"] = draw(st.sampled_from(["Condition", "Patient"]))
+            obj["note"] = [{"text": self.scalar()}]
+        return obj
+
+
+@st.composite
+def phi_trees(draw, keyring):
+    """A random record tree holding tokens, plaintext and the context keys the walk reads."""
+    return _Trees(draw, keyring).node(0)
+
+
+def _contexts(policy, keyring, caller, route):
+    return lambda: RevealContext(policy, keyring, caller, route, TransformStats())
+
+
+class TestCoresAgree:
+    @SETTINGS
+    @given(data=st.data(), seed=st.integers(0, 2**16))
+    def test_random_documents_get_the_same_bytes_and_facts(self, path_policy, keyring, data, seed):
+        """Any record tree, any spelling, any caller: same bytes and audit facts, or give-up."""
+        tree = data.draw(phi_trees(keyring))
+        body = render(tree, seed)
+        caller = data.draw(st.sampled_from(CALLERS))
+        route = data.draw(st.sampled_from([None, "A", "B"]))
+        assert compare_cores(body, _contexts(path_policy, keyring, caller, route)) is None
+
+    @SETTINGS
+    @given(data=st.data(), seed=st.integers(0, 2**16))
+    def test_damaged_bodies_are_refused_alike(self, path_policy, keyring, data, seed):
+        """Flipped, cut or inserted bytes: the compiled core never answers what the pure refuses."""
+        body = bytearray(render(data.draw(phi_trees(keyring)), seed))
+        rng = random.Random(seed)
+        for _ in range(data.draw(st.integers(1, 3))):
+            where = rng.randrange(len(body) + 1)
+            action = rng.randrange(3)
+            if action == 0 and where < len(body):
+                body[where] = rng.choice(b'{}[],:"\\ \x00\xff\xc3a0e-')
+            elif action == 1:
+                del body[where : where + rng.randrange(1, 4)]
+            else:
+                body[where:where] = bytes([rng.randrange(256)])
+        caller = data.draw(st.sampled_from(CALLERS))
+        assert compare_cores(bytes(body), _contexts(path_policy, keyring, caller, None)) is None
+
+
+class TestCommonShapesStayNative:
+    """Giving up is safe but slow: the shapes portals serve every day must not do it."""
+
+    def test_patient_page_is_answered_natively(self, path_policy, keyring):
+        """A listing of records with tokens, practices and ids is decided by the compiled core."""
+        records = [
+            {
+                "id": f"p{i}",
+                "practice_id": "A",
+                "name": "Pat",
+                "ssn": keyring.encrypt("A", "ssn", f"123-45-{i:04}", deterministic=True),
+                "member_id": keyring.encrypt("A", "insurance_id", "M-1"),
+                "history": keyring.encrypt("A", "history", "flu"),
+            }
+            for i in range(20)
+        ]
+        body = render({"patients": records}, 1)
+        for caller in CALLERS:
+            make = _contexts(path_policy, keyring, caller, None)
+            assert path_policy.native.transform(body, make()) is not None
+            assert compare_cores(body, make) is None
+
+    def test_fhir_bundle_is_answered_natively(self, path_policy, keyring):
+        """The pretty-printed FHIR fixture with its SSN identifier is decided natively."""
+        ssn = keyring.encrypt("A", "ssn", "999-80-9771", deterministic=True).encode()
+        body = FHIR_BUNDLE.read_bytes().replace(b'"999-80-9771"', b'"' + ssn + b'"')
+        for caller in CALLERS:
+            make = _contexts(path_policy, keyring, caller, "A")
+            assert path_policy.native.transform(body, make()) is not None
+            assert compare_cores(body, make) is None
