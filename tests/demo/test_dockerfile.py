@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import re
 import shutil
 import signal
@@ -158,14 +159,15 @@ class TestDockerfileStructure:
         assert "*.whl" in runs
 
 
-def build_stage_sources(dest):
-    """Copy exactly what the build stage copies into `dest`."""
-    for instruction in stage_named("build"):
+def stage_sources(stage: str, dest):
+    """Copy exactly what the stage named `stage` copies into `dest` (same relative paths)."""
+    for instruction in stage_named(stage):
         if instruction.name != "COPY":
             continue
         *sources, _target = instruction.args.split()
         for source in sources:
             origin = REPO / source
+            (dest / source).parent.mkdir(parents=True, exist_ok=True)
             if origin.is_dir():
                 shutil.copytree(origin, dest / source, ignore=shutil.ignore_patterns("__pycache__"))
             else:
@@ -184,7 +186,7 @@ def image_venv(tmp_path_factory):
     root = tmp_path_factory.mktemp("image")
     src, dist, venv = root / "src", root / "dist", root / "venv"
     src.mkdir()
-    build_stage_sources(src)
+    stage_sources("build", src)
     run(
         [sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "-w", str(dist), str(src)],
         timeout=300,
@@ -206,6 +208,26 @@ def image_venv(tmp_path_factory):
         ],
         timeout=300,
     )
+    if shutil.which("cargo") is not None:  # the core stage: the compiled core's wheel
+        stage_sources("core", src)
+        run(
+            [
+                sys.executable,
+                "-m",
+                "pip",
+                "wheel",
+                "-q",
+                "--no-deps",
+                "-w",
+                str(dist),
+                src / "core",
+            ],
+            timeout=600,
+            env={**os.environ, "CARGO_TARGET_DIR": str(REPO / "core" / "target")},
+        )
+        (core,) = dist.glob("phi_proxy_core-*.whl")
+        pip = [sys.executable, "-m", "pip", "--python", str(python), "install", "-q", "--no-deps"]
+        run([*pip, str(core)], timeout=300)
     site = run([str(python), "-c", "import sysconfig; print(sysconfig.get_path('purelib'))"])
     # Third-party dependencies only: a path line (not a site dir), so the editable install of
     # this checkout living there is never activated.
@@ -224,6 +246,19 @@ class TestImageBuild:
         assert {"proxy/py.typed", "keys/py.typed", "proxy/demo/portal.py"} <= set(names)
         entry_points = next(n for n in names if n.endswith("entry_points.txt"))
         assert "phi-proxy = proxy.cli:main" in zipfile.ZipFile(wheel).read(entry_points).decode()
+
+    def test_the_image_runs_the_compiled_core_from_its_own_wheel(self, image_venv):
+        """The core stage's wheel is installed and is the core the image's proxy uses."""
+        _, venv = image_venv
+        if shutil.which("cargo") is None:
+            pytest.skip("no Rust toolchain here: the image's core stage cannot be repeated")
+        code = (
+            "import phi_proxy_core; from keys.native import core_description; "
+            "print(phi_proxy_core.__file__); print(core_description())"
+        )
+        where, description = run([str(venv / "bin/python"), "-c", code], cwd=venv).splitlines()
+        assert where.startswith(str(venv))
+        assert description.startswith("compiled core")
 
     def test_installed_code_comes_from_the_wheel(self, image_venv):
         """In the fresh venv, `proxy` is imported from the venv, not from this checkout."""
