@@ -1,4 +1,4 @@
-"""The response transform: one parse, one walk, one serialization (or the original bytes).
+"""The response transform: one parse, one walk, one splice (or the original bytes).
 
 `transform_response` is the only entry point the app needs. UTF-16/32-looking bodies (BOM or
 NULs in the first four bytes) are refused. JSON bodies are walked with the field policy, and so
@@ -17,7 +17,11 @@ parses what we could not. Every other body is scanned for tokens (`textbody`). I
   place; if the prefix is still there afterwards (a malformed token) the whole string is masked;
 * a selected object the caller may not see in plaintext (class, record practice) becomes the
   class's mask as a whole: its keys are PHI too (`{"HIV positive": true}`);
-* nothing changes → the caller gets the exact bytes it passed in.
+* nothing changes → the caller gets the exact bytes it passed in; otherwise only the decided
+  values are rewritten (`splice`), every other byte comes back as it came.
+
+JSON bodies are decided by the compiled core when it is installed (`native_json`), by the walk
+otherwise and whenever the compiled core gives up: the same bytes and facts either way.
 """
 
 from __future__ import annotations
