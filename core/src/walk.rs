@@ -61,7 +61,10 @@ struct Facts {
 
 enum Revealed {
     Plain(Arc<Opened>),
-    Masked { class: u32, value: Option<Arc<Opened>> },
+    Masked {
+        class: u32,
+        value: Option<Arc<Opened>>,
+    },
 }
 
 pub struct Walker<'a, H: Host> {
@@ -132,7 +135,10 @@ impl<'a, H: Host> Walker<'a, H> {
     }
 
     fn mask(&self, class: u32) -> &'a Mask {
-        self.policy.masks.get(class as usize).unwrap_or(&self.policy.default_mask)
+        self.policy
+            .masks
+            .get(class as usize)
+            .unwrap_or(&self.policy.default_mask)
     }
 
     fn class_of_token(&mut self, class: &str) -> u32 {
@@ -225,7 +231,11 @@ impl<'a, H: Host> Walker<'a, H> {
 
     fn edit(&mut self, idx: u32, repl: Repl) {
         let n = &self.nodes[idx as usize];
-        self.edits.push(Edit { start: n.start, end: n.end, repl });
+        self.edits.push(Edit {
+            start: n.start,
+            end: n.end,
+            repl,
+        });
     }
 
     fn allows(&mut self, practice: u32, class: u32) -> Result<bool, Stop> {
@@ -275,11 +285,22 @@ impl<'a, H: Host> Walker<'a, H> {
     }
 
     /// A selected number or boolean: legacy plaintext.
-    fn selected_scalar(&mut self, idx: u32, class: u32, prac: Prac, rec: Option<u32>) -> Result<(), Stop> {
+    fn selected_scalar(
+        &mut self,
+        idx: u32,
+        class: u32,
+        prac: Prac,
+        rec: Option<u32>,
+    ) -> Result<(), Stop> {
         if self.allow_plaintext(class, prac, rec)? {
             return Ok(());
         }
-        self.events.push(Event { kind: Kind::Masked, class, practice: None, record: None });
+        self.events.push(Event {
+            kind: Kind::Masked,
+            class,
+            practice: None,
+            record: None,
+        });
         let mask = self.mask(class);
         let n = self.nodes[idx as usize];
         let text: Option<&str> = if !mask.needs_value() {
@@ -299,7 +320,13 @@ impl<'a, H: Host> Walker<'a, H> {
         Ok(())
     }
 
-    fn selected_string(&mut self, idx: u32, class: u32, prac: Prac, rec: Option<u32>) -> Result<(), Stop> {
+    fn selected_string(
+        &mut self,
+        idx: u32,
+        class: u32,
+        prac: Prac,
+        rec: Option<u32>,
+    ) -> Result<(), Stop> {
         let text = self.text(idx);
         if text.starts_with("phi1.") {
             let revealed = self.reveal(&text, rec)?;
@@ -313,7 +340,12 @@ impl<'a, H: Host> Walker<'a, H> {
             }
             return Ok(());
         }
-        self.events.push(Event { kind: Kind::Masked, class, practice: None, record: None });
+        self.events.push(Event {
+            kind: Kind::Masked,
+            class,
+            practice: None,
+            record: None,
+        });
         let repl = self.mask(class).for_json(Some(&text))?;
         self.edit(idx, repl);
         Ok(())
@@ -368,7 +400,12 @@ impl<'a, H: Host> Walker<'a, H> {
         let class = facts.class;
         let practice = Some(facts.practice);
         if !facts.allowed && !self.mask(class).needs_value() {
-            self.events.push(Event { kind: Kind::Masked, class, practice, record: None });
+            self.events.push(Event {
+                kind: Kind::Masked,
+                class,
+                practice,
+                record: None,
+            });
             return Ok(Revealed::Masked { class, value: None });
         }
         let opened = self.keys.open(tok).ok_or(Stop::GiveUp)?;
@@ -379,28 +416,41 @@ impl<'a, H: Host> Walker<'a, H> {
             return Err(Stop::GiveUp);
         }
         if facts.allowed {
-            self.events.push(Event { kind: Kind::Decrypted, class, practice, record: rec });
+            self.events.push(Event {
+                kind: Kind::Decrypted,
+                class,
+                practice,
+                record: rec,
+            });
             return Ok(Revealed::Plain(opened));
         }
-        self.events.push(Event { kind: Kind::Masked, class, practice, record: None });
-        Ok(Revealed::Masked { class, value: Some(opened) })
+        self.events.push(Event {
+            kind: Kind::Masked,
+            class,
+            practice,
+            record: None,
+        });
+        Ok(Revealed::Masked {
+            class,
+            value: Some(opened),
+        })
     }
 
     fn render_json(&self, revealed: Revealed) -> Result<Repl, Stop> {
         Ok(match revealed {
             Revealed::Plain(o) => Repl::Shared(o.plaintext.clone()),
-            Revealed::Masked { class, value } => {
-                self.mask(class).for_json(value.as_ref().map(|o| &*o.plaintext))?
-            }
+            Revealed::Masked { class, value } => self
+                .mask(class)
+                .for_json(value.as_ref().map(|o| &*o.plaintext))?,
         })
     }
 
     fn render_text(&self, revealed: Revealed, out: &mut String) -> Result<(), Stop> {
         match revealed {
             Revealed::Plain(o) => out.push_str(&o.plaintext),
-            Revealed::Masked { class, value } => {
-                self.mask(class).for_text(value.as_ref().map(|o| &*o.plaintext), out)?
-            }
+            Revealed::Masked { class, value } => self
+                .mask(class)
+                .for_text(value.as_ref().map(|o| &*o.plaintext), out)?,
         }
         Ok(())
     }
@@ -416,14 +466,24 @@ impl<'a, H: Host> Walker<'a, H> {
             },
         };
         if self.allows(practice, class)? {
-            self.events.push(Event { kind: Kind::Kept, class, practice: Some(practice), record: rec });
+            self.events.push(Event {
+                kind: Kind::Kept,
+                class,
+                practice: Some(practice),
+                record: rec,
+            });
             return Ok(true);
         }
         Ok(false)
     }
 
     /// `_record_context`: the practice and record id in force inside object `idx`.
-    fn record_context(&mut self, idx: u32, prac: Prac, rec: Option<u32>) -> Result<(Prac, Option<u32>), Stop> {
+    fn record_context(
+        &mut self,
+        idx: u32,
+        prac: Prac,
+        rec: Option<u32>,
+    ) -> Result<(Prac, Option<u32>), Stop> {
         let end = self.nodes[idx as usize].next;
         let mut own: Prac = Prac::None;
         let mut own_text: Option<Cow<'a, str>> = None;
@@ -478,11 +538,20 @@ impl<'a, H: Host> Walker<'a, H> {
             context |= role.practice || role.id_rank.is_some();
             child = self.nodes[child as usize].next;
         }
-        let (prac, rec) = if context { self.record_context(idx, prac, rec)? } else { (prac, rec) };
+        let (prac, rec) = if context {
+            self.record_context(idx, prac, rec)?
+        } else {
+            (prac, rec)
+        };
         if let Some(class) = inherited {
             if end > idx + 1 && !self.allow_plaintext(class, prac, rec)? {
                 // The whole object becomes its class's mask: its keys are PHI too.
-                self.events.push(Event { kind: Kind::Masked, class, practice: None, record: None });
+                self.events.push(Event {
+                    kind: Kind::Masked,
+                    class,
+                    practice: None,
+                    record: None,
+                });
                 let repl = self.mask(class).for_json(None)?;
                 self.edit(idx, repl);
                 return Ok(());
@@ -491,8 +560,11 @@ impl<'a, H: Host> Walker<'a, H> {
         let mut child = idx + 1;
         while child < end {
             let role = self.role(child)?;
-            let (child_states, path_class) =
-                if states != 0 { self.step(states, role.name_id, None, child)? } else { (0, None) };
+            let (child_states, path_class) = if states != 0 {
+                self.step(states, role.name_id, None, child)?
+            } else {
+                (0, None)
+            };
             let class = path_class.or(role.class).or(inherited);
             self.value(child, depth, prac, rec, child_states, class)?;
             child = self.nodes[child as usize].next;
@@ -520,7 +592,14 @@ impl<'a, H: Host> Walker<'a, H> {
                 self.value(child, depth, prac, rec, 0, inherited)?;
             } else {
                 let (child_states, path_class) = self.step(states, None, Some(index), child)?;
-                self.value(child, depth, prac, rec, child_states, path_class.or(inherited))?;
+                self.value(
+                    child,
+                    depth,
+                    prac,
+                    rec,
+                    child_states,
+                    path_class.or(inherited),
+                )?;
             }
             child = self.nodes[child as usize].next;
             index += 1;
@@ -530,7 +609,13 @@ impl<'a, H: Host> Walker<'a, H> {
 
     /// `PathMatcher.step`: the child's states, and the class of the first path ending there.
     /// `name` is the member's path name id (members), `index` the element index (arrays).
-    fn step(&mut self, states: u64, name: Option<u32>, index: Option<i64>, child: u32) -> Result<(u64, Option<u32>), Stop> {
+    fn step(
+        &mut self,
+        states: u64,
+        name: Option<u32>,
+        index: Option<i64>,
+        child: u32,
+    ) -> Result<(u64, Option<u32>), Stop> {
         let nfa = &self.policy.nfa;
         let mut hit = states & nfa.wild;
         if index.is_none() {

@@ -25,6 +25,7 @@ from typing import Final
 __all__ = [
     "SEPARATORS",
     "ascii_revealing_pattern",
+    "ascii_revealing_ranges",
     "is_ascii_revealing",
     "normalize_name",
 ]
@@ -77,15 +78,21 @@ def _ascii_revealing_set() -> frozenset[int]:
 
 
 @functools.cache
-def ascii_revealing_pattern() -> re.Pattern[str]:
-    """A compiled character class matching any code point of `_ascii_revealing_set`."""
-    points = sorted(_ascii_revealing_set())
+def ascii_revealing_ranges() -> tuple[tuple[int, int], ...]:
+    """`_ascii_revealing_set` as sorted inclusive (first, last) code point ranges."""
     ranges: list[tuple[int, int]] = []
-    for point in points:
+    for point in sorted(_ascii_revealing_set()):
         if ranges and ranges[-1][1] == point - 1:
             ranges[-1] = (ranges[-1][0], point)
         else:
             ranges.append((point, point))
+    return tuple(ranges)
+
+
+@functools.cache
+def ascii_revealing_pattern() -> re.Pattern[str]:
+    """A compiled character class matching any code point of `_ascii_revealing_set`."""
+    ranges = ascii_revealing_ranges()
     parts = "".join(
         re.escape(chr(lo)) if lo == hi else f"{re.escape(chr(lo))}-{re.escape(chr(hi))}"
         for lo, hi in ranges

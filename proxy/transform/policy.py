@@ -10,14 +10,19 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, Any, Final
 
 from keys.native import native_module
 from keys.token_format import TOKEN_PREFIX, TOKEN_PREFIX_BYTES
 from proxy.transform.jsonpath import PathMatcher, compile_path
 from proxy.transform.masks import FixedMask, Mask, compile_mask
 from proxy.transform.mediatype import classify, looks_wide
-from proxy.transform.names import SEPARATORS, ascii_revealing_pattern, is_ascii_revealing
+from proxy.transform.names import (
+    SEPARATORS,
+    ascii_revealing_pattern,
+    ascii_revealing_ranges,
+    is_ascii_revealing,
+)
 from proxy.transform.native_json import NativeJson
 
 if TYPE_CHECKING:
@@ -35,6 +40,10 @@ _SHAPE_CACHE_LIMIT: Final = 4096
 _SHAPE_MAX_KEYS: Final = 32
 _ESCAPE: Final = re.compile(rb"\\u([0-9A-Fa-f]{4})")
 _SEPARATORS_B: Final = SEPARATORS.encode("ascii")
+#: Flags of the compiled no-PHI proof (`phi_proxy_core.Hints.scan`, core/src/hints.rs).
+_HAS_PREFIX: Final = 1
+_HAS_NUL: Final = 2
+_MAY_HOLD_NAMES: Final = 4
 _ASCII_END: Final = 0x80
 _SURROGATES: Final = range(0xD800, 0xE000)
 # UTF-16/32 spellings of the prefix: a body in those encodings could hide tokens from a byte
@@ -90,6 +99,7 @@ class FieldPolicy:
         "_always_inspect",
         "_classes",
         "_fold",
+        "_hints",
         "_id_names",
         "_key_classes",
         "_masks",
@@ -158,6 +168,15 @@ class FieldPolicy:
             ascii_revealing_pattern()  # pay the one-off table build at startup, not per request
         #: This policy in the compiled core (None: the pure-Python core decides every body).
         self.native = NativeJson.compile(native_module(), self)
+        self._hints = self._compile_hints()
+
+    def _compile_hints(self) -> Any:  # noqa: ANN401 - phi_proxy_core.Hints, or None
+        """The no-PHI proof in the compiled core (None: `may_need_transform` runs in Python)."""
+        module = native_module()
+        if module is None:
+            return None
+        ranges = ascii_revealing_ranges() if self._needles and not self._always_inspect else ()
+        return module.Hints(list(self._needles), self._fold, self._always_inspect, list(ranges))
 
     @classmethod
     def compile(cls, settings: FieldSettings) -> FieldPolicy:
@@ -251,17 +270,27 @@ class FieldPolicy:
         False comes back from `transform_response` byte-identical. Pass the response's
         Content-Type when known, so a charset in which tokens could hide is never skipped.
         """
-        if TOKEN_PREFIX_BYTES in body:
+        flags = self._scan(body)
+        if flags & _HAS_PREFIX:
             return True
         if content_type:
             kind = classify(content_type)
             if kind.charset is None or kind.container:
                 return True  # a charset tokens hide in, or parts a byte search cannot see into
-        if b"\x00" in body and any(wide in body for wide in _WIDE_PREFIXES):
+        if flags & _HAS_NUL and any(wide in body for wide in _WIDE_PREFIXES):
             return True
         if looks_wide(body):  # UTF-16/32 JSON, BOM or not: refused by the transform
             return True
-        return self.may_hold_selected_keys(body)
+        return bool(flags & _MAY_HOLD_NAMES)
+
+    def _scan(self, body: bytes) -> int:
+        """Prefix, NUL and name flags of `body`: one native pass, or the same checks here."""
+        if self._hints is not None:
+            return int(self._hints.scan(body))
+        if TOKEN_PREFIX_BYTES in body:
+            return _HAS_PREFIX
+        flags = _HAS_NUL if b"\x00" in body else 0
+        return flags | (_MAY_HOLD_NAMES if self._may_hold_names(body) else 0)
 
     def selects_name(self, name: str) -> bool:
         """True if an object key spelled `name` is selected by a key selector or may be by a path.
@@ -274,6 +303,12 @@ class FieldPolicy:
 
     def may_hold_selected_keys(self, body: bytes) -> bool:
         """False only if no key in `body` (as JSON) can normalize to a selected name."""
+        if self._hints is not None:
+            return bool(self._hints.may_hold_names(body))
+        return self._may_hold_names(body)
+
+    def _may_hold_names(self, body: bytes) -> bool:
+        """`may_hold_selected_keys` in Python (the reference for core/src/hints.rs)."""
         if self._always_inspect:
             return True
         if not self._needles:

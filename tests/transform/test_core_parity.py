@@ -187,3 +187,52 @@ class TestCommonShapesStayNative:
             make = _contexts(path_policy, keyring, caller, "A")
             assert path_policy.native.transform(body, make()) is not None
             assert compare_cores(body, make) is None
+
+
+BODY_BYTES = st.one_of(
+    st.binary(max_size=64),
+    st.text(max_size=40).map(lambda t: t.encode("utf-8")),
+    st.lists(
+        st.sampled_from(
+            [
+                b'{"',
+                b'": ',
+                b"SSN",
+                b"s_s-n",
+                b"Member.ID",
+                b"\\u0073",
+                b"\\ud83d",
+                b"\\u00e9",
+                b"\xef\xbd\x93",
+                b"\xc5\xbf",
+                b"\xc3\xa9",
+                b"phi1.",
+                b"phi1",
+                b"\x00",
+                b"\xff",
+                b"history",
+                b"histor",
+                b"y",
+                b" ",
+                b"_",
+                b"identifier",
+                b"value",
+            ]
+        ),
+        max_size=12,
+    ).map(b"".join),
+)
+
+
+class TestNoPhiProofAgrees:
+    @SETTINGS
+    @given(body=BODY_BYTES)
+    def test_compiled_and_python_flags_agree(self, path_policy, body):
+        """The compiled no-PHI proof gives the Python checks' answer on any bytes."""
+        native = path_policy._hints.scan(body)
+        python_names = path_policy._may_hold_names(body)
+        if b"phi1." in body:
+            assert native == 1
+        else:
+            assert native == (2 if b"\x00" in body else 0) | (4 if python_names else 0)
+        assert bool(path_policy._hints.may_hold_names(body)) == python_names
