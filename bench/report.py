@@ -28,6 +28,10 @@ FHIR_TRANSFORM_MS = 2.0
 FHIR_CPU_X_PASS = 3.0
 
 
+#: Runs recorded before the compiled core existed carry no core name.
+_BEFORE_CORE = "pure-Python core (before the compiled core)"
+
+
 def _index(data: dict) -> dict[tuple[str, str], dict]:
     return {(r["group"], r["config"]): r for r in data["results"]}
 
@@ -171,7 +175,7 @@ def fhir_section(data: dict) -> list[str]:
             + ", ".join(
                 f"{x:.2f}" for x in section.get("load_before", data["machine"]["load_before"])
             )
-            + "): the baseline before a compiled core. "
+            + f"), transform: {section.get('core', _BEFORE_CORE)}. "
             f"wrk -t1 -c{section.get('connections', s['connections'])}, "
             f"{s['duration_s']} s per run after a "
             f"{s['warmup_s']} s warm-up, {s['rounds']} rounds in alternation, each run "
@@ -248,10 +252,15 @@ def fhir_section(data: dict) -> list[str]:
                 (
                     f"Decimal spellings: of the bundle's {total:.0f} special spellings "
                     f"({', '.join(f'`{x}`' for x in bundle.get('decimal_spellings', {}))}), "
-                    f"{kept:.0f} come out of the transform as written: a changed body is "
-                    "re-serialized by orjson, which prints `8E+1` as `80.0`, `1.1E+2` as "
-                    "`110.0` and `98.60` as `98.6` (FHIR reads a decimal's spelling as its "
-                    "precision), and compact (the output bytes above)."
+                    f"{kept:.0f} come out of the transform as written"
+                    + (
+                        ": only the decided values are rewritten, every other byte comes back "
+                        "as it came (FHIR reads a decimal's spelling as its precision)."
+                        if kept == total
+                        else ": a changed body was re-serialized by orjson, which prints "
+                        "`8E+1` as `80.0`, `1.1E+2` as `110.0` and `98.60` as `98.6` (FHIR "
+                        "reads a decimal's spelling as its precision)."
+                    )
                 ),
             ]
     out.append("")
@@ -270,6 +279,7 @@ def render(data: dict) -> str:
         f"- Machine: {m['cores']} cores ({m['cpu']}), Linux {m['kernel']}, Python {m['python']}",
         "- Packages: " + ", ".join(f"{k} {v}" for k, v in m["packages"].items()),
         f"- Tools: {m['wrk']}; {m['nginx']}",
+        f"- Transform core: {m.get('core', _BEFORE_CORE)}",
         f"- Commit: {m['commit']}; load average before the run: "
         + ", ".join(f"{x:.2f}" for x in m["load_before"]),
         (

@@ -31,6 +31,8 @@ import harness
 import micro
 import report
 
+from keys.native import core_description
+
 # (name, server, path kind, auth, body) — "server" picks the process under test.
 CONFIGS = {
     "direct": ("portal", None),
@@ -303,6 +305,7 @@ def machine() -> dict:
         },
         "commit": harness.commit_label(),
         "load_before": os.getloadavg(),
+        "core": core_description(),
     }
 
 
@@ -373,6 +376,7 @@ def main() -> None:
             "settings": data["settings"],
             "load_before": info["load_before"],
             "host": f"{info['cores']} cores ({info['cpu']}), Python {info['python']}",
+            "core": info["core"],
         }
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
