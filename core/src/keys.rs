@@ -34,6 +34,8 @@ pub struct Opened {
     pub practice: Arc<str>,
     pub class: Box<str>,
     pub plaintext: Arc<str>,
+    /// The plaintext as a JSON string literal (rendered once, reused on every hit).
+    pub json: Arc<[u8]>,
     /// The plaintext itself carries the token prefix (a nested token).
     pub nested: bool,
 }
@@ -156,6 +158,7 @@ impl Keys {
         Some(Opened {
             practice: cipher.practice.clone(),
             class: p.class.into(),
+            json: crate::escape::json_string(&plaintext).into(),
             plaintext: plaintext.into(),
             nested,
         })
@@ -163,7 +166,7 @@ impl Keys {
 
     /// Remember one opened token; FIFO eviction of the oldest eighth when full.
     fn remember(&self, token: &str, opened: &Arc<Opened>) {
-        let cost = token.len() + opened.plaintext.len() + ENTRY_OVERHEAD;
+        let cost = token.len() + 2 * opened.plaintext.len() + ENTRY_OVERHEAD;
         if cost > self.max_bytes || self.max_entries == 0 {
             return;
         }
@@ -177,7 +180,7 @@ impl Keys {
                 for _ in 0..batch {
                     let Some(old) = cache.order.pop_front() else { break };
                     if let Some(o) = cache.map.remove(&old) {
-                        cache.bytes -= old.len() + o.plaintext.len() + ENTRY_OVERHEAD;
+                        cache.bytes -= old.len() + 2 * o.plaintext.len() + ENTRY_OVERHEAD;
                     }
                 }
                 if cache.order.is_empty()

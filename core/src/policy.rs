@@ -14,16 +14,51 @@ use crate::masks::Mask;
 const SEPARATORS: &[u8] = b"_-. ";
 const NORMALIZE_MEMO_LIMIT: usize = 8192;
 
-/// What one normalized key name means to the policy.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+/// What one normalized key name means to the policy, packed in 8 bytes (one per member node
+/// per call): selected class, path name id, rank in `record.id_keys`, practice-key flag.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Role {
+    class: u32,
+    name_id: u16,
+    id_rank: u8,
+    bits: u8,
+}
+
+const NONE32: u32 = u32::MAX;
+const NONE16: u16 = u16::MAX;
+const NONE8: u8 = u8::MAX;
+const PRACTICE: u8 = 1;
+/// Set on every role handed out, so a zeroed slot means "not computed yet".
+const KNOWN: u8 = 2;
+
+impl Default for Role {
+    fn default() -> Self {
+        Role { class: NONE32, name_id: NONE16, id_rank: NONE8, bits: KNOWN }
+    }
+}
+
+impl Role {
+    /// The "not computed yet" marker of a per-node role table.
+    pub const UNKNOWN: Role = Role { class: NONE32, name_id: NONE16, id_rank: NONE8, bits: 0 };
+
+    pub fn is_known(&self) -> bool {
+        self.bits & KNOWN != 0
+    }
     /// Class of the key selector naming it (first selector wins).
-    pub class: Option<u32>,
-    pub practice: bool,
+    pub fn class(&self) -> Option<u32> {
+        (self.class != NONE32).then_some(self.class)
+    }
+    pub fn practice(&self) -> bool {
+        self.bits & PRACTICE != 0
+    }
     /// Rank in `record.id_keys` (lower wins).
-    pub id_rank: Option<u32>,
+    pub fn id_rank(&self) -> Option<u32> {
+        (self.id_rank != NONE8).then_some(self.id_rank as u32)
+    }
     /// Id of this name in the path selectors (steps and filter members).
-    pub name_id: Option<u32>,
+    pub fn name_id(&self) -> Option<u32> {
+        (self.name_id != NONE16).then_some(self.name_id as u32)
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -131,17 +166,20 @@ impl Policy {
         for (name, class) in &spec.key_classes {
             let id = p.class_id_or_add(class);
             let role = p.role_entry(name);
-            if role.class.is_none() {
-                role.class = Some(id);
+            if role.class == NONE32 {
+                role.class = id;
             }
         }
         for name in &spec.practice_names {
-            p.role_entry(name).practice = true;
+            p.role_entry(name).bits |= PRACTICE;
+        }
+        if spec.id_names.len() >= NONE8 as usize {
+            return Err(PolicyError("too many record.id_keys".into()));
         }
         for (rank, name) in spec.id_names.iter().enumerate() {
             let role = p.role_entry(name);
-            if role.id_rank.is_none() {
-                role.id_rank = Some(rank as u32);
+            if role.id_rank == NONE8 {
+                role.id_rank = rank as u8;
             }
         }
         let total: usize = spec.paths.iter().map(|(steps, _)| steps.len()).sum();
@@ -222,14 +260,12 @@ impl Policy {
     fn name_id(&mut self, name: &str) -> u32 {
         let next = self.nfa.name_states.len() as u32;
         let role = self.role_entry(name);
-        match role.name_id {
-            Some(id) => id,
-            None => {
-                role.name_id = Some(next);
-                self.nfa.name_states.push(0);
-                next
-            }
+        if role.name_id != NONE16 {
+            return role.name_id as u32;
         }
+        role.name_id = next as u16;
+        self.nfa.name_states.push(0);
+        next
     }
 
     /// The role of an already normalized name.
@@ -300,11 +336,13 @@ mod tests {
     fn builds_tables() {
         let p = Policy::new(spec()).unwrap();
         let ssn = p.class_id("ssn").unwrap();
-        assert_eq!(p.role(b"ssn").class, Some(ssn));
-        assert!(p.role(b"practiceid").practice);
-        assert_eq!(p.role(b"id").id_rank, Some(1));
+        assert_eq!(p.role(b"ssn").class(), Some(ssn));
+        assert!(p.role(b"practiceid").practice());
+        assert_eq!(p.role(b"id").id_rank(), Some(1));
         assert_eq!(p.role(b"nothing"), Role::default());
-        assert!(p.role(b"system").name_id.is_some());
+        assert!(p.role(b"nothing").is_known());
+        assert!(!Role::UNKNOWN.is_known());
+        assert!(p.role(b"system").name_id().is_some());
         assert_eq!(p.nfa.initial, 1);
         assert_eq!(p.nfa.last, 4);
         assert_eq!(p.nfa.descendant, 1);

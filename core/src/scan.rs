@@ -269,18 +269,13 @@ impl Scanner<'_> {
         let mut i = self.i + 1;
         let mut escaped = false;
         loop {
-            // Eight bytes at a time until a quote, a backslash or a control byte.
-            while i + 8 <= b.len() {
-                let w = u64::from_le_bytes([
-                    b[i], b[i + 1], b[i + 2], b[i + 3], b[i + 4], b[i + 5], b[i + 6], b[i + 7],
-                ]);
-                let m = special_bytes(w);
-                if m != 0 {
-                    i += (m.trailing_zeros() / 8) as usize;
-                    break;
-                }
-                i += 8;
+            // Jump to the next quote or backslash (SIMD memchr2), then check the run for raw
+            // control bytes in a loop the compiler vectorizes.
+            let run_end = memchr::memchr2(b'"', b'\\', &b[i..]).map_or(b.len(), |p| i + p);
+            if b[i..run_end].iter().fold(false, |bad, &c| bad | (c < 0x20)) {
+                return Err(GiveUp);
             }
+            i = run_end;
             let c = *b.get(i).ok_or(GiveUp)?;
             match c {
                 b'"' => {
@@ -388,19 +383,6 @@ pub fn int_value(text: &str) -> Option<String> {
         return Some(v.to_string());
     }
     text.parse::<u64>().ok().map(|v| v.to_string())
-}
-
-/// Bit 7 of each byte of `w` that is `"`, `\` or below 0x20 (lowest flagged byte is exact).
-#[inline]
-fn special_bytes(w: u64) -> u64 {
-    const ONES: u64 = 0x0101_0101_0101_0101;
-    const HIGH: u64 = 0x8080_8080_8080_8080;
-    let control = w.wrapping_sub(ONES * 0x20) & !w & HIGH;
-    let q = w ^ (ONES * b'"' as u64);
-    let quote = q.wrapping_sub(ONES) & !q & HIGH;
-    let s = w ^ (ONES * b'\\' as u64);
-    let slash = s.wrapping_sub(ONES) & !s & HIGH;
-    control | quote | slash
 }
 
 fn hex4(b: &[u8], i: usize) -> Result<u32, GiveUp> {
@@ -557,18 +539,5 @@ mod tests {
     #[test]
     fn decodes_escapes() {
         assert_eq!(decode(br#"a\"\\\/\b\f\n\r\t\u00e9\ud83d\ude00"#), "a\"\\/\u{8}\u{c}\n\r\t\u{e9}\u{1F600}");
-    }
-
-    #[test]
-    fn special_bytes_exact() {
-        for pos in 0..8 {
-            for c in [b'"', b'\\', 0u8, 0x1f] {
-                let mut w = [b'a'; 8];
-                w[pos] = c;
-                let m = special_bytes(u64::from_le_bytes(w));
-                assert_eq!(m.trailing_zeros() / 8, pos as u32);
-            }
-        }
-        assert_eq!(special_bytes(u64::from_le_bytes(*b"\x7f\x80\xff !#[]")), 0);
     }
 }

@@ -123,6 +123,27 @@ pub fn parse(token: &str) -> Option<Parsed<'_>> {
     })
 }
 
+/// The header of a candidate token as `reveal_token` cuts it: everything before the last
+/// dot, which must be exactly "phi1.<r|d>.<kid>.<class>". The payload (after the last dot) is
+/// not looked at: a token the caller may not see and whose mask needs no value is masked
+/// without being opened, exactly as in Python. Returns (header, class).
+pub fn parse_head(token: &str) -> Option<(&str, &str)> {
+    let cut = token.rfind('.')?;
+    let head = &token[..cut];
+    let b = head.as_bytes();
+    if b.len() < 26
+        || !b.starts_with(PREFIX)
+        || !matches!(b[5], b'r' | b'd')
+        || b[6] != b'.'
+        || !is_kid(&b[7..23])
+        || b[23] != b'.'
+        || !is_class(&b[24..])
+    {
+        return None;
+    }
+    Some((head, &head[24..]))
+}
+
 fn is_word(c: u8) -> bool {
     c.is_ascii_alphanumeric() || c == b'_' || c == b'-'
 }
@@ -226,6 +247,16 @@ mod tests {
         let p = parse(&t).unwrap();
         assert_eq!(p.head(), format!("phi1.d.{KID}.a_1").as_bytes());
         assert_eq!(p.class, "a_1");
+    }
+
+    #[test]
+    fn heads() {
+        let t = format!("phi1.r.{KID}.ssn.any payload");
+        assert_eq!(parse_head(&t), Some((&t[..27], "ssn")));
+        assert!(parse_head(&format!("phi1.r.{KID}.ssn.x.y")).is_none());
+        assert!(parse_head(&format!("phi1.x.{KID}.ssn.y")).is_none());
+        assert!(parse_head(&format!("phi1.r.{KID}.S.y")).is_none());
+        assert!(parse_head("phi1.garbage").is_none());
     }
 
     #[test]

@@ -77,7 +77,7 @@ pub struct Walker<'a, H: Host> {
     allows_memo: ahash::AHashMap<(u32, u32), bool>,
     facts_memo: ahash::AHashMap<Box<[u8]>, Option<Facts>>,
     /// Role of each member node's key, computed once (path filters look at children early).
-    roles: Vec<Option<Role>>,
+    roles: Vec<Role>,
     buf: Vec<u8>,
     pub events: Vec<Event>,
     pub edits: Vec<Edit>,
@@ -104,7 +104,7 @@ impl<'a, H: Host> Walker<'a, H> {
             extra_classes: Vec::new(),
             allows_memo: ahash::AHashMap::new(),
             facts_memo: ahash::AHashMap::new(),
-            roles: vec![None; nodes.len()],
+            roles: vec![Role::UNKNOWN; nodes.len()],
             buf: Vec::with_capacity(64),
             events: Vec::new(),
             edits: Vec::new(),
@@ -192,8 +192,9 @@ impl<'a, H: Host> Walker<'a, H> {
     }
 
     fn role(&mut self, idx: u32) -> Result<Role, Stop> {
-        if let Some(r) = self.roles[idx as usize] {
-            return Ok(r);
+        let known = self.roles[idx as usize];
+        if known.is_known() {
+            return Ok(known);
         }
         let n = self.nodes[idx as usize];
         let raw = self.raw(n.key_start, n.key_end);
@@ -219,7 +220,7 @@ impl<'a, H: Host> Walker<'a, H> {
             };
             self.policy.role(normalized.as_bytes())
         };
-        self.roles[idx as usize] = Some(role);
+        self.roles[idx as usize] = role;
         Ok(role)
     }
 
@@ -343,28 +344,26 @@ impl<'a, H: Host> Walker<'a, H> {
         Ok(())
     }
 
-    fn facts(&mut self, parsed: &token::Parsed<'_>) -> Result<Facts, Stop> {
-        let head = parsed.head();
-        if let Some(f) = self.facts_memo.get(head) {
+    fn facts(&mut self, head: &str, class: &str) -> Result<Facts, Stop> {
+        if let Some(f) = self.facts_memo.get(head.as_bytes()) {
             return f.ok_or(Stop::GiveUp);
         }
-        let head_str = std::str::from_utf8(head).map_err(|_| Stop::GiveUp)?;
-        let found = match self.host.facts(head_str)? {
+        let found = match self.host.facts(head)? {
             None => None,
             Some((practice, allowed)) => Some(Facts {
                 practice: self.intern_practice(&practice),
-                class: self.class_of_token(parsed.class),
+                class: self.class_of_token(class),
                 allowed,
             }),
         };
-        self.facts_memo.insert(head.into(), found);
+        self.facts_memo.insert(head.as_bytes().into(), found);
         found.ok_or(Stop::GiveUp)
     }
 
     /// `reveal_token`: the decision for one token, with its stats event.
     fn reveal(&mut self, tok: &str, rec: Option<u32>) -> Result<Revealed, Stop> {
-        let parsed = token::parse(tok).ok_or(Stop::GiveUp)?;
-        let facts = self.facts(&parsed)?;
+        let (head, class_text) = token::parse_head(tok).ok_or(Stop::GiveUp)?;
+        let facts = self.facts(head, class_text)?;
         let class = facts.class;
         let practice = Some(facts.practice);
         if !facts.allowed && !self.mask(class).needs_value() {
@@ -388,7 +387,7 @@ impl<'a, H: Host> Walker<'a, H> {
 
     fn render_json(&self, revealed: Revealed) -> Result<Repl, Stop> {
         Ok(match revealed {
-            Revealed::Plain(o) => Repl::Shared(o.plaintext.clone()),
+            Revealed::Plain(o) => Repl::Json(o.json.clone()),
             Revealed::Masked { class, value } => {
                 self.mask(class).for_json(value.as_ref().map(|o| &*o.plaintext))?
             }
@@ -431,7 +430,7 @@ impl<'a, H: Host> Walker<'a, H> {
         let mut child = idx + 1;
         while child < end {
             let role = self.role(child)?;
-            if role.practice {
+            if role.practice() {
                 match self.scalar_text(child) {
                     None => own = Prac::Unknown,
                     Some(t) => match own {
@@ -443,7 +442,7 @@ impl<'a, H: Host> Walker<'a, H> {
                         _ => {}
                     },
                 }
-            } else if let Some(rank) = role.id_rank {
+            } else if let Some(rank) = role.id_rank() {
                 if best.is_none_or(|(r, _)| rank < r) && self.scalar_text(child).is_some() {
                     best = Some((rank, child));
                 }
@@ -475,7 +474,7 @@ impl<'a, H: Host> Walker<'a, H> {
         let mut child = idx + 1;
         while child < end {
             let role = self.role(child)?;
-            context |= role.practice || role.id_rank.is_some();
+            context |= role.practice() || role.id_rank().is_some();
             child = self.nodes[child as usize].next;
         }
         let (prac, rec) = if context { self.record_context(idx, prac, rec)? } else { (prac, rec) };
@@ -492,8 +491,8 @@ impl<'a, H: Host> Walker<'a, H> {
         while child < end {
             let role = self.role(child)?;
             let (child_states, path_class) =
-                if states != 0 { self.step(states, role.name_id, None, child)? } else { (0, None) };
-            let class = path_class.or(role.class).or(inherited);
+                if states != 0 { self.step(states, role.name_id(), None, child)? } else { (0, None) };
+            let class = path_class.or(role.class()).or(inherited);
             self.value(child, depth, prac, rec, child_states, class)?;
             child = self.nodes[child as usize].next;
         }
@@ -579,7 +578,7 @@ impl<'a, H: Host> Walker<'a, H> {
                     }
                     let mut m = n + 1;
                     while m < node.next {
-                        if self.role(m)?.name_id == Some(name) {
+                        if self.role(m)?.name_id() == Some(name) {
                             next.push(m);
                         }
                         m = self.nodes[m as usize].next;
