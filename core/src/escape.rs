@@ -47,7 +47,12 @@ pub fn write_json_string(out: &mut Vec<u8>, text: &str) {
             b'\r' => out.extend_from_slice(b"\\r"),
             b'\t' => out.extend_from_slice(b"\\t"),
             _ => out.extend_from_slice(&[
-                b'\\', b'u', b'0', b'0', HEX[(c >> 4) as usize], HEX[(c & 15) as usize],
+                b'\\',
+                b'u',
+                b'0',
+                b'0',
+                HEX[(c >> 4) as usize],
+                HEX[(c & 15) as usize],
             ]),
         }
     }
@@ -105,7 +110,10 @@ mod tests {
     fn escapes_like_orjson() {
         assert_eq!(json_string("a\"b\\c"), b"\"a\\\"b\\\\c\"");
         assert_eq!(json_string("\u{8}\u{c}\n\r\t"), b"\"\\b\\f\\n\\r\\t\"");
-        assert_eq!(json_string("\u{0}\u{1f}\u{1}"), b"\"\\u0000\\u001f\\u0001\"");
+        assert_eq!(
+            json_string("\u{0}\u{1f}\u{1}"),
+            b"\"\\u0000\\u001f\\u0001\""
+        );
         assert_eq!(json_string("/\u{7f}é😀"), "\"/\u{7f}é😀\"".as_bytes());
         assert_eq!(json_string(""), b"\"\"");
     }
@@ -114,8 +122,16 @@ mod tests {
     fn splices_in_order() {
         let body = br#"{"a":"x","b":1,"c":{"d":2}}"#;
         let edits = vec![
-            Edit { start: 5, end: 8, repl: Repl::Null },
-            Edit { start: 19, end: 26, repl: Repl::Text("m\n".into()) },
+            Edit {
+                start: 5,
+                end: 8,
+                repl: Repl::Null,
+            },
+            Edit {
+                start: 19,
+                end: 26,
+                repl: Repl::Text("m\n".into()),
+            },
         ];
         let mut out = Vec::new();
         splice_into(&mut out, body, &edits);

@@ -85,10 +85,14 @@ impl Keys {
         let mut by_kid = ahash::AHashMap::new();
         for (kid, practice, dek) in entries {
             if !token::is_kid(kid.as_bytes()) {
-                return Err(KeyError("a key id must be 16 lowercase hex characters".into()));
+                return Err(KeyError(
+                    "a key id must be 16 lowercase hex characters".into(),
+                ));
             }
             if dek.len() != 32 {
-                return Err(KeyError(format!("key {kid}: a data key must be exactly 32 bytes")));
+                return Err(KeyError(format!(
+                    "key {kid}: a data key must be exactly 32 bytes"
+                )));
             }
             let mut gcm_key = [0u8; 32];
             let mut siv_key = [0u8; 64];
@@ -100,12 +104,24 @@ impl Keys {
                 .map_err(|_| KeyError(format!("key {kid}: bad SIV key")))?;
             gcm_key.fill(0);
             siv_key.fill(0);
-            let cipher = Cipher { practice: practice.into(), gcm, siv: Mutex::new(siv) };
-            if by_kid.insert(kid.clone().into_boxed_str(), cipher).is_some() {
+            let cipher = Cipher {
+                practice: practice.into(),
+                gcm,
+                siv: Mutex::new(siv),
+            };
+            if by_kid
+                .insert(kid.clone().into_boxed_str(), cipher)
+                .is_some()
+            {
                 return Err(KeyError(format!("key id {kid} appears twice")));
             }
         }
-        Ok(Keys { by_kid, cache: Mutex::new(Cache::default()), max_entries, max_bytes })
+        Ok(Keys {
+            by_kid,
+            cache: Mutex::new(Cache::default()),
+            max_entries,
+            max_bytes,
+        })
     }
 
     pub fn len(&self) -> usize {
@@ -142,7 +158,13 @@ impl Keys {
                 let nonce = Nonce::try_from(&payload[..NONCE_BYTES]).ok()?;
                 cipher
                     .gcm
-                    .decrypt(&nonce, Payload { msg: &payload[NONCE_BYTES..], aad: p.aad })
+                    .decrypt(
+                        &nonce,
+                        Payload {
+                            msg: &payload[NONCE_BYTES..],
+                            aad: p.aad,
+                        },
+                    )
                     .ok()?
             }
             Mode::Deterministic => {
@@ -170,7 +192,9 @@ impl Keys {
         if cost > self.max_bytes || self.max_entries == 0 {
             return;
         }
-        let Ok(mut cache) = self.cache.lock() else { return };
+        let Ok(mut cache) = self.cache.lock() else {
+            return;
+        };
         if cache.map.contains_key(token) {
             return;
         }
@@ -178,7 +202,9 @@ impl Keys {
             let batch = (self.max_entries / 8).max(1);
             loop {
                 for _ in 0..batch {
-                    let Some(old) = cache.order.pop_front() else { break };
+                    let Some(old) = cache.order.pop_front() else {
+                        break;
+                    };
                     if let Some(o) = cache.map.remove(&old) {
                         cache.bytes -= old.len() + 2 * o.plaintext.len() + ENTRY_OVERHEAD;
                     }
@@ -210,7 +236,13 @@ mod tests {
         let gcm = Aes256Gcm::new_from_slice(&k).unwrap();
         let header = format!("phi1.r.{KID}.{class}.");
         let ct = gcm
-            .encrypt(&Nonce::from(nonce), Payload { msg: text.as_bytes(), aad: header.as_bytes() })
+            .encrypt(
+                &Nonce::from(nonce),
+                Payload {
+                    msg: text.as_bytes(),
+                    aad: header.as_bytes(),
+                },
+            )
             .unwrap();
         let mut payload = nonce.to_vec();
         payload.extend(ct);
@@ -232,7 +264,10 @@ mod tests {
         let keys = Keys::new(vec![(KID.into(), "A".into(), dek.to_vec())]).unwrap();
         let t = seal_random(&dek, "ssn", "123-45-6789", [1; 12]);
         let o = keys.open(&t).unwrap();
-        assert_eq!((&*o.practice, &*o.class, &*o.plaintext), ("A", "ssn", "123-45-6789"));
+        assert_eq!(
+            (&*o.practice, &*o.class, &*o.plaintext),
+            ("A", "ssn", "123-45-6789")
+        );
         assert_eq!(keys.cached(), 1);
         let d = seal_siv(&dek, "ssn", "x");
         assert_eq!(&*keys.open(&d).unwrap().plaintext, "x");
@@ -250,8 +285,8 @@ mod tests {
     #[test]
     fn cache_is_bounded() {
         let dek = [9u8; 32];
-        let keys = Keys::with_limits(vec![(KID.into(), "A".into(), dek.to_vec())], 16, 1 << 20)
-            .unwrap();
+        let keys =
+            Keys::with_limits(vec![(KID.into(), "A".into(), dek.to_vec())], 16, 1 << 20).unwrap();
         for n in 0..100u8 {
             let t = seal_random(&dek, "ssn", "v", [n; 12]);
             assert!(keys.open(&t).is_some());

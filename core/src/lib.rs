@@ -69,7 +69,9 @@ pub fn transform<H: walk::Host>(
                 e.kind,
                 walker.class_name(e.class).to_string(),
                 e.practice.map(|p| walker.practices[p as usize].to_string()),
-                e.record.and_then(|r| walker.scalar_text(r)).map(|t| t.into_owned()),
+                e.record
+                    .and_then(|r| walker.scalar_text(r))
+                    .map(|t| t.into_owned()),
             )
         })
         .collect();

@@ -11,8 +11,13 @@ use crate::GiveUp;
 
 #[derive(Debug, Clone)]
 pub enum Mask {
-    Fixed { text: Arc<str>, json: Arc<[u8]> },
-    Null { redacted: Arc<str> },
+    Fixed {
+        text: Arc<str>,
+        json: Arc<[u8]>,
+    },
+    Null {
+        redacted: Arc<str>,
+    },
     KeepLast {
         keep: usize,
         before: String,
@@ -25,14 +30,25 @@ pub enum Mask {
 
 impl Mask {
     pub fn fixed(text: &str) -> Mask {
-        Mask::Fixed { text: text.into(), json: json_string(text).into() }
+        Mask::Fixed {
+            text: text.into(),
+            json: json_string(text).into(),
+        }
     }
 
     pub fn null(redacted: &str) -> Mask {
-        Mask::Null { redacted: redacted.into() }
+        Mask::Null {
+            redacted: redacted.into(),
+        }
     }
 
-    pub fn keep_last(keep: usize, before: &str, after: &str, min_length: usize, fallback: &str) -> Mask {
+    pub fn keep_last(
+        keep: usize,
+        before: &str,
+        after: &str,
+        min_length: usize,
+        fallback: &str,
+    ) -> Mask {
         Mask::KeepLast {
             keep,
             before: before.into(),
@@ -50,7 +66,14 @@ impl Mask {
 
     /// `before + last N + after`, or None for the fallback; GiveUp on non-ASCII input.
     fn last(&self, value: Option<&str>) -> Result<Option<String>, GiveUp> {
-        let Mask::KeepLast { keep, before, after, min_length, .. } = self else {
+        let Mask::KeepLast {
+            keep,
+            before,
+            after,
+            min_length,
+            ..
+        } = self
+        else {
             return Ok(None);
         };
         let Some(value) = value else { return Ok(None) };
@@ -102,9 +125,18 @@ mod tests {
     #[test]
     fn keep_last_like_python() {
         let m = Mask::keep_last(4, "***-**-", "", 8, "[redacted]");
-        assert_eq!(m.for_json(Some("123-45-6789")).unwrap(), Repl::Text("***-**-6789".into()));
-        assert_eq!(m.for_json(Some("12-34")).unwrap(), Repl::Json(json_string("[redacted]").into()));
-        assert_eq!(m.for_json(None).unwrap(), Repl::Json(json_string("[redacted]").into()));
+        assert_eq!(
+            m.for_json(Some("123-45-6789")).unwrap(),
+            Repl::Text("***-**-6789".into())
+        );
+        assert_eq!(
+            m.for_json(Some("12-34")).unwrap(),
+            Repl::Json(json_string("[redacted]").into())
+        );
+        assert_eq!(
+            m.for_json(None).unwrap(),
+            Repl::Json(json_string("[redacted]").into())
+        );
         assert!(m.for_json(Some("é12345678")).is_err());
         let mut s = String::new();
         m.for_text(Some("ab cd ef gh"), &mut s).unwrap();

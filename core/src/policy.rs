@@ -33,13 +33,23 @@ const KNOWN: u8 = 2;
 
 impl Default for Role {
     fn default() -> Self {
-        Role { class: NONE32, name_id: NONE16, id_rank: NONE8, bits: KNOWN }
+        Role {
+            class: NONE32,
+            name_id: NONE16,
+            id_rank: NONE8,
+            bits: KNOWN,
+        }
     }
 }
 
 impl Role {
     /// The "not computed yet" marker of a per-node role table.
-    pub const UNKNOWN: Role = Role { class: NONE32, name_id: NONE16, id_rank: NONE8, bits: 0 };
+    pub const UNKNOWN: Role = Role {
+        class: NONE32,
+        name_id: NONE16,
+        id_rank: NONE8,
+        bits: 0,
+    };
 
     pub fn is_known(&self) -> bool {
         self.bits & KNOWN != 0
@@ -184,7 +194,9 @@ impl Policy {
         }
         let total: usize = spec.paths.iter().map(|(steps, _)| steps.len()).sum();
         if total > 64 {
-            return Err(PolicyError("more than 64 path steps in all: not supported natively".into()));
+            return Err(PolicyError(
+                "more than 64 path steps in all: not supported natively".into(),
+            ));
         }
         let mut state = 0usize;
         for (steps, class) in &spec.paths {
@@ -218,10 +230,16 @@ impl Policy {
                             "exists" => Op::Exists,
                             "==" => Op::Eq,
                             "!=" => Op::Ne,
-                            other => return Err(PolicyError(format!("unknown operator {other:?}"))),
+                            other => {
+                                return Err(PolicyError(format!("unknown operator {other:?}")))
+                            }
                         };
                         let members = members.iter().map(|m| p.name_id(m)).collect();
-                        out.push(Condition { members, op, literal: literal.clone() });
+                        out.push(Condition {
+                            members,
+                            op,
+                            literal: literal.clone(),
+                        });
                     }
                     StepKind::Filter(out)
                 } else {
@@ -282,7 +300,11 @@ impl Policy {
     pub fn normalize_ascii(&self, name: &[u8], buf: &mut Vec<u8>) {
         buf.clear();
         if self.fold {
-            buf.extend(name.iter().filter(|c| !SEPARATORS.contains(c)).map(u8::to_ascii_lowercase));
+            buf.extend(
+                name.iter()
+                    .filter(|c| !SEPARATORS.contains(c))
+                    .map(u8::to_ascii_lowercase),
+            );
         } else {
             buf.extend(name.iter().map(u8::to_ascii_lowercase));
         }
@@ -309,23 +331,43 @@ mod tests {
 
     pub fn spec() -> PolicySpec {
         PolicySpec {
-            key_classes: vec![("ssn".into(), "ssn".into()), ("memberid".into(), "ins".into())],
+            key_classes: vec![
+                ("ssn".into(), "ssn".into()),
+                ("memberid".into(), "ins".into()),
+            ],
             practice_names: vec!["practiceid".into()],
             id_names: vec!["patientid".into(), "id".into(), "id".into()],
             paths: vec![(
                 vec![
-                    StepSpec { descendant: true, names: Some(vec!["identifier".into()]), index: None, conditions: None },
+                    StepSpec {
+                        descendant: true,
+                        names: Some(vec!["identifier".into()]),
+                        index: None,
+                        conditions: None,
+                    },
                     StepSpec {
                         descendant: false,
                         names: None,
                         index: None,
-                        conditions: Some(vec![(vec!["system".into()], "==".into(), Literal::Str("x".into()))]),
+                        conditions: Some(vec![(
+                            vec!["system".into()],
+                            "==".into(),
+                            Literal::Str("x".into()),
+                        )]),
                     },
-                    StepSpec { descendant: false, names: Some(vec!["value".into()]), index: None, conditions: None },
+                    StepSpec {
+                        descendant: false,
+                        names: Some(vec!["value".into()]),
+                        index: None,
+                        conditions: None,
+                    },
                 ],
                 "ssn".into(),
             )],
-            masks: vec![("ssn".into(), Mask::keep_last(4, "***-**-", "", 8, "[redacted]"))],
+            masks: vec![(
+                "ssn".into(),
+                Mask::keep_last(4, "***-**-", "", 8, "[redacted]"),
+            )],
             default_mask: Mask::fixed("[redacted]"),
             max_depth: 64,
             fold_separators: true,
@@ -347,7 +389,7 @@ mod tests {
         assert_eq!(p.nfa.last, 4);
         assert_eq!(p.nfa.descendant, 1);
         assert_eq!(p.nfa.filter_states, 2);
-        assert!(p.masks[p.class_id("ins").unwrap() as usize].needs_value() == false);
+        assert!(!p.masks[p.class_id("ins").unwrap() as usize].needs_value());
         let mut buf = Vec::new();
         p.normalize_ascii(b"Social_Security-Number. X", &mut buf);
         assert_eq!(buf, b"socialsecuritynumberx");

@@ -40,7 +40,11 @@ impl PyKeys {
             return Err(PyValueError::new_err(()));
         };
         match self.inner.open(text) {
-            Some(o) => Ok((o.practice.to_string(), o.class.to_string(), o.plaintext.to_string())),
+            Some(o) => Ok((
+                o.practice.to_string(),
+                o.class.to_string(),
+                o.plaintext.to_string(),
+            )),
             None => Err(PyValueError::new_err(())),
         }
     }
@@ -62,7 +66,9 @@ pub struct PyPolicy {
 }
 
 fn mask_of(t: &Bound<'_, PyAny>) -> PyResult<Mask> {
-    let t = t.cast::<PyTuple>().map_err(|_| PyValueError::new_err("a mask is a tuple"))?;
+    let t = t
+        .cast::<PyTuple>()
+        .map_err(|_| PyValueError::new_err("a mask is a tuple"))?;
     let kind: String = t.get_item(0)?.extract()?;
     match kind.as_str() {
         "fixed" => Ok(Mask::fixed(&t.get_item(1)?.extract::<String>()?)),
@@ -80,7 +86,9 @@ fn mask_of(t: &Bound<'_, PyAny>) -> PyResult<Mask> {
                 &t.get_item(5)?.extract::<String>()?,
             ))
         }
-        other => Err(PyValueError::new_err(format!("unknown mask kind {other:?}"))),
+        other => Err(PyValueError::new_err(format!(
+            "unknown mask kind {other:?}"
+        ))),
     }
 }
 
@@ -94,12 +102,19 @@ fn literal_of(v: &Bound<'_, PyAny>) -> PyResult<Literal> {
     } else if v.is_instance_of::<PyInt>() || v.is_instance_of::<PyFloat>() {
         Ok(Literal::Number)
     } else {
-        Err(PyValueError::new_err("a filter literal is str, int, float, bool or None"))
+        Err(PyValueError::new_err(
+            "a filter literal is str, int, float, bool or None",
+        ))
     }
 }
 
 type RawCondition<'py> = (Vec<String>, String, Bound<'py, PyAny>);
-type RawStep<'py> = (bool, Option<Vec<String>>, Option<i64>, Option<Vec<RawCondition<'py>>>);
+type RawStep<'py> = (
+    bool,
+    Option<Vec<String>>,
+    Option<i64>,
+    Option<Vec<RawCondition<'py>>>,
+);
 
 #[pymethods]
 impl PyPolicy {
@@ -138,7 +153,12 @@ impl PyPolicy {
                         Some(v)
                     }
                 };
-                out.push(StepSpec { descendant, names, index, conditions });
+                out.push(StepSpec {
+                    descendant,
+                    names,
+                    index,
+                    conditions,
+                });
             }
             ps.push((out, class));
         }
@@ -173,7 +193,10 @@ struct PyHost<'a, 'py> {
 
 impl Host for PyHost<'_, '_> {
     fn normalize(&mut self, name: &str) -> Result<String, Stop> {
-        self.normalize.call1((name,)).and_then(|v| v.extract::<String>()).map_err(Stop::Error)
+        self.normalize
+            .call1((name,))
+            .and_then(|v| v.extract::<String>())
+            .map_err(Stop::Error)
     }
 
     fn facts(&mut self, head: &str) -> Result<Option<(String, bool)>, Stop> {
@@ -182,13 +205,22 @@ impl Host for PyHost<'_, '_> {
             return Ok(None);
         }
         let t = v.cast::<PyTuple>().map_err(|e| Stop::Error(e.into()))?;
-        let practice: String = t.get_item(0).and_then(|p| p.extract()).map_err(Stop::Error)?;
-        let allowed = t.get_item(1).and_then(|a| a.is_truthy()).map_err(Stop::Error)?;
+        let practice: String = t
+            .get_item(0)
+            .and_then(|p| p.extract())
+            .map_err(Stop::Error)?;
+        let allowed = t
+            .get_item(1)
+            .and_then(|a| a.is_truthy())
+            .map_err(Stop::Error)?;
         Ok(Some((practice, allowed)))
     }
 
     fn allows(&mut self, practice: &str, class: &str) -> Result<bool, Stop> {
-        self.allows.call1((practice, class)).and_then(|v| v.is_truthy()).map_err(Stop::Error)
+        self.allows
+            .call1((practice, class))
+            .and_then(|v| v.is_truthy())
+            .map_err(Stop::Error)
     }
 }
 
@@ -206,13 +238,26 @@ fn transform_json<'py>(
     let pol = policy.get();
     let ks = keys.get();
     let normalize = pol.normalize.bind(py);
-    let mut host = PyHost { normalize, facts, allows };
+    let mut host = PyHost {
+        normalize,
+        facts,
+        allows,
+    };
     let nodes = match scan::scan(body, pol.inner.max_depth) {
         Ok(n) => n,
         Err(_) => return Ok(py.None()),
     };
-    let Ok(text) = std::str::from_utf8(body) else { return Ok(py.None()) };
-    let mut walker = Walker::new(text, &nodes, &pol.inner, &ks.inner, &mut host, route_practice);
+    let Ok(text) = std::str::from_utf8(body) else {
+        return Ok(py.None());
+    };
+    let mut walker = Walker::new(
+        text,
+        &nodes,
+        &pol.inner,
+        &ks.inner,
+        &mut host,
+        route_practice,
+    );
     match walker.run() {
         Ok(()) => {}
         Err(Stop::GiveUp) => return Ok(py.None()),
@@ -270,10 +315,15 @@ fn transform_json<'py>(
                 }
             },
         };
-        events.push(PyTuple::new(py, [kind.clone().into_any(), class.into_any(), practice, record])?);
+        events.push(PyTuple::new(
+            py,
+            [kind.clone().into_any(), class.into_any(), practice, record],
+        )?);
     }
     let events = PyList::new(py, events)?;
-    Ok(PyTuple::new(py, [out.into_bound(py), events.into_any()])?.into_any().unbind())
+    Ok(PyTuple::new(py, [out.into_bound(py), events.into_any()])?
+        .into_any()
+        .unbind())
 }
 
 #[pymodule]

@@ -120,7 +120,8 @@ impl Scanner<'_> {
         while self.cursor < self.prefixes.len() && (self.prefixes[self.cursor] as usize) < start {
             self.cursor += 1;
         }
-        self.cursor < self.prefixes.len() && self.prefixes[self.cursor] as usize + PREFIX.len() <= end
+        self.cursor < self.prefixes.len()
+            && self.prefixes[self.cursor] as usize + PREFIX.len() <= end
     }
 
     fn run(&mut self) -> Result<(), GiveUp> {
@@ -147,7 +148,10 @@ impl Scanner<'_> {
                     if self.stack.len() >= self.max_depth {
                         return Err(GiveUp);
                     }
-                    self.stack.push(Open { node: idx, keys_base: self.keys.len() });
+                    self.stack.push(Open {
+                        node: idx,
+                        keys_base: self.keys.len(),
+                    });
                     self.i += 1;
                     self.skip_ws();
                     let close = if c == b'{' { b'}' } else { b']' };
@@ -202,7 +206,11 @@ impl Scanner<'_> {
             loop {
                 let Some(top) = self.stack.last() else {
                     self.skip_ws();
-                    return if self.i == self.b.len() { Ok(()) } else { Err(GiveUp) };
+                    return if self.i == self.b.len() {
+                        Ok(())
+                    } else {
+                        Err(GiveUp)
+                    };
                 };
                 let top_node = top.node as usize;
                 let is_object = self.nodes[top_node].kind == OBJECT;
@@ -210,7 +218,11 @@ impl Scanner<'_> {
                 match self.peek()? {
                     b',' => {
                         self.i += 1;
-                        key = if is_object { self.member_key()? } else { (NO_KEY, NO_KEY, 0) };
+                        key = if is_object {
+                            self.member_key()?
+                        } else {
+                            (NO_KEY, NO_KEY, 0)
+                        };
                         break;
                     }
                     b'}' if is_object => self.close()?,
@@ -260,7 +272,11 @@ impl Scanner<'_> {
         }
         self.i += 1;
         self.keys.push((start as u32, end as u32, escaped));
-        Ok((start as u32, end as u32, if escaped { F_KEY_ESCAPED } else { 0 }))
+        Ok((
+            start as u32,
+            end as u32,
+            if escaped { F_KEY_ESCAPED } else { 0 },
+        ))
     }
 
     /// Scan a string starting at its opening quote; returns whether it holds escapes.
@@ -368,7 +384,8 @@ impl Scanner<'_> {
             }
         } else if has_exp || int_digits >= 19 {
             let v: f64 = text.parse().map_err(|_| GiveUp)?;
-            if !v.is_finite() || !(-9_223_372_036_854_775_808.0..18_446_744_073_709_551_616.0).contains(&v)
+            if !v.is_finite()
+                || !(-9_223_372_036_854_775_808.0..18_446_744_073_709_551_616.0).contains(&v)
             {
                 return Err(GiveUp);
             }
@@ -477,15 +494,28 @@ mod tests {
         scan(s.as_bytes(), 64).unwrap_or_else(|_| panic!("refused {s:?}"))
     }
     fn bad(s: &[u8]) {
-        assert!(scan(s, 64).is_err(), "accepted {:?}", String::from_utf8_lossy(s));
+        assert!(
+            scan(s, 64).is_err(),
+            "accepted {:?}",
+            String::from_utf8_lossy(s)
+        );
     }
 
     #[test]
     fn accepts_valid_json() {
         for s in [
-            "{}", "[]", " 1 ", "-0", "0.5e-3", "\"a\\u00e9\\ud83d\\ude00\\n\"", "[true,false,null]",
-            "{\"a\":{\"b\":[1,{\"c\":\"d\"}]},\"e\":\"\"}", "18446744073709551615",
-            "-9223372036854775808", "\"\u{7f}/\"", "\r\n\t{ \"a\" : 1 }\n",
+            "{}",
+            "[]",
+            " 1 ",
+            "-0",
+            "0.5e-3",
+            "\"a\\u00e9\\ud83d\\ude00\\n\"",
+            "[true,false,null]",
+            "{\"a\":{\"b\":[1,{\"c\":\"d\"}]},\"e\":\"\"}",
+            "18446744073709551615",
+            "-9223372036854775808",
+            "\"\u{7f}/\"",
+            "\r\n\t{ \"a\" : 1 }\n",
         ] {
             ok(s);
         }
@@ -494,12 +524,39 @@ mod tests {
     #[test]
     fn refuses_invalid_json() {
         for s in [
-            &b""[..], b"{", b"[1,]", b"{\"a\":1,}", b"01", b"1.", b".5", b"1e", b"+1", b"nul",
-            b"\"\x01\"", b"\"\\x\"", b"\"\\ud800\"", b"\"\\udc00\"", b"\"\\ud800\\u0041\"",
-            b"\xef\xbb\xbf{}", b"{} x", b"\"\xff\"", b"{\"a\" 1}", b"{1:2}", b"[1 2]",
-            b"18446744073709551616", b"-9223372036854775809", b"1e400", b"1e20", b"-1e19", b"NaN",
-            b"{\"a\":1,\"a\":2}", b"{\"a\":1,\"\\u0061\":2}", b"{\"phi1.x\":1}",
-            b"{\"\\u0070hi1.x\":1}", b"[}", b"{]",
+            &b""[..],
+            b"{",
+            b"[1,]",
+            b"{\"a\":1,}",
+            b"01",
+            b"1.",
+            b".5",
+            b"1e",
+            b"+1",
+            b"nul",
+            b"\"\x01\"",
+            b"\"\\x\"",
+            b"\"\\ud800\"",
+            b"\"\\udc00\"",
+            b"\"\\ud800\\u0041\"",
+            b"\xef\xbb\xbf{}",
+            b"{} x",
+            b"\"\xff\"",
+            b"{\"a\" 1}",
+            b"{1:2}",
+            b"[1 2]",
+            b"18446744073709551616",
+            b"-9223372036854775809",
+            b"1e400",
+            b"1e20",
+            b"-1e19",
+            b"NaN",
+            b"{\"a\":1,\"a\":2}",
+            b"{\"a\":1,\"\\u0061\":2}",
+            b"{\"phi1.x\":1}",
+            b"{\"\\u0070hi1.x\":1}",
+            b"[}",
+            b"{]",
         ] {
             bad(s);
         }
@@ -538,6 +595,9 @@ mod tests {
 
     #[test]
     fn decodes_escapes() {
-        assert_eq!(decode(br#"a\"\\\/\b\f\n\r\t\u00e9\ud83d\ude00"#), "a\"\\/\u{8}\u{c}\n\r\t\u{e9}\u{1F600}");
+        assert_eq!(
+            decode(br#"a\"\\\/\b\f\n\r\t\u00e9\ud83d\ude00"#),
+            "a\"\\/\u{8}\u{c}\n\r\t\u{e9}\u{1F600}"
+        );
     }
 }

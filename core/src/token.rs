@@ -82,7 +82,9 @@ pub fn is_class(class: &[u8]) -> bool {
     !class.is_empty()
         && class.len() <= CLASS_MAX
         && class[0].is_ascii_lowercase()
-        && class.iter().all(|c| matches!(c, b'a'..=b'z' | b'0'..=b'9' | b'_'))
+        && class
+            .iter()
+            .all(|c| matches!(c, b'a'..=b'z' | b'0'..=b'9' | b'_'))
 }
 
 /// `parse_token_fast`: the same acceptance, or None.
@@ -94,8 +96,13 @@ pub fn parse(token: &str) -> Option<Parsed<'_>> {
     let cut = memchr::memchr(b'.', &raw[CLASS_START..])? + CLASS_START + 1;
     let aad = &raw[..cut];
     let mut parts = aad.split(|&c| c == b'.');
-    let (version, mode, kid, class, tail) =
-        (parts.next()?, parts.next()?, parts.next()?, parts.next()?, parts.next()?);
+    let (version, mode, kid, class, tail) = (
+        parts.next()?,
+        parts.next()?,
+        parts.next()?,
+        parts.next()?,
+        parts.next()?,
+    );
     if parts.next().is_some() || version != b"phi1" || !tail.is_empty() {
         return None;
     }
@@ -226,7 +233,17 @@ mod tests {
         assert_eq!(b64_len(b"AA=="), None);
         assert_eq!(b64_len(b"A+/A"), None);
         assert_eq!(b64_len(b"-_-_"), Some(3));
-        for t in [&b"AAAA"[..], b"AAA", b"AA", b"A", b"AB", b"AAB", b"AA==", b"A+/A", b"-_-_"] {
+        for t in [
+            &b"AAAA"[..],
+            b"AAA",
+            b"AA",
+            b"A",
+            b"AB",
+            b"AAB",
+            b"AA==",
+            b"A+/A",
+            b"-_-_",
+        ] {
             assert_eq!(b64_len(t), B64URL.decode(t).ok().map(|v| v.len()), "{t:?}");
         }
     }

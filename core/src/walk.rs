@@ -61,7 +61,10 @@ struct Facts {
 
 enum Revealed {
     Plain(Arc<Opened>),
-    Masked { class: u32, value: Option<Arc<Opened>> },
+    Masked {
+        class: u32,
+        value: Option<Arc<Opened>>,
+    },
 }
 
 pub struct Walker<'a, H: Host> {
@@ -132,7 +135,10 @@ impl<'a, H: Host> Walker<'a, H> {
     }
 
     fn mask(&self, class: u32) -> &'a Mask {
-        self.policy.masks.get(class as usize).unwrap_or(&self.policy.default_mask)
+        self.policy
+            .masks
+            .get(class as usize)
+            .unwrap_or(&self.policy.default_mask)
     }
 
     fn class_of_token(&mut self, class: &str) -> u32 {
@@ -226,7 +232,11 @@ impl<'a, H: Host> Walker<'a, H> {
 
     fn edit(&mut self, idx: u32, repl: Repl) {
         let n = &self.nodes[idx as usize];
-        self.edits.push(Edit { start: n.start, end: n.end, repl });
+        self.edits.push(Edit {
+            start: n.start,
+            end: n.end,
+            repl,
+        });
     }
 
     fn allows(&mut self, practice: u32, class: u32) -> Result<bool, Stop> {
@@ -276,11 +286,22 @@ impl<'a, H: Host> Walker<'a, H> {
     }
 
     /// A selected number or boolean: legacy plaintext.
-    fn selected_scalar(&mut self, idx: u32, class: u32, prac: Prac, rec: Option<u32>) -> Result<(), Stop> {
+    fn selected_scalar(
+        &mut self,
+        idx: u32,
+        class: u32,
+        prac: Prac,
+        rec: Option<u32>,
+    ) -> Result<(), Stop> {
         if self.allow_plaintext(class, prac, rec)? {
             return Ok(());
         }
-        self.events.push(Event { kind: Kind::Masked, class, practice: None, record: None });
+        self.events.push(Event {
+            kind: Kind::Masked,
+            class,
+            practice: None,
+            record: None,
+        });
         let mask = self.mask(class);
         let n = self.nodes[idx as usize];
         let text: Option<&str> = if !mask.needs_value() {
@@ -300,7 +321,13 @@ impl<'a, H: Host> Walker<'a, H> {
         Ok(())
     }
 
-    fn selected_string(&mut self, idx: u32, class: u32, prac: Prac, rec: Option<u32>) -> Result<(), Stop> {
+    fn selected_string(
+        &mut self,
+        idx: u32,
+        class: u32,
+        prac: Prac,
+        rec: Option<u32>,
+    ) -> Result<(), Stop> {
         let text = self.text(idx);
         if text.starts_with("phi1.") {
             let revealed = self.reveal(&text, rec)?;
@@ -314,7 +341,12 @@ impl<'a, H: Host> Walker<'a, H> {
             }
             return Ok(());
         }
-        self.events.push(Event { kind: Kind::Masked, class, practice: None, record: None });
+        self.events.push(Event {
+            kind: Kind::Masked,
+            class,
+            practice: None,
+            record: None,
+        });
         let repl = self.mask(class).for_json(Some(&text))?;
         self.edit(idx, repl);
         Ok(())
@@ -348,14 +380,11 @@ impl<'a, H: Host> Walker<'a, H> {
         if let Some(f) = self.facts_memo.get(head.as_bytes()) {
             return f.ok_or(Stop::GiveUp);
         }
-        let found = match self.host.facts(head)? {
-            None => None,
-            Some((practice, allowed)) => Some(Facts {
-                practice: self.intern_practice(&practice),
-                class: self.class_of_token(class),
-                allowed,
-            }),
-        };
+        let found = self.host.facts(head)?.map(|(practice, allowed)| Facts {
+            practice: self.intern_practice(&practice),
+            class: self.class_of_token(class),
+            allowed,
+        });
         self.facts_memo.insert(head.as_bytes().into(), found);
         found.ok_or(Stop::GiveUp)
     }
@@ -367,7 +396,12 @@ impl<'a, H: Host> Walker<'a, H> {
         let class = facts.class;
         let practice = Some(facts.practice);
         if !facts.allowed && !self.mask(class).needs_value() {
-            self.events.push(Event { kind: Kind::Masked, class, practice, record: None });
+            self.events.push(Event {
+                kind: Kind::Masked,
+                class,
+                practice,
+                record: None,
+            });
             return Ok(Revealed::Masked { class, value: None });
         }
         let opened = self.keys.open(tok).ok_or(Stop::GiveUp)?;
@@ -378,28 +412,41 @@ impl<'a, H: Host> Walker<'a, H> {
             return Err(Stop::GiveUp);
         }
         if facts.allowed {
-            self.events.push(Event { kind: Kind::Decrypted, class, practice, record: rec });
+            self.events.push(Event {
+                kind: Kind::Decrypted,
+                class,
+                practice,
+                record: rec,
+            });
             return Ok(Revealed::Plain(opened));
         }
-        self.events.push(Event { kind: Kind::Masked, class, practice, record: None });
-        Ok(Revealed::Masked { class, value: Some(opened) })
+        self.events.push(Event {
+            kind: Kind::Masked,
+            class,
+            practice,
+            record: None,
+        });
+        Ok(Revealed::Masked {
+            class,
+            value: Some(opened),
+        })
     }
 
     fn render_json(&self, revealed: Revealed) -> Result<Repl, Stop> {
         Ok(match revealed {
             Revealed::Plain(o) => Repl::Json(o.json.clone()),
-            Revealed::Masked { class, value } => {
-                self.mask(class).for_json(value.as_ref().map(|o| &*o.plaintext))?
-            }
+            Revealed::Masked { class, value } => self
+                .mask(class)
+                .for_json(value.as_ref().map(|o| &*o.plaintext))?,
         })
     }
 
     fn render_text(&self, revealed: Revealed, out: &mut String) -> Result<(), Stop> {
         match revealed {
             Revealed::Plain(o) => out.push_str(&o.plaintext),
-            Revealed::Masked { class, value } => {
-                self.mask(class).for_text(value.as_ref().map(|o| &*o.plaintext), out)?
-            }
+            Revealed::Masked { class, value } => self
+                .mask(class)
+                .for_text(value.as_ref().map(|o| &*o.plaintext), out)?,
         }
         Ok(())
     }
@@ -415,14 +462,24 @@ impl<'a, H: Host> Walker<'a, H> {
             },
         };
         if self.allows(practice, class)? {
-            self.events.push(Event { kind: Kind::Kept, class, practice: Some(practice), record: rec });
+            self.events.push(Event {
+                kind: Kind::Kept,
+                class,
+                practice: Some(practice),
+                record: rec,
+            });
             return Ok(true);
         }
         Ok(false)
     }
 
     /// `_record_context`: the practice and record id in force inside object `idx`.
-    fn record_context(&mut self, idx: u32, prac: Prac, rec: Option<u32>) -> Result<(Prac, Option<u32>), Stop> {
+    fn record_context(
+        &mut self,
+        idx: u32,
+        prac: Prac,
+        rec: Option<u32>,
+    ) -> Result<(Prac, Option<u32>), Stop> {
         let end = self.nodes[idx as usize].next;
         let mut own: Prac = Prac::None;
         let mut own_text: Option<Cow<'a, str>> = None;
@@ -477,11 +534,20 @@ impl<'a, H: Host> Walker<'a, H> {
             context |= role.practice() || role.id_rank().is_some();
             child = self.nodes[child as usize].next;
         }
-        let (prac, rec) = if context { self.record_context(idx, prac, rec)? } else { (prac, rec) };
+        let (prac, rec) = if context {
+            self.record_context(idx, prac, rec)?
+        } else {
+            (prac, rec)
+        };
         if let Some(class) = inherited {
             if end > idx + 1 && !self.allow_plaintext(class, prac, rec)? {
                 // The whole object becomes its class's mask: its keys are PHI too.
-                self.events.push(Event { kind: Kind::Masked, class, practice: None, record: None });
+                self.events.push(Event {
+                    kind: Kind::Masked,
+                    class,
+                    practice: None,
+                    record: None,
+                });
                 let repl = self.mask(class).for_json(None)?;
                 self.edit(idx, repl);
                 return Ok(());
@@ -490,8 +556,11 @@ impl<'a, H: Host> Walker<'a, H> {
         let mut child = idx + 1;
         while child < end {
             let role = self.role(child)?;
-            let (child_states, path_class) =
-                if states != 0 { self.step(states, role.name_id(), None, child)? } else { (0, None) };
+            let (child_states, path_class) = if states != 0 {
+                self.step(states, role.name_id(), None, child)?
+            } else {
+                (0, None)
+            };
             let class = path_class.or(role.class()).or(inherited);
             self.value(child, depth, prac, rec, child_states, class)?;
             child = self.nodes[child as usize].next;
@@ -519,7 +588,14 @@ impl<'a, H: Host> Walker<'a, H> {
                 self.value(child, depth, prac, rec, 0, inherited)?;
             } else {
                 let (child_states, path_class) = self.step(states, None, Some(index), child)?;
-                self.value(child, depth, prac, rec, child_states, path_class.or(inherited))?;
+                self.value(
+                    child,
+                    depth,
+                    prac,
+                    rec,
+                    child_states,
+                    path_class.or(inherited),
+                )?;
             }
             child = self.nodes[child as usize].next;
             index += 1;
@@ -529,7 +605,13 @@ impl<'a, H: Host> Walker<'a, H> {
 
     /// `PathMatcher.step`: the child's states, and the class of the first path ending there.
     /// `name` is the member's path name id (members), `index` the element index (arrays).
-    fn step(&mut self, states: u64, name: Option<u32>, index: Option<i64>, child: u32) -> Result<(u64, Option<u32>), Stop> {
+    fn step(
+        &mut self,
+        states: u64,
+        name: Option<u32>,
+        index: Option<i64>,
+        child: u32,
+    ) -> Result<(u64, Option<u32>), Stop> {
         let nfa = &self.policy.nfa;
         let mut hit = states & nfa.wild;
         if index.is_none() {
@@ -636,5 +718,202 @@ impl<'a, H: Host> Walker<'a, H> {
 impl From<GiveUp> for Stop {
     fn from(_: GiveUp) -> Stop {
         Stop::GiveUp
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::policy::{PolicySpec, StepSpec};
+    use crate::transform;
+
+    /// Grants every (practice, class) in `allowed`; every kid belongs to practice "A".
+    struct TestHost {
+        allowed: Vec<(&'static str, &'static str)>,
+        facts_calls: usize,
+    }
+
+    impl Host for TestHost {
+        fn normalize(&mut self, name: &str) -> Result<String, Stop> {
+            Ok(name.to_lowercase())
+        }
+        fn facts(&mut self, head: &str) -> Result<Option<(String, bool)>, Stop> {
+            self.facts_calls += 1;
+            let class = head.rsplit('.').next().unwrap_or("");
+            let allowed = self.allowed.iter().any(|&(p, c)| p == "A" && c == class);
+            Ok(Some(("A".into(), allowed)))
+        }
+        fn allows(&mut self, practice: &str, class: &str) -> Result<bool, Stop> {
+            Ok(self
+                .allowed
+                .iter()
+                .any(|&(p, c)| p == practice && c == class))
+        }
+    }
+
+    fn names(n: &[&str]) -> Option<Vec<String>> {
+        Some(n.iter().map(|s| s.to_string()).collect())
+    }
+
+    fn step(descendant: bool, n: Option<&[&str]>, index: Option<i64>) -> StepSpec {
+        StepSpec {
+            descendant,
+            names: n.and_then(|n| names(n)),
+            index,
+            conditions: None,
+        }
+    }
+
+    fn filter(descendant: bool, member: &str, op: &str, lit: Literal) -> StepSpec {
+        StepSpec {
+            descendant,
+            names: None,
+            index: None,
+            conditions: Some(vec![(vec![member.to_string()], op.to_string(), lit)]),
+        }
+    }
+
+    fn policy(paths: Vec<(Vec<StepSpec>, String)>) -> Policy {
+        Policy::new(PolicySpec {
+            key_classes: vec![
+                ("ssn".into(), "ssn".into()),
+                ("history".into(), "history".into()),
+            ],
+            practice_names: vec!["practiceid".into()],
+            id_names: vec!["patientid".into(), "id".into()],
+            paths,
+            masks: vec![
+                ("ssn".into(), Mask::fixed("[s]")),
+                ("history".into(), Mask::null("[r]")),
+                ("other".into(), Mask::fixed("[o]")),
+            ],
+            default_mask: Mask::fixed("[redacted]"),
+            max_depth: 8,
+            fold_separators: true,
+        })
+        .unwrap()
+    }
+
+    fn run(p: &Policy, body: &str, allowed: Vec<(&'static str, &'static str)>) -> Option<String> {
+        let keys = Keys::new(vec![]).unwrap();
+        let mut host = TestHost {
+            allowed,
+            facts_calls: 0,
+        };
+        match transform(body.as_bytes(), p, &keys, Some("A"), &mut host) {
+            Ok(t) => Some(
+                t.out
+                    .map_or(body.to_string(), |o| String::from_utf8(o).unwrap()),
+            ),
+            Err(_) => None,
+        }
+    }
+
+    #[test]
+    fn key_selectors_and_route_practice() {
+        let p = policy(vec![]);
+        let body = r#"{"SSN": "1", "x": [ {"History":{"a":1}} ], "n": 2}"#;
+        assert_eq!(
+            run(&p, body, vec![]).unwrap(),
+            r#"{"SSN": "[s]", "x": [ {"History":null} ], "n": 2}"#
+        );
+        assert_eq!(
+            run(&p, body, vec![("A", "ssn"), ("A", "history")]).unwrap(),
+            body
+        );
+        // Record practice B overrides the route's A; an unusable practice masks.
+        let body = r#"{"practice_id":"B","ssn":"1"}"#;
+        assert_eq!(
+            run(&p, body, vec![("A", "ssn")]).unwrap(),
+            r#"{"practice_id":"B","ssn":"[s]"}"#
+        );
+        let body = r#"{"practice_id":["A"],"ssn":"1"}"#;
+        assert_eq!(
+            run(&p, body, vec![("A", "ssn")]).unwrap(),
+            r#"{"practice_id":["A"],"ssn":"[s]"}"#
+        );
+        let body = r#"{"practice_id":"A","practice-id":"B","ssn":"1"}"#;
+        assert!(run(&p, body, vec![("A", "ssn")]).unwrap().contains("[s]"));
+    }
+
+    #[test]
+    fn fhir_filter_path() {
+        let p = policy(vec![(
+            vec![
+                step(true, Some(&["identifier"]), None),
+                filter(false, "system", "==", Literal::Str("urn:ssn".into())),
+                step(false, Some(&["value"]), None),
+            ],
+            "other".into(),
+        )]);
+        let body =
+            r#"{"a":{"identifier":[{"system":"urn:ssn","value":"1"},{"system":"x","value":"2"}]}}"#;
+        assert_eq!(
+            run(&p, body, vec![]).unwrap(),
+            r#"{"a":{"identifier":[{"system":"urn:ssn","value":"[o]"},{"system":"x","value":"2"}]}}"#
+        );
+        // A numeric member compared: give up.
+        assert!(run(&p, r#"{"identifier":[{"system":1,"value":"1"}]}"#, vec![]).is_none());
+    }
+
+    #[test]
+    fn first_path_wins_and_indexes() {
+        let p = policy(vec![
+            (
+                vec![step(false, Some(&["a"]), None), step(false, None, Some(1))],
+                "ssn".into(),
+            ),
+            (vec![step(true, None, None)], "other".into()),
+        ]);
+        // $.a[1] is ssn (listed first); every other value is "other" via $..*
+        assert_eq!(
+            run(&p, r#"{"a":["x","y"],"b":3}"#, vec![]).unwrap(),
+            r#"{"a":["[o]","[s]"],"b":"[o]"}"#
+        );
+    }
+
+    #[test]
+    fn not_equal_matches_scalars_and_missing_members() {
+        let p = policy(vec![(
+            vec![
+                filter(true, "flag", "!=", Literal::Bool(true)),
+                step(false, Some(&["v"]), None),
+            ],
+            "other".into(),
+        )]);
+        assert_eq!(
+            run(
+                &p,
+                r#"[{"flag":true,"v":"1"},{"v":"2"},{"flag":"x","v":"3"}]"#,
+                vec![]
+            )
+            .unwrap(),
+            r#"[{"flag":true,"v":"1"},{"v":"[o]"},{"flag":"x","v":"[o]"}]"#
+        );
+    }
+
+    #[test]
+    fn unselected_strings_with_prefix_give_up_when_malformed() {
+        let p = policy(vec![]);
+        assert!(run(&p, r#"{"note":"see phi1.nothing"}"#, vec![]).is_none());
+        assert!(run(&p, r#"{"note":"\u0070hi1.x"}"#, vec![]).is_none());
+        assert_eq!(
+            run(&p, r#"{"note":"phi1"}"#, vec![]).unwrap(),
+            r#"{"note":"phi1"}"#
+        );
+    }
+
+    #[test]
+    fn withheld_token_masked_without_opening() {
+        // No keys at all: the token cannot be opened, but the caller may not see it and the
+        // mask needs no value, so (as in Python) it is masked without being opened.
+        let p = policy(vec![]);
+        let token = format!("phi1.r.{}.ssn.{}", "0123456789abcdef", "A".repeat(40));
+        let body = format!(r#"{{"ssn":"{token}","n":"{token}"}}"#);
+        assert_eq!(
+            run(&p, &body, vec![]).unwrap(),
+            r#"{"ssn":"[s]","n":"[s]"}"#
+        );
+        assert!(run(&p, &body, vec![("A", "ssn")]).is_none()); // must open: cannot
     }
 }

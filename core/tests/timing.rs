@@ -65,9 +65,14 @@ fn timing_no_phi() {
     let scan_us = t.elapsed().as_secs_f64() / n as f64 * 1e6;
     let t = Instant::now();
     for _ in 0..n {
-        let r = transform(&body, &policy, &keys, None, &mut NoHost).ok().unwrap();
+        let r = transform(&body, &policy, &keys, None, &mut NoHost)
+            .ok()
+            .unwrap();
         assert!(r.out.is_none());
     }
     let all_us = t.elapsed().as_secs_f64() / n as f64 * 1e6;
-    println!("{} bytes, {nodes} nodes: scan {scan_us:.1} us, scan+walk {all_us:.1} us", body.len());
+    println!(
+        "{} bytes, {nodes} nodes: scan {scan_us:.1} us, scan+walk {all_us:.1} us",
+        body.len()
+    );
 }
