@@ -649,6 +649,13 @@ impl<'a, H: Host> Walker<'a, H> {
             return Ok(false);
         };
         for c in conditions {
+            if c.members.len() == 1 {
+                // The common form (@.system == '…'): no intermediate node lists.
+                if !self.holds_direct(c.members[0], c.op, &c.literal, child)? {
+                    return Ok(false);
+                }
+                continue;
+            }
             // nodes = members at the condition's path below the child (`_members` per name).
             let mut nodes: Vec<u32> = vec![child];
             for &name in &c.members {
@@ -698,6 +705,35 @@ impl<'a, H: Host> Walker<'a, H> {
             }
         }
         Ok(true)
+    }
+
+    /// `_holds` for a one-member condition: the child's members named `name`, tested in place.
+    fn holds_direct(
+        &mut self,
+        name: u32,
+        op: Op,
+        literal: &Literal,
+        child: u32,
+    ) -> Result<bool, Stop> {
+        let node = self.nodes[child as usize];
+        let mut found = false;
+        if node.kind == scan::OBJECT {
+            let mut m = child + 1;
+            while m < node.next {
+                if self.role(m)?.name_id() == Some(name) {
+                    found = true;
+                    match op {
+                        Op::Exists => return Ok(true),
+                        Op::Eq if self.same(m, literal)? => return Ok(true),
+                        Op::Ne if !self.same(m, literal)? => return Ok(true),
+                        _ => {}
+                    }
+                }
+                m = self.nodes[m as usize].next;
+            }
+        }
+        // No member matched the test: exists/== fail; != holds only when there was no member.
+        Ok(op == Op::Ne && !found)
     }
 
     /// `_same`: JSON equality of a node and a literal; numbers on either side give up.

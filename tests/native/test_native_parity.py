@@ -833,6 +833,8 @@ PINNED = [
     {"note": f"é{_seal('A', 'dob', 'y', deterministic=True)}é"},
     # Selected numbers and booleans (keep-last over integers, -0).
     {"ssn": -0, "social_security_number": 123456789012, "member_id": True},
+    # A token spelled with an escape (decoded, it is a token like any other).
+    {"ssn": "\\u0070" + TOKEN_A[1:], "note": "\\u0070" + TOKEN_A[1:]},
     # Escapes everywhere in values that stay untouched.
     {"name": "a\\u00e9\\n\\/", "n": 1.0e2, "ssn": "123\\u002d45-6789"},
 ]
