@@ -850,3 +850,51 @@ def test_pinned_parity(doc, access, route):
         # Only where the Python walk itself meets an unopenable or malformed token.
         _out, error, stats = run_python(POLICIES["main"], body, access, route)
         assert error is not None or stats.integrity_failures > 0
+
+
+# ---------------------------------------------------------------------------------------------
+# The scanner never accepts what the strict Python parser refuses
+# ---------------------------------------------------------------------------------------------
+
+_SEEDS = [
+    b'{"a":[1,-0.5e+3,true,false,null,"x\\u00e9\\n"],"b":{"c":{}}}',
+    b'[{"id":1,"ssn":"123-45-6789"},{"id":2,"name":"\\ud83d\\ude00"}]',
+    b'{"n":123456789012345678,"f":1.5E-7,"s":"\\"\\\\\\/\\b\\f\\r\\t"}',
+    "{\"é\":\"ü\",\"k\":\" \"}".encode(),
+]
+_FRAGMENTS = [
+    b"", b",", b":", b"{", b"}", b"[", b"]", b'"', b"\\", b"\\u", b"\\ud800", b"\\udc00",
+    b"\x00", b"\x1f", b"\x7f", b"\xff", b"\xc3", b"\xef\xbb\xbf", b"0", b"-", b"01", b".",
+    b"e", b"E+", b"1e400", b"1e-400", b"9" * 25, b"0." + b"0" * 400 + b"1", b"NaN", b"tru",
+    b"null", b" ", b"\t", b"\n", b"\r", b"\x0b", b"\xc2\xa0", b'"a"', b'"a":1',
+]
+
+
+@settings(max_examples=1500, deadline=None)
+@given(
+    seed=st.sampled_from(_SEEDS),
+    edits=st.lists(
+        st.tuples(st.integers(0, 200), st.integers(0, 3), st.sampled_from(_FRAGMENTS)),
+        min_size=1,
+        max_size=3,
+    ),
+)
+def test_scanner_accepts_only_strictly_valid_json(seed, edits):
+    body = seed
+    for position, cut, fragment in edits:
+        position %= len(body) + 1
+        body = body[:position] + fragment + body[position + cut :]
+    if gives_up(body, access=NOBODY):
+        event("native gave up")
+        return
+    event("native accepted")
+    parse_json(body)  # raises UnsafeBody if the Python side would refuse it
+
+
+@pytest.mark.parametrize(
+    "body",
+    [b"1e-400", b"0." + b"0" * 400 + b"1", b"-0.0", b"123456789012345678901e-5", b'"\\u0000"'],
+)
+def test_scanner_edge_numbers_and_strings(body):
+    if not gives_up(body, access=NOBODY):
+        parse_json(body)
