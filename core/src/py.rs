@@ -279,9 +279,18 @@ fn transform_json<'py>(
     let mut classes: Vec<Option<Bound<'py, PyString>>> = Vec::new();
     let mut practices: Vec<Option<Bound<'py, PyString>>> = vec![None; walker.practices.len()];
     let mut last_record: Option<(u32, Bound<'py, PyAny>)> = None;
+    // Equal events share one (immutable) tuple: a listing masked for a caller without a grant
+    // repeats the same few events per record, and fewer allocations mean fewer GC passes.
+    let mut shared: ahash::AHashMap<(u8, u32, Option<u32>, Option<u32>), Bound<'py, PyTuple>> =
+        ahash::AHashMap::new();
     let none = py.None().into_bound(py);
     let mut events = Vec::with_capacity(walker.events.len());
     for e in &walker.events {
+        let key = (e.kind as u8, e.class, e.practice, e.record);
+        if let Some(t) = shared.get(&key) {
+            events.push(t.clone());
+            continue;
+        }
         let kind = match e.kind {
             Kind::Decrypted => &kinds[0],
             Kind::Masked => &kinds[1],
@@ -315,10 +324,12 @@ fn transform_json<'py>(
                 }
             },
         };
-        events.push(PyTuple::new(
+        let tuple = PyTuple::new(
             py,
             [kind.clone().into_any(), class.into_any(), practice, record],
-        )?);
+        )?;
+        shared.insert(key, tuple.clone());
+        events.push(tuple);
     }
     let events = PyList::new(py, events)?;
     Ok(PyTuple::new(py, [out.into_bound(py), events.into_any()])?
