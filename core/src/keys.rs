@@ -141,7 +141,7 @@ impl Keys {
         if let Some(hit) = self.cache.lock().ok()?.map.get(token) {
             return Some(hit.clone());
         }
-        let parsed = token::parse(token)?;
+        let parsed = token::parse_header(token)?;
         let opened = Arc::new(self.open_parsed(&parsed)?);
         self.remember(token, &opened);
         Some(opened)
@@ -149,7 +149,11 @@ impl Keys {
 
     fn open_parsed(&self, p: &token::Parsed<'_>) -> Option<Opened> {
         let cipher = self.by_kid.get(p.kid)?;
+        // Strict: no padding, URL-safe alphabet only, canonical trailing bits (as Python).
         let payload = B64URL.decode(p.payload).ok()?;
+        if payload.len() < p.min_payload() {
+            return None;
+        }
         let data = match p.mode {
             Mode::Random => {
                 if payload.len() < NONCE_BYTES + 16 {
