@@ -224,6 +224,9 @@ impl Host for PyHost<'_, '_> {
     }
 }
 
+/// (kind, class, practice, record node): equal keys make equal event tuples.
+type EventKey = (u8, u32, Option<u32>, Option<u32>);
+
 /// Decide one JSON body; None = give up (run the Python transform), else (out, events).
 #[pyfunction]
 fn transform_json<'py>(
@@ -281,8 +284,7 @@ fn transform_json<'py>(
     let mut last_record: Option<(u32, Bound<'py, PyAny>)> = None;
     // Equal events share one (immutable) tuple: a listing masked for a caller without a grant
     // repeats the same few events per record, and fewer allocations mean fewer GC passes.
-    let mut shared: ahash::AHashMap<(u8, u32, Option<u32>, Option<u32>), Bound<'py, PyTuple>> =
-        ahash::AHashMap::new();
+    let mut shared: ahash::AHashMap<EventKey, Bound<'py, PyTuple>> = ahash::AHashMap::new();
     let none = py.None().into_bound(py);
     let mut events = Vec::with_capacity(walker.events.len());
     for e in &walker.events {

@@ -794,7 +794,7 @@ mod tests {
     fn step(descendant: bool, n: Option<&[&str]>, index: Option<i64>) -> StepSpec {
         StepSpec {
             descendant,
-            names: n.and_then(|n| names(n)),
+            names: n.and_then(names),
             index,
             conditions: None,
         }
