@@ -276,7 +276,8 @@ impl Policy {
     }
 
     fn name_id(&mut self, name: &str) -> u32 {
-        let next = self.nfa.name_states.len() as u32;
+        // At most 64 steps, each naming few members: far below the u16 sentinel.
+        let next = self.nfa.name_states.len().min(NONE16 as usize - 1) as u32;
         let role = self.role_entry(name);
         if role.name_id != NONE16 {
             return role.name_id as u32;

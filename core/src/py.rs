@@ -246,9 +246,10 @@ fn transform_json<'py>(
         facts,
         allows,
     };
-    let nodes = match scan::scan(body, pol.inner.max_depth) {
-        Ok(n) => n,
-        Err(_) => return Ok(py.None()),
+    let max_depth = pol.inner.max_depth;
+    let nodes = match std::panic::catch_unwind(|| scan::scan(body, max_depth)) {
+        Ok(Ok(n)) => n,
+        _ => return Ok(py.None()),
     };
     let Ok(text) = std::str::from_utf8(body) else {
         return Ok(py.None());
@@ -261,10 +262,13 @@ fn transform_json<'py>(
         &mut host,
         route_practice,
     );
-    match walker.run() {
-        Ok(()) => {}
-        Err(Stop::GiveUp) => return Ok(py.None()),
-        Err(Stop::Error(e)) => return Err(e),
+    // A panic would be a bug here; the safe answer to a bug is to give up (the Python twin
+    // decides the body), never to fail the request or return a half-decided body.
+    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| walker.run()));
+    match outcome {
+        Ok(Ok(())) => {}
+        Ok(Err(Stop::GiveUp)) | Err(_) => return Ok(py.None()),
+        Ok(Err(Stop::Error(e))) => return Err(e),
     }
     let out: Py<PyAny> = if walker.edits.is_empty() {
         py.None()
