@@ -1,0 +1,50 @@
+# Type stubs for phi_proxy_core, the compiled core of phi-proxy's JSON response transform.
+# See core/README.md for the semantics (when it gives up, what the events mean).
+
+from collections.abc import Callable
+from typing import Final, TypeAlias
+
+ABI: Final[int]
+
+Scalar: TypeAlias = str | int | float | bool | None
+# (member names normalized, "exists" | "==" | "!=", literal)
+Condition: TypeAlias = tuple[list[str], str, Scalar]
+# (descendant, names | None, index | None, conditions | None)
+Step: TypeAlias = tuple[bool, list[str] | None, int | None, list[Condition] | None]
+# ("fixed", text) | ("null", redacted_text)
+# | ("keep_last", keep, before, after, min_length, fallback)
+MaskSpec: TypeAlias = tuple[object, ...]
+# (kind, field_class, practice, record_id); kind is "decrypted" | "masked" | "kept"
+Event: TypeAlias = tuple[str, str, str | None, str | None]
+
+class Keys:
+    # Decrypting keys (ACTIVE / DECRYPT_ONLY) with a bounded cache of opened tokens.
+    def __init__(self, entries: list[tuple[str, str, bytes]]) -> None: ...
+    # (practice, field_class, plaintext); ValueError() whenever it cannot open.
+    def open(self, token: str) -> tuple[str, str, str]: ...
+    def __len__(self) -> int: ...
+
+class Policy:
+    # The compiled field policy, as resolved by `FieldPolicy`.
+    def __init__(
+        self,
+        key_classes: dict[str, str],
+        practice_names: list[str],
+        id_names: list[str],
+        paths: list[tuple[list[Step], str]],
+        masks: dict[str, MaskSpec],
+        default_mask: MaskSpec,
+        max_depth: int,
+        fold_separators: bool,
+        normalize: Callable[[str], str],
+    ) -> None: ...
+
+# None: give up (run the Python transform); else (new body or None, events).
+def transform_json(
+    body: bytes,
+    policy: Policy,
+    keys: Keys,
+    route_practice: str | None,
+    facts: Callable[[str], tuple[str, bool] | None],
+    allows: Callable[[str, str], bool],
+) -> tuple[bytes | None, list[Event]] | None: ...
