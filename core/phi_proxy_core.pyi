@@ -7,14 +7,14 @@ from typing import Final, TypeAlias
 ABI: Final[int]
 
 Scalar: TypeAlias = str | int | float | bool | None
-# (member names normalized, "exists" | "==" | "!=", literal)
+# A filter condition: normalized member names, the operator (exists, == or !=), a literal.
 Condition: TypeAlias = tuple[list[str], str, Scalar]
-# (descendant, names | None, index | None, conditions | None)
+# A path step: descendant flag, then names, an index or conditions (or none: a wildcard).
 Step: TypeAlias = tuple[bool, list[str] | None, int | None, list[Condition] | None]
-# ("fixed", text) | ("null", redacted_text)
-# | ("keep_last", keep, before, after, min_length, fallback)
+# A mask: "fixed" and its text, "null" and the redacted text, or "keep_last" followed by
+# keep, before, after, min_length and fallback.
 MaskSpec: TypeAlias = tuple[object, ...]
-# (kind, field_class, practice, record_id); kind is "decrypted" | "masked" | "kept"
+# A stats event: kind (decrypted, masked or kept), field class, practice, record id.
 Event: TypeAlias = tuple[str, str, str | None, str | None]
 
 class Keys:
