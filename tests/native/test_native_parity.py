@@ -934,3 +934,14 @@ def test_scanner_accepts_only_strictly_valid_json(seed, edits):
 def test_scanner_edge_numbers_and_strings(body):
     if not gives_up(body, access=NOBODY):
         parse_json(body)
+
+
+def test_policy_refuses_more_than_64_path_steps():
+    step = (False, ["a"], None, None)
+    with pytest.raises(ValueError, match="64"):
+        native.Policy({}, [], [], [([step] * 65, "x")], {}, ("fixed", "r"), 8, True, str.lower)
+
+
+def test_policy_repr_and_keys_len():
+    assert "Policy" in repr(NATIVE_POLICIES["main"])
+    assert len(KEYS) == 4  # the retired key is not given to the native side
