@@ -15,6 +15,8 @@ is a test-only reference for the production glue (which lives in `proxy/`).
 from __future__ import annotations
 
 import json
+import os
+import re
 import secrets
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -35,6 +37,9 @@ from proxy.transform.jsonsafe import parse_json
 from proxy.transform.masks import FixedMask, KeepLast, NullMask
 from proxy.transform.response import _walk_document
 from proxy.transform.settings import FieldSettings
+
+#: Multiplies every generated-example count (e.g. PHI_NATIVE_EXAMPLES=20 for a deep run).
+SCALE = int(os.environ.get("PHI_NATIVE_EXAMPLES", "1"))
 
 native = pytest.importorskip(
     "phi_proxy_core",
@@ -458,22 +463,33 @@ grants = st.frozensets(
 ).map(Grants)
 
 
+_JSON_STRING = re.compile(rb'"(?:[^"\\]|\\.)*"')
+
+
+def _escape_letters(match: re.Match[bytes]) -> bytes:
+    """A JSON string with every s/S/p spelled as an escape (same value, other bytes)."""
+    text = match.group()
+    return text.replace(b"s", b"\\u0073").replace(b"S", b"\\u0053").replace(b"p", b"\\u0070")
+
+
 def _dump(doc: object, style: int) -> bytes:
     if style == 0:
         return orjson.dumps(doc)
     if style == 1:
         return json.dumps(doc, ensure_ascii=True).encode()
-    return json.dumps(doc, ensure_ascii=False, indent=2).encode()
+    if style == 2:
+        return json.dumps(doc, ensure_ascii=False, indent=2).encode()
+    return _JSON_STRING.sub(_escape_letters, orjson.dumps(doc))
 
 
 @settings(
-    max_examples=600,
+    max_examples=600 * SCALE,
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )
 @given(
     doc=documents,
-    style=st.integers(0, 2),
+    style=st.integers(0, 3),
     access=grants,
     route=st.sampled_from([None, "A", "B"]),
     name=st.sampled_from(sorted(POLICIES)),
@@ -484,7 +500,7 @@ def test_parity_on_generated_documents(doc, style, access, route, name):
     event("native decided" if decided else "native gave up")
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=300 * SCALE, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     records=st.lists(
         st.fixed_dictionaries(
@@ -541,7 +557,7 @@ def test_open_agrees_on_valid_tokens():
 
 
 @given(token=tokens, position=st.integers(0, 400), replacement=st.sampled_from("A_-.=+/é\x00a0"))
-@settings(max_examples=400, deadline=None)
+@settings(max_examples=400 * SCALE, deadline=None)
 def test_open_agrees_on_tampered_tokens(token, position, replacement):
     position %= len(token)
     tampered = token[:position] + replacement + token[position + 1 :]
@@ -549,7 +565,7 @@ def test_open_agrees_on_tampered_tokens(token, position, replacement):
 
 
 @given(text=st.text(alphabet="phi1.rd0123456789abcdefsn_ABC-=", max_size=80))
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=300 * SCALE, deadline=None)
 def test_open_agrees_on_malformed_text(text):
     assert _native_open(text) == _python_open(text)
 
@@ -906,7 +922,7 @@ _FRAGMENTS = [
 ]
 
 
-@settings(max_examples=1500, deadline=None)
+@settings(max_examples=1500 * SCALE, deadline=None)
 @given(
     seed=st.sampled_from(_SEEDS),
     edits=st.lists(
@@ -939,7 +955,7 @@ def test_scanner_edge_numbers_and_strings(body):
 def test_policy_refuses_more_than_64_path_steps():
     step = (False, ["a"], None, None)
     with pytest.raises(ValueError, match="64"):
-        native.Policy({}, [], [], [([step] * 65, "x")], {}, ("fixed", "r"), 8, True, str.lower)
+        native.Policy({}, [], [], [([step] * 65, "x")], {}, ("fixed", "r"), 8, True, str.lower)  # noqa: FBT003
 
 
 def test_policy_repr_and_keys_len():
