@@ -38,6 +38,19 @@ pub const NO_KEY: u32 = u32::MAX;
 
 pub const PREFIX: &[u8] = b"phi1.";
 
+/// Bytes that end a run of plain string content: quote, backslash, control characters.
+const STOP: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut c = 0;
+    while c < 0x20 {
+        table[c] = true;
+        c += 1;
+    }
+    table[b'"' as usize] = true;
+    table[b'\\' as usize] = true;
+    table
+};
+
 /// One JSON value. Spans are byte offsets into the body; for strings `start` is the opening
 /// quote and `end` one past the closing quote; `key_*` is the raw key text inside its quotes.
 #[derive(Clone, Copy, Debug)]
@@ -285,13 +298,20 @@ impl Scanner<'_> {
         let mut i = self.i + 1;
         let mut escaped = false;
         loop {
-            // Jump to the next quote or backslash (SIMD memchr2), then check the run for raw
-            // control bytes in a loop the compiler vectorizes.
-            let run_end = memchr::memchr2(b'"', b'\\', &b[i..]).map_or(b.len(), |p| i + p);
-            if b[i..run_end].iter().fold(false, |bad, &c| bad | (c < 0x20)) {
-                return Err(GiveUp);
+            // Most strings are short: a table-driven byte loop finds their end sooner than a
+            // SIMD search can start. Long runs: jump to the next quote or backslash (memchr2),
+            // then check the run for raw control bytes in a loop the compiler vectorizes.
+            let short_end = (i + 24).min(b.len());
+            while i < short_end && !STOP[b[i] as usize] {
+                i += 1;
             }
-            i = run_end;
+            if i == short_end && i < b.len() {
+                let run_end = memchr::memchr2(b'"', b'\\', &b[i..]).map_or(b.len(), |p| i + p);
+                if b[i..run_end].iter().fold(false, |bad, &c| bad | (c < 0x20)) {
+                    return Err(GiveUp);
+                }
+                i = run_end;
+            }
             let c = *b.get(i).ok_or(GiveUp)?;
             match c {
                 b'"' => {
@@ -463,7 +483,11 @@ fn has_duplicates(b: &[u8], keys: &[(u32, u32, bool)]) -> bool {
         for (n, a) in keys.iter().enumerate() {
             let ka = &b[a.0 as usize..a.1 as usize];
             for c in &keys[n + 1..] {
-                if ka == &b[c.0 as usize..c.1 as usize] {
+                // Lengths and first bytes first: most keys differ there, without a memcmp.
+                if c.1 - c.0 == a.1 - a.0
+                    && ka.first() == b.get(c.0 as usize)
+                    && ka == &b[c.0 as usize..c.1 as usize]
+                {
                     return true;
                 }
             }
