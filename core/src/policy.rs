@@ -131,6 +131,8 @@ pub struct Policy {
     names: ahash::AHashMap<Box<[u8]>, Role>,
     /// Bit n set when some table name has normalized length n (63 = 63 or longer).
     name_lengths: u64,
+    /// Per normalized length (63 = 63 or longer): bit (first byte % 64) of the table's names.
+    first_bytes: [u64; 64],
     pub class_names: Vec<Box<str>>,
     class_ids: ahash::AHashMap<Box<str>, u32>,
     pub masks: Vec<Mask>,
@@ -160,6 +162,7 @@ impl Policy {
         let mut p = Policy {
             names: ahash::AHashMap::new(),
             name_lengths: 0,
+            first_bytes: [0; 64],
             class_names: Vec::new(),
             class_ids: ahash::AHashMap::new(),
             masks: Vec::new(),
@@ -272,6 +275,9 @@ impl Policy {
     fn role_entry(&mut self, name: &str) -> &mut Role {
         let len = name.len().min(63);
         self.name_lengths |= 1 << len;
+        if let Some(&first) = name.as_bytes().first() {
+            self.first_bytes[len] |= 1 << (first & 63);
+        }
         self.names.entry(name.as_bytes().into()).or_default()
     }
 
@@ -294,6 +300,36 @@ impl Policy {
             return Role::default();
         }
         self.names.get(normalized).copied().unwrap_or_default()
+    }
+
+    /// The role of a name that is plain ASCII (None if it is not): one pass finds its
+    /// normalized length and first byte, and most names are rejected by those alone, without
+    /// normalizing or hashing.
+    #[inline]
+    pub fn ascii_role(&self, name: &[u8], buf: &mut Vec<u8>) -> Option<Role> {
+        let mut len = 0usize;
+        let mut first = 0u8;
+        let mut high = 0u8;
+        for &c in name {
+            high |= c;
+            if self.fold && SEPARATORS.contains(&c) {
+                continue;
+            }
+            if len == 0 {
+                first = c.to_ascii_lowercase();
+            }
+            len += 1;
+        }
+        if high >= 0x80 {
+            return None;
+        }
+        let slot = len.min(63);
+        if self.name_lengths & (1 << slot) == 0 || self.first_bytes[slot] & (1 << (first & 63)) == 0
+        {
+            return Some(Role::default());
+        }
+        self.normalize_ascii(name, buf);
+        Some(self.role(buf))
     }
 
     /// Normalize a plain ASCII name into `buf`: lower(), then drop separators if folding.
@@ -394,5 +430,10 @@ mod tests {
         let mut buf = Vec::new();
         p.normalize_ascii(b"Social_Security-Number. X", &mut buf);
         assert_eq!(buf, b"socialsecuritynumberx");
+        assert_eq!(p.ascii_role(b"S_S-N", &mut buf).unwrap().class(), Some(ssn));
+        assert!(p.ascii_role(b"Practice_ID", &mut buf).unwrap().practice());
+        assert_eq!(p.ascii_role(b"xyz", &mut buf), Some(Role::default()));
+        assert_eq!(p.ascii_role("é".as_bytes(), &mut buf), None);
+        assert_eq!(p.ascii_role(b"", &mut buf), Some(Role::default()));
     }
 }

@@ -209,11 +209,10 @@ impl<'a, H: Host> Walker<'a, H> {
         } else {
             Cow::Borrowed(raw)
         };
-        let role = if decoded.is_ascii() {
-            let mut buf = std::mem::take(&mut self.buf);
-            self.policy.normalize_ascii(decoded.as_bytes(), &mut buf);
-            let role = self.policy.role(&buf);
-            self.buf = buf;
+        let mut buf = std::mem::take(&mut self.buf);
+        let ascii = self.policy.ascii_role(decoded.as_bytes(), &mut buf);
+        self.buf = buf;
+        let role = if let Some(role) = ascii {
             role
         } else {
             let normalized = match self.policy.memo_get(&decoded) {
