@@ -961,3 +961,92 @@ def test_policy_refuses_more_than_64_path_steps():
 def test_policy_repr_and_keys_len():
     assert "Policy" in repr(NATIVE_POLICIES["main"])
     assert len(KEYS) == 4  # the retired key is not given to the native side
+
+
+# ---------------------------------------------------------------------------------------------
+# Random policies: key selectors, path selectors of every supported form, masks
+# ---------------------------------------------------------------------------------------------
+
+_PATH_NAMES = ("ssn", "id", "identifier", "system", "value", "data", "kind", "meta", "ok", "v")
+_name = st.sampled_from(_PATH_NAMES)
+_literal = st.sampled_from(
+    ["'http://hl7.org/fhir/sid/us-ssn'", "'ins'", '"John"', "true", "false", "null"]
+)
+_member = st.lists(_name, min_size=1, max_size=2).map(lambda ns: "@" + "".join("." + n for n in ns))
+_condition = st.one_of(
+    _member,
+    st.builds(
+        lambda m, op, lit: f"{m}{op}{lit}", _member, st.sampled_from(["==", "!=", " == "]), _literal
+    ),
+)
+_filter = st.lists(_condition, min_size=1, max_size=2).map(" && ".join)
+_step = st.one_of(
+    _name.map(lambda n: "." + n),
+    _name.map(lambda n: ".." + n),
+    st.sampled_from([".*", "..*", "[*]", "[0]", "[1]", "..[1]", "..[*]"]),
+    st.lists(_name, min_size=1, max_size=2).map(
+        lambda ns: "[" + ",".join(f"'{n}'" for n in ns) + "]"
+    ),
+    _filter.map(lambda f: f"[?({f})]"),
+    _filter.map(lambda f: f"..[?{f}]"),
+)
+_path = st.lists(_step, min_size=1, max_size=4).map(lambda steps: "$" + "".join(steps))
+_mask = st.one_of(
+    st.none(),
+    st.just({"text": "[t]"}),
+    st.builds(
+        lambda keep, min_length: {
+            "keep_last": keep,
+            "template": "<{last}>",
+            "min_length": min_length,
+        },
+        st.integers(1, 4),
+        st.one_of(st.none(), st.integers(1, 6)),
+    ),
+)
+_selector = st.one_of(
+    st.builds(
+        lambda c, names: {"class": c, "keys": names},
+        st.sampled_from(["ssn", "history", "insurance_id"]),
+        st.lists(st.sampled_from(KEYS_VOCAB[:12]), min_size=1, max_size=3),
+    ),
+    st.builds(lambda c, p: {"class": c, "path": p}, st.sampled_from(["ssn", "history"]), _path),
+)
+random_fields = st.builds(
+    lambda masks, selectors, fold, depth: {
+        "classes": {
+            c: {"mask": m} for c, m in zip(["ssn", "history", "insurance_id"], masks, strict=True)
+        },
+        "selectors": selectors,
+        "record": {"practice_keys": ["practice_id"], "id_keys": ["id", "patient_id"]},
+        "fold_separators": fold,
+        "max_depth": depth,
+    },
+    st.lists(_mask, min_size=3, max_size=3),
+    st.lists(_selector, min_size=1, max_size=4),
+    st.booleans(),
+    st.integers(4, 12),
+)
+
+
+@settings(
+    max_examples=400 * SCALE,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+@given(
+    fields=random_fields,
+    doc=documents,
+    style=st.integers(0, 3),
+    access=grants,
+    route=st.sampled_from([None, "A"]),
+)
+def test_parity_under_random_policies(fields, doc, style, access, route):
+    policy = FieldPolicy.compile(FieldSettings.model_validate(fields))
+    NATIVE_POLICIES["random"] = native_policy(policy)
+    POLICIES["random"] = policy
+    try:
+        decided = check_parity("random", _dump(doc, style), access, route)
+    finally:
+        del NATIVE_POLICIES["random"], POLICIES["random"]
+    event("native decided" if decided else "native gave up")
