@@ -39,13 +39,16 @@ impl PyKeys {
         let Ok(text) = token.to_str() else {
             return Err(PyValueError::new_err(()));
         };
-        match self.inner.open(text) {
-            Some(o) => Ok((
+        // The class is the token's own (authenticated) header class.
+        let opened = self.inner.open(text);
+        let class = crate::token::parse_header(text).map(|p| p.class);
+        match (opened, class) {
+            (Some(o), Some(class)) => Ok((
                 o.practice.to_string(),
-                o.class.to_string(),
-                o.plaintext.to_string(),
+                class.to_string(),
+                o.plaintext.clone(),
             )),
-            None => Err(PyValueError::new_err(())),
+            _ => Err(PyValueError::new_err(())),
         }
     }
 
