@@ -77,6 +77,7 @@ pub struct Walker<'a, H: Host> {
     pub practices: Vec<Box<str>>,
     practice_ids: ahash::AHashMap<Box<str>, u32>,
     extra_classes: Vec<Box<str>>,
+    extra_class_ids: ahash::AHashMap<Box<str>, u32>,
     allows_memo: ahash::AHashMap<(u32, u32), bool>,
     facts_memo: ahash::AHashMap<Box<[u8]>, Option<Facts>>,
     /// Role of each member node's key, computed once (path filters look at children early).
@@ -105,6 +106,7 @@ impl<'a, H: Host> Walker<'a, H> {
             practices: Vec::new(),
             practice_ids: ahash::AHashMap::new(),
             extra_classes: Vec::new(),
+            extra_class_ids: ahash::AHashMap::new(),
             allows_memo: ahash::AHashMap::new(),
             facts_memo: ahash::AHashMap::new(),
             roles: vec![Role::UNKNOWN; nodes.len()],
@@ -141,16 +143,19 @@ impl<'a, H: Host> Walker<'a, H> {
             .unwrap_or(&self.policy.default_mask)
     }
 
+    /// Class id of a token's class: the policy's, or one interned for this call (a class the
+    /// configuration does not know is masked with the default mask, as in Python).
     fn class_of_token(&mut self, class: &str) -> u32 {
         if let Some(id) = self.policy.class_id(class) {
             return id;
         }
-        let n = self.policy.class_names.len();
-        if let Some(i) = self.extra_classes.iter().position(|c| &**c == class) {
-            return (n + i) as u32;
+        if let Some(&id) = self.extra_class_ids.get(class) {
+            return id;
         }
+        let id = (self.policy.class_names.len() + self.extra_classes.len()) as u32;
         self.extra_classes.push(class.into());
-        (n + self.extra_classes.len() - 1) as u32
+        self.extra_class_ids.insert(class.into(), id);
+        id
     }
 
     fn intern_practice(&mut self, practice: &str) -> u32 {
