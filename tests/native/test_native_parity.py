@@ -1050,3 +1050,99 @@ def test_parity_under_random_policies(fields, doc, style, access, route):
     finally:
         del NATIVE_POLICIES["random"], POLICIES["random"]
     event("native decided" if decided else "native gave up")
+
+
+# ---------------------------------------------------------------------------------------------
+# The demo portal's pages (proxy/demo): its config, its shapes, aiohttp's JSON spelling
+# ---------------------------------------------------------------------------------------------
+
+DEMO_FIELDS = {
+    "classes": {
+        "ssn": {"mask": {"keep_last": 4, "template": "***-**-{last}"}, "deterministic": True},
+        "dob": {"mask": {"text": "****-**-**"}},
+        "insurance_id": {"mask": {"text": "[redacted]"}},
+        "history": {"mask": None},
+    },
+    "selectors": [
+        {"class": "ssn", "keys": ["ssn"]},
+        {"class": "dob", "keys": ["date_of_birth"]},
+        {"class": "insurance_id", "keys": ["member_id"]},
+        {"class": "history", "keys": ["medical_history", "visit_reason"]},
+    ],
+    "record": {"practice_keys": ["practice_id"], "id_keys": ["patient_id", "id"]},
+}
+POLICIES["demo"] = FieldPolicy.compile(FieldSettings.model_validate(DEMO_FIELDS))
+NATIVE_POLICIES["demo"] = native_policy(POLICIES["demo"])
+
+
+def _demo_patient(n: int, practice: str, *, encrypted: bool) -> dict:
+    def seal(field_class: str, value: str, *, deterministic: bool = False) -> str:
+        if not encrypted:
+            return value
+        return KEYRING.encrypt(practice, field_class, value, deterministic=deterministic)
+
+    return {
+        "id": n,
+        "practice_id": practice,
+        "name": f"Demo Patient {n}",
+        "date_of_birth": seal("dob", "1980-01-0" + str(n % 9 + 1)),
+        "ssn": seal("ssn", f"900-00-{n:04d}", deterministic=True),
+    }
+
+
+def _demo_pages(practice: str, *, encrypted: bool) -> list[bytes]:
+    patients = [_demo_patient(n, practice, encrypted=encrypted) for n in range(1, 7)]
+    detail = {
+        **patients[0],
+        "insurance": {
+            "carrier": "Demo Mutual",
+            "member_id": KEYRING.encrypt(practice, "insurance_id", "DEMO-0001")
+            if encrypted
+            else "DEMO-0001",
+        },
+        "medical_history": KEYRING.encrypt(practice, "history", "asthma, penicillin allergy")
+        if encrypted
+        else "asthma",
+        "appointments": [
+            {
+                "id": 1,
+                "starts_at": "2026-12-01T09:30:00Z",
+                "provider": "Dr. Demo",
+                "visit_reason": KEYRING.encrypt(practice, "history", "follow-up"),
+            },
+        ],
+    }
+    appointments = {
+        "practice_id": practice,
+        "appointments": [
+            {
+                "id": i,
+                "patient_id": i,
+                "patient_name": f"Demo Patient {i}",
+                "starts_at": "2026-12-01T09:30:00Z",
+                "provider": "Dr. Demo",
+                "visit_reason": KEYRING.encrypt(practice, "history", f"reason {i}"),
+            }
+            for i in range(1, 4)
+        ],
+    }
+    listing = {"practice_id": practice, "patients": patients}
+    # aiohttp's json_response writes json.dumps with its default separators.
+    return [json.dumps(page).encode() for page in (listing, detail, appointments)]
+
+
+@pytest.mark.parametrize("encrypted", [True, False])
+@pytest.mark.parametrize(
+    "access",
+    [
+        Grants(
+            frozenset((p, c) for p in ("A",) for c in ("ssn", "dob", "insurance_id", "history"))
+        ),
+        NOBODY,
+        Grants(frozenset({("B", "ssn")})),
+    ],
+)
+@pytest.mark.parametrize("route", [None, "A"])
+def test_demo_pages_do_not_give_up(encrypted, access, route):
+    for body in _demo_pages("A", encrypted=encrypted):
+        assert check_parity("demo", body, access, route)
