@@ -133,6 +133,9 @@ pub struct Policy {
     name_lengths: u64,
     /// Per normalized length (63 = 63 or longer): bit (first byte % 64) of the table's names.
     first_bytes: [u64; 64],
+    /// The same two filters for the names key selectors select (classes only).
+    class_lengths: u64,
+    class_first_bytes: [u64; 64],
     pub class_names: Vec<Box<str>>,
     class_ids: ahash::AHashMap<Box<str>, u32>,
     pub masks: Vec<Mask>,
@@ -163,6 +166,8 @@ impl Policy {
             names: ahash::AHashMap::new(),
             name_lengths: 0,
             first_bytes: [0; 64],
+            class_lengths: 0,
+            class_first_bytes: [0; 64],
             class_names: Vec::new(),
             class_ids: ahash::AHashMap::new(),
             masks: Vec::new(),
@@ -181,6 +186,11 @@ impl Policy {
             let role = p.role_entry(name);
             if role.class == NONE32 {
                 role.class = id;
+            }
+            let len = name.len().min(63);
+            p.class_lengths |= 1 << len;
+            if let Some(&first) = name.as_bytes().first() {
+                p.class_first_bytes[len] |= 1 << (first & 63);
             }
         }
         for name in &spec.practice_names {
@@ -302,11 +312,9 @@ impl Policy {
         self.names.get(normalized).copied().unwrap_or_default()
     }
 
-    /// The role of a name that is plain ASCII (None if it is not): one pass finds its
-    /// normalized length and first byte, and most names are rejected by those alone, without
-    /// normalizing or hashing.
+    /// (normalized length, first normalized byte, any byte >= 0x80) of a raw key, in one pass.
     #[inline]
-    pub fn ascii_role(&self, name: &[u8], buf: &mut Vec<u8>) -> Option<Role> {
+    fn ascii_shape(&self, name: &[u8]) -> (usize, u8, bool) {
         let mut len = 0usize;
         let mut first = 0u8;
         let mut high = 0u8;
@@ -320,10 +328,28 @@ impl Policy {
             }
             len += 1;
         }
-        if high >= 0x80 {
+        (len.min(63), first, high >= 0x80)
+    }
+
+    /// False only if the raw, unescaped key cannot normalize to a name a key selector selects
+    /// (non-ASCII keys answer true: their normalization is Python's).
+    #[inline]
+    pub fn may_select(&self, raw: &[u8]) -> bool {
+        let (slot, first, non_ascii) = self.ascii_shape(raw);
+        non_ascii
+            || (self.class_lengths & (1 << slot) != 0
+                && self.class_first_bytes[slot] & (1 << (first & 63)) != 0)
+    }
+
+    /// The role of a name that is plain ASCII (None if it is not): one pass finds its
+    /// normalized length and first byte, and most names are rejected by those alone, without
+    /// normalizing or hashing.
+    #[inline]
+    pub fn ascii_role(&self, name: &[u8], buf: &mut Vec<u8>) -> Option<Role> {
+        let (slot, first, non_ascii) = self.ascii_shape(name);
+        if non_ascii {
             return None;
         }
-        let slot = len.min(63);
         if self.name_lengths & (1 << slot) == 0 || self.first_bytes[slot] & (1 << (first & 63)) == 0
         {
             return Some(Role::default());
@@ -435,5 +461,9 @@ mod tests {
         assert_eq!(p.ascii_role(b"xyz", &mut buf), Some(Role::default()));
         assert_eq!(p.ascii_role("é".as_bytes(), &mut buf), None);
         assert_eq!(p.ascii_role(b"", &mut buf), Some(Role::default()));
+        assert!(
+            p.may_select(b"S_S-N") && p.may_select(b"Member_ID") && p.may_select("é".as_bytes())
+        );
+        assert!(!p.may_select(b"system") && !p.may_select(b"practice_id") && !p.may_select(b"x"));
     }
 }

@@ -249,8 +249,11 @@ fn transform_json<'py>(
         facts,
         allows,
     };
-    let max_depth = pol.inner.max_depth;
-    let nodes = match std::panic::catch_unwind(|| scan::scan(body, max_depth)) {
+    let inner = &pol.inner;
+    let scanned = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        scan::scan_with(body, inner.max_depth, |k| inner.may_select(k))
+    }));
+    let nodes = match scanned {
         Ok(Ok(n)) => n,
         _ => return Ok(py.None()),
     };

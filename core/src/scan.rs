@@ -32,6 +32,10 @@ pub const F_PREFIX: u8 = 2;
 pub const F_INT: u8 = 4;
 /// The member key of this node contains a backslash escape.
 pub const F_KEY_ESCAPED: u8 = 8;
+/// On a container: something below it may be decided even without a path state or an
+/// inherited class (a string holding the prefix or an escape, a key a key selector may name,
+/// an escaped or non-ASCII key). A container without it, reached with neither, is skipped.
+pub const F_HOT: u8 = 16;
 
 /// No key: an array element or the root.
 pub const NO_KEY: u32 = u32::MAX;
@@ -74,9 +78,12 @@ impl Node {
 struct Open {
     node: u32,
     keys_base: usize,
+    hot: bool,
 }
 
-struct Scanner<'a> {
+struct Scanner<'a, F: Fn(&[u8]) -> bool> {
+    /// Whether a plain ASCII key (raw text) may be named by a key selector.
+    hot_key: F,
     b: &'a [u8],
     i: usize,
     nodes: Vec<Node>,
@@ -90,12 +97,24 @@ struct Scanner<'a> {
 }
 
 /// Validate `body` and index it; `GiveUp` on anything the strict Python path must decide.
+/// Every key counts as one a selector may name (only containers of scalars stay cold).
 pub fn scan(body: &[u8], max_depth: usize) -> Result<Vec<Node>, GiveUp> {
+    scan_with(body, max_depth, |_| true)
+}
+
+/// `scan`, marking hot (`F_HOT`) only the containers with something `hot_key` or the string
+/// contents below them make decidable.
+pub fn scan_with<F: Fn(&[u8]) -> bool>(
+    body: &[u8],
+    max_depth: usize,
+    hot_key: F,
+) -> Result<Vec<Node>, GiveUp> {
     if body.len() >= u32::MAX as usize - 1 || std::str::from_utf8(body).is_err() {
         return Err(GiveUp);
     }
     let prefixes = memmem::find_iter(body, PREFIX).map(|p| p as u32).collect();
     let mut s = Scanner {
+        hot_key,
         b: body,
         i: 0,
         nodes: Vec::with_capacity(body.len() / 12 + 4),
@@ -114,7 +133,14 @@ fn is_ws(c: u8) -> bool {
     matches!(c, b' ' | b'\t' | b'\n' | b'\r')
 }
 
-impl Scanner<'_> {
+impl<F: Fn(&[u8]) -> bool> Scanner<'_, F> {
+    #[inline]
+    fn mark_hot(&mut self) {
+        if let Some(top) = self.stack.last_mut() {
+            top.hot = true;
+        }
+    }
+
     #[inline]
     fn skip_ws(&mut self) {
         while self.i < self.b.len() && is_ws(self.b[self.i]) {
@@ -164,6 +190,7 @@ impl Scanner<'_> {
                     self.stack.push(Open {
                         node: idx,
                         keys_base: self.keys.len(),
+                        hot: false,
                     });
                     self.i += 1;
                     self.skip_ws();
@@ -188,6 +215,9 @@ impl Scanner<'_> {
                     }
                     if self.span_has_prefix(start as usize + 1, self.i - 1) {
                         node.flags |= F_PREFIX;
+                    }
+                    if node.flags & (F_ESCAPED | F_PREFIX) != 0 {
+                        self.mark_hot();
                     }
                     self.nodes.push(node);
                 }
@@ -254,12 +284,18 @@ impl Scanner<'_> {
         let node = &mut self.nodes[open.node as usize];
         node.end = self.i as u32;
         node.next = count;
+        if open.hot {
+            node.flags |= F_HOT;
+        }
         if node.kind == OBJECT {
             let keys = &self.keys[open.keys_base..];
             if has_duplicates(self.b, keys) {
                 return Err(GiveUp);
             }
             self.keys.truncate(open.keys_base);
+        }
+        if open.hot {
+            self.mark_hot();
         }
         Ok(())
     }
@@ -284,6 +320,10 @@ impl Scanner<'_> {
             return Err(GiveUp);
         }
         self.i += 1;
+        let raw = &self.b[start..end];
+        if escaped || !raw.is_ascii() || (self.hot_key)(raw) {
+            self.mark_hot();
+        }
         self.keys.push((start as u32, end as u32, escaped));
         Ok((
             start as u32,
@@ -615,6 +655,25 @@ mod tests {
         s += "\"k7\":0}";
         bad(s.as_bytes());
         ok(&s.replace("\"k7\":0}", "\"k77\":0}"));
+    }
+
+    #[test]
+    fn hot_containers() {
+        let body = br#"{"a":{"b":[1,{"x":"y"}]},"c":[{"ssn":1}],"d":["phi1.x"],"e":{"\u0061":1}}"#;
+        let n = scan_with(body, 8, |k| k == b"ssn").unwrap();
+        let hot: Vec<bool> = n.iter().map(|n| n.has(F_HOT)).collect();
+        let kinds: Vec<u8> = n.iter().map(|n| n.kind).collect();
+        // root, a, b, 1, {x}, "y", c, {ssn}, 1, d, "phi1.x", e, 1
+        assert_eq!(kinds[0], OBJECT);
+        assert!(hot[0]);
+        assert!(!hot[1] && !hot[2] && !hot[4]); // a, b, {x}: nothing decidable below
+        assert!(hot[6] && hot[7]); // c and {ssn}
+        assert!(hot[9]); // d holds the prefix
+        assert!(hot[11]); // e has an escaped key
+        assert!(scan(body, 8)
+            .unwrap()
+            .iter()
+            .all(|n| n.kind > ARRAY || n.has(F_HOT)));
     }
 
     #[test]

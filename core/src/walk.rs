@@ -124,6 +124,9 @@ impl<'a, H: Host> Walker<'a, H> {
             return Err(Stop::GiveUp);
         }
         let initial = self.policy.nfa.initial;
+        if self.cold(0, initial, None) {
+            return Ok(());
+        }
         self.value(0, 0, Prac::None, None, initial, None)
     }
 
@@ -232,6 +235,14 @@ impl<'a, H: Host> Walker<'a, H> {
         };
         self.roles[idx as usize] = role;
         Ok(role)
+    }
+
+    /// True if `idx` is a container nothing below which can be decided: no path state and no
+    /// inherited class reach it, and the scan found no token, escape or selectable key below.
+    #[inline]
+    fn cold(&self, idx: u32, states: u64, class: Option<u32>) -> bool {
+        let n = &self.nodes[idx as usize];
+        states == 0 && class.is_none() && n.kind <= scan::ARRAY && !n.has(scan::F_HOT)
     }
 
     fn edit(&mut self, idx: u32, repl: Repl) {
@@ -565,7 +576,9 @@ impl<'a, H: Host> Walker<'a, H> {
                 (0, None)
             };
             let class = path_class.or(role.class()).or(inherited);
-            self.value(child, depth, prac, rec, child_states, class)?;
+            if !self.cold(child, child_states, class) {
+                self.value(child, depth, prac, rec, child_states, class)?;
+            }
             child = self.nodes[child as usize].next;
         }
         Ok(())
@@ -588,7 +601,9 @@ impl<'a, H: Host> Walker<'a, H> {
         let mut index: i64 = 0;
         while child < end {
             if states == 0 {
-                self.value(child, depth, prac, rec, 0, inherited)?;
+                if !self.cold(child, 0, inherited) {
+                    self.value(child, depth, prac, rec, 0, inherited)?;
+                }
             } else {
                 let (child_states, path_class) = self.step(states, None, Some(index), child)?;
                 self.value(

@@ -1131,6 +1131,15 @@ def _demo_pages(practice: str, *, encrypted: bool) -> list[bytes]:
     return [json.dumps(page).encode() for page in (listing, detail, appointments)]
 
 
+@settings(max_examples=400 * SCALE, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(doc=documents, style=st.integers(0, 3), access=grants, route=st.sampled_from([None, "A"]))
+def test_parity_with_key_selectors_only(doc, style, access, route):
+    # No path selector: subtrees with nothing decidable are skipped by the native walk.
+    wrapped = {"data": [doc, {"member_id": doc}], "date_of_birth": doc}
+    decided = check_parity("demo", _dump(wrapped, style), access, route)
+    event("native decided" if decided else "native gave up")
+
+
 @pytest.mark.parametrize("encrypted", [True, False])
 @pytest.mark.parametrize(
     "access",
