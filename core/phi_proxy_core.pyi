@@ -1,16 +1,16 @@
 # Type stubs for phi_proxy_core, the compiled core of phi-proxy's JSON response transform.
 # See core/README.md for the semantics (when it gives up, what the events mean).
 
-from collections.abc import Callable
+from collections.abc import Callable, Collection, Sequence
 from typing import Final, TypeAlias
 
 ABI: Final[int]
 
 Scalar: TypeAlias = str | int | float | bool | None
 # A filter condition: normalized member names, the operator (exists, == or !=), a literal.
-Condition: TypeAlias = tuple[list[str], str, Scalar]
+Condition: TypeAlias = tuple[Sequence[str], str, Scalar]
 # A path step: descendant flag, then names, an index or conditions (or none: a wildcard).
-Step: TypeAlias = tuple[bool, list[str] | None, int | None, list[Condition] | None]
+Step: TypeAlias = tuple[bool, Collection[str] | None, int | None, Sequence[Condition] | None]
 # A mask: "fixed" and its text, "null" and the redacted text, or "keep_last" followed by
 # keep, before, after, min_length and fallback.
 MaskSpec: TypeAlias = tuple[object, ...]
@@ -29,9 +29,9 @@ class Policy:
     def __init__(
         self,
         key_classes: dict[str, str],
-        practice_names: list[str],
-        id_names: list[str],
-        paths: list[tuple[list[Step], str]],
+        practice_names: Collection[str],
+        id_names: Sequence[str],
+        paths: Sequence[tuple[Sequence[Step], str]],
         masks: dict[str, MaskSpec],
         default_mask: MaskSpec,
         max_depth: int,

@@ -4,9 +4,11 @@
 //! No decision is made here: arguments are converted once (policy, keys) or per call (the
 //! callbacks), and results turned into bytes and event tuples.
 
-use pyo3::exceptions::PyValueError;
+use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
-use pyo3::types::{PyBool, PyBytes, PyDict, PyFloat, PyInt, PyList, PyString, PyTuple};
+use pyo3::types::{
+    PyBool, PyBytes, PyDict, PyFloat, PyFrozenSet, PyInt, PyList, PySet, PyString, PyTuple,
+};
 
 use crate::escape;
 use crate::keys;
@@ -114,10 +116,22 @@ fn literal_of(v: &Bound<'_, PyAny>) -> PyResult<Literal> {
 type RawCondition<'py> = (Vec<String>, String, Bound<'py, PyAny>);
 type RawStep<'py> = (
     bool,
-    Option<Vec<String>>,
+    Option<Bound<'py, PyAny>>,
     Option<i64>,
     Option<Vec<RawCondition<'py>>>,
 );
+
+/// Strings from any iterable of str (a list, tuple, set or frozenset), but not from a str.
+fn strings(obj: &Bound<'_, PyAny>, what: &str) -> PyResult<Vec<String>> {
+    if obj.is_instance_of::<PyString>() {
+        return Err(PyTypeError::new_err(format!(
+            "{what}: expected a collection of str, got a str"
+        )));
+    }
+    obj.try_iter()?
+        .map(|item| item?.extract::<String>())
+        .collect()
+}
 
 #[pymethods]
 impl PyPolicy {
@@ -125,8 +139,8 @@ impl PyPolicy {
     #[allow(clippy::too_many_arguments)]
     fn new(
         key_classes: &Bound<'_, PyDict>,
-        practice_names: Vec<String>,
-        id_names: Vec<String>,
+        practice_names: &Bound<'_, PyAny>,
+        id_names: &Bound<'_, PyAny>,
         paths: Vec<(Vec<RawStep<'_>>, String)>,
         masks: &Bound<'_, PyDict>,
         default_mask: &Bound<'_, PyAny>,
@@ -134,6 +148,13 @@ impl PyPolicy {
         fold_separators: bool,
         normalize: Py<PyAny>,
     ) -> PyResult<Self> {
+        if id_names.is_instance_of::<PySet>() || id_names.is_instance_of::<PyFrozenSet>() {
+            return Err(PyTypeError::new_err(
+                "id_names: expected an ordered sequence (rank order)",
+            ));
+        }
+        let practice_names = strings(practice_names, "practice_names")?;
+        let id_names = strings(id_names, "id_names")?;
         let mut kc = Vec::new();
         for (k, v) in key_classes.iter() {
             kc.push((k.extract::<String>()?, v.extract::<String>()?));
@@ -155,6 +176,10 @@ impl PyPolicy {
                         }
                         Some(v)
                     }
+                };
+                let names = match names {
+                    Some(n) if !n.is_none() => Some(strings(&n, "step names")?),
+                    _ => None,
                 };
                 out.push(StepSpec {
                     descendant,

@@ -64,8 +64,8 @@ def _step_tuple(step) -> tuple:
     conditions = None
     if step.conditions is not None:
         conditions = [(list(c.members), c.op, c.literal) for c in step.conditions]
-    names = None if step.names is None else sorted(step.names)
-    return (step.descendant, names, step.index, conditions)
+    # Names go as the frozenset the compiled path holds (any collection of str is accepted).
+    return (step.descendant, step.names, step.index, conditions)
 
 
 def native_policy(policy: FieldPolicy):
@@ -79,7 +79,7 @@ def native_policy(policy: FieldPolicy):
     id_names = sorted(policy._id_names, key=policy._id_names.__getitem__)
     return native.Policy(
         dict(policy._key_classes),
-        sorted(policy._practice_names),
+        policy._practice_names,  # a frozenset: any collection of str is accepted
         id_names,
         paths,
         {name: _mask_tuple(mask) for name, mask in policy._masks.items()},
@@ -956,6 +956,15 @@ def test_policy_refuses_more_than_64_path_steps():
     step = (False, ["a"], None, None)
     with pytest.raises(ValueError, match="64"):
         native.Policy({}, [], [], [([step] * 65, "x")], {}, ("fixed", "r"), 8, True, str.lower)  # noqa: FBT003
+
+
+def test_policy_argument_types():
+    with pytest.raises(TypeError, match="rank order"):
+        native.Policy({}, [], {"id"}, [], {}, ("fixed", "r"), 8, True, str.lower)  # noqa: FBT003
+    with pytest.raises(TypeError, match="got a str"):
+        native.Policy({}, "id", [], [], {}, ("fixed", "r"), 8, True, str.lower)  # noqa: FBT003
+    with pytest.raises(ValueError, match="mask"):
+        native.Policy({}, [], [], [], {}, ("nope",), 8, True, str.lower)  # noqa: FBT003
 
 
 def test_policy_repr_and_keys_len():
