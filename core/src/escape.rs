@@ -5,14 +5,14 @@
 //! 0x20 as \u00XX with lowercase hex, and leaves everything else (DEL, `/`, non-ASCII) raw.
 
 /// What replaces one value's span in the output.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone)]
 pub enum Repl {
     /// JSON null.
     Null,
     /// A JSON string with this (unescaped) text.
     Text(String),
-    /// A JSON string with this shared text (a decrypted value, from the opened-token cache).
-    Shared(std::sync::Arc<str>),
+    /// A decrypted value (shared with the opened-token cache), as a JSON string.
+    Opened(std::sync::Arc<crate::keys::Opened>),
     /// Pre-rendered JSON (e.g. a mask's text, escaped once when the policy was built).
     Json(std::sync::Arc<[u8]>),
 }
@@ -71,9 +71,21 @@ fn write_repl(out: &mut Vec<u8>, repl: &Repl) {
     match repl {
         Repl::Null => out.extend_from_slice(b"null"),
         Repl::Text(t) => write_json_string(out, t),
-        Repl::Shared(t) => write_json_string(out, t),
+        Repl::Opened(o) if o.json_plain => {
+            out.push(b'"');
+            out.extend_from_slice(o.plaintext.as_bytes());
+            out.push(b'"');
+        }
+        Repl::Opened(o) => write_json_string(out, &o.plaintext),
         Repl::Json(j) => out.extend_from_slice(j),
     }
+}
+
+/// One replacement as the bytes the splice writes for it.
+pub fn render(repl: &Repl) -> Vec<u8> {
+    let mut out = Vec::new();
+    write_repl(&mut out, repl);
+    out
 }
 
 /// Upper bound of the output length (for one allocation).
@@ -84,7 +96,7 @@ pub fn spliced_len(body_len: usize, edits: &[Edit]) -> usize {
         n += match &e.repl {
             Repl::Null => 4,
             Repl::Text(t) => t.len() * 6 + 2,
-            Repl::Shared(t) => t.len() * 6 + 2,
+            Repl::Opened(o) => o.plaintext.len() * 6 + 2,
             Repl::Json(j) => j.len(),
         };
     }

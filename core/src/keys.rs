@@ -12,7 +12,7 @@
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 
-use aes_gcm::aead::{Aead, KeyInit, Payload};
+use aes_gcm::aead::{AeadInOut, KeyInit};
 use aes_gcm::{Aes256Gcm, Nonce};
 use aes_siv::siv::Aes256Siv;
 use base64::Engine;
@@ -28,12 +28,15 @@ pub const CACHE_ENTRIES: usize = 16_384;
 pub const CACHE_BYTES: usize = 8 << 20;
 const ENTRY_OVERHEAD: usize = 200;
 
-/// What a token opened to.
+/// What a token opened to. (Its class is the one in the token's own header, which the AEAD
+/// authenticates: callers read it from the token.)
 #[derive(Debug)]
 pub struct Opened {
     pub practice: Arc<str>,
-    pub class: Box<str>,
-    pub plaintext: Arc<str>,
+    pub plaintext: String,
+    /// The plaintext needs no escaping inside a JSON string (the common case): the splice
+    /// writes it between quotes as is.
+    pub json_plain: bool,
     /// The plaintext itself carries the token prefix (a nested token).
     pub nested: bool,
 }
@@ -47,8 +50,9 @@ struct Cipher {
 
 #[derive(Default)]
 struct Cache {
-    map: ahash::AHashMap<Box<str>, Arc<Opened>>,
-    order: VecDeque<Box<str>>,
+    /// Token text (shared with `order`: one allocation per entry) → what it opened to.
+    map: ahash::AHashMap<Arc<str>, Arc<Opened>>,
+    order: VecDeque<Arc<str>>,
     bytes: usize,
 }
 
@@ -139,7 +143,7 @@ impl Keys {
         if let Some(hit) = self.cache.lock().ok()?.map.get(token) {
             return Some(hit.clone());
         }
-        let parsed = token::parse(token)?;
+        let parsed = token::parse_header(token)?;
         let opened = Arc::new(self.open_parsed(&parsed)?);
         self.remember(token, &opened);
         Some(opened)
@@ -147,54 +151,52 @@ impl Keys {
 
     fn open_parsed(&self, p: &token::Parsed<'_>) -> Option<Opened> {
         let cipher = self.by_kid.get(p.kid)?;
+        // Strict: no padding, URL-safe alphabet only, canonical trailing bits (as Python).
         let payload = B64URL.decode(p.payload).ok()?;
-        let data = match p.mode {
+        if payload.len() < p.min_payload() {
+            return None;
+        }
+        // Decrypt in place in the decoded buffer: one allocation from base64 to plaintext.
+        let mut data = payload;
+        match p.mode {
             Mode::Random => {
-                if payload.len() < NONCE_BYTES + 16 {
+                if data.len() < NONCE_BYTES + 16 {
                     return None;
                 }
-                let nonce = Nonce::try_from(&payload[..NONCE_BYTES]).ok()?;
-                cipher
-                    .gcm
-                    .decrypt(
-                        &nonce,
-                        Payload {
-                            msg: &payload[NONCE_BYTES..],
-                            aad: p.aad,
-                        },
-                    )
-                    .ok()?
+                let nonce = Nonce::try_from(&data[..NONCE_BYTES]).ok()?;
+                data.drain(..NONCE_BYTES);
+                cipher.gcm.decrypt_in_place(&nonce, p.aad, &mut data).ok()?;
             }
             Mode::Deterministic => {
-                if payload.len() < 16 {
+                if data.len() < 16 {
                     return None;
                 }
                 let mut siv = cipher.siv.lock().ok()?;
-                siv.decrypt([p.aad], &payload).ok()?
+                siv.decrypt_in_place([p.aad], &mut data).ok()?;
             }
-        };
+        }
         let plaintext = String::from_utf8(data).ok()?;
         let nested = memchr::memmem::find(plaintext.as_bytes(), token::PREFIX).is_some();
+        let json_plain = plaintext
+            .bytes()
+            .all(|c| c >= 0x20 && c != b'"' && c != b'\\');
         Some(Opened {
             practice: cipher.practice.clone(),
-            class: p.class.into(),
-            plaintext: plaintext.into(),
+            plaintext,
+            json_plain,
             nested,
         })
     }
 
     /// Remember one opened token; FIFO eviction of the oldest eighth when full.
     fn remember(&self, token: &str, opened: &Arc<Opened>) {
-        let cost = token.len() + opened.plaintext.len() + ENTRY_OVERHEAD;
+        let cost = token.len() + 2 * opened.plaintext.len() + ENTRY_OVERHEAD;
         if cost > self.max_bytes || self.max_entries == 0 {
             return;
         }
         let Ok(mut cache) = self.cache.lock() else {
             return;
         };
-        if cache.map.contains_key(token) {
-            return;
-        }
         if cache.map.len() >= self.max_entries || cache.bytes + cost > self.max_bytes {
             let batch = (self.max_entries / 8).max(1);
             loop {
@@ -203,7 +205,7 @@ impl Keys {
                         break;
                     };
                     if let Some(o) = cache.map.remove(&old) {
-                        cache.bytes -= old.len() + o.plaintext.len() + ENTRY_OVERHEAD;
+                        cache.bytes -= old.len() + 2 * o.plaintext.len() + ENTRY_OVERHEAD;
                     }
                 }
                 if cache.order.is_empty()
@@ -213,17 +215,20 @@ impl Keys {
                 }
             }
         }
-        let key: Box<str> = token.into();
-        cache.order.push_back(key.clone());
-        cache.map.insert(key, opened.clone());
-        cache.bytes += cost;
+        let key: Arc<str> = token.into();
+        // One hash: a token opened twice before either was remembered is kept once.
+        if let std::collections::hash_map::Entry::Vacant(slot) = cache.map.entry(key.clone()) {
+            slot.insert(opened.clone());
+            cache.order.push_back(key);
+            cache.bytes += cost;
+        }
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use aes_gcm::aead::Aead;
+    use aes_gcm::aead::{Aead, Payload};
 
     const KID: &str = "00112233445566aa";
 
@@ -261,10 +266,8 @@ mod tests {
         let keys = Keys::new(vec![(KID.into(), "A".into(), dek.to_vec())]).unwrap();
         let t = seal_random(&dek, "ssn", "123-45-6789", [1; 12]);
         let o = keys.open(&t).unwrap();
-        assert_eq!(
-            (&*o.practice, &*o.class, &*o.plaintext),
-            ("A", "ssn", "123-45-6789")
-        );
+        assert_eq!((&*o.practice, &*o.plaintext), ("A", "123-45-6789"));
+        assert!(o.json_plain);
         assert_eq!(keys.cached(), 1);
         let d = seal_siv(&dek, "ssn", "x");
         assert_eq!(&*keys.open(&d).unwrap().plaintext, "x");

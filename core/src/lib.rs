@@ -51,7 +51,7 @@ pub fn transform<H: walk::Host>(
     route_practice: Option<&str>,
     host: &mut H,
 ) -> Result<Transformed, Stop> {
-    let nodes = scan::scan(body, policy.max_depth)?;
+    let nodes = scan::scan_with(body, policy.max_depth, |k| policy.may_select(k))?;
     let text = std::str::from_utf8(body).map_err(|_| Stop::GiveUp)?;
     let mut walker = walk::Walker::new(text, &nodes, policy, keys, host, route_practice);
     walker.run()?;

@@ -121,22 +121,15 @@ impl Mask {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::escape::render;
 
     #[test]
     fn keep_last_like_python() {
         let m = Mask::keep_last(4, "***-**-", "", 8, "[redacted]");
-        assert_eq!(
-            m.for_json(Some("123-45-6789")).unwrap(),
-            Repl::Text("***-**-6789".into())
-        );
-        assert_eq!(
-            m.for_json(Some("12-34")).unwrap(),
-            Repl::Json(json_string("[redacted]").into())
-        );
-        assert_eq!(
-            m.for_json(None).unwrap(),
-            Repl::Json(json_string("[redacted]").into())
-        );
+        let json = |v: Option<&str>| render(&m.for_json(v).unwrap());
+        assert_eq!(json(Some("123-45-6789")), b"\"***-**-6789\"");
+        assert_eq!(json(Some("12-34")), b"\"[redacted]\"");
+        assert_eq!(json(None), b"\"[redacted]\"");
         assert!(m.for_json(Some("é12345678")).is_err());
         let mut s = String::new();
         m.for_text(Some("ab cd ef gh"), &mut s).unwrap();
@@ -144,6 +137,13 @@ mod tests {
         let mut s = String::new();
         Mask::null("[r]").for_text(None, &mut s).unwrap();
         assert_eq!(s, "[r]");
-        assert_eq!(Mask::null("[r]").for_json(Some("x")).unwrap(), Repl::Null);
+        assert_eq!(
+            render(&Mask::null("[r]").for_json(Some("x")).unwrap()),
+            b"null"
+        );
+        assert_eq!(
+            render(&Mask::fixed("a\"b").for_json(None).unwrap()),
+            b"\"a\\\"b\""
+        );
     }
 }

@@ -14,16 +14,61 @@ use crate::masks::Mask;
 const SEPARATORS: &[u8] = b"_-. ";
 const NORMALIZE_MEMO_LIMIT: usize = 8192;
 
-/// What one normalized key name means to the policy.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+/// What one normalized key name means to the policy, packed in 8 bytes (one per member node
+/// per call): selected class, path name id, rank in `record.id_keys`, practice-key flag.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Role {
+    class: u32,
+    name_id: u16,
+    id_rank: u8,
+    bits: u8,
+}
+
+const NONE32: u32 = u32::MAX;
+const NONE16: u16 = u16::MAX;
+const NONE8: u8 = u8::MAX;
+const PRACTICE: u8 = 1;
+/// Set on every role handed out, so a zeroed slot means "not computed yet".
+const KNOWN: u8 = 2;
+
+impl Default for Role {
+    fn default() -> Self {
+        Role {
+            class: NONE32,
+            name_id: NONE16,
+            id_rank: NONE8,
+            bits: KNOWN,
+        }
+    }
+}
+
+impl Role {
+    /// The "not computed yet" marker of a per-node role table.
+    pub const UNKNOWN: Role = Role {
+        class: NONE32,
+        name_id: NONE16,
+        id_rank: NONE8,
+        bits: 0,
+    };
+
+    pub fn is_known(&self) -> bool {
+        self.bits & KNOWN != 0
+    }
     /// Class of the key selector naming it (first selector wins).
-    pub class: Option<u32>,
-    pub practice: bool,
+    pub fn class(&self) -> Option<u32> {
+        (self.class != NONE32).then_some(self.class)
+    }
+    pub fn practice(&self) -> bool {
+        self.bits & PRACTICE != 0
+    }
     /// Rank in `record.id_keys` (lower wins).
-    pub id_rank: Option<u32>,
+    pub fn id_rank(&self) -> Option<u32> {
+        (self.id_rank != NONE8).then_some(self.id_rank as u32)
+    }
     /// Id of this name in the path selectors (steps and filter members).
-    pub name_id: Option<u32>,
+    pub fn name_id(&self) -> Option<u32> {
+        (self.name_id != NONE16).then_some(self.name_id as u32)
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -86,6 +131,11 @@ pub struct Policy {
     names: ahash::AHashMap<Box<[u8]>, Role>,
     /// Bit n set when some table name has normalized length n (63 = 63 or longer).
     name_lengths: u64,
+    /// Per normalized length (63 = 63 or longer): bit (first byte % 64) of the table's names.
+    first_bytes: [u64; 64],
+    /// The same two filters for the names key selectors select (classes only).
+    class_lengths: u64,
+    class_first_bytes: [u64; 64],
     pub class_names: Vec<Box<str>>,
     class_ids: ahash::AHashMap<Box<str>, u32>,
     pub masks: Vec<Mask>,
@@ -115,6 +165,9 @@ impl Policy {
         let mut p = Policy {
             names: ahash::AHashMap::new(),
             name_lengths: 0,
+            first_bytes: [0; 64],
+            class_lengths: 0,
+            class_first_bytes: [0; 64],
             class_names: Vec::new(),
             class_ids: ahash::AHashMap::new(),
             masks: Vec::new(),
@@ -131,17 +184,25 @@ impl Policy {
         for (name, class) in &spec.key_classes {
             let id = p.class_id_or_add(class);
             let role = p.role_entry(name);
-            if role.class.is_none() {
-                role.class = Some(id);
+            if role.class == NONE32 {
+                role.class = id;
+            }
+            let len = name.len().min(63);
+            p.class_lengths |= 1 << len;
+            if let Some(&first) = name.as_bytes().first() {
+                p.class_first_bytes[len] |= 1 << (first & 63);
             }
         }
         for name in &spec.practice_names {
-            p.role_entry(name).practice = true;
+            p.role_entry(name).bits |= PRACTICE;
+        }
+        if spec.id_names.len() >= NONE8 as usize {
+            return Err(PolicyError("too many record.id_keys".into()));
         }
         for (rank, name) in spec.id_names.iter().enumerate() {
             let role = p.role_entry(name);
-            if role.id_rank.is_none() {
-                role.id_rank = Some(rank as u32);
+            if role.id_rank == NONE8 {
+                role.id_rank = rank as u8;
             }
         }
         let total: usize = spec.paths.iter().map(|(steps, _)| steps.len()).sum();
@@ -224,20 +285,22 @@ impl Policy {
     fn role_entry(&mut self, name: &str) -> &mut Role {
         let len = name.len().min(63);
         self.name_lengths |= 1 << len;
+        if let Some(&first) = name.as_bytes().first() {
+            self.first_bytes[len] |= 1 << (first & 63);
+        }
         self.names.entry(name.as_bytes().into()).or_default()
     }
 
     fn name_id(&mut self, name: &str) -> u32 {
-        let next = self.nfa.name_states.len() as u32;
+        // At most 64 steps, each naming few members: far below the u16 sentinel.
+        let next = self.nfa.name_states.len().min(NONE16 as usize - 1) as u32;
         let role = self.role_entry(name);
-        match role.name_id {
-            Some(id) => id,
-            None => {
-                role.name_id = Some(next);
-                self.nfa.name_states.push(0);
-                next
-            }
+        if role.name_id != NONE16 {
+            return role.name_id as u32;
         }
+        role.name_id = next as u16;
+        self.nfa.name_states.push(0);
+        next
     }
 
     /// The role of an already normalized name.
@@ -247,6 +310,52 @@ impl Policy {
             return Role::default();
         }
         self.names.get(normalized).copied().unwrap_or_default()
+    }
+
+    /// (normalized length, first normalized byte, any byte >= 0x80) of a raw key, in one pass.
+    #[inline]
+    fn ascii_shape(&self, name: &[u8]) -> (usize, u8, bool) {
+        let mut len = 0usize;
+        let mut first = 0u8;
+        let mut high = 0u8;
+        for &c in name {
+            high |= c;
+            if self.fold && SEPARATORS.contains(&c) {
+                continue;
+            }
+            if len == 0 {
+                first = c.to_ascii_lowercase();
+            }
+            len += 1;
+        }
+        (len.min(63), first, high >= 0x80)
+    }
+
+    /// False only if the raw, unescaped key cannot normalize to a name a key selector selects
+    /// (non-ASCII keys answer true: their normalization is Python's).
+    #[inline]
+    pub fn may_select(&self, raw: &[u8]) -> bool {
+        let (slot, first, non_ascii) = self.ascii_shape(raw);
+        non_ascii
+            || (self.class_lengths & (1 << slot) != 0
+                && self.class_first_bytes[slot] & (1 << (first & 63)) != 0)
+    }
+
+    /// The role of a name that is plain ASCII (None if it is not): one pass finds its
+    /// normalized length and first byte, and most names are rejected by those alone, without
+    /// normalizing or hashing.
+    #[inline]
+    pub fn ascii_role(&self, name: &[u8], buf: &mut Vec<u8>) -> Option<Role> {
+        let (slot, first, non_ascii) = self.ascii_shape(name);
+        if non_ascii {
+            return None;
+        }
+        if self.name_lengths & (1 << slot) == 0 || self.first_bytes[slot] & (1 << (first & 63)) == 0
+        {
+            return Some(Role::default());
+        }
+        self.normalize_ascii(name, buf);
+        Some(self.role(buf))
     }
 
     /// Normalize a plain ASCII name into `buf`: lower(), then drop separators if folding.
@@ -332,18 +441,29 @@ mod tests {
     fn builds_tables() {
         let p = Policy::new(spec()).unwrap();
         let ssn = p.class_id("ssn").unwrap();
-        assert_eq!(p.role(b"ssn").class, Some(ssn));
-        assert!(p.role(b"practiceid").practice);
-        assert_eq!(p.role(b"id").id_rank, Some(1));
+        assert_eq!(p.role(b"ssn").class(), Some(ssn));
+        assert!(p.role(b"practiceid").practice());
+        assert_eq!(p.role(b"id").id_rank(), Some(1));
         assert_eq!(p.role(b"nothing"), Role::default());
-        assert!(p.role(b"system").name_id.is_some());
+        assert!(p.role(b"nothing").is_known());
+        assert!(!Role::UNKNOWN.is_known());
+        assert!(p.role(b"system").name_id().is_some());
         assert_eq!(p.nfa.initial, 1);
         assert_eq!(p.nfa.last, 4);
         assert_eq!(p.nfa.descendant, 1);
         assert_eq!(p.nfa.filter_states, 2);
-        assert!(p.masks[p.class_id("ins").unwrap() as usize].needs_value() == false);
+        assert!(!p.masks[p.class_id("ins").unwrap() as usize].needs_value());
         let mut buf = Vec::new();
         p.normalize_ascii(b"Social_Security-Number. X", &mut buf);
         assert_eq!(buf, b"socialsecuritynumberx");
+        assert_eq!(p.ascii_role(b"S_S-N", &mut buf).unwrap().class(), Some(ssn));
+        assert!(p.ascii_role(b"Practice_ID", &mut buf).unwrap().practice());
+        assert_eq!(p.ascii_role(b"xyz", &mut buf), Some(Role::default()));
+        assert_eq!(p.ascii_role("é".as_bytes(), &mut buf), None);
+        assert_eq!(p.ascii_role(b"", &mut buf), Some(Role::default()));
+        assert!(
+            p.may_select(b"S_S-N") && p.may_select(b"Member_ID") && p.may_select("é".as_bytes())
+        );
+        assert!(!p.may_select(b"system") && !p.may_select(b"practice_id") && !p.may_select(b"x"));
     }
 }

@@ -4,9 +4,11 @@
 //! No decision is made here: arguments are converted once (policy, keys) or per call (the
 //! callbacks), and results turned into bytes and event tuples.
 
-use pyo3::exceptions::PyValueError;
+use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
-use pyo3::types::{PyBool, PyBytes, PyDict, PyFloat, PyInt, PyList, PyString, PyTuple};
+use pyo3::types::{
+    PyBool, PyBytes, PyDict, PyFloat, PyFrozenSet, PyInt, PyList, PySet, PyString, PyTuple,
+};
 
 use crate::escape;
 use crate::keys;
@@ -39,13 +41,16 @@ impl PyKeys {
         let Ok(text) = token.to_str() else {
             return Err(PyValueError::new_err(()));
         };
-        match self.inner.open(text) {
-            Some(o) => Ok((
+        // The class is the token's own (authenticated) header class.
+        let opened = self.inner.open(text);
+        let class = crate::token::parse_header(text).map(|p| p.class);
+        match (opened, class) {
+            (Some(o), Some(class)) => Ok((
                 o.practice.to_string(),
-                o.class.to_string(),
-                o.plaintext.to_string(),
+                class.to_string(),
+                o.plaintext.clone(),
             )),
-            None => Err(PyValueError::new_err(())),
+            _ => Err(PyValueError::new_err(())),
         }
     }
 
@@ -111,10 +116,22 @@ fn literal_of(v: &Bound<'_, PyAny>) -> PyResult<Literal> {
 type RawCondition<'py> = (Vec<String>, String, Bound<'py, PyAny>);
 type RawStep<'py> = (
     bool,
-    Option<Vec<String>>,
+    Option<Bound<'py, PyAny>>,
     Option<i64>,
     Option<Vec<RawCondition<'py>>>,
 );
+
+/// Strings from any iterable of str (a list, tuple, set or frozenset), but not from a str.
+fn strings(obj: &Bound<'_, PyAny>, what: &str) -> PyResult<Vec<String>> {
+    if obj.is_instance_of::<PyString>() {
+        return Err(PyTypeError::new_err(format!(
+            "{what}: expected a collection of str, got a str"
+        )));
+    }
+    obj.try_iter()?
+        .map(|item| item?.extract::<String>())
+        .collect()
+}
 
 #[pymethods]
 impl PyPolicy {
@@ -122,8 +139,8 @@ impl PyPolicy {
     #[allow(clippy::too_many_arguments)]
     fn new(
         key_classes: &Bound<'_, PyDict>,
-        practice_names: Vec<String>,
-        id_names: Vec<String>,
+        practice_names: &Bound<'_, PyAny>,
+        id_names: &Bound<'_, PyAny>,
         paths: Vec<(Vec<RawStep<'_>>, String)>,
         masks: &Bound<'_, PyDict>,
         default_mask: &Bound<'_, PyAny>,
@@ -131,6 +148,13 @@ impl PyPolicy {
         fold_separators: bool,
         normalize: Py<PyAny>,
     ) -> PyResult<Self> {
+        if id_names.is_instance_of::<PySet>() || id_names.is_instance_of::<PyFrozenSet>() {
+            return Err(PyTypeError::new_err(
+                "id_names: expected an ordered sequence (rank order)",
+            ));
+        }
+        let practice_names = strings(practice_names, "practice_names")?;
+        let id_names = strings(id_names, "id_names")?;
         let mut kc = Vec::new();
         for (k, v) in key_classes.iter() {
             kc.push((k.extract::<String>()?, v.extract::<String>()?));
@@ -152,6 +176,10 @@ impl PyPolicy {
                         }
                         Some(v)
                     }
+                };
+                let names = match names {
+                    Some(n) if !n.is_none() => Some(strings(&n, "step names")?),
+                    _ => None,
                 };
                 out.push(StepSpec {
                     descendant,
@@ -224,6 +252,9 @@ impl Host for PyHost<'_, '_> {
     }
 }
 
+/// (kind, class, practice, record node): equal keys make equal event tuples.
+type EventKey = (u8, u32, Option<u32>, Option<u32>);
+
 /// Decide one JSON body; None = give up (run the Python transform), else (out, events).
 #[pyfunction]
 fn transform_json<'py>(
@@ -243,9 +274,13 @@ fn transform_json<'py>(
         facts,
         allows,
     };
-    let nodes = match scan::scan(body, pol.inner.max_depth) {
-        Ok(n) => n,
-        Err(_) => return Ok(py.None()),
+    let inner = &pol.inner;
+    let scanned = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        scan::scan_with(body, inner.max_depth, |k| inner.may_select(k))
+    }));
+    let nodes = match scanned {
+        Ok(Ok(n)) => n,
+        _ => return Ok(py.None()),
     };
     let Ok(text) = std::str::from_utf8(body) else {
         return Ok(py.None());
@@ -258,10 +293,13 @@ fn transform_json<'py>(
         &mut host,
         route_practice,
     );
-    match walker.run() {
-        Ok(()) => {}
-        Err(Stop::GiveUp) => return Ok(py.None()),
-        Err(Stop::Error(e)) => return Err(e),
+    // A panic would be a bug here; the safe answer to a bug is to give up (the Python twin
+    // decides the body), never to fail the request or return a half-decided body.
+    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| walker.run()));
+    match outcome {
+        Ok(Ok(())) => {}
+        Ok(Err(Stop::GiveUp)) | Err(_) => return Ok(py.None()),
+        Ok(Err(Stop::Error(e))) => return Err(e),
     }
     let out: Py<PyAny> = if walker.edits.is_empty() {
         py.None()
@@ -279,9 +317,17 @@ fn transform_json<'py>(
     let mut classes: Vec<Option<Bound<'py, PyString>>> = Vec::new();
     let mut practices: Vec<Option<Bound<'py, PyString>>> = vec![None; walker.practices.len()];
     let mut last_record: Option<(u32, Bound<'py, PyAny>)> = None;
+    // Equal events share one (immutable) tuple: a listing masked for a caller without a grant
+    // repeats the same few events per record, and fewer allocations mean fewer GC passes.
+    let mut shared: ahash::AHashMap<EventKey, Bound<'py, PyTuple>> = ahash::AHashMap::new();
     let none = py.None().into_bound(py);
     let mut events = Vec::with_capacity(walker.events.len());
     for e in &walker.events {
+        let key = (e.kind as u8, e.class, e.practice, e.record);
+        if let Some(t) = shared.get(&key) {
+            events.push(t.clone());
+            continue;
+        }
         let kind = match e.kind {
             Kind::Decrypted => &kinds[0],
             Kind::Masked => &kinds[1],
@@ -315,10 +361,12 @@ fn transform_json<'py>(
                 }
             },
         };
-        events.push(PyTuple::new(
+        let tuple = PyTuple::new(
             py,
             [kind.clone().into_any(), class.into_any(), practice, record],
-        )?);
+        )?;
+        shared.insert(key, tuple.clone());
+        events.push(tuple);
     }
     let events = PyList::new(py, events)?;
     Ok(PyTuple::new(py, [out.into_bound(py), events.into_any()])?

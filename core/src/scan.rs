@@ -32,11 +32,28 @@ pub const F_PREFIX: u8 = 2;
 pub const F_INT: u8 = 4;
 /// The member key of this node contains a backslash escape.
 pub const F_KEY_ESCAPED: u8 = 8;
+/// On a container: something below it may be decided even without a path state or an
+/// inherited class (a string holding the prefix or an escape, a key a key selector may name,
+/// an escaped or non-ASCII key). A container without it, reached with neither, is skipped.
+pub const F_HOT: u8 = 16;
 
 /// No key: an array element or the root.
 pub const NO_KEY: u32 = u32::MAX;
 
 pub const PREFIX: &[u8] = b"phi1.";
+
+/// Bytes that end a run of plain string content: quote, backslash, control characters.
+const STOP: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut c = 0;
+    while c < 0x20 {
+        table[c] = true;
+        c += 1;
+    }
+    table[b'"' as usize] = true;
+    table[b'\\' as usize] = true;
+    table
+};
 
 /// One JSON value. Spans are byte offsets into the body; for strings `start` is the opening
 /// quote and `end` one past the closing quote; `key_*` is the raw key text inside its quotes.
@@ -61,9 +78,12 @@ impl Node {
 struct Open {
     node: u32,
     keys_base: usize,
+    hot: bool,
 }
 
-struct Scanner<'a> {
+struct Scanner<'a, F: Fn(&[u8]) -> bool> {
+    /// Whether a plain ASCII key (raw text) may be named by a key selector.
+    hot_key: F,
     b: &'a [u8],
     i: usize,
     nodes: Vec<Node>,
@@ -77,12 +97,24 @@ struct Scanner<'a> {
 }
 
 /// Validate `body` and index it; `GiveUp` on anything the strict Python path must decide.
+/// Every key counts as one a selector may name (only containers of scalars stay cold).
 pub fn scan(body: &[u8], max_depth: usize) -> Result<Vec<Node>, GiveUp> {
+    scan_with(body, max_depth, |_| true)
+}
+
+/// `scan`, marking hot (`F_HOT`) only the containers with something `hot_key` or the string
+/// contents below them make decidable.
+pub fn scan_with<F: Fn(&[u8]) -> bool>(
+    body: &[u8],
+    max_depth: usize,
+    hot_key: F,
+) -> Result<Vec<Node>, GiveUp> {
     if body.len() >= u32::MAX as usize - 1 || std::str::from_utf8(body).is_err() {
         return Err(GiveUp);
     }
     let prefixes = memmem::find_iter(body, PREFIX).map(|p| p as u32).collect();
     let mut s = Scanner {
+        hot_key,
         b: body,
         i: 0,
         nodes: Vec::with_capacity(body.len() / 12 + 4),
@@ -101,7 +133,14 @@ fn is_ws(c: u8) -> bool {
     matches!(c, b' ' | b'\t' | b'\n' | b'\r')
 }
 
-impl Scanner<'_> {
+impl<F: Fn(&[u8]) -> bool> Scanner<'_, F> {
+    #[inline]
+    fn mark_hot(&mut self) {
+        if let Some(top) = self.stack.last_mut() {
+            top.hot = true;
+        }
+    }
+
     #[inline]
     fn skip_ws(&mut self) {
         while self.i < self.b.len() && is_ws(self.b[self.i]) {
@@ -151,6 +190,7 @@ impl Scanner<'_> {
                     self.stack.push(Open {
                         node: idx,
                         keys_base: self.keys.len(),
+                        hot: false,
                     });
                     self.i += 1;
                     self.skip_ws();
@@ -175,6 +215,9 @@ impl Scanner<'_> {
                     }
                     if self.span_has_prefix(start as usize + 1, self.i - 1) {
                         node.flags |= F_PREFIX;
+                    }
+                    if node.flags & (F_ESCAPED | F_PREFIX) != 0 {
+                        self.mark_hot();
                     }
                     self.nodes.push(node);
                 }
@@ -241,12 +284,18 @@ impl Scanner<'_> {
         let node = &mut self.nodes[open.node as usize];
         node.end = self.i as u32;
         node.next = count;
+        if open.hot {
+            node.flags |= F_HOT;
+        }
         if node.kind == OBJECT {
             let keys = &self.keys[open.keys_base..];
             if has_duplicates(self.b, keys) {
                 return Err(GiveUp);
             }
             self.keys.truncate(open.keys_base);
+        }
+        if open.hot {
+            self.mark_hot();
         }
         Ok(())
     }
@@ -271,6 +320,10 @@ impl Scanner<'_> {
             return Err(GiveUp);
         }
         self.i += 1;
+        let raw = &self.b[start..end];
+        if escaped || !raw.is_ascii() || (self.hot_key)(raw) {
+            self.mark_hot();
+        }
         self.keys.push((start as u32, end as u32, escaped));
         Ok((
             start as u32,
@@ -285,24 +338,19 @@ impl Scanner<'_> {
         let mut i = self.i + 1;
         let mut escaped = false;
         loop {
-            // Eight bytes at a time until a quote, a backslash or a control byte.
-            while i + 8 <= b.len() {
-                let w = u64::from_le_bytes([
-                    b[i],
-                    b[i + 1],
-                    b[i + 2],
-                    b[i + 3],
-                    b[i + 4],
-                    b[i + 5],
-                    b[i + 6],
-                    b[i + 7],
-                ]);
-                let m = special_bytes(w);
-                if m != 0 {
-                    i += (m.trailing_zeros() / 8) as usize;
-                    break;
+            // Most strings are short: a table-driven byte loop finds their end sooner than a
+            // SIMD search can start. Long runs: jump to the next quote or backslash (memchr2),
+            // then check the run for raw control bytes in a loop the compiler vectorizes.
+            let short_end = (i + 24).min(b.len());
+            while i < short_end && !STOP[b[i] as usize] {
+                i += 1;
+            }
+            if i == short_end && i < b.len() {
+                let run_end = memchr::memchr2(b'"', b'\\', &b[i..]).map_or(b.len(), |p| i + p);
+                if b[i..run_end].iter().fold(false, |bad, &c| bad | (c < 0x20)) {
+                    return Err(GiveUp);
                 }
-                i += 8;
+                i = run_end;
             }
             let c = *b.get(i).ok_or(GiveUp)?;
             match c {
@@ -414,19 +462,6 @@ pub fn int_value(text: &str) -> Option<String> {
     text.parse::<u64>().ok().map(|v| v.to_string())
 }
 
-/// Bit 7 of each byte of `w` that is `"`, `\` or below 0x20 (lowest flagged byte is exact).
-#[inline]
-fn special_bytes(w: u64) -> u64 {
-    const ONES: u64 = 0x0101_0101_0101_0101;
-    const HIGH: u64 = 0x8080_8080_8080_8080;
-    let control = w.wrapping_sub(ONES * 0x20) & !w & HIGH;
-    let q = w ^ (ONES * b'"' as u64);
-    let quote = q.wrapping_sub(ONES) & !q & HIGH;
-    let s = w ^ (ONES * b'\\' as u64);
-    let slash = s.wrapping_sub(ONES) & !s & HIGH;
-    control | quote | slash
-}
-
 fn hex4(b: &[u8], i: usize) -> Result<u32, GiveUp> {
     let digits = b.get(i..i + 4).ok_or(GiveUp)?;
     let mut v = 0u32;
@@ -488,7 +523,11 @@ fn has_duplicates(b: &[u8], keys: &[(u32, u32, bool)]) -> bool {
         for (n, a) in keys.iter().enumerate() {
             let ka = &b[a.0 as usize..a.1 as usize];
             for c in &keys[n + 1..] {
-                if ka == &b[c.0 as usize..c.1 as usize] {
+                // Lengths and first bytes first: most keys differ there, without a memcmp.
+                if c.1 - c.0 == a.1 - a.0
+                    && ka.first() == b.get(c.0 as usize)
+                    && ka == &b[c.0 as usize..c.1 as usize]
+                {
                     return true;
                 }
             }
@@ -619,23 +658,29 @@ mod tests {
     }
 
     #[test]
+    fn hot_containers() {
+        let body = br#"{"a":{"b":[1,{"x":"y"}]},"c":[{"ssn":1}],"d":["phi1.x"],"e":{"\u0061":1}}"#;
+        let n = scan_with(body, 8, |k| k == b"ssn").unwrap();
+        let hot: Vec<bool> = n.iter().map(|n| n.has(F_HOT)).collect();
+        let kinds: Vec<u8> = n.iter().map(|n| n.kind).collect();
+        // root, a, b, 1, {x}, "y", c, {ssn}, 1, d, "phi1.x", e, 1
+        assert_eq!(kinds[0], OBJECT);
+        assert!(hot[0]);
+        assert!(!hot[1] && !hot[2] && !hot[4]); // a, b, {x}: nothing decidable below
+        assert!(hot[6] && hot[7]); // c and {ssn}
+        assert!(hot[9]); // d holds the prefix
+        assert!(hot[11]); // e has an escaped key
+        assert!(scan(body, 8)
+            .unwrap()
+            .iter()
+            .all(|n| n.kind > ARRAY || n.has(F_HOT)));
+    }
+
+    #[test]
     fn decodes_escapes() {
         assert_eq!(
             decode(br#"a\"\\\/\b\f\n\r\t\u00e9\ud83d\ude00"#),
             "a\"\\/\u{8}\u{c}\n\r\t\u{e9}\u{1F600}"
         );
-    }
-
-    #[test]
-    fn special_bytes_exact() {
-        for pos in 0..8 {
-            for c in [b'"', b'\\', 0u8, 0x1f] {
-                let mut w = [b'a'; 8];
-                w[pos] = c;
-                let m = special_bytes(u64::from_le_bytes(w));
-                assert_eq!(m.trailing_zeros() / 8, pos as u32);
-            }
-        }
-        assert_eq!(special_bytes(u64::from_le_bytes(*b"\x7f\x80\xff !#[]")), 0);
     }
 }

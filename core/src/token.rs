@@ -40,22 +40,32 @@ pub struct Parsed<'a> {
 }
 
 impl Parsed<'_> {
+    /// Shortest decoded payload: GCM nonce (12) + tag (16); SIV synthetic IV (16).
+    pub fn min_payload(&self) -> usize {
+        if self.mode == Mode::Random {
+            28
+        } else {
+            16
+        }
+    }
+
     /// The header without its final dot, as `reveal_token` looks it up.
     pub fn head(&self) -> &[u8] {
         &self.aad[..self.aad.len() - 1]
     }
 }
 
-fn b64_value(c: u8) -> Option<u8> {
-    match c {
-        b'A'..=b'Z' => Some(c - b'A'),
-        b'a'..=b'z' => Some(c - b'a' + 26),
-        b'0'..=b'9' => Some(c - b'0' + 52),
-        b'-' => Some(62),
-        b'_' => Some(63),
-        _ => None,
+/// Value of each base64url character; 0xFF for bytes outside the alphabet.
+const B64_VALUES: [u8; 256] = {
+    let mut table = [0xFFu8; 256];
+    let alphabet = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    let mut i = 0;
+    while i < 64 {
+        table[alphabet[i] as usize] = i as u8;
+        i += 1;
     }
-}
+    table
+};
 
 /// Decoded length if `text` is strict canonical base64url without padding (no decoding).
 pub fn b64_len(text: &[u8]) -> Option<usize> {
@@ -63,10 +73,10 @@ pub fn b64_len(text: &[u8]) -> Option<usize> {
     if text.is_empty() || rem == 1 {
         return None;
     }
-    let mut last = 0;
-    for &c in text {
-        last = b64_value(c)?;
+    if text.iter().any(|&c| B64_VALUES[c as usize] == 0xFF) {
+        return None;
     }
+    let last = B64_VALUES[text[text.len() - 1] as usize];
     let unused = [0u8, 0, 0x0F, 0x03][rem];
     if last & unused != 0 {
         return None;
@@ -89,6 +99,14 @@ pub fn is_class(class: &[u8]) -> bool {
 
 /// `parse_token_fast`: the same acceptance, or None.
 pub fn parse(token: &str) -> Option<Parsed<'_>> {
+    let parsed = parse_header(token)?;
+    let len = b64_len(parsed.payload)?;
+    (len >= parsed.min_payload()).then_some(parsed)
+}
+
+/// `parse` without looking at the payload: the caller decodes it strictly (`B64URL`) and
+/// checks `min_payload`, which is the same acceptance with one pass over the payload.
+pub fn parse_header(token: &str) -> Option<Parsed<'_>> {
     let raw = token.as_bytes();
     if !raw.is_ascii() || raw.len() <= CLASS_START {
         return None;
@@ -114,20 +132,35 @@ pub fn parse(token: &str) -> Option<Parsed<'_>> {
     if !is_kid(kid) || !is_class(class) {
         return None;
     }
-    let payload = &raw[cut..];
-    let len = b64_len(payload)?;
-    let min = if mode == Mode::Random { 28 } else { 16 };
-    if len < min {
-        return None;
-    }
     Some(Parsed {
         mode,
         // Both are ASCII by the checks above.
         kid: std::str::from_utf8(kid).ok()?,
         class: std::str::from_utf8(class).ok()?,
         aad,
-        payload,
+        payload: &raw[cut..],
     })
+}
+
+/// The header of a candidate token as `reveal_token` cuts it: everything before the last
+/// dot, which must be exactly "phi1.<r|d>.<kid>.<class>". The payload (after the last dot) is
+/// not looked at: a token the caller may not see and whose mask needs no value is masked
+/// without being opened, exactly as in Python. Returns (header, class).
+pub fn parse_head(token: &str) -> Option<(&str, &str)> {
+    let cut = token.rfind('.')?;
+    let head = &token[..cut];
+    let b = head.as_bytes();
+    if b.len() < 26
+        || !b.starts_with(PREFIX)
+        || !matches!(b[5], b'r' | b'd')
+        || b[6] != b'.'
+        || !is_kid(&b[7..23])
+        || b[23] != b'.'
+        || !is_class(&b[24..])
+    {
+        return None;
+    }
+    Some((head, &head[24..]))
 }
 
 fn is_word(c: u8) -> bool {
@@ -228,6 +261,33 @@ mod tests {
     }
 
     #[test]
+    fn strict_engine_agrees_with_b64_len_exhaustively() {
+        // Every string of up to 6 characters over an alphabet of edge cases.
+        let alphabet = b"ABQw_-=+/.";
+        for len in 0..=6usize {
+            let total = alphabet.len().pow(len as u32);
+            for mut n in 0..total {
+                let mut text = Vec::with_capacity(len);
+                for _ in 0..len {
+                    text.push(alphabet[n % alphabet.len()]);
+                    n /= alphabet.len();
+                }
+                let engine = B64URL
+                    .decode(&text)
+                    .ok()
+                    .map(|v| v.len())
+                    .filter(|_| !text.is_empty());
+                assert_eq!(
+                    b64_len(&text),
+                    engine,
+                    "{:?}",
+                    String::from_utf8_lossy(&text)
+                );
+            }
+        }
+    }
+
+    #[test]
     fn parses_like_python() {
         let p22 = "A".repeat(22);
         let p38 = "A".repeat(38);
@@ -243,6 +303,16 @@ mod tests {
         let p = parse(&t).unwrap();
         assert_eq!(p.head(), format!("phi1.d.{KID}.a_1").as_bytes());
         assert_eq!(p.class, "a_1");
+    }
+
+    #[test]
+    fn heads() {
+        let t = format!("phi1.r.{KID}.ssn.any payload");
+        assert_eq!(parse_head(&t), Some((&t[..27], "ssn")));
+        assert!(parse_head(&format!("phi1.r.{KID}.ssn.x.y")).is_none());
+        assert!(parse_head(&format!("phi1.x.{KID}.ssn.y")).is_none());
+        assert!(parse_head(&format!("phi1.r.{KID}.S.y")).is_none());
+        assert!(parse_head("phi1.garbage").is_none());
     }
 
     #[test]

@@ -77,10 +77,11 @@ pub struct Walker<'a, H: Host> {
     pub practices: Vec<Box<str>>,
     practice_ids: ahash::AHashMap<Box<str>, u32>,
     extra_classes: Vec<Box<str>>,
+    extra_class_ids: ahash::AHashMap<Box<str>, u32>,
     allows_memo: ahash::AHashMap<(u32, u32), bool>,
     facts_memo: ahash::AHashMap<Box<[u8]>, Option<Facts>>,
     /// Role of each member node's key, computed once (path filters look at children early).
-    roles: Vec<Option<Role>>,
+    roles: Vec<Role>,
     buf: Vec<u8>,
     pub events: Vec<Event>,
     pub edits: Vec<Edit>,
@@ -105,9 +106,10 @@ impl<'a, H: Host> Walker<'a, H> {
             practices: Vec::new(),
             practice_ids: ahash::AHashMap::new(),
             extra_classes: Vec::new(),
+            extra_class_ids: ahash::AHashMap::new(),
             allows_memo: ahash::AHashMap::new(),
             facts_memo: ahash::AHashMap::new(),
-            roles: vec![None; nodes.len()],
+            roles: vec![Role::UNKNOWN; nodes.len()],
             buf: Vec::with_capacity(64),
             events: Vec::new(),
             edits: Vec::new(),
@@ -122,6 +124,9 @@ impl<'a, H: Host> Walker<'a, H> {
             return Err(Stop::GiveUp);
         }
         let initial = self.policy.nfa.initial;
+        if self.cold(0, initial, None) {
+            return Ok(());
+        }
         self.value(0, 0, Prac::None, None, initial, None)
     }
 
@@ -141,16 +146,19 @@ impl<'a, H: Host> Walker<'a, H> {
             .unwrap_or(&self.policy.default_mask)
     }
 
+    /// Class id of a token's class: the policy's, or one interned for this call (a class the
+    /// configuration does not know is masked with the default mask, as in Python).
     fn class_of_token(&mut self, class: &str) -> u32 {
         if let Some(id) = self.policy.class_id(class) {
             return id;
         }
-        let n = self.policy.class_names.len();
-        if let Some(i) = self.extra_classes.iter().position(|c| &**c == class) {
-            return (n + i) as u32;
+        if let Some(&id) = self.extra_class_ids.get(class) {
+            return id;
         }
+        let id = (self.policy.class_names.len() + self.extra_classes.len()) as u32;
         self.extra_classes.push(class.into());
-        (n + self.extra_classes.len() - 1) as u32
+        self.extra_class_ids.insert(class.into(), id);
+        id
     }
 
     fn intern_practice(&mut self, practice: &str) -> u32 {
@@ -198,8 +206,9 @@ impl<'a, H: Host> Walker<'a, H> {
     }
 
     fn role(&mut self, idx: u32) -> Result<Role, Stop> {
-        if let Some(r) = self.roles[idx as usize] {
-            return Ok(r);
+        let known = self.roles[idx as usize];
+        if known.is_known() {
+            return Ok(known);
         }
         let n = self.nodes[idx as usize];
         let raw = self.raw(n.key_start, n.key_end);
@@ -208,11 +217,10 @@ impl<'a, H: Host> Walker<'a, H> {
         } else {
             Cow::Borrowed(raw)
         };
-        let role = if decoded.is_ascii() {
-            let mut buf = std::mem::take(&mut self.buf);
-            self.policy.normalize_ascii(decoded.as_bytes(), &mut buf);
-            let role = self.policy.role(&buf);
-            self.buf = buf;
+        let mut buf = std::mem::take(&mut self.buf);
+        let ascii = self.policy.ascii_role(decoded.as_bytes(), &mut buf);
+        self.buf = buf;
+        let role = if let Some(role) = ascii {
             role
         } else {
             let normalized = match self.policy.memo_get(&decoded) {
@@ -225,8 +233,16 @@ impl<'a, H: Host> Walker<'a, H> {
             };
             self.policy.role(normalized.as_bytes())
         };
-        self.roles[idx as usize] = Some(role);
+        self.roles[idx as usize] = role;
         Ok(role)
+    }
+
+    /// True if `idx` is a container nothing below which can be decided: no path state and no
+    /// inherited class reach it, and the scan found no token, escape or selectable key below.
+    #[inline]
+    fn cold(&self, idx: u32, states: u64, class: Option<u32>) -> bool {
+        let n = &self.nodes[idx as usize];
+        states == 0 && class.is_none() && n.kind <= scan::ARRAY && !n.has(scan::F_HOT)
     }
 
     fn edit(&mut self, idx: u32, repl: Repl) {
@@ -375,28 +391,23 @@ impl<'a, H: Host> Walker<'a, H> {
         Ok(())
     }
 
-    fn facts(&mut self, parsed: &token::Parsed<'_>) -> Result<Facts, Stop> {
-        let head = parsed.head();
-        if let Some(f) = self.facts_memo.get(head) {
+    fn facts(&mut self, head: &str, class: &str) -> Result<Facts, Stop> {
+        if let Some(f) = self.facts_memo.get(head.as_bytes()) {
             return f.ok_or(Stop::GiveUp);
         }
-        let head_str = std::str::from_utf8(head).map_err(|_| Stop::GiveUp)?;
-        let found = match self.host.facts(head_str)? {
-            None => None,
-            Some((practice, allowed)) => Some(Facts {
-                practice: self.intern_practice(&practice),
-                class: self.class_of_token(parsed.class),
-                allowed,
-            }),
-        };
-        self.facts_memo.insert(head.into(), found);
+        let found = self.host.facts(head)?.map(|(practice, allowed)| Facts {
+            practice: self.intern_practice(&practice),
+            class: self.class_of_token(class),
+            allowed,
+        });
+        self.facts_memo.insert(head.as_bytes().into(), found);
         found.ok_or(Stop::GiveUp)
     }
 
     /// `reveal_token`: the decision for one token, with its stats event.
     fn reveal(&mut self, tok: &str, rec: Option<u32>) -> Result<Revealed, Stop> {
-        let parsed = token::parse(tok).ok_or(Stop::GiveUp)?;
-        let facts = self.facts(&parsed)?;
+        let (head, class_text) = token::parse_head(tok).ok_or(Stop::GiveUp)?;
+        let facts = self.facts(head, class_text)?;
         let class = facts.class;
         let practice = Some(facts.practice);
         if !facts.allowed && !self.mask(class).needs_value() {
@@ -409,10 +420,9 @@ impl<'a, H: Host> Walker<'a, H> {
             return Ok(Revealed::Masked { class, value: None });
         }
         let opened = self.keys.open(tok).ok_or(Stop::GiveUp)?;
-        if opened.nested
-            || *opened.practice != *self.practices[facts.practice as usize]
-            || *opened.class != *self.class_name(class)
-        {
+        // The opened class is the token's own header class (authenticated as AAD), the same
+        // text `facts` was asked about; only the practice can differ (a key's owner).
+        if opened.nested || *opened.practice != *self.practices[facts.practice as usize] {
             return Err(Stop::GiveUp);
         }
         if facts.allowed {
@@ -438,7 +448,7 @@ impl<'a, H: Host> Walker<'a, H> {
 
     fn render_json(&self, revealed: Revealed) -> Result<Repl, Stop> {
         Ok(match revealed {
-            Revealed::Plain(o) => Repl::Shared(o.plaintext.clone()),
+            Revealed::Plain(o) => Repl::Opened(o),
             Revealed::Masked { class, value } => self
                 .mask(class)
                 .for_json(value.as_ref().map(|o| &*o.plaintext))?,
@@ -491,7 +501,7 @@ impl<'a, H: Host> Walker<'a, H> {
         let mut child = idx + 1;
         while child < end {
             let role = self.role(child)?;
-            if role.practice {
+            if role.practice() {
                 match self.scalar_text(child) {
                     None => own = Prac::Unknown,
                     Some(t) => match own {
@@ -503,7 +513,7 @@ impl<'a, H: Host> Walker<'a, H> {
                         _ => {}
                     },
                 }
-            } else if let Some(rank) = role.id_rank {
+            } else if let Some(rank) = role.id_rank() {
                 if best.is_none_or(|(r, _)| rank < r) && self.scalar_text(child).is_some() {
                     best = Some((rank, child));
                 }
@@ -535,7 +545,7 @@ impl<'a, H: Host> Walker<'a, H> {
         let mut child = idx + 1;
         while child < end {
             let role = self.role(child)?;
-            context |= role.practice || role.id_rank.is_some();
+            context |= role.practice() || role.id_rank().is_some();
             child = self.nodes[child as usize].next;
         }
         let (prac, rec) = if context {
@@ -561,12 +571,14 @@ impl<'a, H: Host> Walker<'a, H> {
         while child < end {
             let role = self.role(child)?;
             let (child_states, path_class) = if states != 0 {
-                self.step(states, role.name_id, None, child)?
+                self.step(states, role.name_id(), None, child)?
             } else {
                 (0, None)
             };
-            let class = path_class.or(role.class).or(inherited);
-            self.value(child, depth, prac, rec, child_states, class)?;
+            let class = path_class.or(role.class()).or(inherited);
+            if !self.cold(child, child_states, class) {
+                self.value(child, depth, prac, rec, child_states, class)?;
+            }
             child = self.nodes[child as usize].next;
         }
         Ok(())
@@ -589,7 +601,9 @@ impl<'a, H: Host> Walker<'a, H> {
         let mut index: i64 = 0;
         while child < end {
             if states == 0 {
-                self.value(child, depth, prac, rec, 0, inherited)?;
+                if !self.cold(child, 0, inherited) {
+                    self.value(child, depth, prac, rec, 0, inherited)?;
+                }
             } else {
                 let (child_states, path_class) = self.step(states, None, Some(index), child)?;
                 self.value(
@@ -653,6 +667,13 @@ impl<'a, H: Host> Walker<'a, H> {
             return Ok(false);
         };
         for c in conditions {
+            if c.members.len() == 1 {
+                // The common form (@.system == '…'): no intermediate node lists.
+                if !self.holds_direct(c.members[0], c.op, &c.literal, child)? {
+                    return Ok(false);
+                }
+                continue;
+            }
             // nodes = members at the condition's path below the child (`_members` per name).
             let mut nodes: Vec<u32> = vec![child];
             for &name in &c.members {
@@ -664,7 +685,7 @@ impl<'a, H: Host> Walker<'a, H> {
                     }
                     let mut m = n + 1;
                     while m < node.next {
-                        if self.role(m)?.name_id == Some(name) {
+                        if self.role(m)?.name_id() == Some(name) {
                             next.push(m);
                         }
                         m = self.nodes[m as usize].next;
@@ -704,6 +725,35 @@ impl<'a, H: Host> Walker<'a, H> {
         Ok(true)
     }
 
+    /// `_holds` for a one-member condition: the child's members named `name`, tested in place.
+    fn holds_direct(
+        &mut self,
+        name: u32,
+        op: Op,
+        literal: &Literal,
+        child: u32,
+    ) -> Result<bool, Stop> {
+        let node = self.nodes[child as usize];
+        let mut found = false;
+        if node.kind == scan::OBJECT {
+            let mut m = child + 1;
+            while m < node.next {
+                if self.role(m)?.name_id() == Some(name) {
+                    found = true;
+                    match op {
+                        Op::Exists => return Ok(true),
+                        Op::Eq if self.same(m, literal)? => return Ok(true),
+                        Op::Ne if !self.same(m, literal)? => return Ok(true),
+                        _ => {}
+                    }
+                }
+                m = self.nodes[m as usize].next;
+            }
+        }
+        // No member matched the test: exists/== fail; != holds only when there was no member.
+        Ok(op == Op::Ne && !found)
+    }
+
     /// `_same`: JSON equality of a node and a literal; numbers on either side give up.
     fn same(&self, idx: u32, literal: &Literal) -> Result<bool, Stop> {
         let n = &self.nodes[idx as usize];
@@ -722,5 +772,202 @@ impl<'a, H: Host> Walker<'a, H> {
 impl From<GiveUp> for Stop {
     fn from(_: GiveUp) -> Stop {
         Stop::GiveUp
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::policy::{PolicySpec, StepSpec};
+    use crate::transform;
+
+    /// Grants every (practice, class) in `allowed`; every kid belongs to practice "A".
+    struct TestHost {
+        allowed: Vec<(&'static str, &'static str)>,
+        facts_calls: usize,
+    }
+
+    impl Host for TestHost {
+        fn normalize(&mut self, name: &str) -> Result<String, Stop> {
+            Ok(name.to_lowercase())
+        }
+        fn facts(&mut self, head: &str) -> Result<Option<(String, bool)>, Stop> {
+            self.facts_calls += 1;
+            let class = head.rsplit('.').next().unwrap_or("");
+            let allowed = self.allowed.iter().any(|&(p, c)| p == "A" && c == class);
+            Ok(Some(("A".into(), allowed)))
+        }
+        fn allows(&mut self, practice: &str, class: &str) -> Result<bool, Stop> {
+            Ok(self
+                .allowed
+                .iter()
+                .any(|&(p, c)| p == practice && c == class))
+        }
+    }
+
+    fn names(n: &[&str]) -> Option<Vec<String>> {
+        Some(n.iter().map(|s| s.to_string()).collect())
+    }
+
+    fn step(descendant: bool, n: Option<&[&str]>, index: Option<i64>) -> StepSpec {
+        StepSpec {
+            descendant,
+            names: n.and_then(names),
+            index,
+            conditions: None,
+        }
+    }
+
+    fn filter(descendant: bool, member: &str, op: &str, lit: Literal) -> StepSpec {
+        StepSpec {
+            descendant,
+            names: None,
+            index: None,
+            conditions: Some(vec![(vec![member.to_string()], op.to_string(), lit)]),
+        }
+    }
+
+    fn policy(paths: Vec<(Vec<StepSpec>, String)>) -> Policy {
+        Policy::new(PolicySpec {
+            key_classes: vec![
+                ("ssn".into(), "ssn".into()),
+                ("history".into(), "history".into()),
+            ],
+            practice_names: vec!["practiceid".into()],
+            id_names: vec!["patientid".into(), "id".into()],
+            paths,
+            masks: vec![
+                ("ssn".into(), Mask::fixed("[s]")),
+                ("history".into(), Mask::null("[r]")),
+                ("other".into(), Mask::fixed("[o]")),
+            ],
+            default_mask: Mask::fixed("[redacted]"),
+            max_depth: 8,
+            fold_separators: true,
+        })
+        .unwrap()
+    }
+
+    fn run(p: &Policy, body: &str, allowed: Vec<(&'static str, &'static str)>) -> Option<String> {
+        let keys = Keys::new(vec![]).unwrap();
+        let mut host = TestHost {
+            allowed,
+            facts_calls: 0,
+        };
+        match transform(body.as_bytes(), p, &keys, Some("A"), &mut host) {
+            Ok(t) => Some(
+                t.out
+                    .map_or(body.to_string(), |o| String::from_utf8(o).unwrap()),
+            ),
+            Err(_) => None,
+        }
+    }
+
+    #[test]
+    fn key_selectors_and_route_practice() {
+        let p = policy(vec![]);
+        let body = r#"{"SSN": "1", "x": [ {"History":{"a":1}} ], "n": 2}"#;
+        assert_eq!(
+            run(&p, body, vec![]).unwrap(),
+            r#"{"SSN": "[s]", "x": [ {"History":null} ], "n": 2}"#
+        );
+        assert_eq!(
+            run(&p, body, vec![("A", "ssn"), ("A", "history")]).unwrap(),
+            body
+        );
+        // Record practice B overrides the route's A; an unusable practice masks.
+        let body = r#"{"practice_id":"B","ssn":"1"}"#;
+        assert_eq!(
+            run(&p, body, vec![("A", "ssn")]).unwrap(),
+            r#"{"practice_id":"B","ssn":"[s]"}"#
+        );
+        let body = r#"{"practice_id":["A"],"ssn":"1"}"#;
+        assert_eq!(
+            run(&p, body, vec![("A", "ssn")]).unwrap(),
+            r#"{"practice_id":["A"],"ssn":"[s]"}"#
+        );
+        let body = r#"{"practice_id":"A","practice-id":"B","ssn":"1"}"#;
+        assert!(run(&p, body, vec![("A", "ssn")]).unwrap().contains("[s]"));
+    }
+
+    #[test]
+    fn fhir_filter_path() {
+        let p = policy(vec![(
+            vec![
+                step(true, Some(&["identifier"]), None),
+                filter(false, "system", "==", Literal::Str("urn:ssn".into())),
+                step(false, Some(&["value"]), None),
+            ],
+            "other".into(),
+        )]);
+        let body =
+            r#"{"a":{"identifier":[{"system":"urn:ssn","value":"1"},{"system":"x","value":"2"}]}}"#;
+        assert_eq!(
+            run(&p, body, vec![]).unwrap(),
+            r#"{"a":{"identifier":[{"system":"urn:ssn","value":"[o]"},{"system":"x","value":"2"}]}}"#
+        );
+        // A numeric member compared: give up.
+        assert!(run(&p, r#"{"identifier":[{"system":1,"value":"1"}]}"#, vec![]).is_none());
+    }
+
+    #[test]
+    fn first_path_wins_and_indexes() {
+        let p = policy(vec![
+            (
+                vec![step(false, Some(&["a"]), None), step(false, None, Some(1))],
+                "ssn".into(),
+            ),
+            (vec![step(true, None, None)], "other".into()),
+        ]);
+        // $.a[1] is ssn (listed first); every other value is "other" via $..*
+        assert_eq!(
+            run(&p, r#"{"a":["x","y"],"b":3}"#, vec![]).unwrap(),
+            r#"{"a":["[o]","[s]"],"b":"[o]"}"#
+        );
+    }
+
+    #[test]
+    fn not_equal_matches_scalars_and_missing_members() {
+        let p = policy(vec![(
+            vec![
+                filter(true, "flag", "!=", Literal::Bool(true)),
+                step(false, Some(&["v"]), None),
+            ],
+            "other".into(),
+        )]);
+        assert_eq!(
+            run(
+                &p,
+                r#"[{"flag":true,"v":"1"},{"v":"2"},{"flag":"x","v":"3"}]"#,
+                vec![]
+            )
+            .unwrap(),
+            r#"[{"flag":true,"v":"1"},{"v":"[o]"},{"flag":"x","v":"[o]"}]"#
+        );
+    }
+
+    #[test]
+    fn unselected_strings_with_prefix_give_up_when_malformed() {
+        let p = policy(vec![]);
+        assert!(run(&p, r#"{"note":"see phi1.nothing"}"#, vec![]).is_none());
+        assert!(run(&p, r#"{"note":"\u0070hi1.x"}"#, vec![]).is_none());
+        assert_eq!(
+            run(&p, r#"{"note":"phi1"}"#, vec![]).unwrap(),
+            r#"{"note":"phi1"}"#
+        );
+    }
+
+    #[test]
+    fn withheld_token_masked_without_opening() {
+        // No keys at all: the token cannot be opened, but the caller may not see it and the
+        // mask needs no value, so (as in Python) it is masked without being opened.
+        let p = policy(vec![]);
+        let token = format!("phi1.r.{}.ssn.{}", "0123456789abcdef", "A".repeat(40));
+        let body = format!(r#"{{"ssn":"{token}","n":"{token}"}}"#);
+        assert_eq!(
+            run(&p, &body, vec![]).unwrap(),
+            r#"{"ssn":"[s]","n":"[s]"}"#
+        );
+        assert!(run(&p, &body, vec![("A", "ssn")]).is_none()); // must open: cannot
     }
 }

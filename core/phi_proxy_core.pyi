@@ -1,0 +1,50 @@
+# Type stubs for phi_proxy_core, the compiled core of phi-proxy's JSON response transform.
+# See core/README.md for the semantics (when it gives up, what the events mean).
+
+from collections.abc import Callable, Collection, Sequence
+from typing import Final, TypeAlias
+
+ABI: Final[int]
+
+Scalar: TypeAlias = str | int | float | bool | None
+# A filter condition: normalized member names, the operator (exists, == or !=), a literal.
+Condition: TypeAlias = tuple[Sequence[str], str, Scalar]
+# A path step: descendant flag, then names, an index or conditions (or none: a wildcard).
+Step: TypeAlias = tuple[bool, Collection[str] | None, int | None, Sequence[Condition] | None]
+# A mask: "fixed" and its text, "null" and the redacted text, or "keep_last" followed by
+# keep, before, after, min_length and fallback.
+MaskSpec: TypeAlias = tuple[object, ...]
+# A stats event: kind (decrypted, masked or kept), field class, practice, record id.
+Event: TypeAlias = tuple[str, str, str | None, str | None]
+
+class Keys:
+    # Decrypting keys (ACTIVE / DECRYPT_ONLY) with a bounded cache of opened tokens.
+    def __init__(self, entries: list[tuple[str, str, bytes]]) -> None: ...
+    # (practice, field_class, plaintext); ValueError() whenever it cannot open.
+    def open(self, token: str) -> tuple[str, str, str]: ...
+    def __len__(self) -> int: ...
+
+class Policy:
+    # The compiled field policy, as resolved by `FieldPolicy`.
+    def __init__(
+        self,
+        key_classes: dict[str, str],
+        practice_names: Collection[str],
+        id_names: Sequence[str],
+        paths: Sequence[tuple[Sequence[Step], str]],
+        masks: dict[str, MaskSpec],
+        default_mask: MaskSpec,
+        max_depth: int,
+        fold_separators: bool,
+        normalize: Callable[[str], str],
+    ) -> None: ...
+
+# None: give up (run the Python transform); else (new body or None, events).
+def transform_json(
+    body: bytes,
+    policy: Policy,
+    keys: Keys,
+    route_practice: str | None,
+    facts: Callable[[str], tuple[str, bool] | None],
+    allows: Callable[[str, str], bool],
+) -> tuple[bytes | None, list[Event]] | None: ...
