@@ -39,6 +39,19 @@ class Policy:
         normalize: Callable[[str], str],
     ) -> None: ...
 
+class Hints:
+    # The no-PHI proof of one policy (FieldPolicy.may_need_transform's byte checks).
+    def __init__(
+        self,
+        needles: list[bytes],
+        fold_separators: bool,
+        always_inspect: bool,
+        revealing_ranges: list[tuple[int, int]],
+    ) -> None: ...
+    # 1 token prefix (alone), 2 NUL byte, 4 a key may normalize to a selected name.
+    def scan(self, body: bytes) -> int: ...
+    def may_hold_names(self, body: bytes) -> bool: ...
+
 # None: give up (run the Python transform); else (new body or None, events).
 def transform_json(
     body: bytes,
