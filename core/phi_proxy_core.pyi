@@ -52,7 +52,19 @@ class Hints:
     def scan(self, body: bytes) -> int: ...
     def may_hold_names(self, body: bytes) -> bool: ...
 
-# None: give up (run the Python transform); else (new body or None, events).
+# The events grouped as TransformStats keeps them: (decrypted, masked, kept) class -> count,
+# the practices withheld, the practices shown, and (practice, record id, classes) per record.
+Summary: TypeAlias = tuple[
+    dict[str, int],
+    dict[str, int],
+    dict[str, int],
+    list[str],
+    list[str],
+    list[tuple[str, str, list[str]]],
+]
+
+# None: give up (run the Python transform); else (new body or None, events), or with
+# grouped=True (new body or None, summary).
 def transform_json(
     body: bytes,
     policy: Policy,
@@ -60,4 +72,5 @@ def transform_json(
     route_practice: str | None,
     facts: Callable[[str], tuple[str, bool] | None],
     allows: Callable[[str, str], bool],
-) -> tuple[bytes | None, list[Event]] | None: ...
+    grouped: bool = False,
+) -> tuple[bytes | None, list[Event] | Summary] | None: ...

@@ -25,28 +25,16 @@ with atheris.instrument_imports(include=["proxy", "keys"]):
     from keys.testing import make_keyring
     from proxy.transform import FieldPolicy, RevealContext, TransformStats
     from proxy.transform.settings import FieldSettings
-    from proxy.transform.testing import compare_cores
+    from proxy.transform.testing import TEST_FIELDS, compare_cores
 
 CORPUS = Path(__file__).parent / "corpus"
 _TEMPLATE = re.compile(rb"@@([a-z_]+):([A-C]):([^@]*)@@")
 FIELDS = {
-    "classes": {
-        "ssn": {"mask": {"keep_last": 4, "template": "***-**-{last}"}, "deterministic": True},
-        "insurance_id": {"mask": {"text": "[hidden]"}},
-        "history": {"mask": None},
-    },
+    **TEST_FIELDS,
     "selectors": [
-        {"class": "ssn", "keys": ["ssn", "social_security_number"]},
-        {"class": "insurance_id", "keys": ["member_id"]},
-        {"class": "history", "keys": ["history"]},
-        {
-            "class": "ssn",
-            "path": "$..identifier[?(@.system=='http://hl7.org/fhir/sid/us-ssn')].value",
-        },
+        *TEST_FIELDS["selectors"],
         {"class": "history", "path": "$..[?(@.resourceType=='Condition')].note[*].text"},
     ],
-    "record": {"practice_keys": ["practice_id"], "id_keys": ["patient_id", "id"]},
-    "max_depth": 64,
 }
 KEYRING = make_keyring(["A", "B", "C"])
 POLICY = FieldPolicy.compile(FieldSettings.model_validate(FIELDS))

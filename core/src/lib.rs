@@ -16,6 +16,7 @@
 #![forbid(unsafe_code)]
 
 pub mod escape;
+pub mod facts;
 pub mod hints;
 pub mod keys;
 pub mod masks;

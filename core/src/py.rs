@@ -255,8 +255,11 @@ impl Host for PyHost<'_, '_> {
 /// (kind, class, practice, record node): equal keys make equal event tuples.
 type EventKey = (u8, u32, Option<u32>, Option<u32>);
 
-/// Decide one JSON body; None = give up (run the Python transform), else (out, events).
+/// Decide one JSON body; None = give up (run the Python transform), else (out, events), or
+/// with `grouped`, (out, summary): the events grouped as `TransformStats` keeps them.
 #[pyfunction]
+#[pyo3(signature = (body, policy, keys, route_practice, facts, allows, grouped = false))]
+#[allow(clippy::too_many_arguments)]
 fn transform_json<'py>(
     py: Python<'py>,
     body: &[u8],
@@ -265,6 +268,7 @@ fn transform_json<'py>(
     route_practice: Option<&str>,
     facts: &Bound<'py, PyAny>,
     allows: &Bound<'py, PyAny>,
+    grouped: bool,
 ) -> PyResult<Py<PyAny>> {
     let pol = policy.get();
     let ks = keys.get();
@@ -308,6 +312,12 @@ fn transform_json<'py>(
         escape::splice_into(&mut buf, body, &walker.edits);
         PyBytes::new(py, &buf).into_any().unbind()
     };
+    if grouped {
+        let summary = summary_object(py, &walker)?;
+        return Ok(PyTuple::new(py, [out.into_bound(py), summary])?
+            .into_any()
+            .unbind());
+    }
     // Python strings built once per class / practice, and once per run of one record.
     let kinds = [
         PyString::intern(py, "decrypted"),
@@ -372,6 +382,42 @@ fn transform_json<'py>(
     Ok(PyTuple::new(py, [out.into_bound(py), events.into_any()])?
         .into_any()
         .unbind())
+}
+
+/// `facts::Summary` as Python objects: (decrypted, masked, kept) dicts class → count,
+/// (withheld, practices) lists, and [(practice, record id, [classes])].
+fn summary_object<'py, H: crate::walk::Host>(
+    py: Python<'py>,
+    walker: &Walker<'_, H>,
+) -> PyResult<Bound<'py, PyAny>> {
+    let summary = crate::facts::summarize(&walker.events, |node| walker.scalar_text(node));
+    let counts = |list: &[(u32, u64)]| -> PyResult<Bound<'py, PyDict>> {
+        let dict = PyDict::new(py);
+        for (class, n) in list {
+            dict.set_item(walker.class_name(*class), n)?;
+        }
+        Ok(dict)
+    };
+    let practice = |p: &u32| &*walker.practices[*p as usize];
+    let disclosures = PyList::empty(py);
+    for (p, record, classes) in &summary.disclosures {
+        let names: Vec<&str> = classes.iter().map(|c| walker.class_name(*c)).collect();
+        disclosures.append((practice(p), record.as_str(), names))?;
+    }
+    let withheld: Vec<&str> = summary.withheld.iter().map(practice).collect();
+    let practices: Vec<&str> = summary.practices.iter().map(practice).collect();
+    Ok(PyTuple::new(
+        py,
+        [
+            counts(&summary.decrypted)?.into_any(),
+            counts(&summary.masked)?.into_any(),
+            counts(&summary.kept)?.into_any(),
+            PyList::new(py, withheld)?.into_any(),
+            PyList::new(py, practices)?.into_any(),
+            disclosures.into_any(),
+        ],
+    )?
+    .into_any())
 }
 
 #[pymodule]

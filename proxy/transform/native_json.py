@@ -6,8 +6,9 @@ caller, open tokens, write the decided values into the original bytes. Python ha
 per policy, the compiled tables (`NativeJson.compile`), and per request three things it cannot
 know: the route's practice, `facts(header)` (which practice a token header's key belongs to, and
 whether this caller may see that class there) and `allows(practice, class)` for legacy
-plaintext. It returns the new bytes and the facts for the audit trail, in walk order, which are
-counted into `TransformStats` here exactly as the Python walk counts them.
+plaintext. It returns the new bytes and the facts for the access line and the audit trail,
+grouped as `TransformStats` keeps them (counts per class, practices, classes per record, in
+first-seen order), which are added to the request's stats here.
 
 Anything rare or doubtful — JSON any reader could see differently, a token that does not open,
 a key holding a token, depth beyond the limit — makes the core give up, and the pure-Python
@@ -18,7 +19,7 @@ bytes and facts as the pure core.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any
 
 from proxy.transform.errors import UnsafeBody
 from proxy.transform.masks import FixedMask, KeepLast, NullMask
@@ -32,10 +33,6 @@ if TYPE_CHECKING:
     from proxy.transform.reveal import RevealContext
 
 __all__ = ["NativeJson"]
-
-_DECRYPTED: Final = "decrypted"
-_MASKED: Final = "masked"
-_KEPT: Final = "kept"
 
 
 def _mask_spec(mask: Mask) -> tuple[object, ...]:
@@ -101,7 +98,7 @@ class NativeJson:
 
         try:
             result = self._module.transform_json(
-                body, self._core, keys, ctx.route_practice, facts, ctx.access.allows
+                body, self._core, keys, ctx.route_practice, facts, ctx.access.allows, grouped=True
             )
         except BaseException as exc:
             # A Rust panic arrives as pyo3's PanicException, a BaseException: a bug in the
@@ -111,17 +108,6 @@ class NativeJson:
             raise
         if result is None:
             return None
-        out, events = result
-        stats = ctx.stats
-        for kind, field_class, practice, record_id in events:
-            if kind == _DECRYPTED:
-                stats.decrypted[field_class] += 1
-                stats.disclosed(practice, record_id, field_class)
-            elif kind == _KEPT:
-                stats.plaintext_kept[field_class] += 1
-                stats.disclosed(practice, record_id, field_class)
-            else:
-                stats.masked[field_class] += 1
-                if practice is not None:
-                    stats.withheld.add(practice)
+        out, summary = result
+        ctx.stats.count_core_summary(summary)
         return body if out is None else bytes(out)

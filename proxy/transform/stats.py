@@ -6,7 +6,17 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Final
 
-__all__ = ["MAX_INTEGRITY_EVENTS", "IntegrityEvent", "TransformStats"]
+#: The compiled core's grouped facts (see `TransformStats.count_core_summary`).
+CoreSummary = tuple[
+    dict[str, int],
+    dict[str, int],
+    dict[str, int],
+    list[str],
+    list[str],
+    list[tuple[str, str, list[str]]],
+]
+
+__all__ = ["MAX_INTEGRITY_EVENTS", "CoreSummary", "IntegrityEvent", "TransformStats"]
 
 #: Integrity events kept per body; `integrity_failures` keeps counting beyond this.
 MAX_INTEGRITY_EVENTS: Final = 100
@@ -63,6 +73,24 @@ class TransformStats:
                 classes = self.disclosures[practice, record_id] = set()
             if field_class is not None:
                 classes.add(field_class)
+
+    def count_core_summary(self, summary: CoreSummary) -> None:
+        """Add what the compiled core counted (`core/src/facts.rs`), as the walk would have.
+
+        Six groups in first-seen order: (decrypted, masked, kept) class → count; the practices
+        withheld; the practices shown; and (practice, record id, classes) per record shown.
+        """
+        decrypted, masked, kept, withheld, practices, disclosures = summary
+        self.decrypted.update(decrypted)
+        self.masked.update(masked)
+        self.plaintext_kept.update(kept)
+        self.withheld.update(withheld)
+        self.practices.update(practices)
+        for practice, record_id, classes in disclosures:
+            shown = self.disclosures.get((practice, record_id))
+            if shown is None:
+                shown = self.disclosures[practice, record_id] = set()
+            shown.update(classes)
 
     @property
     def records(self) -> set[tuple[str, str]]:

@@ -9,7 +9,7 @@ answered anyway (a refusal is a security decision, never the compiled core's to 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Final
 
 from proxy.transform.errors import UnsafeBody
 from proxy.transform.response import transform_json_pure
@@ -20,17 +20,42 @@ if TYPE_CHECKING:
     from proxy.transform.reveal import RevealContext
     from proxy.transform.stats import TransformStats
 
-__all__ = ["CoreOutcome", "compare_cores", "facts_of"]
+__all__ = ["TEST_FIELDS", "CoreOutcome", "compare_cores", "facts_of"]
+
+#: The `fields:` section the transform tests, the parity tests and the fuzz target share:
+#: three classes with each kind of mask, key selectors, the FHIR identifier filter path.
+TEST_FIELDS: Final = {
+    "classes": {
+        "ssn": {"mask": {"keep_last": 4, "template": "***-**-{last}"}, "deterministic": True},
+        "insurance_id": {"mask": {"text": "[hidden]"}},
+        "history": {"mask": None},
+    },
+    "selectors": [
+        {"class": "ssn", "keys": ["ssn", "social_security_number"]},
+        {"class": "insurance_id", "keys": ["member_id"]},
+        {"class": "history", "keys": ["history"]},
+        {
+            "class": "ssn",
+            "path": "$..identifier[?(@.system=='http://hl7.org/fhir/sid/us-ssn')].value",
+        },
+    ],
+    "record": {"practice_keys": ["practice_id"], "id_keys": ["patient_id", "id"]},
+    "max_depth": 64,
+}
 
 
 def facts_of(stats: TransformStats) -> tuple[object, ...]:
-    """Everything a transform reports for the access line and the audit trail, comparable."""
+    """Everything a transform reports for the access line and the audit trail, comparable.
+
+    Counters and disclosures keep their insertion order (the access line and the audit event
+    list them in that order); sets are sorted.
+    """
     return (
-        sorted(stats.decrypted.items()),
-        sorted(stats.masked.items()),
-        sorted(stats.plaintext_kept.items()),
+        list(stats.decrypted.items()),
+        list(stats.masked.items()),
+        list(stats.plaintext_kept.items()),
         sorted(stats.practices),
-        sorted((key, sorted(classes)) for key, classes in stats.disclosures.items()),
+        [(key, sorted(classes)) for key, classes in stats.disclosures.items()],
         sorted(stats.withheld),
         stats.integrity_failures,
         [(e.kid, e.reason) for e in stats.integrity_events],

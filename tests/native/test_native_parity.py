@@ -30,6 +30,7 @@ from keys._aead import DEK_BYTES
 from keys.errors import InvalidToken
 from keys.keyring import KeyInfo, Keyring, KeyState
 from keys.token_format import is_field_class, is_kid
+from proxy.demo.workspace import DemoPorts, demo_config
 from proxy.transform import FieldPolicy, RevealContext, TransformStats
 from proxy.transform.errors import UnsafeBody
 from proxy.transform.jsonpath import compile_path
@@ -37,6 +38,7 @@ from proxy.transform.jsonsafe import parse_json
 from proxy.transform.masks import FixedMask, KeepLast, NullMask
 from proxy.transform.response import _walk_document
 from proxy.transform.settings import FieldSettings
+from proxy.transform.testing import TEST_FIELDS
 
 #: Multiplies every generated-example count (e.g. PHI_NATIVE_EXAMPLES=20 for a deep run).
 SCALE = int(os.environ.get("PHI_NATIVE_EXAMPLES", "1"))
@@ -175,19 +177,9 @@ def native_keys(material=MATERIAL):
 KEYS = native_keys()
 
 FIELDS = {
-    "classes": {
-        "ssn": {"mask": {"keep_last": 4, "template": "***-**-{last}"}, "deterministic": True},
-        "insurance_id": {"mask": {"text": "[hidden]"}},
-        "history": {"mask": None},
-    },
+    **TEST_FIELDS,
     "selectors": [
-        {"class": "ssn", "keys": ["ssn", "social_security_number"]},
-        {"class": "insurance_id", "keys": ["member_id"]},
-        {"class": "history", "keys": ["history"]},
-        {
-            "class": "ssn",
-            "path": "$..identifier[?(@.system=='http://hl7.org/fhir/sid/us-ssn')].value",
-        },
+        *TEST_FIELDS["selectors"],
         {"class": "history", "path": "$.data[*].notes"},
         {"class": "insurance_id", "path": "$..[?(@.kind=='ins' && @.meta.ok)].v"},
         {"class": "history", "path": "$..wrap[1]"},
@@ -1065,21 +1057,7 @@ def test_parity_under_random_policies(fields, doc, style, access, route):
 # The demo portal's pages (proxy/demo): its config, its shapes, aiohttp's JSON spelling
 # ---------------------------------------------------------------------------------------------
 
-DEMO_FIELDS = {
-    "classes": {
-        "ssn": {"mask": {"keep_last": 4, "template": "***-**-{last}"}, "deterministic": True},
-        "dob": {"mask": {"text": "****-**-**"}},
-        "insurance_id": {"mask": {"text": "[redacted]"}},
-        "history": {"mask": None},
-    },
-    "selectors": [
-        {"class": "ssn", "keys": ["ssn"]},
-        {"class": "dob", "keys": ["date_of_birth"]},
-        {"class": "insurance_id", "keys": ["member_id"]},
-        {"class": "history", "keys": ["medical_history", "visit_reason"]},
-    ],
-    "record": {"practice_keys": ["practice_id"], "id_keys": ["patient_id", "id"]},
-}
+DEMO_FIELDS = demo_config(DemoPorts())["fields"]
 POLICIES["demo"] = FieldPolicy.compile(FieldSettings.model_validate(DEMO_FIELDS))
 NATIVE_POLICIES["demo"] = native_policy(POLICIES["demo"])
 

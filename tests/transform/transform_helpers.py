@@ -4,24 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-FIELDS = {
-    "classes": {
-        "ssn": {"mask": {"keep_last": 4, "template": "***-**-{last}"}, "deterministic": True},
-        "insurance_id": {"mask": {"text": "[hidden]"}},
-        "history": {"mask": None},
-    },
-    "selectors": [
-        {"class": "ssn", "keys": ["ssn", "social_security_number"]},
-        {"class": "insurance_id", "keys": ["member_id"]},
-        {"class": "history", "keys": ["history"]},
-        {
-            "class": "ssn",
-            "path": "$..identifier[?(@.system=='http://hl7.org/fhir/sid/us-ssn')].value",
-        },
-    ],
-    "record": {"practice_keys": ["practice_id"], "id_keys": ["patient_id", "id"]},
-    "max_depth": 64,
-}
+from proxy.transform.testing import TEST_FIELDS
+
+FIELDS = TEST_FIELDS
 
 
 @dataclass(frozen=True)
