@@ -631,6 +631,7 @@ def test_gives_up_on_invalid_json(body):
 def test_gives_up_on_duplicate_keys():
     assert gives_up(b'{"name":1,"name":2}')
     assert gives_up(b'{"name":1,"n\\u0061me":2}')
+    assert gives_up(b'{"":1,"b":2,"":3}')  # empty names are names too (found by the fuzz test)
     assert not gives_up(b'{"name":1,"Name":2}')  # distinct keys, same normalized name
 
 
