@@ -1165,3 +1165,41 @@ def test_parity_with_key_selectors_only(doc, style, access, route):
 def test_demo_pages_do_not_give_up(encrypted, access, route):
     for body in _demo_pages("A", encrypted=encrypted):
         assert check_parity("demo", body, access, route)
+
+
+_RAW_KEYS = ["", "a", "\\u0061", "b", "\u00e9", "\\u00e9", "A", "ssn", "s\\u0073n", '\\"', "\\\\"]
+
+
+def _raw_object(draw_keys: list[str], values: list[bytes]) -> bytes:
+    members = [b'"' + k.encode() + b'":' + v for k, v in zip(draw_keys, values, strict=False)]
+    return b"{" + b",".join(members) + b"}"
+
+
+_raw_json = st.recursive(
+    st.sampled_from([b"1", b'"x"', b"null", b"[]", b"{}"]),
+    lambda inner: st.one_of(
+        st.lists(inner, max_size=4).map(lambda items: b"[" + b",".join(items) + b"]"),
+        st.builds(
+            _raw_object,
+            st.lists(st.sampled_from(_RAW_KEYS), max_size=14),
+            st.lists(inner, min_size=14, max_size=14),
+        ),
+    ),
+    max_leaves=30,
+)
+
+
+@settings(max_examples=1500 * SCALE, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(body=_raw_json)
+def test_duplicate_keys_always_give_up(body):
+    """Objects of raw key spellings (escaped, empty, repeated, 13+ keys): never a duplicate."""
+    try:
+        parse_json(body)
+    except UnsafeBody:
+        assert gives_up(body, access=NOBODY)
+        event("duplicate: gave up")
+        return
+    event("no duplicate")
+    result = run_native("main", body, NOBODY, None)
+    if result is not None:
+        assert result[0] is None or orjson.loads(result[0]) is not None
