@@ -150,7 +150,7 @@ pub fn parse_head(token: &str) -> Option<(&str, &str)> {
     let cut = token.rfind('.')?;
     let head = &token[..cut];
     let b = head.as_bytes();
-    if b.len() < 26
+    if b.len() < 25
         || !b.starts_with(PREFIX)
         || !matches!(b[5], b'r' | b'd')
         || b[6] != b'.'
@@ -313,6 +313,9 @@ mod tests {
         assert!(parse_head(&format!("phi1.x.{KID}.ssn.y")).is_none());
         assert!(parse_head(&format!("phi1.r.{KID}.S.y")).is_none());
         assert!(parse_head("phi1.garbage").is_none());
+        let one = format!("phi1.d.{KID}.a.payload");
+        assert_eq!(parse_head(&one), Some((&one[..25], "a")));
+        assert!(parse_head(&format!("phi1.d.{KID}..payload")).is_none());
     }
 
     #[test]

@@ -257,6 +257,8 @@ GOOD_TOKENS = [
 _OLD = next((i, d) for i, d in MATERIAL if i.state is KeyState.DECRYPT_ONLY)
 _OLD_RING = Keyring.from_material([(KeyInfo(_OLD[0].kid, "A", 1, KeyState.ACTIVE, NOW), _OLD[1])])
 GOOD_TOKENS += [_OLD_RING.encrypt("A", "ssn", "987-65-4321"), _OLD_RING.encrypt("A", "dob", "x")]
+# One-letter classes (the shortest header), unknown to the policies.
+GOOD_TOKENS += [_seal("B", "q", "1-letter class", deterministic=d) for d in (False, True)]
 BAD_TOKENS = [
     _tamper(GOOD_TOKENS[0]),
     _retired_token("111-22-3333"),
