@@ -163,8 +163,21 @@ pub fn parse_head(token: &str) -> Option<(&str, &str)> {
     Some((head, &head[24..]))
 }
 
+/// [A-Za-z0-9_-]: the payload alphabet, and the pattern's word boundary.
+const WORD: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut c = 0;
+    while c < 256 {
+        let b = c as u8;
+        table[c] = b.is_ascii_alphanumeric() || b == b'_' || b == b'-';
+        c += 1;
+    }
+    table
+};
+
+#[inline]
 fn is_word(c: u8) -> bool {
-    c.is_ascii_alphanumeric() || c == b'_' || c == b'-'
+    WORD[c as usize]
 }
 
 /// Length of a TOKEN_PATTERN match starting at `at` (which holds "phi1."), if any.
