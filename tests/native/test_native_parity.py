@@ -234,11 +234,11 @@ def _seal(practice: str, field_class: str, value: str, *, deterministic: bool) -
     return KEYRING.encrypt(practice, field_class, value, deterministic=deterministic)
 
 
-def _retired_token(value: str) -> str:
+def _retired_token(value: str, field_class: str = "ssn") -> str:
     """A token of C's retired key (known to facts, unopenable)."""
     info, dek = next((i, d) for i, d in MATERIAL if i.state is KeyState.RETIRED)
     ring = Keyring.from_material([(KeyInfo(info.kid, "C", 1, KeyState.ACTIVE, NOW), dek)])
-    return ring.encrypt("C", "ssn", value)
+    return ring.encrypt("C", field_class, value)
 
 
 def _tamper(token: str) -> str:
@@ -834,6 +834,9 @@ PINNED = [
     # A withheld token whose payload is not even base64: masked without opening, as in Python.
     {"member_id": f"phi1.r.{_KID_A}.insurance_id.not base64 at all!"},
     {"member_id": f"phi1.d.{_KID_B}.insurance_id."},
+    # A retired key's token: withheld and masked without opening (no integrity event) when the
+    # mask needs no value; opening it (a grant, or a keep-last mask) gives up.
+    {"member_id": _retired_token("INS-9", "insurance_id"), "note": _retired_token("x", "dob")},
     # Escaped and non-ASCII spellings of selected keys; separators folded.
     {"\\u0073sn": "123-45-6789", "Social.Security-Number": "987-65-4321"},
     {"\uff53\uff53\uff4e": "123-45-6789", "\u017fsn": TOKEN_A, "\u017f\u017fn": "x"},
