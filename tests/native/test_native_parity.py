@@ -1208,3 +1208,17 @@ def test_duplicate_keys_always_give_up(body):
     result = run_native("main", body, NOBODY, None)
     if result is not None:
         assert result[0] is None or orjson.loads(result[0]) is not None
+
+
+def test_large_bodies_from_several_threads():
+    # Bodies of 64 KB and more are scanned without the GIL: threads interleave, results agree.
+    from concurrent.futures import ThreadPoolExecutor
+
+    body = _bench_page(120)
+    assert len(body) > 64 * 1024
+    expected = run_native("main", body, GRANT_ALL, None)
+    assert expected is not None
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        results = list(pool.map(lambda _: run_native("main", body, GRANT_ALL, None), range(16)))
+    assert all(result == expected for result in results)
+    assert check_parity("main", body, GRANT_ALL, None)
