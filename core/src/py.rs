@@ -285,7 +285,11 @@ fn transform_json<'py>(
     };
     // The scan touches no Python object: for large bodies, let other threads (the audit
     // writer, for one) run meanwhile. Small bodies are not worth the GIL round trip.
-    let scanned = if body.len() >= DETACH_BYTES { py.detach(scan) } else { scan() };
+    let scanned = if body.len() >= DETACH_BYTES {
+        py.detach(scan)
+    } else {
+        scan()
+    };
     let nodes = match scanned {
         Ok(Ok(n)) => n,
         _ => return Ok(py.None()),
