@@ -252,6 +252,9 @@ impl Host for PyHost<'_, '_> {
     }
 }
 
+/// Bodies at least this large are scanned without holding the GIL.
+const DETACH_BYTES: usize = 64 * 1024;
+
 /// (kind, class, practice, record node): equal keys make equal event tuples.
 type EventKey = (u8, u32, Option<u32>, Option<u32>);
 
@@ -279,9 +282,18 @@ fn transform_json<'py>(
         allows,
     };
     let inner = &pol.inner;
-    let scanned = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        scan::scan_with(body, inner.max_depth, |k| inner.may_select(k))
-    }));
+    let scan = || {
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            scan::scan_with(body, inner.max_depth, |k| inner.may_select(k))
+        }))
+    };
+    // The scan touches no Python object: for large bodies, let other threads (the audit
+    // writer, for one) run meanwhile. Small bodies are not worth the GIL round trip.
+    let scanned = if body.len() >= DETACH_BYTES {
+        py.detach(scan)
+    } else {
+        scan()
+    };
     let nodes = match scanned {
         Ok(Ok(n)) => n,
         _ => return Ok(py.None()),

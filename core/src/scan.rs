@@ -524,10 +524,8 @@ fn has_duplicates(b: &[u8], keys: &[(u32, u32, bool)]) -> bool {
             let ka = &b[a.0 as usize..a.1 as usize];
             for c in &keys[n + 1..] {
                 // Lengths and first bytes first: most keys differ there, without a memcmp.
-                if c.1 - c.0 == a.1 - a.0
-                    && ka.first() == b.get(c.0 as usize)
-                    && ka == &b[c.0 as usize..c.1 as usize]
-                {
+                let kc = &b[c.0 as usize..c.1 as usize];
+                if kc.len() == ka.len() && kc.first() == ka.first() && kc == ka {
                     return true;
                 }
             }
@@ -617,6 +615,8 @@ mod tests {
             b"NaN",
             b"{\"a\":1,\"a\":2}",
             b"{\"a\":1,\"\\u0061\":2}",
+            b"{\"\":1,\"b\":2,\"\":3}",
+            b"[{\"\":1,\"\":2}]",
             b"{\"phi1.x\":1}",
             b"{\"\\u0070hi1.x\":1}",
             b"[}",

@@ -150,7 +150,7 @@ pub fn parse_head(token: &str) -> Option<(&str, &str)> {
     let cut = token.rfind('.')?;
     let head = &token[..cut];
     let b = head.as_bytes();
-    if b.len() < 26
+    if b.len() < 25
         || !b.starts_with(PREFIX)
         || !matches!(b[5], b'r' | b'd')
         || b[6] != b'.'
@@ -163,8 +163,21 @@ pub fn parse_head(token: &str) -> Option<(&str, &str)> {
     Some((head, &head[24..]))
 }
 
+/// [A-Za-z0-9_-]: the payload alphabet, and the pattern's word boundary.
+const WORD: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut c = 0;
+    while c < 256 {
+        let b = c as u8;
+        table[c] = b.is_ascii_alphanumeric() || b == b'_' || b == b'-';
+        c += 1;
+    }
+    table
+};
+
+#[inline]
 fn is_word(c: u8) -> bool {
-    c.is_ascii_alphanumeric() || c == b'_' || c == b'-'
+    WORD[c as usize]
 }
 
 /// Length of a TOKEN_PATTERN match starting at `at` (which holds "phi1."), if any.
@@ -313,6 +326,9 @@ mod tests {
         assert!(parse_head(&format!("phi1.x.{KID}.ssn.y")).is_none());
         assert!(parse_head(&format!("phi1.r.{KID}.S.y")).is_none());
         assert!(parse_head("phi1.garbage").is_none());
+        let one = format!("phi1.d.{KID}.a.payload");
+        assert_eq!(parse_head(&one), Some((&one[..25], "a")));
+        assert!(parse_head(&format!("phi1.d.{KID}..payload")).is_none());
     }
 
     #[test]

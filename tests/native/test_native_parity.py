@@ -226,11 +226,11 @@ def _seal(practice: str, field_class: str, value: str, *, deterministic: bool) -
     return KEYRING.encrypt(practice, field_class, value, deterministic=deterministic)
 
 
-def _retired_token(value: str) -> str:
+def _retired_token(value: str, field_class: str = "ssn") -> str:
     """A token of C's retired key (known to facts, unopenable)."""
     info, dek = next((i, d) for i, d in MATERIAL if i.state is KeyState.RETIRED)
     ring = Keyring.from_material([(KeyInfo(info.kid, "C", 1, KeyState.ACTIVE, NOW), dek)])
-    return ring.encrypt("C", "ssn", value)
+    return ring.encrypt("C", field_class, value)
 
 
 def _tamper(token: str) -> str:
@@ -249,6 +249,8 @@ GOOD_TOKENS = [
 _OLD = next((i, d) for i, d in MATERIAL if i.state is KeyState.DECRYPT_ONLY)
 _OLD_RING = Keyring.from_material([(KeyInfo(_OLD[0].kid, "A", 1, KeyState.ACTIVE, NOW), _OLD[1])])
 GOOD_TOKENS += [_OLD_RING.encrypt("A", "ssn", "987-65-4321"), _OLD_RING.encrypt("A", "dob", "x")]
+# One-letter classes (the shortest header), unknown to the policies.
+GOOD_TOKENS += [_seal("B", "q", "1-letter class", deterministic=d) for d in (False, True)]
 BAD_TOKENS = [
     _tamper(GOOD_TOKENS[0]),
     _retired_token("111-22-3333"),
@@ -623,6 +625,7 @@ def test_gives_up_on_invalid_json(body):
 def test_gives_up_on_duplicate_keys():
     assert gives_up(b'{"name":1,"name":2}')
     assert gives_up(b'{"name":1,"n\\u0061me":2}')
+    assert gives_up(b'{"":1,"b":2,"":3}')  # empty names are names too (found by the fuzz test)
     assert not gives_up(b'{"name":1,"Name":2}')  # distinct keys, same normalized name
 
 
@@ -823,6 +826,9 @@ PINNED = [
     # A withheld token whose payload is not even base64: masked without opening, as in Python.
     {"member_id": f"phi1.r.{_KID_A}.insurance_id.not base64 at all!"},
     {"member_id": f"phi1.d.{_KID_B}.insurance_id."},
+    # A retired key's token: withheld and masked without opening (no integrity event) when the
+    # mask needs no value; opening it (a grant, or a keep-last mask) gives up.
+    {"member_id": _retired_token("INS-9", "insurance_id"), "note": _retired_token("x", "dob")},
     # Escaped and non-ASCII spellings of selected keys; separators folded.
     {"\\u0073sn": "123-45-6789", "Social.Security-Number": "987-65-4321"},
     {"\uff53\uff53\uff4e": "123-45-6789", "\u017fsn": TOKEN_A, "\u017f\u017fn": "x"},
@@ -1142,3 +1148,55 @@ def test_parity_with_key_selectors_only(doc, style, access, route):
 def test_demo_pages_do_not_give_up(encrypted, access, route):
     for body in _demo_pages("A", encrypted=encrypted):
         assert check_parity("demo", body, access, route)
+
+
+_RAW_KEYS = ["", "a", "\\u0061", "b", "\u00e9", "\\u00e9", "A", "ssn", "s\\u0073n", '\\"', "\\\\"]
+
+
+def _raw_object(draw_keys: list[str], values: list[bytes]) -> bytes:
+    members = [b'"' + k.encode() + b'":' + v for k, v in zip(draw_keys, values, strict=False)]
+    return b"{" + b",".join(members) + b"}"
+
+
+_raw_json = st.recursive(
+    st.sampled_from([b"1", b'"x"', b"null", b"[]", b"{}"]),
+    lambda inner: st.one_of(
+        st.lists(inner, max_size=4).map(lambda items: b"[" + b",".join(items) + b"]"),
+        st.builds(
+            _raw_object,
+            st.lists(st.sampled_from(_RAW_KEYS), max_size=14),
+            st.lists(inner, min_size=14, max_size=14),
+        ),
+    ),
+    max_leaves=30,
+)
+
+
+@settings(max_examples=1500 * SCALE, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(body=_raw_json)
+def test_duplicate_keys_always_give_up(body):
+    """Objects of raw key spellings (escaped, empty, repeated, 13+ keys): never a duplicate."""
+    try:
+        parse_json(body)
+    except UnsafeBody:
+        assert gives_up(body, access=NOBODY)
+        event("duplicate: gave up")
+        return
+    event("no duplicate")
+    result = run_native("main", body, NOBODY, None)
+    if result is not None:
+        assert result[0] is None or orjson.loads(result[0]) is not None
+
+
+def test_large_bodies_from_several_threads():
+    # Bodies of 64 KB and more are scanned without the GIL: threads interleave, results agree.
+    from concurrent.futures import ThreadPoolExecutor
+
+    body = _bench_page(120)
+    assert len(body) > 64 * 1024
+    expected = run_native("main", body, GRANT_ALL, None)
+    assert expected is not None
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        results = list(pool.map(lambda _: run_native("main", body, GRANT_ALL, None), range(16)))
+    assert all(result == expected for result in results)
+    assert check_parity("main", body, GRANT_ALL, None)
