@@ -4,7 +4,7 @@ Each input is one response body and one byte that picks the caller (no grant, a 
 class of one practice, everything of one practice, everything) and the route's practice. Both
 cores decide the body for that caller; any difference in bytes or audit facts, a body the pure
 core refuses that the compiled core answered, or an exception other than a refusal, is a
-finding (libFuzzer stops and writes the input to crash-*).
+finding (libFuzzer stops and writes the input to crash-*; `--replay crash-…` runs it again).
 
 The seed corpus (`fuzz/corpus/`) is committed as templates: `@@class:practice:value@@` becomes
 a real token of this run's throwaway keys, so no key material is ever committed. The run's
@@ -90,9 +90,17 @@ def main() -> None:
     """Materialize the corpus into a work folder and hand over to libFuzzer."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--minutes", type=float, default=1.0, help="how long to fuzz")
+    parser.add_argument(
+        "--replay", nargs="+", metavar="FILE", help="run these inputs (e.g. a crash-* finding)"
+    )
     args, rest = parser.parse_known_args()
     if POLICY.native is None:
         sys.exit("fuzz: the compiled core is not installed (run `make core`); nothing to compare")
+    if args.replay:
+        for name in args.replay:
+            test_one_input(Path(name).read_bytes())
+            print(f"fuzz: {name}: the cores agree")
+        return
     work = Path(tempfile.mkdtemp(prefix="phi-fuzz-"))
     for seed in sorted(CORPUS.iterdir()):
         for choice in range(len(CALLERS) * len(ROUTES)):
