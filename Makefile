@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test lint typecheck pytest pytest-pure install core clean bench soak postgres fuzz
+.PHONY: run test lint typecheck core-test pytest pytest-pure install core clean bench soak postgres fuzz
 
 # (Re)install when the project metadata changes; a bare `make test` keeps the venv current.
 $(STAMP): pyproject.toml
@@ -50,7 +50,12 @@ pytest: $(STAMP) $(CORE_STAMP)
 pytest-pure: $(STAMP)
 	PHI_PROXY_PURE=1 $(BIN)/pytest tests/transform tests/blackbox
 
-test: lint typecheck pytest pytest-pure
+# The compiled core's own unit tests (Rust), when a toolchain is there.
+core-test:
+	@if command -v cargo >/dev/null 2>&1; then cargo test --quiet --manifest-path core/Cargo.toml; \
+	else echo "note: no Rust toolchain (cargo): core/'s Rust unit tests were not run"; fi
+
+test: lint typecheck core-test pytest pytest-pure
 
 # Side-by-side benchmark (not part of `make test`; ~10 min; installs wrk/nginx-light if root).
 bench: $(STAMP) $(CORE_STAMP)
