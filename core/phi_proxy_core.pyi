@@ -53,14 +53,14 @@ class Hints:
     def may_hold_names(self, body: bytes) -> bool: ...
 
 # The events grouped as TransformStats keeps them: (decrypted, masked, kept) class -> count,
-# the practices withheld, the practices shown, and (practice, record id, classes) per record.
+# the practices withheld, the practices shown, and (practice, record id) -> classes shown.
 Summary: TypeAlias = tuple[
     dict[str, int],
     dict[str, int],
     dict[str, int],
     list[str],
     list[str],
-    list[tuple[str, str, list[str]]],
+    dict[tuple[str, str], set[str]],
 ]
 
 # None: give up (run the Python transform); else (new body or None, events), or with

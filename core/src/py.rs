@@ -397,7 +397,7 @@ fn transform_json<'py>(
 }
 
 /// `facts::Summary` as Python objects: (decrypted, masked, kept) dicts class → count,
-/// (withheld, practices) lists, and [(practice, record id, [classes])].
+/// (withheld, practices) lists, and {(practice, record id): {classes}}.
 fn summary_object<'py, H: crate::walk::Host>(
     py: Python<'py>,
     walker: &Walker<'_, H>,
@@ -411,10 +411,12 @@ fn summary_object<'py, H: crate::walk::Host>(
         Ok(dict)
     };
     let practice = |p: &u32| &*walker.practices[*p as usize];
-    let disclosures = PyList::empty(py);
+    // {(practice, record id): {classes}}, first-seen order: the shape of
+    // `TransformStats.disclosures`, so Python adds it with one dict update.
+    let disclosures = PyDict::new(py);
     for (p, record, classes) in &summary.disclosures {
-        let names: Vec<&str> = classes.iter().map(|c| walker.class_name(*c)).collect();
-        disclosures.append((practice(p), record.as_str(), names))?;
+        let names = pyo3::types::PySet::new(py, classes.iter().map(|c| walker.class_name(*c)))?;
+        disclosures.set_item((practice(p), record.as_str()), names)?;
     }
     let withheld: Vec<&str> = summary.withheld.iter().map(practice).collect();
     let practices: Vec<&str> = summary.practices.iter().map(practice).collect();

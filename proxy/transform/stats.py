@@ -13,7 +13,7 @@ CoreSummary = tuple[
     dict[str, int],
     list[str],
     list[str],
-    list[tuple[str, str, list[str]]],
+    dict[tuple[str, str], set[str]],
 ]
 
 __all__ = ["MAX_INTEGRITY_EVENTS", "CoreSummary", "IntegrityEvent", "TransformStats"]
@@ -78,7 +78,8 @@ class TransformStats:
         """Add what the compiled core counted (`core/src/facts.rs`), as the walk would have.
 
         Six groups in first-seen order: (decrypted, masked, kept) class → count; the practices
-        withheld; the practices shown; and (practice, record id, classes) per record shown.
+        withheld; the practices shown; and (practice, record id) → classes shown there (fresh
+        sets, owned by these stats from now on).
         """
         decrypted, masked, kept, withheld, practices, disclosures = summary
         self.decrypted.update(decrypted)
@@ -86,11 +87,11 @@ class TransformStats:
         self.plaintext_kept.update(kept)
         self.withheld.update(withheld)
         self.practices.update(practices)
-        for practice, record_id, classes in disclosures:
-            shown = self.disclosures.get((practice, record_id))
-            if shown is None:
-                shown = self.disclosures[practice, record_id] = set()
-            shown.update(classes)
+        if self.disclosures.keys().isdisjoint(disclosures):  # the usual case: one C update
+            self.disclosures.update(disclosures)
+            return
+        for key, classes in disclosures.items():
+            self.disclosures.setdefault(key, set()).update(classes)
 
     @property
     def records(self) -> set[tuple[str, str]]:
