@@ -27,6 +27,7 @@ from proxy.transform.native_json import NativeJson
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping
+    from types import ModuleType
 
     from proxy.transform.jsonpath import CompiledPath
     from proxy.transform.settings import FieldSettings
@@ -44,6 +45,8 @@ _SEPARATORS_B: Final = SEPARATORS.encode("ascii")
 _HAS_PREFIX: Final = 1
 _HAS_NUL: Final = 2
 _MAY_HOLD_NAMES: Final = 4
+#: Pure-Python scan only: the name check is left for last (it is the expensive one).
+_NAMES_UNKNOWN: Final = 8
 _ASCII_END: Final = 0x80
 _SURROGATES: Final = range(0xD800, 0xE000)
 # UTF-16/32 spellings of the prefix: a body in those encodings could hide tokens from a byte
@@ -167,12 +170,12 @@ class FieldPolicy:
         if needles and not self._always_inspect:
             ascii_revealing_pattern()  # pay the one-off table build at startup, not per request
         #: This policy in the compiled core (None: the pure-Python core decides every body).
-        self.native = NativeJson.compile(native_module(), self)
-        self._hints = self._compile_hints()
-
-    def _compile_hints(self) -> Any:  # noqa: ANN401 - phi_proxy_core.Hints, or None
-        """The no-PHI proof in the compiled core (None: `may_need_transform` runs in Python)."""
         module = native_module()
+        self.native = NativeJson.compile(module, self)
+        self._hints = self._compile_hints(module)
+
+    def _compile_hints(self, module: ModuleType | None) -> Any:  # noqa: ANN401 - Hints or None
+        """The no-PHI proof in the compiled core (None: `may_need_transform` runs in Python)."""
         if module is None:
             return None
         ranges = ascii_revealing_ranges() if self._needles and not self._always_inspect else ()
@@ -281,16 +284,21 @@ class FieldPolicy:
             return True
         if looks_wide(body):  # UTF-16/32 JSON, BOM or not: refused by the transform
             return True
+        if flags & _NAMES_UNKNOWN:
+            return self._may_hold_names(body)
         return bool(flags & _MAY_HOLD_NAMES)
 
     def _scan(self, body: bytes) -> int:
-        """Prefix, NUL and name flags of `body`: one native pass, or the same checks here."""
+        """Prefix, NUL and name flags of `body`: one native pass, or the cheap checks here.
+
+        In Python the name check is not run here (`_NAMES_UNKNOWN`): the caller runs it last,
+        only when no cheaper check has answered, as before the compiled core existed.
+        """
         if self._hints is not None:
             return int(self._hints.scan(body))
         if TOKEN_PREFIX_BYTES in body:
             return _HAS_PREFIX
-        flags = _HAS_NUL if b"\x00" in body else 0
-        return flags | (_MAY_HOLD_NAMES if self._may_hold_names(body) else 0)
+        return (_HAS_NUL if b"\x00" in body else 0) | _NAMES_UNKNOWN
 
     def selects_name(self, name: str) -> bool:
         """True if an object key spelled `name` is selected by a key selector or may be by a path.
