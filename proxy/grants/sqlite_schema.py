@@ -13,12 +13,10 @@ the file's 0600 mode is what keeps others out.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import sqlite3
+import time
 
 from proxy.grants.errors import GrantStoreUnavailable
-
-if TYPE_CHECKING:
-    import sqlite3
 
 __all__ = ["APPLICATION_ID", "MIGRATIONS", "SCHEMA_VERSION", "migrate"]
 
@@ -102,15 +100,16 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (_V1, _V2)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
-def migrate(conn: sqlite3.Connection, *, where: str) -> int:
+def migrate(conn: sqlite3.Connection, *, where: str, wait: float = 5.0) -> int:
     """Bring the database behind `conn` (autocommit mode) to SCHEMA_VERSION; return it.
+
+    `wait` bounds how long a lock held by another process may delay the WAL switch.
 
     Raises:
         GrantStoreUnavailable: the file is foreign, newer than this code, or cannot be written.
+        sqlite3.Error: the database stayed locked, or is unreadable.
     """
-    mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
-    if str(mode).lower() != "wal":
-        raise GrantStoreUnavailable(f"{where}: cannot switch the grant database to WAL mode")
+    _switch_to_wal(conn, where, deadline=time.monotonic() + wait)
     conn.execute("BEGIN IMMEDIATE")
     try:
         version = _check_compatible(conn, where)
@@ -124,6 +123,27 @@ def migrate(conn: sqlite3.Connection, *, where: str) -> int:
         conn.execute("ROLLBACK")
         raise
     return SCHEMA_VERSION
+
+
+def _switch_to_wal(conn: sqlite3.Connection, where: str, *, deadline: float) -> None:
+    """Put the file in WAL mode, retrying while another process holds a conflicting lock.
+
+    Changing the journal mode needs an exclusive lock, and SQLite answers "database is locked"
+    at once, without its busy handler, when that would deadlock with another connection's
+    pending write (several processes creating the same new file). So wait here instead.
+    """
+    pause = 0.005
+    while True:
+        try:
+            mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+            break
+        except sqlite3.OperationalError as exc:
+            if exc.sqlite_errorcode & 0xFF != sqlite3.SQLITE_BUSY or time.monotonic() > deadline:
+                raise
+        time.sleep(pause)
+        pause = min(pause * 2, 0.1)
+    if str(mode).lower() != "wal":
+        raise GrantStoreUnavailable(f"{where}: cannot switch the grant database to WAL mode")
 
 
 def _check_compatible(conn: sqlite3.Connection, where: str) -> int:

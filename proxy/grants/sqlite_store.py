@@ -139,7 +139,7 @@ class SQLiteGrantStore:
             _check_modes(path)
             setup = self._connect(busy_timeout)
             try:
-                migrate(setup, where=str(path))
+                migrate(setup, where=str(path), wait=busy_timeout)
             finally:
                 setup.close()
             self._probe = self._open_probe()

@@ -3,6 +3,7 @@ import sqlite3
 import subprocess
 import sys
 import textwrap
+import threading
 from datetime import timedelta
 
 import pytest
@@ -163,6 +164,29 @@ class TestMultiProcess:
             assert reader.stdout.readline().strip() == "denied"
             reader.stdin.close()
             assert reader.wait(timeout=30) == 0
+
+    async def test_opening_a_new_file_waits_out_another_writers_lock(self, tmp_path):
+        """Another process mid-write when the file is switched to WAL delays the open, no more.
+
+        SQLite refuses that switch at once ("database is locked", no busy wait) while another
+        connection holds the write lock; several processes creating the same new file hit it.
+        """
+        path = tmp_path / "new.db"
+        other = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        other.execute("BEGIN IMMEDIATE")
+        release = threading.Timer(0.3, other.execute, ("COMMIT",))
+        release.start()
+        try:
+            store = SQLiteGrantStore(path)
+        finally:
+            release.join()
+            other.close()
+        try:
+            with sqlite3.connect(path) as conn:
+                assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+                assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+        finally:
+            await store.close()
 
     async def test_concurrent_writers_in_several_processes(self, tmp_path):
         """Four processes creating the database and adding grants at once lose nothing."""
