@@ -2,16 +2,22 @@
 
 Only the path is logged, never the query string (a search by SSN carries PHI there), and never
 a header value, token or body.
+
+The line is rendered here and written straight to the log handler when logging is configured
+as `serve` configures it (`proxy.logs.direct_stream`): the same bytes `JsonFormatter` would
+write, without the logging module's per-record machinery (~40% of the line's cost). Any other
+configuration (a test capturing logs, an extra handler) goes through `logging` as before.
 """
 
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
 from proxy.audit.events import path_template
-from proxy.logs import ACCESS_LOGGER
+from proxy.logs import ACCESS_LOGGER, direct_stream, event_head, render_line, write_direct
 
 __all__ = ["AccessRecord", "log_access"]
 
@@ -36,21 +42,23 @@ class AccessRecord:
 
 def log_access(record: AccessRecord, *, finished: float) -> None:
     """Emit the access line for a finished request."""
-    _log.info(
-        "request",
-        extra={
-            "fields": {
-                "request_id": record.request_id,
-                "method": record.method,
-                # Id-like segments become {id}: a path can carry an SSN or a record id.
-                "path": path_template(record.path),
-                "peer": record.peer,
-                "subject": record.subject,
-                "status": record.status,
-                "outcome": record.outcome,
-                "duration_ms": round((finished - record.started) * 1000, 3),
-                "upstream_ms": record.upstream_ms,
-                **record.fields,
-            }
-        },
-    )
+    fields = {
+        "request_id": record.request_id,
+        "method": record.method,
+        # Id-like segments become {id}: a path can carry an SSN or a record id.
+        "path": path_template(record.path),
+        "peer": record.peer,
+        "subject": record.subject,
+        "status": record.status,
+        "outcome": record.outcome,
+        "duration_ms": round((finished - record.started) * 1000, 3),
+        "upstream_ms": record.upstream_ms,
+        **record.fields,
+    }
+    handler = direct_stream(_log)
+    if handler is not None:
+        event = event_head(ACCESS_LOGGER, time.time(), "request")
+        event.update(fields)
+        if write_direct(handler, render_line(event)):
+            return
+    _log.info("request", extra={"fields": fields})

@@ -29,8 +29,8 @@ _MAX_SEGMENT: Final = 64
 
 
 def iso_time(moment: datetime) -> str:
-    """UTC with milliseconds and a Z: sortable as text."""
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+    """UTC with milliseconds (truncated, not rounded) and a Z: sortable as text."""
+    return moment.astimezone(UTC).replace(tzinfo=None).isoformat(timespec="milliseconds") + "Z"
 
 
 def parse_time(text: str) -> datetime:

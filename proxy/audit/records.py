@@ -22,8 +22,16 @@ def group_records(disclosures: Mapping[tuple[str, str], Collection[str]]) -> lis
     """The format-2 groups of (practice, record id) → classes; records without a class left out.
 
     One pass over `disclosures`, keyed by frozenset (cheaper to build and hash per record than
-    a sorted tuple); each distinct class set is sorted once, at the end.
+    a sorted tuple); each distinct class set is sorted once, at the end. A page whose records
+    all show the same classes of one practice (the usual page) is one group, found without
+    building a key per record.
     """
+    single = _single_group(disclosures)
+    return single if single is not None else _groups(disclosures)
+
+
+def _groups(disclosures: Mapping[tuple[str, str], Collection[str]]) -> list[dict[str, Any]]:
+    """`group_records` for any page: one key per record."""
     groups: dict[tuple[str, frozenset[str]], list[str]] = {}
     for (practice, record_id), classes in disclosures.items():
         if classes:
@@ -39,6 +47,26 @@ def group_records(disclosures: Mapping[tuple[str, str], Collection[str]]) -> lis
     return [
         {"field_classes": classes, "practice": practice, "records": sorted(ids)}
         for (practice, classes), ids in ordered
+    ]
+
+
+def _single_group(
+    disclosures: Mapping[tuple[str, str], Collection[str]],
+) -> list[dict[str, Any]] | None:
+    """The one group when every record shows the same non-empty classes of one practice."""
+    values = iter(disclosures.values())
+    first = next(values, None)
+    if not first or not all(classes == first for classes in values):
+        return None
+    practices = {practice for practice, _ in disclosures}
+    if len(practices) != 1:
+        return None
+    return [
+        {
+            "field_classes": sorted(frozenset(first)),
+            "practice": practices.pop(),
+            "records": sorted(record_id for _, record_id in disclosures),
+        }
     ]
 
 

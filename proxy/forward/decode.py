@@ -109,6 +109,10 @@ def _decode_one(data: bytes, coding: str, limit: int) -> bytes:
 
 def decode_body(data: bytes, content_encoding: str | None, *, limit: int) -> bytes:
     """Undo every listed coding (last applied first), never producing more than `limit` bytes."""
+    if content_encoding is None:  # the usual case: nothing to undo
+        if len(data) > limit:
+            raise BodyTooLarge("the portal's response is larger than limits.max_response_body")
+        return data
     codings = _codings(content_encoding)
     if not encoding_is_supported(content_encoding):
         raise UpstreamUnavailable(

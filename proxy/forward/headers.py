@@ -10,7 +10,7 @@ then do we add our own headers, so nothing we set can be removed or pre-empted b
 from __future__ import annotations
 
 import ipaddress
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from multidict import CIMultiDict, CIMultiDictProxy
@@ -143,16 +143,31 @@ _REQUEST_RANGE_HEADERS = frozenset(
     {"range", "if-range", "accept-encoding", "content-length", "content-encoding", "expect"}
 )
 
+#: What never goes back to the client: hop-by-hop headers, and the framing the proxy recomputes.
+_NOT_PASSED_BACK = _HOP_BY_HOP | {"content-length"}
+
+#: Names already normalized (every request repeats the same few dozen); bounded, since the
+#: names come from clients and the portal.
+_NORMALIZED: dict[str, str] = {}
+_NORMALIZED_MAX = 1024
+
 
 def normalize_header_name(name: str) -> str:
     """Lower-case and treat `_` like `-`: some servers (CGI, WSGI, nginx) fold them together."""
-    return name.strip().lower().replace("_", "-")
+    normalized = _NORMALIZED.get(name)
+    if normalized is None:
+        normalized = name.strip().lower().replace("_", "-")
+        if len(_NORMALIZED) < _NORMALIZED_MAX:
+            _NORMALIZED[name] = normalized
+    return normalized
 
 
 def connection_named(headers: CIMultiDictProxy[str]) -> set[str]:
     """Every header name listed in any `Connection` header (RFC 9110 §7.6.1)."""
     named: set[str] = set()
-    for value in headers.getall("Connection", []):
+    if "Connection" not in headers:
+        return named
+    for value in headers.getall("Connection"):
         named.update(normalize_header_name(part) for part in value.split(",") if part.strip())
     return named
 
@@ -174,6 +189,11 @@ class HeaderPolicy:
     stripped: frozenset[str]
     trusted_networks: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]
     forward_authorization: bool
+    #: `stripped` plus the forwarding headers: what an untrusted peer's request loses.
+    stripped_untrusted: frozenset[str] = field(init=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "stripped_untrusted", self.stripped | _FORWARDING_HEADERS)
 
     @classmethod
     def build(
@@ -211,10 +231,11 @@ class HeaderPolicy:
         self, incoming: CIMultiDictProxy[str], hop: ForwardingContext
     ) -> CIMultiDict[str]:
         """Headers to send to the portal: cleaned first, then ours added."""
-        dropped = self.stripped | connection_named(incoming)
         trusted = self.peer_is_trusted(hop.peer)
-        if not trusted:
-            dropped = dropped | _FORWARDING_HEADERS
+        dropped = self.stripped if trusted else self.stripped_untrusted
+        named = connection_named(incoming)
+        if named:
+            dropped = dropped | named
         out: CIMultiDict[str] = CIMultiDict()
         for name, value in incoming.items():
             if normalize_header_name(name) in dropped:
@@ -248,7 +269,10 @@ class HeaderPolicy:
         Content-Encoding stays for bodies streamed untouched; the handler removes every line of
         it from bodies it decodes (`response_headers.content_codings`).
         """
-        dropped = _HOP_BY_HOP | connection_named(upstream) | {"content-length"}
+        dropped = _NOT_PASSED_BACK
+        named = connection_named(upstream)
+        if named:
+            dropped = dropped | named
         out: CIMultiDict[str] = CIMultiDict()
         for name, value in upstream.items():
             if normalize_header_name(name) not in dropped:

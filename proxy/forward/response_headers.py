@@ -51,17 +51,17 @@ class ScrubbedHeaders(NamedTuple):
     dropped: int
 
 
+_PHRASES: dict[int, str] = {status.value: status.phrase for status in HTTPStatus}
+
+
 def standard_reason(status: int) -> str:
     """The standard phrase for `status` ('' when none): the portal's own phrase is never sent."""
-    try:
-        return HTTPStatus(status).phrase
-    except ValueError:
-        return ""
+    return _PHRASES.get(status, "")
 
 
 def _lists_media_types(content_type: str) -> bool:
     """True for a comma outside a closed quoted-string: a list, of which clients take the last."""
-    return "," in _QUOTED_STRING.sub("", content_type)
+    return "," in content_type and "," in _QUOTED_STRING.sub("", content_type)
 
 
 def _ambiguous_parameters(content_type: str) -> bool:
@@ -70,6 +70,8 @@ def _ambiguous_parameters(content_type: str) -> bool:
     `charset=utf-8; charset=utf-16`: the proxy reads the first, some clients the last; a
     `charset*=` is read by some clients only.
     """
+    if content_type.count(";") < 2 and "*" not in content_type:  # noqa: PLR2004
+        return False  # at most one parameter, and no `name*`: the usual `…; charset=utf-8`
     seen: set[str] = set()
     for part in _QUOTED_STRING.sub('""', content_type).split(";")[1:]:
         name = part.split("=", 1)[0].strip().lower()
@@ -88,6 +90,8 @@ def refuse_conflicting_headers(headers: CIMultiDictProxy[str]) -> None:
     using a `name*` parameter, or a Connection header naming Content-Type, Content-Encoding or
     Content-Length (which would hide it from the proxy only).
     """
+    if "Content-Type" not in headers and "Connection" not in headers:
+        return
     types = headers.getall("Content-Type", [])
     if (
         len(types) > 1

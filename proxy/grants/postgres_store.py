@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, TypeVar
 
 import asyncpg
 
+from proxy.grants.access_memo import AccessMemo
 from proxy.grants.errors import GrantError, GrantStoreUnavailable
 from proxy.grants.failure_log import ThrottledFailureLog
 from proxy.grants.model import NO_ACCESS, Access, Grant
@@ -92,7 +93,7 @@ class PostgresGrantStore:
         self._timeout = timeout
         self._cache_size = cache_size
         self._new_id = new_id
-        self._cache: OrderedDict[str, tuple[Grant, ...]] = OrderedDict()
+        self._cache: OrderedDict[str, AccessMemo] = OrderedDict()
         self._epoch = 0
         self._failures = ThrottledFailureLog(_log, self.where, error_log_interval)
         #: Grant-change notifications received for this schema (for tests and metrics).
@@ -162,7 +163,7 @@ class PostgresGrantStore:
             cached = self._cache.get(key)
             if cached is not None:
                 self._cache.move_to_end(key)
-                return Access.from_grants(subject, cached, now)
+                return cached.at(now)
         epoch = self._epoch
         try:
             grants = await self._connections.bounded(lambda conn: live_grants(conn, subject, now))
@@ -170,9 +171,11 @@ class PostgresGrantStore:
             self._failures.read_failed(exc, time.monotonic())
             return NO_ACCESS
         if trusted and self.listener.listening and epoch == self._epoch:
-            self._cache[key] = grants
+            memo = AccessMemo(subject, grants, now)
+            self._cache[key] = memo
             if len(self._cache) > self._cache_size:
                 self._cache.popitem(last=False)
+            return memo.at(now)
         return Access.from_grants(subject, grants, now)
 
     # ---- administration -------------------------------------------------------------------------

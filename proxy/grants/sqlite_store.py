@@ -43,6 +43,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, TypeVar
 
 from keys.file_modes import GROUP_OR_OTHERS, GROUP_OR_OTHERS_WRITE, loose_mode_problem
+from proxy.grants.access_memo import AccessMemo
 from proxy.grants.errors import GrantStoreUnavailable
 from proxy.grants.failure_log import ThrottledFailureLog
 from proxy.grants.model import NO_ACCESS, Access, Grant
@@ -100,7 +101,10 @@ def _check_modes(path: Path) -> None:
             return  # one warning: its fix names the -wal/-shm files too
 
 
-def _identity(path: Path) -> tuple[int, int]:
+_DATA_VERSION = "PRAGMA data_version"
+
+
+def _identity(path: Path | str) -> tuple[int, int]:
     """(device, inode) of the file at `path` (OSError if there is none)."""
     info = os.stat(path)  # noqa: PTH116 - only the two numbers are needed
     return info.st_dev, info.st_ino
@@ -121,11 +125,12 @@ class SQLiteGrantStore:
     ) -> None:
         """Open (creating or migrating) the database; raise GrantStoreUnavailable if impossible."""
         self.path = path
+        self._path_text = os.fspath(path)  # stat'ed on every request: skip Path's conversion
         self.max_ttl = max_ttl
         self._busy_timeout = busy_timeout
         self._cache_size = cache_size
         self._new_id = new_id
-        self._cache: OrderedDict[Subject, tuple[Grant, ...]] = OrderedDict()
+        self._cache: OrderedDict[Subject, AccessMemo] = OrderedDict()
         self._cache_version: int | None = None
         self._failures = ThrottledFailureLog(_log, path, error_log_interval)
         self._worker_conn: sqlite3.Connection | None = None
@@ -143,6 +148,8 @@ class SQLiteGrantStore:
             finally:
                 setup.close()
             self._probe = self._open_probe()
+            #: One cursor for the per-request change check (`execute` makes one per call).
+            self._version_cursor = self._probe.cursor()
             self._identity = _identity(path)
         except GrantStoreUnavailable:
             self._executor.shutdown(wait=False)
@@ -171,7 +178,7 @@ class SQLiteGrantStore:
         the reopen. The worker thread's connection is replaced lazily (generation).
         """
         try:
-            identity = _identity(self.path)
+            identity = _identity(self._path_text)
         except OSError as exc:
             self._failures.read_failed(
                 GrantStoreUnavailable(
@@ -191,6 +198,7 @@ class SQLiteGrantStore:
             return False
         self._probe.close()
         self._probe = probe
+        self._version_cursor = probe.cursor()
         self._identity = identity
         self._generation += 1
         self._cache.clear()
@@ -228,7 +236,7 @@ class SQLiteGrantStore:
         if not self._same_file(now.timestamp()):
             return NO_ACCESS
         try:
-            version: int | None = self._probe.execute("PRAGMA data_version").fetchone()[0]
+            version: int | None = self._version_cursor.execute(_DATA_VERSION).fetchone()[0]
         except sqlite3.Error:
             version = None  # cannot tell whether the cache is fresh: bypass it
         if version is not None:
@@ -238,7 +246,7 @@ class SQLiteGrantStore:
             cached = self._cache.get(subject)
             if cached is not None:
                 self._cache.move_to_end(subject)
-                return Access.from_grants(subject, cached, now)
+                return cached.at(now)
         generation = self._generation  # a replaced file must not fill the cache with old rows
         try:
             grants = await self._run(lambda conn: live_grants(conn, subject, now))
@@ -250,9 +258,11 @@ class SQLiteGrantStore:
             and version == self._cache_version
             and generation == self._generation
         ):
-            self._cache[subject] = grants
+            memo = AccessMemo(subject, grants, now)
+            self._cache[subject] = memo
             if len(self._cache) > self._cache_size:
                 self._cache.popitem(last=False)
+            return memo.at(now)
         return Access.from_grants(subject, grants, now)
 
     # ---- administration -----------------------------------------------------------------------
