@@ -79,6 +79,7 @@ def _parser() -> argparse.ArgumentParser:
 def _summary(settings: Settings) -> list[str]:
     FieldPolicy.compile(settings.fields)
     RouteTable.compile(settings.write_routes)
+    RouteTable.compile(settings.read_routes)
     keyring = open_keyring(settings.keys)
     lines = [
         f"upstream:      {settings.upstream.url}",
@@ -103,9 +104,16 @@ def _summary(settings: Settings) -> list[str]:
         lines.append(f"  {selector.field_class:<16} {target}")
     lines.append("write routes:" if settings.write_routes.root else "write routes:  (none)")
     lines.extend(
-        f"  {route.method:<6} {route.path}  practice from {route.practice_from}"
+        f"  {route.method:<6} {route.path}  practice from {route.practice_from}, "
+        f"require_grant: {route.require_grant}"
         for route in settings.write_routes.root
     )
+    if settings.read_routes.root:
+        lines.append("read routes (practice of records that name none):")
+        lines.extend(
+            f"  {route.method:<6} {route.path}  practice from {route.practice_from}"
+            for route in settings.read_routes.root
+        )
     lines.extend(_posture(settings))
     return lines
 

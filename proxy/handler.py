@@ -60,6 +60,8 @@ if TYPE_CHECKING:
     from proxy.grants import GrantStore
     from proxy.identity import Authenticator, Caller
     from proxy.transform import FieldPolicy, RouteTable
+    from proxy.transform.routes import WriteRouteTable
+    from proxy.transform.settings import ReadRouteSettings
 
 __all__ = ["RECORD_KEY", "STREAMED_KEY", "Pipeline", "error_response", "new_request_id"]
 
@@ -78,13 +80,15 @@ class Pipeline:
     grants: GrantStore
     keyring: Callable[[], Keyring]
     policy: FieldPolicy
-    routes: RouteTable
+    routes: WriteRouteTable
     headers: HeaderPolicy
     upstream: Upstream
     max_response_body: int
     preserve_host: bool
     #: Required so that no pipeline is built without deciding about the audit trail.
     audit: RequestAuditor | None
+    #: Routes whose answers belong to the practice in their path (legacy plaintext, FHIR).
+    read_routes: RouteTable[ReadRouteSettings] | None = None
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         """Answer one client request through the portal, and audit the PHI it touched."""
@@ -147,13 +151,22 @@ class Pipeline:
             caller=caller,
             record=record,
             audit_state=request.get(AUDIT_STATE_KEY),
+            route_practice=self._read_route_practice(request),
         )
+
+    def _read_route_practice(self, request: web.Request) -> str | None:
+        """The practice a read route's path names (None: not a read route)."""
+        if self.read_routes is None:
+            return None
+        match = self.read_routes.match_route(request.method, request.path)
+        return None if match is None else match.path_practice()
 
     async def _request_body(self, request: web.Request, caller: Caller) -> bytes | None:
         """Read the client body (aiohttp enforces the size cap: 413) and encrypt PHI in it.
 
-        A `require_grant` write route looks up the caller's grants first (a store that cannot
-        answer means no access: 403, fail closed).
+        A write route that may ask for a grant (`require_grant` other than `never`) looks up
+        the caller's grants first (a store that cannot answer means no access: 403, fail
+        closed).
         """
         if not request.body_exists:
             return None
@@ -164,7 +177,7 @@ class Pipeline:
         if (state := request.get(AUDIT_STATE_KEY)) is not None:
             state.request_stats = stats
         access = None
-        if route is not None and route.route.require_grant:
+        if route is not None and route.route.require_grant != "never":
             access = await self.grants.access_for(caller, datetime.now(UTC))
         sealed = encrypt_request(
             body,
@@ -240,6 +253,7 @@ class Pipeline:
         caller: Caller,
         record: AccessRecord,
         audit_state: AuditState | None = None,
+        route_practice: str | None = None,
     ) -> web.Response:
         headers.popall("Content-Encoding", None)  # the body we send is the decoded one
         body = decode_body(raw, content_codings(upstream.headers), limit=self.max_response_body)
@@ -248,7 +262,7 @@ class Pipeline:
             access = await self.grants.access_for(caller, datetime.now(UTC))
             if self.audit is not None and audit_state is not None:
                 access = self.audit.gate(access, audit_state)
-            context = RevealContext(self.policy, self.keyring(), access, route_practice=None)
+            context = RevealContext(self.policy, self.keyring(), access, route_practice)
             if audit_state is not None:
                 audit_state.response_stats = context.stats
             body = transform_response(body, content_type, context)
@@ -271,7 +285,8 @@ class Pipeline:
             decrypted=dict(stats.decrypted),
             masked=dict(stats.masked),
             plaintext_kept=dict(stats.plaintext_kept),
-            practices=sorted(stats.practices),
+            # As the audit event lists them: shown, or withheld from this caller.
+            practices=sorted(stats.practices | stats.withheld),
             integrity_failures=stats.integrity_failures,
         )
         for event in stats.integrity_events:

@@ -11,11 +11,11 @@ practice), a changed KEK file, and a changed config file without a restart:
 - anything invalid (unparseable YAML, a keystore that fails its integrity check, a KEK that does
   not open it) is refused with one logged error and the proxy keeps serving with what it had.
 
-Live: `keys`, `fields`, `write_routes`, `identity`, `headers`. Everything else (listener, admin,
-upstream, grant store, limits, logging, audit) needs new sockets or stores: a change there is
-logged as "restart required" and the running values stay. A change of `keys.keystore` or
-`keys.usage_file` (another file) is treated the same way, since the usage counters belong to
-the files.
+Live: `keys`, `fields`, `write_routes`, `read_routes`, `identity`, `headers`. Everything else
+(listener, admin, upstream, grant store, limits, logging, audit) needs new sockets or stores: a
+change there is logged as "restart required" and the running values stay. A change of
+`keys.keystore` or `keys.usage_file` (another file) is treated the same way, since the usage
+counters belong to the files.
 
 The same loop flushes the per-key encryption counters (keys.usage) and hands the totals to
 `UsageWatch` (proxy/usage_watch.py): a `key_usage_high` alert near keys.usage_limit, and
@@ -55,7 +55,9 @@ __all__ = ["LIVE_SECTIONS", "Reloader"]
 _log = logging.getLogger("phi_proxy")
 
 #: Config sections a reload applies to the running proxy; all others need a restart.
-LIVE_SECTIONS: Final = frozenset({"keys", "fields", "write_routes", "identity", "headers"})
+LIVE_SECTIONS: Final = frozenset(
+    {"keys", "fields", "write_routes", "read_routes", "identity", "headers"}
+)
 #: How long a replaced authenticator stays open for requests that still use it.
 _RETIRE_AFTER: Final = 60.0
 
@@ -303,6 +305,7 @@ class Reloader:
             authenticator=authenticator,
             policy=FieldPolicy.compile(merged.fields),
             routes=RouteTable.compile(merged.write_routes),
+            read_routes=RouteTable.compile(merged.read_routes),
             headers=header_policy(merged),
         )
         restart = (*(n for n in frozen if n != "keys"), *moved)

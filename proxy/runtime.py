@@ -70,6 +70,7 @@ class Runtime:
             keyring=self.keyring,
             policy=FieldPolicy.compile(settings.fields),
             routes=RouteTable.compile(settings.write_routes),
+            read_routes=RouteTable.compile(settings.read_routes),
             headers=header_policy(settings),
             upstream=self._upstream,
             max_response_body=settings.limits.max_response_body,

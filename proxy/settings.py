@@ -27,7 +27,7 @@ from proxy.server_settings import (
     ListenSettings,
     UpstreamSettings,
 )
-from proxy.transform.settings import FieldSettings, WriteRoutesSettings
+from proxy.transform.settings import FieldSettings, ReadRoutesSettings, WriteRoutesSettings
 
 __all__ = ["LoggingSettings", "Settings", "config_warnings", "load_settings", "upstream_in_clear"]
 
@@ -69,6 +69,11 @@ class Settings(BaseModel):
     write_routes: WriteRoutesSettings = Field(
         default_factory=lambda: WriteRoutesSettings(()),
         description="Routes whose request bodies carry PHI to encrypt on the way in.",
+    )
+    read_routes: ReadRoutesSettings = Field(
+        default_factory=lambda: ReadRoutesSettings(()),
+        description="Routes whose answers belong to the practice their path names: it decides "
+        "who may read plaintext in records that name no practice (legacy data, FHIR).",
     )
     logging: LoggingSettings = Field(default_factory=LoggingSettings, description="Logging.")
     audit: AuditSettings = Field(
@@ -195,6 +200,19 @@ def config_warnings(settings: Settings) -> list[str]:
             f"fields.classes defines {', '.join(unused)} but no selector uses "
             f"{'it' if len(unused) == 1 else 'them'}, so those values are neither encrypted nor "
             "masked; add a selector ({class: NAME, keys: [...]}) or remove the class"
+        )
+    deterministic = sorted(
+        name for name in used if (cls := fields.classes.get(name)) is not None and cls.deterministic
+    )
+    open_routes = [r for r in settings.write_routes.root if r.require_grant == "never"]
+    if deterministic and open_routes:
+        names = ", ".join(f"{r.method} {r.path}" for r in open_routes)
+        warnings.append(
+            f"write route(s) {names} have require_grant: never, so anyone who can reach them "
+            f"can have {', '.join(deterministic)} values encrypted deterministically: the "
+            "token of a guessed value then matches a real patient's, and any page or search "
+            "that shows tokens confirms the guess; remove `require_grant: never` (the default, "
+            "deterministic, asks for a grant for those classes only)"
         )
     if upstream_in_clear(settings):
         warnings.append(

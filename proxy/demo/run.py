@@ -106,7 +106,6 @@ async def _serve(workspace: Workspace, ports: DemoPorts, out: TextIO) -> None:
         for runner, (what, port, flag) in runners:
             started.append(runner)
             await _start(runner, what, port, flag)
-        seeded = await seed_through_proxy(f"http://{HOST}:{ports.proxy}")
         store = open_grant_store(workspace.settings.grants)
         try:
             grants = await create_grants(store)
@@ -117,6 +116,8 @@ async def _serve(workspace: Workspace, ports: DemoPorts, out: TextIO) -> None:
             person.sub: workspace.issuer.mint(person.sub, now=now, ttl=TOKEN_HOURS * 3600)
             for person in STAFF
         }
+        registrars = {"practice-a": tokens["alice"], "practice-b": tokens["bob"]}
+        seeded = await seed_through_proxy(f"http://{HOST}:{ports.proxy}", registrars)
         story = render_story(
             workspace=workspace,
             ports=ports,

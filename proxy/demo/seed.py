@@ -1,9 +1,11 @@
 """Filling the demo: patients and bookings written through the proxy, then grants.
 
 Seeding goes through the proxy's write routes, exactly as a clerk's browser would, so the
-portal's database never sees a plaintext SSN, member id, birth date or history. The seeding
-client sends no bearer token: writes need no grant (the proxy encrypts them for the practice
-named in the route), only reads are decided per caller.
+portal's database never sees a plaintext SSN, member id, birth date or history. Patients are
+registered by each practice's staff (alice for practice-a, bob for practice-b), with their
+bearer tokens: an SSN is encrypted deterministically, and the proxy encrypts such a class only
+for a caller holding a grant for the practice (`require_grant: deterministic`, the default).
+Bookings carry only randomized classes and are sent without a token, as a patient's would be.
 """
 
 from __future__ import annotations
@@ -40,14 +42,20 @@ class SeededGrants:
     expires_at: datetime
 
 
-async def _post(session: aiohttp.ClientSession, url: str, body: dict[str, Any]) -> None:
-    async with session.post(url, json=body) as response:
+async def _post(
+    session: aiohttp.ClientSession, url: str, body: dict[str, Any], token: str | None = None
+) -> None:
+    headers = {} if token is None else {"Authorization": f"Bearer {token}"}
+    async with session.post(url, json=body, headers=headers) as response:
         if response.status != 201:  # noqa: PLR2004 - 201 Created
             raise SeedError(f"seeding failed: POST {url} answered {response.status}")
 
 
-async def seed_through_proxy(proxy_url: str) -> tuple[int, int]:
-    """Create every patient and booking via the proxy at `proxy_url`; (patients, bookings)."""
+async def seed_through_proxy(proxy_url: str, registrars: dict[str, str]) -> tuple[int, int]:
+    """Create every patient and booking via the proxy at `proxy_url`; (patients, bookings).
+
+    `registrars` maps a practice to the bearer token of staff holding a grant there.
+    """
     timeout = aiohttp.ClientTimeout(total=30)
     async with aiohttp.ClientSession(timeout=timeout) as session:
         people = patients()
@@ -62,6 +70,7 @@ async def seed_through_proxy(proxy_url: str) -> tuple[int, int]:
                     "insurance": {"carrier": patient.carrier, "member_id": patient.member_id},
                     "medical_history": patient.medical_history,
                 },
+                registrars[patient.practice],
             )
         visits = bookings()
         for booking in visits:

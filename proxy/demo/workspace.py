@@ -85,7 +85,7 @@ def demo_config(ports: DemoPorts) -> dict[str, Any]:
                 "method": "POST",
                 "path": "/api/practices/{practice_id}/patients/search",
                 "practice_from": practice_param,
-                "require_grant": True,
+                "require_grant": "always",
             },
             {
                 "method": "POST",

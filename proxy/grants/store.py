@@ -191,7 +191,9 @@ class GrantRequest:
         """Make the Grant this request describes at `now`, enforcing `max_ttl` from `now`."""
         now = utc(now)
         not_before = utc(self.not_before) if self.not_before is not None else now
-        expires_at = utc(self.expires_at)
+        # Whole seconds: every listing prints a grant's end to the second, so a grant must not
+        # run on for a fraction of a second past the time an operator was shown.
+        expires_at = utc(self.expires_at).replace(microsecond=0)
         if expires_at <= not_before or expires_at <= now:
             raise GrantError("the grant would never be active: its expiry is not after its start")
         if expires_at - now > max_ttl:

@@ -48,7 +48,7 @@ if TYPE_CHECKING:
     from keys.keyring import Keyring
     from proxy.transform.policy import FieldPolicy
     from proxy.transform.reveal import AccessPolicy
-    from proxy.transform.routes import RouteMatch
+    from proxy.transform.routes import WriteRouteMatch
 
 __all__ = ["SealContext", "encrypt_request"]
 
@@ -98,7 +98,7 @@ def _parse(body: bytes) -> object:
 
 
 def encrypt_request(
-    body: bytes, content_type: str | None, route: RouteMatch | None, ctx: SealContext
+    body: bytes, content_type: str | None, route: WriteRouteMatch | None, ctx: SealContext
 ) -> bytes:
     """Encrypt PHI fields of a request body, or refuse it; returns `body` if nothing changed.
 
@@ -130,7 +130,7 @@ def encrypt_request(
         )
     doc = _parse(body)
     practice = _practice(route, doc, ctx)
-    walk = _Walk(ctx, practice, route if route.route.require_grant else None)
+    walk = _Walk(ctx, practice, None if route.route.require_grant == "never" else route)
     return splice(body, doc, walk.document(doc))
 
 
@@ -205,7 +205,7 @@ def _is_token(value: str) -> bool:
     return TOKEN_PATTERN.fullmatch(value) is not None
 
 
-def _practice(route: RouteMatch, doc: object, ctx: SealContext) -> str:
+def _practice(route: WriteRouteMatch, doc: object, ctx: SealContext) -> str:
     source = route.route.practice_from
     where = f"{route.route.method} {route.route.path}"
     if isinstance(source, BodyKeyPractice):
@@ -267,11 +267,11 @@ class _Walk:
     __slots__ = ("ctx", "edits", "gated", "practice")
 
     def __init__(
-        self, ctx: SealContext, practice: str | None, gated: RouteMatch | None = None
+        self, ctx: SealContext, practice: str | None, gated: WriteRouteMatch | None = None
     ) -> None:
         self.ctx = ctx
         self.practice = practice
-        self.gated = gated  # a `require_grant` write route: each value needs the caller's grant
+        self.gated = gated  # a write route whose `require_grant` may ask for the caller's grant
         self.edits = Edits()
 
     def document(self, doc: object) -> Edits:
@@ -349,6 +349,7 @@ class _Walk:
             return text
         if self.gated is not None:  # empty text too: its token would still answer a search
             self.check_grant(self.practice, field_class, self.gated)
+
         if text.startswith(TOKEN_PREFIX):
             self.check_token(text, field_class)
             return text
@@ -368,22 +369,38 @@ class _Walk:
         ctx.stats.encrypted[field_class] += 1
         return token
 
-    def check_grant(self, practice: str, field_class: str, route: RouteMatch) -> None:
-        """403 unless the caller may read `field_class` at `practice` (require_grant routes).
+    def check_grant(self, practice: str, field_class: str, route: WriteRouteMatch) -> None:
+        """403 unless the caller may read `field_class` at `practice`, where the route asks.
 
-        Encrypting needs no grant elsewhere (a patient booking holds none); on a search route
-        it would let anyone ask the portal whether a practice stores a value.
+        `require_grant: always` asks for every class; `deterministic` (the default) for the
+        deterministic ones only: their token is the same for the same value, so a stranger
+        able to have one made could learn whether the practice stores a guessed SSN. A
+        randomized class needs no grant (a patient booking holds none).
         """
+        mode = route.route.require_grant
+        deterministic = self.ctx.policy.is_deterministic(field_class)
+        if mode == "deterministic" and not deterministic:
+            return
         access = self.ctx.access
-        if access is None or not access.allows(practice, field_class):
-            raise RequestRejected(
-                403,
-                f"write route {route.route.method} {route.route.path} requires the caller to "
-                f"hold an active grant for its practice covering class {field_class!r} "
-                "(write_routes require_grant), and this caller holds none; nothing was "
-                "forwarded. Ask for a grant (`phi-grants add`) if this work needs it.",
-                reason="no_grant_for_route",
+        if access is not None and access.allows(practice, field_class):
+            return
+        route_name = f"{route.route.method} {route.route.path}"
+        if mode == "always":
+            why = f"write route {route_name} requires (write_routes require_grant: always)"
+        else:
+            why = (
+                f"class {field_class!r} is encrypted deterministically (the same value always "
+                "gives the same token, so a stranger could test guesses against the portal's "
+                f"data), and write route {route_name} requires (require_grant: deterministic, "
+                "the default)"
             )
+        raise RequestRejected(
+            403,
+            f"{why} the caller to hold an active grant for its practice covering class "
+            f"{field_class!r}, and this caller holds none; nothing was forwarded. Ask for a "
+            "grant (`phi-grants add`) if this work needs it.",
+            reason="no_grant_for_route",
+        )
 
     def check_token(self, token: str, field_class: str) -> None:
         try:

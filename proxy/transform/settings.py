@@ -23,7 +23,7 @@ meets a config problem; `FieldPolicy.compile` and `RouteTable.compile` then do a
 from __future__ import annotations
 
 import re
-from typing import Annotated, Final, Literal
+from typing import Annotated, Final, Literal, Self
 
 from pydantic import (
     BaseModel,
@@ -46,7 +46,11 @@ __all__ = [
     "FieldSettings",
     "KeepLastMask",
     "PathParamPractice",
+    "ReadRouteSettings",
+    "ReadRoutesSettings",
     "RecordSettings",
+    "RequireGrant",
+    "RouteTemplate",
     "SelectorSettings",
     "TextMask",
     "WriteRouteSettings",
@@ -277,25 +281,39 @@ class BodyKeyPractice(BaseModel):
     body_key: str = Field(description="Top-level key of the JSON body (compared normalized).")
 
 
-class WriteRouteSettings(BaseModel):
-    """A route whose JSON request bodies get their selected fields encrypted."""
+#: Which selected values on a write route need the caller's grant (see `require_grant`).
+RequireGrant = Literal["always", "deterministic", "never"]
+
+
+def _check_template(value: str) -> str:
+    """A path template: literal segments and whole-segment {parameters}, each name once."""
+    if not value.startswith("/") or value == "/":
+        raise ValueError("the path template must start with / and name at least a segment")
+    params = []
+    for segment in value[1:].split("/"):
+        param = _SEGMENT_PARAM.fullmatch(segment)
+        if param:
+            params.append(param.group(1))
+        elif not _SEGMENT_LITERAL.fullmatch(segment):
+            raise ValueError(
+                f"path segment {segment!r} is neither a literal (no braces, not empty) "
+                "nor a whole-segment {parameter}"
+            )
+    if len(params) != len(set(params)):
+        raise ValueError("a path parameter name appears twice")
+    return value
+
+
+class RouteTemplate(BaseModel):
+    """What write and read routes share: a method and a path template matched per segment."""
 
     model_config = _FROZEN
-    method: Literal["POST", "PUT", "PATCH", "DELETE"] = Field(description="HTTP method.")
+    method: str
     path: str = Field(
         description="Path template: literal segments and whole-segment {parameters}, "
         "e.g. /api/practices/{practice_id}/patients. No wildcards, no regular expressions."
     )
-    practice_from: PathParamPractice | BodyKeyPractice = Field(
-        description="Where the practice comes from: {path_param: NAME} or {body_key: NAME}."
-    )
-    require_grant: bool = Field(
-        default=False,
-        description="Only callers holding an active grant for the route's practice, covering "
-        "each class the body carries, may send PHI here (403 otherwise, nothing forwarded). "
-        "Set it on search routes: a deterministic class lets anyone who can encrypt a value "
-        "ask the portal whether the practice stores it.",
-    )
+    practice_from: PathParamPractice | BodyKeyPractice
 
     @field_validator("method", mode="before")
     @classmethod
@@ -305,24 +323,10 @@ class WriteRouteSettings(BaseModel):
     @field_validator("path")
     @classmethod
     def _check_path(cls, value: str) -> str:
-        if not value.startswith("/") or value == "/":
-            raise ValueError("the path template must start with / and name at least a segment")
-        params = []
-        for segment in value[1:].split("/"):
-            param = _SEGMENT_PARAM.fullmatch(segment)
-            if param:
-                params.append(param.group(1))
-            elif not _SEGMENT_LITERAL.fullmatch(segment):
-                raise ValueError(
-                    f"path segment {segment!r} is neither a literal (no braces, not empty) "
-                    "nor a whole-segment {parameter}"
-                )
-        if len(params) != len(set(params)):
-            raise ValueError("a path parameter name appears twice")
-        return value
+        return _check_template(value)
 
     @model_validator(mode="after")
-    def _check_param(self) -> WriteRouteSettings:
+    def _check_param(self) -> Self:
         source = self.practice_from
         if isinstance(source, PathParamPractice) and f"{{{source.path_param}}}" not in (
             self.path.split("/")
@@ -336,6 +340,71 @@ class WriteRouteSettings(BaseModel):
     def params(self) -> tuple[str, ...]:
         """The parameter names of the path template, in order."""
         return tuple(m.group(1) for m in _SEGMENT_PARAM.finditer(self.path))
+
+
+class WriteRouteSettings(RouteTemplate):
+    """A route whose JSON request bodies get their selected fields encrypted."""
+
+    method: Literal["POST", "PUT", "PATCH", "DELETE"] = Field(description="HTTP method.")
+    practice_from: PathParamPractice | BodyKeyPractice = Field(
+        description="Where the practice comes from: {path_param: NAME} or {body_key: NAME}."
+    )
+    require_grant: RequireGrant = Field(
+        default="deterministic",
+        description="Who may send PHI here. `deterministic` (the default): a value of a "
+        "deterministic class (plaintext or token) needs the caller to hold an active grant "
+        "for the route's practice covering that class, since its token is the same for the "
+        "same value and a stranger who could have one made would learn, from any page that "
+        "shows tokens or from a search, whether the practice stores it; other classes are "
+        "encrypted for anyone (a patient booking holds no grant). `always` (or true): every "
+        "selected value needs that grant (search routes). `never` (or false): anyone may "
+        "send any class; check-config warns while a deterministic class could be written so. "
+        "Refused values get 403 and nothing is forwarded.",
+    )
+
+    @field_validator("require_grant", mode="before")
+    @classmethod
+    def _grant_switch(cls, value: object) -> object:
+        if isinstance(value, bool):  # true/false: the switch's form before `deterministic`
+            return "always" if value else "never"
+        return value
+
+    @field_validator("method", mode="before")
+    @classmethod
+    def _upper(cls, value: object) -> object:
+        return value.upper() if isinstance(value, str) else value
+
+
+class ReadRouteSettings(RouteTemplate):
+    """A route whose responses belong to one practice, named by a parameter of its path.
+
+    Used for plaintext in records that name no practice (legacy data written before the proxy,
+    FHIR resources): the route's practice decides whether the caller may read it. Declare only
+    routes whose answers the portal really limits to the practice in the path.
+    """
+
+    method: Literal["GET", "HEAD", "POST"] = Field(
+        description="HTTP method (POST for searches that read, e.g. FHIR _search)."
+    )
+    practice_from: PathParamPractice = Field(
+        description="The path parameter that names the practice: {path_param: NAME}."
+    )
+
+
+def _refuse_twins(routes: tuple[RouteTemplate, ...], section: str) -> None:
+    """Two routes matching the same requests: the second would never be used."""
+    seen: set[tuple[str, tuple[str, ...]]] = set()
+    for number, route in enumerate(routes):
+        shape = (
+            route.method,
+            tuple("{}" if s.startswith("{") else s for s in route.path.split("/")),
+        )
+        if shape in seen:
+            raise ValueError(
+                f"{section}[{number}]: {route.method} {route.path} matches the same "
+                "requests as an earlier route; remove one"
+            )
+        seen.add(shape)
 
 
 class WriteRoutesSettings(RootModel[tuple[WriteRouteSettings, ...]]):
@@ -355,16 +424,25 @@ class WriteRoutesSettings(RootModel[tuple[WriteRouteSettings, ...]]):
 
     @model_validator(mode="after")
     def _no_twins(self) -> WriteRoutesSettings:
-        seen: set[tuple[str, tuple[str, ...]]] = set()
-        for number, route in enumerate(self.root):
-            shape = (
-                route.method,
-                tuple("{}" if s.startswith("{") else s for s in route.path.split("/")),
-            )
-            if shape in seen:
-                raise ValueError(
-                    f"write_routes[{number}]: {route.method} {route.path} matches the same "
-                    "requests as an earlier route; remove one"
-                )
-            seen.add(shape)
+        _refuse_twins(self.root, "write_routes")
+        return self
+
+
+class ReadRoutesSettings(RootModel[tuple[ReadRouteSettings, ...]]):
+    """The `read_routes:` section: a list of routes (an absent section means none)."""
+
+    model_config = ConfigDict(frozen=True)
+    root: Annotated[
+        tuple[ReadRouteSettings, ...],
+        Field(description="Routes whose responses belong to the practice named in the path."),
+    ] = ()
+
+    @model_validator(mode="before")
+    @classmethod
+    def _absent_is_empty(cls, value: object) -> object:
+        return () if value in ({}, None) else value
+
+    @model_validator(mode="after")
+    def _no_twins(self) -> ReadRoutesSettings:
+        _refuse_twins(self.root, "read_routes")
         return self

@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     from proxy.transform.reveal import RevealContext
     from proxy.transform.stats import TransformStats
 
-__all__ = ["TEST_FIELDS", "CoreOutcome", "compare_cores", "facts_of"]
+__all__ = ["EVERY_GRANT", "TEST_FIELDS", "CoreOutcome", "EveryGrant", "compare_cores", "facts_of"]
 
 #: The `fields:` section the transform tests, the parity tests and the fuzz target share:
 #: three classes with each kind of mask, key selectors, the FHIR identifier filter path.
@@ -42,6 +42,21 @@ TEST_FIELDS: Final = {
     "record": {"practice_keys": ["practice_id"], "id_keys": ["patient_id", "id"]},
     "max_depth": 64,
 }
+
+
+class EveryGrant:
+    """A caller holding a grant for every practice and class: staff writing their own data.
+
+    Write routes encrypt a deterministic class only for such callers (`require_grant`), so the
+    tests of what encryption does, rather than of who may ask for it, write as one.
+    """
+
+    def allows(self, _practice: str, _field_class: str) -> bool:
+        """Every practice, every class."""
+        return True
+
+
+EVERY_GRANT: Final = EveryGrant()
 
 
 def facts_of(stats: TransformStats) -> tuple[object, ...]:

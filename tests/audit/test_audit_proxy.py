@@ -100,6 +100,22 @@ class TestRequestEvents:
         carol = next(e for e in masked if e["subject"].endswith("carol"))
         assert carol["lapsed_practices"] == ["practice-a"]
 
+    async def test_access_line_and_event_name_the_same_practices(self, audit_env, caplog):
+        """A fully masked read names the practice it withheld in both records, not in one only."""
+        serve(audit_env, "/api/patients/m1", patient(audit_env, "practice-a", "m1"))
+        response = await audit_env.get("/api/patients/m1", sub="mallory")
+        assert response.status == 200
+        request_id = response.headers["X-Request-Id"]
+        await asyncio.sleep(FLUSH)
+        (event,) = [e for e in requests_of(audit_env) if e["request_id"] == request_id]
+        (line,) = [
+            r.fields
+            for r in caplog.records
+            if r.name == "phi_proxy.access" and r.fields["request_id"] == request_id
+        ]
+        assert event["practices"] == ["practice-a"]
+        assert line["practices"] == event["practices"]
+
     async def test_requests_without_phi_leave_no_event(self, audit_env):
         """A response with no PHI field is not audited (the access log has it)."""
         audit_env.portal.script("/plain", b'{"ok": true}')
@@ -126,6 +142,7 @@ class TestRequestEvents:
 
     async def test_encrypting_writes_are_audited_with_the_route_template(self, audit_env):
         """A write route's encrypt counts are recorded under the route's own template."""
+        await audit_env.grant("alice", "practice-a")  # staff registering a patient
         body = json.dumps({"patient_id": "n1", "ssn": "111-22-3333"}).encode()
         blackbox.PLANTED.add("111-22-3333")
         response = await audit_env.get(

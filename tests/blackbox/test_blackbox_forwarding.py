@@ -249,9 +249,10 @@ class TestFailures:
 class TestWriteRoutes:
     async def test_write_route_encrypts_before_the_portal_sees_it(self, proxy_env):
         """PHI posted on a write route reaches the portal only as practice-bound tokens."""
+        await proxy_env.grant("alice", "practice-a")  # staff registering a patient
         body = {"name": "New Patient", "ssn": SSN, "insurance": {"member_id": "M-77"}}
         response = await proxy_env.get(
-            "/api/practices/practice-a/patients", method="POST", json=body
+            "/api/practices/practice-a/patients", method="POST", json=body, sub="alice"
         )
         assert response.status == 200
         stored = json.loads(proxy_env.portal.last().body)
@@ -291,7 +292,7 @@ class TestWriteRoutes:
 
 
 class TestMultipartResponses:
-    """Review 8, F1: multipart bodies reach the part-by-part check through the real proxy."""
+    """Multipart bodies reach the part-by-part check through the real proxy."""
 
     @pytest.mark.parametrize("encoding", ["base64", "quoted-printable"])
     async def test_an_encoded_json_part_with_legacy_plaintext_is_withheld(

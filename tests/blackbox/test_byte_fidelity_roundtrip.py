@@ -15,6 +15,7 @@ async def _store(proxy_env) -> tuple[bytes, bytes]:
     """POST the bundle on a write route; (what was written, what the portal stored)."""
     PLANTED.add(SSN.decode())
     written = FHIR_BUNDLE.read_bytes()
+    await proxy_env.grant("writer", "practice-a")  # staff: the SSN class is deterministic
     response = await proxy_env.get(
         "/api/practices/practice-a/patients",
         method="POST",

@@ -375,11 +375,16 @@ class TestRequestContentEncoding:
             "201 Created", [("Content-Type", "application/json")], b"{}"
         )
         plain = orjson.dumps({"name": "Pat", "ssn": SSN})
+        await env.grant("alice", "practice-a")  # staff registering a patient
         answer = await raw_exchange(
             env.proxy_url,
             "/api/practices/practice-a/patients",
             method="POST",
-            headers={"Content-Type": "application/json", "Content-Encoding": coding},
+            headers={
+                "Content-Type": "application/json",
+                "Content-Encoding": coding,
+                **env.auth("alice"),
+            },
             body=encode(plain),
         )
         assert answer.status == 201

@@ -13,7 +13,7 @@ import json
 
 import pytest
 from blackbox_env import PLANTED
-from http_review_portal import (
+from raw_keepalive_portal import (
     KeepAlivePortal,
     Reply,
     exchange,

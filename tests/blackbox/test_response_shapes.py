@@ -137,7 +137,7 @@ REC_MASKED = orjson.dumps(LEGACY_MASKED)
 
 
 class TestNotJsonThroughout:
-    """Review round 3: bodies the sniffing could not split into JSON texts were token-scanned.
+    """Bodies the sniffing could not split into JSON texts were token-scanned.
 
     Lenient clients read the legacy plaintext out of them; now walked line by line, or 502.
     """

@@ -303,7 +303,6 @@ class TestImageBuild:
                 async with http.get(f"{admin}/readyz") as response:
                     assert response.status == 200
                 proxy_url = f"http://127.0.0.1:{proxy_port}"
-                await seed_through_proxy(proxy_url)
                 store = SQLiteGrantStore(
                     workspace.settings.grants.sqlite_path, max_ttl=workspace.settings.grants.max_ttl
                 )
@@ -311,6 +310,11 @@ class TestImageBuild:
                     await create_grants(store, now=datetime.now(UTC))
                 finally:
                     await store.close()
+                registrars = {
+                    practice: workspace.issuer.mint(sub, now=time.time())
+                    for practice, sub in (("practice-a", "alice"), ("practice-b", "bob"))
+                }
+                await seed_through_proxy(proxy_url, registrars)
                 url = f"{proxy_url}/api/practices/practice-a/patients/1"
                 for sub, expected in (("alice", patients()[0].ssn), ("mallory", "***-**-1111")):
                     token = workspace.issuer.mint(sub, now=time.time())

@@ -1,12 +1,12 @@
-"""A cached subject's Access is reused only while it is exactly what the grants give now."""
+"""Access follows the grants' times exactly: memoized answers, and ends on whole seconds."""
 
 from datetime import timedelta
 
-from grants_helpers import ALICE, BOB, T0
+from grants_helpers import ALICE, BOB, T0, request_for
 from hypothesis import given
 from hypothesis import strategies as st
 
-from proxy.grants import Access, Grant
+from proxy.grants import Access, Grant, SQLiteGrantStore
 from proxy.grants.access_memo import AccessMemo
 
 MINUTES = st.integers(min_value=-120, max_value=120).map(lambda m: T0 + timedelta(minutes=m))
@@ -64,3 +64,19 @@ def test_memo_reuses_the_answer_until_a_grant_ends():
     expired = memo.at(T0 + timedelta(minutes=5))
     assert not expired.allows("pr-a", "ssn")
     assert expired.lapsed_grant_ids_for("pr-a") == ("g1",)
+
+
+async def test_a_grant_ends_at_the_whole_second_every_listing_prints(tmp_path):
+    """A grant made at a fraction of a second ends at the printed second, not 0.65 s after it."""
+    store = SQLiteGrantStore(tmp_path / "g.db")
+    try:
+        now = T0 + timedelta(microseconds=350_000)
+        grant = await store.add(request_for(start=now, ttl=timedelta(hours=1)), now=now)
+    finally:
+        await store.close()
+    printed = f"{grant.expires_at:%Y-%m-%d %H:%M:%S}"
+    assert grant.expires_at.microsecond == 0
+    assert printed == "2025-03-01 09:00:00"
+    last_moment = grant.expires_at - timedelta(microseconds=1)
+    assert Access.from_grants(ALICE, (grant,), last_moment).allows("pr-a", "ssn")
+    assert not Access.from_grants(ALICE, (grant,), grant.expires_at).allows("pr-a", "ssn")

@@ -109,7 +109,7 @@ class TestAccess:
 
 
 class TestGrantNames:
-    """Grant names follow the keystore's and the token format's rules (review round 5)."""
+    """Grant names follow the keystore's and the token format's rules."""
 
     @pytest.mark.parametrize("practice", ["practice-a\n", "a b", "-a", "x" * 65])
     def test_practice_ids_no_key_can_carry_are_refused(self, practice):

@@ -70,7 +70,7 @@ async def test_a_replacement_others_may_write_is_refused(tmp_path, stores):
 
 
 async def test_a_lookup_in_flight_across_a_restore_does_not_fill_the_cache(tmp_path):
-    """Review 8, F6: a lookup that started on the old file must not cache its grants.
+    """A lookup that started on the old file must not cache its grants.
 
     The worker thread is held by a blocker only to fix the interleaving that a slow disk or
     a busy thread produces on its own (the store has one worker thread).

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import sqlite3
 
-from lifecycle_helpers import run_keys
+from lifecycle_helpers import grant, run_keys
 
 from keys.settings import keystore_file
 from keys.usage import UsageCounter, read_usage, usage_path
@@ -147,6 +147,7 @@ class TestKeystoreReload:
         )
         await live.reloader.tick()
         assert "practice-d" in live.runtime.keyring().practices()
+        await grant(live.config.parent, "alice", "practice-d")  # its staff write SSNs
         assert await live.post_patient("practice-d", _record("d1")) == 201
         status, body = await live.get_patient("b1")
         assert status == 200

@@ -20,6 +20,7 @@ from proxy.transform import (
 from proxy.transform.jsonsafe import parse_json
 from proxy.transform.settings import WriteRoutesSettings
 from proxy.transform.splice import Edits, splice
+from proxy.transform.testing import EVERY_GRANT
 
 FHIR_BUNDLE = Path(__file__).parents[1] / "fixtures" / "fhir-patient-bundle.json"
 JSON = "application/json"
@@ -114,7 +115,10 @@ class TestFhirRoundTrip:
         written = FHIR_BUNDLE.read_bytes()
         route = ROUTES.match_route("POST", "/api/practices/A/patients")
         stored = encrypt_request(
-            written, "application/fhir+json", route, SealContext(policy, keyring)
+            written,
+            "application/fhir+json",
+            route,
+            SealContext(policy, keyring, access=EVERY_GRANT),
         )
         assert b"999-80-9771" not in stored
         assert stored.count(b"phi1.d.") == 1  # the SSN identifier's value, deterministic
@@ -129,7 +133,9 @@ class TestFhirRoundTrip:
         """All but the masked SSN, decimals and escapes included, is as the portal sent it."""
         written = FHIR_BUNDLE.read_bytes()
         route = ROUTES.match_route("POST", "/api/practices/A/patients")
-        stored = encrypt_request(written, JSON, route, SealContext(policy, keyring))
+        stored = encrypt_request(
+            written, JSON, route, SealContext(policy, keyring, access=EVERY_GRANT)
+        )
         ctx = RevealContext(policy, keyring, NOBODY, None, TransformStats())
         shown = transform_response(stored, JSON, ctx)
         assert shown == written.replace(b'"999-80-9771"', b'"***-**-9771"')

@@ -3,6 +3,7 @@ import pytest
 
 from proxy.transform import RequestRejected, RouteTable, SealContext, encrypt_request
 from proxy.transform.settings import WriteRoutesSettings
+from proxy.transform.testing import EVERY_GRANT
 
 ROUTES = RouteTable.compile(
     WriteRoutesSettings.model_validate(
@@ -26,7 +27,7 @@ PATIENTS_A = ROUTES.match_route("POST", "/api/practices/A/patients")
 @pytest.fixture
 def seal(policy, keyring):
     """A fresh SealContext."""
-    return SealContext(policy, keyring)
+    return SealContext(policy, keyring, access=EVERY_GRANT)
 
 
 class TestRouteTable:
@@ -164,7 +165,7 @@ class TestOtherRoutes:
 
 
 class TestSelectedObjects:
-    """A selected object's keys would reach the portal in clear: refused (review 7, F1)."""
+    """A selected object's keys would reach the portal in clear: refused."""
 
     @pytest.mark.parametrize(
         "doc",

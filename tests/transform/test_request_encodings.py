@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 
 from proxy.transform import RequestRejected, RouteTable, SealContext, encrypt_request
 from proxy.transform.settings import WriteRoutesSettings
+from proxy.transform.testing import EVERY_GRANT
 
 ROUTES = RouteTable.compile(
     WriteRoutesSettings.model_validate(
@@ -34,7 +35,7 @@ BOUNDARY = "b0undary"
 
 @pytest.fixture
 def seal(policy, keyring):
-    return SealContext(policy, keyring)
+    return SealContext(policy, keyring, access=EVERY_GRANT)
 
 
 def refused(body: bytes, content_type: str | None, seal, route=None) -> RequestRejected:

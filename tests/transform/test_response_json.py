@@ -289,7 +289,7 @@ class TestUnchangedBodies:
 
 
 class TestRecordIds:
-    """The audited record id follows `record.id_keys` order, not the object's (review round 5)."""
+    """The audited record id follows `record.id_keys` order, not the object's."""
 
     def test_config_order_picks_the_id(self, make_ctx, keyring):
         token = keyring.encrypt("A", "ssn", "555-44-3333")

@@ -279,7 +279,7 @@ def test_a_plain_text_error_naming_a_field_is_not_withheld(make_ctx):
 
 
 class TestStrayBytes:
-    """One NUL or one byte invalid in the charset must not switch the walk off (review round 5)."""
+    """One NUL or one byte invalid in the charset must not switch the walk off."""
 
     ROW = orjson.dumps(LEGACY)
 
@@ -317,7 +317,7 @@ class TestStrayBytes:
 
 
 class TestBinaryLookingJson:
-    """Bodies binary by their bytes that still carry JSON members (review of round 5, R1)."""
+    """Bodies binary by their bytes that still carry JSON members."""
 
     ROW = orjson.dumps(LEGACY)
     XSSI = b")]}',\n"  # Angular strips it and parses the rest, whatever the type
@@ -342,14 +342,14 @@ class TestBinaryLookingJson:
             transform_response(body, content_type, make_ctx())
 
     def test_a_token_followed_by_plaintext_is_plaintext(self, make_ctx, keyring):
-        """Review 8, F5: only a value that is exactly one token is left to the token scan."""
+        """Only a value that is exactly one token is left to the token scan."""
         token = keyring.encrypt("A", "ssn", "1")
         body = self.XSSI + b'{"ssn": "' + token.encode() + b' 900-55-4803", "n": "M\xfcller"}'
         with pytest.raises(UnsafeBody, match="invalid_json"):
             transform_response(body, "application/octet-stream", make_ctx())
 
     def test_a_path_selected_name_counts_in_a_binary_body(self, make_ctx):
-        """Review 8, F2: the FHIR path's `value` inside a binary-looking body → withheld."""
+        """The FHIR path's `value` inside a binary-looking body → withheld."""
         system = "http://hl7.org/fhir/sid/us-ssn"
         doc = {"identifier": [{"system": system, "value": "900-11-2222"}], "n": "x"}
         body = self.XSSI + orjson.dumps(doc)[:-2] + b'M\xfcller"}'
@@ -365,7 +365,7 @@ class TestBinaryLookingJson:
         "member", [b'"className":', b'"\xc5\xbf":', b'"businessName":', b'"s":']
     )
     def test_members_no_key_selector_names_do_not_refuse_a_download(self, make_ctx, member):
-        """Review 7, F6: only exact selected names count, not the byte prefilter's hits.
+        """Only exact selected names count, not the byte prefilter's hits.
 
         (Names a path selector needs, such as the FHIR path's `value`, do count in a binary
         body, where the structure around them cannot be seen: review 8, F2.)
@@ -392,7 +392,7 @@ class TestBinaryLookingJson:
 
 
 class TestMultipartParts:
-    """Parts hidden from a byte search are decoded as a MIME parser would (review 7, F3)."""
+    """Parts hidden from a byte search are decoded as a MIME parser would."""
 
     ROW = orjson.dumps(LEGACY)
 
@@ -462,7 +462,7 @@ class TestMultipartParts:
         assert transform_response(body, "multipart/mixed; boundary=b", make_ctx()) is body
 
     def test_a_path_selected_value_in_a_part_is_withheld(self, make_ctx):
-        """Review 8, F2: the FHIR SSN path selector applies inside parts (the walk runs)."""
+        """The FHIR SSN path selector applies inside parts (the walk runs)."""
         system = "http://hl7.org/fhir/sid/us-ssn"
         part = orjson.dumps({"identifier": [{"system": system, "value": "900-11-2222"}]})
         body = b"--b\r\nContent-Type: application/json\r\n\r\n" + part + b"\r\n--b--\r\n"

@@ -1,6 +1,6 @@
 """A raw keep-alive portal that records every byte, and a raw client that reads until EOF.
 
-Adapted from the HTTP-layer review's tools. The portal parses requests framed by
+The portal parses requests framed by
 Content-Length on keep-alive connections and answers each with scripted bytes, optionally
 closing the connection afterwards (a portal that dies mid-body). The client writes raw bytes
 (pipelined requests included) and reads until the proxy closes the connection, so tests assert

@@ -1,4 +1,4 @@
-"""Config mistakes from the operator-surface review that used to pass silently.
+"""Config mistakes that must be refused or named, never passed silently.
 
 Each test writes a real config beside a real KEK, keystore and JWKS (the demo's workspace) and
 runs the real loader or `phi-proxy check-config` (in this process, `proxy.cli.main`).
@@ -315,7 +315,7 @@ class TestAuditFilesApart:
 
 
 class TestMergeKeys:
-    """Merge keys cannot drop a block silently either (review of round 5, R3)."""
+    """Merge keys cannot drop a block silently either."""
 
     FIELDS = 'fields:\n  classes:\n    ssn: {mask: {text: "[hidden]"}}\n    history: {mask: null}\n'
 

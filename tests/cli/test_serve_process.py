@@ -269,7 +269,7 @@ class TestStartFailuresAreOneLine:
 
 
 class TestAddressFamilies:
-    """`localhost` on a kernel without IPv6 still listens on 127.0.0.1 (review of round 5, R4).
+    """`localhost` on a kernel without IPv6 still listens on 127.0.0.1.
 
     A kernel booted with ipv6.disable=1 is not available here, so socket creation for AF_INET6
     is made to fail the way that kernel fails it; the binding itself is real.

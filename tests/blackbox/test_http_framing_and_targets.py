@@ -1,8 +1,9 @@
-"""HTTP-layer review fixes, black-box: a real proxy, a raw-socket portal, raw client bytes.
+"""HTTP framing and request targets, black-box: a real proxy, a raw-socket portal, raw bytes.
 
-F1 padded UTF-16/32 JSON; F2 whitespace before JSON labelled as media; F3 a streamed body cut
-mid-way; F4 `Expect: 100-continue`; F5/O1 request targets that are not `/path`; method-override
-headers; a final 1xx from the portal.
+Padded UTF-16/32 JSON is refused; whitespace before JSON labelled as media is read, not streamed;
+a streamed body cut mid-way closes the connection with no second response; `Expect:
+100-continue` reaches a portal that just reads the body; request targets that are not `/path`,
+method-override headers and a final 1xx from the portal are refused.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 from blackbox_env import PLANTED
-from http_review_portal import (
+from raw_keepalive_portal import (
     KeepAlivePortal,
     PortalRequest,
     Reply,

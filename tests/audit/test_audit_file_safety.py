@@ -1,7 +1,8 @@
-"""Review fixes for the audit trail: a wrong audit.path, key file modes, escaped record ids.
+"""The audit trail's files are what they claim: the trail, its keys, and a report safe to print.
 
-F3: audit.path naming a file that is not a trail; F4: the audit and signing key modes; F7: record
-ids that carry terminal escapes in `phi-audit report`.
+`audit.path` naming a file that is not a trail is refused (nothing written, keys untouched);
+audit and signing keys readable by others are refused; record ids carrying terminal escapes are
+shown escaped by `phi-audit report`.
 """
 
 from __future__ import annotations
@@ -284,7 +285,7 @@ class TestReportEscapes:
 
 
 class TestShortWrite:
-    """A write cut short (disk full) leaves the trail as it was (review of round 5, R2)."""
+    """A write cut short (disk full) leaves the trail as it was."""
 
     def test_a_short_write_leaves_no_partial_line_and_the_trail_continues(self, tmp_path):
         settings = settings_in(tmp_path, fsync=False)

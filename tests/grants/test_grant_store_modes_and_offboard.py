@@ -1,4 +1,4 @@
-"""Review fixes for the grant store: SQLite file modes (F4), an offboard revoking nothing (F8)."""
+"""The grant database's file modes are enforced, and an offboard that revokes nothing says so."""
 
 from __future__ import annotations
 

@@ -1,7 +1,8 @@
-"""Review fixes for `phi-keys`: partial changes audited, relative KEK paths, --dsn passwords.
+"""`phi-keys` leaves no silent gaps: partial changes audited, relative KEK paths, --dsn passwords.
 
-F9 (partial changes are audited), F10 (`rotate-kek --new-kek RELATIVE`), F12 (a password in
---dsn), and `encrypt-existing` reading `deterministic` the way the proxy does. Real KEK,
+A change that stops part-way is audited for what it did; `rotate-kek --new-kek RELATIVE`
+resolves the path as the operator meant; a password in --dsn is refused; `encrypt-existing`
+reads `deterministic` the way the proxy does. Real KEK,
 keystore, SQLite table and console script.
 """
 
@@ -279,7 +280,7 @@ class TestDeterministicSetting:
 
 
 class TestDryRun:
-    """A dry run changes nothing, so it writes no key_change event (review of round 5, R5)."""
+    """A dry run changes nothing, so it writes no key_change event."""
 
     def test_a_dry_run_leaves_no_key_change_event(self, tmp_path):
         config = make_keys(tmp_path)
