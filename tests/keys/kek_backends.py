@@ -27,23 +27,27 @@ def unavailable(reason: str, require_env: str) -> None:
     pytest.skip(f"{reason}; CI sets {require_env}=1 to make this a failure")
 
 
+_SESSION_TOKEN: list = []  # one token per process, whichever test folder asks first
+
+
 @pytest.fixture(scope="session")
 def softhsm(tmp_path_factory):
-    """A throwaway SoftHSM2 token for this test session (SoftHsmToken)."""
+    """A throwaway SoftHSM2 token for this test session (SoftHsmToken).
+
+    SOFTHSM2_CONF stays set for the rest of the process: the library reads it once, and every
+    test folder that imports this fixture shares the one token set-up.
+    """
     found = find_softhsm()
     if isinstance(found, str):
         unavailable(found, "PHI_TEST_REQUIRE_SOFTHSM")
-    folder = tmp_path_factory.mktemp("softhsm")
-    token = create_softhsm_token(
-        folder, label=f"phi-test-{secrets.token_hex(4)}", pin=secrets.token_hex(8)
-    )
-    before = os.environ.get("SOFTHSM2_CONF")
-    os.environ["SOFTHSM2_CONF"] = str(token.conf)
-    yield token
-    if before is None:
-        os.environ.pop("SOFTHSM2_CONF", None)
-    else:
-        os.environ["SOFTHSM2_CONF"] = before
+    if not _SESSION_TOKEN:
+        folder = tmp_path_factory.mktemp("softhsm")
+        token = create_softhsm_token(
+            folder, label=f"phi-test-{secrets.token_hex(4)}", pin=secrets.token_hex(8)
+        )
+        os.environ["SOFTHSM2_CONF"] = str(token.conf)
+        _SESSION_TOKEN.append(token)
+    return _SESSION_TOKEN[0]
 
 
 def extra_token(session_token, prefix: str, pin: str = "2468"):
