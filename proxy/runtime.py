@@ -45,6 +45,9 @@ _alerts = logging.getLogger(ALERT_LOGGER)
 class Runtime:
     """Owns the resources of one process and hands out the current pipeline."""
 
+    #: Why the KEK cannot be used (sealed: no keys loaded), or None while it works.
+    kek_problem: str | None = None
+
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self._keyring: Keyring | None = None
@@ -55,8 +58,6 @@ class Runtime:
         #: Encryptions per key version, flushed to keys.usage_file (see keys.usage).
         self.usage = usage_counter(settings.keys)
         self._audit: AuditTrail | None = None
-        #: Why the KEK cannot be used (sealed: no keys loaded), or None while it works.
-        self.kek_problem: str | None = None
 
     async def open(self) -> None:
         """Open the keystore, grant store, identity provider and portal pool; build the pipeline.
