@@ -5,7 +5,8 @@ and an HSM may drop a session at any time (token pulled, HSM restarted, network 
 So every provider that names the same (module, token label) shares one `Pkcs11Token`, which:
 
 - loads the module and logs in on first use (a read-only session: encrypting needs no more);
-- runs each operation under a lock (a session is not safe for concurrent use);
+- runs each operation under its library's lock (a session is not safe for concurrent use,
+  and a library restart must not cut into another token's operation);
 - after a failed operation, asks the token a cheap question (find the key): if the token
   answers, the failure was the operation's own (e.g. data that does not decrypt) and is raised
   to the caller; if not, the session is dropped, the module re-initialized, and the operation
@@ -78,13 +79,18 @@ class KeyFacts(NamedTuple):
 
 
 class _Module:
-    """One loaded PKCS#11 library; `generation` counts its re-initializations."""
+    """One loaded PKCS#11 library; `generation` counts its re-initializations.
+
+    Its lock is shared by every token of the library: re-initializing it (C_Finalize) must not
+    happen while another thread uses a session of the same library.
+    """
 
     def __init__(self, path: str) -> None:
         self.path = path
         self.lib: Pkcs11Lib | None = None
         self.generation = 0
         self.pid = 0
+        self.lock = threading.Lock()
 
 
 _MODULES: dict[str, _Module] = {}
@@ -113,7 +119,7 @@ class Pkcs11Token:
     def __init__(self, module: _Module, token_label: str) -> None:
         self._module = module
         self._label = token_label
-        self._lock = threading.Lock()
+        self._lock = module.lock
         self._session: pkcs11.Session | None = None
         self._session_pin = b""  # keyed digest of the PIN the session logged in with
         self._generation = -1

@@ -226,6 +226,15 @@ class TestFailures:
         kek.check()
         assert kek.unwrap(wrapped, AAD) == b"s" * 32
 
+    def test_one_login_per_token_per_process(self, softhsm, pkcs11_kek):
+        """Providers (and reloads) naming the same token share its one session."""
+        config, kek = pkcs11_kek
+        again = kek_provider(_settings(config).kek)
+        assert again._token is kek._token
+        session = kek._token._session
+        again.unwrap(kek.wrap(b"x" * 32, AAD), AAD)
+        assert kek._token._session is session
+
     def test_dropped_session_is_reopened(self, pkcs11_kek):
         """A session the token dropped (HSM restart) is re-opened and the operation retried."""
         _, kek = pkcs11_kek
