@@ -207,7 +207,7 @@ _HYPHENATED = re.compile(r"[a-z][a-z0-9]*(-[a-z0-9]+)+")
 
 @cache
 def integrity_reasons() -> frozenset[str]:
-    """The `reason` of an `integrity_failure` alert: the transform's and the keyrings' `diagnose`."""
+    """The `reason` of an `integrity_failure` alert: the transform's and each keyring's."""
     reasons = set()
     for path in sources("proxy", "transform"):
         for call in calls(path):

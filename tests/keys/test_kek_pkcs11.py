@@ -226,7 +226,7 @@ class TestFailures:
         kek.check()
         assert kek.unwrap(wrapped, AAD) == b"s" * 32
 
-    def test_one_login_per_token_per_process(self, softhsm, pkcs11_kek):
+    def test_one_login_per_token_per_process(self, pkcs11_kek):
         """Providers (and reloads) naming the same token share its one session."""
         config, kek = pkcs11_kek
         again = kek_provider(_settings(config).kek)
