@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test lint typecheck core-test pytest pytest-pure install core clean bench soak postgres fuzz
+.PHONY: run test lint typecheck core-test pytest pytest-pure install core clean bench soak postgres softhsm fuzz
 
 # (Re)install when the project metadata changes; a bare `make test` keeps the venv current.
 $(STAMP): pyproject.toml
@@ -70,6 +70,11 @@ soak: $(STAMP) $(CORE_STAMP)
 # does): installs and starts a throwaway one when none answers (root only).
 postgres:
 	bash scripts/test-postgres
+
+# SoftHSM2 for the PKCS#11 KEK tests (what CI does): installs Debian's softhsm2 when missing
+# (root only); each test session makes its own throwaway token.
+softhsm:
+	bash scripts/test-softhsm
 
 # Fuzz the compiled core against the pure-Python core (atheris/libFuzzer); FUZZ_MINUTES=10.
 FUZZ_MINUTES ?= 1

@@ -28,7 +28,7 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, StrictInt, Validation
 
 from keys._aead import DEK_BYTES
 from keys.config_file import describe_validation_error
-from keys.errors import InvalidToken, KekError, KeystoreError
+from keys.errors import InvalidToken, KekError, KekUnavailable, KeystoreError
 from keys.keyring import KeyInfo, KeyState, is_practice_id
 from keys.token_format import b64url_decode, b64url_encode, is_kid
 
@@ -46,6 +46,7 @@ __all__ = [
     "check_invariants",
     "decode_keystore",
     "dek_wrap_aad",
+    "describe_wrap_aad",
     "encode_keystore",
     "unwrap_dek",
 ]
@@ -55,11 +56,32 @@ KEYSTORE_VERSION: Final = 1
 #: The advice every "this file is damaged" error ends with.
 RESTORE: Final = "restore the file from backup"
 _INTEGRITY_AAD: Final = b"phi-proxy keystore v1 integrity"
+_DEK_AAD_PREFIX: Final = b"phi-proxy keystore v1\0"
 
 
 def dek_wrap_aad(kid: str, practice: str, version: int) -> bytes:
     """Associated data binding a wrapped DEK to its kid, practice and version."""
-    return b"phi-proxy keystore v1\0" + f"{kid}\0{practice}\0{version}".encode()
+    return _DEK_AAD_PREFIX + f"{kid}\0{practice}\0{version}".encode()
+
+
+def describe_wrap_aad(aad: bytes) -> dict[str, str] | None:
+    """The named fields of an AAD this module makes, or None for any other bytes.
+
+    For KEKs that bind named strings rather than bytes (a KMS encryption context, which also
+    shows in the KMS's own audit log): `{"purpose": "dek", "kid", "practice", "version"}` or
+    `{"purpose": "integrity"}`. Exact: `dek_wrap_aad` of the fields gives back these bytes.
+    """
+    if aad == _INTEGRITY_AAD:
+        return {"purpose": "integrity"}
+    if not aad.startswith(_DEK_AAD_PREFIX):
+        return None
+    try:
+        kid, practice, version = aad[len(_DEK_AAD_PREFIX) :].decode("ascii").split("\0")
+    except (UnicodeDecodeError, ValueError):
+        return None
+    if not version.isdigit() or dek_wrap_aad(kid, practice, int(version)) != aad:
+        return None
+    return {"purpose": "dek", "kid": kid, "practice": practice, "version": version}
 
 
 class _KeyRecordModel(BaseModel):
@@ -164,6 +186,8 @@ def unwrap_dek(record: KeyRecord, kek: KekProvider, path: Path) -> bytes | None:
     info = record.info
     try:
         dek = kek.unwrap(record.wrapped, dek_wrap_aad(info.kid, info.practice, info.version))
+    except KekUnavailable:
+        raise  # the device or service failed: nothing is known about this entry
     except KekError:
         raise KeystoreError(
             f"{path}: key {info.kid} does not open as practice {info.practice} "
@@ -200,6 +224,8 @@ def _verify_integrity(
     expected = hashlib.sha256(canonical_json(doc)).digest()
     try:
         sealed = kek.unwrap(b64url_decode(seal), _INTEGRITY_AAD)
+    except KekUnavailable:
+        raise
     except (InvalidToken, KekError):
         sealed = b""
     if hmac.compare_digest(sealed, expected):

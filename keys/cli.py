@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 
 from keys.broken_pipe import finish_despite_closed_output, quiet_on_broken_pipe
 from keys.cli_audit import READ_ONLY_COMMANDS, audit_key_change, committed
+from keys.cli_kek import announce_new_kek, generate_configured_kek
 from keys.cli_lifecycle import add_lifecycle_commands, usage_counts, usage_warnings
 from keys.cli_migrate import add_migrate_commands, save_counts
 from keys.config_file import CONFIG_ENV_VAR, load_section, resolve_config_path
@@ -68,6 +69,15 @@ def _cmd_init(args: argparse.Namespace) -> int:
             f"wrote new KEK to {kek_path} (mode 0600, kek id {kek_id}); back it up somewhere "
             "safe and separate: without it the keystore cannot be opened"
         )
+    elif args.kek_provider is not None:
+        if args.kek_provider != settings.kek.provider:
+            raise ConfigError(
+                f"--kek-provider {args.kek_provider} creates the KEK the config names, but "
+                f"keys.kek.provider in the config is {settings.kek.provider}; set keys.kek for "
+                f"{args.kek_provider} first (see config/proxy.example.yaml)"
+            )
+        kek_id = generate_configured_kek(settings.kek, flag="--kek-provider")
+        print(announce_new_kek(settings.kek, kek_id))
     store = keystore_file(settings)
     store.create()
     print(f"created keystore {store.path} (kek id {store.kek_id}, no practices yet)")
@@ -182,11 +192,19 @@ def build_parser() -> argparse.ArgumentParser:
         return p
 
     p = command("init", "create a new, empty keystore (refuses to overwrite one)")
-    p.add_argument(
+    first = p.add_mutually_exclusive_group()
+    first.add_argument(
         "--generate-kek",
         metavar="PATH",
         help="first write a new KEK file at PATH (mode 0600; must be keys.kek.path; never "
         "overwrites)",
+    )
+    first.add_argument(
+        "--kek-provider",
+        choices=["pkcs11", "aws-kms"],
+        help="first create the KEK keys.kek names: pkcs11 makes a non-extractable AES-256 key "
+        "labelled keys.kek.key_label in the token (refuses a label in use); aws-kms keys are "
+        "made by your infrastructure tooling",
     )
     p.set_defaults(handler=_cmd_init)
 

@@ -1,4 +1,4 @@
-"""`phi-keys rotate-kek`, `retire`, `shred`, and the usage column of `phi-keys list`.
+"""`phi-keys retire`, `shred` (and `rotate-kek`, from keys.cli_kek), and `phi-keys list`'s usage.
 
 These are the irreversible or hard-to-reverse steps of a key's life, so each one checks before
 it acts: `retire` scans the data for tokens still using the key (or demands `--force` and a
@@ -10,18 +10,17 @@ previous file that the old KEK still opens.
 
 from __future__ import annotations
 
-import json
 import sys
 from typing import TYPE_CHECKING, Any
 
+from keys.cli_kek import add_rotate_kek_command
 from keys.cli_migrate import table_arguments
 from keys.cli_migrate_table import is_database_error
 from keys.errors import ConfigError, KeyringError
-from keys.kek import FileKek, generate_kek_file
 from keys.keyring import KeyState
 from keys.migrate import JobResult, run_table_job
 from keys.rewrap import TokenCensus, count_tokens, counting_only, rewrite_stream
-from keys.settings import FileKekSettings, keystore_file
+from keys.settings import keystore_file
 from keys.table import TableSpec
 from keys.table_backends import open_table
 from keys.usage import WARN_FRACTION, read_usage, usage_path
@@ -29,7 +28,6 @@ from keys.usage import WARN_FRACTION, read_usage, usage_path
 if TYPE_CHECKING:
     import argparse
     from collections.abc import Callable
-    from pathlib import Path
 
     from keys.keyring import KeyInfo
     from keys.settings import KeySettings
@@ -62,42 +60,6 @@ def usage_warnings(
                 f"`phi-keys rotate --practice {info.practice}`"
             )
     return lines
-
-
-def _cmd_rotate_kek(args: argparse.Namespace, settings: KeySettings) -> int:
-    store = keystore_file(settings)
-    # Relative to the shell's folder, as typed; printed (and audited) absolute, because the
-    # config resolves relative paths against its own folder, not the shell's.
-    new_path: Path = args.new_kek.expanduser().resolve()
-    args.new_kek = new_path
-    if args.generate:
-        kek_id = generate_kek_file(new_path)
-        print(f"wrote new KEK to {new_path} (mode 0600, kek id {kek_id}); back it up separately")
-    new_kek = FileKek(new_path)
-    old_id = store.kek_id
-    count = len(store.infos())
-    backup = store.rekek(new_kek, backup=not args.no_backup)
-    print(
-        f"rewrapped {count} keys of {store.path} under the new KEK (kek id {new_kek.kek_id}) "
-        "in one atomic write"
-    )
-    if backup is not None:
-        print(f"the previous file is kept as {backup}: only the old KEK (kek id {old_id}) opens it")
-    old_path = settings.kek.path if isinstance(settings.kek, FileKekSettings) else None
-    if old_path is not None and new_path.parent != old_path.resolve().parent:
-        print(
-            f"note: the new KEK is in {new_path.parent}, not beside the old one "
-            f"({old_path.resolve().parent}); make sure every proxy can read it there, or move "
-            "it (keeping mode 0600) and use the moved path below",
-        )
-    print(
-        "next: in the config, set keys.kek to the new file (keep the other keys: settings):\n"
-        f"keys:\n  kek:\n    provider: file\n    path: {json.dumps(str(new_path))}\n"
-        "Running proxies pick it up within keys.watch_interval, or on SIGHUP; until then they "
-        "keep their loaded keys. When every proxy runs on the new KEK and a new backup exists, "
-        "destroy the old KEK" + (" and the .bak file." if backup is not None else ".")
-    )
-    return 0
 
 
 def _scan_table(args: argparse.Namespace, census: TokenCensus) -> None:
@@ -212,17 +174,7 @@ def add_lifecycle_commands(
     with_settings: Callable[[Callable[[argparse.Namespace, KeySettings], int]], Any],
 ) -> None:
     """Register `rotate-kek`, `retire`, `unretire` and `shred` on the phi-keys parser."""
-    from pathlib import Path  # noqa: PLC0415 - argparse needs the real class at runtime
-
-    p = command("rotate-kek", "rewrap every key under a new KEK in one atomic write")
-    p.add_argument("--new-kek", required=True, type=Path, metavar="PATH", help="new KEK file")
-    p.add_argument("--generate", action="store_true", help="create the new KEK file first")
-    p.add_argument(
-        "--no-backup",
-        action="store_true",
-        help="do not keep <keystore>.bak-<old kek id> (the copy the old KEK still opens)",
-    )
-    p.set_defaults(handler=with_settings(_cmd_rotate_kek))
+    add_rotate_kek_command(command, with_settings)
 
     p = command("retire", "stop a decrypt-only key from decrypting, once no token uses it")
     p.add_argument("--key", required=True, metavar="KID", help="key id (see `phi-keys list`)")

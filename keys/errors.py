@@ -6,6 +6,8 @@
     ├── KeyringError              a key operation that cannot be done (unknown practice, no key)
     │   └── KeystoreError         the keystore file is unreadable, corrupt, foreign or locked
     └── KekError                  the key-encryption key cannot be loaded or does not fit
+        └── KekUnavailable        the KEK's device or service cannot be used right now (HSM
+                                  token removed, wrong PIN, KMS unreachable or refusing)
 
 `proxy.errors` extends the tree with the proxy's own errors (upstream, identity, grants).
 Third-party errors are translated into these at exactly one boundary each, with `raise ... from`.
@@ -17,6 +19,7 @@ __all__ = [
     "ConfigError",
     "InvalidToken",
     "KekError",
+    "KekUnavailable",
     "KeyringError",
     "KeystoreError",
     "PhiProxyError",
@@ -52,3 +55,13 @@ class KeystoreError(KeyringError):
 
 class KekError(PhiProxyError):
     """The key-encryption key cannot be loaded, or it is not the one the keystore was made with."""
+
+
+class KekUnavailable(KekError):
+    """The KEK lives in a device or service that cannot be used right now.
+
+    Distinct from its parent on purpose: a KekError from `unwrap` means "this data does not open
+    under this KEK" (tampered or moved), which the keystore reports as a damaged entry; this one
+    means nothing was learnt about the data (a removed token, a wrong PIN, an unreachable or
+    refusing KMS), so callers fail closed and say what to fix instead of blaming the file.
+    """

@@ -1,10 +1,12 @@
 """Key-encryption key (KEK) providers: where the key that wraps every practice's DEK lives.
 
 One small interface, `KekProvider`: a non-secret `kek_id` plus `wrap`/`unwrap` of short
-secrets with associated data. The keystore needs nothing more, so a PKCS#11 HSM or a cloud/Vault
-KMS can implement it later (they do wrap/unwrap inside the device) without changing callers.
+secrets with associated data. The keystore needs nothing more, so a KEK inside a device does the
+wrapping there without changing callers: `keys.kek_pkcs11` (an HSM through PKCS#11) and
+`keys.kek_aws_kms` (AWS KMS), each also a `CheckedKek` the running proxy can ask whether it
+still works.
 
-Two software providers ship today:
+Two software providers live here:
 - `FileKek`: a file holding base64 of 32 random bytes and a newline. It refuses a file that
   group or others can read or write: a KEK anyone on the host can copy protects nothing.
 - `EnvKek`: the same base64 in a named environment variable (containers, secret managers).
@@ -17,11 +19,11 @@ from __future__ import annotations
 import binascii
 import os
 import secrets
-import stat
 from typing import TYPE_CHECKING, Final, Protocol, runtime_checkable
 
 from keys._aead import KEK_BYTES, NONCE_BYTES, KeyWrapCipher, kek_fingerprint
 from keys._file_ops import fsync_dir
+from keys._secret_file import read_private_file
 from keys.errors import InvalidToken, KekError
 
 if TYPE_CHECKING:
@@ -29,6 +31,7 @@ if TYPE_CHECKING:
     from pathlib import Path
 
 __all__ = [
+    "CheckedKek",
     "EnvKek",
     "FileKek",
     "KekProvider",
@@ -58,6 +61,19 @@ class KekProvider(Protocol):
 
     def unwrap(self, wrapped: bytes, aad: bytes) -> bytes:
         """Reverse `wrap`, or raise KekError."""
+        ...
+
+
+@runtime_checkable
+class CheckedKek(KekProvider, Protocol):
+    """A KEK in a device or service that can stop working while the proxy runs (HSM, KMS).
+
+    `check` proves it still works now, or raises KekUnavailable; the proxy asks every watch
+    tick and masks everything while it fails. Software KEKs have nothing to ask.
+    """
+
+    def check(self) -> None:
+        """Wrap and unwrap through the device or service now (KekUnavailable if not)."""
         ...
 
 
@@ -126,29 +142,12 @@ class FileKek(SoftwareKek):
 
     def __init__(self, path: Path, *, random_bytes: Callable[[int], bytes] = os.urandom) -> None:
         source = str(path)
-        try:
-            fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
-        except FileNotFoundError:
-            raise KekError(
-                f"{source}: KEK file not found; check keys.kek.path in the config, or create "
-                "one with `phi-keys init --generate-kek PATH`"
-            ) from None
-        except OSError as exc:
-            raise KekError(f"{source}: cannot open KEK file ({exc.strerror})") from None
-        try:
-            info = os.fstat(fd)  # the file we opened, not whatever the name points to now
-            if not stat.S_ISREG(info.st_mode):
-                raise KekError(f"{source}: not a regular file")
-            if info.st_mode & 0o077:
-                raise KekError(
-                    f"{source}: KEK file is readable or writable by group or others "
-                    f"(mode {stat.S_IMODE(info.st_mode):04o}); run `chmod 600 {source}` and "
-                    "consider the KEK exposed if others could have read it"
-                )
-            with os.fdopen(fd, "rb", closefd=False) as handle:
-                raw = handle.read(4096)
-        finally:
-            os.close(fd)
+        raw = read_private_file(
+            path,
+            what="KEK file",
+            missing_hint="check keys.kek.path in the config, or create one with "
+            "`phi-keys init --generate-kek PATH`",
+        )
         try:
             text = raw.decode("ascii")
         except UnicodeDecodeError:

@@ -12,7 +12,7 @@ from keys.broken_pipe import quiet_on_broken_pipe
 from keys.config_file import CONFIG_ENV_VAR, resolve_config_path
 from keys.errors import ConfigError, PhiProxyError
 from keys.native import core_description
-from keys.settings import open_keyring
+from keys.settings import describe_kek, keystore_file
 from keys.usage import usage_counter, usage_path
 from proxy.audit.secrets import key_file_problem
 from proxy.grants import open_grant_store
@@ -80,7 +80,8 @@ def _summary(settings: Settings) -> list[str]:
     FieldPolicy.compile(settings.fields)
     RouteTable.compile(settings.write_routes)
     RouteTable.compile(settings.read_routes)
-    keyring = open_keyring(settings.keys)
+    store = keystore_file(settings.keys)
+    keyring = store.load()
     lines = [
         f"upstream:      {settings.upstream.url}",
         f"listen:        {settings.listen.host}:{settings.listen.port}"
@@ -90,6 +91,7 @@ def _summary(settings: Settings) -> list[str]:
             f"keystore:      {settings.keys.keystore} "
             f"({len(keyring.practices())} practices, {len(keyring.infos())} key versions)"
         ),
+        f"kek:           {describe_kek(settings.keys.kek)} (kek id {store.kek_id})",
         f"usage counts:  {usage_path(settings.keys)}",
         f"grant store:   {settings.grants.store}",
         f"transform:     {core_description()}",

@@ -1,7 +1,8 @@
 """The proxy's errors, added to the tree rooted in `keys.errors`.
 
     PhiProxyError
-    ├── ConfigError, InvalidToken, KeyringError ─ KeystoreError, KekError    (keys.errors)
+    ├── ConfigError, InvalidToken, KeyringError ─ KeystoreError,      (keys.errors)
+    │   KekError ─ KekUnavailable
     ├── AuthenticationError        bearer token missing/invalid      → 401 + WWW-Authenticate
     ├── GrantError                 a grant request breaks a rule (TTL cap, bad subject)
     │   └── GrantNotFound          revoke named no grant
@@ -23,6 +24,7 @@ from keys.errors import (
     ConfigError,
     InvalidToken,
     KekError,
+    KekUnavailable,
     KeyringError,
     KeystoreError,
     PhiProxyError,
@@ -39,6 +41,7 @@ __all__ = [
     "GrantStoreUnavailable",
     "InvalidToken",
     "KekError",
+    "KekUnavailable",
     "KeyringError",
     "KeystoreError",
     "PhiProxyError",

@@ -34,8 +34,8 @@ import traceback
 from pathlib import Path
 from typing import TYPE_CHECKING, Final
 
-from keys.errors import PhiProxyError
-from keys.settings import FileKekSettings
+from keys.errors import KekUnavailable, PhiProxyError
+from keys.settings import FileKekSettings, check_kek
 from keys.usage import open_counting_keyring
 from proxy.identity import build_authenticator
 from proxy.runtime import header_policy
@@ -177,11 +177,26 @@ class Reloader:
             interval = self._runtime.settings.keys.watch_interval or None
 
     async def tick(self) -> None:
-        """One turn: flush counters, auto-rotate if due, reload if forced or a file changed."""
+        """One turn: check the KEK, flush counters, auto-rotate if due, reload if needed.
+
+        A KEK in an HSM or KMS that stops working seals the runtime (everything masks); once
+        it works again, the keys are reloaded, which unseals it.
+        """
         runtime = self._runtime
+        kek_works = True
+        try:
+            await asyncio.to_thread(check_kek, runtime.settings.keys.kek)
+        except Exception as exc:  # noqa: BLE001 - whatever it is, the KEK did not answer
+            runtime.seal(str(exc) if isinstance(exc, KekUnavailable) else _where(exc))
+            kek_works = False
         totals = None
         if runtime.usage.pending:
             totals = await asyncio.to_thread(runtime.usage.flush)
+        if not kek_works:
+            return  # no rotation, no reload: both need the KEK
+        if runtime.kek_problem is not None:
+            await self.reload(reason="kek available again")
+            return
         rotated = await self._usage_watch.observe(totals) if totals else False
         current = self._snapshot()
         if self._forced or rotated or current != self._signatures:

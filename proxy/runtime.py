@@ -3,6 +3,12 @@
 Built from settings, opened once in the app's cleanup context, closed after in-flight requests
 finish. The pipeline is an immutable value; reloading keys or config builds a new one and swaps
 the reference, so a request always sees one consistent snapshot.
+
+A KEK kept in an HSM or KMS can stop working while the proxy runs (token pulled, key disabled,
+role revoked). Then `seal` swaps in an empty keyring: every token masks, every write that needs
+encryption is refused, /readyz says not ready, until a reload with a working KEK (proxy.reload
+checks it every tick) installs real keys again. The DEKs in memory would still work; refusing
+to use them is what makes revoking the KEK an off switch.
 """
 
 from __future__ import annotations
@@ -11,6 +17,7 @@ import asyncio
 import logging
 from typing import TYPE_CHECKING
 
+from keys.sealed_keyring import sealed_keyring
 from keys.usage import open_counting_keyring, usage_counter
 from proxy.audit.factory import open_trail
 from proxy.audit.requests import RequestAuditor
@@ -19,6 +26,7 @@ from proxy.forward.upstream import Upstream
 from proxy.grants import open_grant_store
 from proxy.handler import Pipeline
 from proxy.identity import build_authenticator
+from proxy.logs import ALERT_LOGGER
 from proxy.transform import FieldPolicy, RouteTable
 
 if TYPE_CHECKING:
@@ -31,10 +39,14 @@ if TYPE_CHECKING:
 __all__ = ["Runtime", "header_policy"]
 
 _log = logging.getLogger("phi_proxy")
+_alerts = logging.getLogger(ALERT_LOGGER)
 
 
 class Runtime:
     """Owns the resources of one process and hands out the current pipeline."""
+
+    #: Why the KEK cannot be used (sealed: no keys loaded), or None while it works.
+    kek_problem: str | None = None
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
@@ -118,7 +130,35 @@ class Runtime:
         self._keyring = keyring
         self._pipeline = pipeline
         self._authenticator = pipeline.authenticator
+        if self.kek_problem is not None:  # the keys were just unwrapped: the KEK works again
+            self.kek_problem = None
+            _alerts.warning(
+                "kek_available",
+                extra={"fields": {"keys": len(keyring.infos()), "decrypting": "again"}},
+            )
         return None if old_auth is pipeline.authenticator else old_auth
+
+    def seal(self, problem: str) -> None:
+        """Drop every key because the KEK cannot be used: fail closed until a reload works.
+
+        Requests already running finish with the keyring they hold; every later one masks
+        every token and is refused encryption. Logged (as an alert) once per outage.
+        """
+        if self.kek_problem is None:
+            _alerts.error(
+                "kek_unavailable",
+                extra={
+                    "fields": {
+                        "error": problem,
+                        "meanwhile": "every PHI value is masked and writes that need "
+                        "encryption are refused; /readyz reports not ready",
+                        "fix": "make the KEK usable again (see error); the proxy checks it "
+                        "every keys.watch_interval seconds and reloads its keys by itself",
+                    }
+                },
+            )
+        self.kek_problem = problem
+        self._keyring = sealed_keyring()
 
     def keyring(self) -> Keyring:
         """The current keyring snapshot."""
@@ -137,6 +177,7 @@ class Runtime:
         grants_ok = self._grants is not None and await self._grants.ping()
         return {
             "keystore": self._keyring is not None and bool(self._keyring.practices()),
+            "kek": self.kek_problem is None,
             "grant_store": grants_ok,
             "upstream_pool": self._pipeline is not None,
             "audit_sink": self._audit is None or self._audit.healthy,

@@ -207,7 +207,7 @@ _HYPHENATED = re.compile(r"[a-z][a-z0-9]*(-[a-z0-9]+)+")
 
 @cache
 def integrity_reasons() -> frozenset[str]:
-    """The `reason` of an `integrity_failure` alert: the transform's and `Keyring.diagnose`'s."""
+    """The `reason` of an `integrity_failure` alert: the transform's and each keyring's."""
     reasons = set()
     for path in sources("proxy", "transform"):
         for call in calls(path):
@@ -216,8 +216,9 @@ def integrity_reasons() -> frozenset[str]:
                 if reason is not None:
                     reasons.add(reason)
     diagnose = function(ROOT / "keys" / "keyring.py", "diagnose")
+    sealed = function(ROOT / "keys" / "sealed_keyring.py", "diagnose")
     malformed = function(ROOT / "keys" / "token_format.py", "malformed_reason")
-    for func in (diagnose, malformed):
+    for func in (diagnose, sealed, malformed):
         for node in ast.walk(func):
             value = text_of(node) if isinstance(node, ast.Constant | ast.JoinedStr) else None
             if value == "key-<value>":  # f"key-{entry.info.state.value}": a non-decrypting state
@@ -253,6 +254,8 @@ class TestEveryCodeHasRunbookText:
             "integrity_failure",
             "masked_burst",
             "key_usage_high",
+            "kek_unavailable",
+            "kek_available",
         }
         assert {"unknown-kid", "key-retired", "key-destroyed", "malformed"} <= (integrity_reasons())
         assert {"bad-base64", "nested-token", "not-authentic"} <= integrity_reasons()

@@ -29,3 +29,13 @@ def store(tmp_path, kek):
     keystore = KeystoreFile(tmp_path / "keystore.json", kek, clock=lambda: FIXED_NOW)
     keystore.create()
     return keystore
+
+
+# The HSM and KMS back ends (real SoftHSM2, moto's server), shared with other test folders.
+from kek_backends import (  # noqa: E402, F401
+    aws_kms_kek,
+    kms_endpoint,
+    kms_env,
+    pkcs11_kek,
+    softhsm,
+)

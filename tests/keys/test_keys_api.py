@@ -21,6 +21,7 @@ class TestPublicApi:
             "InvalidToken",
             "KekError",
             "KekProvider",
+            "KekUnavailable",
             "KeyInfo",
             "KeySettings",
             "KeyState",
