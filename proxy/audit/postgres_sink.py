@@ -115,6 +115,14 @@ class PostgresSink:
         """Host, port, database and schema; never the user or a password."""
         return f"{describe_postgres_url(self._dsn)} (schema {self.schema})"
 
+    def advice(self) -> str:
+        """Where a PostgreSQL sink usually fails."""
+        return (
+            "check that PostgreSQL answers at that address, that audit.postgres_url's user can "
+            "log in (its password source is set) and may insert into the schema's audit tables "
+            "(docs/fleet.md names the grants); `phi-audit verify` shows what the trail holds"
+        )
+
     # ---- running asyncpg from synchronous callers -------------------------------------------
 
     def _call(self, fn: Callable[[Connection], Awaitable[Any]]) -> Any:  # noqa: ANN401

@@ -85,6 +85,10 @@ class AuditSink(Protocol):
         """A short name for logs and /readyz."""
         ...
 
+    def advice(self) -> str:
+        """What to check when this sink cannot be written at start-up."""
+        ...
+
 
 def read_head_file(fd: int) -> Head | None:
     """The head stored in an open head file, or None if empty or unreadable."""
@@ -187,6 +191,10 @@ class FileSink:
         """The file's path."""
         return str(self.path)
 
+    def advice(self) -> str:
+        """Where a file sink usually fails."""
+        return "check that the folder exists and is writable by this user"
+
     def _open(self, path: Path, flags: int) -> int:
         """Open `path` (never through a symlink: a link could lead the appends anywhere)."""
         try:
@@ -273,6 +281,10 @@ class StdoutSink:
     def describe(self) -> str:
         """`stdout`."""
         return "stdout"
+
+    def advice(self) -> str:
+        """Where a stdout sink usually fails."""
+        return "check that standard output is open (the log shipper reading it is running)"
 
     def probe(self) -> None:
         """Flush stdout (raises OSError if it is closed)."""

@@ -98,7 +98,7 @@ class AuditTrail:
         if not self._healthy:
             raise AuditError(
                 f"cannot write the audit trail {self.sink.describe()}; the proxy will not start "
-                "without it: check that the folder exists and is writable by this user"
+                f"without it: {self.sink.advice()}"
             )
         self._task = asyncio.create_task(self._run(), name="phi-audit-writer")
 

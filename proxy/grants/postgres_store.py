@@ -169,6 +169,7 @@ class PostgresGrantStore:
             grants = await self._connections.bounded(lambda conn: live_grants(conn, subject, now))
         except Exception as exc:  # noqa: BLE001 - fail closed on anything, log the class only
             self._failures.read_failed(exc, time.monotonic())
+            self._forget_all()
             return NO_ACCESS
         if trusted and self.listener.listening and epoch == self._epoch:
             memo = AccessMemo(subject, grants, now)
@@ -268,8 +269,19 @@ class PostgresGrantStore:
                 lambda conn: conn.fetchval("SELECT 1 FROM grants LIMIT 1")
             )
         except Exception:  # noqa: BLE001 - any failure means "not ready"
+            self._forget_all()
             return False
         return True
+
+    def _forget_all(self) -> None:
+        """Empty the cache when the database stops answering.
+
+        The change notifications may not have failed yet (a silent network loses no socket for
+        a while), so a cache trusted until then could keep granting access that was revoked in
+        the meantime. Nothing refills it until a read succeeds again.
+        """
+        self._cache.clear()
+        self._epoch += 1  # a lookup already in flight must not put its answer back
 
     async def close(self) -> None:
         """Stop the listener and close the pool; never waits much longer than `timeout`."""

@@ -49,6 +49,8 @@ REJECT_REASONS: Final = frozenset(
         "too_deep",  # nested deeper than fields.max_depth
         "not_json",  # a write route got a body that is not JSON (e.g. a form)
         "plaintext_outside_write_route",  # plaintext PHI on a route not under write_routes
+        "unreadable_body_names_phi",  # XML/YAML/plain text naming a protected field (415)
+        "json_in_string",  # a string field holds JSON naming a protected field (422)
         "practice_not_named",  # the write route's practice_from names no single practice
         "practice_has_no_key",  # the named practice has no active key
         "token_inside_text",  # a PHI field holds text with a token inside it

@@ -30,7 +30,7 @@ from urllib.parse import parse_qsl
 import orjson
 
 from keys.errors import InvalidToken, KeyringError
-from keys.token_format import TOKEN_PATTERN, TOKEN_PREFIX
+from keys.token_format import TOKEN_PATTERN, TOKEN_PATTERN_BYTES, TOKEN_PREFIX
 from proxy.transform.errors import RequestRejected, UnsafeBody
 from proxy.transform.jsonsafe import parse_json
 from proxy.transform.request_multipart import form_parts
@@ -55,6 +55,7 @@ __all__ = ["SealContext", "encrypt_request"]
 _FORM: Final = "application/x-www-form-urlencoded"
 _FORM_NAME_PARTS: Final = re.compile(r"[\[\].]+")
 _JSON_START: Final = (b"{", b"[")
+_JSON_START_TEXT: Final = ("{", "[")
 _NOT_WRITE: Final = (
     "this route is not configured as a write route, and the body holds a plaintext value in a "
     "field of class {cls!r}; PHI would reach the portal in clear, so nothing was forwarded. "
@@ -139,17 +140,7 @@ def _check_not_write(
 ) -> None:
     """Refuse a body that carries plaintext PHI to a route that does not encrypt it."""
     if kind == "multipart":
-        for names, part_type, part_body, _codings in form_parts(
-            body, content_type or "", media.boundary
-        ):
-            value = part_body.decode("utf-8", errors="replace")
-            for name in names:  # every name a parser could give this part
-                _check_form_name(name, value, ctx)
-            if part_body:
-                part_media = request_media(part_type)
-                _check_not_write(
-                    part_body, part_type, part_media, _kind(part_media, part_body), ctx
-                )
+        _check_parts(body, content_type, media, ctx)
         return
     charset = media.charset
     if kind == "form" and charset not in {None, *UTF8_CHARSETS}:
@@ -168,10 +159,74 @@ def _check_not_write(
         if kind == "other" and charset is None:
             return  # binary, not text a portal could read as JSON or a form
         raise
-    if kind == "json" or text.lstrip()[:1] in _JSON_START:
+    json_like = kind == "json" or text.lstrip()[:1] in _JSON_START
+    if json_like:
         _check_json(text, ctx)
     if kind == "form":
         _check_form(text, ctx)
+    elif not json_like:
+        _refuse_unreadable(text, ctx)
+
+
+def _check_parts(
+    body: bytes, content_type: str | None, media: RequestMedia, ctx: SealContext
+) -> None:
+    """Each part of a multipart body: its names as form fields, its body as a body of its own.
+
+    A part without a Content-Type is a form field's value (checked by its name); one with a
+    type is a document and is checked like a request body of that type.
+    """
+    for names, part_type, part_body, _codings in form_parts(
+        body, content_type or "", media.boundary
+    ):
+        value = part_body.decode("utf-8", errors="replace")
+        for name in names:  # every name a parser could give this part
+            _check_form_name(name, value, ctx)
+        if part_body:
+            part_media = request_media(part_type)
+            kind = _kind(part_media, part_body)
+            if part_type is None and kind == "other":
+                continue  # a plain field value: its name was the check
+            _check_not_write(part_body, part_type, part_media, kind, ctx)
+
+
+def _refuse_unreadable(text: bytes, ctx: SealContext) -> None:
+    """415 for a text body the proxy cannot parse (XML, YAML, plain text) that names PHI.
+
+    The proxy reads JSON, forms and multipart; anything else reaches the portal as sent. If
+    such a body spells a selected field's name, the portal may well read PHI out of it (an XML
+    `<ssn>`, a YAML `ssn:`), which would then be stored in clear: refused, fail closed.
+    """
+    try:
+        text.decode("utf-8")
+    except UnicodeDecodeError:
+        return  # binary (an upload): not text a portal reads fields from (THREAT_MODEL.md)
+    if ctx.policy.may_hold_selected_keys(TOKEN_PATTERN_BYTES.sub(b"", text)):
+        raise RequestRejected(
+            415,
+            "the request body is in a format the proxy cannot read (only JSON, forms and "
+            "multipart are checked) and it names a field the proxy protects, so PHI could "
+            "reach the portal in clear; nothing was forwarded. Send it as JSON (on a write "
+            "route, to have it encrypted).",
+            reason="unreadable_body_names_phi",
+        )
+
+
+def _refuse_nested_phi(value: str, ctx: SealContext) -> None:
+    r"""422 for a string holding JSON that names a selected field (`{"data": "{\"ssn\": …}"}`).
+
+    The portal may parse that string and store what is inside; the proxy would neither encrypt
+    it nor see it as PHI. Refused rather than rewritten inside the string.
+    """
+    inner = TOKEN_PATTERN_BYTES.sub(b"", value.encode("utf-8", "surrogatepass"))
+    if ctx.policy.may_hold_selected_keys(inner):
+        raise RequestRejected(
+            422,
+            "a string field holds JSON that names a field the proxy protects; the portal could "
+            "read PHI out of it that the proxy never encrypts. Send that JSON as part of the "
+            "body itself, not inside a string; nothing was forwarded.",
+            reason="json_in_string",
+        )
 
 
 def _check_json(text: bytes, ctx: SealContext) -> None:
@@ -298,6 +353,8 @@ class _Walk:
                 self.sequence(value, depth, states, field_class)
             return value
         if field_class is None or value is None:
+            if isinstance(value, str) and value.lstrip()[:1] in _JSON_START_TEXT:
+                _refuse_nested_phi(value, self.ctx)
             return value
         if isinstance(value, str):
             return self.seal(value, field_class)

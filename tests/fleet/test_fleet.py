@@ -140,6 +140,21 @@ class TestDatabaseUnreachable:
         print(f"\n[fleet] silent database link -> masked after {detected:.2f} s")  # noqa: T201
         assert await fleet.readyz(proxy) == 503
 
+    async def test_not_ready_on_a_silent_link_means_masked_at_once(self, fleet, forwarder):
+        """Once /readyz says the grant store does not answer, cached grants are dropped too.
+
+        The listener may not have noticed the silent link yet; the cache must not outlive the
+        replica's own verdict that the database is gone.
+        """
+        proxy = await fleet.proxy("a", forwarder.dsn())
+        await fleet.grant("alice")
+        await warm(fleet, proxy, "alice")
+        forwarder.blackhole()
+        deadline = time.monotonic() + 10
+        while await fleet.readyz(proxy) != 503:
+            assert time.monotonic() < deadline, "/readyz never noticed the silent database"
+        assert await fleet.ssn_seen_by(proxy, "alice") == MASKED
+
 
 class TestPhiGrantsAgainstPostgres:
     def run_cli(self, config, *args):

@@ -246,6 +246,25 @@ class TestDocumentedRole:
 
 class TestAuditDatabaseDown:
     @pytest.mark.usefixtures("audit_key")
+    async def test_a_start_without_the_audit_database_says_what_to_check(
+        self, fleet, forwarder, audit_schema
+    ):
+        """`serve` refuses to start, with PostgreSQL advice (not a file sink's folder advice)."""
+        await forwarder.stop()
+        config = fleet.write_config("down", DSN, audit=audit_section(audit_schema, forwarder.dsn()))
+        done = await asyncio.to_thread(
+            subprocess.run,
+            [sys.executable, "-m", "proxy", "serve", "-c", str(config)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert done.returncode != 0
+        assert "PostgreSQL answers" in done.stderr
+        assert "folder" not in done.stderr
+
+    @pytest.mark.usefixtures("audit_key")
     async def test_masked_and_not_ready_until_the_audit_database_returns(
         self, fleet, forwarder, audit_schema
     ):
