@@ -3,18 +3,31 @@
 Resources that need opening and closing (the portal client pool, the grant store, the JWKS
 fetcher) live in one cleanup context each, so a failed start closes what was opened and a
 graceful shutdown closes everything after in-flight requests have finished.
+
+Every request gets an access line and a small JSON error body from the proxy, also one that
+aiohttp could not parse and so never reaches the middleware: `build_runner` serves the app with
+`_answer_unparsed` for those (proxy.forward.parse_errors).
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 
 from proxy.accesslog import AccessRecord, log_access
 from proxy.errors import ProxyError, RequestTooLarge, UpstreamUnavailable
+from proxy.forward.framing import BadFraming, refuse_bad_framing
+from proxy.forward.parse_errors import (
+    MAX_FIELD_SIZE,
+    MAX_LINE_SIZE,
+    UNPARSED_TEXT,
+    GuardedAppRunner,
+    unparsed_reason,
+)
 from proxy.forward.upstream import refuse_odd_target
 from proxy.handler import RECORD_KEY, STREAMED_KEY, Pipeline, error_response, new_request_id
 from proxy.identity.errors import AuthenticationError
@@ -25,7 +38,7 @@ if TYPE_CHECKING:
 
     from proxy.runtime import Runtime
 
-__all__ = ["PIPELINE_KEY", "RUNTIME_KEY", "build_app"]
+__all__ = ["PIPELINE_KEY", "RUNTIME_KEY", "build_app", "build_runner"]
 
 _log = logging.getLogger("phi_proxy")
 
@@ -52,6 +65,7 @@ async def _errors_and_access_log(
     )
     request[RECORD_KEY] = record
     try:
+        refuse_bad_framing(request.version, request.headers)  # before the body is touched
         # Before routing: aiohttp routes `*`, `//host/p` and absolute-form on a path of its own.
         refuse_odd_target(request.raw_path)
         response = await handler(request)
@@ -68,6 +82,8 @@ async def _errors_and_access_log(
             log_access(record, finished=time.perf_counter())
             raise
         response = _error_answer(exc, record)
+        if isinstance(exc, BadFraming):
+            response.force_close()  # the rest of this connection cannot be split into requests
     response.headers["X-Request-Id"] = record.request_id
     record.status = response.status
     log_access(record, finished=time.perf_counter())
@@ -148,12 +164,60 @@ def _cut_off(
     return streamed
 
 
+def _answer_unparsed(
+    request: web.BaseRequest, status: int, exc: BaseException | None
+) -> web.StreamResponse:
+    """The answer to a request aiohttp could not parse (or that failed outside the middleware).
+
+    A fixed JSON body, with a reason code in the access line: never aiohttp's text, which
+    quotes the client's bytes (a too-long Authorization header: the caller's token).
+    """
+    record = AccessRecord(
+        request_id=new_request_id(),
+        method="-",  # aiohttp read no request line it trusts; path and headers are unknown
+        path="-",
+        peer=request.remote,
+        started=time.perf_counter(),
+    )
+    if isinstance(exc, HttpProcessingError):
+        reason = unparsed_reason(exc)
+        record.outcome = f"bad_http_request:{reason}"
+        error = ProxyError(
+            f"the request could not be read: {UNPARSED_TEXT[reason]}; nothing was forwarded "
+            "and the connection is closed",
+            code="bad_http_request",
+        )
+        error.status = status
+    else:  # an error the middleware did not catch: its text stays out of the answer
+        record.outcome = "internal_error"
+        _log.error(
+            "unexpected error outside the request pipeline",
+            exc_info=exc,
+            extra={"fields": {"request_id": record.request_id}},
+        )
+        error = ProxyError("the proxy failed to handle this request", code="internal_error")
+        error.status = status
+    response = error_response(error, record.request_id)
+    response.headers["X-Request-Id"] = record.request_id
+    record.status = response.status
+    log_access(record, finished=time.perf_counter())
+    return response
+
+
+def build_runner(app: web.Application, **kwargs: Any) -> web.AppRunner:  # noqa: ANN401
+    """The runner for `build_app`'s application (kwargs as for `web.AppRunner`).
+
+    Requests aiohttp cannot parse get the proxy's JSON answer and an access line.
+    """
+    return GuardedAppRunner(app, answer=_answer_unparsed, **kwargs)
+
+
 def build_app(runtime: Runtime) -> web.Application:
     """The client-facing application: one catch-all route through the pipeline."""
     app = web.Application(
         middlewares=[_errors_and_access_log],
         client_max_size=runtime.settings.limits.max_request_body,
-        handler_args={"max_field_size": 16384},
+        handler_args={"max_field_size": MAX_FIELD_SIZE, "max_line_size": MAX_LINE_SIZE},
     )
     app[RUNTIME_KEY] = runtime
     app.cleanup_ctx.append(_runtime_lifecycle)

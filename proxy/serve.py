@@ -30,7 +30,7 @@ from aiohttp import web
 from keys.errors import PhiProxyError
 from keys.native import core_description
 from proxy.admin import build_admin_app
-from proxy.app import build_app
+from proxy.app import build_app, build_runner
 from proxy.logs import configure_logging
 from proxy.reload import Reloader
 from proxy.runtime import Runtime
@@ -169,7 +169,7 @@ async def serve_forever(
     reloader: Reloader | None = None
     # Until the reloader runs, a SIGHUP must not end the process (its default action).
     asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, lambda: None)
-    runner = web.AppRunner(
+    runner = build_runner(
         build_app(runtime), handle_signals=False, access_log=None, shutdown_timeout=GRACE_SECONDS
     )
     await runner.setup()

@@ -95,6 +95,18 @@ _IDENTITY_HEADERS = frozenset(
         "x-ssl-client-verify",
         "x-client-cert",
         "x-endpoint-api-userinfo",
+        # Found in review (issue 17): more names that portals behind an authenticating front end
+        # or client-certificate TLS read as the user, their e-mail, groups or roles.
+        "x-remote-email",
+        "x-remote-groups",
+        "x-auth-roles",
+        "x-preferred-username",
+        "x-user-name",
+        "x-authenticated-email",
+        "ssl-client-s-dn",
+        "ssl-client-i-dn",
+        "ssl-client-cert",
+        "ssl-client-verify",
     }
 )
 

@@ -5,8 +5,14 @@ Content-Type line, while a proxy that reads only the first would check a differe
 client shows (ciphertext or legacy plaintext passing untransformed). So conflicting framing
 headers make the answer a 502, and every Content-Encoding line is undone together. Header values
 themselves can carry tokens (a Location with a search by SSN), and headers end up in logs,
-caches and browser history: tokens there are always masked, never decrypted. CDN-targeted cache
-headers (RFC 9213) would let a CDN store a response the proxy marked `no-store`.
+caches and browser history: tokens there are always masked, never decrypted.
+
+A transformed response is marked `Cache-Control: no-store`, but some caches obey their own
+header first: CDN-targeted cache headers (RFC 9213 `CDN-Cache-Control` and `*-CDN-Cache-Control`,
+`Surrogate-Control`), nginx's `X-Accel-Expires` (which nginx's proxy cache puts before
+Cache-Control), Akamai's `Edge-Control`, Fastly's `Fastly-Surrogate-Control` and LiteSpeed's
+`X-LiteSpeed-Cache-Control`. Left in, any of them could let a cache in front of the proxy serve
+one caller's decrypted answer to the next caller, or after a grant was revoked.
 """
 
 from __future__ import annotations
@@ -36,7 +42,16 @@ __all__ = [
 
 #: Headers that decide how the client reads the body; the portal may not hide them via Connection.
 _BODY_HEADERS = frozenset({"content-encoding", "content-type", "content-length"})
-_CDN_CACHE_HEADERS = frozenset({"cdn-cache-control", "surrogate-control"})
+_CDN_CACHE_HEADERS = frozenset(
+    {
+        "cdn-cache-control",
+        "surrogate-control",
+        "x-accel-expires",
+        "edge-control",
+        "fastly-surrogate-control",
+        "x-litespeed-cache-control",
+    }
+)
 _CDN_CACHE_SUFFIX = "-cdn-cache-control"
 _QUOTED_STRING = re.compile(r'"(?:[^"\\]|\\.)*"')
 #: The token prefix without its dot: `phi1%2E…`, `PHI1.…` still name a token to some reader.
@@ -113,7 +128,7 @@ def _is_cdn_cache_header(name: str) -> bool:
 
 
 def drop_cdn_cache_headers(headers: CIMultiDict[str]) -> None:
-    """Remove cache instructions aimed at CDNs: they override our `no-store` there (RFC 9213)."""
+    """Remove cache instructions that a cache in front obeys before our `no-store`."""
     for name in {name for name in headers if _is_cdn_cache_header(name)}:
         headers.popall(name, None)
 

@@ -9,6 +9,9 @@ PyJWT checks the signature, the required claims, `iss`, `aud` and the claim type
 wall clock for `exp`/`nbf`/`iat`, so those three checks are switched off in PyJWT and applied here
 with the `now` the caller passes in — one clock governs, and tests need no monkeypatching.
 
+A token must be spelled canonically (`jws_form`: no padding, nothing outside base64url) before
+PyJWT reads it, and its time claims must be finite numbers a clock can be compared to.
+
 A token that passed every check is remembered (`VerifiedTokenCache`, keyed by its SHA-256) with
 its times; a repeat re-checks only the times, against the same `now` and leeway. The cache is
 dropped whenever the JWKS changes, and refusals are never remembered.
@@ -24,8 +27,15 @@ import aiohttp
 import jwt
 
 from proxy.identity.errors import AuthenticationError
-from proxy.identity.jwks import MAX_JWKS_BYTES, JwksCache, JwksFetcher, JwksUnavailableError
+from proxy.identity.jwks import (
+    MAX_JWKS_BYTES,
+    JwksCache,
+    JwksFetcher,
+    JwksUnavailableError,
+    WeakKeyError,
+)
 from proxy.identity.jwks import file_fetcher as _file_fetcher
+from proxy.identity.jws_form import check_compact_form
 from proxy.identity.subject import Caller, Subject
 from proxy.identity.token_cache import (
     DEFAULT_TOKEN_CACHE_ENTRIES,
@@ -66,12 +76,23 @@ class Authenticator(Protocol):
 
 
 def _number(payload: dict[str, Any], claim: str) -> float | None:
+    """The time claim as a float; `bad_<claim>` unless it is a finite number.
+
+    NaN and Infinity compare false, so such a token would never expire; an integer too large
+    for a float (a 400-digit `exp`) would raise OverflowError, a 500, if it were compared.
+    """
     value = payload.get(claim)
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-        raise AuthenticationError(f"bad_{claim}")  # NaN/Infinity compare false: never expires
-    return float(value)
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise AuthenticationError(f"bad_{claim}")
+    try:
+        number = float(value)
+    except OverflowError:
+        raise AuthenticationError(f"bad_{claim}") from None
+    if not math.isfinite(number):
+        raise AuthenticationError(f"bad_{claim}")
+    return number
 
 
 class JwtAuthenticator:
@@ -166,6 +187,8 @@ class JwtAuthenticator:
         return caller
 
     async def _verify(self, token: str, now: float) -> tuple[dict[str, Any], TokenTimes]:
+        # Only here, before the signature: a cache hit is the exact text that passed this check.
+        check_compact_form(token)
         try:
             header = jwt.get_unverified_header(token)
         except jwt.PyJWTError:
@@ -180,6 +203,8 @@ class JwtAuthenticator:
             keys = await self._jwks.keys_for(kid, alg, now=now)
         except JwksUnavailableError:
             raise AuthenticationError("jwks_unavailable") from None
+        except WeakKeyError:
+            raise AuthenticationError("weak_key") from None
         if not keys:
             raise AuthenticationError("unknown_key")
         for key in keys:

@@ -15,7 +15,7 @@ from yarl import URL
 
 from keys.kek import generate_kek_file
 from keys.settings import keystore_file
-from proxy.app import RUNTIME_KEY, build_app
+from proxy.app import RUNTIME_KEY, build_app, build_runner
 from proxy.grants import GrantRequest, SQLiteGrantStore
 from proxy.identity import DemoIssuer, Subject
 from proxy.logs import JsonFormatter
@@ -81,6 +81,13 @@ def base_config(upstream_url: str) -> dict:
             },
         ],
     }
+
+
+class ProxyTestServer(TestServer):
+    """aiohttp's TestServer serving the app through the runner `phi-proxy serve` uses."""
+
+    async def _make_runner(self, **kwargs):
+        return build_runner(self.app, **kwargs)
 
 
 @dataclass
@@ -188,7 +195,7 @@ async def proxy_env_for(
     """
     config_path, settings, issuer = write_env_files(folder, upstream_url, overrides=overrides)
     app = build_app(Runtime(settings))
-    proxy_server = TestServer(app, host="127.0.0.1")
+    proxy_server = ProxyTestServer(app, host="127.0.0.1")
     await proxy_server.start_server()
     grants = SQLiteGrantStore(settings.grants.sqlite_path, max_ttl=settings.grants.max_ttl)
     http = aiohttp.ClientSession(auto_decompress=False)

@@ -115,6 +115,24 @@ class TestForwarding:
         assert "evil.example" not in flat
         assert received["x-forwarded-for"] == ["127.0.0.1"]
 
+    async def test_portal_identity_headers_from_the_client_never_reach_the_portal(self, proxy_env):
+        """Headers a portal behind mod_auth_*, oauth2-proxy or mTLS might trust are removed."""
+        spoofed = {
+            "X-Remote-Email": "admin@clinic.test",
+            "X-Remote-Groups": "admins",
+            "X-Auth-Roles": "admin",
+            "X-Preferred-Username": "admin",
+            "X_User_Name": "admin",
+            "x-authenticated-email": "admin@clinic.test",
+            "SSL_CLIENT_S_DN": "CN=admin",
+            "SSL-Client-Verify": "SUCCESS",
+        }
+        await proxy_env.get("/whoami", headers=spoofed)
+        received = proxy_env.portal.last().headers
+        for name in spoofed:
+            assert name.lower() not in received
+        assert "admin" not in json.dumps(received)
+
     async def test_connection_header_cannot_strip_the_proxys_own_headers(self, proxy_env):
         """`Connection: X-Forwarded-For, X-Request-Id` does not remove what the proxy sets."""
         await proxy_env.get("/conn", headers={"Connection": "X-Forwarded-For, X-Request-Id"})

@@ -159,6 +159,34 @@ class TestServeProcess:
         assert any(x["status"] == 200 and x.get("decrypted") == {"ssn": 1} for x in access)
         assert all("Bearer" not in json.dumps(x) for x in lines)
 
+    async def test_a_100kb_header_gets_a_fixed_answer_and_an_access_line(self, served):
+        """The served proxy answers an oversized Authorization header itself: JSON, no echo.
+
+        aiohttp's own 400 quoted the first 100 bytes of the header (the caller's token) and
+        logged a traceback with them, with no access line.
+        """
+        token_start = _token(served["issuer"], "alice")[:60]
+        head = f"GET /api/p1 HTTP/1.1\r\nHost: p\r\nAuthorization: Bearer {token_start}"
+        reader, writer = await asyncio.open_connection(*served["url"][7:].split(":"))
+        writer.write(head.encode() + b"A" * 100_000 + b"\r\n\r\n")
+        await writer.drain()
+        data = await asyncio.wait_for(reader.read(), 20)
+        writer.close()
+        status_line, _, rest = data.partition(b"\r\n")
+        assert b" 400 " in status_line
+        body = json.loads(rest.partition(b"\r\n\r\n")[2])
+        assert body["error"] == "bad_http_request"
+        assert token_start.encode() not in data
+        served["process"].send_signal(signal.SIGTERM)
+        assert await asyncio.wait_for(served["process"].wait(), 20) == 0
+        logs = served["stderr"].read_text()
+        assert token_start not in logs
+        lines = [json.loads(x) for x in logs.splitlines() if x.startswith("{")]
+        (access,) = [x for x in lines if x.get("logger") == "phi_proxy.access"]
+        assert access["request_id"] == body["request_id"]
+        assert access["outcome"] == "bad_http_request:line_too_long"
+        assert access["status"] == 400
+
     @pytest.mark.parametrize("served", [2], indirect=True)
     async def test_two_workers_share_the_port(self, served):
         """With --workers 2 both processes answer on one port and stop on SIGTERM."""

@@ -294,6 +294,40 @@ class TestResponseHeaders:
         untouched = await raw_exchange(env.proxy_url, "/plain")
         assert untouched.values("CDN-Cache-Control") == ["public, max-age=3600"]
 
+    async def test_cache_headers_that_outrank_no_store_are_removed_from_transformed_answers(
+        self, raw_env
+    ):
+        """X-Accel-Expires outranks Cache-Control in nginx's cache: removed, or it keeps plaintext.
+
+        Edge-Control (Akamai), Fastly-Surrogate-Control and X-LiteSpeed-Cache-Control likewise
+        override `no-store` in their caches, so a revoked caller could be served the plaintext
+        stored for them (or another caller) while the grant was active.
+        """
+        env, portal = raw_env
+        await env.grant("alice", "practice-a")
+        overriding = [
+            ("X-Accel-Expires", "3600"),
+            ("Edge-Control", "!no-store, cache-maxage=3600"),
+            ("Fastly-Surrogate-Control", "max-age=3600"),
+            ("X-LiteSpeed-Cache-Control", "public, max-age=3600"),
+        ]
+        token = env.encrypt("practice-a", "ssn", SSN)
+        portal.routes["/phi"] = raw_response(
+            "200 OK",
+            [("Content-Type", "application/json"), *overriding],
+            orjson.dumps({"ssn": token}),
+        )
+        portal.routes["/plain"] = raw_response(
+            "200 OK", [("Content-Type", "application/json"), *overriding], b'{"n": 1}'
+        )
+        answer = await raw_exchange(env.proxy_url, "/phi", headers=env.auth("alice"))
+        assert json.loads(answer.body) == {"ssn": SSN}
+        assert answer.values("Cache-Control") == ["no-store"]
+        for name, _ in overriding:
+            assert answer.values(name) == []
+        untouched = await raw_exchange(env.proxy_url, "/plain")
+        assert untouched.values("X-Accel-Expires") == ["3600"]
+
 
 SPOOFED_IDENTITY = {
     "X-Forwarded-Client-Cert": "By=spiffe://clinic/admin",

@@ -53,7 +53,19 @@ class TestUpstreamRequestHeaders:
 
     @given(
         st.sampled_from(
-            ["X-Remote-User", "Remote-User", "X-Forwarded-User", "X-Auth-Request-Email"]
+            [
+                "X-Remote-User",
+                "Remote-User",
+                "X-Forwarded-User",
+                "X-Auth-Request-Email",
+                "X-Remote-Email",
+                "X-Remote-Groups",
+                "X-Auth-Roles",
+                "X-Preferred-Username",
+                "X-User-Name",
+                "X-Authenticated-Email",
+                "SSL-Client-S-DN",
+            ]
         ),
         st.lists(st.booleans(), min_size=1, max_size=30),
     )

@@ -108,14 +108,19 @@ class TestHeaderTokens:
         scrubbed = scrub_header_tokens(CIMultiDict([("X", TOKEN)]), "\\1\r\nX-Evil: 1")
         assert scrubbed.headers["X"] == "\\1  X-Evil: 1"
 
-    def test_cdn_cache_headers_go(self):
-        """CDN-Cache-Control, Surrogate-Control and every *-CDN-Cache-Control are removed."""
+    def test_cache_headers_that_outrank_no_store_go(self):
+        """CDN, surrogate, nginx, Akamai, Fastly and LiteSpeed cache headers are removed."""
         headers = CIMultiDict(
             [
                 ("CDN-Cache-Control", "max-age=1"),
                 ("surrogate_control", "max-age=1"),
                 ("Cloudflare-CDN-Cache-Control", "max-age=1"),
                 ("Akamai-CDN-Cache-Control", "max-age=1"),
+                ("X-Accel-Expires", "3600"),
+                ("x_accel_expires", "3600"),
+                ("Edge-Control", "cache-maxage=3600"),
+                ("Fastly-Surrogate-Control", "max-age=3600"),
+                ("X-LiteSpeed-Cache-Control", "public, max-age=3600"),
                 ("Cache-Control", "no-store"),
             ]
         )

@@ -11,6 +11,7 @@ from multidict import CIMultiDict
 from proxy.identity import AuthenticationError, Caller, DemoIssuer, JwtAuthenticator, Subject
 
 pytestmark = pytest.mark.asyncio
+ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
 
 
 def bearer(token):
@@ -179,6 +180,15 @@ class TestClaims:
         error = await refused(auth, bearer(token), now)
         assert error.reason in {"invalid", f"bad_{claim}"}
 
+    @pytest.mark.parametrize("claim", ["exp", "iat", "nbf"])
+    @pytest.mark.parametrize("value", [10**400, -(10**400)], ids=["huge", "huge-negative"])
+    async def test_times_too_large_for_a_clock_are_refused(
+        self, auth, es_issuer, now, claim, value
+    ):
+        """A 400-digit time claim cannot be compared with a clock: `bad_<claim>`, not a crash."""
+        token = es_issuer.mint("u", now=now, **{claim: value})
+        assert (await refused(auth, bearer(token), now)).reason == f"bad_{claim}"
+
     async def test_empty_sub_refused(self, auth, es_issuer, now):
         """An empty sub names nobody and is refused."""
         token = es_issuer.mint("", now=now)
@@ -231,6 +241,32 @@ class TestAlgorithms:
             assert part not in str(error)
             assert part not in error.www_authenticate
         assert error.www_authenticate == 'Bearer realm="phi-proxy", error="invalid_token"'
+
+
+class TestSpelling:
+    @pytest.mark.parametrize(
+        ("respell", "reason"),
+        [
+            (lambda sig: sig + "==", "noncanonical_encoding"),
+            (lambda sig: sig[:-1] + ALPHABET[ALPHABET.index(sig[-1]) | 0b1111], None),
+            (lambda sig: sig[:20] + "!!!!" + sig[20:], "malformed"),
+        ],
+        ids=["padding", "spare-bits", "junk"],
+    )
+    async def test_respelled_signature_is_refused(self, auth, es_issuer, now, respell, reason):
+        """Only the issued spelling verifies; padding, spare bits or junk never do.
+
+        An ES256 signature is 64 bytes, 86 characters: the last one carries 4 unused bits.
+        """
+        token = es_issuer.mint("u", now=now)
+        head, _, signature = token.rpartition(".")
+        assert await auth.authenticate(bearer(token), now=now)
+        respelled = respell(signature)
+        assert base64.urlsafe_b64decode(respelled.replace("!", "") + "==")[:64] == (
+            base64.urlsafe_b64decode(signature + "==")
+        )
+        error = await refused(auth, bearer(f"{head}.{respelled}"), now)
+        assert error.reason == (reason or "noncanonical_encoding")
 
 
 class TestJwksKeySelection:
