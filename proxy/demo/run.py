@@ -23,7 +23,7 @@ from typing import TextIO
 from aiohttp import web
 
 from proxy.admin import build_admin_app
-from proxy.app import build_app
+from proxy.app import build_app, build_runner
 from proxy.demo.data import STAFF
 from proxy.demo.portal import build_portal_app
 from proxy.demo.seed import create_grants, seed_through_proxy
@@ -98,7 +98,7 @@ async def _serve(workspace: Workspace, ports: DemoPorts, out: TextIO) -> None:
     portal, proxy, admin = _listeners(ports)
     runners = (
         (web.AppRunner(build_portal_app(workspace.portal_db), access_log=None), portal),
-        (web.AppRunner(build_app(runtime), handle_signals=False, access_log=None), proxy),
+        (build_runner(build_app(runtime), handle_signals=False, access_log=None), proxy),
         (web.AppRunner(build_admin_app(runtime), handle_signals=False, access_log=None), admin),
     )
     started: list[web.AppRunner] = []

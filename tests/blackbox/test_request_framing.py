@@ -10,7 +10,7 @@ from __future__ import annotations
 import gzip
 
 import pytest
-from http_review_portal import exchange, first_answer
+from raw_keepalive_portal import exchange, first_answer
 
 #: The start of the caller's credential, as aiohttp's parser would quote it.
 TOKEN_START = "eyJhbGciOiJFUzI1NiJ9.eyJzdWIiOiJhbGljZSJ9"
