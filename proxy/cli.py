@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import ssl
 import sys
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from keys.broken_pipe import quiet_on_broken_pipe
@@ -55,6 +56,23 @@ def _parser() -> argparse.ArgumentParser:
         help="validate a config file, open its keystore and grant store, print a summary",
     )
     check.add_argument("-c", "--config", help=f"YAML config (default: ${CONFIG_ENV_VAR})")
+    check.add_argument(
+        "--sample",
+        metavar="FILE",
+        help="a body the portal really sends (JSON): print which values each selector selects "
+        "in it, which selectors select nothing, and what a caller without a grant would see",
+    )
+    check.add_argument(
+        "--route",
+        metavar='"METHOD /path"',
+        help="with --sample: also print what the portal would store if the sample were sent "
+        'there, e.g. --route "POST /api/practices/practice-a/patients"',
+    )
+    check.add_argument(
+        "--content-type",
+        default="application/json",
+        help="with --sample: the sample's Content-Type (default application/json)",
+    )
 
     demo = commands.add_parser(
         "demo",
@@ -211,7 +229,30 @@ def _tls_problem(settings: Settings) -> str | None:
     return None
 
 
-def _check_config(config: str | None) -> int:
+def _print_sample(settings: Settings, sample: str, route: str | None, content_type: str) -> None:
+    from proxy.sample_check import describe_sample  # noqa: PLC0415 - only for --sample
+
+    try:
+        body = Path(sample).read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"--sample {sample}: cannot read it ({exc.strerror})") from None
+    keyring = keystore_file(settings.keys).load()
+    lines, warnings = describe_sample(
+        settings, keyring, body, content_type=content_type, route=route
+    )
+    print()
+    for line in lines:
+        print(line)
+    for warning in warnings:
+        print(f"warning: {warning}", file=sys.stderr)
+
+
+def _check_config(
+    config: str | None,
+    sample: str | None = None,
+    route: str | None = None,
+    content_type: str = "application/json",
+) -> int:
     path = resolve_config_path(config)
     settings = load_settings(path)
     for line in _summary(settings):
@@ -256,6 +297,8 @@ def _check_config(config: str | None) -> int:
             file=sys.stderr,
         )
         return EXIT_FAILURE
+    if sample is not None:
+        _print_sample(settings, sample, route, content_type)
     print(f"ok: {path} is valid")
     return 0
 
@@ -281,10 +324,13 @@ def _demo(args: argparse.Namespace) -> int:
 @quiet_on_broken_pipe
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `phi-proxy` console script."""
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if args.command == "check-config" and args.route is not None and args.sample is None:
+        parser.error("--route needs --sample FILE (the body to try on that route)")  # exits 2
     try:
         if args.command == "check-config":
-            return _check_config(args.config)
+            return _check_config(args.config, args.sample, args.route, args.content_type)
         if args.command == "demo":
             return _demo(args)
         from proxy.serve import serve  # noqa: PLC0415 - keep check-config free of server imports

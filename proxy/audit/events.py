@@ -113,6 +113,9 @@ class RequestEvent:
     integrity_failures: int = 0
     lapsed_practices: tuple[str, ...] = ()
     audit_denied: bool = False
+    #: Which process served it (`host:pid`): a fleet writes one chain, and an investigator
+    #: must be able to tell the replicas' events apart (and match them to their own logs).
+    replica: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         """The payload the chain seals (`type` tells the kinds apart)."""
@@ -136,6 +139,7 @@ class RequestEvent:
             "integrity_failures": self.integrity_failures,
             "lapsed_practices": list(self.lapsed_practices),
             "audit_denied": self.audit_denied,
+            "replica": self.replica,
         }
 
 

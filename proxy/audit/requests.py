@@ -9,6 +9,8 @@ the request failed with an error. A request that touched no PHI leaves no audit 
 from __future__ import annotations
 
 import logging
+import os
+import socket
 import time
 from collections import OrderedDict, deque
 from dataclasses import dataclass
@@ -104,6 +106,11 @@ class MaskedBurst:
         return None
 
 
+def this_replica() -> str:
+    """`host:pid` of this process: unique across a fleet at any one time."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
 class RequestAuditor:
     """Turns finished requests into audit events and alerts; gates access on trail health."""
 
@@ -114,9 +121,11 @@ class RequestAuditor:
         *,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         monotonic: Callable[[], float] = time.monotonic,
+        replica: str | None = None,
     ) -> None:
-        """Write events to `trail` (None: alerts only, no trail)."""
+        """Write events to `trail` (None: alerts only, no trail), naming `replica` (host:pid)."""
         self.trail = trail
+        self.replica = replica if replica is not None else this_replica()
         self._burst = MaskedBurst(alerts.masked_burst_threshold, alerts.masked_burst_window_seconds)
         self._clock = clock
         self._monotonic = monotonic
@@ -227,6 +236,7 @@ class RequestAuditor:
             "integrity_failures": out.integrity_failures if out is not None else 0,
             "lapsed_practices": sorted(lapsed),
             "audit_denied": state.denied,
+            "replica": self.replica,
         }
 
     def _event(
@@ -269,4 +279,5 @@ class RequestAuditor:
             integrity_failures=out.integrity_failures if out is not None else 0,
             lapsed_practices=tuple(sorted(lapsed)),
             audit_denied=state.denied,
+            replica=self.replica,
         )

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import shutil
+import socket
 import subprocess
 import sys
 from datetime import UTC, datetime
@@ -87,6 +89,7 @@ class TestRequestEvents:
         ]
         assert first["client"] == "127.0.0.1"
         assert len(first["request_id"]) == 16
+        assert first["replica"] == f"{socket.gethostname()}:{os.getpid()}"  # the serving process
 
     async def test_masked_only_requests_name_no_records(self, audit_env):
         """Bob's and revoked Carol's requests are audited as masked, with no record ids."""

@@ -162,7 +162,7 @@ class TestReadmeCommands:
         (tmp_path / ".venv").symlink_to(REPO / ".venv")
         (tmp_path / "config").symlink_to(REPO / "config")
         commands = commands_of("operator")
-        assert len(commands) == 7
+        assert len(commands) == 8
         for command in commands:
             assert_shown_in(command, run(command.text, cwd=tmp_path, env={"USER": "readme"}))
 

@@ -1,0 +1,92 @@
+"""`phi-proxy check-config --sample`: each selector's matches in a real body, before deploying."""
+
+import json
+
+import pytest
+import yaml
+
+from proxy.cli import main
+from proxy.demo.workspace import DemoPorts, create_workspace
+
+PORTS = DemoPorts(proxy=28180, portal=28181, admin=29190)
+SSN = "900-11-2222"
+PHONE = "555-0100"
+SAMPLE = {
+    "resourceType": "Patient",
+    "patient_id": "p1",
+    "practice_id": "practice-a",
+    "ssn": SSN,
+    "telecom": [{"system": "phone", "value": PHONE}],
+    "insurance": [{"member_id": "M-1"}, {"member_id": "M-2"}],
+}
+
+
+@pytest.fixture
+def config(tmp_path):
+    """The demo's config and keys, plus a phone selector written the way that never matches."""
+    folder = tmp_path / "ws"
+    folder.mkdir(mode=0o700)
+    create_workspace(folder, PORTS)
+    path = folder / "phi-proxy.yaml"
+    data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    data["fields"]["classes"]["phone"] = {"mask": {"text": "[phone]"}}
+    data["fields"]["selectors"].append(
+        {"class": "phone", "path": "$[?(@.resourceType=='Patient')].telecom[*].value"}
+    )
+    path.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
+    (tmp_path / "sample.json").write_text(json.dumps(SAMPLE), encoding="utf-8")
+    return path
+
+
+def run(capsys, *args):
+    status = main(["check-config", *args])
+    out, err = capsys.readouterr()
+    return status, out, err
+
+
+def test_each_selector_lists_the_values_it_selects(config, capsys):
+    status, out, _ = run(
+        capsys, "-c", str(config), "--sample", str(config.parents[1] / "sample.json")
+    )
+    assert status == 0
+    assert "      1 value(s): $.ssn" in out
+    assert "2 value(s): $.insurance[0].member_id, $.insurance[1].member_id" in out
+
+
+def test_a_selector_that_never_matches_is_named_with_the_likely_mistake(config, capsys):
+    _, out, err = run(capsys, "-c", str(config), "--sample", str(config.parents[1] / "sample.json"))
+    assert "NEVER MATCHED" in out
+    (warning,) = [line for line in err.splitlines() if "telecom" in line]
+    assert "selects nothing in the sample" in warning
+    assert "`$..[?(...)]`" in warning
+
+
+def test_the_body_a_caller_without_a_grant_sees_is_printed(config, capsys):
+    _, out, _ = run(capsys, "-c", str(config), "--sample", str(config.parents[1] / "sample.json"))
+    shown = out.split("a caller without a grant would see:\n", 1)[1].split("\nok:", 1)[0]
+    assert json.loads(shown)["ssn"] == "***-**-2222"
+    assert SSN not in shown
+    assert PHONE in shown  # the broken selector: exactly what the operator must see
+
+
+def test_route_shows_what_the_portal_would_store(config, capsys):
+    sample = str(config.parents[1] / "sample.json")
+    route = "POST /api/practices/practice-a/patients"
+    _, out, _ = run(capsys, "-c", str(config), "--sample", sample, "--route", route)
+    stored = out.split("a write route):\n", 1)[1].split("\nok:", 1)[0]
+    assert json.loads(stored)["ssn"].startswith("phi1.d.")
+    assert SSN not in stored
+
+
+def test_a_route_that_is_not_a_write_route_shows_the_refusal(config, capsys):
+    sample = str(config.parents[1] / "sample.json")
+    _, out, _ = run(capsys, "-c", str(config), "--sample", sample, "--route", "POST /api/notes")
+    assert "not a write route" in out
+    assert "refuses it (422 plaintext_outside_write_route)" in out
+
+
+def test_route_without_a_sample_is_a_usage_error(config, capsys):
+    with pytest.raises(SystemExit) as exited:
+        main(["check-config", "-c", str(config), "--route", "POST /x"])
+    assert exited.value.code == 2
+    assert "--route needs --sample" in capsys.readouterr().err
