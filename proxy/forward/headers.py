@@ -155,8 +155,16 @@ _REQUEST_RANGE_HEADERS = frozenset(
     {"range", "if-range", "accept-encoding", "content-length", "content-encoding", "expect"}
 )
 
-#: What never goes back to the client: hop-by-hop headers, and the framing the proxy recomputes.
-_NOT_PASSED_BACK = _HOP_BY_HOP | {"content-length"}
+#: Instructions to a front-end server to send a file in place of the body (nginx, Apache's
+#: mod_xsendfile, lighttpd): an nginx in front of the proxy would serve a file the proxy never
+#: saw, PHI in clear included. The portal's own front end handles them before the proxy, if any.
+_INTERNAL_REDIRECTS = frozenset(
+    {"x-accel-redirect", "x-sendfile", "x-lighttpd-send-file", "x-lighttpd-send-tempfile"}
+)
+
+#: What never goes back to the client: hop-by-hop headers, the framing the proxy recomputes,
+#: and file substitutions by a front end.
+_NOT_PASSED_BACK = _HOP_BY_HOP | _INTERNAL_REDIRECTS | {"content-length"}
 
 #: Names already normalized (every request repeats the same few dozen); bounded, since the
 #: names come from clients and the portal.

@@ -95,6 +95,23 @@ class TestForwarding:
             assert received.method == method
             assert received.path_qs == "/a/b%20c/d?x=1&y=%2F&x=2"
 
+    @pytest.mark.parametrize("content_type", ["application/json", "image/png"])
+    async def test_file_substitution_headers_never_reach_the_client(self, proxy_env, content_type):
+        """X-Accel-Redirect and friends would make a front end serve a file the proxy never saw."""
+        substitutions = {
+            "X-Accel-Redirect": "/internal/patients-export.csv",
+            "X-Sendfile": "/srv/exports/patients.csv",
+            "X-LIGHTTPD-send-file": "/srv/exports/patients.csv",
+            "X-Lighttpd-Send-Tempfile": "/tmp/patients.csv",
+        }
+        body = b"\x89PNG\r\n\x1a\n" if content_type == "image/png" else b'{"ok": true}'
+        proxy_env.portal.script(
+            "/export", body, headers={"Content-Type": content_type, **substitutions}
+        )
+        response = await proxy_env.get("/export")
+        assert response.status == 200
+        assert not set(map(str.lower, substitutions)) & set(map(str.lower, response.headers))
+
     async def test_spoofed_identity_and_forwarding_headers_never_reach_the_portal(self, proxy_env):
         """Identity and X-Forwarded-* headers from an untrusted client are removed or replaced."""
         await proxy_env.get(
