@@ -102,7 +102,7 @@ class TestForwarding:
             "X-Accel-Redirect": "/internal/patients-export.csv",
             "X-Sendfile": "/srv/exports/patients.csv",
             "X-LIGHTTPD-send-file": "/srv/exports/patients.csv",
-            "X-Lighttpd-Send-Tempfile": "/tmp/patients.csv",
+            "X-Lighttpd-Send-Tempfile": "/var/spool/portal/patients.csv",
         }
         body = b"\x89PNG\r\n\x1a\n" if content_type == "image/png" else b'{"ok": true}'
         proxy_env.portal.script(

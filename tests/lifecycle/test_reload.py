@@ -159,6 +159,23 @@ class TestKeystoreReload:
 
 
 class TestConfigReload:
+    async def test_read_routes_reload_live(self, live):
+        """A read route added to the config names its practice from the next request on."""
+        assert live.runtime.pipeline().read_routes.match_route("GET", "/fhir/practice-a/x") is None
+        live.rewrite_config(
+            read_routes=[
+                {
+                    "method": "GET",
+                    "path": "/fhir/{practice_id}/x",
+                    "practice_from": {"path_param": "practice_id"},
+                }
+            ]
+        )
+        await live.reloader.tick()
+        match = live.runtime.pipeline().read_routes.match_route("GET", "/fhir/practice-a/x")
+        assert match is not None
+        assert match.path_practice() == "practice-a"
+
     async def test_field_masks_reload_live_and_listener_changes_need_a_restart(self, live, caplog):
         """A new mask applies to the next request; a new listen port is only logged."""
         caplog.set_level(logging.INFO)
