@@ -28,6 +28,9 @@ UNSAFE_REASONS: Final = frozenset(
         "core_failure",  # the compiled core failed (a bug): the body is withheld, never guessed
         "unsupported_charset",  # a text charset in which tokens could hide (UTF-16, UTF-7, …)
         "token_residue",  # the token prefix survived substitution (defence in depth)
+        # a token spelled with escapes a browser, script or URL decoder undoes (`&#112;hi1.`,
+        # `phi1%2E`, `\x70hi1.`), or a literal token whose next character is escaped
+        "escaped_token",
         # Content-Type / Content-Encoding given twice, as a list, or named in Connection: the
         # client could read the body differently from the proxy.
         "conflicting_headers",

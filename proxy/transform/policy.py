@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 from keys.native import native_module
 from keys.token_format import TOKEN_PREFIX, TOKEN_PREFIX_BYTES
+from proxy.transform.escaped_tokens import holds_escaped_token
 from proxy.transform.jsonpath import PathMatcher, compile_path
 from proxy.transform.masks import FixedMask, Mask, compile_mask
 from proxy.transform.mediatype import classify, looks_wide
@@ -30,6 +31,7 @@ if TYPE_CHECKING:
     from types import ModuleType
 
     from proxy.transform.jsonpath import CompiledPath
+    from proxy.transform.mediatype import BodyKind
     from proxy.transform.settings import FieldSettings
 
 __all__ = ["FieldPolicy", "KeyRole", "ObjectShape", "PolicyTables"]
@@ -93,6 +95,14 @@ class PolicyTables:
     classes: tuple[str, ...]  # the configured classes (each has a mask)
     fold_separators: bool
     normalize: Callable[[str], str]
+
+
+def _kind_needs_look(kind: BodyKind, body: bytes) -> bool:
+    """The media type alone says the body must be looked at."""
+    if kind.charset is None or kind.container:
+        return True  # a charset tokens hide in, or parts a byte search cannot see into
+    # A token a browser or script would decode from escapes: the transform refuses the body.
+    return not kind.json and holds_escaped_token(body)
 
 
 class FieldPolicy:
@@ -276,10 +286,8 @@ class FieldPolicy:
         flags = self._scan(body)
         if flags & _HAS_PREFIX:
             return True
-        if content_type:
-            kind = classify(content_type)
-            if kind.charset is None or kind.container:
-                return True  # a charset tokens hide in, or parts a byte search cannot see into
+        if content_type and _kind_needs_look(classify(content_type), body):
+            return True
         if flags & _HAS_NUL and any(wide in body for wide in _WIDE_PREFIXES):
             return True
         if looks_wide(body):  # UTF-16/32 JSON, BOM or not: refused by the transform

@@ -31,6 +31,7 @@ import orjson
 
 from keys.token_format import TOKEN_PATTERN_BYTES, TOKEN_PREFIX_BYTES
 from proxy.transform.errors import UnsafeBody
+from proxy.transform.escaped_tokens import holds_escaped_token
 from proxy.transform.jsonsafe import parse_json
 from proxy.transform.reveal import RevealContext, reveal_text
 
@@ -129,6 +130,8 @@ def transform_text(body: bytes, kind: BodyKind, ctx: RevealContext) -> bytes:
     if kind.charset is None:
         raise UnsafeBody("unsupported_charset")
     _refuse_wide(body)
+    if holds_escaped_token(body):
+        raise UnsafeBody("escaped_token")
     if TOKEN_PREFIX_BYTES not in body:
         return body
     escape_mode = kind.escape
