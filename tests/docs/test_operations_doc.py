@@ -322,7 +322,7 @@ def alert_table_rows() -> dict[str, list[str]]:
 
 class TestAlertThrottlingIsDocumented:
     def test_the_alert_table_says_which_alerts_are_throttled(self):
-        """ "throttled" in the runbook's "how often" column exactly for `THROTTLED`."""
+        """The runbook's "how often" column says "throttled" exactly for `THROTTLED`."""
         rows = alert_table_rows()
         assert set(rows) == set(alert_names())
         throttled = {name for name, cells in rows.items() if cells[0] == "throttled"}
