@@ -237,3 +237,10 @@ class TestComposeExample:
         assert "phi-proxy-state:/var/lib/phi-proxy" in volumes
         assert str(settings.keys.usage_file).startswith("/var/lib/phi-proxy/"), "secrets are ro"
         assert read_config_mapping(DEPLOY / "config.yaml")["admin"]["host"] == "127.0.0.1"
+
+    def test_the_image_healthcheck_asks_the_admin_port_of_deploy_config(self):
+        """The compose service relies on the image's HEALTHCHECK: same host and port."""
+        dockerfile = (REPO / "Dockerfile").read_text(encoding="utf-8")
+        admin = load_settings(REPO / "deploy" / "config.yaml").admin
+        assert f"http://{admin.host}:{admin.port}/healthz" in dockerfile
+        assert "healthcheck" not in compose()["services"]["phi-proxy"]
