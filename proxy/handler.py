@@ -16,7 +16,6 @@ single-slash path are refused by the app middleware, before routing.)
 
 from __future__ import annotations
 
-import logging
 import os
 import time
 from dataclasses import dataclass
@@ -39,7 +38,6 @@ from proxy.forward.response_headers import (
     standard_reason,
 )
 from proxy.forward.streaming import STREAMED_KEY, has_no_body, peek_media, stream_untouched
-from proxy.logs import ALERT_LOGGER
 from proxy.transform import (
     RevealContext,
     SealContext,
@@ -65,7 +63,6 @@ if TYPE_CHECKING:
 
 __all__ = ["RECORD_KEY", "STREAMED_KEY", "Pipeline", "error_response", "new_request_id"]
 
-_alerts = logging.getLogger(ALERT_LOGGER)
 _REFUSED_METHODS = frozenset({"TRACE", "TRACK", "CONNECT"})
 _CHUNK = 1 << 16
 
@@ -280,7 +277,7 @@ class Pipeline:
 
     @staticmethod
     def _account(stats: TransformStats, record: AccessRecord) -> None:
-        """Counts for the access line; one alert line per token that failed to open."""
+        """Counts for the access line (the request's alerts are raised by the auditor)."""
         record.fields.update(
             decrypted=dict(stats.decrypted),
             masked=dict(stats.masked),
@@ -289,18 +286,6 @@ class Pipeline:
             practices=sorted(stats.practices | stats.withheld),
             integrity_failures=stats.integrity_failures,
         )
-        for event in stats.integrity_events:
-            _alerts.warning(
-                "integrity_failure",
-                extra={
-                    "fields": {
-                        "request_id": record.request_id,
-                        "subject": record.subject,
-                        "kid": event.kid,
-                        "reason": event.reason,
-                    }
-                },
-            )
 
 
 class _RandomIds:

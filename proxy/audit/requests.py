@@ -3,29 +3,28 @@
 The pipeline fills an `AuditState` as it goes (the request- and response-transform counters and
 the caller's `Access`), asks `gate()` for the access to use — NO_ACCESS while the trail cannot be
 written under `on_failure: deny` — and calls `finish()` once with the final status, also when
-the request failed with an error. A request that touched no PHI leaves no audit event.
+the request failed with an error. A request that touched no PHI leaves no audit event. The
+alert lines it raises (one per alert at most, rate-limited per subject) are built in alerts.py.
 """
 
 from __future__ import annotations
 
-import logging
 import os
 import socket
 import time
-from collections import OrderedDict, deque
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any
 
 import orjson
 from aiohttp import web
 
+from proxy.audit.alerts import RequestAlerts
 from proxy.audit.events import RecordAccess, RequestEvent, iso_time, path_template
 from proxy.audit.records import group_records
 from proxy.errors import ProxyError
 from proxy.grants import NO_ACCESS
 from proxy.identity.errors import AuthenticationError
-from proxy.logs import ALERT_LOGGER
 from proxy.transform.errors import RequestRejected, UnsafeBody
 
 if TYPE_CHECKING:
@@ -37,10 +36,7 @@ if TYPE_CHECKING:
     from proxy.grants import Access
     from proxy.transform import TransformStats
 
-__all__ = ["AUDIT_STATE_KEY", "AuditState", "MaskedBurst", "RequestAuditor", "status_of"]
-
-_alerts = logging.getLogger(ALERT_LOGGER)
-_MAX_SUBJECTS: Final = 10_000
+__all__ = ["AUDIT_STATE_KEY", "AuditState", "RequestAuditor", "status_of"]
 
 
 @dataclass(slots=True)
@@ -75,37 +71,6 @@ def status_of(exc: BaseException) -> tuple[int, str]:
     return result
 
 
-class MaskedBurst:
-    """A per-subject sliding-window counter of masked responses; says when to alert.
-
-    It alerts when a subject's count in the window reaches the threshold, then stays quiet for
-    that subject until the window has emptied, so a burst is one alert line, not hundreds.
-    Memory is bounded: the least recently seen subjects are forgotten first.
-    """
-
-    def __init__(self, threshold: int, window: float) -> None:
-        """Alert at `threshold` masked responses within `window` seconds."""
-        self.threshold = threshold
-        self.window = window
-        self._hits: OrderedDict[str, deque[float]] = OrderedDict()
-        self._quiet_until: dict[str, float] = {}
-
-    def hit(self, subject: str, now: float) -> int | None:
-        """Count one masked response; the count when an alert is due, else None."""
-        hits = self._hits.pop(subject, None) or deque()
-        self._hits[subject] = hits
-        hits.append(now)
-        while hits and hits[0] <= now - self.window:
-            hits.popleft()
-        if len(self._hits) > _MAX_SUBJECTS:
-            old, _ = self._hits.popitem(last=False)
-            self._quiet_until.pop(old, None)
-        if len(hits) >= self.threshold and now >= self._quiet_until.get(subject, 0.0):
-            self._quiet_until[subject] = now + self.window
-            return len(hits)
-        return None
-
-
 def this_replica() -> str:
     """`host:pid` of this process: unique across a fleet at any one time."""
     return f"{socket.gethostname()}:{os.getpid()}"
@@ -126,7 +91,11 @@ class RequestAuditor:
         """Write events to `trail` (None: alerts only, no trail), naming `replica` (host:pid)."""
         self.trail = trail
         self.replica = replica if replica is not None else this_replica()
-        self._burst = MaskedBurst(alerts.masked_burst_threshold, alerts.masked_burst_window_seconds)
+        self.alerts = RequestAlerts(
+            repeat_interval=alerts.repeat_interval_seconds,
+            burst_threshold=alerts.masked_burst_threshold,
+            burst_window=alerts.masked_burst_window_seconds,
+        )
         self._clock = clock
         self._monotonic = monotonic
 
@@ -144,23 +113,14 @@ class RequestAuditor:
     def finish(self, record: AccessRecord, state: AuditState, status: int, outcome: str) -> None:
         """Alert on what needs a human, and queue the audit event if PHI was touched."""
         out, into, access = state.response_stats, state.request_stats, state.access
-        if out is not None and access is not None and not state.denied:
-            self._alert_lapsed(record, out, access)
-        # While the trail is down everyone is masked: that is no caller's burst.
-        if out is not None and out.masked and record.subject is not None and not state.denied:
-            count = self._burst.hit(record.subject, self._monotonic())
-            if count is not None:
-                _alerts.warning(
-                    "masked_burst",
-                    extra={
-                        "fields": {
-                            "request_id": record.request_id,
-                            "subject": record.subject,
-                            "masked_responses": count,
-                            "window_seconds": self._burst.window,
-                        }
-                    },
-                )
+        now = self._monotonic()
+        if out is not None:
+            self.alerts.integrity(record, out, now)
+            # While the trail is down everyone is masked: that is no caller's lapse or burst.
+            if access is not None and not state.denied:
+                self.alerts.lapsed(record, out, access, now)
+            if out.masked and not state.denied:
+                self.alerts.masked(record, now)
         touched = (out is not None and out.touched) or (into is not None and into.touched)
         refused_phi = status >= 400 and (  # noqa: PLR2004 - any refusal
             state.write_route is not None or outcome == "request_rejected"
@@ -168,23 +128,6 @@ class RequestAuditor:
         if self.trail is None or not (touched or refused_phi or state.denied):
             return
         self.trail.emit(self._payload(record, state, status, outcome))
-
-    @staticmethod
-    def _alert_lapsed(record: AccessRecord, stats: TransformStats, access: Access) -> None:
-        for practice in sorted(stats.withheld):
-            lapsed = access.lapsed_grant_ids_for(practice)
-            if lapsed:
-                _alerts.warning(
-                    "lapsed_grant_use",
-                    extra={
-                        "fields": {
-                            "request_id": record.request_id,
-                            "subject": record.subject,
-                            "practice": practice,
-                            "lapsed_grant_ids": list(lapsed),
-                        }
-                    },
-                )
 
     def _payload(
         self, record: AccessRecord, state: AuditState, status: int, outcome: str

@@ -43,6 +43,14 @@ class AlertSettings(BaseModel):
     masked_burst_window_seconds: float = Field(
         default=60.0, gt=0, le=86400, description="Sliding window of the masked-burst counter."
     )
+    repeat_interval_seconds: float = Field(
+        default=60.0,
+        gt=0,
+        le=86400,
+        description="lapsed_grant_use and integrity_failure: at most one line per subject "
+        "and alert in this many seconds; the next line says how many were held back "
+        "(`suppressed`). The audit trail keeps every event regardless.",
+    )
 
 
 class AuditSettings(BaseModel):

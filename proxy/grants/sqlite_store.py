@@ -28,7 +28,9 @@ The statements themselves, and how rows and times are stored, are in sqlite_quer
 File modes: the database file is the access-control boundary (THREAT_MODEL.md), so a database
 (or its -wal/-shm) that group or others may *write* is refused before it is read — anyone who
 can write it can grant themselves access. One that others may only *read* is used, with a
-warning: it reveals who may see which practice, not PHI.
+warning: it reveals who may see which practice, not PHI. Group-writable is refused too, even
+for the proxy's own group: in a Kubernetes pod every container is in the fsGroup, so the group
+is not one user. The refusal names the kubelet's fsGroup change when it sees its signature.
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ import asyncio
 import logging
 import os
 import sqlite3
+import stat
 import time
 from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
@@ -80,6 +83,31 @@ _T = TypeVar("_T")
 _SIDE_FILES = ("", "-wal", "-shm")
 
 
+#: What the kubelet leaves when it applies a pod's fsGroup to a volume at mount (see below).
+_FS_GROUP_HINT = (
+    ". This looks like Kubernetes applying the pod's fsGroup at mount (group-writable files in a "
+    "setgid folder of that group): set `fsGroupChangePolicy: OnRootMismatch` in the pod's "
+    "securityContext, as deploy/kubernetes/phi-proxy.yaml does, so the kubelet stops doing it "
+    "at every mount, then chmod once as above (docs/deploy.md)"
+)
+
+
+def _fs_group_hint(file: Path) -> str:
+    """The Kubernetes fix, when `file` carries the kubelet's fsGroup signature; else "".
+
+    The kubelet's recursive fsGroup change (the default `Always` policy) sets g+rw on every file
+    and g+rwx plus setgid on every folder, all owned by the fsGroup. A database in a setgid
+    folder of its own group is that, not a careless chmod.
+    """
+    try:
+        folder, info = file.parent.stat(), file.stat()
+    except OSError:
+        return ""
+    if folder.st_mode & stat.S_ISGID and folder.st_gid == info.st_gid:
+        return _FS_GROUP_HINT
+    return ""
+
+
 def _check_modes(path: Path) -> None:
     """Refuse a grant database others may write; warn (log) when others may read it."""
     files = [path.with_name(path.name + suffix) for suffix in _SIDE_FILES]
@@ -90,6 +118,7 @@ def _check_modes(path: Path) -> None:
                 f"{problem}. Refusing to use it: anyone who can write it can grant themselves "
                 "access to PHI. Until it is fixed the proxy does not start and phi-grants "
                 "does nothing; after fixing it, look for grants nobody made (`phi-grants list`)"
+                f"{_fs_group_hint(file)}"
             )
     for file in files:
         problem = loose_mode_problem(file, "grant database", forbid=GROUP_OR_OTHERS)

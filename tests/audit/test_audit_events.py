@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from proxy.audit import AuditSettings, path_template
-from proxy.audit.requests import MaskedBurst
+from proxy.audit.alerts import MaskedBurst
 from proxy.settings import Settings
 
 _segment = st.text(
@@ -55,6 +55,13 @@ class TestMaskedBurst:
         assert burst.hit("s", 0.0) is None
         assert burst.hit("s", 6.0) is None
         assert burst.hit("s", 7.0) == 2
+
+    def test_a_subject_costs_at_most_threshold_timestamps(self):
+        """10,000 masked responses in one window keep `threshold` timestamps, not 10,000."""
+        burst = MaskedBurst(threshold=3, window=60.0)
+        alerts = [burst.hit("s", n / 1000) for n in range(10_000)]
+        assert alerts.count(3) == 1
+        assert len(burst._hits["s"]) == 3
 
     def test_subjects_are_counted_apart(self):
         """One subject's burst says nothing about another."""

@@ -222,7 +222,7 @@ class TestAlerts:
         alerts = [r for r in caplog.records if r.name == "phi_proxy.alert"]
         lapsed = [r for r in alerts if r.getMessage() == "lapsed_grant_use"]
         assert len(lapsed) == 1
-        assert lapsed[0].fields["practice"] == "practice-a"
+        assert lapsed[0].fields["practices"] == ["practice-a"]
         assert lapsed[0].fields["subject"].endswith("carol")
         bursts = [r for r in alerts if r.getMessage() == "masked_burst"]
         assert len(bursts) == 1

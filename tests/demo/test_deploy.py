@@ -121,6 +121,83 @@ class TestKubernetesExample:
         assert portal["runAsGroup"] != proxy["runAsGroup"]
 
 
+class TestKubernetesStartsOnTheFirstTry:
+    def test_state_volume_keeps_file_modes_across_mounts(self):
+        """The kubelet, by OnRootMismatch, does not make grants.sqlite3 0660 again at a remount.
+
+        With the default policy it walks the volume at every mount (g+rw on every file), and
+        the proxy refuses a group-writable grant database: a crash loop after the first
+        restart. tests/demo/test_deploy_pod.py replays both.
+        """
+        context = pod_spec()["securityContext"]
+        assert context["fsGroupChangePolicy"] == "OnRootMismatch"
+        assert isinstance(context["fsGroup"], int)
+
+    def test_fs_group_is_a_group_of_its_own(self):
+        """Every container joins the fsGroup: it is no container's user or primary group."""
+        fs_group = pod_spec()["securityContext"]["fsGroup"]
+        for item in pod_spec()["containers"]:
+            context = item["securityContext"]
+            assert fs_group not in (context["runAsUser"], context["runAsGroup"]), item["name"]
+
+    def test_only_the_proxy_mounts_its_state_and_keys(self):
+        """The volumes the fsGroup owns reach phi-proxy only; no shared process namespace."""
+        assert not pod_spec().get("shareProcessNamespace", False)
+        portal = container("portal")
+        assert "volumeMounts" not in portal
+        assert not pod_spec().get("initContainers")
+
+    def test_every_writable_path_of_the_config_is_on_a_writable_mount(self, tmp_path):
+        """Grant DB (with -wal/-shm), audit trail and usage counts: on the state volume.
+
+        The root filesystem is read-only, so a path anywhere else would stop the start; /tmp
+        is an emptyDir for SQLite's and Python's temporary files.
+        """
+        path = tmp_path / "config.yaml"
+        path.write_text(k8s_docs()["ConfigMap"]["data"]["config.yaml"], encoding="utf-8")
+        settings = load_settings(path)
+        mounts = {m["mountPath"]: m for m in container("phi-proxy")["volumeMounts"]}
+        writable = {p for p, m in mounts.items() if not m.get("readOnly", False)}
+        assert container("phi-proxy")["securityContext"]["readOnlyRootFilesystem"] is True
+        assert "/tmp" in writable  # noqa: S108 - the container's path, not ours
+        for written in (
+            settings.grants.sqlite_path,
+            settings.audit.path,
+            settings.keys.usage_file,
+        ):
+            assert written is not None
+            assert str(written.parent) in writable, written
+        assert str(settings.keys.keystore.parent) in mounts
+
+    def test_ports_of_the_config_are_the_containers_ports(self, tmp_path):
+        """listen.port is the `http` port the Service targets, admin.port the probes' port."""
+        path = tmp_path / "config.yaml"
+        path.write_text(k8s_docs()["ConfigMap"]["data"]["config.yaml"], encoding="utf-8")
+        settings = load_settings(path)
+        named = {p["name"]: p["containerPort"] for p in container("phi-proxy")["ports"]}
+        assert named["http"] == settings.listen.port
+        assert named["admin"] == settings.admin.port
+        assert settings.admin.host == "0.0.0.0"  # noqa: S104 - the kubelet probes the pod IP
+
+    def test_every_secret_the_pod_needs_has_its_create_command(self):
+        """README and the manifest's header create each Secret the pod names, by that name."""
+        names = {v["secret"]["secretName"] for v in pod_spec()["volumes"] if "secret" in v}
+        for item in container("phi-proxy")["env"]:
+            names.add(item["valueFrom"]["secretKeyRef"]["name"])
+        header = (DEPLOY / "kubernetes/phi-proxy.yaml").read_text(encoding="utf-8")
+        readme = (REPO / "README.md").read_text(encoding="utf-8")
+        for name in names:
+            assert f"kubectl create secret generic {name} " in header, name
+            assert f"kubectl create secret generic {name} " in readme, name
+
+    def test_readme_builds_the_image_the_manifest_runs(self):
+        """`docker build -t IMAGE` in the README names the phi-proxy container's image."""
+        image = container("phi-proxy")["image"]
+        readme = (REPO / "README.md").read_text(encoding="utf-8")
+        assert f"docker build -t {image} ." in readme
+        assert f"docker push {image}" in readme
+
+
 class TestComposeExample:
     def test_portal_shares_the_proxy_namespace_and_publishes_nothing(self):
         """The portal lives in phi-proxy's network namespace on 127.0.0.1 with no ports."""
@@ -160,3 +237,10 @@ class TestComposeExample:
         assert "phi-proxy-state:/var/lib/phi-proxy" in volumes
         assert str(settings.keys.usage_file).startswith("/var/lib/phi-proxy/"), "secrets are ro"
         assert read_config_mapping(DEPLOY / "config.yaml")["admin"]["host"] == "127.0.0.1"
+
+    def test_the_image_healthcheck_asks_the_admin_port_of_deploy_config(self):
+        """The compose service relies on the image's HEALTHCHECK: same host and port."""
+        dockerfile = (REPO / "Dockerfile").read_text(encoding="utf-8")
+        admin = load_settings(REPO / "deploy" / "config.yaml").admin
+        assert f"http://{admin.host}:{admin.port}/healthz" in dockerfile
+        assert "healthcheck" not in compose()["services"]["phi-proxy"]

@@ -84,7 +84,7 @@ def kind(command: str) -> str | None:
             ),
             "operator",
         ),
-        (r"^(docker build|kubectl )", "image"),
+        (r"^(docker (build|push) |kubectl |\(umask 077; head -c 32 /dev/urandom)", "image"),
     )
     for pattern, name in rules:
         if re.search(pattern, command):
@@ -167,9 +167,14 @@ class TestReadmeCommands:
             assert_shown_in(command, run(command.text, cwd=tmp_path, env={"USER": "readme"}))
 
     def test_image_commands_are_covered_elsewhere(self):
-        """docker/kubectl lines are exercised by the Dockerfile and deploy/ tests."""
+        """docker/kubectl lines are exercised by the Dockerfile and deploy/ tests.
+
+        test_deploy checks the image and Secret names against the manifest; test_deploy_pod
+        runs the pod's `phi-proxy serve` and `phi-grants add` as its container would.
+        """
         assert (REPO / "tests/demo/test_dockerfile.py").is_file()
         assert (REPO / "tests/demo/test_deploy.py").is_file()
+        assert (REPO / "tests/demo/test_deploy_pod.py").is_file()
         applied = [c.text for c in commands_of("image") if c.text.startswith("kubectl apply")]
         for command in applied:
             assert (REPO / command.split(" -f ")[1]).is_file()

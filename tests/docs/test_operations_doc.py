@@ -35,6 +35,7 @@ from pathlib import Path
 import proxy
 from keys.keyring import _DECRYPTING, KeyState
 from proxy.accesslog import AccessRecord
+from proxy.audit.alerts import THROTTLED
 from proxy.errors import ProxyError
 from proxy.identity.authenticator import _REQUIRED_CLAIMS
 from proxy.logs import ALERT_LOGGER
@@ -300,6 +301,38 @@ class TestEveryCodeHasRunbookText:
     def test_every_readiness_check(self):
         """Every field of /readyz's `checks`."""
         assert missing_from_runbook(readiness_checks()) == []
+
+
+def alert_table_rows() -> dict[str, list[str]]:
+    """The runbook's alert table: alert name → its cells after the first."""
+    rows: dict[str, list[str]] = {}
+    inside = False
+    for line in runbook().splitlines():
+        if line.startswith("| alert |"):
+            inside = True
+            continue
+        if inside and not line.startswith("|"):
+            break
+        if inside and not set(line) <= {"|", "-", " "}:
+            first, *rest = (cell.strip() for cell in line.strip("|").split("|"))
+            (name,) = re.findall(r"`([^`]+)`", first)
+            rows[name] = rest
+    return rows
+
+
+class TestAlertThrottlingIsDocumented:
+    def test_the_alert_table_says_which_alerts_are_throttled(self):
+        """The runbook's "how often" column says "throttled" exactly for `THROTTLED`."""
+        rows = alert_table_rows()
+        assert set(rows) == set(alert_names())
+        throttled = {name for name, cells in rows.items() if cells[0] == "throttled"}
+        assert throttled == set(THROTTLED)
+
+    def test_the_limit_and_its_count_are_named(self):
+        """The setting that limits them and the field that counts what was held back."""
+        assert "`audit.alerts.repeat_interval_seconds`" in runbook()
+        for name in THROTTLED:
+            assert "`suppressed`" in alert_table_rows()[name][1], name
 
 
 # ---- and names nothing else -------------------------------------------------------------------

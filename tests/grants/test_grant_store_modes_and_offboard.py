@@ -70,6 +70,31 @@ class TestGrantStoreModes:
         assert f"chmod 600 {loose}" in message
         assert "grant themselves access" in message
 
+    async def test_the_kubelets_fs_group_change_is_named_with_its_fix(self, tmp_path):
+        """g+rw in a setgid folder of the file's group (the kubelet's mark): OnRootMismatch."""
+        volume = tmp_path / "volume"
+        volume.mkdir()
+        path = volume / "grants.sqlite3"
+        await _open_and_close(path)
+        os.chown(volume, -1, path.stat().st_gid)
+        volume.chmod(0o2770)
+        path.chmod(0o660)
+        with pytest.raises(GrantStoreUnavailable) as caught:
+            SQLiteGrantStore(path)
+        message = str(caught.value)
+        assert "\n" not in message
+        assert f"chmod 600 {path}" in message
+        assert "set `fsGroupChangePolicy: OnRootMismatch` in the pod's securityContext" in message
+
+    async def test_a_plain_chmod_is_not_blamed_on_kubernetes(self, tmp_path):
+        """The same mode in an ordinary folder: the refusal names no fsGroup."""
+        path = tmp_path / "grants.sqlite3"
+        await _open_and_close(path)
+        path.chmod(0o660)
+        with pytest.raises(GrantStoreUnavailable) as caught:
+            SQLiteGrantStore(path)
+        assert "fsGroup" not in str(caught.value)
+
     async def test_a_readable_database_is_used_with_a_warning(self, tmp_path, caplog):
         path = tmp_path / "grants.sqlite3"
         store = SQLiteGrantStore(path, max_ttl=timedelta(days=90))

@@ -119,7 +119,10 @@ class TestRunningProxy:
             assert len(alerts) == 1
             assert "no token labelled" in alerts[0].fields["error"]
             reasons = {
-                r.fields["reason"] for r in caplog.records if r.getMessage() == "integrity_failure"
+                reason
+                for r in caplog.records
+                if r.getMessage() == "integrity_failure"
+                for reason in r.fields["reasons"]
             }
             assert reasons == {"kek-unavailable"}
         finally:
