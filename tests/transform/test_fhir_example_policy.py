@@ -18,6 +18,7 @@ import pytest
 import yaml
 from transform_helpers import NOBODY, Grants
 
+from keys.native import core_description
 from proxy.transform import FieldPolicy, RevealContext, TransformStats
 from proxy.transform.response import transform_json_pure
 from proxy.transform.settings import FieldSettings
@@ -151,7 +152,7 @@ class TestSyntheaBundle:
     ):
         """Same bytes and audit facts from both cores; the compiled core does not give up."""
         if example_policy.native is None:
-            pytest.skip("the compiled core is not installed")
+            pytest.skip(f"needs the compiled core; this process runs the {core_description()}")
         make = _context(example_policy, keyring, caller)
         assert example_policy.native.transform(bundle, make()) is not None
         assert compare_cores(bundle, make) is None
