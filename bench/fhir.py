@@ -25,6 +25,11 @@ as phi1 tokens of the project's Keyring (`phi=`):
 * `visit_reason` on each Encounter (class `history`, key selector): free text, likewise a
   portal field, not a FHIR element.
 
+The example config also selects the FHIR diagnoses (Condition codes, `reasonCode`, the claim
+lines that bill a diagnosis, narratives) as `history` with `mask: remove`; the generator writes
+those as plaintext, and a bundle names no practice, so the proxy removes them for every caller
+(legacy plaintext of an unknown practice), grantees included, unless a read route names one.
+
 Driver's licence and passport numbers stay plaintext: the example config selects neither.
 
 `bundle()` returns `(bytes, facts)`; facts list every PHI value (class, plaintext, what was
@@ -869,7 +874,7 @@ def bundle(
 
 
 def example_fields() -> dict[str, Any]:
-    """The `fields:` section of config/proxy.example.yaml: its classes and four selectors."""
+    """The `fields:` section of config/proxy.example.yaml: its classes and selectors."""
     fields: dict[str, Any] = yaml.safe_load(EXAMPLE_CONFIG.read_text())["fields"]
     return fields
 

@@ -11,8 +11,8 @@ Scalar: TypeAlias = str | int | float | bool | None
 Condition: TypeAlias = tuple[Sequence[str], str, Scalar]
 # A path step: descendant flag, then names, an index or conditions (or none: a wildcard).
 Step: TypeAlias = tuple[bool, Collection[str] | None, int | None, Sequence[Condition] | None]
-# A mask: "fixed" and its text, "null" and the redacted text, or "keep_last" followed by
-# keep, before, after, min_length and fallback.
+# A mask: "fixed" and its text, "null" or "remove" and the redacted text, or "keep_last"
+# followed by keep, before, after, min_length and fallback.
 MaskSpec: TypeAlias = tuple[object, ...]
 # A stats event: kind (decrypted, masked or kept), field class, practice, record id.
 Event: TypeAlias = tuple[str, str, str | None, str | None]

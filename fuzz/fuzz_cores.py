@@ -34,6 +34,7 @@ FIELDS = {
     "selectors": [
         *TEST_FIELDS["selectors"],
         {"class": "history", "path": "$..[?(@.resourceType=='Condition')].note[*].text"},
+        {"class": "diagnosis", "path": "$..coding[*].display"},
     ],
 }
 KEYRING = make_keyring(["A", "B", "C"])
@@ -51,7 +52,7 @@ class Grants:
         return (practice, field_class) in self.pairs
 
 
-_CLASSES = ("ssn", "insurance_id", "history")
+_CLASSES = tuple(TEST_FIELDS["classes"])
 CALLERS = (
     Grants(set()),
     Grants({("A", "ssn")}),

@@ -191,6 +191,8 @@ def _mtls(settings: Settings) -> bool:
 def _describe_mask(mask: object) -> str:
     if mask is None:
         return "null"
+    if mask == "remove":
+        return "remove (the member is left out)"
     if isinstance(mask, TextMask):
         return repr(mask.text)
     if isinstance(mask, KeepLastMask):

@@ -9,7 +9,9 @@ the portal would store.
 
 Which values a selector selects is found by running the policy with that selector alone and
 comparing the answer, as parsed JSON, with the answer of a policy without selectors (tokens are
-decided everywhere, selected or not): exactly the transform the proxy runs, nothing re-modelled.
+decided everywhere, selected or not): exactly the transform the proxy runs, nothing re-modelled,
+except that `mask: remove` is a text mask there, so that each value is found where it is rather
+than as the object or array its removal empties.
 """
 
 from __future__ import annotations
@@ -30,11 +32,12 @@ from proxy.transform import (
     encrypt_request,
     transform_response,
 )
+from proxy.transform.settings import TextMask
 
 if TYPE_CHECKING:
     from keys.keyring import Keyring
     from proxy.settings import Settings
-    from proxy.transform.settings import SelectorSettings
+    from proxy.transform.settings import FieldSettings, SelectorSettings
 
 __all__ = ["describe_sample"]
 
@@ -88,11 +91,21 @@ def _describe_selector(selector: SelectorSettings) -> str:
     return f"path {selector.path}"
 
 
+def _locating(fields: FieldSettings) -> FieldSettings:
+    """`fields` with each `remove` mask a text mask: a removed value leaves nothing to locate."""
+    shown = TextMask(text=fields.redacted_text)
+    classes = {
+        name: spec.model_copy(update={"mask": shown}) if spec.mask == "remove" else spec
+        for name, spec in fields.classes.items()
+    }
+    return fields.model_copy(update={"classes": classes})
+
+
 def _selector_lines(
     settings: Settings, body: bytes, content_type: str, keyring: Keyring
 ) -> tuple[list[str], list[str]]:
     """(report lines, warnings) for each selector of the policy, run alone on the sample."""
-    fields = settings.fields
+    fields = _locating(settings.fields)
     baseline_policy = FieldPolicy.compile(fields.model_copy(update={"selectors": ()}))
     try:
         baseline = orjson.loads(_shown(body, content_type, baseline_policy, keyring))

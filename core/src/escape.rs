@@ -15,6 +15,11 @@ pub enum Repl {
     Opened(std::sync::Arc<crate::keys::Opened>),
     /// Pre-rendered JSON (e.g. a mask's text, escaped once when the policy was built).
     Json(std::sync::Arc<[u8]>),
+    /// A `remove` mask's decision: the member is to be cut out by its container (never in an
+    /// `Edit`). The bytes are what the value becomes where it cannot be (the document root).
+    Remove(std::sync::Arc<[u8]>),
+    /// Nothing: the span is cut out (removed members with their separator).
+    Cut,
 }
 
 /// One replaced span of the body.
@@ -78,6 +83,7 @@ fn write_repl(out: &mut Vec<u8>, repl: &Repl) {
         }
         Repl::Opened(o) => write_json_string(out, &o.plaintext),
         Repl::Json(j) => out.extend_from_slice(j),
+        Repl::Remove(_) | Repl::Cut => {}
     }
 }
 
@@ -98,6 +104,7 @@ pub fn spliced_len(body_len: usize, edits: &[Edit]) -> usize {
             Repl::Text(t) => t.len() * 6 + 2,
             Repl::Opened(o) => o.plaintext.len() * 6 + 2,
             Repl::Json(j) => j.len(),
+            Repl::Remove(_) | Repl::Cut => 0,
         };
     }
     n
@@ -149,5 +156,19 @@ mod tests {
         splice_into(&mut out, body, &edits);
         assert_eq!(out, br#"{"a":null,"b":1,"c":"m\n"}"#);
         assert!(spliced_len(body.len(), &edits) >= out.len());
+    }
+
+    #[test]
+    fn a_remove_edit_cuts_its_span() {
+        let body = br#"{"a":"x","b":1}"#;
+        let edits = vec![Edit {
+            start: 8,
+            end: 14,
+            repl: Repl::Cut,
+        }];
+        let mut out = Vec::new();
+        splice_into(&mut out, body, &edits);
+        assert_eq!(out, br#"{"a":"x"}"#);
+        assert_eq!(spliced_len(body.len(), &edits), out.len());
     }
 }

@@ -56,6 +56,10 @@ pub fn transform<H: walk::Host>(
     let text = std::str::from_utf8(body).map_err(|_| Stop::GiveUp)?;
     let mut walker = walk::Walker::new(text, &nodes, policy, keys, host, route_practice);
     walker.run()?;
+    debug_assert!(
+        walker.edits.windows(2).all(|w| w[0].end <= w[1].start),
+        "edits out of document order"
+    );
     let out = if walker.edits.is_empty() {
         None
     } else {

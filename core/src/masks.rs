@@ -1,7 +1,8 @@
 //! What a caller sees instead of a value they may not read (proxy/transform/masks.py).
 //!
-//! Fixed text, JSON null (text form: the redacted text), or the last N letters/digits inside a
-//! template. Python's `str.isalnum` covers all of Unicode, Rust's ASCII test does not, so a
+//! Fixed text, JSON null (text form: the redacted text), nothing (`remove`: the member is left
+//! out; text form and at the document root: the redacted text), or the last N letters/digits
+//! inside a template. Python's `str.isalnum` covers all of Unicode, Rust's ASCII test does not, so a
 //! keep-last mask over a non-ASCII value gives up rather than risk a different answer.
 
 use std::sync::Arc;
@@ -17,6 +18,11 @@ pub enum Mask {
     },
     Null {
         redacted: Arc<str>,
+    },
+    Remove {
+        redacted: Arc<str>,
+        /// The redacted text as JSON: what a removed document root becomes.
+        redacted_json: Arc<[u8]>,
     },
     KeepLast {
         keep: usize,
@@ -39,6 +45,13 @@ impl Mask {
     pub fn null(redacted: &str) -> Mask {
         Mask::Null {
             redacted: redacted.into(),
+        }
+    }
+
+    pub fn remove(redacted: &str) -> Mask {
+        Mask::Remove {
+            redacted: redacted.into(),
+            redacted_json: json_string(redacted).into(),
         }
     }
 
@@ -97,6 +110,7 @@ impl Mask {
         Ok(match self {
             Mask::Fixed { json, .. } => Repl::Json(json.clone()),
             Mask::Null { .. } => Repl::Null,
+            Mask::Remove { redacted_json, .. } => Repl::Remove(redacted_json.clone()),
             Mask::KeepLast { fallback_json, .. } => match self.last(value)? {
                 Some(text) => Repl::Text(text),
                 None => Repl::Json(fallback_json.clone()),
@@ -108,7 +122,7 @@ impl Mask {
     pub fn for_text(&self, value: Option<&str>, out: &mut String) -> Result<(), GiveUp> {
         match self {
             Mask::Fixed { text, .. } => out.push_str(text),
-            Mask::Null { redacted } => out.push_str(redacted),
+            Mask::Null { redacted } | Mask::Remove { redacted, .. } => out.push_str(redacted),
             Mask::KeepLast { fallback, .. } => match self.last(value)? {
                 Some(text) => out.push_str(&text),
                 None => out.push_str(fallback),
@@ -145,5 +159,19 @@ mod tests {
             render(&Mask::fixed("a\"b").for_json(None).unwrap()),
             b"\"a\\\"b\""
         );
+    }
+
+    #[test]
+    fn remove_is_nothing_in_json_and_the_redacted_text_in_text() {
+        let m = Mask::remove("[r\"]");
+        assert!(!m.needs_value());
+        let Repl::Remove(root) = m.for_json(Some("x")).unwrap() else {
+            panic!("remove must render as Repl::Remove");
+        };
+        assert_eq!(&*root, b"\"[r\\\"]\"");
+        assert_eq!(render(&m.for_json(None).unwrap()), b"");
+        let mut s = String::new();
+        m.for_text(Some("x"), &mut s).unwrap();
+        assert_eq!(s, "[r\"]");
     }
 }

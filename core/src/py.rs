@@ -78,6 +78,7 @@ fn mask_of(t: &Bound<'_, PyAny>) -> PyResult<Mask> {
     match kind.as_str() {
         "fixed" => Ok(Mask::fixed(&t.get_item(1)?.extract::<String>()?)),
         "null" => Ok(Mask::null(&t.get_item(1)?.extract::<String>()?)),
+        "remove" => Ok(Mask::remove(&t.get_item(1)?.extract::<String>()?)),
         "keep_last" => {
             let keep: usize = t.get_item(1)?.extract()?;
             if keep == 0 {

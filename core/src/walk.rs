@@ -6,6 +6,11 @@
 //! and `Event`s (the stats the Python side applies). Whatever the Python twin would answer
 //! with an error, an integrity event or a behaviour we cannot reproduce exactly ends the walk
 //! with `Stop::GiveUp`.
+//!
+//! A `remove` mask makes a value `Fate::Removed`: its container cuts it out with its
+//! separator, in runs of neighbours exactly as `splice.py` does (`Cuts`), and a container left
+//! with no members is itself removed from its parent. The document root is never cut: a
+//! removed root scalar becomes the redacted text, an emptied root keeps its brackets.
 
 use std::borrow::Cow;
 use std::sync::Arc;
@@ -50,6 +55,27 @@ enum Prac {
     None,
     Unknown,
     Known(u32),
+}
+
+/// What became of a value: kept (perhaps rewritten in place) or left out of its container.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Fate {
+    Kept,
+    Removed,
+}
+
+/// The runs of removed members met so far in one container (`splice.py`'s rule): a run
+/// followed by a kept member is cut from the run's first member up to that member; a run that
+/// ends the container, from the end of the last kept member; a run of every member (the root
+/// only: any other container is removed whole), from the first member to the last.
+#[derive(Debug, Default)]
+struct Cuts {
+    /// Start of the run of removed members being passed over, if one is.
+    run_start: Option<u32>,
+    /// End of the last removed member.
+    run_end: u32,
+    /// End of the last kept member, if any.
+    kept_end: Option<u32>,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -127,7 +153,9 @@ impl<'a, H: Host> Walker<'a, H> {
         if self.cold(0, initial, None) {
             return Ok(());
         }
-        self.value(0, 0, Prac::None, None, initial, None)
+        // Never Removed: the root is not cut out (see `edit` and `finish_cuts`).
+        self.value(0, 0, Prac::None, None, initial, None)?;
+        Ok(())
     }
 
     pub fn class_name(&self, class: u32) -> &str {
@@ -245,13 +273,65 @@ impl<'a, H: Host> Walker<'a, H> {
         states == 0 && class.is_none() && n.kind <= scan::ARRAY && !n.has(scan::F_HOT)
     }
 
-    fn edit(&mut self, idx: u32, repl: Repl) {
+    /// Write `repl` over value `idx`. A removal is not written here but reported, for the
+    /// container to cut; the root cannot be cut and gets the redacted text instead.
+    fn edit(&mut self, idx: u32, repl: Repl) -> Fate {
+        let repl = match repl {
+            Repl::Remove(root) if idx == 0 => Repl::Json(root),
+            Repl::Remove(_) => return Fate::Removed,
+            other => other,
+        };
         let n = &self.nodes[idx as usize];
         self.edits.push(Edit {
             start: n.start,
             end: n.end,
             repl,
         });
+        Fate::Kept
+    }
+
+    /// Account for one member (starting at `start`, its key's quote or the element) whose
+    /// fate is `fate`; `mark` is the edit count before the member was walked.
+    fn note_fate(&mut self, cuts: &mut Cuts, child: u32, start: u32, fate: Fate, mark: usize) {
+        let end = self.nodes[child as usize].end;
+        match fate {
+            Fate::Removed => {
+                cuts.run_start.get_or_insert(start);
+                cuts.run_end = end;
+            }
+            Fate::Kept => {
+                if let Some(run_start) = cuts.run_start.take() {
+                    // Before the member's own edits: edits stay in document order.
+                    self.edits.insert(
+                        mark,
+                        Edit {
+                            start: run_start,
+                            end: start,
+                            repl: Repl::Cut,
+                        },
+                    );
+                }
+                cuts.kept_end = Some(end);
+            }
+        }
+    }
+
+    /// The container `idx`'s fate once all its members are accounted for in `cuts`.
+    fn finish_cuts(&mut self, idx: u32, cuts: Cuts) -> Fate {
+        let Some(run_start) = cuts.run_start else {
+            return Fate::Kept;
+        };
+        let start = match cuts.kept_end {
+            Some(kept_end) => kept_end,
+            None if idx == 0 => run_start,
+            None => return Fate::Removed,
+        };
+        self.edits.push(Edit {
+            start,
+            end: cuts.run_end,
+            repl: Repl::Cut,
+        });
+        Fate::Kept
     }
 
     fn allows(&mut self, practice: u32, class: u32) -> Result<bool, Stop> {
@@ -273,7 +353,7 @@ impl<'a, H: Host> Walker<'a, H> {
         rec: Option<u32>,
         states: u64,
         class: Option<u32>,
-    ) -> Result<(), Stop> {
+    ) -> Result<Fate, Stop> {
         let n = self.nodes[idx as usize];
         match n.kind {
             scan::STRING => {
@@ -284,17 +364,17 @@ impl<'a, H: Host> Walker<'a, H> {
                     if text.contains("phi1.") {
                         self.unselected_string(idx, &text, rec)
                     } else {
-                        Ok(())
+                        Ok(Fate::Kept)
                     }
                 } else {
-                    Ok(())
+                    Ok(Fate::Kept)
                 }
             }
             scan::OBJECT => self.mapping(idx, depth + 1, prac, rec, states, class),
             scan::ARRAY => self.sequence(idx, depth + 1, prac, rec, states, class),
-            scan::NULL => Ok(()),
+            scan::NULL => Ok(Fate::Kept),
             _ => match class {
-                None => Ok(()),
+                None => Ok(Fate::Kept),
                 Some(class) => self.selected_scalar(idx, class, prac, rec),
             },
         }
@@ -307,9 +387,9 @@ impl<'a, H: Host> Walker<'a, H> {
         class: u32,
         prac: Prac,
         rec: Option<u32>,
-    ) -> Result<(), Stop> {
+    ) -> Result<Fate, Stop> {
         if self.allow_plaintext(class, prac, rec)? {
-            return Ok(());
+            return Ok(Fate::Kept);
         }
         self.events.push(Event {
             kind: Kind::Masked,
@@ -332,8 +412,7 @@ impl<'a, H: Host> Walker<'a, H> {
             }
         };
         let repl = mask.for_json(text)?;
-        self.edit(idx, repl);
-        Ok(())
+        Ok(self.edit(idx, repl))
     }
 
     fn selected_string(
@@ -342,19 +421,18 @@ impl<'a, H: Host> Walker<'a, H> {
         class: u32,
         prac: Prac,
         rec: Option<u32>,
-    ) -> Result<(), Stop> {
+    ) -> Result<Fate, Stop> {
         let text = self.text(idx);
         if text.starts_with("phi1.") {
             let revealed = self.reveal(&text, rec)?;
             let repl = self.render_json(revealed)?;
-            self.edit(idx, repl);
-            return Ok(());
+            return Ok(self.edit(idx, repl));
         }
         if self.allow_plaintext(class, prac, rec)? {
             if text.contains("phi1.") {
                 return self.unselected_string(idx, &text, rec);
             }
-            return Ok(());
+            return Ok(Fate::Kept);
         }
         self.events.push(Event {
             kind: Kind::Masked,
@@ -363,17 +441,15 @@ impl<'a, H: Host> Walker<'a, H> {
             record: None,
         });
         let repl = self.mask(class).for_json(Some(&text))?;
-        self.edit(idx, repl);
-        Ok(())
+        Ok(self.edit(idx, repl))
     }
 
     /// Decide every token inside a string that is not selected (or kept plaintext).
-    fn unselected_string(&mut self, idx: u32, text: &str, rec: Option<u32>) -> Result<(), Stop> {
+    fn unselected_string(&mut self, idx: u32, text: &str, rec: Option<u32>) -> Result<Fate, Stop> {
         if token::is_whole_token(text.as_bytes()) {
             let revealed = self.reveal(text, rec)?;
             let repl = self.render_json(revealed)?;
-            self.edit(idx, repl);
-            return Ok(());
+            return Ok(self.edit(idx, repl));
         }
         let mut out = String::with_capacity(text.len());
         let mut at = 0;
@@ -387,8 +463,7 @@ impl<'a, H: Host> Walker<'a, H> {
         if out.contains("phi1.") {
             return Err(Stop::GiveUp); // Python: integrity event + redacted text
         }
-        self.edit(idx, Repl::Text(out));
-        Ok(())
+        Ok(self.edit(idx, Repl::Text(out)))
     }
 
     fn facts(&mut self, head: &str, class: &str) -> Result<Facts, Stop> {
@@ -536,7 +611,7 @@ impl<'a, H: Host> Walker<'a, H> {
         rec: Option<u32>,
         states: u64,
         inherited: Option<u32>,
-    ) -> Result<(), Stop> {
+    ) -> Result<Fate, Stop> {
         if depth > self.policy.max_depth {
             return Err(Stop::GiveUp); // the scan refuses this already; kept for clarity
         }
@@ -563,10 +638,10 @@ impl<'a, H: Host> Walker<'a, H> {
                     record: None,
                 });
                 let repl = self.mask(class).for_json(None)?;
-                self.edit(idx, repl);
-                return Ok(());
+                return Ok(self.edit(idx, repl));
             }
         }
+        let mut cuts = Cuts::default();
         let mut child = idx + 1;
         while child < end {
             let role = self.role(child)?;
@@ -576,12 +651,18 @@ impl<'a, H: Host> Walker<'a, H> {
                 (0, None)
             };
             let class = path_class.or(role.class()).or(inherited);
-            if !self.cold(child, child_states, class) {
-                self.value(child, depth, prac, rec, child_states, class)?;
-            }
+            let mark = self.edits.len();
+            let fate = if self.cold(child, child_states, class) {
+                Fate::Kept
+            } else {
+                self.value(child, depth, prac, rec, child_states, class)?
+            };
+            // A member starts at its key's opening quote.
+            let start = self.nodes[child as usize].key_start - 1;
+            self.note_fate(&mut cuts, child, start, fate, mark);
             child = self.nodes[child as usize].next;
         }
-        Ok(())
+        Ok(self.finish_cuts(idx, cuts))
     }
 
     fn sequence(
@@ -592,17 +673,21 @@ impl<'a, H: Host> Walker<'a, H> {
         rec: Option<u32>,
         states: u64,
         inherited: Option<u32>,
-    ) -> Result<(), Stop> {
+    ) -> Result<Fate, Stop> {
         if depth > self.policy.max_depth {
             return Err(Stop::GiveUp);
         }
         let end = self.nodes[idx as usize].next;
+        let mut cuts = Cuts::default();
         let mut child = idx + 1;
         let mut index: i64 = 0;
         while child < end {
-            if states == 0 {
-                if !self.cold(child, 0, inherited) {
-                    self.value(child, depth, prac, rec, 0, inherited)?;
+            let mark = self.edits.len();
+            let fate = if states == 0 {
+                if self.cold(child, 0, inherited) {
+                    Fate::Kept
+                } else {
+                    self.value(child, depth, prac, rec, 0, inherited)?
                 }
             } else {
                 let (child_states, path_class) = self.step(states, None, Some(index), child)?;
@@ -613,12 +698,14 @@ impl<'a, H: Host> Walker<'a, H> {
                     rec,
                     child_states,
                     path_class.or(inherited),
-                )?;
-            }
+                )?
+            };
+            let start = self.nodes[child as usize].start;
+            self.note_fate(&mut cuts, child, start, fate, mark);
             child = self.nodes[child as usize].next;
             index += 1;
         }
-        Ok(())
+        Ok(self.finish_cuts(idx, cuts))
     }
 
     /// `PathMatcher.step`: the child's states, and the class of the first path ending there.
@@ -954,6 +1041,137 @@ mod tests {
         assert_eq!(
             run(&p, r#"{"note":"phi1"}"#, vec![]).unwrap(),
             r#"{"note":"phi1"}"#
+        );
+    }
+
+    /// "gone" (remove mask) and "ssn" (fixed mask) by key; "other" (remove) by `paths`.
+    fn remove_policy(paths: Vec<(Vec<StepSpec>, String)>) -> Policy {
+        Policy::new(PolicySpec {
+            key_classes: vec![("gone".into(), "gone".into()), ("ssn".into(), "ssn".into())],
+            practice_names: vec!["practiceid".into()],
+            id_names: vec!["id".into()],
+            paths,
+            masks: vec![
+                ("gone".into(), Mask::remove("[r]")),
+                ("ssn".into(), Mask::fixed("[s]")),
+                ("other".into(), Mask::remove("[r]")),
+            ],
+            default_mask: Mask::fixed("[redacted]"),
+            max_depth: 8,
+            fold_separators: true,
+        })
+        .unwrap()
+    }
+
+    #[test]
+    fn a_removed_member_takes_one_separator_with_it() {
+        let p = remove_policy(vec![]);
+        let cases = [
+            (r#"{"a": 1, "gone": "x", "b": 2}"#, r#"{"a": 1, "b": 2}"#),
+            (r#"{"gone": "x", "a": 1}"#, r#"{"a": 1}"#),
+            (r#"{"a":1,"gone":"x"}"#, r#"{"a":1}"#),
+            (
+                "{\n  \"a\": 1,\n  \"gone\": \"x\",\n  \"b\": 2\n}",
+                "{\n  \"a\": 1,\n  \"b\": 2\n}",
+            ),
+            ("{\n  \"a\": 1,\n  \"gone\": true\n}", "{\n  \"a\": 1\n}"),
+        ];
+        for (body, want) in cases {
+            assert_eq!(run(&p, body, vec![]).unwrap(), want, "{body}");
+            assert_eq!(run(&p, body, vec![("A", "gone")]).unwrap(), body);
+        }
+    }
+
+    #[test]
+    fn runs_of_removed_elements_leave_the_array_shorter() {
+        let p = remove_policy(vec![]);
+        let g = r#"{"gone":"x"}"#;
+        let cases = [
+            (format!("[1, {g}, {g}, 2]"), "[1, 2]"),
+            (format!("[{g}, {g}, 2]"), "[2]"),
+            (format!("[1, {g} , {g}]"), "[1]"),
+            (format!("[1, {g}, 2, {g}, 3]"), "[1, 2, 3]"),
+        ];
+        for (body, want) in cases {
+            assert_eq!(run(&p, &body, vec![]).unwrap(), want, "{body}");
+        }
+    }
+
+    #[test]
+    fn an_emptied_container_is_removed_from_its_parent_up_to_the_root() {
+        let p = remove_policy(vec![]);
+        assert_eq!(
+            run(&p, r#"{"a": {"b": [{"gone": 1}]}, "c": 3}"#, vec![]).unwrap(),
+            r#"{"c": 3}"#
+        );
+        // The root is never cut: emptied, it keeps its brackets and the blanks inside them.
+        assert_eq!(run(&p, r#"{ "gone": 1 }"#, vec![]).unwrap(), "{  }");
+        assert_eq!(
+            run(&p, r#"[{"gone": 1}, {"gone": 2}]"#, vec![]).unwrap(),
+            "[]"
+        );
+        // Empty containers and null were not emptied by us: they stay.
+        let body = r#"{"gone": {}, "x": {"gone": []}, "y": {"gone": null}}"#;
+        assert_eq!(run(&p, body, vec![]).unwrap(), body);
+    }
+
+    #[test]
+    fn a_selected_object_the_caller_may_not_see_is_removed_whole() {
+        let p = remove_policy(vec![]);
+        assert_eq!(
+            run(&p, r#"{"gone": {"HIV positive": true}, "a": 1}"#, vec![]).unwrap(),
+            r#"{"a": 1}"#
+        );
+    }
+
+    #[test]
+    fn edits_after_a_removed_run_stay_in_document_order() {
+        let p = remove_policy(vec![]);
+        assert_eq!(
+            run(
+                &p,
+                r#"[{"gone":"x"}, {"ssn":"1", "n": {"ssn": "2"}}]"#,
+                vec![]
+            )
+            .unwrap(),
+            r#"[{"ssn":"[s]", "n": {"ssn": "[s]"}}]"#
+        );
+    }
+
+    #[test]
+    fn a_path_selected_member_is_removed() {
+        let p = remove_policy(vec![(
+            vec![
+                step(true, Some(&["coding"]), None),
+                step(false, None, None),
+                step(false, Some(&["display"]), None),
+            ],
+            "other".into(),
+        )]);
+        let body = r#"{"code": {"coding": [{"code": "1", "display": "Flu"}], "text": "t"}}"#;
+        assert_eq!(
+            run(&p, body, vec![]).unwrap(),
+            r#"{"code": {"coding": [{"code": "1"}], "text": "t"}}"#
+        );
+    }
+
+    #[test]
+    fn a_removed_whole_document_becomes_the_redacted_text() {
+        let p = remove_policy(vec![]);
+        let token = format!("phi1.r.{}.gone.{}", "0123456789abcdef", "A".repeat(40));
+        assert_eq!(
+            run(&p, &format!(" \"{token}\" "), vec![]).unwrap(),
+            r#" "[r]" "#
+        );
+        // Inside a longer string nothing can be cut: the redacted text too.
+        assert_eq!(
+            run(&p, &format!(r#"{{"n": "see {token}"}}"#), vec![]).unwrap(),
+            r#"{"n": "see [r]"}"#
+        );
+        // A whole token as a member's value is cut like any removed value.
+        assert_eq!(
+            run(&p, &format!(r#"{{"n": "{token}", "m": 1}}"#), vec![]).unwrap(),
+            r#"{"m": 1}"#
         );
     }
 

@@ -22,7 +22,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from proxy.transform.errors import UnsafeBody
-from proxy.transform.masks import FixedMask, KeepLast, NullMask
+from proxy.transform.masks import FixedMask, KeepLast, NullMask, RemoveMask
 from proxy.transform.reveal import header_facts
 
 if TYPE_CHECKING:
@@ -40,6 +40,8 @@ def _mask_spec(mask: Mask) -> tuple[object, ...]:
         return ("fixed", mask.text)
     if isinstance(mask, NullMask):
         return ("null", mask.redacted_text)
+    if isinstance(mask, RemoveMask):
+        return ("remove", mask.redacted_text)
     assert isinstance(mask, KeepLast)  # noqa: S101 - exhaustive union, for mypy
     return ("keep_last", mask.keep, mask.before, mask.after, mask.min_length, mask.fallback)
 

@@ -17,6 +17,8 @@ parses what we could not. Every other body is scanned for tokens (`textbody`). I
   place; if the prefix is still there afterwards (a malformed token) the whole string is masked;
 * a selected object the caller may not see in plaintext (class, record practice) becomes the
   class's mask as a whole: its keys are PHI too (`{"HIV positive": true}`);
+* a `remove` mask leaves the member or element out, and an object or array that leaves empty
+  goes too (FHIR forbids null); where nothing can be left out, it is the redacted text;
 * nothing changes → the caller gets the exact bytes it passed in; otherwise only the decided
   values are rewritten (`splice`), every other byte comes back as it came.
 

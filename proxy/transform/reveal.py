@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     from keys.keyring import Keyring
     from proxy.transform.masks import Mask
     from proxy.transform.policy import FieldPolicy
+    from proxy.transform.splice import Removed
 
 __all__ = [
     "UNKNOWN_PRACTICE",
@@ -97,8 +98,8 @@ class Decision:
     mask: Mask | None
     mask_value: str | None = None
 
-    def for_json(self) -> str | None:
-        """The JSON value to write."""
+    def for_json(self) -> str | Removed | None:
+        """The JSON value to write (`REMOVED`: leave the member out)."""
         if self.mask is None:
             return self.plaintext
         return self.mask.for_json(self.mask_value)
@@ -218,7 +219,7 @@ def header_facts(ctx: RevealContext, head: str) -> tuple[str, str, bool, Mask] |
 
 def reveal_token(
     ctx: RevealContext, token: str, record_id: str | None, *, as_json: bool
-) -> str | None:
+) -> str | Removed | None:
     """`decide_token(ctx, token, record_id)` rendered for JSON (`as_json`) or text, fast.
 
     Keep the accounting (counters, `disclosed`, `withheld`) identical to `decide_token`'s;
@@ -262,4 +263,4 @@ def reveal_token(
 def reveal_text(ctx: RevealContext, token: str, record_id: str | None) -> str:
     """`reveal_token` for text (inside a string, a key or a text body): always a string."""
     out = reveal_token(ctx, token, record_id, as_json=False)
-    return ctx.policy.redacted_text if out is None else out  # for_text never gives None
+    return out if isinstance(out, str) else ctx.policy.redacted_text  # for_text: always str

@@ -4,7 +4,7 @@
       classes:                    # field class → how it is masked, and how it is encrypted
         ssn:          {mask: {keep_last: 4, template: "***-**-{last}"}, deterministic: true}
         insurance_id: {mask: {text: "[redacted]"}}
-        history:      {mask: null}          # JSON null (in text bodies: redacted_text)
+        history:      {mask: remove}        # the member is left out (FHIR: no nulls)
       selectors:                  # which JSON values hold which class
         - {class: ssn, keys: [ssn, social_security_number]}
         - {class: ssn, path: "$..identifier[?(@.system=='http://hl7.org/fhir/sid/us-ssn')].value"}
@@ -49,6 +49,7 @@ __all__ = [
     "ReadRouteSettings",
     "ReadRoutesSettings",
     "RecordSettings",
+    "RemoveMask",
     "RequireGrant",
     "RouteTemplate",
     "SelectorSettings",
@@ -122,15 +123,23 @@ class KeepLastMask(BaseModel):
         return _safe_mask_text(value, "mask fallback")
 
 
+#: `mask: remove`: the member or element is left out of the JSON the caller gets.
+RemoveMask = Literal["remove"]
+
+
 def _mask_kind(value: object) -> str:
+    if isinstance(value, str):
+        return "remove"
     if isinstance(value, dict):
         return "keep_last" if "keep_last" in value or "template" in value else "text"
     return "keep_last" if isinstance(value, KeepLastMask) else "text"
 
 
-#: One error message per mistake: the mask kind is chosen by its keys, not by trying both.
+#: One error message per mistake: the mask kind is chosen by its form, not by trying each.
 MaskSettings = Annotated[
-    Annotated[TextMask, Tag("text")] | Annotated[KeepLastMask, Tag("keep_last")],
+    Annotated[TextMask, Tag("text")]
+    | Annotated[KeepLastMask, Tag("keep_last")]
+    | Annotated[RemoveMask, Tag("remove")],
     Discriminator(_mask_kind),
 ]
 
@@ -141,7 +150,11 @@ class FieldClassSettings(BaseModel):
     model_config = _FROZEN
     mask: MaskSettings | None = Field(
         default_factory=lambda: TextMask(text=_DEFAULT_REDACTED),
-        description='{text: …}, {keep_last: N, template: "…{last}"}, or null for JSON null. '
+        description='{text: …}, {keep_last: N, template: "…{last}"}, null for JSON null, or '
+        "remove to leave the member out (an array element: the array is shorter; an object or "
+        "array left empty by it is left out too; where nothing can be left out, such as an "
+        "object key, text inside a longer string or a text body, `redacted_text`). FHIR "
+        "forbids null: use remove or a text mask there. "
         'Default {text: "[redacted]"}.',
     )
     deterministic: bool = Field(
@@ -150,6 +163,16 @@ class FieldClassSettings(BaseModel):
         "the portal must look up by equality; it reveals which values are equal).",
     )
     description: str | None = Field(default=None, description="Free text for operators.")
+
+    @field_validator("mask", mode="before")
+    @classmethod
+    def _known_word(cls, value: object) -> object:
+        if isinstance(value, str) and value != "remove":
+            raise ValueError(
+                f"{value!r} is not a mask: write {{text: {value!r}}} for fixed text, or one of "
+                'null, remove, {keep_last: N, template: "…{last}"}'
+            )
+        return value
 
 
 class SelectorSettings(BaseModel):
@@ -209,8 +232,9 @@ class FieldSettings(BaseModel):
     )
     redacted_text: str = Field(
         default=_DEFAULT_REDACTED,
-        description="Mask used where JSON null cannot be (text bodies, object keys) and for "
-        "strings holding a malformed token.",
+        description="Mask used where JSON null cannot be, or a member cannot be left out "
+        "(text bodies, object keys, text inside a longer string, a whole document), for "
+        "classes the config does not know and for strings holding a malformed token.",
     )
     max_depth: int = Field(
         default=64, ge=1, le=200, description="Deepest nesting of a JSON body (deeper → 502)."

@@ -23,17 +23,19 @@ if TYPE_CHECKING:
 __all__ = ["EVERY_GRANT", "TEST_FIELDS", "CoreOutcome", "EveryGrant", "compare_cores", "facts_of"]
 
 #: The `fields:` section the transform tests, the parity tests and the fuzz target share:
-#: three classes with each kind of mask, key selectors, the FHIR identifier filter path.
+#: four classes with each kind of mask, key selectors, the FHIR identifier filter path.
 TEST_FIELDS: Final = {
     "classes": {
         "ssn": {"mask": {"keep_last": 4, "template": "***-**-{last}"}, "deterministic": True},
         "insurance_id": {"mask": {"text": "[hidden]"}},
         "history": {"mask": None},
+        "diagnosis": {"mask": "remove"},
     },
     "selectors": [
         {"class": "ssn", "keys": ["ssn", "social_security_number"]},
         {"class": "insurance_id", "keys": ["member_id"]},
         {"class": "history", "keys": ["history"]},
+        {"class": "diagnosis", "keys": ["diagnosis", "reasonCode"]},
         {
             "class": "ssn",
             "path": "$..identifier[?(@.system=='http://hl7.org/fhir/sid/us-ssn')].value",

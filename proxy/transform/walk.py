@@ -5,6 +5,11 @@ objects are decided) are listed in `proxy.transform.response`, which picks the b
 walked. The walk never changes the parsed document: it records each decided value in an
 `Edits`, and `splice` writes those into the original bytes (everything else stays as it came).
 This is the pure-Python core: the reference the compiled core must agree with byte for byte.
+
+A `remove` mask decides a value as `REMOVED`: its member or element is left out. An object or
+array that had members and has none left is itself `REMOVED` from its parent (FHIR forbids
+empty objects and arrays), all the way up; the document itself stays, emptied (`{}`), or, when
+it is one removed value, becomes the redacted text.
 """
 
 from __future__ import annotations
@@ -24,7 +29,7 @@ from proxy.transform.reveal import (
     reveal_text,
     reveal_token,
 )
-from proxy.transform.splice import Edits
+from proxy.transform.splice import REMOVED, Edits, Removed
 
 if TYPE_CHECKING:
     from proxy.transform.policy import KeyRole, ObjectShape
@@ -99,7 +104,10 @@ class Walk:
     def document(self, doc: object) -> Edits:
         """Decide every value of `doc`; the edits that `splice` writes into its bytes."""
         result = self.value(doc, 0, None, None, self.initial, None)
-        if result is not doc:
+        if result is REMOVED:
+            if not isinstance(doc, dict | list):  # an emptied document keeps its brackets
+                self.edits.root = (self.policy.redacted_text,)
+        elif result is not doc:
             self.edits.root = (result,)
         return self.edits
 
@@ -145,7 +153,9 @@ class Walk:
             return self.unselected_string(value, record_id, as_key=False)
         return value
 
-    def unselected_string(self, value: str, record_id: str | None, *, as_key: bool) -> str | None:
+    def unselected_string(
+        self, value: str, record_id: str | None, *, as_key: bool
+    ) -> str | Removed | None:
         """Decide every token inside `value`; mask the whole string if the prefix survives."""
         ctx = self.ctx
         match = TOKEN_PATTERN.fullmatch(value)
@@ -166,7 +176,10 @@ class Walk:
         states: tuple[int, ...],
         inherited: str | None,
     ) -> object:
-        """Walk a JSON object; a selected one the caller may not see becomes its class's mask."""
+        """Walk a JSON object; a selected one the caller may not see becomes its class's mask.
+
+        REMOVED when every one of its members is (an emptied object is left out too).
+        """
         if depth > self.max_depth:
             raise UnsafeBody("too_deep")
         shape = self.policy.shape(tuple(obj))
@@ -181,14 +194,16 @@ class Walk:
         edits = self.edits
         before = edits.count()
         if not states:
-            self.mapping_by_key(obj, shape.classes, depth, practice, record_id, inherited)
+            removed = self.mapping_by_key(obj, shape.classes, depth, practice, record_id, inherited)
         else:
-            self.mapping_by_path(obj, shape, depth, practice, record_id, states, inherited)
+            removed = self.mapping_by_path(
+                obj, shape, depth, practice, record_id, states, inherited
+            )
         if shape.rekey:
             self.rekey(obj, shape.roles, record_id)
         if edits.count() != before:
             edits.dirty.add(id(obj))
-        return obj
+        return REMOVED if removed and removed == len(obj) else obj
 
     def masked_container(self, obj: dict[str, object], depth: int, field_class: str) -> object:
         """The mask for a whole selected object: its keys are as much PHI as its values.
@@ -208,13 +223,15 @@ class Walk:
         practice: RecordPractice,
         record_id: str | None,
         inherited: str | None,
-    ) -> None:
+    ) -> int:
         """`mapping_by_path` when no path selector is live here: key selectors only.
 
         The common case (and the only one without `paths:` selectors); the same outcomes,
         with one class per key precomputed in the shape instead of a role lookup per key.
+        Returns how many members were removed.
         """
         values = self.edits.values
+        removed = 0
         for key_class, (key, item) in zip(classes, obj.items(), strict=True):
             field_class = key_class or inherited
             new: object
@@ -233,6 +250,8 @@ class Walk:
                 new = self.value(item, depth, practice, record_id, _NO_STATES, field_class)
             if new is not item:
                 values[id(obj), key] = new
+                removed += new is REMOVED
+        return removed
 
     def mapping_by_path(  # noqa: PLR0917 - hot path: positional arguments are cheaper
         self,
@@ -243,9 +262,13 @@ class Walk:
         record_id: str | None,
         states: tuple[int, ...],
         inherited: str | None,
-    ) -> None:
-        """Walk `obj`'s members while path selectors are live (`states` not empty)."""
+    ) -> int:
+        """Walk `obj`'s members while path selectors are live (`states` not empty).
+
+        Returns how many members were removed.
+        """
         values = self.edits.values
+        removed = 0
         matcher = self.matcher
         for key_role, (key, item) in zip(shape.roles, obj.items(), strict=True):
             child_states, path_class = matcher.step(states, key_role.normalized, 0, item)
@@ -267,18 +290,27 @@ class Walk:
                 new = self.value(item, depth, practice, record_id, child_states, field_class)
             if new is not item:
                 values[id(obj), key] = new
+                removed += new is REMOVED
+        return removed
 
     def rekey(
         self, obj: dict[str, object], roles: tuple[KeyRole, ...], record_id: str | None
     ) -> None:
-        """Decide every token-bearing key of `obj`; two keys becoming one is unsafe."""
+        """Decide every token-bearing key of `obj`; two keys becoming one is unsafe.
+
+        The keys of removed members are not shown, so they are neither decided nor counted.
+        """
         seen: set[str] = set()
         renamed: dict[str, str] = {}
+        values = self.edits.values
+        container = id(obj)
         for key_role, key in zip(roles, obj, strict=True):
+            if values.get((container, key)) is REMOVED:
+                continue
             new_key = key
             if key_role.has_prefix:
                 replaced = self.unselected_string(key, record_id, as_key=True)
-                new_key = replaced if replaced is not None else self.policy.redacted_text
+                new_key = replaced if isinstance(replaced, str) else self.policy.redacted_text
                 renamed[key] = new_key
             if new_key in seen:
                 raise UnsafeBody("key_collision")
@@ -293,19 +325,21 @@ class Walk:
         record_id: str | None,
         states: tuple[int, ...],
         inherited: str | None,
-    ) -> list[object]:
-        """Decide every element of a JSON array."""
+    ) -> object:
+        """Decide every element of a JSON array; REMOVED when every element is removed."""
         if depth > self.max_depth:
             raise UnsafeBody("too_deep")
         value = self.value
         edits = self.edits
         values = edits.values
         before = edits.count()
+        removed = 0
         if not states:
             for index, item in enumerate(items):
                 new = value(item, depth, practice, record_id, _NO_STATES, inherited)
                 if new is not item:
                     values[id(items), index] = new
+                    removed += new is REMOVED
         else:
             matcher = self.matcher
             for index, item in enumerate(items):
@@ -313,6 +347,7 @@ class Walk:
                 new = value(item, depth, practice, record_id, child_states, path_class or inherited)
                 if new is not item:
                     values[id(items), index] = new
+                    removed += new is REMOVED
         if edits.count() != before:
             edits.dirty.add(id(items))
-        return items
+        return REMOVED if removed and removed == len(items) else items

@@ -90,3 +90,20 @@ def test_route_without_a_sample_is_a_usage_error(config, capsys):
         main(["check-config", "-c", str(config), "--route", "POST /x"])
     assert exited.value.code == 2
     assert "--route needs --sample" in capsys.readouterr().err
+
+
+def test_values_a_remove_mask_leaves_out_are_located_one_by_one(config, capsys):
+    """Not as the reasonCode their removal empties: each selected value, where it is."""
+    data = yaml.safe_load(config.read_text(encoding="utf-8"))
+    data["fields"]["classes"]["history"]["mask"] = "remove"
+    data["fields"]["selectors"].append(
+        {"class": "history", "path": "$..reasonCode..['code','display']"}
+    )
+    config.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
+    sample = config.parents[1] / "encounter.json"
+    encounter = {"resourceType": "Encounter", "reasonCode": [{"coding": [{"code": "1"}]}]}
+    sample.write_text(json.dumps(encounter), encoding="utf-8")
+    _, out, _ = run(capsys, "-c", str(config), "--sample", str(sample))
+    assert "1 value(s): $.reasonCode[0].coding[0].code" in out
+    shown = out.split("a caller without a grant would see:\n", 1)[1].split("\nok:", 1)[0]
+    assert json.loads(shown) == {"resourceType": "Encounter"}

@@ -10,6 +10,7 @@ from json_spelling import KEYS, SCALARS, TREES, render
 from transform_helpers import NOBODY, Grants
 
 from proxy.transform import (
+    FieldPolicy,
     RevealContext,
     RouteTable,
     SealContext,
@@ -18,9 +19,10 @@ from proxy.transform import (
     transform_response,
 )
 from proxy.transform.jsonsafe import parse_json
-from proxy.transform.settings import WriteRoutesSettings
-from proxy.transform.splice import Edits, splice
-from proxy.transform.testing import EVERY_GRANT
+from proxy.transform.response import transform_json_pure
+from proxy.transform.settings import FieldSettings, WriteRoutesSettings
+from proxy.transform.splice import REMOVED, Edits, splice
+from proxy.transform.testing import EVERY_GRANT, compare_cores
 
 FHIR_BUNDLE = Path(__file__).parents[1] / "fixtures" / "fhir-patient-bundle.json"
 JSON = "application/json"
@@ -60,6 +62,23 @@ def _containers_on(doc, path):
         yield node
 
 
+def _without(node, removed: dict[tuple, object], path=()):
+    """`node` as a parser reads it after the members at `removed` paths are left out."""
+    if isinstance(node, dict):
+        return {
+            k: _without(v, removed, (*path, k))
+            for k, v in node.items()
+            if (*path, k) not in removed
+        }
+    if isinstance(node, list):
+        return [
+            _without(v, removed, (*path, i))
+            for i, v in enumerate(node)
+            if (*path, i) not in removed
+        ]
+    return node
+
+
 class TestSplice:
     @SETTINGS
     @given(tree=TREES, seed=st.integers(0, 2**16), data=st.data())
@@ -95,6 +114,49 @@ class TestSplice:
         edits.dirty.add(id(doc))
         expected = render(tree, seed, {("keys",): {first: "[redacted]"}})
         assert expected == splice(body, doc, edits)
+
+    @SETTINGS
+    @given(tree=TREES, seed=st.integers(0, 2**16), data=st.data())
+    def test_removed_members_are_cut_with_one_separator(self, tree, seed, data):
+        """Random members left out: every other byte stays, and the text is still JSON."""
+        body = render(tree, seed)
+        doc = parse_json(body)
+        nodes = list(_nodes(doc))
+        edits = Edits()
+        removed: dict[tuple, object] = {}
+        chosen = data.draw(st.lists(st.sampled_from(nodes), max_size=6)) if nodes else []
+        for path, container, key in chosen:
+            if any(path[: len(p)] == p or p[: len(path)] == path for p in removed):
+                continue  # inside a removed member, or holding one
+            edits.values[id(container), key] = REMOVED
+            removed[path] = REMOVED
+            edits.dirty.update(map(id, _containers_on(doc, path)))
+        out = splice(body, doc, edits)
+        assert render(tree, seed, removed) == out
+        assert parse_json(out) == _without(doc, removed)
+
+    def test_a_removed_member_takes_one_comma_and_its_indentation(self):
+        """Pretty-printed: the member's line goes; first, middle and last alike."""
+        body = b'{\n  "a": 1,\n  "b": [\n    2,\n    3\n  ],\n  "c": 4\n}'
+        doc = parse_json(body)
+        for key, want in (
+            ("a", b'{\n  "b": [\n    2,\n    3\n  ],\n  "c": 4\n}'),
+            ("b", b'{\n  "a": 1,\n  "c": 4\n}'),
+            ("c", b'{\n  "a": 1,\n  "b": [\n    2,\n    3\n  ]\n}'),
+        ):
+            edits = Edits()
+            edits.values[id(doc), key] = REMOVED
+            edits.dirty.add(id(doc))
+            assert splice(body, doc, edits) == want
+
+    def test_a_document_left_without_members_keeps_its_brackets(self):
+        """Nothing can remove the document itself: `{ }` with the blanks that were inside."""
+        body = b'{\n  "a": 1,\n  "b": 2\n}'
+        doc = parse_json(body)
+        edits = Edits()
+        edits.values[id(doc), "a"] = edits.values[id(doc), "b"] = REMOVED
+        edits.dirty.add(id(doc))
+        assert splice(body, doc, edits) == b"{\n  \n}"
 
     def test_no_edits_return_the_same_bytes_object(self):
         """Nothing decided → the very bytes object that came in."""
@@ -147,3 +209,71 @@ class TestFhirRoundTrip:
         ctx = RevealContext(policy, keyring, NOBODY, None, TransformStats())
         shown = transform_response(body, JSON, ctx)
         assert shown == b'{"note": "a \\u2014 \\"b\\"\\n", "ssn": "***-**-6789", "t": 1.10}'
+
+
+#: One class with `mask: remove`, selected by the key "b" (one of json_spelling's KEYS).
+REMOVE_POLICY = FieldPolicy.compile(
+    FieldSettings.model_validate(
+        {"classes": {"gone": {"mask": "remove"}}, "selectors": [{"class": "gone", "keys": ["b"]}]}
+    )
+)
+
+
+#: Trees where "b" (selected) is one key in three, so removals are common.
+REMOVE_TREES = st.recursive(
+    SCALARS,
+    lambda kids: (
+        st.lists(kids, max_size=4)
+        | st.dictionaries(st.sampled_from(["a", "b", 'q"t']), kids, max_size=3)
+    ),
+    max_leaves=16,
+)
+
+
+def _removals(node, path, out, *, selected: bool) -> bool:
+    """The walk's rule, modelled: True if `node` is removed; members removed go into `out`.
+
+    A selected non-null scalar is removed; a selected non-empty object is removed whole;
+    elements of a selected array are decided one by one; a container that had members and
+    has none left is removed; null and containers that came empty stay.
+    """
+    if isinstance(node, dict):
+        if selected and node:
+            return True
+        fates = [_removals(v, (*path, k), out, selected=k == "b") for k, v in node.items()]
+        keys = list(node)
+    elif isinstance(node, list):
+        fates = [_removals(v, (*path, i), out, selected=selected) for i, v in enumerate(node)]
+        keys = list(range(len(node)))
+    else:
+        return selected and node is not None
+    for key, gone in zip(keys, fates, strict=True):
+        if gone:
+            out[(*path, key)] = REMOVED
+    return bool(fates) and all(fates)
+
+
+class TestRemoveMask:
+    @SETTINGS
+    @given(tree=REMOVE_TREES, seed=st.integers(0, 2**16))
+    def test_a_stranger_gets_the_document_without_the_class_and_nothing_else_changes(
+        self, keyring, tree, seed
+    ):
+        """Both cores leave out exactly the selected values and what they empty, byte for byte."""
+        body = render(tree, seed)
+        removed: dict[tuple, object] = {}
+        _removals(tree, (), removed, selected=False)
+        expected = render(tree, seed, removed) if removed else body
+
+        def make():
+            return RevealContext(REMOVE_POLICY, keyring, NOBODY, None, TransformStats())
+
+        assert transform_json_pure(body, make()) == expected
+        assert compare_cores(body, make) is None
+
+    def test_a_grantee_gets_every_byte(self, keyring):
+        """Legacy plaintext a caller may see is kept: the same bytes object comes back."""
+        body = b'{"practice_id": "A", "b": "flu", "a": [{"b": 1}]}'
+        grants = Grants.of(("A", "gone"))
+        ctx = RevealContext(REMOVE_POLICY, keyring, grants, None, TransformStats())
+        assert transform_json_pure(body, ctx) is body

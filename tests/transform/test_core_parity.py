@@ -3,8 +3,9 @@
 `compare_cores` runs both on one body for identical fresh contexts and names any difference in
 bytes, in audit facts, or a refusal the compiled core skipped. Random documents hold tokens of
 three practices (both cipher modes), legacy plaintext, selected objects and arrays, record
-practices and ids of every type, FHIR identifiers picked by path filters; they are spelled with
-random whitespace, escapes and number forms, and decided for callers with and without grants.
+practices and ids of every type, FHIR identifiers picked by path filters, FHIR codings whose
+displays a `mask: remove` class leaves out; they are spelled with random whitespace, escapes and
+number forms, and decided for callers with and without grants.
 """
 
 from __future__ import annotations
@@ -33,6 +34,8 @@ PATH_FIELDS = {
         {"class": "insurance_id", "path": "$.coverage[?(@.kind != 'self')].id"},
         {"class": "history", "path": "$..visits[?(@.secret)]"},
         {"class": "insurance_id", "path": "$.claims[1].member"},
+        {"class": "diagnosis", "path": "$..coding[*].display"},
+        {"class": "diagnosis", "path": "$..[?(@.resourceType=='Condition')].code.text"},
     ],
 }
 SETTINGS = settings(
@@ -41,10 +44,23 @@ SETTINGS = settings(
 CALLERS = [
     NOBODY,
     Grants.of(("A", "ssn")),
+    Grants.of(("B", "diagnosis")),
     Grants.all_classes("A"),
     Grants.all_classes("A", "B", "C"),
 ]
-NAMES = ["ssn", "SSN", "Member_ID", "member-id", "history", "name", "value", "notes", "\uff53sn"]
+NAMES = [
+    "ssn",
+    "SSN",
+    "Member_ID",
+    "member-id",
+    "history",
+    "name",
+    "value",
+    "notes",
+    "\uff53sn",
+    "diagnosis",
+    "reasonCode",
+]
 PLAIN = st.text(max_size=10) | st.sampled_from(["123-45-6789", "9", "", "é✓", "phi1.x"])
 
 
@@ -66,7 +82,9 @@ class _Trees:
     def token(self) -> str:
         draw = self.draw
         practice = draw(st.sampled_from("ABCZ"))  # Z: no key in this keyring
-        field_class = draw(st.sampled_from(["ssn", "insurance_id", "history", "other"]))
+        field_class = draw(
+            st.sampled_from(["ssn", "insurance_id", "history", "diagnosis", "other"])
+        )
         if practice == "Z":
             return "phi1.r.0123456789abcdef." + field_class + "." + "A" * 40
         return self.keyring.encrypt(
@@ -114,7 +132,21 @@ class _Trees:
         if draw(st.booleans()):
             obj["resourceType"] = draw(st.sampled_from(["Condition", "Patient"]))
             obj["note"] = [{"text": self.scalar()}]
+        if draw(st.booleans()):
+            obj["code"] = self.concept()
         return obj
+
+    def concept(self) -> dict:
+        """A FHIR CodeableConcept: codings with displays, maybe a text."""
+        draw = self.draw
+        coding = [
+            {"system": "http://snomed.info/sct", "code": "44465007", "display": self.scalar()}
+            for _ in range(draw(st.integers(1, 2)))
+        ]
+        concept: dict = {"coding": coding}
+        if draw(st.booleans()):
+            concept["text"] = self.scalar()
+        return concept
 
 
 @st.composite

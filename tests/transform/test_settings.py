@@ -34,6 +34,12 @@ class TestFieldSettings:
         routes = load(tmp_path, GOOD, "write_routes", WriteRoutesSettings)
         assert routes.root[0].method == "POST"
 
+    def test_remove_is_a_mask(self, tmp_path):
+        """`mask: remove` (the member is left out) loads beside null and the other masks."""
+        text = GOOD.replace("history: {mask: null}", "history: {mask: remove}")
+        fields = load(tmp_path, text, "fields", FieldSettings)
+        assert fields.classes["history"].mask == "remove"
+
     def test_absent_sections_mean_nothing_configured(self, tmp_path):
         """Missing sections give an empty policy and no write routes."""
         assert load(tmp_path, "other: {}\n", "fields", FieldSettings).selectors == ()
@@ -48,6 +54,8 @@ class TestFieldSettings:
             ("fields: {classes: {A-B: {}}}", "field class"),
             ("fields: {classes: {a: {}}, selectors: [{class: a}]}", "exactly one"),
             ("fields: {classes: {a: {mask: {text: 'phi1.x'}}}}", "token prefix"),
+            ("fields: {classes: {a: {mask: '[hidden]'}}}", "write {text: '[hidden]'}"),
+            ("fields: {classes: {a: {mask: Remove}}}", "is not a mask"),
             (
                 "fields: {classes: {a: {}}, selectors: [{class: a, keys: ['a/b']}]}",
                 "cannot contain",

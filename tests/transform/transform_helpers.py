@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from proxy.transform.testing import TEST_FIELDS
 
 FIELDS = TEST_FIELDS
+CLASSES = tuple(TEST_FIELDS["classes"])
 
 
 @dataclass(frozen=True)
@@ -24,7 +25,7 @@ class Grants:
 
     @classmethod
     def all_classes(cls, *practices: str) -> Grants:
-        return cls(frozenset((p, c) for p in practices for c in ("ssn", "insurance_id", "history")))
+        return cls(frozenset((p, c) for p in practices for c in CLASSES))
 
 
 NOBODY = Grants()
