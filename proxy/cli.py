@@ -18,6 +18,7 @@ from keys.usage import usage_counter, usage_path
 from proxy.audit.secrets import key_file_problem
 from proxy.grants import open_grant_store
 from proxy.grants.presence import grant_store_exists
+from proxy.scim.check import check_scim
 from proxy.server_settings import TlsFileError, check_upstream_tls_files, listener_ssl_context
 from proxy.settings import Settings, config_warnings, load_settings, upstream_in_clear
 from proxy.transform import FieldPolicy, RouteTable
@@ -249,6 +250,18 @@ def _print_sample(settings: Settings, sample: str, route: str | None, content_ty
         print(f"warning: {warning}", file=sys.stderr)
 
 
+def _start_problem(settings: Settings) -> str | None:
+    """What would stop `serve` (SCIM, TLS files, audit key); SCIM warnings are printed."""
+    scim_warnings, problem = check_scim(settings.scim)
+    for warning in scim_warnings:
+        print(f"warning: scim: {warning}", file=sys.stderr)
+    if problem is None:
+        problem = _tls_problem(settings)
+    if problem is None and settings.audit.enabled:
+        problem = key_file_problem(settings.audit)
+    return problem
+
+
 def _check_config(
     config: str | None,
     sample: str | None = None,
@@ -268,9 +281,7 @@ def _check_config(
             "is a throw-away test setup",
             file=sys.stderr,
         )
-    problem = _tls_problem(settings)
-    if problem is None and settings.audit.enabled:
-        problem = key_file_problem(settings.audit)
+    problem = _start_problem(settings)
     if problem is not None:
         print(f"error: {problem}", file=sys.stderr)
         return EXIT_FAILURE

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING
 
 from aiohttp import web
 
-from keys.errors import PhiProxyError
+from keys.errors import ConfigError, PhiProxyError
 from keys.native import core_description
 from proxy.admin import build_admin_app
 from proxy.app import build_app, build_runner
@@ -60,14 +60,15 @@ class ListenError(PhiProxyError):
 
 @dataclass(frozen=True)
 class Listeners:
-    """The bound, listening sockets of the client port and the admin port (empty: disabled)."""
+    """The bound, listening sockets of the client, admin and SCIM ports (empty: disabled)."""
 
     client: tuple[socket.socket, ...]
     admin: tuple[socket.socket, ...]
+    scim: tuple[socket.socket, ...] = ()
 
     def close(self) -> None:
         """Close every socket (this process's copy; workers hold their own)."""
-        for sock in (*self.client, *self.admin):
+        for sock in (*self.client, *self.admin, *self.scim):
             sock.close()
 
 
@@ -138,19 +139,35 @@ def _bind_failure(host: str, port: int, setting: str, exc: OSError) -> str:
 
 
 def bind_listeners(settings: Settings) -> Listeners:
-    """Bind the client port and, unless admin.port is 0, the admin port (ListenError)."""
+    """Bind the client port, the admin port (unless 0) and, if enabled, the SCIM port."""
     client = _bind(settings.listen.host, settings.listen.port, "listen.port")
+    admin: tuple[socket.socket, ...] = ()
     try:
-        admin = (
-            _bind(settings.admin.host, settings.admin.port, "admin.port")
-            if settings.admin.port
+        if settings.admin.port:
+            admin = _bind(settings.admin.host, settings.admin.port, "admin.port")
+        scim = (
+            _bind(settings.scim.host, settings.scim.port, "scim.port")
+            if settings.scim.enabled
             else ()
         )
     except ListenError:
-        for sock in client:
+        for sock in (*client, *admin):
             sock.close()
         raise
-    return Listeners(client=client, admin=admin)
+    return Listeners(client=client, admin=admin, scim=scim)
+
+
+def _scim_app(settings: Settings, config_path: Path | None) -> web.Application:
+    """The SCIM listener's app (ScimSecretError, or a ConfigError without scim2-models)."""
+    try:
+        from proxy.scim.app import build_scim_app  # noqa: PLC0415 - optional dependency
+    except ImportError:
+        raise ConfigError(
+            "scim.enabled is true but the SCIM models (scim2-models) are not installed; install "
+            "phi-proxy with the scim extra (pip install 'phi-proxy[scim]') or set scim.enabled: "
+            "false"
+        ) from None
+    return build_scim_app(settings, config_path=config_path)
 
 
 async def serve_forever(
@@ -183,12 +200,25 @@ async def serve_forever(
             runners.insert(0, admin)
             for sock in listeners.admin:
                 await web.SockSite(admin, sock, backlog=_BACKLOG).start()
+        if listeners.scim:
+            scim = web.AppRunner(
+                _scim_app(settings, config_path), handle_signals=False, access_log=None
+            )
+            await scim.setup()
+            runners.insert(0, scim)
+            tls = settings.scim.tls
+            scim_ssl = None if tls is None else listener_ssl_context(tls)
+            for sock in listeners.scim:
+                await web.SockSite(scim, sock, ssl_context=scim_ssl, backlog=_BACKLOG).start()
         _log.info(
             "listening",
             extra={
                 "fields": {
                     "listen": f"{settings.listen.host}:{settings.listen.port}",
                     "admin": f"{settings.admin.host}:{settings.admin.port}",
+                    "scim": f"{settings.scim.host}:{settings.scim.port}"
+                    if settings.scim.enabled
+                    else "off",
                     "upstream": str(settings.upstream.url),
                     "transform": core_description(),
                     "pid": os.getpid(),
@@ -242,6 +272,10 @@ def serve(config_path: Path, *, workers: int) -> int:
     configure_logging(settings.logging.level)
     _warn_about(settings)
     _listener_ssl(settings)  # a missing or loose TLS file stops here, before binding
+    if settings.scim.enabled:  # so do a missing, short or loose SCIM secret and its TLS files
+        _scim_app(settings, config_path)
+        if settings.scim.tls is not None:
+            listener_ssl_context(settings.scim.tls)
     check_upstream_tls_files(settings.upstream)
     listeners = bind_listeners(settings)
     if workers <= 1:

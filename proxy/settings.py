@@ -20,6 +20,7 @@ from keys.usage import usage_path
 from proxy.audit.settings import AuditSettings
 from proxy.grants.settings import GrantSettings
 from proxy.identity.settings import IdentitySettings
+from proxy.scim.settings import ScimSettings
 from proxy.server_settings import (
     AdminSettings,
     HeaderSettings,
@@ -81,6 +82,42 @@ class Settings(BaseModel):
         validate_default=True,
         description="The tamper-evident audit trail of every disclosure (on by default).",
     )
+
+    scim: ScimSettings = Field(
+        default_factory=dict,  # validated, so a relative directory resolves against the config
+        validate_default=True,
+        description="SCIM 2.0 service provider: the IdP pushes joins and leaves (off by default).",
+    )
+
+    @model_validator(mode="after")
+    def _scim_apart(self) -> Self:
+        scim = self.scim
+        if not scim.enabled:
+            return self
+        for setting, host, port in (
+            ("listen.port", self.listen.host, self.listen.port),
+            ("admin.port", self.admin.host, self.admin.port),
+        ):
+            if port and port == scim.port and _hosts_overlap(scim.host, host):
+                raise ValueError(
+                    f"scim.port and {setting} are both {port} on overlapping addresses: the SCIM "
+                    "listener (whose secret can create grants) must have a port of its own, "
+                    "reachable by the identity provider only; e.g. scim.port: 9443"
+                )
+        for name, group in scim.groups.items():
+            if group.ttl > self.grants.max_ttl:
+                raise ValueError(
+                    f"scim.groups[{name!r}].ttl is longer than grants.max_ttl, so every grant for "
+                    "that group would be refused; shorten the ttl (the IdP's next sync renews it)"
+                )
+        if not self.grants.is_postgres and _same_or_sibling(
+            scim.directory, self.grants.sqlite_path
+        ):
+            raise ValueError(
+                "scim.directory is the grant store's file; give it a file of its own, e.g. "
+                "scim-directory.sqlite3 beside the config"
+            )
+        return self
 
     @model_validator(mode="after")
     def _admin_port_apart(self) -> Self:

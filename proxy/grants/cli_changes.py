@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import getpass
 import os
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from proxy.grants.cli_arguments import UsageError
 from proxy.grants.cli_listing import grant_line, utc_text
@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     from proxy.grants.store import GrantStore
     from proxy.identity.subject import Subject
 
-__all__ = ["change_grants"]
+__all__ = ["change_details", "change_grants"]
 
 
 def _default_by() -> str | None:
@@ -46,25 +46,28 @@ def _audit(config_path: Path, action: str, by: str, grants: list[Grant], now: da
     if not grants:
         return
     record_change(
-        config_path,
-        "grant_change",
-        action,
-        actor=by,
-        now=now,
-        details={
-            "grants": [
-                {
-                    "id": g.id,
-                    "subject": str(g.subject),
-                    "practice": g.practice,
-                    "field_classes": None if g.field_classes is None else sorted(g.field_classes),
-                    "not_before": utc_text(g.not_before),
-                    "expires_at": utc_text(g.expires_at),
-                }
-                for g in grants
-            ]
-        },
+        config_path, "grant_change", action, actor=by, now=now, details=change_details(grants)
     )
+
+
+def change_details(grants: list[Grant]) -> dict[str, Any]:
+    """The audit details of a grant change: ids, names and times, never the free-text reason.
+
+    Shared with the SCIM service (proxy.scim), so an IdP's change reads like the CLI's.
+    """
+    return {
+        "grants": [
+            {
+                "id": g.id,
+                "subject": str(g.subject),
+                "practice": g.practice,
+                "field_classes": None if g.field_classes is None else sorted(g.field_classes),
+                "not_before": utc_text(g.not_before),
+                "expires_at": utc_text(g.expires_at),
+            }
+            for g in grants
+        ]
+    }
 
 
 async def _nothing_to_offboard(store: GrantStore, subject: Subject) -> GrantNotFound:

@@ -1,0 +1,168 @@
+"""The IdP's SCIM calls decide, through the grant store, what the very next proxied request sees."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import orjson
+from scim_helpers import USER
+
+SSN = "219-09-9999"
+
+
+async def _script_patient(env) -> None:
+    token = env.encrypt("practice-a", "ssn", SSN)
+    env.portal.script("/api/patient", orjson.dumps({"practice_id": "practice-a", "ssn": token}))
+
+
+async def _ssn_seen_by(env, sub: str) -> str:
+    response = await env.get("/api/patient", sub=sub)
+    return orjson.loads(await response.read())["ssn"]
+
+
+class TestUserLifecycle:
+    async def test_group_member_reads_and_deactivated_user_is_masked_at_once(self, scim_env):
+        """Create user, add to mapped group: decrypts; PATCH active=false: the next read masks."""
+        env, scim = scim_env
+        await _script_patient(env)
+        user = await scim.create_user("00u-alice", "alice@lakeside.example")
+        assert await _ssn_seen_by(env, "00u-alice") == "***-**-9999"
+
+        await scim.create_group("Lakeside staff", [user["id"]])
+        grants = await env.grants.list(subject=env.subject("00u-alice"))
+        assert [(g.practice, g.field_classes, g.created_by) for g in grants] == [
+            ("practice-a", frozenset({"ssn"}), "scim")
+        ]
+        assert await _ssn_seen_by(env, "00u-alice") == SSN
+
+        status, body = await scim.patch(
+            "Users", user["id"], {"op": "replace", "value": {"active": False}}
+        )
+        assert (status, body["active"]) == (200, False)
+        assert await _ssn_seen_by(env, "00u-alice") == "***-**-9999"
+        assert all(g.revoked_at is not None for g in await env.grants.list())
+
+    async def test_delete_offboards_every_practice(self, scim_env):
+        """DELETE revokes the subject's grants everywhere, including ones not made by SCIM."""
+        env, scim = scim_env
+        user = await scim.create_user("00u-bob", "bob@lakeside.example")
+        await env.grant("00u-bob", "practice-b")
+        status, _ = await scim.call("DELETE", f"/Users/{user['id']}")
+        assert status == 204
+        now = datetime.now(UTC)
+        assert [g for g in await env.grants.list() if g.is_active(now)] == []
+        status, _ = await scim.call("GET", f"/Users/{user['id']}")
+        assert status == 404
+
+    async def test_filter_by_user_name_finds_the_user(self, scim_env):
+        """GET /Users?filter=userName eq "…" answers the one user (what IdPs send before POST)."""
+        _env, scim = scim_env
+        user = await scim.create_user("00u-carol", "carol@lakeside.example")
+        status, body = await scim.call("GET", '/Users?filter=userName eq "carol@lakeside.example"')
+        assert status == 200
+        assert (body["totalResults"], body["Resources"][0]["id"]) == (1, user["id"])
+        status, body = await scim.call("GET", '/Users?filter=userName eq "nobody"')
+        assert (status, body["totalResults"]) == (200, 0)
+
+    async def test_put_replaces_and_a_changed_subject_is_refused(self, scim_env):
+        """PUT keeps the id; changing externalId (the subject) is a mutability error."""
+        _env, scim = scim_env
+        user = await scim.create_user("00u-dan", "dan@lakeside.example")
+        replaced = {
+            "schemas": [USER],
+            "userName": "daniel@lakeside.example",
+            "externalId": "00u-dan",
+        }
+        status, body = await scim.call("PUT", f"/Users/{user['id']}", replaced)
+        assert (status, body["userName"], body["id"]) == (
+            200,
+            "daniel@lakeside.example",
+            user["id"],
+        )
+        status, body = await scim.call(
+            "PUT", f"/Users/{user['id']}", {**replaced, "externalId": "x"}
+        )
+        assert (status, body["scimType"]) == (400, "mutability")
+
+    async def test_duplicate_user_is_a_conflict(self, scim_env):
+        """A second POST for the same externalId answers 409 uniqueness."""
+        _env, scim = scim_env
+        await scim.create_user("00u-eve", "eve@lakeside.example")
+        status, body = await scim.call(
+            "POST", "/Users", {"schemas": [USER], "userName": "eve2", "externalId": "00u-eve"}
+        )
+        assert (status, body["scimType"]) == (409, "uniqueness")
+
+
+class TestGroups:
+    async def test_member_removed_by_patch_loses_only_that_groups_grant(self, scim_env):
+        """PATCH remove member revokes the group's grant; a grant from phi-grants stays."""
+        env, scim = scim_env
+        await _script_patient(env)
+        user = await scim.create_user("00u-fay", "fay@lakeside.example")
+        group = await scim.create_group("Lakeside staff")
+        status, _ = await scim.patch(
+            "Groups",
+            group["id"],
+            {"op": "add", "path": "members", "value": [{"value": user["id"]}]},
+        )
+        assert status == 200
+        assert await _ssn_seen_by(env, "00u-fay") == SSN
+        manual = await env.grant("00u-fay", "practice-b")
+        status, body = await scim.patch(
+            "Groups", group["id"], {"op": "remove", "path": f'members[value eq "{user["id"]}"]'}
+        )
+        assert (status, body["members"]) == (200, [])
+        assert await _ssn_seen_by(env, "00u-fay") == "***-**-9999"
+        now = datetime.now(UTC)
+        assert [g.id for g in await env.grants.list() if g.is_active(now)] == [manual.id]
+
+    async def test_put_without_a_member_revokes_and_unknown_groups_grant_nothing(self, scim_env):
+        """PUT replaces the member list; a group no mapping names is kept but grants nothing."""
+        env, scim = scim_env
+        user = await scim.create_user("00u-gus", "gus@lakeside.example")
+        other = await scim.create_group("Cafeteria", [user["id"]])
+        assert other["members"][0]["value"] == user["id"]
+        assert await env.grants.list() == []
+        group = await scim.create_group("Lakeside staff", [user["id"]])
+        assert len(await env.grants.list()) == 1
+        status, _ = await scim.call(
+            "PUT",
+            f"/Groups/{group['id']}",
+            {"schemas": [group["schemas"][0]], "displayName": "Lakeside staff"},
+        )
+        assert status == 200
+        now = datetime.now(UTC)
+        assert [g for g in await env.grants.list() if g.is_active(now)] == []
+
+
+class TestAuthentication:
+    async def test_missing_or_wrong_bearer_is_401(self, scim_env):
+        """Without the secret, or with another one, every endpoint answers 401; nothing changes."""
+        env, scim = scim_env
+        for secret in (None, "wrong-secret-wrong-secret-wrong-secret"):
+            scim.secret = secret
+            for method, path in (("GET", "/Users"), ("GET", "/ServiceProviderConfig")):
+                status, body = await scim.call(method, path)
+                assert (status, body["status"]) == (401, "401")
+            status, _ = await scim.call(
+                "POST", "/Users", {"schemas": [USER], "userName": "mallory", "externalId": "m"}
+            )
+            assert status == 401
+        assert await env.grants.list() == []
+
+
+class TestDiscovery:
+    async def test_discovery_documents_are_served(self, scim_env):
+        """ServiceProviderConfig claims PATCH and filtering; User and Group types and schemas."""
+        _env, scim = scim_env
+        status, config = await scim.call("GET", "/ServiceProviderConfig")
+        assert (status, config["patch"]["supported"], config["bulk"]["supported"]) == (
+            200,
+            True,
+            False,
+        )
+        _status, types = await scim.call("GET", "/ResourceTypes")
+        assert sorted(t["id"] for t in types["Resources"]) == ["Group", "User"]
+        _status, schemas = await scim.call("GET", "/Schemas")
+        assert len(schemas["Resources"]) == 2
