@@ -29,7 +29,14 @@ from proxy.scim import groups, users
 from proxy.scim.directory import Directory
 from proxy.scim.discovery import resource_types, schemas, service_provider_config
 from proxy.scim.provisioning import ACTOR, Provisioner
-from proxy.scim.resources import BASE, PROVISIONER, REQUEST_ID, scim_response
+from proxy.scim.resources import (
+    BASE,
+    PROVISIONER,
+    REQUEST_ID,
+    Query,
+    list_document,
+    scim_response,
+)
 from proxy.scim.secret import load_secret
 
 if TYPE_CHECKING:
@@ -159,7 +166,20 @@ def build_scim_app(settings: Settings, *, config_path: Path | None) -> web.Appli
     app.router.add_get(f"{BASE}/Schemas/{{id}}", schema_docs)
     users.add_routes(app.router)
     groups.add_routes(app.router)
+    app.router.add_post(f"{BASE}/.search", _search_all)
     return app
+
+
+async def _search_all(request: web.Request) -> web.Response:
+    """POST /.search: users and groups together; a filter names userName or displayName."""
+    query = await Query.from_body(request)
+    found = query.equality("userName", "displayName")
+    documents = []
+    if found is None or found[0] == "userName":
+        documents += await users.user_documents(request, query)
+    if found is None or found[0] == "displayName":
+        documents += await groups.group_documents(request, query)
+    return scim_response(list_document(query, documents))
 
 
 def _found(document: dict[str, Any] | None, what: str) -> web.Response:

@@ -4,7 +4,9 @@ Access never depends on this file. Grants live in the grant store (shared by the
 PostgreSQL), and a user's SCIM id is its `sub` in base64url, so a deprovisioning call for a user
 this file does not know (a replica that never saw the create, a lost file) still offboards the
 subject the id names. The file holds what SCIM must echo back (userName, externalId, active,
-group members) and the display names of unmapped groups, for check-config.
+group members, other attributes) and the groups no mapping names, for check-config. A user
+created without the subject attribute maps to no subject; its id (``n.`` + random hex) can never
+decode to one.
 """
 
 from __future__ import annotations
@@ -13,10 +15,12 @@ import asyncio
 import base64
 import binascii
 import contextlib
+import json
 import os
+import secrets
 import sqlite3
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from keys.errors import PhiProxyError
 from keys.file_modes import GROUP_OR_OTHERS_WRITE, loose_mode_problem
@@ -32,20 +36,21 @@ __all__ = [
     "ScimUser",
     "sub_of_id",
     "unmapped_group_names",
+    "unmapped_user_id",
     "user_id_for",
 ]
 
 _T = TypeVar("_T")
 _SCHEMA = (
     """CREATE TABLE IF NOT EXISTS users (
-        id TEXT PRIMARY KEY, user_name TEXT NOT NULL UNIQUE, external_id TEXT,
-        active INTEGER NOT NULL, created TEXT NOT NULL, modified TEXT NOT NULL,
-        document TEXT NOT NULL)""",
+        id TEXT PRIMARY KEY, sub TEXT UNIQUE, user_name TEXT NOT NULL UNIQUE, external_id TEXT,
+        active INTEGER, created TEXT NOT NULL, modified TEXT NOT NULL, document TEXT NOT NULL)""",
     """CREATE TABLE IF NOT EXISTS groups (
         id TEXT PRIMARY KEY, display_name TEXT NOT NULL UNIQUE, mapped INTEGER NOT NULL,
         created TEXT NOT NULL, modified TEXT NOT NULL, document TEXT NOT NULL)""",
     """CREATE TABLE IF NOT EXISTS members (
-        group_id TEXT NOT NULL, user_id TEXT NOT NULL, PRIMARY KEY (group_id, user_id))""",
+        group_id TEXT NOT NULL, value TEXT NOT NULL, document TEXT NOT NULL,
+        PRIMARY KEY (group_id, value))""",
 )
 
 
@@ -56,6 +61,11 @@ class DirectoryError(PhiProxyError):
 def user_id_for(sub: str) -> str:
     """The SCIM id of the user whose tokens carry `sub` (reversible: see `sub_of_id`)."""
     return base64.urlsafe_b64encode(sub.encode()).decode().rstrip("=")
+
+
+def unmapped_user_id() -> str:
+    """A fresh id for a user that maps to no subject ('.' is not base64url: never decodes)."""
+    return f"n.{secrets.token_hex(12)}"
 
 
 def sub_of_id(user_id: str) -> str | None:
@@ -70,12 +80,16 @@ def sub_of_id(user_id: str) -> str | None:
 
 @dataclass(frozen=True, slots=True)
 class ScimUser:
-    """One stored SCIM user."""
+    """One stored SCIM user; `sub` None when it carried no subject attribute (maps to nobody).
+
+    `active` None when the IdP never sent it: treated as active, and not echoed back.
+    """
 
     id: str
+    sub: str | None
     user_name: str
     external_id: str | None
-    active: bool
+    active: bool | None
     created: str
     modified: str
     document: str  # the other attributes the IdP sent, as JSON, echoed back on reads
@@ -141,6 +155,13 @@ class Directory:
         )
         return _user(rows[0]) if rows else None
 
+    async def user_with_sub(self, sub: str) -> ScimUser | None:
+        """The user whose subject attribute is `sub`, or None."""
+        rows = await self._run(
+            lambda c: c.execute("SELECT * FROM users WHERE sub = ?", (sub,)).fetchall()
+        )
+        return _user(rows[0]) if rows else None
+
     async def users(self, user_name: str | None = None) -> list[ScimUser]:
         """Every user, or the one named `user_name` (exact, case-insensitive per RFC 7643)."""
         if user_name is None:
@@ -154,15 +175,16 @@ class Directory:
         """Insert or replace `user` (sqlite3.IntegrityError when its userName is taken)."""
         await self._run(
             lambda c: c.execute(
-                "INSERT INTO users VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO UPDATE SET "
-                "user_name = excluded.user_name, external_id = excluded.external_id, "
-                "active = excluded.active, modified = excluded.modified, "
-                "document = excluded.document",
+                "INSERT INTO users VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO UPDATE SET "
+                "sub = excluded.sub, user_name = excluded.user_name, "
+                "external_id = excluded.external_id, active = excluded.active, "
+                "modified = excluded.modified, document = excluded.document",
                 (
                     user.id,
+                    user.sub,
                     user.user_name,
                     user.external_id,
-                    int(user.active),
+                    None if user.active is None else int(user.active),
                     user.created,
                     user.modified,
                     user.document,
@@ -174,7 +196,7 @@ class Directory:
         """Remove the user and its memberships; False when there was no such user."""
 
         def run(conn: sqlite3.Connection) -> bool:
-            conn.execute("DELETE FROM members WHERE user_id = ?", (user_id,))
+            conn.execute("DELETE FROM members WHERE value = ?", (user_id,))
             return conn.execute("DELETE FROM users WHERE id = ?", (user_id,)).rowcount > 0
 
         return await self._run(run)
@@ -222,31 +244,33 @@ class Directory:
 
         return await self._run(run)
 
-    async def members(self, group_id: str) -> list[str]:
-        """The user ids in the group."""
+    async def members(self, group_id: str) -> dict[str, dict[str, Any]]:
+        """The group's members as sent (value -> the member object), in value order."""
         rows = await self._run(
             lambda c: c.execute(
-                "SELECT user_id FROM members WHERE group_id = ? ORDER BY user_id", (group_id,)
+                "SELECT value, document FROM members WHERE group_id = ? ORDER BY value",
+                (group_id,),
             ).fetchall()
         )
-        return [row[0] for row in rows]
+        return {value: json.loads(document) for value, document in rows}
 
     async def groups_of(self, user_id: str) -> list[str]:
-        """The ids of the groups the user is in."""
+        """The ids of the groups that have `user_id` as a member."""
         rows = await self._run(
             lambda c: c.execute(
-                "SELECT group_id FROM members WHERE user_id = ?", (user_id,)
+                "SELECT group_id FROM members WHERE value = ?", (user_id,)
             ).fetchall()
         )
         return [row[0] for row in rows]
 
-    async def set_members(self, group_id: str, user_ids: set[str]) -> None:
-        """Make the group's members exactly `user_ids`."""
+    async def set_members(self, group_id: str, members: dict[str, dict[str, Any]]) -> None:
+        """Make the group's members exactly `members` (value -> member object)."""
 
         def run(conn: sqlite3.Connection) -> None:
             conn.execute("DELETE FROM members WHERE group_id = ?", (group_id,))
             conn.executemany(
-                "INSERT INTO members VALUES (?, ?)", [(group_id, uid) for uid in sorted(user_ids)]
+                "INSERT INTO members VALUES (?, ?, ?)",
+                [(group_id, value, json.dumps(doc)) for value, doc in sorted(members.items())],
             )
 
         await self._run(run)
@@ -269,8 +293,9 @@ def unmapped_group_names(path: Path) -> list[str]:
     return [row[0] for row in rows]
 
 
-def _user(row: tuple[str, str, str | None, int, str, str, str]) -> ScimUser:
-    return ScimUser(row[0], row[1], row[2], bool(row[3]), row[4], row[5], row[6])
+def _user(row: tuple[str, str | None, str, str | None, int | None, str, str, str]) -> ScimUser:
+    active = None if row[4] is None else bool(row[4])
+    return ScimUser(row[0], row[1], row[2], row[3], active, row[5], row[6], row[7])
 
 
 def _group(row: tuple[str, str, int, str, str, str]) -> ScimGroupRow:

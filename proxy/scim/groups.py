@@ -26,16 +26,17 @@ from proxy.scim.directory import ScimGroupRow
 from proxy.scim.provisioning import group_id_for, scim_time
 from proxy.scim.resources import (
     BASE,
-    equality_filter,
+    Query,
     list_document,
     location,
     provisioner,
     read_document,
     request_id,
     scim_response,
+    shaped,
 )
 
-__all__ = ["add_routes"]
+__all__ = ["add_routes", "group_documents"]
 
 _log = logging.getLogger("phi_proxy.scim")
 _GROUP_SCHEMA = "urn:ietf:params:scim:schemas:core:2.0:Group"
@@ -47,9 +48,8 @@ async def _render(request: web.Request, group: ScimGroupRow) -> dict[str, Any]:
     document.setdefault("schemas", [_GROUP_SCHEMA])
     document.update(id=group.id, displayName=group.display_name)
     members = await provisioner(request).directory.members(group.id)
-    document["members"] = [
-        {"value": uid, "$ref": location(request, "Users", uid), "type": "User"} for uid in members
-    ]
+    if members:
+        document["members"] = list(members.values())
     document["meta"] = {
         "resourceType": "Group",
         "created": group.created,
@@ -66,23 +66,42 @@ async def _known(request: web.Request) -> ScimGroupRow:
     return group
 
 
+async def group_documents(request: web.Request, query: Query) -> list[dict[str, Any]]:
+    """The groups a query selects (filter: displayName eq), shaped as it asks."""
+    found = query.equality("displayName")
+    groups = await provisioner(request).directory.groups(None if found is None else found[1])
+    return [query.shape(Group, await _render(request, group)) for group in groups]
+
+
+async def _answer(request: web.Request, group: ScimGroupRow, *, status: int = 200) -> web.Response:
+    q = request.query
+    document = shaped(
+        Group, await _render(request, group), q.get("attributes"), q.get("excludedAttributes")
+    )
+    return scim_response(document, status=status)
+
+
 async def _list(request: web.Request) -> web.Response:
-    name = equality_filter(request, "displayName")
-    found = await provisioner(request).directory.groups(name)
-    return scim_response(list_document(request, [await _render(request, g) for g in found]))
+    query = Query.from_url(request)
+    return scim_response(list_document(query, await group_documents(request, query)))
+
+
+async def _search(request: web.Request) -> web.Response:
+    query = await Query.from_body(request)
+    return scim_response(list_document(query, await group_documents(request, query)))
 
 
 async def _get(request: web.Request) -> web.Response:
-    return scim_response(await _render(request, await _known(request)))
+    return await _answer(request, await _known(request))
 
 
-def _member_ids(request: web.Request, model: Group) -> set[str]:
-    prov = provisioner(request)
-    wanted = set()
+def _members(model: Group) -> dict[str, dict[str, Any]]:
+    """The members as sent, by value (users, or nested groups, which grant nothing)."""
+    wanted: dict[str, dict[str, Any]] = {}
     for member in model.members or ():
-        if member.value is None or prov.subject_of(member.value) is None:
-            raise InvalidValueException(detail="a member's value is not a user id of this service")
-        wanted.add(member.value)
+        if not member.value:
+            raise InvalidValueException(detail="every member needs a value (the member's id)")
+        wanted[member.value] = member.model_dump(scim_ctx=Context.RESOURCE_QUERY_RESPONSE)
     return wanted
 
 
@@ -92,7 +111,7 @@ async def _save(request: web.Request, model: Group, existing: ScimGroupRow | Non
     name = model.display_name
     if not name:
         raise InvalidValueException(detail="displayName is required")
-    wanted = _member_ids(request, model)
+    wanted = _members(model)
     group_id = existing.id if existing is not None else group_id_for(name)
     if existing is None and await prov.directory.group(group_id) is not None:
         raise UniquenessException(detail="a group with this displayName exists")
@@ -101,7 +120,7 @@ async def _save(request: web.Request, model: Group, existing: ScimGroupRow | Non
             raise UniquenessException(detail="another group has this displayName")
     rid = request_id(request)
     if existing is not None and existing.display_name != name:  # renamed: another mapping
-        await prov.set_members(existing, set(), rid)
+        await prov.set_members(existing, {}, rid)
     mapped = name in prov.settings.groups
     if not mapped:
         _log.info(
@@ -127,7 +146,7 @@ async def _create(request: web.Request) -> web.Response:
         await read_document(request), scim_ctx=Context.RESOURCE_CREATION_REQUEST
     )
     group = await _save(request, model, None)
-    response = scim_response(await _render(request, group), status=201)
+    response = await _answer(request, group, status=201)
     response.headers["Location"] = location(request, "Groups", group.id)
     return response
 
@@ -137,7 +156,7 @@ async def _replace(request: web.Request) -> web.Response:
     model = Group.model_validate(
         await read_document(request), scim_ctx=Context.RESOURCE_REPLACEMENT_REQUEST
     )
-    return scim_response(await _render(request, await _save(request, model, existing)))
+    return await _answer(request, await _save(request, model, existing))
 
 
 async def _patch(request: web.Request) -> web.Response:
@@ -149,13 +168,13 @@ async def _patch(request: web.Request) -> web.Response:
         await _render(request, existing), scim_ctx=Context.RESOURCE_REPLACEMENT_REQUEST
     )
     operations.patch(model)
-    return scim_response(await _render(request, await _save(request, model, existing)))
+    return await _answer(request, await _save(request, model, existing))
 
 
 async def _delete(request: web.Request) -> web.Response:
     prov = provisioner(request)
     group = await _known(request)
-    await prov.set_members(group, set(), request_id(request))
+    await prov.set_members(group, {}, request_id(request))
     await prov.directory.delete_group(group.id)
     return web.Response(status=204)
 
@@ -164,6 +183,7 @@ def add_routes(router: web.UrlDispatcher) -> None:
     """Register the /Groups endpoints."""
     router.add_get(f"{BASE}/Groups", _list)
     router.add_post(f"{BASE}/Groups", _create)
+    router.add_post(f"{BASE}/Groups/.search", _search)
     router.add_get(f"{BASE}/Groups/{{id}}", _get)
     router.add_put(f"{BASE}/Groups/{{id}}", _replace)
     router.add_patch(f"{BASE}/Groups/{{id}}", _patch)

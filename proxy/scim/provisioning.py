@@ -1,6 +1,7 @@
 """What a SCIM change means for access: users map to subjects, groups to grants.
 
-- A user is the subject ``scim.issuer|<externalId or userName>`` (scim.subject_from).
+- A user is the subject ``scim.issuer|<externalId or userName>`` (scim.subject_from). When that
+  attribute changes, the old subject is offboarded and the new one gets the user's group grants.
 - ``active: false`` or DELETE offboards it: every unexpired grant, in every practice, revoked in
   one store call, which every replica sees on its next request (the store's change
   notification). Deprovisioning never waits for the SCIM directory: the user id names the
@@ -42,8 +43,11 @@ def scim_time(moment: datetime) -> str:
 
 
 def group_id_for(display_name: str) -> str:
-    """A stable group id: the same on every replica for the same display name."""
-    return "grp-" + hashlib.sha256(display_name.encode()).hexdigest()[:24]
+    """A stable group id: the same on every replica for the same display name.
+
+    The '.' keeps it apart from user ids: it never decodes to a `sub`.
+    """
+    return "g." + hashlib.sha256(display_name.encode()).hexdigest()[:24]
 
 
 def _group_reason(display_name: str) -> str:
@@ -75,15 +79,22 @@ class Provisioner:
         """The token `sub` a SCIM user with these attributes has (None: attribute missing)."""
         return user_name if self.settings.subject_from == "userName" else external_id
 
-    def subject_of(self, user_id: str) -> Subject | None:
-        """The subject a user id names, or None when the id is not one of ours."""
-        sub = sub_of_id(user_id)
+    def _subject(self, sub: str | None) -> Subject | None:
         if sub is None or self.settings.issuer is None:
             return None
         try:
             return Subject(self.settings.issuer, sub)
         except ValueError:
             return None
+
+    def valid_sub(self, sub: str) -> bool:
+        """True when `sub` can be half of a subject (printable, at most 1024 characters)."""
+        return self._subject(sub) is not None
+
+    async def subject_of(self, user_id: str) -> Subject | None:
+        """The subject of a user: from the directory, else from its id; None: maps to nobody."""
+        user = await self.directory.user(user_id)
+        return self._subject(user.sub if user is not None else sub_of_id(user_id))
 
     @staticmethod
     def user_id(sub: str) -> str:
@@ -96,7 +107,16 @@ class Provisioner:
 
     async def offboard(self, user_id: str, request_id: str, why: str) -> None:
         """Revoke every unexpired grant of the user's subject (audited even when none was left)."""
-        subject = self.subject_of(user_id)
+        await self.offboard_sub(sub_of_id(user_id), request_id, why, user_id=user_id)
+
+    async def offboard_sub(
+        self, sub: str | None, request_id: str, why: str, *, user_id: str | None = None
+    ) -> None:
+        """Offboard `sub` (or, with `user_id`, the subject the directory has for that user)."""
+        if user_id is not None:
+            user = await self.directory.user(user_id)
+            sub = user.sub if user is not None else sub
+        subject = self._subject(sub)
         if subject is None:
             return
         revoked = await self.store.offboard(
@@ -118,9 +138,9 @@ class Provisioner:
     async def add_member_grant(self, group: ScimGroupRow, user_id: str, request_id: str) -> None:
         """The mapped group's grant for one member, unless the user is inactive or unknown."""
         mapping = self.settings.groups.get(group.display_name)
-        subject = self.subject_of(user_id)
+        subject = await self.subject_of(user_id)
         user = await self.directory.user(user_id)
-        if mapping is None or subject is None or (user is not None and not user.active):
+        if mapping is None or subject is None or (user is not None and user.active is False):
             return
         now = self.now()
         request = GrantRequest(
@@ -139,7 +159,7 @@ class Provisioner:
     ) -> None:
         """Revoke the grants this group gave one member (grants from elsewhere stay)."""
         mapping = self.settings.groups.get(group.display_name)
-        subject = self.subject_of(user_id)
+        subject = await self.subject_of(user_id)
         if mapping is None or subject is None:
             return
         now = self.now()
@@ -160,11 +180,17 @@ class Provisioner:
         if revoked:
             await self._audit("revoke", request_id, revoked, scim_group=group.display_name)
 
-    async def set_members(self, group: ScimGroupRow, wanted: set[str], request_id: str) -> None:
-        """Make the group's members `wanted`: grants for those added, revokes for those gone."""
+    async def set_members(
+        self, group: ScimGroupRow, wanted: dict[str, dict[str, Any]], request_id: str
+    ) -> None:
+        """Make the group's members `wanted`: grants for those added, revokes for those gone.
+
+        Members that are not users mapped to a subject (nested groups, unmapped users) are
+        kept as sent and grant nothing.
+        """
         current = set(await self.directory.members(group.id))
         await self.directory.set_members(group.id, wanted)
-        for user_id in sorted(wanted - current):
+        for user_id in sorted(set(wanted) - current):
             await self.add_member_grant(group, user_id, request_id)
-        for user_id in sorted(current - wanted):
+        for user_id in sorted(current - set(wanted)):
             await self.remove_member_grants(group, user_id, request_id)

@@ -17,7 +17,7 @@ from scim_helpers import GROUPS, SECRET, ScimClient
 from proxy.scim.app import build_scim_app
 
 
-def scim_overrides(folder: Path) -> dict:
+def scim_overrides(folder: Path, subject_from: str = "externalId") -> dict:
     secret_file = folder / "scim.secret"
     secret_file.write_text(SECRET + "\n")
     secret_file.chmod(0o600)
@@ -27,16 +27,21 @@ def scim_overrides(folder: Path) -> dict:
             "port": 0,
             "secret_file": "./scim.secret",
             "issuer": "https://idp.test.invalid",
-            "subject_from": "externalId",
+            "subject_from": subject_from,
             "groups": GROUPS,
         }
     }
 
 
 @pytest.fixture
-async def scim_env(tmp_path):
-    """(proxy env, SCIM client): the SCIM app served on its own port, the proxy on another."""
-    async with running_proxy_env(tmp_path, overrides=scim_overrides(tmp_path)) as env:
+async def scim_env(tmp_path, request):
+    """(proxy env, SCIM client): the SCIM app served on its own port, the proxy on another.
+
+    Users map to subjects by externalId; parametrize with "userName" for the other mapping.
+    """
+    subject_from = getattr(request, "param", "externalId")
+    overrides = scim_overrides(tmp_path, subject_from)
+    async with running_proxy_env(tmp_path, overrides=overrides) as env:
         server = TestServer(
             build_scim_app(env.settings, config_path=env.config_path), host="127.0.0.1"
         )
