@@ -257,6 +257,7 @@ class TestEveryCodeHasRunbookText:
             "key_usage_high",
             "kek_unavailable",
             "kek_available",
+            "scim_change_not_audited",
         }
         assert {"unknown-kid", "key-retired", "key-destroyed", "malformed"} <= (integrity_reasons())
         assert {"bad-base64", "nested-token", "not-authentic"} <= integrity_reasons()
