@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
@@ -41,7 +42,6 @@ from proxy.scim.secret import load_secret
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Awaitable, Callable
-    from datetime import datetime
     from pathlib import Path
 
     from proxy.settings import Settings
@@ -135,15 +135,25 @@ def _recorder(
     return record
 
 
-def build_scim_app(settings: Settings, *, config_path: Path | None) -> web.Application:
-    """The SCIM application; raises ScimSecretError at once when the secret is unusable."""
+def build_scim_app(
+    settings: Settings,
+    *,
+    config_path: Path | None,
+    clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+) -> web.Application:
+    """The SCIM application; raises ScimSecretError at once when the secret is unusable.
+
+    `clock` gives the time grants are created and renewed at (tests pass their own).
+    """
     app = web.Application(middlewares=_middlewares(settings), client_max_size=MAX_BODY)
 
     async def resources(app: web.Application) -> AsyncIterator[None]:
         store = open_grant_store(settings.grants, application_name="phi-proxy-scim")
         try:
             directory = Directory(settings.scim.directory)
-            app[PROVISIONER] = Provisioner(settings.scim, store, directory, _recorder(config_path))
+            app[PROVISIONER] = Provisioner(
+                settings.scim, store, directory, _recorder(config_path), clock
+            )
             yield
         finally:
             await store.close()

@@ -13,6 +13,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import logging
 from datetime import UTC, datetime
@@ -70,6 +71,8 @@ class Provisioner:
         self.directory = directory
         self._record = record
         self._clock = clock
+        #: One membership change at a time in this process (a group sync reads, then writes).
+        self._lock = asyncio.Lock()
 
     def now(self) -> datetime:
         """The current time (the clock is passed in for tests)."""
@@ -186,11 +189,37 @@ class Provisioner:
         """Make the group's members `wanted`: grants for those added, revokes for those gone.
 
         Members that are not users mapped to a subject (nested groups, unmapped users) are
-        kept as sent and grant nothing.
+        kept as sent and grant nothing. Members the IdP sends again are renewed (`_renew`).
         """
-        current = set(await self.directory.members(group.id))
-        await self.directory.set_members(group.id, wanted)
-        for user_id in sorted(set(wanted) - current):
-            await self.add_member_grant(group, user_id, request_id)
-        for user_id in sorted(current - set(wanted)):
-            await self.remove_member_grants(group, user_id, request_id)
+        async with self._lock:
+            current = set(await self.directory.members(group.id))
+            await self.directory.set_members(group.id, wanted)
+            for user_id in sorted(set(wanted) - current):
+                await self.add_member_grant(group, user_id, request_id)
+            for user_id in sorted(current - set(wanted)):
+                await self.remove_member_grants(group, user_id, request_id)
+            await self._renew(group, current & set(wanted), request_id)
+
+    async def _renew(self, group: ScimGroupRow, kept: set[str], request_id: str) -> None:
+        """A fresh grant for members whose grant from this group is past half its ttl.
+
+        Only a grant still in effect is renewed: one that was revoked (an operator's
+        `phi-grants offboard`, say) stays revoked until the IdP removes and re-adds the member
+        or re-activates the user, so a sync never undoes an emergency offboard.
+        """
+        mapping = self.settings.groups.get(group.display_name)
+        if mapping is None or not kept:
+            return
+        now = self.now()
+        reason = _group_reason(group.display_name)
+        in_effect = [
+            g
+            for g in await self.store.list(practice=mapping.practice, active_at=now)
+            if g.created_by == ACTOR and g.reason == reason
+        ]
+        fresh = {g.subject for g in in_effect if g.expires_at - now > mapping.ttl / 2}
+        ageing = {g.subject for g in in_effect} - fresh
+        for user_id in sorted(kept):
+            subject = await self.subject_of(user_id)
+            if subject in ageing:
+                await self.add_member_grant(group, user_id, request_id)

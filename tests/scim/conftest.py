@@ -4,6 +4,7 @@ The black-box helpers (keys, JWKS, scripted portal, proxy) come from tests/black
 """
 
 import sys
+from datetime import timedelta
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parents[1] / "blackbox"))
@@ -12,25 +13,17 @@ import aiohttp
 import pytest
 from aiohttp.test_utils import TestServer
 from blackbox_env import running_proxy_env
-from scim_helpers import GROUPS, SECRET, ScimClient
+from scim_helpers import CLOCK, ScimClient, scim_overrides
 
 from proxy.scim.app import build_scim_app
 
 
-def scim_overrides(folder: Path, subject_from: str = "externalId") -> dict:
-    secret_file = folder / "scim.secret"
-    secret_file.write_text(SECRET + "\n")
-    secret_file.chmod(0o600)
-    return {
-        "scim": {
-            "enabled": True,
-            "port": 0,
-            "secret_file": "./scim.secret",
-            "issuer": "https://idp.test.invalid",
-            "subject_from": subject_from,
-            "groups": GROUPS,
-        }
-    }
+@pytest.fixture(autouse=True)
+def _real_time():
+    """Every test starts at real time (a test may move the SCIM clock forward)."""
+    CLOCK.offset = timedelta(0)
+    yield
+    CLOCK.offset = timedelta(0)
 
 
 @pytest.fixture
@@ -42,9 +35,8 @@ async def scim_env(tmp_path, request):
     subject_from = getattr(request, "param", "externalId")
     overrides = scim_overrides(tmp_path, subject_from)
     async with running_proxy_env(tmp_path, overrides=overrides) as env:
-        server = TestServer(
-            build_scim_app(env.settings, config_path=env.config_path), host="127.0.0.1"
-        )
+        app = build_scim_app(env.settings, config_path=env.config_path, clock=CLOCK)
+        server = TestServer(app, host="127.0.0.1")
         await server.start_server()
         async with aiohttp.ClientSession() as http:
             yield env, ScimClient(http, str(server.make_url("/scim/v2")))

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 import orjson
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     import aiohttp
 
 SECRET = "s3cret-for-tests-only-0123456789abcdefghijkl"
@@ -57,3 +60,35 @@ class ScimClient:
         return await self.call(
             "PATCH", f"/{kind}/{resource_id}", {"schemas": [PATCH], "Operations": list(operations)}
         )
+
+
+class Clock:
+    """The SCIM app's clock: real time, moved forward by `advance` for one test."""
+
+    def __init__(self) -> None:
+        self.offset = timedelta(0)
+
+    def __call__(self) -> datetime:
+        return datetime.now(UTC) + self.offset
+
+    def advance(self, by: timedelta) -> None:
+        self.offset += by
+
+
+CLOCK = Clock()
+
+
+def scim_overrides(folder: Path, subject_from: str = "externalId") -> dict:
+    secret_file = folder / "scim.secret"
+    secret_file.write_text(SECRET + "\n")
+    secret_file.chmod(0o600)
+    return {
+        "scim": {
+            "enabled": True,
+            "port": 0,
+            "secret_file": "./scim.secret",
+            "issuer": "https://idp.test.invalid",
+            "subject_from": subject_from,
+            "groups": GROUPS,
+        }
+    }

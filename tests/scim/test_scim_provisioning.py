@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import orjson
-from scim_helpers import USER
+from scim_helpers import CLOCK, USER
 
 SSN = "219-09-9999"
 
@@ -166,3 +166,36 @@ class TestDiscovery:
         assert sorted(t["id"] for t in types["Resources"]) == ["Group", "User"]
         _status, schemas = await scim.call("GET", "/Schemas")
         assert len(schemas["Resources"]) == 2
+
+
+class TestRenewal:
+    async def test_a_sync_renews_a_grant_past_half_its_ttl(self, scim_env):
+        """The IdP sending the member again after 20 of 30 days adds a grant to day 50."""
+        env, scim = scim_env
+        user = await scim.create_user("00u-hal", "hal@lakeside.example")
+        group = await scim.create_group("Lakeside staff", [user["id"]])
+        body = {"schemas": group["schemas"], "displayName": "Lakeside staff"}
+        body["members"] = [{"value": user["id"]}]
+        status, _ = await scim.call("PUT", f"/Groups/{group['id']}", body)
+        assert (status, len(await env.grants.list())) == (200, 1)  # fresh: nothing to renew
+        CLOCK.advance(timedelta(days=20))
+        status, _ = await scim.call("PUT", f"/Groups/{group['id']}", body)
+        grants = sorted(await env.grants.list(), key=lambda g: g.expires_at)
+        assert status == 200
+        days = [(g.expires_at - grants[0].created_at).total_seconds() / 86400 for g in grants]
+        assert [round(d) for d in days] == [30, 50]
+
+    async def test_a_sync_never_undoes_an_operators_offboard(self, scim_env):
+        """After `phi-grants offboard`, the IdP re-sending the group grants nothing again."""
+        env, scim = scim_env
+        user = await scim.create_user("00u-ivy", "ivy@lakeside.example")
+        group = await scim.create_group("Lakeside staff", [user["id"]])
+        await env.grants.offboard(
+            env.subject("00u-ivy"), by="oncall", reason="incident", now=datetime.now(UTC)
+        )
+        CLOCK.advance(timedelta(days=20))
+        body = {"schemas": group["schemas"], "displayName": "Lakeside staff"}
+        body["members"] = [{"value": user["id"]}]
+        status, _ = await scim.call("PUT", f"/Groups/{group['id']}", body)
+        assert status == 200
+        assert [g.revoked_at is not None for g in await env.grants.list()] == [True]

@@ -17,8 +17,7 @@ import pytest
 from aiohttp.test_utils import TestServer
 from blackbox_env import PLANTED, write_env_files
 from blackbox_portal import RecordingPortal
-from conftest import scim_overrides
-from scim_helpers import ScimClient
+from scim_helpers import ScimClient, scim_overrides
 
 from keys.settings import open_keyring
 

@@ -14,8 +14,7 @@ from pathlib import Path
 import pytest
 import yaml
 from blackbox_env import base_config
-from conftest import scim_overrides
-from scim_helpers import SECRET
+from scim_helpers import SECRET, scim_overrides
 
 from keys.errors import ConfigError
 from proxy.scim.secret import ScimSecret, ScimSecretError, load_secret
