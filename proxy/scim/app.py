@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sqlite3
 import uuid
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -20,6 +21,7 @@ from scim2_models import (
     NotFoundException,
     SCIMException,
     UnauthorizedException,
+    UniquenessException,
 )
 
 from proxy.audit.errors import AuditError
@@ -85,9 +87,15 @@ def _middlewares(settings: Settings) -> list[Any]:
             response = _error(InvalidSyntaxException(detail=_validation_detail(exc)))
         except GrantError as exc:
             response = _error(SCIMException(detail=str(exc)))
-        except GrantStoreUnavailable:
+        except sqlite3.IntegrityError:  # two writes raced for one userName or displayName
+            response = _error(UniquenessException(detail="another resource has this name"))
+        except (GrantStoreUnavailable, sqlite3.Error) as exc:
+            _log.error(
+                "scim request failed: storage unavailable", extra={"fields": {"error": str(exc)}}
+            )
             failure = SCIMException(
-                detail="the grant store cannot be reached; nothing was changed, retry later"
+                detail="the grant store or SCIM directory cannot be used right now; the change "
+                "may be incomplete: send it again (identity providers retry)"
             )
             failure.status = web.HTTPServiceUnavailable.status_code
             response = _error(failure)

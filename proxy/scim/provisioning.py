@@ -139,11 +139,17 @@ class Provisioner:
                 await self.add_member_grant(group, user.id, request_id)
 
     async def add_member_grant(self, group: ScimGroupRow, user_id: str, request_id: str) -> None:
-        """The mapped group's grant for one member, unless the user is inactive or unknown."""
+        """The mapped group's grant for one member, unless the user is inactive or unknown.
+
+        Only a user this directory holds, and not deactivated, is granted: an id it does not
+        know (deleted, offboarded, or never created here) grants nothing (fail closed).
+        """
         mapping = self.settings.groups.get(group.display_name)
-        subject = await self.subject_of(user_id)
         user = await self.directory.user(user_id)
-        if mapping is None or subject is None or (user is not None and user.active is False):
+        if mapping is None or user is None or user.active is False:
+            return
+        subject = self._subject(user.sub)
+        if subject is None:
             return
         now = self.now()
         request = GrantRequest(

@@ -95,6 +95,15 @@ class TestUserLifecycle:
 
 
 class TestGroups:
+    async def test_a_deleted_user_left_in_a_group_sync_gets_no_grant(self, scim_env):
+        """A stale member list naming a deleted user grants nothing (fail closed)."""
+        env, scim = scim_env
+        user = await scim.create_user("00u-jon", "jon@lakeside.example")
+        status, _ = await scim.call("DELETE", f"/Users/{user['id']}")
+        assert status == 204
+        await scim.create_group("Lakeside staff", [user["id"]])
+        assert await env.grants.list() == []
+
     async def test_member_removed_by_patch_loses_only_that_groups_grant(self, scim_env):
         """PATCH remove member revokes the group's grant; a grant from phi-grants stays."""
         env, scim = scim_env
