@@ -42,6 +42,17 @@ class TestUserLifecycle:
         assert await _ssn_seen_by(env, "00u-alice") == "***-**-9999"
         assert all(g.revoked_at is not None for g in await env.grants.list())
 
+    async def test_entra_style_patch_with_string_false_offboards(self, scim_env):
+        """Entra ID's `{"op": "Replace", "path": "active", "value": "False"}` offboards too."""
+        env, scim = scim_env
+        user = await scim.create_user("00u-kim", "kim@lakeside.example")
+        await scim.create_group("Lakeside staff", [user["id"]])
+        status, body = await scim.patch(
+            "Users", user["id"], {"op": "Replace", "path": "active", "value": "False"}
+        )
+        assert (status, body["active"]) == (200, False)
+        assert [g.revoked_at is not None for g in await env.grants.list()] == [True]
+
     async def test_delete_offboards_every_practice(self, scim_env):
         """DELETE revokes the subject's grants everywhere, including ones not made by SCIM."""
         env, scim = scim_env
