@@ -251,6 +251,13 @@ def config_warnings(settings: Settings) -> list[str]:
             "that shows tokens confirms the guess; remove `require_grant: never` (the default, "
             "deterministic, asks for a grant for those classes only)"
         )
+    scim = settings.scim
+    if scim.enabled and scim.tls is None and not _is_loopback(scim.host):
+        warnings.append(
+            f"scim.host is {scim.host} without scim.tls: the SCIM bearer secret, which can grant "
+            "access through every mapped group, crosses the network in clear text; set "
+            "scim.tls, or listen on 127.0.0.1 behind a TLS-terminating proxy"
+        )
     if upstream_in_clear(settings):
         warnings.append(
             f"upstream.url is plain http to {settings.upstream.url.host}, not a loopback "

@@ -19,7 +19,7 @@ from scim_helpers import SECRET, scim_overrides
 from keys.errors import ConfigError
 from proxy.scim.secret import ScimSecret, ScimSecretError, load_secret
 from proxy.scim.settings import ScimSettings
-from proxy.settings import load_settings
+from proxy.settings import config_warnings, load_settings
 
 PHI_PROXY = Path(sys.executable).parent / "phi-proxy"
 
@@ -60,6 +60,12 @@ class TestScimSettings:
         scim["groups"] = {"Staff": {"practice": "practice-a", "ttl": "100d"}}
         with pytest.raises(ConfigError, match=r"longer than grants\.max_ttl"):
             load_settings(_write(tmp_path, scim))
+
+    def test_secret_in_clear_off_host_is_warned(self, tmp_path):
+        """A SCIM listener on a network address without TLS draws a config warning."""
+        scim = scim_overrides(tmp_path)["scim"] | {"host": "0.0.0.0"}  # noqa: S104
+        warnings = config_warnings(load_settings(_write(tmp_path, scim)))
+        assert any("scim.host is 0.0.0.0 without scim.tls" in w for w in warnings)
 
 
 class TestScimSecret:
