@@ -113,6 +113,7 @@ def _summary(settings: Settings) -> list[str]:
         f"kek:           {describe_kek(settings.keys.kek)} (kek id {store.kek_id})",
         f"usage counts:  {usage_path(settings.keys)}",
         f"grant store:   {settings.grants.store}",
+        f"scim:          {_describe_scim(settings)}",
         f"transform:     {core_description()}",
     ]
     lines.append("field classes:")
@@ -137,6 +138,17 @@ def _summary(settings: Settings) -> list[str]:
         )
     lines.extend(_posture(settings))
     return lines
+
+
+def _describe_scim(settings: Settings) -> str:
+    scim = settings.scim
+    if not scim.enabled:
+        return "off"
+    groups = ", ".join(f"{name!r} -> {g.practice}" for name, g in scim.groups.items()) or "none"
+    return (
+        f"{scim.host}:{scim.port}/scim/v2{' (TLS)' if scim.tls else ''}, users are "
+        f"{scim.issuer}|<{scim.subject_from}>, groups: {groups}"
+    )
 
 
 def _posture(settings: Settings) -> list[str]:

@@ -117,3 +117,7 @@ class TestCheckConfig:
         assert result.returncode == 0, result.stderr
         assert "SCIM group(s) 'Cafeteria' that scim.groups does not map" in result.stderr
         assert "Lakeside staff" not in result.stderr
+        assert (
+            "scim:          127.0.0.1:0/scim/v2, users are https://idp.test.invalid|<externalId>"
+            in (result.stdout)
+        )
