@@ -148,7 +148,7 @@ class Pipeline:
             caller=caller,
             record=record,
             audit_state=request.get(AUDIT_STATE_KEY),
-            route_practice=self._read_route_practice(request),
+            request=request,
         )
 
     def _read_route_practice(self, request: web.Request) -> str | None:
@@ -250,7 +250,7 @@ class Pipeline:
         caller: Caller,
         record: AccessRecord,
         audit_state: AuditState | None = None,
-        route_practice: str | None = None,
+        request: web.Request,
     ) -> web.Response:
         headers.popall("Content-Encoding", None)  # the body we send is the decoded one
         body = decode_body(raw, content_codings(upstream.headers), limit=self.max_response_body)
@@ -259,7 +259,9 @@ class Pipeline:
             access = await self.grants.access_for(caller, datetime.now(UTC))
             if self.audit is not None and audit_state is not None:
                 access = self.audit.gate(access, audit_state)
-            context = RevealContext(self.policy, self.keyring(), access, route_practice)
+            context = RevealContext(
+                self.policy, self.keyring(), access, self._read_route_practice(request)
+            )
             if audit_state is not None:
                 audit_state.response_stats = context.stats
             body = transform_response(body, content_type, context)

@@ -431,6 +431,11 @@ def _refuse_twins(routes: tuple[RouteTemplate, ...], section: str) -> None:
         seen.add(shape)
 
 
+def _absent_is_empty(value: object) -> object:
+    """keys.config_file.load_section passes {} for an absent section: no routes."""
+    return () if value in ({}, None) else value
+
+
 class WriteRoutesSettings(RootModel[tuple[WriteRouteSettings, ...]]):
     """The `write_routes:` section: a list of routes (an absent section means none)."""
 
@@ -440,11 +445,7 @@ class WriteRoutesSettings(RootModel[tuple[WriteRouteSettings, ...]]):
         Field(description="Routes whose JSON bodies are encrypted before they reach the portal."),
     ] = ()
 
-    @model_validator(mode="before")
-    @classmethod
-    def _absent_is_empty(cls, value: object) -> object:
-        # keys.config_file.load_section passes {} for an absent section.
-        return () if value in ({}, None) else value
+    _absent = model_validator(mode="before")(_absent_is_empty)
 
     @model_validator(mode="after")
     def _no_twins(self) -> WriteRoutesSettings:
@@ -461,10 +462,7 @@ class ReadRoutesSettings(RootModel[tuple[ReadRouteSettings, ...]]):
         Field(description="Routes whose responses belong to the practice named in the path."),
     ] = ()
 
-    @model_validator(mode="before")
-    @classmethod
-    def _absent_is_empty(cls, value: object) -> object:
-        return () if value in ({}, None) else value
+    _absent = model_validator(mode="before")(_absent_is_empty)
 
     @model_validator(mode="after")
     def _no_twins(self) -> ReadRoutesSettings:
