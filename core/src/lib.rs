@@ -11,11 +11,13 @@
 //! * `keys`    HKDF + AES-256-GCM / AES-256-SIV (RustCrypto) and the opened-token cache
 //! * `walk`    the decisions (walk.py + reveal.py), producing edits and stats events
 //! * `escape`  orjson-exact string rendering and the splice
+//! * `escaped` the sound first look for escaped spellings of a token (escaped_tokens.py)
 //! * `py`      the Python bindings
 
 #![forbid(unsafe_code)]
 
 pub mod escape;
+pub mod escaped;
 pub mod facts;
 pub mod hints;
 pub mod keys;

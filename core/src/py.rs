@@ -435,6 +435,14 @@ fn summary_object<'py, H: crate::walk::Host>(
     .into_any())
 }
 
+/// `phi_proxy_core.may_hold_escaped_token(body, *, json)`: the sound first look of
+/// proxy/transform/escaped_tokens.py (False: the precise check would find nothing).
+#[pyfunction]
+#[pyo3(signature = (body, *, json))]
+fn may_hold_escaped_token(body: &[u8], json: bool) -> bool {
+    crate::escaped::may_hold_escaped_token(body, json)
+}
+
 #[pymodule]
 fn phi_proxy_core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("ABI", 1)?;
@@ -442,5 +450,6 @@ fn phi_proxy_core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<PyPolicy>()?;
     m.add_class::<crate::hints::PyHints>()?;
     m.add_function(wrap_pyfunction!(transform_json, m)?)?;
+    m.add_function(wrap_pyfunction!(may_hold_escaped_token, m)?)?;
     Ok(())
 }

@@ -7,10 +7,17 @@ for deterministic classes. So does a literal token whose next character is escap
 (`phi1.d.…abc\x2Ddef`): the scan stops at the escape and masks only the part before it,
 leaving the escaped tail as a fingerprint.
 
+JSON is read the way a JSON client reads it: every string (member names too) after JSON
+decoding, so `"\\u0070hi1.…"` (JSON inside a JSON string), `"phi1%2E…"` in a link and
+`"&#112;hi1.…"` in an HTML snippet count, while a single `\u0070` is decoded by the parser and
+the transform decides the literal token it spells.
+
 Such a body is refused (502, `escaped_token`), for every caller: the proxy does not rewrite
 escaped text, and a portal that escapes tokens on purpose is rare enough to be told. Only the
 escapes of the five prefix characters and of the characters a token is made of are looked
-for, so ordinary entities and percent-escapes cost one regular-expression scan and nothing else.
+for. The compiled core's first look (core/src/escaped.rs, `may_hold_escaped_token`) runs at
+memchr speed and is sound: only a body it calls suspect gets the precise check here, so both
+transform cores refuse exactly the same bodies.
 """
 
 from __future__ import annotations
@@ -19,9 +26,10 @@ import re
 import string
 from typing import Final
 
+from keys.native import native_module
 from keys.token_format import TOKEN_PREFIX_BYTES
 
-__all__ = ["holds_escaped_token"]
+__all__ = ["document_holds_escaped_token", "holds_escaped_token", "json_may_hold_escaped_token"]
 
 #: Cheap first look, one pattern per kind of escape, each starting with a literal byte (which
 #: the regular-expression engine finds at memchr speed): an escape of one of the prefix's five
@@ -80,8 +88,57 @@ _ESCAPED_TOKEN_CHAR: Final = re.compile(
 )
 
 
+#: A JSON `\uXXXX` escape of a printable ASCII character: it may spell part of an escape.
+_JSON_ASCII_ESCAPE: Final = re.compile(rb"\\u00[2-7][0-9a-fA-F]")
+#: Characters an escape starts with: a string without them holds none.
+_ESCAPE_STARTS: Final = ("&", "%", "\\")
+
+_NATIVE: Final = native_module()
+
+
+def _first_look(body: bytes, *, json: bool) -> bool:
+    """False only if the precise check would find nothing (compiled when installed)."""
+    if _NATIVE is not None:
+        return bool(_NATIVE.may_hold_escaped_token(body, json=json))
+    if json and _JSON_ASCII_ESCAPE.search(body) is not None:
+        return True
+    return _holds_escaped_token(body)  # the precise text check is a sound first look too
+
+
 def holds_escaped_token(body: bytes) -> bool:
     """True if a reader of `body` would decode escapes into a token or into a token's tail."""
+    return _first_look(body, json=False) and _holds_escaped_token(body)
+
+
+def json_may_hold_escaped_token(body: bytes) -> bool:
+    """False only if no string of the JSON text `body`, once decoded, holds an escaped token.
+
+    The cheap half of the JSON check: a body it calls suspect is parsed and each string judged
+    by `document_holds_escaped_token`.
+    """
+    return _first_look(body, json=True)
+
+
+def document_holds_escaped_token(doc: object) -> bool:
+    """True if a string of the parsed JSON `doc` (a member name or a value) holds one."""
+    stack = [doc]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, str):
+            if any(start in node for start in _ESCAPE_STARTS) and _holds_escaped_token(
+                node.encode("utf-8", "surrogatepass")
+            ):
+                return True
+        elif isinstance(node, dict):
+            stack.extend(node)
+            stack.extend(node.values())
+        elif isinstance(node, list):
+            stack.extend(node)
+    return False
+
+
+def _holds_escaped_token(body: bytes) -> bool:
+    """The precise check of `holds_escaped_token`: the regular expressions above."""
     if any(escape.search(body) is not None for escape in _PREFIX_CHAR_ESCAPES) and any(
         match.group() != TOKEN_PREFIX_BYTES for match in _PREFIX_SPELLED.finditer(body)
     ):

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 from keys.native import native_module
 from keys.token_format import TOKEN_PREFIX, TOKEN_PREFIX_BYTES
-from proxy.transform.escaped_tokens import holds_escaped_token
+from proxy.transform.escaped_tokens import holds_escaped_token, json_may_hold_escaped_token
 from proxy.transform.jsonpath import PathMatcher, compile_path
 from proxy.transform.masks import FixedMask, Mask, compile_mask
 from proxy.transform.mediatype import classify, looks_wide
@@ -98,10 +98,13 @@ class PolicyTables:
 
 
 def _kind_needs_look(kind: BodyKind, body: bytes) -> bool:
-    """The media type alone says the body must be looked at."""
+    """The media type, or an escaped token spelling, says the body must be looked at."""
     if kind.charset is None or kind.container:
         return True  # a charset tokens hide in, or parts a byte search cannot see into
-    # A token a browser or script would decode from escapes: the transform refuses the body.
+    # A token a browser, a script or a JSON client would decode from escapes: the transform
+    # refuses the body. JSON strings are read decoded (JSON is sniffed in other types too).
+    if json_may_hold_escaped_token(body):
+        return True
     return not kind.json and holds_escaped_token(body)
 
 
@@ -286,7 +289,7 @@ class FieldPolicy:
         flags = self._scan(body)
         if flags & _HAS_PREFIX:
             return True
-        if content_type and _kind_needs_look(classify(content_type), body):
+        if _kind_needs_look(classify(content_type), body):
             return True
         if flags & _HAS_NUL and any(wide in body for wide in _WIDE_PREFIXES):
             return True

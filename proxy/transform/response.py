@@ -37,6 +37,10 @@ from aiohttp.helpers import parse_mimetype
 
 from keys.token_format import TOKEN_PATTERN_BYTES, TOKEN_PREFIX_BYTES
 from proxy.transform.errors import UnsafeBody
+from proxy.transform.escaped_tokens import (
+    document_holds_escaped_token,
+    json_may_hold_escaped_token,
+)
 from proxy.transform.jsonsafe import parse_json
 from proxy.transform.mediatype import classify, looks_wide
 from proxy.transform.response_parts import judge_parts
@@ -83,7 +87,7 @@ def transform_response(body: bytes, content_type: str | None, ctx: RevealContext
         raise UnsafeBody("unsupported_charset")
     kind = classify(content_type)
     if kind.json and kind.charset is not None:
-        if not ctx.policy.may_need_transform(body):
+        if not ctx.policy.may_need_transform(body, content_type):
             return body
         return transform_json(body, ctx)
     if kind.charset is None:
@@ -194,6 +198,8 @@ def transform_json(body: bytes, ctx: RevealContext) -> bytes:
     """
     native = ctx.policy.native
     if native is not None:
+        if json_may_hold_escaped_token(body):
+            _refuse_escaped_tokens(parse_json(body), body)
         out = native.transform(body, ctx)
         if out is not None:
             return out
@@ -271,4 +277,15 @@ def _walk_document(doc: object, body: bytes, ctx: RevealContext) -> bytes:
 
     Only the decided values are rewritten (`splice`): every other byte comes back as it came.
     """
+    _refuse_escaped_tokens(doc, body)
     return splice(body, doc, Walk(ctx).document(doc))
+
+
+def _refuse_escaped_tokens(doc: object, body: bytes) -> None:
+    """Refuse `body` if a string of `doc` (parsed from it) spells a token with escapes.
+
+    A JSON client that decodes such a string again (JSON inside JSON, a link, an HTML
+    snippet) would read the ciphertext the transform could not see (`escaped_tokens`).
+    """
+    if json_may_hold_escaped_token(body) and document_holds_escaped_token(doc):
+        raise UnsafeBody("escaped_token")
