@@ -88,6 +88,8 @@ def _shown(body: bytes, content_type: str, policy: FieldPolicy, keyring: Keyring
 def _describe_selector(selector: SelectorSettings) -> str:
     if selector.keys:
         return f"keys {', '.join(selector.keys)}"
+    if selector.root_filter is not None:
+        return f"path {selector.path} where the root has {selector.root_filter}"
     return f"path {selector.path}"
 
 
@@ -122,7 +124,8 @@ def _selector_lines(
             lines.append(f"{what}\n      NEVER MATCHED in this sample")
             hint = (
                 " (a filter `$[?(...)]` tests the root's members, never the root object itself: "
-                "use `$..[?(...)]`, or start the path at the member)"
+                "use `$..[?(...)]`, start the path at the member, or test the root with "
+                "`root_filter`)"
                 if (selector.path or "").startswith("$[?")
                 else ""
             )

@@ -94,13 +94,16 @@ pub struct Condition {
     pub literal: Literal,
 }
 
+/// One filter condition in input form: member names, operator, literal.
+pub type RawCondition = (Vec<String>, String, Literal);
+
 /// One compiled path step (input form, before it becomes NFA bits).
 #[derive(Debug, Clone)]
 pub struct StepSpec {
     pub descendant: bool,
     pub names: Option<Vec<String>>,
     pub index: Option<i64>,
-    pub conditions: Option<Vec<(Vec<String>, String, Literal)>>,
+    pub conditions: Option<Vec<RawCondition>>,
 }
 
 #[derive(Debug, Clone)]
@@ -124,6 +127,8 @@ pub struct Nfa {
     pub filter_states: u64,
     /// Per path name id: the Names states that accept it.
     pub name_states: Vec<u64>,
+    /// Paths with a `root_filter`: their first state's bit, and what the root must meet.
+    pub guards: Vec<(u64, Vec<Condition>)>,
 }
 
 /// Everything `transform_json` needs to know about the configuration.
@@ -151,6 +156,8 @@ pub struct PolicySpec {
     pub practice_names: Vec<String>,
     pub id_names: Vec<String>,
     pub paths: Vec<(Vec<StepSpec>, String)>,
+    /// Per path (same order, may be shorter: missing = none): its `root_filter` conditions.
+    pub root_filters: Vec<Option<Vec<RawCondition>>>,
     pub masks: Vec<(String, Mask)>,
     pub default_mask: Mask,
     pub max_depth: usize,
@@ -211,13 +218,20 @@ impl Policy {
                 "more than 64 path steps in all: not supported natively".into(),
             ));
         }
+        if spec.root_filters.len() > spec.paths.len() {
+            return Err(PolicyError("more root filters than paths".into()));
+        }
         let mut state = 0usize;
-        for (steps, class) in &spec.paths {
+        for (number, (steps, class)) in spec.paths.iter().enumerate() {
             if steps.is_empty() {
                 return Err(PolicyError("a path must have at least one step".into()));
             }
             let class_id = p.class_id_or_add(class);
             p.nfa.initial |= 1 << state;
+            if let Some(Some(root)) = spec.root_filters.get(number) {
+                let conditions = p.conditions(root)?;
+                p.nfa.guards.push((1 << state, conditions));
+            }
             for (n, step) in steps.iter().enumerate() {
                 let bit = 1u64 << state;
                 if step.descendant {
@@ -237,24 +251,7 @@ impl Policy {
                     StepKind::Index(index)
                 } else if let Some(conditions) = &step.conditions {
                     p.nfa.filter_states |= bit;
-                    let mut out = Vec::new();
-                    for (members, op, literal) in conditions {
-                        let op = match op.as_str() {
-                            "exists" => Op::Exists,
-                            "==" => Op::Eq,
-                            "!=" => Op::Ne,
-                            other => {
-                                return Err(PolicyError(format!("unknown operator {other:?}")))
-                            }
-                        };
-                        let members = members.iter().map(|m| p.name_id(m)).collect();
-                        out.push(Condition {
-                            members,
-                            op,
-                            literal: literal.clone(),
-                        });
-                    }
-                    StepKind::Filter(out)
+                    StepKind::Filter(p.conditions(conditions)?)
                 } else {
                     p.nfa.wild |= bit;
                     StepKind::Wild
@@ -265,6 +262,26 @@ impl Policy {
             }
         }
         Ok(p)
+    }
+
+    /// A filter's conditions, member names interned.
+    fn conditions(&mut self, raw: &[RawCondition]) -> Result<Vec<Condition>, PolicyError> {
+        let mut out = Vec::new();
+        for (members, op, literal) in raw {
+            let op = match op.as_str() {
+                "exists" => Op::Exists,
+                "==" => Op::Eq,
+                "!=" => Op::Ne,
+                other => return Err(PolicyError(format!("unknown operator {other:?}"))),
+            };
+            let members = members.iter().map(|m| self.name_id(m)).collect();
+            out.push(Condition {
+                members,
+                op,
+                literal: literal.clone(),
+            });
+        }
+        Ok(out)
     }
 
     fn class_id_or_add(&mut self, class: &str) -> u32 {
@@ -427,6 +444,7 @@ mod tests {
                 ],
                 "ssn".into(),
             )],
+            root_filters: vec![],
             masks: vec![(
                 "ssn".into(),
                 Mask::keep_last(4, "***-**-", "", 8, "[redacted]"),

@@ -122,6 +122,13 @@ type RawStep<'py> = (
     Option<Vec<RawCondition<'py>>>,
 );
 
+/// A filter's conditions with their literals converted.
+fn conditions_of(raw: Vec<RawCondition<'_>>) -> PyResult<Vec<(Vec<String>, String, Literal)>> {
+    raw.into_iter()
+        .map(|(members, op, literal)| Ok((members, op, literal_of(&literal)?)))
+        .collect()
+}
+
 /// Strings from any iterable of str (a list, tuple, set or frozenset), but not from a str.
 fn strings(obj: &Bound<'_, PyAny>, what: &str) -> PyResult<Vec<String>> {
     if obj.is_instance_of::<PyString>() {
@@ -148,6 +155,7 @@ impl PyPolicy {
         max_depth: usize,
         fold_separators: bool,
         normalize: Py<PyAny>,
+        root_filters: Vec<Option<Vec<RawCondition<'_>>>>,
     ) -> PyResult<Self> {
         if id_names.is_instance_of::<PySet>() || id_names.is_instance_of::<PyFrozenSet>() {
             return Err(PyTypeError::new_err(
@@ -168,16 +176,7 @@ impl PyPolicy {
         for (steps, class) in paths {
             let mut out = Vec::new();
             for (descendant, names, index, conditions) in steps {
-                let conditions = match conditions {
-                    None => None,
-                    Some(cs) => {
-                        let mut v = Vec::new();
-                        for (members, op, literal) in cs {
-                            v.push((members, op, literal_of(&literal)?));
-                        }
-                        Some(v)
-                    }
-                };
+                let conditions = conditions.map(conditions_of).transpose()?;
                 let names = match names {
                     Some(n) if !n.is_none() => Some(strings(&n, "step names")?),
                     _ => None,
@@ -191,11 +190,16 @@ impl PyPolicy {
             }
             ps.push((out, class));
         }
+        let root_filters = root_filters
+            .into_iter()
+            .map(|f| f.map(conditions_of).transpose())
+            .collect::<PyResult<_>>()?;
         let spec = PolicySpec {
             key_classes: kc,
             practice_names,
             id_names,
             paths: ps,
+            root_filters,
             masks: ms,
             default_mask: mask_of(default_mask)?,
             max_depth,

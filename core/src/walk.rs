@@ -18,7 +18,7 @@ use std::sync::Arc;
 use crate::escape::{Edit, Repl};
 use crate::keys::{Keys, Opened};
 use crate::masks::Mask;
-use crate::policy::{Literal, Op, Policy, Role, StepKind};
+use crate::policy::{Condition, Literal, Op, Policy, Role, StepKind};
 use crate::scan::{self, Node};
 use crate::token;
 use crate::{GiveUp, Stop};
@@ -149,7 +149,13 @@ impl<'a, H: Host> Walker<'a, H> {
         if self.nodes.is_empty() {
             return Err(Stop::GiveUp);
         }
-        let initial = self.policy.nfa.initial;
+        let policy = self.policy;
+        let mut initial = policy.nfa.initial;
+        for (bit, conditions) in &policy.nfa.guards {
+            if !self.conditions_hold(conditions, 0)? {
+                initial &= !bit; // `root_filter` not met: the path does not apply here
+            }
+        }
         if self.cold(0, initial, None) {
             return Ok(());
         }
@@ -753,6 +759,11 @@ impl<'a, H: Host> Walker<'a, H> {
         let StepKind::Filter(conditions) = &policy.nfa.kinds[state] else {
             return Ok(false);
         };
+        self.conditions_hold(conditions, child)
+    }
+
+    /// `all(_holds(c, child) for c in conditions)`: a filter step's test, or a root filter's.
+    fn conditions_hold(&mut self, conditions: &[Condition], child: u32) -> Result<bool, Stop> {
         for c in conditions {
             if c.members.len() == 1 {
                 // The common form (@.system == '…'): no intermediate node lists.
@@ -923,6 +934,7 @@ mod tests {
             practice_names: vec!["practiceid".into()],
             id_names: vec!["patientid".into(), "id".into()],
             paths,
+            root_filters: vec![],
             masks: vec![
                 ("ssn".into(), Mask::fixed("[s]")),
                 ("history".into(), Mask::null("[r]")),
@@ -1051,6 +1063,7 @@ mod tests {
             practice_names: vec!["practiceid".into()],
             id_names: vec!["id".into()],
             paths,
+            root_filters: vec![],
             masks: vec![
                 ("gone".into(), Mask::remove("[r]")),
                 ("ssn".into(), Mask::fixed("[s]")),
@@ -1152,6 +1165,46 @@ mod tests {
         assert_eq!(
             run(&p, body, vec![]).unwrap(),
             r#"{"code": {"coding": [{"code": "1"}], "text": "t"}}"#
+        );
+    }
+
+    #[test]
+    fn a_root_filter_decides_whether_its_path_applies_to_the_document() {
+        let code = || {
+            vec![(
+                vec![step(false, Some(&["code"]), None)],
+                "other".to_string(),
+            )]
+        };
+        let p = remove_policy(code());
+        let guarded = Policy::new(PolicySpec {
+            key_classes: vec![],
+            practice_names: vec![],
+            id_names: vec![],
+            paths: code(),
+            root_filters: vec![Some(vec![(
+                vec!["resourcetype".into()],
+                "==".into(),
+                Literal::Str("Condition".into()),
+            )])],
+            masks: vec![("other".into(), Mask::remove("[r]"))],
+            default_mask: Mask::fixed("[redacted]"),
+            max_depth: 8,
+            fold_separators: true,
+        })
+        .unwrap();
+        let condition = r#"{"resourceType": "Condition", "code": {"text": "Flu"}, "id": "1"}"#;
+        let observation = r#"{"resourceType": "Observation", "code": {"text": "Weight"}}"#;
+        assert_eq!(
+            run(&guarded, condition, vec![]).unwrap(),
+            r#"{"resourceType": "Condition", "id": "1"}"#
+        );
+        assert_eq!(run(&guarded, observation, vec![]).unwrap(), observation);
+        assert_eq!(run(&guarded, "[1]", vec![]).unwrap(), "[1]");
+        // Without the filter the path applies to every document.
+        assert_eq!(
+            run(&p, observation, vec![]).unwrap(),
+            r#"{"resourceType": "Observation"}"#
         );
     }
 

@@ -49,6 +49,7 @@ fn timing_no_phi() {
         practice_names: vec!["practiceid".into()],
         id_names: vec!["id".into()],
         paths: vec![],
+        root_filters: vec![],
         masks: vec![],
         default_mask: Mask::fixed("[redacted]"),
         max_depth: 64,

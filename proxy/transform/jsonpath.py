@@ -91,14 +91,17 @@ class _Shortcut:
 class PathMatcher:
     """Runs every compiled path at once over one walk; states are small ints."""
 
-    __slots__ = ("_classes", "_last", "_memo", "_normalize", "_steps", "initial")
+    __slots__ = ("_classes", "_guards", "_last", "_memo", "_normalize", "_steps", "initial")
 
     def __init__(self, paths: list[tuple[CompiledPath, str]], normalize: Normalize) -> None:
         steps: list[Step] = []
         classes: list[str] = []
         last: list[bool] = []
         initial: list[int] = []
+        guards: list[tuple[int, tuple[Condition, ...]]] = []
         for path, field_class in paths:
+            if path.root is not None:
+                guards.append((len(steps), path.root))
             initial.append(len(steps))
             for number, step in enumerate(path.steps):
                 steps.append(step)
@@ -109,7 +112,20 @@ class PathMatcher:
         self._last = tuple(last)
         self._normalize = normalize
         self._memo: dict[tuple[int, ...], _Shortcut] = {}
+        self._guards = tuple(guards)
+        #: The root's states when no path has a root filter (else see `initial_for`).
         self.initial: tuple[int, ...] = tuple(initial)
+
+    def initial_for(self, root: object) -> tuple[int, ...]:
+        """The root's states: every path, less those whose `root_filter` the root fails."""
+        if not self._guards:
+            return self.initial
+        failed = {
+            state
+            for state, conditions in self._guards
+            if not all(_holds(c, root, self._normalize) for c in conditions)
+        }
+        return tuple(state for state in self.initial if state not in failed)
 
     def _shortcut(self, states: tuple[int, ...]) -> _Shortcut:
         found = self._memo.get(states)

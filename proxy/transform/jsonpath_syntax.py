@@ -61,6 +61,9 @@ class CompiledPath:
 
     source: str
     steps: tuple[Step, ...]
+    #: `root_filter`: conditions the document root must meet for the path to apply at all
+    #: (filters in a path test children only, never the root: RFC 9535).
+    root: tuple[Condition, ...] | None = None
 
     def required_names(self) -> frozenset[str] | None:
         """Names of which at least one must occur as a key for the path to match anything.
@@ -217,6 +220,19 @@ class _Parser:
         return float(number) if any(c in number for c in ".eE") else int(number)
 
 
-def compile_path(text: str, normalize: Normalize) -> CompiledPath:
-    """Parse `text`; raises PathSyntaxError naming the position of the first problem."""
-    return _Parser(text, normalize).parse()
+def compile_path(
+    text: str, normalize: Normalize, *, root_filter: str | None = None
+) -> CompiledPath:
+    """Parse `text` (and the filter `root_filter` on the root, `@.resourceType == 'Condition'`).
+
+    Raises PathSyntaxError naming the position of the first problem.
+    """
+    path = _Parser(text, normalize).parse()
+    if root_filter is None:
+        return path
+    parser = _Parser(root_filter, normalize)
+    root = parser.filter()
+    parser.skip_space()
+    if parser.pos < len(root_filter):
+        raise parser.fail("expected '&&' or the end of the root filter")
+    return CompiledPath(path.source, path.steps, root)

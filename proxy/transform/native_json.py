@@ -81,6 +81,12 @@ class NativeJson:
             max_depth=policy.max_depth,
             fold_separators=tables.fold_separators,
             normalize=tables.normalize,
+            root_filters=[
+                None
+                if path.root is None
+                else [(list(c.members), c.op, c.literal) for c in path.root]
+                for path, _ in tables.paths
+            ],
         )
 
     @classmethod

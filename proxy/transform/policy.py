@@ -155,7 +155,9 @@ class FieldPolicy:
                 key_classes.setdefault(folded, selector.field_class)  # first rule wins
                 needles.add(folded)
             if selector.path is not None:
-                path = compile_path(selector.path, settings.normalize)
+                path = compile_path(
+                    selector.path, settings.normalize, root_filter=selector.root_filter
+                )
                 paths.append((path, selector.field_class))
                 required = path.required_names()
                 if required is None:

@@ -331,7 +331,7 @@ class _Walk:
 
     def document(self, doc: object) -> Edits:
         """Seal (or check) every selected value of `doc`; the edits for `splice`."""
-        result = self.value(doc, 0, self.ctx.policy.matcher.initial, None)
+        result = self.value(doc, 0, self.ctx.policy.matcher.initial_for(doc), None)
         if result is not doc:
             self.edits.root = (result,)
         return self.edits

@@ -189,11 +189,21 @@ class SelectorSettings(BaseModel):
     path: str | None = Field(
         default=None, description="A JSONPath expression (supported subset: docs/field-policy.md)."
     )
+    root_filter: str | None = Field(
+        default=None,
+        description="With `path`: a filter the document root must meet for the path to apply, "
+        "e.g. \"@.resourceType == 'Condition'\" (a resource read on its own). Path filters "
+        "test children only, never the root (RFC 9535).",
+    )
 
     @model_validator(mode="after")
     def _exactly_one(self) -> SelectorSettings:
         if (self.keys is None) == (self.path is None):
             raise ValueError("give exactly one of `keys` (a list of names) or `path`")
+        if self.root_filter is not None and self.path is None:
+            raise ValueError(
+                "`root_filter` goes with a `path` selector (it decides where it applies)"
+            )
         return self
 
 
@@ -274,6 +284,10 @@ class FieldSettings(BaseModel):
                     compile_path(selector.path, self.normalize)
                 except PathSyntaxError as exc:
                     raise ValueError(f"{where}.path: {exc}") from None
+                try:
+                    compile_path(selector.path, self.normalize, root_filter=selector.root_filter)
+                except PathSyntaxError as exc:
+                    raise ValueError(f"{where}.root_filter: {exc}") from None
         for name in self.record.practice_keys:
             self._check_name("record.practice_keys", name)
         for name in self.record.id_keys:

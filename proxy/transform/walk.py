@@ -90,20 +90,19 @@ def _refuse_too_deep(container: dict[str, object], depth: int, max_depth: int) -
 class Walk:
     """One walk over one document; records every decided value in `edits`."""
 
-    __slots__ = ("ctx", "edits", "initial", "matcher", "max_depth", "policy", "role")
+    __slots__ = ("ctx", "edits", "matcher", "max_depth", "policy", "role")
 
     def __init__(self, ctx: RevealContext) -> None:
         self.ctx = ctx
         self.policy = ctx.policy
         self.role = ctx.policy.role
         self.matcher = ctx.policy.matcher
-        self.initial = self.matcher.initial
         self.max_depth = ctx.policy.max_depth
         self.edits = Edits()
 
     def document(self, doc: object) -> Edits:
         """Decide every value of `doc`; the edits that `splice` writes into its bytes."""
-        result = self.value(doc, 0, None, None, self.initial, None)
+        result = self.value(doc, 0, None, None, self.matcher.initial_for(doc), None)
         if result is REMOVED:
             if not isinstance(doc, dict | list):  # an emptied document keeps its brackets
                 self.edits.root = (self.policy.redacted_text,)

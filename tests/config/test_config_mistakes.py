@@ -356,3 +356,25 @@ class TestAuditKeyModes:
         key.chmod(0o600)
         status, _out, err = check_config(path, capsys)
         assert status == 0, err
+
+
+class TestRootFilters:
+    def test_a_malformed_root_filter_is_refused_naming_the_selector(self, workspace, capsys):
+        data = config_of(workspace)
+        data["fields"]["selectors"].append(
+            {"class": "history", "path": "$.code", "root_filter": "resourceType == 'Condition'"}
+        )
+        number = len(data["fields"]["selectors"]) - 1
+        status, out, err = check_config(write(workspace, data), capsys)
+        assert status != 0
+        assert f"selectors[{number}].root_filter" in out + err
+        assert "starts with @" in out + err
+
+    def test_a_root_filter_without_a_path_is_refused(self, workspace, capsys):
+        data = config_of(workspace)
+        data["fields"]["selectors"].append(
+            {"class": "history", "keys": ["diagnosis"], "root_filter": "@.resourceType"}
+        )
+        status, out, err = check_config(write(workspace, data), capsys)
+        assert status != 0
+        assert "`root_filter` goes with a `path` selector" in out + err

@@ -4,8 +4,9 @@
 bytes, in audit facts, or a refusal the compiled core skipped. Random documents hold tokens of
 three practices (both cipher modes), legacy plaintext, selected objects and arrays, record
 practices and ids of every type, FHIR identifiers picked by path filters, FHIR codings whose
-displays a `mask: remove` class leaves out; they are spelled with random whitespace, escapes and
-number forms, and decided for callers with and without grants.
+displays a `mask: remove` class leaves out, paths that apply only under a root filter; they
+are spelled with random whitespace, escapes and number forms, and decided for callers with and
+without grants.
 """
 
 from __future__ import annotations
@@ -36,6 +37,17 @@ PATH_FIELDS = {
         {"class": "insurance_id", "path": "$.claims[1].member"},
         {"class": "diagnosis", "path": "$..coding[*].display"},
         {"class": "diagnosis", "path": "$..[?(@.resourceType=='Condition')].code.text"},
+        # Root filters: the path applies only when the document root meets them.
+        {
+            "class": "diagnosis",
+            "path": "$['code','note']..['display','text']",
+            "root_filter": "@.resourceType == 'Condition'",
+        },
+        {
+            "class": "insurance_id",
+            "path": "$.identifier[*]",
+            "root_filter": "@.practice_id && @.resourceType != 'Patient'",
+        },
     ],
 }
 SETTINGS = settings(

@@ -156,3 +156,56 @@ class TestSyntheaBundle:
         make = _context(example_policy, keyring, caller)
         assert example_policy.native.transform(bundle, make()) is not None
         assert compare_cores(bundle, make) is None
+
+
+class TestResourcesReadOnTheirOwn:
+    """`GET /Condition/1` answers one resource, not a Bundle: the root filters cover it."""
+
+    @pytest.mark.parametrize("kind", ["Condition", "Encounter", "Claim", "DocumentReference"])
+    def test_a_stranger_sees_no_diagnosis_in_a_resource_read_alone(
+        self, example_policy, keyring, bundle, kind
+    ):
+        doc = json.loads(bundle)
+        texts, codes = _diagnoses(doc)
+        for resource in _resources(doc, kind):
+            body = json.dumps(resource, indent=1).encode()
+            out = transform_json_pure(body, _context(example_policy, keyring, NOBODY)())
+            readable = _readable(out)
+            assert not [t for t in texts if t.lower() in readable], kind
+            assert not [c for c in codes if re.search(rf"\b{c}\b", out.decode())], kind
+            assert _not_fhir_json(json.loads(out)) == []
+
+    def test_a_condition_alone_keeps_what_is_not_a_diagnosis(self, example_policy, keyring, bundle):
+        condition = _resources(json.loads(bundle), "Condition")[0]
+        body = json.dumps(condition).encode()
+        out = json.loads(transform_json_pure(body, _context(example_policy, keyring, NOBODY)()))
+        assert "code" not in out
+        assert out["clinicalStatus"] == condition["clinicalStatus"]
+        assert out["subject"] == condition["subject"]
+
+    def test_the_root_filter_leaves_other_resources_alone(self, example_policy, keyring):
+        """An Observation's code names what was measured; it is no Condition: it stays."""
+        body = json.dumps(
+            {"resourceType": "Observation", "code": {"coding": [{"display": "Body weight"}]}}
+        ).encode()
+        assert transform_json_pure(body, _context(example_policy, keyring, NOBODY)()) is body
+
+    def test_a_binary_alone_loses_its_data(self, example_policy, keyring):
+        note = base64.b64encode(b"Diagnosed with acute bronchitis").decode()
+        body = json.dumps(
+            {"resourceType": "Binary", "contentType": "text/plain", "data": note}
+        ).encode()
+        out = transform_json_pure(body, _context(example_policy, keyring, NOBODY)())
+        assert json.loads(out) == {"resourceType": "Binary", "contentType": "text/plain"}
+
+    @pytest.mark.parametrize("caller", [NOBODY, Grants.all_classes("A")])
+    def test_both_cores_agree_on_a_condition_read_alone(
+        self, example_policy, keyring, bundle, caller
+    ):
+        if example_policy.native is None:
+            pytest.skip(f"needs the compiled core; this process runs the {core_description()}")
+        condition = _resources(json.loads(bundle), "Condition")[0]
+        make = _context(example_policy, keyring, caller)
+        body = json.dumps(condition).encode()
+        assert example_policy.native.transform(body, make()) is not None
+        assert compare_cores(body, make) is None

@@ -9,9 +9,9 @@ def norm(name):
     return normalize_name(name, fold_separators=True)
 
 
-def select(path, doc):
+def select(path, doc, root_filter=None):
     """Every (location, value) the path selects, by running the matcher over the document."""
-    matcher = PathMatcher([(compile_path(path, norm), "c")], norm)
+    matcher = PathMatcher([(compile_path(path, norm, root_filter=root_filter), "c")], norm)
     found = []
 
     def walk(node, states, where):
@@ -31,7 +31,7 @@ def select(path, doc):
                 found.append((*where, key))
             walk(child, child_states, (*where, key))
 
-    walk(doc, matcher.initial, ())
+    walk(doc, matcher.initial_for(doc), ())
     return found
 
 
@@ -79,3 +79,30 @@ class TestJsonPath:
         assert select("$.x[?(@.k == 1)]", doc) == [("x", 1), ("x", 2)]
         assert select("$.x[?(@.k == true)]", doc) == [("x", 0)]
         assert select("$.x[?(@.k == null)]", doc) == [("x", 3)]
+
+
+class TestRootFilter:
+    """`root_filter`: a path that applies only when the document root meets a filter."""
+
+    def test_the_path_applies_when_the_root_meets_the_filter(self):
+        condition = {"resourceType": "Condition", "code": {"text": "Flu"}}
+        assert select("$.code.text", condition, "@.resourceType == 'Condition'") == [
+            ("code", "text")
+        ]
+
+    @pytest.mark.parametrize(
+        "doc", [{"resourceType": "Observation", "code": {"text": "x"}}, [{"code": 1}], "Condition"]
+    )
+    def test_the_path_does_not_apply_otherwise(self, doc):
+        assert select("$..code", doc, "@.resourceType == 'Condition'") == []
+
+    def test_conditions_combine_and_names_compare_normalized(self):
+        doc = {"Resource_Type": "Condition", "status": "x", "code": 1}
+        assert select("$.code", doc, "@.resourcetype == 'Condition' && @.status") == [("code",)]
+        assert select("$.code", doc, "(@.resourceType == 'Condition' && @.missing)") == []
+        assert select("$.code", doc, "@.status != 'y'") == [("code",)]
+
+    @pytest.mark.parametrize("text", ["", "resourceType == 'x'", "@.a == ", "@.a == 'x' b", "$.a"])
+    def test_a_malformed_root_filter_is_refused_with_a_position(self, text):
+        with pytest.raises(PathSyntaxError, match="position"):
+            compile_path("$.a", norm, root_filter=text)
