@@ -86,12 +86,16 @@ def _problem_for(exc: Exception, request: web.Request) -> ApiProblem:  # noqa: P
             413, "too-large", "request too large", f"request bodies are at most {MAX_BODY} bytes"
         )
     if isinstance(exc, web.HTTPMethodNotAllowed):
-        return ApiProblem(
+        allowed = ", ".join(sorted(exc.allowed_methods))
+        problem = ApiProblem(
             405,
             "method-not-allowed",
             "method not allowed",
-            f"{request.method} is not allowed on {request.path}; see /openapi.json",
+            f"{request.method} is not allowed on {request.path} (only {allowed}); see "
+            "/openapi.json",
         )
+        problem.headers["Allow"] = allowed
+        return problem
     if isinstance(exc, web.HTTPNotFound):
         return ApiProblem(
             404, "no-such-endpoint", "no such endpoint", "see /openapi.json for the endpoints"

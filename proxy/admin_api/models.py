@@ -11,7 +11,12 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+
+from proxy.grants.durations import parse_duration
+from proxy.grants.errors import GrantError
+from proxy.grants.store import clean_text
+from proxy.identity.subject import Subject as ParsedSubject
 
 __all__ = [
     "AddGrant",
@@ -31,12 +36,19 @@ _REQUEST = ConfigDict(frozen=True, extra="forbid")
 _ANSWER = ConfigDict(frozen=True)
 
 #: ISSUER|SUB, as `phi-grants list` prints it: no '|' in the issuer, no control characters.
-SUBJECT_PATTERN = r"^[^|\x00-\x1f\x7f]{1,1024}\|[^\x00-\x1f\x7f]{1,1024}$"
+SUBJECT_PATTERN = r"^[^|\x00-\x1f\x7f-\x9f]{1,1024}\|[^\x00-\x1f\x7f-\x9f]{1,1024}$"
 PRACTICE_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:@-]{0,63}$"
 CLASS_PATTERN = r"^[a-z][a-z0-9_]{0,31}$"
-#: 30d, 12h, 1d12h (w, d, h, m, s), or whole seconds.
-DURATION_PATTERN = r"^(?:[0-9]{1,12}|(?:[0-9]{1,9}[wdhmsWDHMS])+)$"
+#: One number and unit (12h, 30d, 4w, 90m) or whole seconds: every match is a duration
+#: `phi-grants` reads (longer than zero, shorter than 100 years).
+DURATION_PATTERN = r"^(?:[1-9][0-9]{0,3}[dhmDHM]|[1-9][0-9]{0,2}[wW]|[1-9][0-9]{0,7}[sS]?)$"
 GRANT_ID_PATTERN = r"^[A-Za-z0-9_.:-]{1,64}$"
+
+
+def _readable_subject(text: str) -> str:
+    ParsedSubject.parse(text)  # ValueError (a 422): e.g. a character that is not printable
+    return text
+
 
 Subject = Annotated[
     str,
@@ -46,26 +58,49 @@ Subject = Annotated[
         "(e.g. https://login.example.org|00u1abc).",
         examples=["https://login.example.org|00u1abc"],
     ),
+    AfterValidator(_readable_subject),
 ]
 Practice = Annotated[
     str, Field(pattern=PRACTICE_PATTERN, description="Practice id, as `phi-keys list` prints it.")
 ]
 FieldClass = Annotated[str, Field(pattern=CLASS_PATTERN, description="A fields.classes name.")]
+
+
+def _readable_duration(text: str) -> str:
+    parse_duration(text)  # ValueError (a 422) for anything phi-grants would not read
+    return text
+
+
 Duration = Annotated[
     str,
     Field(
         pattern=DURATION_PATTERN,
-        description="A duration: 30d, 12h, 45m, 1d12h (w/d/h/m/s), or whole seconds.",
+        description="A duration: one number and unit (30d, 12h, 45m, 4w), or whole seconds.",
         examples=["30d"],
     ),
+    AfterValidator(_readable_duration),
 ]
+#: Printable text with at least one character that is not a space.
+TEXT_PATTERN = r"^[^\x00-\x1f\x7f-\x9f]*[^\x00-\x20\x7f-\x9f][^\x00-\x1f\x7f-\x9f]*$"
+
+
+def _readable_text(text: str) -> str:
+    try:
+        clean_text("the reason", text)
+    except GrantError as exc:  # a 422 with the store's words
+        raise ValueError(str(exc)) from None
+    return text
+
+
 Reason = Annotated[
     str,
     Field(
         min_length=1,
         max_length=1000,
-        description="Why (kept in the grant history; never in the audit trail).",
+        pattern=TEXT_PATTERN,
+        description="Why: printable text (kept in the grant history; never in the audit trail).",
     ),
+    AfterValidator(_readable_text),
 ]
 GrantId = Annotated[str, Field(pattern=GRANT_ID_PATTERN, description="Grant id, as listed (g_…).")]
 

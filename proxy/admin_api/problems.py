@@ -39,6 +39,8 @@ class ApiProblem(Exception):
         self.title = title
         self.detail = detail
         self.extra = extra
+        #: Headers the answer must carry (Allow on a 405).
+        self.headers: dict[str, str] = {}
 
 
 def problem_response(problem: ApiProblem, request_id: str) -> web.Response:
@@ -55,6 +57,7 @@ def problem_response(problem: ApiProblem, request_id: str) -> web.Response:
         body=orjson.dumps(body), status=problem.status, content_type=PROBLEM_JSON
     )
     response.headers["Cache-Control"] = "no-store"
+    response.headers.update(problem.headers)
     if problem.status == web.HTTPUnauthorized.status_code:
         response.headers["WWW-Authenticate"] = 'Bearer realm="phi-proxy admin API"'
     return response
