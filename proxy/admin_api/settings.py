@@ -57,6 +57,18 @@ class AdminApiSettings(BaseModel):
         "id of its own keeps a stolen PHI-reading token from ever being an admin token.",
     )
 
+    def describe(self, identity_audience: str) -> str:
+        """One line for `phi-proxy check-config`: where it listens and who is an admin."""
+        if not self.enabled:
+            return "off"
+        tls = self.tls
+        scheme = "http" if tls is None else "https"
+        mtls = " (client certificates required)" if tls and tls.client_ca_file else ""
+        return (
+            f"{scheme}://{self.host}:{self.port}/api/v1{mtls}, admins: tokens for audience "
+            f"{self.audience or identity_audience} whose {self.role_claim} holds {self.role!r}"
+        )
+
     @field_validator("host")
     @classmethod
     def _host_given(cls, value: str) -> str:

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from typing import TYPE_CHECKING
 
 import pytest
 import yaml
-from blackbox_env import base_config
+from blackbox_env import base_config, write_env_files
 
 from keys.errors import ConfigError
 from proxy.admin_api.auth import has_role
@@ -87,3 +89,23 @@ class TestRoleClaim:
         claims = {"realm_access": {"roles": ["phi-admin"]}, "roles": []}
         assert has_role(claims, "realm_access.roles", "phi-admin")
         assert not has_role({"realm_access": ["phi-admin"]}, "realm_access.roles", "phi-admin")
+
+
+class TestCheckConfig:
+    def test_check_config_names_the_listener_and_who_is_an_admin(self, tmp_path):
+        """The summary line says where the API listens and which claim makes an admin."""
+        section = {"enabled": True, "port": 9091, "role_claim": "groups", "role": "phi-admin"}
+        config_path, _settings, _issuer = write_env_files(
+            tmp_path, "http://127.0.0.1:9", overrides={"admin_api": section}
+        )
+        out = subprocess.run(
+            [sys.executable, "-m", "proxy", "check-config", "-c", str(config_path)],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        assert out.returncode == 0, out.stderr
+        assert (
+            "admin api:     http://127.0.0.1:9091/api/v1, admins: tokens for audience "
+            "phi-proxy-tests whose groups holds 'phi-admin'"
+        ) in out.stdout
