@@ -193,15 +193,23 @@ def _admin_api_ssl(settings: Settings) -> ssl.SSLContext | None:
 
 
 async def _start_admin_api(
-    settings: Settings, config_path: Path | None, sockets: tuple[socket.socket, ...]
+    runtime: Runtime, config_path: Path | None, sockets: tuple[socket.socket, ...]
 ) -> web.AppRunner:
-    """Serve the admin API on its own sockets; the runner, for shutdown."""
+    """Serve the admin API on its own sockets; the runner, for shutdown.
+
+    Admin tokens are verified with the runtime's identity settings, so a reload reaches them.
+    """
+    settings = runtime.settings
     from proxy.admin_api.app import build_admin_api_app  # noqa: PLC0415 - only when enabled
 
     if config_path is None:  # pragma: no cover - serve always passes the config file
         raise ConfigError("the admin API needs the config file (audit trail, access review)")
     runner = web.AppRunner(
-        build_admin_api_app(settings, config_path=config_path),
+        build_admin_api_app(
+            settings,
+            config_path=config_path,
+            current_identity=lambda: runtime.settings.identity,
+        ),
         handle_signals=False,
         access_log=None,
     )
@@ -245,7 +253,7 @@ async def serve_forever(
         if listeners.scim:
             runners.insert(0, await _start_scim(settings, config_path, listeners.scim))
         if listeners.admin_api:
-            runners.insert(0, await _start_admin_api(settings, config_path, listeners.admin_api))
+            runners.insert(0, await _start_admin_api(runtime, config_path, listeners.admin_api))
         _log.info(
             "listening",
             extra={

@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Awaitable, Callable
     from pathlib import Path
 
+    from proxy.identity.settings import IdentitySettings
     from proxy.settings import Settings
 
 __all__ = ["MAX_BODY", "build_admin_api_app"]
@@ -145,9 +146,14 @@ def build_admin_api_app(
     *,
     config_path: Path,
     clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    current_identity: Callable[[], IdentitySettings] | None = None,
 ) -> web.Application:
-    """The admin API application for `settings` (config_path: audit trail, review, report)."""
-    verifier = AdminVerifier(settings.identity, settings.admin_api)
+    """The admin API application for `settings` (config_path: audit trail, review, report).
+
+    `current_identity`: the proxy's identity settings now (serve passes the runtime's, so a
+    reload reaches admin tokens too); default: those of `settings`.
+    """
+    verifier = AdminVerifier(current_identity or (lambda: settings.identity), settings.admin_api)
     app = web.Application(middlewares=_middlewares(verifier), client_max_size=MAX_BODY)  # type: ignore[arg-type]
     context = ApiContext(settings=settings, config_path=config_path, clock=clock)
     app[CONTEXT] = context

@@ -19,6 +19,8 @@ from proxy.identity.authenticator import IssuerRouter, JwtAuthenticator, bearer_
 from proxy.identity.subject import Subject
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from multidict import MultiMapping
 
     from proxy.admin_api.settings import AdminApiSettings
@@ -62,24 +64,46 @@ def has_role(claims: dict[str, Any], role_claim: str, role: str) -> bool:
 
 
 class AdminVerifier:
-    """Verifies admin bearer tokens against the identity providers of the `identity:` section."""
+    """Verifies admin bearer tokens against the identity providers of the `identity:` section.
 
-    def __init__(self, identity: IdentitySettings, api: AdminApiSettings) -> None:
-        settings = identity.model_copy(
-            update={"audience": api.audience or identity.audience, "require": True}
-        )
-        self._settings = settings
+    `current_identity` gives the proxy's identity settings now: when a reload changes them
+    (an issuer removed, a JWKS moved), the next admin request is verified with the new ones,
+    exactly as the proxy port's are.
+    """
+
+    def __init__(
+        self, current_identity: Callable[[], IdentitySettings], api: AdminApiSettings
+    ) -> None:
+        self._current_identity = current_identity
         self._api = api
-        self._verifier: IssuerRouter | JwtAuthenticator = (
-            IssuerRouter(settings) if settings.other_providers else JwtAuthenticator(settings)
-        )
+        self._identity: IdentitySettings | None = None
+        self._settings: IdentitySettings
+        self._verifier: IssuerRouter | JwtAuthenticator | None = None
+        self._retired: list[IssuerRouter | JwtAuthenticator] = []
+
+    def _current(self) -> tuple[IdentitySettings, IssuerRouter | JwtAuthenticator]:
+        identity = self._current_identity()
+        if self._verifier is None or identity != self._identity:
+            if self._verifier is not None:
+                self._retired.append(self._verifier)  # a request may still be using it
+            self._identity = identity
+            self._settings = identity.model_copy(
+                update={"audience": self._api.audience or identity.audience, "require": True}
+            )
+            self._verifier = (
+                IssuerRouter(self._settings)
+                if self._settings.other_providers
+                else JwtAuthenticator(self._settings)
+            )
+        return self._settings, self._verifier
 
     async def admin(self, headers: MultiMapping[str], *, now: float) -> AdminIdentity:
         """The administrator behind these headers; AuthenticationError (401) or NotAnAdmin."""
-        token = bearer_token(headers, self._settings)
+        settings, verifier = self._current()
+        token = bearer_token(headers, settings)
         if token is None:  # pragma: no cover - require=True makes bearer_token raise instead
             raise NotAnAdmin
-        claims = await self._verifier.verified_claims(token, now=now)
+        claims = await verifier.verified_claims(token, now=now)
         subject = Subject(claims["iss"], claims["sub"])
         if not has_role(claims, self._api.role_claim, self._api.role):
             _log.warning(
@@ -94,4 +118,5 @@ class AdminVerifier:
 
     async def close(self) -> None:
         """Close the JWKS fetchers' HTTP sessions."""
-        await self._verifier.close()
+        for verifier in (*self._retired, *([self._verifier] if self._verifier else [])):
+            await verifier.close()

@@ -148,3 +148,33 @@ class TestKeycloakStyleClaimAndOwnAudience:
         flat = env.issuer.mint(ADMIN_SUB, now=now, audience="phi-proxy-admin", roles=[ROLE])
         status, body, headers = await api.call("GET", "/api/v1/whoami", token=flat)
         _problem(status, body, headers, 403, "not-an-admin")
+
+
+class TestIdentityReload:
+    async def test_an_issuer_removed_by_a_reload_is_refused_at_once(self, admin_env):
+        """Admin tokens follow the proxy's current identity settings, not those at start."""
+        import aiohttp
+        from aiohttp.test_utils import TestServer
+
+        from proxy.admin_api.app import build_admin_api_app
+
+        env, api = admin_env
+        current = [env.settings.identity]
+        app = build_admin_api_app(
+            env.settings, config_path=env.config_path, current_identity=lambda: current[0]
+        )
+        server = TestServer(app, host="127.0.0.1")
+        await server.start_server()
+        headers = {"Authorization": f"Bearer {api.admin_token()}"}
+        try:
+            async with aiohttp.ClientSession() as http:
+                url = str(server.make_url("/api/v1/whoami"))
+                async with http.get(url, headers=headers) as response:
+                    assert response.status == 200
+                current[0] = env.settings.identity.model_copy(
+                    update={"issuers": ("https://another-idp.test.invalid",)}
+                )
+                async with http.get(url, headers=headers) as response:
+                    assert response.status == 401
+        finally:
+            await server.close()
