@@ -136,6 +136,20 @@ def _middlewares(verifier: AdminVerifier) -> list[object]:
         except Exception as exc:  # noqa: BLE001 - every error becomes a problem document
             response = problem_response(_problem_for(exc, request), request_id)
         response.headers["X-Request-Id"] = request_id
+        admin = request.get(ADMIN)
+        _log.info(  # who read or changed what: the path only (a query may name a person)
+            "admin api request",
+            extra={
+                "fields": {
+                    "request_id": request_id,
+                    "method": request.method,
+                    "path": request.path,
+                    "status": response.status,
+                    "admin": None if admin is None else str(admin.subject),
+                    "peer": request.remote,
+                }
+            },
+        )
         return response
 
     return [authenticate_and_map_errors]

@@ -178,3 +178,19 @@ class TestIdentityReload:
                     assert response.status == 401
         finally:
             await server.close()
+
+
+class TestRequestLog:
+    async def test_every_request_is_logged_with_the_admin_and_without_the_query(
+        self, admin_env, caplog
+    ):
+        """Reads leave a log line naming the admin; refusals name none; queries stay out."""
+        env, api = admin_env
+        await api.call("GET", "/api/v1/grants", params={"subject": str(env.subject("nurse"))})
+        await api.call("GET", "/api/v1/grants", token=None)
+        lines = [r.fields for r in caplog.records if r.getMessage() == "admin api request"]
+        assert [(f["path"], f["status"], f["admin"]) for f in lines] == [
+            ("/api/v1/grants", 200, str(env.subject(ADMIN_SUB))),
+            ("/api/v1/grants", 401, None),
+        ]
+        assert "nurse" not in str(lines)
