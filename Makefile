@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test lint typecheck core-test pytest pytest-pure install core clean bench soak postgres softhsm fuzz
+.PHONY: run test lint typecheck core-test pytest pytest-pure install core clean bench soak postgres softhsm fuzz openapi
 
 # (Re)install when the project metadata changes; a bare `make test` keeps the venv current.
 $(STAMP): pyproject.toml
@@ -35,6 +35,10 @@ core: $(CORE_STAMP)
 DEMO_ARGS ?=
 run: $(STAMP) $(CORE_STAMP)
 	$(BIN)/phi-proxy demo $(DEMO_ARGS)
+
+# The admin API's OpenAPI document (a test keeps it equal to what /openapi.json serves).
+openapi: $(STAMP)
+	$(BIN)/python -m proxy.admin_api.openapi > docs/admin-api.openapi.json
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

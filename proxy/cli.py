@@ -114,6 +114,7 @@ def _summary(settings: Settings) -> list[str]:
         f"usage counts:  {usage_path(settings.keys)}",
         f"grant store:   {settings.grants.store}",
         f"scim:          {_describe_scim(settings)}",
+        f"admin api:     {settings.admin_api.describe(settings.identity.audience)}",
         f"transform:     {core_description()}",
     ]
     lines.append("field classes:")

@@ -60,15 +60,16 @@ class ListenError(PhiProxyError):
 
 @dataclass(frozen=True)
 class Listeners:
-    """The bound, listening sockets of the client, admin and SCIM ports (empty: disabled)."""
+    """The bound, listening sockets of the client, admin, SCIM and admin API ports."""
 
     client: tuple[socket.socket, ...]
     admin: tuple[socket.socket, ...]
     scim: tuple[socket.socket, ...] = ()
+    admin_api: tuple[socket.socket, ...] = ()
 
     def close(self) -> None:
         """Close every socket (this process's copy; workers hold their own)."""
-        for sock in (*self.client, *self.admin, *self.scim):
+        for sock in (*self.client, *self.admin, *self.scim, *self.admin_api):
             sock.close()
 
 
@@ -139,22 +140,22 @@ def _bind_failure(host: str, port: int, setting: str, exc: OSError) -> str:
 
 
 def bind_listeners(settings: Settings) -> Listeners:
-    """Bind the client port, the admin port (unless 0) and, if enabled, the SCIM port."""
+    """Bind the client port, the admin port (unless 0) and, if enabled, SCIM and the admin API."""
     client = _bind(settings.listen.host, settings.listen.port, "listen.port")
     admin: tuple[socket.socket, ...] = ()
+    scim: tuple[socket.socket, ...] = ()
     try:
         if settings.admin.port:
             admin = _bind(settings.admin.host, settings.admin.port, "admin.port")
-        scim = (
-            _bind(settings.scim.host, settings.scim.port, "scim.port")
-            if settings.scim.enabled
-            else ()
-        )
+        if settings.scim.enabled:
+            scim = _bind(settings.scim.host, settings.scim.port, "scim.port")
+        api = settings.admin_api
+        admin_api = _bind(api.host, api.port, "admin_api.port") if api.enabled else ()
     except ListenError:
-        for sock in (*client, *admin):
+        for sock in (*client, *admin, *scim):
             sock.close()
         raise
-    return Listeners(client=client, admin=admin, scim=scim)
+    return Listeners(client=client, admin=admin, scim=scim, admin_api=admin_api)
 
 
 def _scim_app(settings: Settings, config_path: Path | None) -> web.Application:
@@ -168,6 +169,55 @@ def _scim_app(settings: Settings, config_path: Path | None) -> web.Application:
             "false"
         ) from None
     return build_scim_app(settings, config_path=config_path)
+
+
+async def _start_scim(
+    settings: Settings, config_path: Path | None, sockets: tuple[socket.socket, ...]
+) -> web.AppRunner:
+    """Serve SCIM on its own sockets; the runner, for shutdown."""
+    scim = web.AppRunner(_scim_app(settings, config_path), handle_signals=False, access_log=None)
+    await scim.setup()
+    tls = settings.scim.tls
+    scim_ssl = None if tls is None else listener_ssl_context(tls)
+    for sock in sockets:
+        await web.SockSite(scim, sock, ssl_context=scim_ssl, backlog=_BACKLOG).start()
+    return scim
+
+
+def _admin_api_ssl(settings: Settings) -> ssl.SSLContext | None:
+    """The admin API's TLS context (TlsFileError naming a bad file), None for plain HTTP."""
+    from proxy.admin_api.tls import admin_api_ssl_context  # noqa: PLC0415 - only when enabled
+
+    tls = settings.admin_api.tls
+    return None if tls is None else admin_api_ssl_context(tls)
+
+
+async def _start_admin_api(
+    runtime: Runtime, config_path: Path | None, sockets: tuple[socket.socket, ...]
+) -> web.AppRunner:
+    """Serve the admin API on its own sockets; the runner, for shutdown.
+
+    Admin tokens are verified with the runtime's identity settings, so a reload reaches them.
+    """
+    settings = runtime.settings
+    from proxy.admin_api.app import build_admin_api_app  # noqa: PLC0415 - only when enabled
+
+    if config_path is None:  # pragma: no cover - serve always passes the config file
+        raise ConfigError("the admin API needs the config file (audit trail, access review)")
+    runner = web.AppRunner(
+        build_admin_api_app(
+            settings,
+            config_path=config_path,
+            current_identity=lambda: runtime.settings.identity,
+        ),
+        handle_signals=False,
+        access_log=None,
+    )
+    await runner.setup()
+    context = _admin_api_ssl(settings)
+    for sock in sockets:
+        await web.SockSite(runner, sock, ssl_context=context, backlog=_BACKLOG).start()
+    return runner
 
 
 async def serve_forever(
@@ -201,15 +251,9 @@ async def serve_forever(
             for sock in listeners.admin:
                 await web.SockSite(admin, sock, backlog=_BACKLOG).start()
         if listeners.scim:
-            scim = web.AppRunner(
-                _scim_app(settings, config_path), handle_signals=False, access_log=None
-            )
-            await scim.setup()
-            runners.insert(0, scim)
-            tls = settings.scim.tls
-            scim_ssl = None if tls is None else listener_ssl_context(tls)
-            for sock in listeners.scim:
-                await web.SockSite(scim, sock, ssl_context=scim_ssl, backlog=_BACKLOG).start()
+            runners.insert(0, await _start_scim(settings, config_path, listeners.scim))
+        if listeners.admin_api:
+            runners.insert(0, await _start_admin_api(runtime, config_path, listeners.admin_api))
         _log.info(
             "listening",
             extra={
@@ -218,6 +262,9 @@ async def serve_forever(
                     "admin": f"{settings.admin.host}:{settings.admin.port}",
                     "scim": f"{settings.scim.host}:{settings.scim.port}"
                     if settings.scim.enabled
+                    else "off",
+                    "admin_api": f"{settings.admin_api.host}:{settings.admin_api.port}"
+                    if settings.admin_api.enabled
                     else "off",
                     "upstream": str(settings.upstream.url),
                     "transform": core_description(),
@@ -276,6 +323,8 @@ def serve(config_path: Path, *, workers: int) -> int:
         _scim_app(settings, config_path)
         if settings.scim.tls is not None:
             listener_ssl_context(settings.scim.tls)
+    if settings.admin_api.enabled:  # a missing or loose admin API TLS file stops here too
+        _admin_api_ssl(settings)
     check_upstream_tls_files(settings.upstream)
     listeners = bind_listeners(settings)
     if workers <= 1:

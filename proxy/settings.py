@@ -17,6 +17,7 @@ from keys.config_file import describe_validation_error, read_config_mapping
 from keys.errors import ConfigError
 from keys.settings import FileKekSettings, KeySettings
 from keys.usage import usage_path
+from proxy.admin_api.settings import AdminApiSettings
 from proxy.audit.settings import AuditSettings
 from proxy.grants.settings import GrantSettings
 from proxy.identity.settings import IdentitySettings
@@ -88,6 +89,32 @@ class Settings(BaseModel):
         validate_default=True,
         description="SCIM 2.0 service provider: the IdP pushes joins and leaves (off by default).",
     )
+
+    admin_api: AdminApiSettings = Field(
+        default_factory=AdminApiSettings,
+        description="Admin API: grants, access review and audit report as JSON over HTTP, for "
+        "callers whose token carries the admin role (off by default).",
+    )
+
+    @model_validator(mode="after")
+    def _admin_api_apart(self) -> Self:
+        api = self.admin_api
+        if not api.enabled:
+            return self
+        others = [
+            ("listen.port", self.listen.host, self.listen.port),
+            ("admin.port", self.admin.host, self.admin.port),
+        ]
+        if self.scim.enabled:
+            others.append(("scim.port", self.scim.host, self.scim.port))
+        for setting, host, port in others:
+            if port and port == api.port and _hosts_overlap(api.host, host):
+                raise ValueError(
+                    f"admin_api.port and {setting} are both {port} on overlapping addresses: the "
+                    "admin API (which can create grants) must have a port of its own, reachable "
+                    "by administrators only; e.g. admin_api.port: 9091"
+                )
+        return self
 
     @model_validator(mode="after")
     def _scim_apart(self) -> Self:
@@ -257,6 +284,13 @@ def config_warnings(settings: Settings) -> list[str]:
             f"scim.host is {scim.host} without scim.tls: the SCIM bearer secret, which can grant "
             "access through every mapped group, crosses the network in clear text; set "
             "scim.tls, or listen on 127.0.0.1 behind a TLS-terminating proxy"
+        )
+    api = settings.admin_api
+    if api.enabled and api.tls is None and not _is_loopback(api.host):
+        warnings.append(
+            f"admin_api.host is {api.host} without admin_api.tls: administrators' bearer tokens, "
+            "which can grant PHI access to anyone, cross the network in clear text; set "
+            "admin_api.tls, or listen on 127.0.0.1 behind a TLS-terminating proxy"
         )
     if upstream_in_clear(settings):
         warnings.append(

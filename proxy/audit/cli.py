@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import sys
 import tempfile
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -22,26 +21,17 @@ from keys.broken_pipe import quiet_on_broken_pipe
 from keys.config_file import CONFIG_ENV_VAR, load_section, resolve_config_path
 from keys.errors import ConfigError, PhiProxyError
 from proxy.audit.events import parse_time
-from proxy.audit.factory import audit_key, open_postgres_sink
+from proxy.audit.factory import audit_key
 from proxy.audit.report import ReportFilter, build_report, render_report
 from proxy.audit.secrets import load_public_key
 from proxy.audit.settings import AuditSettings
-from proxy.audit.verify import (
-    Problem,
-    VerifyResult,
-    iter_events,
-    trail_files,
-    verify_database_export,
-    verify_files,
-)
+from proxy.audit.trail_report import CheckedTrail, verify_configured_trail
+from proxy.audit.verify import iter_events, verify_files
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
     from datetime import datetime
 
-    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
-
-    from proxy.audit.secrets import ChainKey
 
 __all__ = ["build_parser", "main"]
 
@@ -115,54 +105,29 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-@dataclass(frozen=True, slots=True)
-class _Checked:
-    """A verified trail: the result, the files to report from, and how to name places in it."""
-
-    result: VerifyResult
-    files: list[Path]
-    database: str | None = None  # the PostgreSQL trail's description, None for files
-
-    def where(self, problem: Problem) -> str:
-        """`file:line: …`, or the database and the row (in seq order) for a PostgreSQL trail."""
-        return str(problem) if self.database is None else problem.in_database(self.database)
-
-    def location(self) -> str:
-        """What was verified, for the OK line."""
-        return self.database or f"{self.result.files} file(s)"
-
-
-def _verify(args: argparse.Namespace, scratch: Path) -> _Checked:
+def _verify(args: argparse.Namespace, scratch: Path) -> CheckedTrail:
     public_key = load_public_key(args.public_key) if getattr(args, "public_key", None) else None
     configured = args.config or (None if public_key and args.files else "env")
     settings: AuditSettings | None = None
     if configured is not None:
         settings = load_section(resolve_config_path(args.config), "audit", AuditSettings)
-    files = list(args.files) if args.files else []
     key = audit_key(settings) if settings is not None else None
-    if not files:
+    if not args.files:
         if settings is None:  # pragma: no cover - argparse flow guarantees a config here
             raise ConfigError("name the audit files, or pass -c FILE")
-        if settings.sink == "postgres":
-            if args.pruned_before is not None:
-                raise ConfigError(
-                    "--pruned-before is for file trails: rows of the PostgreSQL trail cannot "
-                    "be deleted, so it always starts at seq 1"
-                )
-            return _verify_database(settings, key, public_key, scratch)
-        files = trail_files(settings.path)
-        if not files:
-            raise ConfigError(f"{settings.path}: no audit trail found there")
-    whole = settings is not None and not args.files
+        return verify_configured_trail(
+            settings, scratch, key=key, public_key=public_key, pruned_before=args.pruned_before
+        )
+    files = list(args.files)
     result = verify_files(
         files,
         key=key,
         public_key=public_key,
-        head_of=settings.path if whole and settings is not None else None,
-        whole_trail=whole,
+        head_of=None,
+        whole_trail=False,
         pruned_before=_pruned_before(args, settings),
     )
-    return _Checked(result, files)
+    return CheckedTrail(result, files)
 
 
 def _pruned_before(args: argparse.Namespace, settings: AuditSettings | None) -> int | None:
@@ -170,26 +135,6 @@ def _pruned_before(args: argparse.Namespace, settings: AuditSettings | None) -> 
     if args.pruned_before is not None:
         return int(args.pruned_before)
     return settings.pruned_before if settings is not None else None
-
-
-def _verify_database(
-    settings: AuditSettings,
-    key: ChainKey | None,
-    public_key: Ed25519PublicKey | None,
-    scratch: Path,
-) -> _Checked:
-    """Export the fleet's chain (one snapshot), verify it, and compare it with `audit_head`."""
-    from proxy.audit.postgres_sink import export_trail  # noqa: PLC0415 - optional dependency
-
-    sink = open_postgres_sink(settings, create=False)
-    try:
-        path, head = export_trail(sink, scratch)
-    finally:
-        sink.close()
-    if head.seq == 0:
-        raise ConfigError(f"{sink.describe()}: the audit trail there holds no events yet")
-    result = verify_database_export(path, head, key=key, public_key=public_key)
-    return _Checked(result, [path], database=sink.describe())
 
 
 def _run(args: argparse.Namespace) -> int:

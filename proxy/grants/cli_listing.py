@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING, Any
 
+from proxy.grants.changes import utc_text
 from proxy.grants.durations import format_duration
 
 if TYPE_CHECKING:
@@ -20,11 +21,6 @@ if TYPE_CHECKING:
     from proxy.grants.store import GrantStore
 
 __all__ = ["grant_line", "list_grants", "utc_text"]
-
-
-def utc_text(moment: datetime | None) -> str | None:
-    """`2025-03-01T08:00:00Z`, or None for a time that is not set."""
-    return None if moment is None else moment.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _as_dict(grant: Grant) -> dict[str, Any]:

@@ -18,6 +18,8 @@ if TYPE_CHECKING:
     from proxy.grants.usage import Usage
 
 __all__ = [
+    "DEFAULT_EXPIRING_WITHIN",
+    "DEFAULT_UNUSED_FOR",
     "LONG_LIVED_SHARE",
     "Finding",
     "GrantReview",
@@ -31,6 +33,10 @@ __all__ = [
 
 #: A grant whose lifetime is at least this share of `grants.max_ttl` is "long-lived".
 LONG_LIVED_SHARE = 0.9
+#: Flag grants ending within this time (`--expiring-within`'s default).
+DEFAULT_EXPIRING_WITHIN = timedelta(days=14)
+#: Flag grants with no disclosure in this time (`--unused-for`'s default).
+DEFAULT_UNUSED_FOR = timedelta(days=30)
 
 LastUseStatus = Literal["used", "none", "unknown", "not_checked", "not_started"]
 
@@ -41,8 +47,8 @@ class ReviewOptions:
 
     now: datetime
     max_ttl: timedelta
-    expiring_within: timedelta = timedelta(days=14)
-    unused_for: timedelta = timedelta(days=30)
+    expiring_within: timedelta = DEFAULT_EXPIRING_WITHIN
+    unused_for: timedelta = DEFAULT_UNUSED_FOR
     practice: str | None = None
     config: str | None = None  # the -c FILE given, repeated in the commands suggested
     store: str = ""  # where the grants were read, for the header

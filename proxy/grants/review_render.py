@@ -5,7 +5,7 @@ The text and the JSON say the same things; the JSON shape is documented in docs/
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
@@ -21,7 +21,7 @@ if TYPE_CHECKING:
     from proxy.grants.review_model import LastUse, Review
     from proxy.grants.usage import Usage
 
-__all__ = ["render_json", "render_text"]
+__all__ = ["render_json", "render_text", "review_document"]
 
 
 def _time(moment: datetime | None) -> str | None:
@@ -123,8 +123,13 @@ def render_text(review: Review) -> str:
 
 def render_json(review: Review) -> str:
     """One JSON document for scripts; the shape is documented in docs/grants.md."""
+    return orjson.dumps(review_document(review), option=orjson.OPT_INDENT_2).decode()
+
+
+def review_document(review: Review) -> dict[str, Any]:
+    """The review as plain JSON data: `phi-grants review --json` and the admin API's answer."""
     o, usage = review.options, review.usage
-    document = {
+    return {
         "generated_at": _time(o.now),
         "practice": o.practice,
         "store": o.store,
@@ -169,4 +174,3 @@ def render_json(review: Review) -> str:
         "findings": [f.to_json() for f in review.findings],
         "finding_count": review.finding_count,
     }
-    return orjson.dumps(document, option=orjson.OPT_INDENT_2).decode()

@@ -186,6 +186,19 @@ class JwtAuthenticator:
         self._verified.put(key, self._jwks.generation, caller, times)
         return caller
 
+    async def verified_claims(self, token: str, *, now: float) -> dict[str, Any]:
+        """Every claim of `token` once it passed every check of `verify_token` (never cached).
+
+        For the admin API, which reads a role claim: each call verifies the signature again, so
+        a token is judged by the keys and the clock of that moment.
+        """
+        payload, _times = await self._verify(token, now)
+        try:
+            Subject(payload["iss"], payload["sub"])
+        except ValueError:
+            raise AuthenticationError("bad_sub") from None
+        return payload
+
     async def _verify(self, token: str, now: float) -> tuple[dict[str, Any], TokenTimes]:
         # Only here, before the signature: a cache hit is the exact text that passed this check.
         check_compact_form(token)
@@ -323,6 +336,18 @@ class IssuerRouter:
         if provider is None:
             raise AuthenticationError("missing_iss" if issuer is None else "wrong_issuer")
         return await provider.verify_token(token, now=now)
+
+    async def verified_claims(self, token: str, *, now: float) -> dict[str, Any]:
+        """Every claim of `token`, verified by the provider that lists its `iss` (never cached)."""
+        try:
+            claims = jwt.decode(token, options={"verify_signature": False})
+        except jwt.PyJWTError:
+            raise AuthenticationError("malformed") from None
+        issuer = claims.get("iss")
+        provider = self._by_issuer.get(issuer) if isinstance(issuer, str) else None
+        if provider is None:
+            raise AuthenticationError("missing_iss" if issuer is None else "wrong_issuer")
+        return await provider.verified_claims(token, now=now)
 
     async def close(self) -> None:
         """Close every provider's HTTP session."""

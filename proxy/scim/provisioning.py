@@ -19,7 +19,7 @@ import logging
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from proxy.grants.cli_changes import change_details
+from proxy.grants.changes import change_details
 from proxy.grants.store import GrantRequest
 from proxy.identity.subject import Subject
 from proxy.scim.directory import ScimGroupRow, ScimUser, sub_of_id, user_id_for

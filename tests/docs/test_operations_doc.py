@@ -258,6 +258,7 @@ class TestEveryCodeHasRunbookText:
             "kek_unavailable",
             "kek_available",
             "scim_change_not_audited",
+            "admin_change_not_audited",
         }
         assert {"unknown-kid", "key-retired", "key-destroyed", "malformed"} <= (integrity_reasons())
         assert {"bad-base64", "nested-token", "not-authentic"} <= integrity_reasons()
