@@ -1,0 +1,113 @@
+"""`/metrics` scraped by a real Prometheus server from a real `phi-proxy serve --workers 2`.
+
+The values are read back over Prometheus's HTTP API after real requests through the proxy: a
+grantee's read counts as decrypted, a non-grantee's as masked, and the sums cover both workers
+(each answers on the shared port; whichever answers the scrape adds up every worker's files).
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+
+import aiohttp
+import orjson
+import pytest
+from blackbox_env import PLANTED
+from prometheus_server import promtool, running_prometheus
+from test_blackbox_serve import _token, served  # noqa: F401 - the served-proxy fixture
+
+pytestmark = pytest.mark.slow
+SSN = "219-09-9999"
+GRANTEE_READS = 6
+OTHER_READS = 4
+
+
+async def _read(served, sub: str, times: int) -> list[dict]:  # noqa: F811
+    """`times` reads of /api/p1 as `sub`, each on a new connection (any worker may answer)."""
+    headers = {"Authorization": f"Bearer {_token(served['issuer'], sub)}"}
+    bodies = []
+    connector = aiohttp.TCPConnector(force_close=True)
+    async with aiohttp.ClientSession(connector=connector) as http:
+        for _ in range(times):
+            async with http.get(served["url"] + "/api/p1", headers=headers) as response:
+                assert response.status == 200
+                bodies.append(json.loads(await response.read()))
+    return bodies
+
+
+def _plant_ssn(served) -> None:  # noqa: F811
+    from keys.settings import open_keyring
+
+    keyring = open_keyring(served["settings"].keys)
+    PLANTED.add(SSN)
+    served["portal"].script(
+        "/api/p1",
+        orjson.dumps(
+            {"practice_id": "practice-a", "ssn": keyring.encrypt("practice-a", "ssn", SSN)}
+        ),
+    )
+
+
+async def _exposition(served) -> bytes:  # noqa: F811
+    async with (
+        aiohttp.ClientSession() as http,
+        http.get(served["admin"] + "/metrics") as response,
+    ):
+        assert response.status == 200
+        assert response.headers["Content-Type"].startswith("text/plain; version=0.0.4")
+        return await response.read()
+
+
+@pytest.mark.parametrize("served", [2], indirect=True)
+async def test_prometheus_reads_decrypted_and_masked_counts_summed_over_two_workers(
+    served,  # noqa: F811
+    tmp_path,
+):
+    """Prometheus scrapes the admin port and gets every worker's counts, added up."""
+    _plant_ssn(served)
+    assert all(b["ssn"] == SSN for b in await _read(served, "alice", GRANTEE_READS))
+    assert all(b["ssn"] == "***-**-9999" for b in await _read(served, "bob", OTHER_READS))
+    async with running_prometheus(tmp_path / "prometheus", [served["admin"][7:]]) as prom:
+        value = (
+            "sum(phi_proxy_phi_values_total{{action={!r},field_class='ssn',practice='practice-a'}})"
+        )
+        decrypted = await prom.value_when(value.format("decrypted"), GRANTEE_READS)
+        masked = await prom.value_when(value.format("masked"), OTHER_READS)
+        forwarded = await prom.value_when(
+            'sum(phi_proxy_requests_total{outcome="forwarded",status_class="2xx",route="-"})',
+            GRANTEE_READS + OTHER_READS,
+        )
+        latencies = await prom.value_when(
+            "sum(phi_proxy_proxy_duration_seconds_count)", GRANTEE_READS + OTHER_READS
+        )
+        portal = await prom.value_when(
+            "sum(phi_proxy_portal_duration_seconds_count)", GRANTEE_READS + OTHER_READS
+        )
+        grant_store_up = await prom.value_when('phi_proxy_up{dependency="grant_store"}', 1)
+        audit_up = await prom.value_when('phi_proxy_up{dependency="audit_sink"}', 1)
+        restarts = await prom.value_when("sum(phi_proxy_worker_restarts_total)", 0)
+        scrape_up = await prom.value_when('up{job="phi-proxy"}', 1)
+    assert decrypted == GRANTEE_READS
+    assert masked == OTHER_READS
+    assert forwarded == GRANTEE_READS + OTHER_READS
+    assert latencies == GRANTEE_READS + OTHER_READS
+    assert portal == GRANTEE_READS + OTHER_READS
+    assert (grant_store_up, audit_up, restarts, scrape_up) == (1, 1, 0, 1)
+    served["process"].send_signal(signal.SIGTERM)
+
+
+@pytest.mark.parametrize("served", [1, 2], indirect=True)
+async def test_the_exposition_passes_promtool_and_names_no_subject_token_or_value(
+    served,  # noqa: F811
+):
+    """`promtool check metrics` accepts /metrics; no subject, token or PHI value is in it."""
+    _plant_ssn(served)
+    await _read(served, "alice", 2)
+    await _read(served, "bob", 1)
+    text = await _exposition(served)
+    checked = promtool("check", "metrics", stdin=text)
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    assert b'phi_proxy_phi_values_total{action="decrypted"' in text
+    for secret in (SSN, "alice", "bob", _token(served["issuer"], "alice")[:40], "/api/p1"):
+        assert secret.encode() not in text
