@@ -7,13 +7,17 @@ grantee's read counts as decrypted, a non-grantee's as masked, and the sums cove
 
 from __future__ import annotations
 
+import asyncio
 import json
+import os
 import signal
+from pathlib import Path
 
 import aiohttp
 import orjson
 import pytest
 from blackbox_env import PLANTED
+from prometheus_client.parser import text_string_to_metric_families
 from prometheus_server import promtool, running_prometheus
 from test_blackbox_serve import _token, served  # noqa: F401 - the served-proxy fixture
 
@@ -21,6 +25,15 @@ pytestmark = pytest.mark.slow
 SSN = "219-09-9999"
 GRANTEE_READS = 6
 OTHER_READS = 4
+
+
+@pytest.fixture(autouse=True)
+def private_tmpdir(tmp_path, monkeypatch):
+    """TMPDIR for the served proxy (set before it starts): where its metrics folder goes."""
+    folder = tmp_path / "tmp"
+    folder.mkdir()
+    monkeypatch.setenv("TMPDIR", str(folder))
+    return folder
 
 
 async def _read(served, sub: str, times: int) -> list[dict]:  # noqa: F811
@@ -111,3 +124,55 @@ async def test_the_exposition_passes_promtool_and_names_no_subject_token_or_valu
     assert b'phi_proxy_phi_values_total{action="decrypted"' in text
     for secret in (SSN, "alice", "bob", _token(served["issuer"], "alice")[:40], "/api/p1"):
         assert secret.encode() not in text
+
+
+def _workers(supervisor: int) -> list[int]:
+    """The supervisor's worker processes (spawned children; not a resource tracker)."""
+    children = Path(f"/proc/{supervisor}/task/{supervisor}/children").read_text().split()
+    return [
+        int(pid) for pid in children if b"spawn_main" in Path(f"/proc/{pid}/cmdline").read_bytes()
+    ]
+
+
+def _sample(text: bytes, name: str) -> float | None:
+    for family in text_string_to_metric_families(text.decode()):
+        for sample in family.samples:
+            if sample.name == name:
+                return sample.value
+    return None
+
+
+@pytest.mark.parametrize("served", [2], indirect=True)
+async def test_a_replaced_worker_is_counted_and_the_private_folder_goes_with_the_proxy(
+    private_tmpdir,
+    served,  # noqa: F811
+):
+    """Workers share a 0700 folder; a killed worker counts as a restart; SIGTERM removes it."""
+    (folder,) = private_tmpdir.glob("phi-proxy-metrics-*")
+    assert folder.stat().st_mode & 0o777 == 0o700
+    workers = _workers(served["process"].pid)
+    assert len(workers) == 2
+    os.kill(workers[0], signal.SIGKILL)
+    restarts = None
+    for _ in range(200):  # bounded wait for the replacement; the value is asserted below
+        restarts = _sample(await _exposition(served), "phi_proxy_worker_restarts_total")
+        if restarts == 1 and len(_workers(served["process"].pid)) == 2:
+            break
+        await asyncio.sleep(0.1)
+    assert restarts == 1
+    # The dead worker's gauges are forgotten (a stale "down" would otherwise stay in the min).
+    assert list(folder.glob(f"gauge_live*_{workers[0]}.db")) == []
+    assert list(folder.glob(f"gauge_live*_{_workers(served['process'].pid)[0]}.db")) != []
+    text = await _exposition(served)
+    assert _sample(text, "phi_proxy_up") == 1
+    served["process"].send_signal(signal.SIGTERM)
+    assert await asyncio.wait_for(served["process"].wait(), 30) == 0
+    assert list(private_tmpdir.glob("phi-proxy-metrics-*")) == []
+
+
+async def test_a_single_process_keeps_its_metrics_in_memory(private_tmpdir, served):  # noqa: F811
+    """With one process no folder is made: nothing is written outside the process."""
+    _plant_ssn(served)
+    await _read(served, "alice", 1)
+    assert b"phi_proxy_requests_total" in await _exposition(served)
+    assert list(private_tmpdir.iterdir()) == []
