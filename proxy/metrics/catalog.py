@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     from proxy.accesslog import AccessRecord
     from proxy.transform import FieldPolicy, TransformStats
 
-__all__ = ["NO_ROUTE", "Metrics"]
+__all__ = ["ALERTS", "NO_ROUTE", "Metrics"]
 
 #: The route label of a request that matched no configured write or read route.
 NO_ROUTE: Final = "-"
@@ -29,6 +29,8 @@ MIXED: Final = "mixed"
 #: The practice label when none is known (e.g. a token that did not open).
 UNKNOWN: Final = "unknown"
 OTHER: Final = "other"
+#: The alert lines a request can raise (`phi_proxy_alerts_total`; proxy.audit.alerts).
+ALERTS: Final = ("lapsed_grant_use", "integrity_failure", "masked_burst")
 
 _STATUS_CLASSES: Final = ("0xx", "1xx", "2xx", "3xx", "4xx", "5xx")
 _PROXY_BUCKETS: Final = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
@@ -152,8 +154,12 @@ class Metrics:
         self._practices: frozenset[str] = frozenset()
         self._policy: FieldPolicy | None = None
         self._classes: frozenset[str] = frozenset()
-        for result in ("applied", "refused"):  # both series exist from the start (rate() works)
+        # Series an alert rule watches exist from the start: increase() misses the first event
+        # of a series that appears with it.
+        for result in ("applied", "refused"):
             self._reloads.labels(result)
+        for alert in ALERTS:
+            self._alerts.labels(alert)
 
     # ---- the request path -----------------------------------------------------------------------
 

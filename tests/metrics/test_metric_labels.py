@@ -6,14 +6,18 @@ of its own: they count as `other`, so a hostile body cannot grow the exposition.
 
 from __future__ import annotations
 
+import re
 from collections import Counter
+from pathlib import Path
 
 import orjson
 import pytest
 
+import proxy
 from keys.testing import make_keyring
 from proxy.grants import NO_ACCESS
 from proxy.metrics import Metrics
+from proxy.metrics.catalog import ALERTS
 from proxy.transform import FieldPolicy, RevealContext, TransformStats, transform_response
 from proxy.transform.settings import FieldSettings
 from proxy.transform.testing import EVERY_GRANT, TEST_FIELDS
@@ -90,3 +94,16 @@ def test_tokens_that_do_not_open_count_by_reason(policy, keyring):
     }
     assert sum(reasons.values()) == 1
     assert set(reasons) <= {"unknown-kid", "not-authentic"}
+
+
+def test_every_alert_the_proxy_counts_has_a_series_from_the_start():
+    """An alert counted without a zero series first would be missed by increase() once."""
+    source = "\n".join(
+        path.read_text(encoding="utf-8") for path in Path(proxy.__file__).parent.rglob("*.py")
+    )
+    counted = set(re.findall(r"\.alert\(\"([a-z_]+)\"\)", source))
+    assert counted
+    assert counted <= set(ALERTS)
+    metrics = Metrics()
+    for alert in ALERTS:
+        assert metrics.registry.get_sample_value("phi_proxy_alerts_total", {"alert": alert}) == 0
