@@ -133,19 +133,20 @@ class Metrics:
             registry=reg,
             multiprocess_mode="livemax",
         )
+        # The latest flush wins (a worker that flushed before a rotation holds the old key's count).
         self.key_encryptions = Gauge(
             "phi_proxy_key_encryptions",
             "Encryptions counted for a practice's encrypting key (keys.usage_file totals).",
             ["practice"],
             registry=reg,
-            multiprocess_mode="livemax",
+            multiprocess_mode="livemostrecent",
         )
         self.key_usage_ratio = Gauge(
             "phi_proxy_key_usage_ratio",
             "A practice's encrypting key's encryptions divided by keys.usage_limit.",
             ["practice"],
             registry=reg,
-            multiprocess_mode="livemax",
+            multiprocess_mode="livemostrecent",
         )
         self._request_children: dict[tuple[str, int, str], Counter] = {}
         self._value_children: dict[tuple[str, str, str], Counter] = {}
