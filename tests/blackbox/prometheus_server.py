@@ -72,10 +72,35 @@ class Prometheus:
         assert body["status"] == "success", body
         return body["data"]["result"]
 
-    async def value_when(self, promql: str, expected: float, *, within: float = 60.0) -> float:
-        """Poll `promql` (one scalar sample) until it equals `expected`; the last value seen.
+    async def alert_state(self, name: str) -> str | None:
+        """The state (pending, firing) of alert `name`, or None while it is not active."""
+        async with (
+            aiohttp.ClientSession() as http,
+            http.get(f"{self.url}/api/v1/alerts") as resp,
+        ):
+            body = await resp.json()
+        states = [a["state"] for a in body["data"]["alerts"] if a["labels"]["alertname"] == name]
+        return states[0] if states else None
 
-        Waiting is bounded, not asserted on: the caller asserts on the value returned.
+    async def alert_when(self, name: str, state: str, *, within: float = 60.0) -> str | None:
+        """Poll until alert `name` is in `state` (bounded); the last state seen."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + within
+        seen = None
+        while loop.time() < deadline:
+            seen = await self.alert_state(name)
+            if seen == state:
+                break
+            await asyncio.sleep(0.5)
+        return seen
+
+    async def value_when(
+        self, promql: str, expected: float, *, at_least: bool = False, within: float = 60.0
+    ) -> float:
+        """Poll `promql` (one scalar sample) until it equals (or reaches) `expected`.
+
+        Returns the last value seen. Waiting is bounded, not asserted on: the caller asserts on
+        the value returned.
         """
         loop = asyncio.get_running_loop()
         deadline = loop.time() + within
@@ -84,21 +109,25 @@ class Prometheus:
             result = await self.query(promql)
             if result:
                 seen = float(result[0]["value"][1])
-                if seen == expected:
+                if seen == expected or (at_least and seen >= expected):
                     break
             await asyncio.sleep(0.5)
         return seen
 
 
 @contextlib.asynccontextmanager
-async def running_prometheus(folder: Path, targets: list[str]):
-    """Prometheus scraping `targets` (host:port, /metrics) every second, until the block ends."""
+async def running_prometheus(folder: Path, targets: list[str], rule_files: tuple[Path, ...] = ()):
+    """Prometheus scraping `targets` (host:port, /metrics) every second, until the block ends.
+
+    `rule_files` are loaded and evaluated every second.
+    """
     binary = require_binary("prometheus")
     config = folder / "prometheus.yml"
     _write_config(
         config,
         {
             "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
+            "rule_files": [str(path) for path in rule_files],
             "scrape_configs": [
                 {
                     "job_name": "phi-proxy",

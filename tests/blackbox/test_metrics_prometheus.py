@@ -11,6 +11,7 @@ import asyncio
 import json
 import os
 import signal
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import aiohttp
@@ -19,9 +20,12 @@ import pytest
 from blackbox_env import PLANTED
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_server import promtool, running_prometheus
-from test_blackbox_serve import _token, served  # noqa: F401 - the served-proxy fixture
+from test_blackbox_serve import _token, issuer_subject, served  # noqa: F401 - the fixture
+
+from proxy.grants import GrantRequest, SQLiteGrantStore
 
 pytestmark = pytest.mark.slow
+ALERT_RULES = Path(__file__).resolve().parents[2] / "deploy" / "prometheus" / "alerts.yaml"
 SSN = "219-09-9999"
 GRANTEE_READS = 6
 OTHER_READS = 4
@@ -176,3 +180,49 @@ async def test_a_single_process_keeps_its_metrics_in_memory(private_tmpdir, serv
     await _read(served, "alice", 1)
     assert b"phi_proxy_requests_total" in await _exposition(served)
     assert list(private_tmpdir.iterdir()) == []
+
+
+async def _lapsed_grant(served, sub: str) -> None:  # noqa: F811
+    """Give `sub` a grant for practice-a and revoke it: the served proxy sees it lapsed."""
+    settings, now = served["settings"], datetime.now(UTC)
+    store = SQLiteGrantStore(settings.grants.sqlite_path, max_ttl=settings.grants.max_ttl)
+    try:
+        grant = await store.add(
+            GrantRequest(
+                subject=issuer_subject(served["issuer"], sub),
+                practice="practice-a",
+                field_classes=None,
+                expires_at=now + timedelta(hours=1),
+                created_by="tests",
+                reason="metrics test",
+            ),
+            now=now,
+        )
+        await store.revoke(grant_id=grant.id, by="tests", reason="left", now=now)
+    finally:
+        await store.close()
+
+
+@pytest.mark.parametrize("served", [2], indirect=True)
+async def test_the_shipped_alert_rules_fire_on_the_proxys_own_metrics(served, tmp_path):  # noqa: F811
+    """deploy/prometheus/alerts.yaml in a real Prometheus, on the served proxy's metrics.
+
+    Quiet while nothing happens; a revoked caller's read fires PhiProxyLapsedGrantUse at the
+    next evaluation (its series exists at 0 before the first lapse, so increase() sees it).
+    """
+    _plant_ssn(served)
+    await _lapsed_grant(served, "carol")
+    folder = tmp_path / "prometheus"
+    lapsed = 'phi_proxy_alerts_total{alert="lapsed_grant_use"}'
+    async with running_prometheus(folder, [served["admin"][7:]], (ALERT_RULES,)) as prom:
+        # Three scrapes of the zero series: the rules were evaluated on it several times.
+        scrapes = await prom.value_when(f"max(count_over_time({lapsed}[1m]))", 3, at_least=True)
+        before = await prom.alert_state("PhiProxyLapsedGrantUse")
+        bodies = await _read(served, "carol", 1)
+        fired = await prom.alert_when("PhiProxyLapsedGrantUse", "firing")
+        quiet = await prom.alert_state("PhiProxyGrantStoreDown")
+    assert scrapes >= 3
+    assert before is None
+    assert bodies[0]["ssn"] == "***-**-9999"
+    assert fired == "firing"
+    assert quiet is None
