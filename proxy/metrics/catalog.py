@@ -11,11 +11,15 @@ does not hold, a class a crafted token claims) is counted as `other`.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Final
+import logging
+import time
+from typing import TYPE_CHECKING, Concatenate, Final, ParamSpec
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from keys.keyring import Keyring
     from proxy.accesslog import AccessRecord
     from proxy.transform import FieldPolicy, TransformStats
@@ -32,13 +36,39 @@ OTHER: Final = "other"
 #: The alert lines a request can raise (`phi_proxy_alerts_total`; proxy.audit.alerts).
 ALERTS: Final = ("lapsed_grant_use", "integrity_failure", "masked_burst")
 
+_log = logging.getLogger("phi_proxy")
+_P = ParamSpec("_P")
+#: At most one log line per this many seconds about metrics that could not be counted.
+_FAILURE_LOG_SECONDS: Final = 60.0
+
 _STATUS_CLASSES: Final = ("0xx", "1xx", "2xx", "3xx", "4xx", "5xx")
 _PROXY_BUCKETS: Final = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 _PORTAL_BUCKETS: Final = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 
 
+def _contained(
+    count: Callable[Concatenate[Metrics, _P], None],
+) -> Callable[Concatenate[Metrics, _P], None]:
+    """Counting never fails what it counts (a request, an audit event): errors are logged.
+
+    E.g. a full /tmp under `--workers`, where a new label's value file cannot grow.
+    """
+
+    def counted(self: Metrics, /, *args: _P.args, **kwargs: _P.kwargs) -> None:
+        try:
+            count(self, *args, **kwargs)
+        except Exception as exc:  # noqa: BLE001 - a metric is never worth a failed request
+            self.failed(exc)
+
+    counted.__name__, counted.__doc__ = count.__name__, count.__doc__
+    return counted
+
+
 class Metrics:
     """The metric objects of one process, registered in a private registry."""
+
+    #: When the last "could not count" line was logged (monotonic), or None.
+    _failure_logged: float | None = None
 
     def __init__(self) -> None:
         """Create every metric (in multiprocess mode: each worker's own value files)."""
@@ -162,8 +192,22 @@ class Metrics:
         for alert in ALERTS:
             self._alerts.labels(alert)
 
+    def failed(self, exc: Exception) -> None:
+        """Log (at most once a minute) that a value could not be counted; carry on."""
+        now = time.monotonic()
+        last = self._failure_logged
+        if last is None or now - last >= _FAILURE_LOG_SECONDS:
+            self._failure_logged = now
+            _log.error(
+                "metrics: a value could not be counted (%s: %s); requests are unaffected, the "
+                "metrics undercount until this stops (logged at most once a minute)",
+                type(exc).__name__,
+                exc,
+            )
+
     # ---- the request path -----------------------------------------------------------------------
 
+    @_contained
     def request(self, record: AccessRecord, finished: float) -> None:
         """Count one answered request and its two latencies."""
         status = record.status
@@ -185,6 +229,7 @@ class Metrics:
             reason = record.fields.get("rejected")
             self._refused.labels(reason if isinstance(reason, str) else OTHER).inc()
 
+    @_contained
     def transformed(self, stats: TransformStats, keyring: Keyring, policy: FieldPolicy) -> None:
         """Count the values one body transform decrypted, masked, kept or encrypted."""
         if keyring is not self._ring:
@@ -231,27 +276,33 @@ class Metrics:
 
     # ---- events outside the request's own accounting --------------------------------------------
 
+    @_contained
     def alert(self, alert: str) -> None:
         """A request raised `alert` (whether or not its line was held back)."""
         self._alerts.labels(alert).inc()
 
+    @_contained
     def audit_denied(self) -> None:
         """A response was masked because the audit trail cannot be written."""
         self._audit_denied.inc()
 
+    @_contained
     def audit_dropped(self, count: int) -> None:
         """`count` audit events were dropped from the full queue."""
         if count > 0:
             self._audit_dropped.inc(count)
 
+    @_contained
     def reload(self, *, applied: bool) -> None:
         """A reload was applied, or refused (the old keys and config stay)."""
         self._reloads.labels("applied" if applied else "refused").inc()
 
+    @_contained
     def worker_restarted(self) -> None:
         """The supervisor replaced a worker that exited."""
         self._worker_restarts.inc()
 
+    @_contained
     def key_usage(self, practice: str, encryptions: int, limit: int) -> None:
         """The flushed encryption total of `practice`'s encrypting key."""
         self.key_encryptions.labels(practice).set(encryptions)
