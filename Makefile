@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test lint typecheck core-test pytest pytest-pure install core clean bench soak postgres softhsm fuzz openapi
+.PHONY: run test lint typecheck core-test pytest pytest-pure install core clean bench soak postgres softhsm prometheus fuzz openapi
 
 # (Re)install when the project metadata changes; a bare `make test` keeps the venv current.
 $(STAMP): pyproject.toml
@@ -79,6 +79,11 @@ postgres:
 # (root only); each test session makes its own throwaway token.
 softhsm:
 	bash scripts/test-softhsm
+
+# Prometheus and promtool for the metrics tests (what CI does): installs Debian's prometheus
+# when missing; the tests start their own server on a free port.
+prometheus:
+	bash scripts/test-prometheus
 
 # Fuzz the compiled core against the pure-Python core (atheris/libFuzzer); FUZZ_MINUTES=10.
 FUZZ_MINUTES ?= 1

@@ -6,6 +6,8 @@
   cold and warm, per value; and the *added* cost per value (PHI page minus the same page
   without PHI fields, divided by the values);
 * the audit event of such a page (100 records x 3 classes disclosed), built and sealed;
+* counting one such request in the Prometheus metrics (the request, its two latencies and the
+  page's values), with the values in memory (one process) and in files (`--workers N`);
 * the floor: orjson parse + serialize of the page and the bare library calls per value
   (base64url decode, AES-256-GCM open), i.e. what even a compiled walker would still pay;
 * the cold start per KEK provider (`kek_cold.py`): a new process loading a keystore of 100
@@ -23,6 +25,7 @@ import json
 import random
 import re
 import time
+from collections import Counter
 from typing import TYPE_CHECKING
 
 import dataset
@@ -37,6 +40,7 @@ import orjson
 
 from keys.keyring import DEFAULT_CACHE_ENTRIES
 from keys.testing import make_keyring
+from proxy import metrics
 from proxy.accesslog import AccessRecord
 from proxy.audit.chain import Chain, Head
 from proxy.audit.requests import AuditState, RequestAuditor
@@ -150,6 +154,36 @@ def _audit_figures() -> dict[str, float]:
     }
 
 
+_METRIC_REPS = 2000
+
+
+def _metrics_figures(keyring: Keyring) -> dict[str, float]:
+    """Counting one 100-record request in the metrics: in memory, and in `--workers` files."""
+    policy = FieldPolicy.compile(
+        FieldSettings.model_validate(dataset.proxy_config("http://x", 0)["fields"])
+    )
+    classes = list(policy.settings.classes)[:3]
+    stats = TransformStats(decrypted=Counter(dict.fromkeys(classes, 100)), practices={PRACTICE})
+    record = AccessRecord("0123456789abcdef", "GET", "/api/patients", "127.0.0.1", 0.0)
+    record.status, record.upstream_ms = 200, 3.0
+    out: dict[str, float] = {}
+    folder = metrics.create_shared_folder()
+    try:
+        for mode, where in (("memory", None), ("files", folder)):
+            counted = metrics.install(where)
+
+            def one(counted: metrics.Metrics = counted) -> None:
+                counted.request(record, 0.01)
+                counted.transformed(stats, keyring, policy)
+
+            took = _best(lambda one=one: [one() for _ in range(_METRIC_REPS)])
+            out[f"metrics_request_page100_{mode}_us"] = 1e6 * took / _METRIC_REPS
+    finally:
+        metrics.install(None)
+        metrics.remove_shared_folder(folder)
+    return out
+
+
 def _nophi_proof_figures(rng: random.Random) -> dict[str, float]:
     """The no-PHI proof (`FieldPolicy.may_need_transform`) on a 64 KB page without PHI."""
     policy = FieldPolicy.compile(
@@ -251,6 +285,7 @@ def run() -> dict:
     rng = random.Random(8)
     keyring = make_keyring([PRACTICE])
     out = _open_figures(keyring, rng) | _transform_figures(keyring, rng) | _audit_figures()
+    out |= _metrics_figures(keyring)
     out |= _nophi_proof_figures(rng)
     out |= _floor_figures(keyring, rng)
     out |= kek_cold.run()

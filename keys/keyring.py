@@ -184,6 +184,11 @@ class Keyring:
         """The compiled core's key table (`phi_proxy_core.Keys`), or None in the pure core."""
         return self._native
 
+    @property
+    def cached_tokens(self) -> int:
+        """Tokens remembered by the pure-Python opened-token cache (for metrics)."""
+        return len(self._cache)
+
     def practice_of(self, kid: str) -> str | None:
         """The practice owning `kid`, or None if unknown (retired/destroyed keys are known)."""
         return self._practice_by_kid.get(kid)

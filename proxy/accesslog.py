@@ -16,6 +16,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from proxy import metrics
 from proxy.audit.events import path_template
 from proxy.logs import ACCESS_LOGGER, direct_stream, event_head, render_line, write_direct
 
@@ -38,10 +39,13 @@ class AccessRecord:
     upstream_ms: float | None = None
     outcome: str = "forwarded"
     fields: dict[str, Any] = field(default_factory=dict)
+    #: The configured write or read route's template it matched (a metrics label), else "-".
+    route: str = "-"
 
 
 def log_access(record: AccessRecord, *, finished: float) -> None:
-    """Emit the access line for a finished request."""
+    """Emit the access line for a finished request, and count it in the metrics."""
+    metrics.current().request(record, finished)
     fields = {
         "request_id": record.request_id,
         "method": record.method,

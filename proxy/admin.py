@@ -2,7 +2,7 @@
 
 `/healthz` answers while the process runs. `/readyz` answers 200 only when the keystore is
 loaded and the grant store answers; load balancers use it to keep traffic away from a replica
-that would mask everything.
+that would mask everything. `/metrics` is the Prometheus exposition (proxy.metrics).
 """
 
 from __future__ import annotations
@@ -11,6 +11,8 @@ from typing import TYPE_CHECKING
 
 from aiohttp import web
 
+from proxy.metrics.exposition import add_metrics
+
 if TYPE_CHECKING:
     from proxy.runtime import Runtime
 
@@ -18,7 +20,7 @@ __all__ = ["build_admin_app"]
 
 
 def build_admin_app(runtime: Runtime) -> web.Application:
-    """An application with /healthz and /readyz backed by `runtime`."""
+    """An application with /healthz, /readyz and /metrics backed by `runtime`."""
 
     async def healthz(_request: web.Request) -> web.Response:
         return web.json_response({"status": "ok"})
@@ -34,4 +36,5 @@ def build_admin_app(runtime: Runtime) -> web.Application:
     app = web.Application()
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
+    add_metrics(app, runtime)
     return app

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING
 
 from aiohttp import web
 
+from proxy import metrics
 from proxy.accesslog import AccessRecord
 from proxy.audit.requests import AUDIT_STATE_KEY, AuditState, status_of
 from proxy.errors import ProxyError, UpstreamUnavailable
@@ -89,10 +90,11 @@ class Pipeline:
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         """Answer one client request through the portal, and audit the PHI it touched."""
+        route = self.routes.match_route(request.method, request.path)
+        self._label_route(request, None if route is None else route.route.path)
         if self.audit is None:
             return await self._handle(request)
         state = AuditState()
-        route = self.routes.match_route(request.method, request.path)
         state.write_route = None if route is None else route.route.path
         request[AUDIT_STATE_KEY] = state
         try:
@@ -103,6 +105,14 @@ class Pipeline:
         record = request[RECORD_KEY]
         self.audit.finish(record, state, response.status, record.outcome)
         return response
+
+    def _label_route(self, request: web.Request, write_route: str | None) -> None:
+        """The metrics' route label: the write route's template, else the read route's."""
+        if write_route is None and self.read_routes is not None:
+            read = self.read_routes.match_route(request.method, request.path)
+            write_route = None if read is None else read.route.path
+        if write_route is not None:
+            request[RECORD_KEY].route = write_route
 
     async def _handle(self, request: web.Request) -> web.StreamResponse:
         record = request[RECORD_KEY]
@@ -184,6 +194,7 @@ class Pipeline:
         )
         if stats.encrypted:
             request[RECORD_KEY].fields["encrypted"] = dict(stats.encrypted)
+            metrics.current().transformed(stats, self.keyring(), self.policy)
         return sealed
 
     def _client_headers(
@@ -266,6 +277,7 @@ class Pipeline:
                 audit_state.response_stats = context.stats
             body = transform_response(body, content_type, context)
             self._account(context.stats, record)
+            metrics.current().transformed(context.stats, context.keyring, self.policy)
             headers["Cache-Control"] = "no-store"
             drop_cdn_cache_headers(headers)
             vary = headers.get("Vary")

@@ -37,6 +37,7 @@ from typing import TYPE_CHECKING, Final
 from keys.errors import KekUnavailable, PhiProxyError
 from keys.settings import FileKekSettings, check_kek
 from keys.usage import open_counting_keyring
+from proxy import metrics
 from proxy.identity import build_authenticator
 from proxy.runtime import header_policy
 from proxy.settings import load_settings
@@ -220,6 +221,7 @@ class Reloader:
                 built = await asyncio.to_thread(self._build, runtime.settings, runtime.pipeline())
             except _ConfigUnreadable as exc:
                 self.failures += 1
+                metrics.current().reload(applied=False)
                 _log.error(
                     "reload refused; still serving with the previous keys and config",
                     extra={"fields": {"reason": reason, "error": str(exc)}},
@@ -230,6 +232,7 @@ class Reloader:
                 built = keys_only
             except PhiProxyError as exc:
                 self.failures += 1
+                metrics.current().reload(applied=False)
                 _log.error(
                     "reload refused; still serving with the previous keys and config",
                     extra={"fields": {"reason": reason, "error": str(exc)}},
@@ -237,6 +240,7 @@ class Reloader:
                 return False
             except Exception as exc:  # noqa: BLE001 - never let a bad file stop the proxy
                 self.failures += 1
+                metrics.current().reload(applied=False)
                 _log.error(
                     "reload refused; still serving with the previous keys and config",
                     extra={"fields": {"reason": reason, "error": _where(exc)}},
@@ -250,6 +254,7 @@ class Reloader:
             after = self._snapshot()  # the new settings may watch other files
             self._signatures = {path: before.get(path, sig) for path, sig in after.items()}
             self.reloads += 1
+            metrics.current().reload(applied=True)
             if built.restart_required:
                 _log.warning(
                     "restart required: these config sections changed but are not reloaded live",

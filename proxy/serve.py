@@ -29,6 +29,7 @@ from aiohttp import web
 
 from keys.errors import ConfigError, PhiProxyError
 from keys.native import core_description
+from proxy import metrics
 from proxy.admin import build_admin_app
 from proxy.app import build_app, build_runner
 from proxy.logs import configure_logging
@@ -297,8 +298,9 @@ async def serve_forever(
         listeners.close()
 
 
-def _worker(config_path: Path, listeners: Listeners) -> None:
+def _worker(config_path: Path, listeners: Listeners, metrics_folder: Path) -> None:
     """One worker process: serve on the supervisor's sockets; one `error:` line if it cannot."""
+    metrics.install(metrics_folder)  # before anything counts: every worker adds to one scrape
     try:
         settings = load_settings(config_path)
         configure_logging(settings.logging.level)
@@ -328,9 +330,13 @@ def serve(config_path: Path, *, workers: int) -> int:
     check_upstream_tls_files(settings.upstream)
     listeners = bind_listeners(settings)
     if workers <= 1:
+        metrics.install(None)
         asyncio.run(serve_forever(settings, listeners=listeners, config_path=config_path))
         return 0
+    folder = metrics.create_shared_folder()
     try:
-        return Supervisor(partial(_worker, config_path, listeners), workers).run()
+        metrics.install(folder)  # the supervisor counts worker restarts there
+        return Supervisor(partial(_worker, config_path, listeners, folder), workers).run()
     finally:
         listeners.close()  # the supervisor's copies; it never accepts a connection itself
+        metrics.remove_shared_folder(folder)

@@ -19,6 +19,8 @@ import signal
 import time
 from typing import TYPE_CHECKING, Final
 
+from proxy import metrics
+
 if TYPE_CHECKING:
     from collections.abc import Callable
     from multiprocessing.process import BaseProcess
@@ -89,6 +91,9 @@ class Supervisor:
                 "worker %s exited (code %s); starting a replacement", process.pid, process.exitcode
             )
             self._restarts.append(now)
+            if process.pid is not None:
+                metrics.worker_exited(process.pid)
+            metrics.current().worker_restarted()
             self._processes[index] = self._start()
 
     def _stop(self, _signum: int, _frame: object) -> None:

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 from keys.errors import PhiProxyError
 from keys.settings import keystore_file
 from keys.usage import WARN_FRACTION
+from proxy import metrics
 from proxy.logs import ALERT_LOGGER
 
 if TYPE_CHECKING:
@@ -58,6 +59,7 @@ class UsageWatch:
         limit = self._runtime.settings.keys.usage_limit
         for practice, kid in self._encrypting_keys():
             used = totals.get(kid, 0)
+            metrics.current().key_usage(practice, used, limit)
             if used < WARN_FRACTION * limit or kid in self._alerted:
                 continue
             self._alerted.add(kid)

@@ -24,6 +24,7 @@ from collections import Counter, OrderedDict, deque
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
 
+from proxy import metrics
 from proxy.logs import ALERT_LOGGER
 
 if TYPE_CHECKING:
@@ -178,6 +179,7 @@ class RequestAlerts:
         fields = lapsed_fields(stats, access)
         if fields is None:
             return
+        metrics.current().alert("lapsed_grant_use")
         suppressed = self.limiter.admit("lapsed_grant_use", record.subject, now)
         if suppressed is None:
             return
@@ -191,6 +193,7 @@ class RequestAlerts:
         fields = integrity_fields(stats)
         if fields is None:
             return
+        metrics.current().alert("integrity_failure")
         suppressed = self.limiter.admit("integrity_failure", record.subject, now)
         if suppressed is None:
             return
@@ -206,6 +209,7 @@ class RequestAlerts:
         count = self.burst.hit(record.subject, now)
         if count is None:
             return
+        metrics.current().alert("masked_burst")
         _alerts.warning(
             "masked_burst",
             extra={

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 from aiohttp import web
 
+from proxy import metrics
 from proxy.audit.alerts import RequestAlerts
 from proxy.audit.events import RecordAccess, RequestEvent, iso_time, path_template
 from proxy.audit.records import group_records
@@ -107,6 +108,7 @@ class RequestAuditor:
         state.access = access
         if self.trail is not None and not self.trail.may_disclose():
             state.denied = True
+            metrics.current().audit_denied()
             return NO_ACCESS
         return access
 

@@ -21,6 +21,7 @@ import time
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Final
 
+from proxy import metrics
 from proxy.audit.errors import AuditError
 from proxy.audit.events import iso_time
 
@@ -80,6 +81,11 @@ class AuditTrail:
         """True when the last write or probe succeeded."""
         return self._healthy
 
+    @property
+    def queued(self) -> int:
+        """Events waiting in memory to be written (for metrics)."""
+        return len(self._pending)
+
     def may_disclose(self) -> bool:
         """False while the sink is failing under `on_failure: deny`: mask everything then."""
         return self._healthy or not self._deny
@@ -89,6 +95,7 @@ class AuditTrail:
         if len(self._pending) >= MAX_PENDING:
             del self._pending[0]
             self._dropped += 1
+            metrics.current().audit_dropped(1)
         self._pending.append(payload)
 
     async def start(self) -> None:
@@ -175,7 +182,9 @@ class AuditTrail:
                 # In order, within the bound (the newest kept, as `emit` does). What does not fit
                 # is counted, never silently lost: the next write opens with `events_dropped`.
                 kept = batch + self._pending
-                self._dropped += max(0, len(kept) - MAX_PENDING)
+                overflow = max(0, len(kept) - MAX_PENDING)
+                self._dropped += overflow
+                metrics.current().audit_dropped(overflow)
                 self._pending = kept[-MAX_PENDING:]
                 self._failed(exc)
                 return

@@ -262,6 +262,11 @@ class PostgresGrantStore:
             ) from None
         return [grant_from_row(row) for row in rows]
 
+    @property
+    def cached_subjects(self) -> int:
+        """Subjects whose grants are cached right now (for metrics)."""
+        return len(self._cache)
+
     async def ping(self) -> bool:
         """True when the grants table can be read now (within the store timeout)."""
         try:

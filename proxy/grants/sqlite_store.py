@@ -369,6 +369,11 @@ class SQLiteGrantStore:
             raise GrantStoreUnavailable(f"{self.path}: cannot read grants ({exc})") from None
         return [grant_from_row(row) for row in rows]
 
+    @property
+    def cached_subjects(self) -> int:
+        """Subjects whose grants are cached right now (for metrics)."""
+        return len(self._cache)
+
     async def ping(self) -> bool:
         """True when the grants table can be read now, from the file at `path`."""
         if not self._same_file(time.time()):

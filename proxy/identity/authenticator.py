@@ -136,6 +136,16 @@ class JwtAuthenticator:
         """How many verified tokens are remembered right now (for tests and metrics)."""
         return len(self._verified)
 
+    @property
+    def jwks_loaded_at(self) -> float | None:
+        """When (time.time()) the JWKS held now was loaded; None if never (for metrics)."""
+        return self._jwks.loaded_at
+
+    @property
+    def jwks_keys(self) -> int:
+        """How many JWKS entries are held (for metrics)."""
+        return self._jwks.size
+
     async def _fetch_url(self) -> bytes:
         url = self._settings.jwks_url
         if url is None:  # pragma: no cover - guarded by the settings validator
@@ -321,6 +331,11 @@ class IssuerRouter:
             )
             for issuer in source.issuers
         }
+
+    @property
+    def providers(self) -> tuple[JwtAuthenticator, ...]:
+        """One authenticator per identity provider (for metrics)."""
+        return tuple(self._providers)
 
     async def authenticate(self, headers: MultiMapping[str], *, now: float) -> Caller:
         """Route the bearer token to the provider that lists its `iss`; anonymous if none."""

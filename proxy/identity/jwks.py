@@ -140,6 +140,16 @@ class JwksCache:
         #: remembered about tokens verified under an older generation must be dropped.
         self.generation = 0
 
+    @property
+    def loaded_at(self) -> float | None:
+        """The `now` of the last successful load, or None if none succeeded yet."""
+        return self._loaded_at
+
+    @property
+    def size(self) -> int:
+        """How many JWKS entries are held."""
+        return 0 if self._entries is None else len(self._entries)
+
     async def keys_for(self, kid: str | None, alg: str, *, now: float) -> list[jwt.PyJWK]:
         """Keys that may verify a token with this `kid` and `alg`; may trigger one refresh.
 

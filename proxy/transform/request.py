@@ -424,6 +424,7 @@ class _Walk:
             deterministic=ctx.policy.is_deterministic(field_class),
         )
         ctx.stats.encrypted[field_class] += 1
+        ctx.stats.practices.add(self.practice)  # the metrics' practice label
         return token
 
     def check_grant(self, practice: str, field_class: str, route: WriteRouteMatch) -> None:
