@@ -40,6 +40,12 @@ UNSAFE_REASONS: Final = frozenset(
         # a part of a multipart/message body holds tokens or legacy plaintext: the proxy does
         # not rewrite MIME structures, so the body is withheld
         "multipart_with_phi",
+        # an XML body (read because an `xml:` selector is configured) that holds a selected
+        # name but is not well-formed XML: a lenient client could read plaintext from it
+        "invalid_xml",
+        # an XML body with an internal DTD subset or an entity declaration: a client's parser
+        # would expand entities and add default attributes the proxy never saw
+        "unsafe_xml",
     }
 )
 
@@ -69,6 +75,12 @@ REJECT_REASONS: Final = frozenset(
         "no_grant_for_route",
         # a selected field holds an object: its keys would reach the portal in clear (422)
         "plaintext_key_in_selected_object",
+        # an XML body with a DOCTYPE or entity declaration (422)
+        "xml_declaration_refused",
+        # an XML body that is not well-formed, to be read because it may carry PHI (400)
+        "invalid_xml",
+        # a selected XML element holds child elements, comments or PIs (422)
+        "markup_in_selected_element",
     }
 )
 

@@ -2,7 +2,9 @@
 
     application/json, */*+json, */x-json,       → the JSON walk (selectors + tokens)
     text/json
-    text/html, */xml, */*+xml, xhtml            → token substitution, HTML/XML-escaped
+    text/html, */xml, */*+xml, xhtml            → token substitution, HTML/XML-escaped; XML
+                                                 types walked with `xml:` selectors when any
+                                                 are configured (`response_xml`)
     text/csv / text/tab-separated-values       → token substitution keeping CSV/TSV valid
     other *json* (NDJSON, json-seq, …)          → token substitution, JSON-string-escaped
     anything else, or no Content-Type          → token substitution; JSON-escaped when the body
@@ -56,6 +58,8 @@ class BodyKind:
     text: bool = False
     #: multipart/* or message/*: parts a byte search cannot see into (response_parts.py).
     container: bool = False
+    #: An XML type (*/xml, */*+xml; not text/html): parsed when `xml:` selectors exist.
+    xml: bool = False
 
 
 def _codec(name: str | None) -> str | None:
@@ -131,7 +135,7 @@ def classify(content_type: str | None) -> BodyKind:  # noqa: PLR0911 - a lookup 
     if sub in _JSON_SUBTYPES or suffix == "json":
         return BodyKind(json=True, escape="json", charset=charset)
     if sub in {"html", "xml", "xhtml"} or suffix == "xml":
-        return BodyKind(json=False, escape="html", charset=charset)
+        return BodyKind(json=False, escape="html", charset=charset, xml=sub != "html")
     if sub == "csv":
         return BodyKind(json=False, escape="csv", charset=charset)
     if sub == "tab-separated-values":

@@ -25,6 +25,8 @@ from proxy.transform.names import (
     is_ascii_revealing,
 )
 from proxy.transform.native_json import NativeJson
+from proxy.transform.response_xml import declares_xml
+from proxy.transform.xml_selectors import compile_xml_selector
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping
@@ -33,6 +35,7 @@ if TYPE_CHECKING:
     from proxy.transform.jsonpath import CompiledPath
     from proxy.transform.mediatype import BodyKind
     from proxy.transform.settings import FieldSettings
+    from proxy.transform.xml_selectors import XmlSelector
 
 __all__ = ["FieldPolicy", "KeyRole", "ObjectShape", "PolicyTables"]
 
@@ -131,6 +134,7 @@ class FieldPolicy:
         "max_depth",
         "native",
         "redacted_text",
+        "xml_selectors",
     )
 
     def __init__(self, settings: FieldSettings) -> None:
@@ -148,6 +152,7 @@ class FieldPolicy:
         key_classes: dict[str, str] = {}
         paths = []
         needles: set[str] = set()
+        xml_selectors: list[tuple[XmlSelector, str]] = []
         always = False
         for selector in settings.selectors:
             for name in selector.keys or ():
@@ -164,6 +169,18 @@ class FieldPolicy:
                     always = True
                 else:
                     needles.update(required)
+            if selector.xml is not None:
+                xml = compile_xml_selector(
+                    selector.xml, settings.xml_namespaces, settings.normalize
+                )
+                xml_selectors.append((xml, selector.field_class))
+                required = xml.required_names()
+                if required is None:
+                    always = True
+                else:
+                    needles.update(required)
+        #: `xml:` selectors in config order, with their class; empty: XML bodies are not read.
+        self.xml_selectors = tuple(xml_selectors)
         self._key_classes = key_classes
         self._paths = tuple(paths)
         self._path_names = frozenset(needles - set(key_classes))
@@ -218,6 +235,11 @@ class FieldPolicy:
             fold_separators=settings.fold_separators,
             normalize=settings.normalize,
         )
+
+    @property
+    def reads_xml(self) -> bool:
+        """True if XML bodies are parsed and their selected values decided (an `xml:` selector)."""
+        return bool(self.xml_selectors)
 
     def mask_for(self, field_class: str) -> Mask:
         """The mask of a class; a class the config does not know gets the redacted text."""
@@ -295,11 +317,21 @@ class FieldPolicy:
             return True
         if flags & _HAS_NUL and any(wide in body for wide in _WIDE_PREFIXES):
             return True
-        if looks_wide(body):  # UTF-16/32 JSON, BOM or not: refused by the transform
+        # UTF-16/32 JSON, BOM or not: refused by the transform; XML declarations: parsed there
+        if looks_wide(body) or self._declares_xml(body, content_type):
             return True
         if flags & _NAMES_UNKNOWN:
             return self._may_hold_names(body)
         return bool(flags & _MAY_HOLD_NAMES)
+
+    def _declares_xml(self, body: bytes, content_type: str | None) -> bool:
+        """An XML answer (while XML is read) that may hold a declaration hiding values."""
+        return (
+            bool(self.xml_selectors)
+            and content_type is not None
+            and classify(content_type).xml
+            and declares_xml(body)
+        )
 
     def _scan(self, body: bytes) -> int:
         """Prefix, NUL and name flags of `body`: one native pass, or the cheap checks here.

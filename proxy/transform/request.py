@@ -40,11 +40,20 @@ from proxy.transform.request_text import (
     portal_readable_text,
     request_media,
 )
+from proxy.transform.request_xml import (
+    body_key_values,
+    declares_entities,
+    has_declarations,
+    read_request_xml,
+    seal_xml,
+)
 from proxy.transform.settings import BodyKeyPractice
 from proxy.transform.splice import Edits, splice
 from proxy.transform.stats import TransformStats
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from keys.keyring import Keyring
     from proxy.transform.policy import FieldPolicy
     from proxy.transform.reveal import AccessPolicy
@@ -74,11 +83,13 @@ class SealContext:
     access: AccessPolicy | None = None
 
 
-def _kind(media: RequestMedia, body: bytes) -> str:
+def _kind(media: RequestMedia, body: bytes, policy: FieldPolicy) -> str:
     if media.mimetype:
         main, _, sub = media.mimetype.partition("/")
         if sub == "json" or sub.endswith("+json"):
             return "json"
+        if policy.reads_xml and (sub == "xml" or sub.endswith("+xml")):
+            return "xml"
         if media.mimetype == _FORM:
             return "form"
         if main == "multipart":
@@ -109,7 +120,7 @@ def encrypt_request(
     if not body:
         return body
     media = request_media(content_type)  # 415 if the portal could read it differently
-    kind = _kind(media, body)
+    kind = _kind(media, body, ctx.policy)
     if route is None:
         _check_not_write(body, content_type, media, kind, ctx)
         return body
@@ -121,17 +132,23 @@ def encrypt_request(
             "encrypted exactly as the portal reads them; nothing was forwarded.",
             reason="unsupported_charset",
         )
+    gated = None if route.route.require_grant == "never" else route
+    if kind == "xml":
+        root = read_request_xml(body, ctx.policy.max_depth)
+        practice = _practice(route, ctx, lambda name: body_key_values(root, ctx.policy, name))
+        return seal_xml(body, root, ctx.policy, _Walk(ctx, practice, gated).seal)
     if kind != "json":
+        xml = " (or XML, with xml selectors configured)" if not ctx.policy.reads_xml else ""
         raise RequestRejected(
             415,
             f"{route.route.method} {route.route.path} is a write route and accepts only JSON "
-            "bodies (Content-Type: application/json), so its PHI fields can be encrypted; "
-            "nothing was forwarded.",
+            f"bodies (Content-Type: application/json){xml}, so its PHI fields can be "
+            "encrypted; nothing was forwarded.",
             reason="not_json",
         )
     doc = _parse(body)
-    practice = _practice(route, doc, ctx)
-    walk = _Walk(ctx, practice, None if route.route.require_grant == "never" else route)
+    practice = _practice(route, ctx, lambda name: _json_body_values(doc, ctx, name))
+    walk = _Walk(ctx, practice, gated)
     return splice(body, doc, walk.document(doc))
 
 
@@ -143,6 +160,9 @@ def _check_not_write(
         _check_parts(body, content_type, media, ctx)
         return
     charset = media.charset
+    if kind == "xml":
+        _check_xml(body, charset, ctx)
+        return
     if kind == "form" and charset not in {None, *UTF8_CHARSETS}:
         # The portal decodes percent-escapes in the declared charset (`%2BAHM-sn` is `ssn`
         # under utf-7), after the split we would check: only UTF-8 forms can be read as it does.
@@ -184,7 +204,7 @@ def _check_parts(
             _check_form_name(name, value, ctx)
         if part_body:
             part_media = request_media(part_type)
-            kind = _kind(part_media, part_body)
+            kind = _kind(part_media, part_body, ctx.policy)
             if part_type is None and kind == "other":
                 continue  # a plain field value: its name was the check
             _check_not_write(part_body, part_type, part_media, kind, ctx)
@@ -201,15 +221,42 @@ def _refuse_unreadable(text: bytes, ctx: SealContext) -> None:
         text.decode("utf-8")
     except UnicodeDecodeError:
         return  # binary (an upload): not text a portal reads fields from (THREAT_MODEL.md)
-    if ctx.policy.may_hold_selected_keys(TOKEN_PATTERN_BYTES.sub(b"", text)):
+    entities = declares_entities(text)
+    if entities or ctx.policy.may_hold_selected_keys(TOKEN_PATTERN_BYTES.sub(b"", text)):
+        why = (
+            "it declares XML entities or default attributes (which can spell a protected "
+            "field the proxy cannot see)"
+            if entities
+            else "it names a field the proxy protects"
+        )
         raise RequestRejected(
             415,
             "the request body is in a format the proxy cannot read (only JSON, forms and "
-            "multipart are checked) and it names a field the proxy protects, so PHI could "
-            "reach the portal in clear; nothing was forwarded. Send it as JSON (on a write "
-            "route, to have it encrypted).",
+            "multipart are checked, and XML when xml selectors are configured) and "
+            f"{why}, so PHI could reach the portal in clear; nothing was forwarded. Send it "
+            "as JSON (on a write route, to have it encrypted).",
             reason="unreadable_body_names_phi",
         )
+
+
+def _check_xml(body: bytes, charset: str | None, ctx: SealContext) -> None:
+    """An XML body on a route that does not encrypt: only whole tokens may fill selected values.
+
+    Read when it may name a selected field, or declares anything (a DOCTYPE or entity could
+    spell one): refused if it cannot be read (not UTF-8, not well-formed, a declaration).
+    """
+    if charset not in {None, *UTF8_CHARSETS}:
+        raise RequestRejected(
+            415,
+            "XML request bodies are read only as UTF-8 (the charset parameter must be absent, "
+            "utf-8 or us-ascii), so the proxy sees the fields exactly as the portal does; "
+            "nothing was forwarded.",
+            reason="unsupported_charset",
+        )
+    plain = TOKEN_PATTERN_BYTES.sub(b"", body)
+    if has_declarations(body) or ctx.policy.may_hold_selected_keys(plain):
+        root = read_request_xml(body, ctx.policy.max_depth)
+        seal_xml(body, root, ctx.policy, _Walk(ctx, None).seal)
 
 
 def _refuse_nested_phi(value: str, ctx: SealContext) -> None:
@@ -260,23 +307,29 @@ def _is_token(value: str) -> bool:
     return TOKEN_PATTERN.fullmatch(value) is not None
 
 
-def _practice(route: WriteRouteMatch, doc: object, ctx: SealContext) -> str:
+def _json_body_values(doc: object, ctx: SealContext, name: str) -> set[str]:
+    """The string or integer values of top-level members of `doc` named `name`."""
+    if not isinstance(doc, dict):
+        return set()
+    wanted = ctx.policy.normalize(name)
+    return {
+        value if isinstance(value, str) else str(value)
+        for key, value in doc.items()
+        if ctx.policy.normalize(key) == wanted
+        and isinstance(value, str | int)
+        and not isinstance(value, bool)
+    }
+
+
+def _practice(
+    route: WriteRouteMatch, ctx: SealContext, body_values: Callable[[str], set[str]]
+) -> str:
+    """The practice a write route names (path parameter, or `body_values(body_key)`), or 422."""
     source = route.route.practice_from
     where = f"{route.route.method} {route.route.path}"
     if isinstance(source, BodyKeyPractice):
         what = f"body key {source.body_key!r}"
-        wanted = ctx.policy.normalize(source.body_key)
-        found = (
-            {
-                value if isinstance(value, str) else str(value)
-                for key, value in doc.items()
-                if ctx.policy.normalize(key) == wanted
-                and isinstance(value, str | int)
-                and not isinstance(value, bool)
-            }
-            if isinstance(doc, dict)
-            else set()
-        )
+        found = body_values(source.body_key)
         practice = found.pop() if len(found) == 1 else None
     else:
         what = f"path parameter {source.path_param!r}"

@@ -22,6 +22,9 @@ parses what we could not. Every other body is scanned for tokens (`textbody`). I
 * nothing changes → the caller gets the exact bytes it passed in; otherwise only the decided
   values are rewritten (`splice`), every other byte comes back as it came.
 
+XML bodies are decided by `response_xml` when the policy has `xml:` selectors (the same rules,
+over elements and attributes); without them they are markup, token-scanned.
+
 JSON bodies are decided by the compiled core when it is installed (`native_json`), by the walk
 otherwise and whenever the compiled core gives up: the same bytes and facts either way.
 """
@@ -44,6 +47,7 @@ from proxy.transform.escaped_tokens import (
 from proxy.transform.jsonsafe import parse_json
 from proxy.transform.mediatype import classify, looks_wide
 from proxy.transform.response_parts import judge_parts
+from proxy.transform.response_xml import reads_as_xml, transform_xml
 from proxy.transform.splice import splice
 from proxy.transform.textbody import (
     NOT_JSON,
@@ -92,6 +96,8 @@ def transform_response(body: bytes, content_type: str | None, ctx: RevealContext
         return transform_json(body, ctx)
     if kind.charset is None:
         return transform_text(body, kind, ctx)  # refuses the charset
+    if reads_as_xml(kind, ctx) and not starts_like_json(body):
+        return transform_xml(body, kind, ctx)
     if kind.escape in _MARKUP_KINDS or _is_code(content_type):
         return _transform_markup(body, kind, ctx)
     return _transform_other(body, kind, content_type, ctx)

@@ -39,6 +39,7 @@ from pydantic import (
 from keys.token_format import TOKEN_PREFIX, is_field_class
 from proxy.transform.jsonpath import PathSyntaxError, compile_path
 from proxy.transform.names import normalize_name
+from proxy.transform.xml_selectors import XmlSelectorError, compile_xml_selector
 
 __all__ = [
     "BodyKeyPractice",
@@ -63,6 +64,7 @@ _DEFAULT_REDACTED: Final = "[redacted]"
 _MAX_MASK_LEN: Final = 200
 _FORBIDDEN_NAME_CHARS: Final = re.compile(r'["\\/\x00-\x1f\x7f]')
 _SEGMENT_PARAM: Final = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
+_XML_PREFIX: Final = re.compile(r"[^\W\d][\w.\-]*")
 _SEGMENT_LITERAL: Final = re.compile(r"[A-Za-z0-9._~!$&'()*+,;=:@%-]+")
 
 
@@ -176,7 +178,7 @@ class FieldClassSettings(BaseModel):
 
 
 class SelectorSettings(BaseModel):
-    """Which JSON values hold a class: key names anywhere (`keys`) or one JSON path (`path`)."""
+    """Which values hold a class: key names anywhere (`keys`), a JSON path, or an XML selector."""
 
     model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
     field_class: str = Field(alias="class", description="A class defined under fields.classes.")
@@ -184,7 +186,9 @@ class SelectorSettings(BaseModel):
         default=None,
         min_length=1,
         description="Key names matched anywhere in a document after normalization "
-        "(escapes decoded, NFKC, case-folded, separators folded); list every alias here.",
+        "(escapes decoded, NFKC, case-folded, separators folded); list every alias here. "
+        "In XML bodies (read only when some selector has `xml`), element and attribute "
+        "local names.",
     )
     path: str | None = Field(
         default=None, description="A JSONPath expression (supported subset: docs/field-policy.md)."
@@ -195,11 +199,22 @@ class SelectorSettings(BaseModel):
         "e.g. \"@.resourceType == 'Condition'\" (a resource read on its own). Path filters "
         "test children only, never the root (RFC 9535).",
     )
+    xml: str | None = Field(
+        default=None,
+        description="An XML selector: element text or an attribute value, in a small XPath "
+        "subset (`//hl7:patient/hl7:id[@root='…']/@extension`; docs/field-policy.md). "
+        "Prefixes are bound in fields.xml_namespaces. Any `xml` selector turns on the "
+        "reading of XML bodies (application/xml, text/xml, */*+xml).",
+    )
 
     @model_validator(mode="after")
     def _exactly_one(self) -> SelectorSettings:
-        if (self.keys is None) == (self.path is None):
-            raise ValueError("give exactly one of `keys` (a list of names) or `path`")
+        given = [self.keys is not None, self.path is not None, self.xml is not None]
+        if sum(given) != 1:
+            raise ValueError(
+                "give exactly one of `keys` (a list of names), `path` (JSONPath) or `xml` "
+                "(an XML selector)"
+            )
         if self.root_filter is not None and self.path is None:
             raise ValueError(
                 "`root_filter` goes with a `path` selector (it decides where it applies)"
@@ -247,8 +262,30 @@ class FieldSettings(BaseModel):
         "classes the config does not know and for strings holding a malformed token.",
     )
     max_depth: int = Field(
-        default=64, ge=1, le=200, description="Deepest nesting of a JSON body (deeper → 502)."
+        default=64,
+        ge=1,
+        le=200,
+        description="Deepest nesting of a JSON or XML body (deeper: 502 on the way out, "
+        "400 on the way in).",
     )
+    xml_namespaces: dict[str, str] = Field(
+        default_factory=dict,
+        description="Namespace prefixes for `xml` selectors, prefix → namespace URI, e.g. "
+        '{hl7: "urn:hl7-org:v3"}. Independent of the prefixes a document uses.',
+    )
+
+    @field_validator("xml_namespaces")
+    @classmethod
+    def _check_namespaces(cls, value: dict[str, str]) -> dict[str, str]:
+        for prefix, uri in value.items():
+            if not _XML_PREFIX.fullmatch(prefix) or prefix.lower().startswith("xml"):
+                raise ValueError(
+                    f"xml_namespaces: {prefix!r} is not a usable prefix (letters, digits, _ - "
+                    ".; not starting with a digit or with 'xml')"
+                )
+            if not uri.strip():
+                raise ValueError(f"xml_namespaces: prefix {prefix!r} needs a namespace URI")
+        return value
 
     @field_validator("redacted_text")
     @classmethod
@@ -288,11 +325,19 @@ class FieldSettings(BaseModel):
                     compile_path(selector.path, self.normalize, root_filter=selector.root_filter)
                 except PathSyntaxError as exc:
                     raise ValueError(f"{where}.root_filter: {exc}") from None
+            self._check_xml(where, selector)
         for name in self.record.practice_keys:
             self._check_name("record.practice_keys", name)
         for name in self.record.id_keys:
             self._check_name("record.id_keys", name)
         return self
+
+    def _check_xml(self, where: str, selector: SelectorSettings) -> None:
+        if selector.xml is not None:
+            try:
+                compile_xml_selector(selector.xml, self.xml_namespaces, self.normalize)
+            except XmlSelectorError as exc:
+                raise ValueError(f"{where}.xml: {exc}") from None
 
     def _check_name(self, where: str, name: str) -> None:
         if _FORBIDDEN_NAME_CHARS.search(name):
