@@ -81,6 +81,8 @@ REJECT_REASONS: Final = frozenset(
         "invalid_xml",
         # a selected XML element holds child elements, comments or PIs (422)
         "markup_in_selected_element",
+        # an XML element's text holds XML or JSON naming a protected field (422)
+        "document_in_xml_text",
     }
 )
 

@@ -19,8 +19,15 @@ from __future__ import annotations
 import re
 from typing import TYPE_CHECKING, Final
 
+from keys.token_format import TOKEN_PATTERN_BYTES
 from proxy.transform.errors import RequestRejected
-from proxy.transform.xml_document import XmlRefused, escape_attribute, parse_xml, splice_edits
+from proxy.transform.xml_document import (
+    XmlRefused,
+    escape_attribute,
+    escape_text,
+    parse_xml,
+    splice_edits,
+)
 from proxy.transform.xml_walk import Next, walk_xml
 
 if TYPE_CHECKING:
@@ -42,6 +49,7 @@ __all__ = [
 _DECLARATION: Final = re.compile(rb"<!(?:doctype|entity|attlist)", re.IGNORECASE)
 #: Declarations that change what an XML parser reads (entities, default attributes).
 _ENTITY_DECLARATION: Final = re.compile(rb"<!(?:entity|attlist)", re.IGNORECASE)
+_DOCUMENT_STARTS: Final = ("<", "{", "[")
 _REFUSALS: Final = {
     "xml_dtd": (
         422,
@@ -118,7 +126,8 @@ def body_key_values(root: XmlElement, policy: FieldPolicy, name: str) -> set[str
 class _Sealer:
     """Seals each selected value with `seal`; records (start, end, new bytes) edits."""
 
-    def __init__(self, seal: Callable[[str, str], str]) -> None:
+    def __init__(self, policy: FieldPolicy, seal: Callable[[str, str], str]) -> None:
+        self.policy = policy
         self.seal = seal
         self.edits: list[tuple[int, int, bytes]] = []
 
@@ -130,6 +139,7 @@ class _Sealer:
         _rid: str | None,
     ) -> Next:
         if field_class is None:
+            self.refuse_nested_document(element.value)
             return Next.DESCEND
         if not element.text_only:
             raise RequestRejected(
@@ -144,9 +154,28 @@ class _Sealer:
         if value:
             sealed = self.seal(value, field_class)
             if sealed != value:
-                token = escape_attribute(sealed).encode("utf-8")
+                token = escape_text(sealed).encode("utf-8")
                 self.edits.append((element.content_start, element.content_end, token))
         return Next.DESCEND
+
+    def refuse_nested_document(self, text: str) -> None:
+        """422 for unselected text holding XML or JSON that names a protected field.
+
+        `<data>&lt;ssn&gt;…</data>` or a CDATA section: the portal may parse that text and
+        store what is inside, which the proxy would neither encrypt nor see as PHI.
+        """
+        if text.lstrip()[:1] not in _DOCUMENT_STARTS:
+            return
+        inner = TOKEN_PATTERN_BYTES.sub(b"", text.encode("utf-8", "surrogatepass"))
+        if self.policy.may_hold_selected_keys(inner) or declares_entities(inner):
+            raise RequestRejected(
+                422,
+                "an XML element's text holds XML or JSON (escaped, or in a CDATA section) that "
+                "names a field the proxy protects; the portal could read PHI out of it that the "
+                "proxy never encrypts. Send those fields as elements of the body itself; "
+                "nothing was forwarded.",
+                reason="document_in_xml_text",
+            )
 
     def attribute(
         self,
@@ -167,6 +196,6 @@ def seal_xml(
     body: bytes, root: XmlElement, policy: FieldPolicy, seal: Callable[[str, str], str]
 ) -> bytes:
     """`body` with every selected value replaced by what `seal(value, class)` returns."""
-    sealer = _Sealer(seal)
+    sealer = _Sealer(policy, seal)
     walk_xml(root, policy.xml_selectors, policy.role, sealer)
     return splice_edits(body, sealer.edits)
