@@ -123,7 +123,10 @@ def _summary(settings: Settings) -> list[str]:
         lines.append(f"  {name:<16} {mode}, mask: {_describe_mask(spec.mask)}")
     lines.append("selectors:")
     for selector in settings.fields.selectors:
-        target = f"keys {', '.join(selector.keys)}" if selector.keys else f"path {selector.path}"
+        if selector.keys:
+            target = f"keys {', '.join(selector.keys)}"
+        else:
+            target = f"xml {selector.xml}" if selector.xml is not None else f"path {selector.path}"
         lines.append(f"  {selector.field_class:<16} {target}")
     lines.append("write routes:" if settings.write_routes.root else "write routes:  (none)")
     lines.extend(

@@ -3,7 +3,8 @@
 A selector that never matches passes silently at runtime: `$[?(@.resourceType=='Patient')]`
 never tests the root (RFC 9535), so a phone selector written that way left phones in clear.
 Before deploying, an operator runs the policy on a sample of what the portal really sends and
-reads, per selector, which values it selects (as JSONPath locations) or that it selects none;
+reads, per selector, which values it selects (as JSONPath locations, or for an XML sample
+`/root/child[n]/@attribute` locations) or that it selects none;
 then the body a caller without a grant would see, and, for a route given with `--route`, what
 the portal would store.
 
@@ -32,17 +33,21 @@ from proxy.transform import (
     encrypt_request,
     transform_response,
 )
+from proxy.transform.mediatype import classify
 from proxy.transform.settings import TextMask
+from proxy.transform.xml_document import XmlRefused, parse_xml
 
 if TYPE_CHECKING:
     from keys.keyring import Keyring
     from proxy.settings import Settings
     from proxy.transform.settings import FieldSettings, SelectorSettings
+    from proxy.transform.xml_document import XmlElement
 
 __all__ = ["describe_sample"]
 
 #: Locations listed per selector before "… and N more".
 _SHOWN: Final = 8
+_XML_DEPTH: Final = 200  # the answers compared were already read within fields.max_depth
 _PLAIN_NAME: Final = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
@@ -88,9 +93,38 @@ def _shown(body: bytes, content_type: str, policy: FieldPolicy, keyring: Keyring
 def _describe_selector(selector: SelectorSettings) -> str:
     if selector.keys:
         return f"keys {', '.join(selector.keys)}"
+    if selector.xml is not None:
+        return f"xml {selector.xml}"
     if selector.root_filter is not None:
         return f"path {selector.path} where the root has {selector.root_filter}"
     return f"path {selector.path}"
+
+
+def _xml_changed(before: XmlElement, after: XmlElement, where: str, out: list[str]) -> None:
+    """Append the location of every element text or attribute that differs (same structure)."""
+    for old, new in zip(before.attributes, after.attributes, strict=False):
+        if old.value != new.value:
+            out.append(f"{where}/@{old.local}")
+    if len(before.children) != len(after.children) or before.value != after.value:
+        out.append(where)  # its text changed, or it was masked whole
+        return
+    seen: dict[str, int] = {}
+    for old_child, new_child in zip(before.children, after.children, strict=True):
+        seen[old_child.local] = seen.get(old_child.local, 0) + 1
+        step = f"{where}/{old_child.local}[{seen[old_child.local]}]"
+        _xml_changed(old_child, new_child, step, out)
+
+
+def _changes(before: bytes, after: bytes, *, xml: bool) -> list[str]:
+    """Locations (JSONPath or XPath-like) of the values that differ between two answers."""
+    found: list[str] = []
+    if xml:
+        old = parse_xml(before, max_depth=_XML_DEPTH, forbid_dtd=False)
+        new = parse_xml(after, max_depth=_XML_DEPTH, forbid_dtd=False)
+        _xml_changed(old, new, f"/{old.local}", found)
+    else:
+        _changed(orjson.loads(before), orjson.loads(after), (), found)
+    return sorted(found)
 
 
 def _locating(fields: FieldSettings) -> FieldSettings:
@@ -108,17 +142,29 @@ def _selector_lines(
 ) -> tuple[list[str], list[str]]:
     """(report lines, warnings) for each selector of the policy, run alone on the sample."""
     fields = _locating(settings.fields)
-    baseline_policy = FieldPolicy.compile(fields.model_copy(update={"selectors": ()}))
+    xml = classify(content_type).xml
+    if xml and not any(selector.xml is not None for selector in fields.selectors):
+        unread = (
+            "  (the sample is XML and no selector has `xml:`: XML answers are only "
+            "token-scanned, and XML requests naming a protected field are refused)"
+        )
+        return [unread], []
+    reading = True if xml else None  # XML: `keys:` selectors alone read it too
+    baseline_policy = FieldPolicy.compile(
+        fields.model_copy(update={"selectors": ()}), read_xml=reading
+    )
+    baseline = _shown(body, content_type, baseline_policy, keyring)
     try:
-        baseline = orjson.loads(_shown(body, content_type, baseline_policy, keyring))
-    except orjson.JSONDecodeError:
-        return ["  (the sample is not JSON: selectors are listed only for JSON samples)"], []
+        _changes(baseline, baseline, xml=xml)
+    except (orjson.JSONDecodeError, XmlRefused):
+        kind = "XML" if xml else "JSON"
+        return [f"  (the sample is not {kind}: selectors are listed only for JSON and XML)"], []
     lines, warnings = [], []
     for number, selector in enumerate(fields.selectors):
-        alone = FieldPolicy.compile(fields.model_copy(update={"selectors": (selector,)}))
-        found: list[str] = []
-        _changed(baseline, orjson.loads(_shown(body, content_type, alone, keyring)), (), found)
-        found.sort()
+        alone = FieldPolicy.compile(
+            fields.model_copy(update={"selectors": (selector,)}), read_xml=reading
+        )
+        found = _changes(baseline, _shown(body, content_type, alone, keyring), xml=xml)
         what = f"  {selector.field_class:<14} {_describe_selector(selector)}"
         if not found:
             lines.append(f"{what}\n      NEVER MATCHED in this sample")

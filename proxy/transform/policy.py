@@ -100,6 +100,28 @@ class PolicyTables:
     normalize: Callable[[str], str]
 
 
+def _compile_xml(
+    settings: FieldSettings,
+) -> tuple[tuple[tuple[XmlSelector, str], ...], set[str] | None]:
+    """The `xml:` selectors with their classes, and the names one of which each needs.
+
+    Names None: some selector can match without any name (`/*/*`), so no body can be skipped.
+    """
+    compiled = []
+    names: set[str] | None = set()
+    for selector in settings.selectors:
+        if selector.xml is None:
+            continue
+        xml = compile_xml_selector(selector.xml, settings.xml_namespaces, settings.normalize)
+        compiled.append((xml, selector.field_class))
+        required = xml.required_names()
+        if required is None or names is None:
+            names = None
+        else:
+            names |= required
+    return tuple(compiled), names
+
+
 def _kind_needs_look(kind: BodyKind, body: bytes) -> bool:
     """The media type, or an escaped token spelling, says the body must be looked at."""
     if kind.charset is None or kind.container:
@@ -126,6 +148,7 @@ class FieldPolicy:
         "_path_names",
         "_paths",
         "_practice_names",
+        "_reads_xml",
         "_roles",
         "_settings",
         "_shapes",
@@ -137,7 +160,7 @@ class FieldPolicy:
         "xml_selectors",
     )
 
-    def __init__(self, settings: FieldSettings) -> None:
+    def __init__(self, settings: FieldSettings, *, read_xml: bool | None = None) -> None:
         """Use `FieldPolicy.compile`."""
         self._settings = settings
         self._fold = settings.fold_separators
@@ -152,7 +175,6 @@ class FieldPolicy:
         key_classes: dict[str, str] = {}
         paths = []
         needles: set[str] = set()
-        xml_selectors: list[tuple[XmlSelector, str]] = []
         always = False
         for selector in settings.selectors:
             for name in selector.keys or ():
@@ -169,21 +191,16 @@ class FieldPolicy:
                     always = True
                 else:
                     needles.update(required)
-            if selector.xml is not None:
-                xml = compile_xml_selector(
-                    selector.xml, settings.xml_namespaces, settings.normalize
-                )
-                xml_selectors.append((xml, selector.field_class))
-                required = xml.required_names()
-                if required is None:
-                    always = True
-                else:
-                    needles.update(required)
-        #: `xml:` selectors in config order, with their class; empty: XML bodies are not read.
-        self.xml_selectors = tuple(xml_selectors)
         self._key_classes = key_classes
         self._paths = tuple(paths)
         self._path_names = frozenset(needles - set(key_classes))
+        #: `xml:` selectors in config order, with their class.
+        self.xml_selectors, xml_names = _compile_xml(settings)
+        self._reads_xml = bool(self.xml_selectors) if read_xml is None else read_xml
+        if xml_names is None:
+            always = True
+        else:
+            needles |= xml_names
         self.matcher = PathMatcher(paths, settings.normalize)
         encoded = sorted({n.encode("utf-8") for n in needles}, key=len)
         # A needle containing a shorter one is redundant: if the short one is absent, so is it.
@@ -214,9 +231,13 @@ class FieldPolicy:
         return module.Hints(list(self._needles), self._fold, self._always_inspect, list(ranges))
 
     @classmethod
-    def compile(cls, settings: FieldSettings) -> FieldPolicy:
-        """Compile validated settings (all checks already ran when the settings were loaded)."""
-        return cls(settings)
+    def compile(cls, settings: FieldSettings, *, read_xml: bool | None = None) -> FieldPolicy:
+        """Compile validated settings (all checks already ran when the settings were loaded).
+
+        `read_xml` overrides whether XML bodies are read (default: iff an `xml:` selector
+        exists); `check-config --sample` runs single `keys:` selectors on XML samples with it.
+        """
+        return cls(settings, read_xml=read_xml)
 
     @property
     def settings(self) -> FieldSettings:
@@ -239,7 +260,7 @@ class FieldPolicy:
     @property
     def reads_xml(self) -> bool:
         """True if XML bodies are parsed and their selected values decided (an `xml:` selector)."""
-        return bool(self.xml_selectors)
+        return self._reads_xml
 
     def mask_for(self, field_class: str) -> Mask:
         """The mask of a class; a class the config does not know gets the redacted text."""
@@ -327,7 +348,7 @@ class FieldPolicy:
     def _declares_xml(self, body: bytes, content_type: str | None) -> bool:
         """An XML answer (while XML is read) that may hold a declaration hiding values."""
         return (
-            bool(self.xml_selectors)
+            self._reads_xml
             and content_type is not None
             and classify(content_type).xml
             and declares_xml(body)

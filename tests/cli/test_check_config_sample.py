@@ -1,6 +1,7 @@
 """`phi-proxy check-config --sample`: each selector's matches in a real body, before deploying."""
 
 import json
+from pathlib import Path
 
 import pytest
 import yaml
@@ -107,3 +108,43 @@ def test_values_a_remove_mask_leaves_out_are_located_one_by_one(config, capsys):
     assert "1 value(s): $.reasonCode[0].coding[0].code" in out
     shown = out.split("a caller without a grant would see:\n", 1)[1].split("\nok:", 1)[0]
     assert json.loads(shown) == {"resourceType": "Encounter"}
+
+
+@pytest.fixture
+def xml_config(config):
+    """The same config with a CDA SSN selector and one that never matches."""
+    data = yaml.safe_load(config.read_text(encoding="utf-8"))
+    data["fields"]["xml_namespaces"] = {"hl7": "urn:hl7-org:v3"}
+    data["fields"]["selectors"] += [
+        {
+            "class": "ssn",
+            "xml": "//hl7:patientRole/hl7:id[@root='2.16.840.1.113883.4.1']/@extension",
+        },
+        {"class": "ssn", "xml": "//hl7:patient/hl7:ssn"},
+    ]
+    config.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
+    return config
+
+
+def test_an_xml_sample_lists_element_and_attribute_locations(xml_config, capsys):
+    """XML samples (by --content-type) get XPath-like locations, and NEVER MATCHED too."""
+    cda = Path(__file__).resolve().parents[1] / "fixtures" / "cda-ccd-synthetic.xml"
+    _, out, err = run(
+        capsys,
+        "-c",
+        str(xml_config),
+        "--sample",
+        str(cda),
+        "--content-type",
+        "application/xml",
+        "--route",
+        "POST /api/practices/practice-a/patients",
+    )
+    assert "1 value(s): /ClinicalDocument/recordTarget[1]/patientRole[1]/id[1]/@extension" in out
+    assert "xml //hl7:patient/hl7:ssn\n      NEVER MATCHED" in out
+    assert any("hl7:ssn" in line and "selects nothing" in line for line in err.splitlines())
+    shown = out.split("a caller without a grant would see:\n", 1)[1]
+    assert 'extension="***-**-7777"' in shown
+    stored = out.split("a write route):\n", 1)[1]
+    assert "900-07-7777" not in stored
+    assert 'extension="phi1.d.' in stored
