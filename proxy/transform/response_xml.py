@@ -11,7 +11,8 @@ hold a selected name, or declares anything, is parsed (defusedxml); the selectio
 * a selected element holding child elements, comments or processing instructions is kept whole
   for a caller who may see its class, and otherwise replaced whole (its content) by the mask;
 * `mask: remove` leaves the attribute out (with the blank before it), or the element (with the
-  indentation before it, back to the line break); `null` is `redacted_text`.
+  indentation before it, back to the line break), never the root element (its content becomes
+  `redacted_text`); `null` is `redacted_text`.
 
 What is written is XML-escaped for where it lands; only those bytes change. Then every token
 left anywhere else (unselected text, other attributes, comments, CDATA) is decided by the token
@@ -96,7 +97,7 @@ def transform_xml(body: bytes, kind: BodyKind, ctx: RevealContext) -> bytes:
         if exc.reason == "invalid_xml" and not names:
             return transform_text(body, kind, ctx)
         raise UnsafeBody(_UNSAFE[exc.reason]) from None
-    reveal = _Reveal(body, ctx)
+    reveal = _Reveal(body, ctx, root)
     walk_xml(root, ctx.policy.xml_selectors, ctx.policy.role, reveal)
     return transform_text(splice_edits(body, reveal.edits), kind, ctx)
 
@@ -104,9 +105,10 @@ def transform_xml(body: bytes, kind: BodyKind, ctx: RevealContext) -> bytes:
 class _Reveal:
     """Decides each selected value for the caller; records (start, end, new bytes) edits."""
 
-    def __init__(self, body: bytes, ctx: RevealContext) -> None:
+    def __init__(self, body: bytes, ctx: RevealContext, root: XmlElement) -> None:
         self.body = body
         self.ctx = ctx
+        self.root = root
         self.edits: list[tuple[int, int, bytes]] = []
 
     def decide(
@@ -142,7 +144,7 @@ class _Reveal:
         return Next.DESCEND if new is value else self.replace(element, new)
 
     def replace(self, element: XmlElement, new: object) -> Next:
-        if new is REMOVED:
+        if new is REMOVED and element is not self.root:  # the document keeps its root
             self.edits.append((self.indentation(element.start), element.end, b""))
             return Next.GONE
         content = escape_text(self.text(new)).encode("utf-8")

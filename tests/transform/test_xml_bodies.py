@@ -240,6 +240,12 @@ class TestResponses:
         out, _ = reveal(body)
         assert out == b'<p>\n  <n k="1"/>\n  <history>[redacted]</history>\n</p>'
 
+    def test_the_root_element_is_never_removed(self, reveal, keyring):
+        """A removed root would leave no document: its content becomes the redacted text."""
+        token = keyring.encrypt("A", "diagnosis", "E11.9")
+        out, _ = reveal(f'<diagnosis a="1">{token}</diagnosis>'.encode())
+        assert out == b"<diagnosis>[redacted]</diagnosis>"  # its attribute inherits the class
+
     def test_a_grantee_keeps_a_structured_element(self, reveal):
         """Children of a selected element the caller may see stay as they are."""
         body = b'<p practice_id="A"><history><hiv>yes</hiv></history></p>'
@@ -293,7 +299,8 @@ class TestResponses:
 # ---------------------------------------------------------------------------------------------
 # Random documents. Selected values are written as the proxy writes them (escape_text /
 # escape_attribute), so a round trip can be byte-identical; everything else is written in
-# whatever spelling the generator picks (character references, CDATA, comments, both quotes).
+# whatever spelling the generator picks (character references, CDATA, comments, processing
+# instructions, both quotes).
 # The generator marks each selected value, so one draw gives both the document and its
 # skeleton (every selected value written as `@`).
 
@@ -346,10 +353,10 @@ def _element(draw, depth, tokens):
             kind = draw(st.integers(0, 4))
             if kind == 0:
                 parts.append(_spelled(draw(_TEXT), draw(st.integers(0, 2))))
-            elif kind == 1:
-                parts.append(f"<!-- {draw(st.sampled_from(tokens))} -->")
-            elif kind == 2:
-                parts.append(draw(st.sampled_from(tokens)))
+            elif kind == 1:  # a comment cannot hold "--", which a base64url token may
+                parts.append(f"<?note {draw(st.sampled_from(tokens))}?><!-- a comment -->")
+            elif kind == 2:  # blanks around it: a token next to an escape is withheld
+                parts.append(f" {draw(st.sampled_from(tokens))} ")
             else:
                 parts.append(draw(_element(depth - 1, tokens)))
         attrs = draw(_attributes(in_selected=False))
