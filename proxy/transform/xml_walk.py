@@ -72,7 +72,8 @@ class _State:
 
 
 def _scalar(value: str) -> str | None:
-    return None if TOKEN_PREFIX in value else value
+    """A practice or record id as text; None if empty or a token (not usable as either)."""
+    return None if not value or TOKEN_PREFIX in value else value
 
 
 class _Walk:

@@ -447,3 +447,14 @@ def test_a_caller_without_grants_never_gets_a_token_or_broken_xml(data, seal, re
     out, _ = reveal(sealed)
     assert TOKEN_PREFIX.encode() not in out
     parse_xml(out, max_depth=16, forbid_dtd=True)
+
+
+@PROPERTY
+@given(data=st.data())
+def test_the_fast_path_never_skips_an_xml_body_that_would_change(data, xml_policy, reveal):
+    """`may_need_transform` False (no token, no selected name, no declaration) ⇒ unchanged."""
+    tree = data.draw(_element(3, ["plain words", "<!DOCTYPE x>", "<!ENTITY y 'z'>"]))
+    body = _document(tree)
+    if xml_policy.may_need_transform(body, XML):
+        return
+    assert reveal(body)[0] is body
