@@ -44,6 +44,7 @@ from proxy.transform.request_xml import (
     body_key_values,
     declares_entities,
     has_declarations,
+    may_nest_documents,
     read_request_xml,
     seal_xml,
 )
@@ -242,8 +243,10 @@ def _refuse_unreadable(text: bytes, ctx: SealContext) -> None:
 def _check_xml(body: bytes, charset: str | None, ctx: SealContext) -> None:
     """An XML body on a route that does not encrypt: only whole tokens may fill selected values.
 
-    Read when it may name a selected field, or declares anything (a DOCTYPE or entity could
-    spell one): refused if it cannot be read (not UTF-8, not well-formed, a declaration).
+    Read when it may name a selected field, declares anything (a DOCTYPE or entity could spell
+    one), or holds escaped markup or CDATA (a document inside the text, whose names a byte
+    search cannot see): refused if it cannot be read (not UTF-8, not well-formed, a
+    declaration).
     """
     if charset not in {None, *UTF8_CHARSETS}:
         raise RequestRejected(
@@ -254,7 +257,11 @@ def _check_xml(body: bytes, charset: str | None, ctx: SealContext) -> None:
             reason="unsupported_charset",
         )
     plain = TOKEN_PATTERN_BYTES.sub(b"", body)
-    if has_declarations(body) or ctx.policy.may_hold_selected_keys(plain):
+    if (
+        has_declarations(body)
+        or may_nest_documents(body)
+        or ctx.policy.may_hold_selected_keys(plain)
+    ):
         root = read_request_xml(body, ctx.policy.max_depth)
         seal_xml(body, root, ctx.policy, _Walk(ctx, None).seal)
 

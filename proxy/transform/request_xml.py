@@ -16,6 +16,7 @@ selected JSON object would.
 
 from __future__ import annotations
 
+import html
 import re
 from typing import TYPE_CHECKING, Final
 
@@ -41,6 +42,7 @@ __all__ = [
     "body_key_values",
     "declares_entities",
     "has_declarations",
+    "may_nest_documents",
     "read_request_xml",
     "seal_xml",
 ]
@@ -50,6 +52,7 @@ _DECLARATION: Final = re.compile(rb"<!(?:doctype|entity|attlist)", re.IGNORECASE
 #: Declarations that change what an XML parser reads (entities, default attributes).
 _ENTITY_DECLARATION: Final = re.compile(rb"<!(?:entity|attlist)", re.IGNORECASE)
 _DOCUMENT_STARTS: Final = ("<", "{", "[")
+_NESTING_MARKERS: Final = (b"&lt;", b"&#", b"<![CDATA[")
 _REFUSALS: Final = {
     "xml_dtd": (
         422,
@@ -100,6 +103,15 @@ def declares_entities(body: bytes) -> bool:
     whatever the label says. A bare `<!DOCTYPE html>` is not one.
     """
     return _ENTITY_DECLARATION.search(body) is not None
+
+
+def may_nest_documents(body: bytes) -> bool:
+    """True if `body` may carry a document inside its text: escaped markup or CDATA.
+
+    Such text is read and checked (`document_in_xml_text`) even when the body spells no
+    protected name, since the names inside may be character references (`s&amp;#115;n`).
+    """
+    return any(marker in body for marker in _NESTING_MARKERS)
 
 
 def read_request_xml(body: bytes, max_depth: int) -> XmlElement:
@@ -164,8 +176,11 @@ class _Sealer:
         `<data>&lt;ssn&gt;…</data>` or a CDATA section: the portal may parse that text and
         store what is inside, which the proxy would neither encrypt nor see as PHI.
         """
-        if text.lstrip()[:1] not in _DOCUMENT_STARTS:
+        start = text.lstrip()[:1]
+        if start not in _DOCUMENT_STARTS:
             return
+        if start == "<":  # the portal's second parse decodes `s&#115;n` in there too
+            text = html.unescape(text)
         inner = TOKEN_PATTERN_BYTES.sub(b"", text.encode("utf-8", "surrogatepass"))
         if self.policy.may_hold_selected_keys(inner) or declares_entities(inner):
             raise RequestRejected(

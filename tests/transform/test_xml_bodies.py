@@ -183,6 +183,7 @@ class TestRequests:
         for body in (
             b"<p><data>&lt;ssn&gt;900-01-1111&lt;/ssn&gt;</data></p>",
             b"<p><data><![CDATA[<ssn>900-01-1111</ssn>]]></data></p>",
+            b"<p><data>&lt;s&amp;#115;n&gt;900-01-1111&lt;/s&amp;#115;n&gt;</data></p>",
         ):
             with pytest.raises(RequestRejected) as caught:
                 seal(body, route=None)
