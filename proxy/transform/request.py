@@ -5,6 +5,9 @@
   comes from a path parameter or a top-level body key; unknown practice or no active key →
   422, nothing forwarded. A selected value that already is a token must open with one of that
   practice's keys and carry the selected class, else 422.
+* XML bodies (application/xml, text/xml, */*+xml), when the policy has `xml:` selectors: read
+  with defusedxml and sealed value by value the same way, every other byte as sent
+  (`request_xml`); without `xml:` selectors they are "other" bodies, below.
 * Form-encoded (and any other non-JSON) bodies on a write route → 415. We do not encrypt
   forms: portals disagree about form syntax (`;` as a separator, `patient[ssn]` nesting, which
   of two equal names wins), so we cannot be sure the portal would see the field we encrypted.
