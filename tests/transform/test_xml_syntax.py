@@ -184,3 +184,62 @@ def test_escaped_text_and_attributes_read_back_exactly(text):
     root = parse_xml(body.encode(), max_depth=4, forbid_dtd=True)
     assert root.value == text
     assert [a.value for a in root.attributes] == [text, text]
+
+
+_SELECTOR_PIECES = st.sampled_from(
+    ["/", "//", "@", "*", "hl7:", "x:", "ssn", "id", "[", "]", "@root", "=", "'v'", '"w"', " "]
+)
+
+
+@given(st.lists(_SELECTOR_PIECES, max_size=12).map("".join) | st.text(max_size=30))
+def test_any_selector_text_compiles_or_is_refused_cleanly(text):
+    """The selector parser never fails any other way than with XmlSelectorError."""
+    refusal = ""
+    try:
+        selector = _compile(text)
+    except XmlSelectorError as exc:
+        refusal = str(exc)
+    if refusal:
+        assert "position" in refusal
+    else:
+        assert selector.steps or selector.attribute is not None
+
+
+_MARKUP = st.sampled_from(
+    [
+        b"<a>",
+        b"</a>",
+        b"<b x='1'>",
+        b"</b>",
+        b"<c/>",
+        b"&amp;",
+        b"&e;",
+        b"<!--c-->",
+        b"<![CDATA[x]]>",
+        b"<!DOCTYPE a>",
+        b"<!ENTITY e 'x'>",
+        b"[",
+        b"]>",
+        b"\xc3\xa9",
+        b"\xff",
+        b"\x00",
+        b'<?xml version="1.0"?>',
+        b"text",
+        b" ",
+    ]
+)
+
+
+@given(st.lists(_MARKUP, max_size=16).map(b"".join) | st.binary(max_size=40))
+def test_any_bytes_parse_or_are_refused_cleanly(body):
+    """The reader never fails any other way than with XmlRefused, and its spans are in range."""
+    for forbid_dtd in (True, False):
+        reason = ""
+        try:
+            root = parse_xml(body, max_depth=8, forbid_dtd=forbid_dtd)
+        except XmlRefused as exc:
+            reason = exc.reason
+        if reason:
+            assert reason in {"xml_dtd", "xml_encoding", "invalid_xml", "too_deep"}
+        else:
+            assert 0 <= root.start < root.end <= len(body)
