@@ -189,6 +189,16 @@ class TestRequests:
                 seal(body, route=None)
             assert caught.value.reason == "document_in_xml_text"
 
+    def test_an_xml_part_of_a_multipart_body_is_read_too(self, seal):
+        """A typed part is checked like a body of its type: plaintext in it is refused."""
+        body = (
+            b"--b\r\nContent-Disposition: form-data; name=doc\r\n"
+            b"Content-Type: application/xml\r\n\r\n<p><ssn>900-01-1111</ssn></p>\r\n--b--\r\n"
+        )
+        with pytest.raises(RequestRejected) as caught:
+            seal(body, route=None, content_type="multipart/form-data; boundary=b")
+        assert caught.value.reason == "plaintext_outside_write_route"
+
     def test_soap_is_dispatched_by_its_content_type(self, seal):
         """application/soap+xml is XML; its selected values are encrypted."""
         body = (
