@@ -26,6 +26,7 @@ from aiohttp import web
 
 from proxy.accesslog import AccessRecord
 from proxy.audit.requests import AUDIT_STATE_KEY, AuditState, status_of
+from proxy.canaries import NO_CANARIES, canary_touched, read_touches, sent_touches
 from proxy.errors import ProxyError, UpstreamUnavailable
 from proxy.forward.decode import BodyTooLarge, decode_body, refuse_undecoded_request_body
 from proxy.forward.headers import ForwardingContext, HeaderPolicy
@@ -54,6 +55,7 @@ if TYPE_CHECKING:
 
     from keys.keyring import Keyring
     from proxy.audit.requests import RequestAuditor
+    from proxy.canaries import CanaryScanner
     from proxy.forward.upstream import Upstream
     from proxy.grants import GrantStore
     from proxy.identity import Authenticator, Caller
@@ -86,6 +88,8 @@ class Pipeline:
     audit: RequestAuditor | None
     #: Routes whose answers belong to the practice in their path (legacy plaintext, FHIR).
     read_routes: RouteTable[ReadRouteSettings] | None = None
+    #: Canary tokens to watch for (docs/canaries.md); touches are recorded in the audit state.
+    canaries: CanaryScanner = NO_CANARIES
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         """Answer one client request through the portal, and audit the PHI it touched."""
@@ -111,6 +115,7 @@ class Pipeline:
         caller = await self.authenticator.authenticate(request.headers, now=time.time())
         record.subject = None if caller.subject is None else str(caller.subject)
         body = await self._request_body(request, caller)
+        self._note_sent_canaries(request, body)
         headers = self.headers.upstream_request_headers(
             request.headers,
             ForwardingContext(
@@ -264,7 +269,8 @@ class Pipeline:
             )
             if audit_state is not None:
                 audit_state.response_stats = context.stats
-            body = transform_response(body, content_type, context)
+            portal_body, body = body, transform_response(body, content_type, context)
+            self._note_read_canaries(portal_body, context, audit_state)
             self._account(context.stats, record)
             headers["Cache-Control"] = "no-store"
             drop_cdn_cache_headers(headers)
@@ -276,6 +282,30 @@ class Pipeline:
             body=body,
             headers=headers,
         )
+
+    def _note_sent_canaries(self, request: web.Request, body: bytes | None) -> None:
+        """Canary tokens on their way to the portal (a planted value written, or searched for)."""
+        state = request.get(AUDIT_STATE_KEY)
+        if not self.canaries or state is None:
+            return
+        hits = self.canaries.find(request.raw_path.encode("utf-8", "replace"))
+        if body:
+            hits |= self.canaries.find(body)
+        if hits:
+            canary_touched(state, sent_touches(sorted(hits)))
+
+    def _note_read_canaries(
+        self, portal_body: bytes, context: RevealContext, state: AuditState | None
+    ) -> None:
+        """Canary tokens in the portal's answer, disclosed to this caller or masked.
+
+        Searched in every transformed body, so a canary costs no extra time of its own.
+        """
+        if not self.canaries or state is None:
+            return
+        hits = self.canaries.find(portal_body)
+        if hits:
+            canary_touched(state, read_touches(sorted(hits), context.keyring, context.access))
 
     @staticmethod
     def _account(stats: TransformStats, record: AccessRecord) -> None:
