@@ -149,8 +149,8 @@ class TestRequestAlerts:
         assert line["suppressed"] == 0
 
     def test_only_caller_driven_alerts_are_throttled(self):
-        """The held-back alerts are the two a caller can repeat at will; never the KEK's."""
-        assert frozenset({"lapsed_grant_use", "integrity_failure"}) == THROTTLED
+        """The held-back alerts are the three a caller can repeat at will; never the KEK's."""
+        assert frozenset({"lapsed_grant_use", "integrity_failure", "canary_touched"}) == THROTTLED
         assert not {"kek_unavailable", "kek_available", "key_usage_high"} & THROTTLED
 
     def test_repeat_interval_is_a_setting_defaulting_to_a_minute(self):
