@@ -17,6 +17,7 @@ from blackbox_env import PLANTED, running_proxy_env
 
 from keys.cli import main as phi_keys
 from proxy.audit.cli import main as phi_audit
+from proxy.cli import main as phi_proxy
 from proxy.logs import ALERT_LOGGER
 from proxy.reload import Reloader
 
@@ -49,6 +50,11 @@ def issue_canary(env, capsys, *fields, practice="practice-a"):
     out = capsys.readouterr().out
     tokens = dict(line.split() for line in out.splitlines() if line.startswith("  "))
     return out.split()[2], tokens
+
+
+async def check_config(env):
+    """`phi-proxy check-config` on the env's config (in a thread: it runs its own event loop)."""
+    return await asyncio.to_thread(phi_proxy, ["check-config", "-c", str(env.config_path)])
 
 
 async def reload(env):
@@ -276,3 +282,25 @@ class TestRequests:
         assert canary_alerts(caplog) == []
         await asyncio.sleep(FLUSH)
         assert all("canary" not in e for e in events(env))
+
+
+class TestRegister:
+    async def test_check_config_counts_the_canary_tokens(self, env, capsys):
+        """check-config opens the register as serve does and says how many tokens it watches."""
+        issue_canary(env, capsys, f"ssn={CANARY_SSN}", f"insurance_id={CANARY_MEMBER}")
+        assert await check_config(env) == 0
+        assert "keystore.json.canaries.json (2 token(s) watched)" in capsys.readouterr().out
+
+    async def test_a_register_others_may_write_is_refused_and_the_old_canaries_stay(
+        self, env, capsys, caplog
+    ):
+        """check-config fails naming the chmod; a reload is refused and the tripwire stays armed."""
+        _, tokens = issue_canary(env, capsys, f"ssn={CANARY_SSN}")
+        await reload(env)
+        (env.folder / "keystore.json.canaries.json").chmod(0o666)
+        assert await check_config(env) != 0
+        assert "chmod 600" in capsys.readouterr().err
+        assert not await Reloader(env.runtime, env.config_path).reload(reason="test")
+        env.portal.script("/api/patients/c1", orjson.dumps(patient("c1", tokens["ssn"], None)))
+        assert (await env.get("/api/patients/c1", sub="alice")).status == 200
+        assert len(canary_alerts(caplog)) == 1
