@@ -26,7 +26,7 @@ from aiohttp import web
 
 from proxy.accesslog import AccessRecord
 from proxy.audit.requests import AUDIT_STATE_KEY, AuditState, status_of
-from proxy.canaries import NO_CANARIES, canary_touched, read_touches, sent_touches
+from proxy.canaries import NO_CANARIES, canary_touched, sent_touches, watching_read
 from proxy.errors import ProxyError, UpstreamUnavailable
 from proxy.forward.decode import BodyTooLarge, decode_body, refuse_undecoded_request_body
 from proxy.forward.headers import ForwardingContext, HeaderPolicy
@@ -269,8 +269,8 @@ class Pipeline:
             )
             if audit_state is not None:
                 audit_state.response_stats = context.stats
-            portal_body, body = body, transform_response(body, content_type, context)
-            self._note_read_canaries(portal_body, context, audit_state)
+            with watching_read(self.canaries, body, context, audit_state):
+                body = transform_response(body, content_type, context)
             self._account(context.stats, record)
             headers["Cache-Control"] = "no-store"
             drop_cdn_cache_headers(headers)
@@ -293,19 +293,6 @@ class Pipeline:
             hits |= self.canaries.find(body)
         if hits:
             canary_touched(state, sent_touches(sorted(hits)))
-
-    def _note_read_canaries(
-        self, portal_body: bytes, context: RevealContext, state: AuditState | None
-    ) -> None:
-        """Canary tokens in the portal's answer, disclosed to this caller or masked.
-
-        Searched in every transformed body, so a canary costs no extra time of its own.
-        """
-        if not self.canaries or state is None:
-            return
-        hits = self.canaries.find(portal_body)
-        if hits:
-            canary_touched(state, read_touches(sorted(hits), context.keyring, context.access))
 
     @staticmethod
     def _account(stats: TransformStats, record: AccessRecord) -> None:

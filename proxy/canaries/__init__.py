@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from proxy.canaries.load import load_canaries
 from proxy.canaries.scan import NO_CANARIES, CanaryHit, CanaryScanner
-from proxy.canaries.touch import canary_touched, read_touches, sent_touches
+from proxy.canaries.touch import canary_touched, read_touches, sent_touches, watching_read
 
 __all__ = [
     "NO_CANARIES",
@@ -19,4 +19,5 @@ __all__ = [
     "load_canaries",
     "read_touches",
     "sent_touches",
+    "watching_read",
 ]

@@ -13,19 +13,20 @@ masks: `masked`.
 
 from __future__ import annotations
 
+import contextlib
 from typing import TYPE_CHECKING
 
 from proxy.audit.events import CanaryTouch
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable
+    from collections.abc import Iterable, Iterator
 
     from keys.keyring import Keyring
     from proxy.audit.requests import AuditState
-    from proxy.canaries.scan import CanaryHit
-    from proxy.transform.reveal import AccessPolicy
+    from proxy.canaries.scan import CanaryHit, CanaryScanner
+    from proxy.transform.reveal import AccessPolicy, RevealContext
 
-__all__ = ["canary_touched", "read_touches", "sent_touches"]
+__all__ = ["canary_touched", "read_touches", "sent_touches", "watching_read"]
 
 
 def read_touches(
@@ -44,6 +45,31 @@ def read_touches(
         )
         for hit in hits
     ]
+
+
+@contextlib.contextmanager
+def watching_read(
+    scanner: CanaryScanner, portal_body: bytes, context: RevealContext, state: AuditState | None
+) -> Iterator[None]:
+    """Around the transform of a portal answer: record the canary touches it holds.
+
+    Searched before the transform, on every body (a canary costs no time of its own), and
+    recorded after it: `disclosed` or `masked` as the transform decided, or `masked` when it
+    refused the body (502: nothing was shown, but the canary's record was asked for).
+    """
+    hits = scanner.find(portal_body) if scanner and state is not None else frozenset()
+    if not hits or state is None:
+        yield
+        return
+    try:
+        yield
+    except BaseException:
+        canary_touched(
+            state,
+            [CanaryTouch(h.canary, h.practice, h.field_class, "masked") for h in sorted(hits)],
+        )
+        raise
+    canary_touched(state, read_touches(sorted(hits), context.keyring, context.access))
 
 
 def sent_touches(hits: Iterable[CanaryHit]) -> list[CanaryTouch]:

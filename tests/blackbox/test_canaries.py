@@ -207,6 +207,22 @@ class TestReads:
         (alert,) = canary_alerts(caplog)
         assert alert["touches"][0]["how"] == "disclosed"
 
+    async def test_a_withheld_answer_still_counts_as_a_masked_touch(self, env, capsys, caplog):
+        """The transform refuses the canary's page (502): nothing shown, the touch recorded."""
+        canary_id, tokens = issue_canary(env, capsys, f"ssn={CANARY_SSN}")
+        await reload(env)
+        doc = patient("c1", tokens["ssn"], None) | {"link": "/p?t=phi1%2Ed%2E0123"}
+        env.portal.script("/api/patients/c1", orjson.dumps(doc))
+        response = await env.get("/api/patients/c1", sub="alice")
+        assert response.status == 502
+        assert CANARY_SSN.encode() not in await response.read()
+        (alert,) = canary_alerts(caplog)
+        assert alert["touches"] == [
+            {"canary": canary_id, "practice": "practice-a", "field_class": "ssn", "how": "masked"}
+        ]
+        await asyncio.sleep(FLUSH)
+        assert event_of(env, response.headers["X-Request-Id"])["status"] == 502
+
     async def test_repeated_touches_by_one_subject_alert_once_and_audit_each(
         self, env, capsys, caplog
     ):
