@@ -40,6 +40,7 @@ import orjson
 
 from keys.keyring import DEFAULT_CACHE_ENTRIES
 from keys.testing import make_keyring
+from keys.token_format import TOKEN_PATTERN_BYTES
 from proxy import metrics
 from proxy.accesslog import AccessRecord
 from proxy.audit.chain import Chain, Head
@@ -128,6 +129,34 @@ def _transform_figures(keyring: Keyring, rng: random.Random) -> dict[str, float]
         for temp in ("cold", "warm"):
             added = out[f"page100_{who}_{temp}_us"] - out["page100_nophi_transform_us"]
             out[f"added_{who}_{temp}_us_per_value"] = added / values
+    return out
+
+
+def _canary_figures(keyring: Keyring, rng: random.Random) -> dict[str, float]:
+    """The canary search on a 100-record page, per page, with 0, 1 and 100 canaries registered.
+
+    Worst case for the search: every canary is an SSN token of the page's own practice and key,
+    so every SSN token on the page shares its first 40 bytes with each of them. Searched twice:
+    a page holding none of them (the usual case) and one holding one (the same cost, by design).
+    """
+    from proxy.canaries import CanaryHit, CanaryScanner  # noqa: PLC0415 - only here
+
+    page = dataset.page(rng, 100, 0, keyring.encrypt)
+    out: dict[str, float] = {}
+    for count in (0, 1, 100):
+        tokens = {
+            keyring.encrypt(PRACTICE, "ssn", f"9{i:02d}-00-{i:04d}", deterministic=True): (
+                CanaryHit(f"c_{i:016x}", PRACTICE, "ssn", "k")
+            )
+            for i in range(count)
+        }
+        scanner = CanaryScanner(tokens)
+        first_ssn = TOKEN_PATTERN_BYTES.search(page, page.index(b"phi1.d.")).group()
+        holding = page.replace(first_ssn, next(iter(tokens)).encode(), 1) if tokens else page
+        for name, body in (("absent", page), ("present", holding)):
+            inner = 200
+            seconds = _best_cpu(lambda body=body, scan=scanner: scan.find(body), inner=inner)
+            out[f"canary_search_page100_{count}_{name}_us"] = 1e6 * seconds
     return out
 
 
@@ -288,6 +317,7 @@ def run() -> dict:
     out |= _metrics_figures(keyring)
     out |= _nophi_proof_figures(rng)
     out |= _floor_figures(keyring, rng)
+    out |= _canary_figures(keyring, rng)
     out |= kek_cold.run()
     return {k: round(v, 3) for k, v in out.items()}
 

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 
 from keys.broken_pipe import finish_despite_closed_output, quiet_on_broken_pipe
 from keys.cli_audit import READ_ONLY_COMMANDS, audit_key_change, committed
+from keys.cli_canary import add_canary_command, canary_is_read_only
 from keys.cli_kek import announce_new_kek, generate_configured_kek
 from keys.cli_lifecycle import add_lifecycle_commands, usage_counts, usage_warnings
 from keys.cli_migrate import add_migrate_commands, save_counts
@@ -248,6 +249,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_lifecycle_commands(command, with_settings)
     add_migrate_commands(command, with_settings)
+    add_canary_command(command, with_settings)
     return parser
 
 
@@ -289,6 +291,6 @@ def _run(args: argparse.Namespace, *, changes_keys: bool) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run `phi-keys`; returns the exit status (argparse exits 2 itself on bad usage)."""
     args = build_parser().parse_args(argv)
-    changes_keys = args.command not in READ_ONLY_COMMANDS
+    changes_keys = args.command not in READ_ONLY_COMMANDS and not canary_is_read_only(args)
     with finish_despite_closed_output() if changes_keys else contextlib.nullcontext():
         return _run(args, changes_keys=changes_keys)

@@ -41,6 +41,9 @@ _AUDITED_ARGS = (
     "reason",
     "scan",
     "table",
+    "canary_id",
+    "field_classes",
+    "remove",
 )
 
 

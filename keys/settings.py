@@ -225,6 +225,12 @@ class KeySettings(BaseModel):
         "file. Default: `<keystore>.usage.json` beside the keystore. Set it when the keystore's "
         "folder is read-only (a Kubernetes Secret), to a file on a writable, persistent volume.",
     )
+    canaries_file: ConfigPath | None = Field(
+        default=None,
+        description="The canary register (`phi-keys canary`): sealed tokens of made-up patients "
+        "planted as tripwires. Relative to the config file. Default: `<keystore>.canaries.json` "
+        "beside the keystore. No file means no canaries.",
+    )
 
     @model_validator(mode="after")
     def _rotate_before_limit(self) -> KeySettings:

@@ -10,12 +10,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from keys.broken_pipe import quiet_on_broken_pipe
+from keys.canary_register import canaries_path
 from keys.config_file import CONFIG_ENV_VAR, resolve_config_path
 from keys.errors import ConfigError, PhiProxyError
 from keys.native import core_description
 from keys.settings import describe_kek, keystore_file
 from keys.usage import usage_counter, usage_path
 from proxy.audit.secrets import key_file_problem
+from proxy.canaries import load_canaries
 from proxy.grants import open_grant_store
 from proxy.grants.presence import grant_store_exists
 from proxy.scim.check import check_scim
@@ -26,6 +28,8 @@ from proxy.transform.settings import KeepLastMask, TextMask
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
+
+    from keys.keyring import Keyring
 
 __all__ = ["main"]
 
@@ -112,6 +116,7 @@ def _summary(settings: Settings) -> list[str]:
         ),
         f"kek:           {describe_kek(settings.keys.kek)} (kek id {store.kek_id})",
         f"usage counts:  {usage_path(settings.keys)}",
+        f"canaries:      {_describe_canaries(settings, keyring)}",
         f"grant store:   {settings.grants.store}",
         f"scim:          {_describe_scim(settings)}",
         f"admin api:     {settings.admin_api.describe(settings.identity.audience)}",
@@ -142,6 +147,13 @@ def _summary(settings: Settings) -> list[str]:
         )
     lines.extend(_posture(settings))
     return lines
+
+
+def _describe_canaries(settings: Settings, keyring: Keyring) -> str:
+    """The register and how many canary tokens it arms (opened as `serve` opens it)."""
+    path = canaries_path(settings.keys)
+    count = len(load_canaries(settings.keys, keyring))
+    return f"{path} ({count} token(s) watched)" if count else f"{path} (none)"
 
 
 def _describe_scim(settings: Settings) -> str:

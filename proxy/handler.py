@@ -27,6 +27,7 @@ from aiohttp import web
 from proxy import metrics
 from proxy.accesslog import AccessRecord
 from proxy.audit.requests import AUDIT_STATE_KEY, AuditState, status_of
+from proxy.canaries import NO_CANARIES, canary_touched, sent_touches, watching_read
 from proxy.errors import ProxyError, UpstreamUnavailable
 from proxy.forward.decode import BodyTooLarge, decode_body, refuse_undecoded_request_body
 from proxy.forward.headers import ForwardingContext, HeaderPolicy
@@ -55,6 +56,7 @@ if TYPE_CHECKING:
 
     from keys.keyring import Keyring
     from proxy.audit.requests import RequestAuditor
+    from proxy.canaries import CanaryScanner
     from proxy.forward.upstream import Upstream
     from proxy.grants import GrantStore
     from proxy.identity import Authenticator, Caller
@@ -87,6 +89,8 @@ class Pipeline:
     audit: RequestAuditor | None
     #: Routes whose answers belong to the practice in their path (legacy plaintext, FHIR).
     read_routes: RouteTable[ReadRouteSettings] | None = None
+    #: Canary tokens to watch for (docs/canaries.md); touches are recorded in the audit state.
+    canaries: CanaryScanner = NO_CANARIES
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         """Answer one client request through the portal, and audit the PHI it touched."""
@@ -121,6 +125,7 @@ class Pipeline:
         caller = await self.authenticator.authenticate(request.headers, now=time.time())
         record.subject = None if caller.subject is None else str(caller.subject)
         body = await self._request_body(request, caller)
+        self._note_sent_canaries(request, body)
         headers = self.headers.upstream_request_headers(
             request.headers,
             ForwardingContext(
@@ -275,7 +280,8 @@ class Pipeline:
             )
             if audit_state is not None:
                 audit_state.response_stats = context.stats
-            body = transform_response(body, content_type, context)
+            with watching_read(self.canaries, body, context, audit_state):
+                body = transform_response(body, content_type, context)
             self._account(context.stats, record)
             metrics.current().transformed(context.stats, context.keyring, self.policy)
             headers["Cache-Control"] = "no-store"
@@ -288,6 +294,17 @@ class Pipeline:
             body=body,
             headers=headers,
         )
+
+    def _note_sent_canaries(self, request: web.Request, body: bytes | None) -> None:
+        """Canary tokens on their way to the portal (a planted value written, or searched for)."""
+        state = request.get(AUDIT_STATE_KEY)
+        if not self.canaries or state is None:
+            return
+        hits = self.canaries.find(request.raw_path.encode("utf-8", "replace"))
+        if body:
+            hits |= self.canaries.find(body)
+        if hits:
+            canary_touched(state, sent_touches(sorted(hits)))
 
     @staticmethod
     def _account(stats: TransformStats, record: AccessRecord) -> None:

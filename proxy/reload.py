@@ -34,10 +34,12 @@ import traceback
 from pathlib import Path
 from typing import TYPE_CHECKING, Final
 
+from keys.canary_register import canaries_path
 from keys.errors import KekUnavailable, PhiProxyError
 from keys.settings import FileKekSettings, check_kek
 from keys.usage import open_counting_keyring
 from proxy import metrics
+from proxy.canaries import load_canaries
 from proxy.identity import build_authenticator
 from proxy.runtime import header_policy
 from proxy.settings import load_settings
@@ -87,7 +89,7 @@ def _where(exc: BaseException) -> str:
 
 
 def _watched(settings: Settings, config_path: Path | None) -> tuple[Path, ...]:
-    paths = [settings.keys.keystore]
+    paths = [settings.keys.keystore, canaries_path(settings.keys)]
     if isinstance(settings.keys.kek, FileKekSettings):
         paths.append(settings.keys.kek.path)
     identity = settings.identity
@@ -327,6 +329,7 @@ class Reloader:
             routes=RouteTable.compile(merged.write_routes),
             read_routes=RouteTable.compile(merged.read_routes),
             headers=header_policy(merged),
+            canaries=load_canaries(merged.keys, keyring),
         )
         restart = (*(n for n in frozen if n != "keys"), *moved)
         return _Built(merged, keyring, new_pipeline, changed, restart)

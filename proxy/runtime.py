@@ -21,6 +21,7 @@ from keys.sealed_keyring import sealed_keyring
 from keys.usage import open_counting_keyring, usage_counter
 from proxy.audit.factory import open_trail
 from proxy.audit.requests import RequestAuditor
+from proxy.canaries import load_canaries
 from proxy.forward.headers import HeaderPolicy
 from proxy.forward.upstream import Upstream
 from proxy.grants import open_grant_store
@@ -88,10 +89,16 @@ class Runtime:
             max_response_body=settings.limits.max_response_body,
             preserve_host=settings.upstream.preserve_host,
             audit=RequestAuditor(self._audit, settings.audit.alerts),
+            canaries=load_canaries(settings.keys, self._keyring),
         )
         _log.info(
             "runtime opened",
-            extra={"fields": {"practices": len(self.keyring().practices())}},
+            extra={
+                "fields": {
+                    "practices": len(self.keyring().practices()),
+                    "canary_tokens": len(self._pipeline.canaries),
+                }
+            },
         )
 
     async def close(self) -> None:

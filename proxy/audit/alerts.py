@@ -10,7 +10,9 @@ every event whatever is held back here. So:
 - per subject and alert, at most one line per `audit.alerts.repeat_interval_seconds`; the next
   line that is written says how many were held back (`suppressed`).
 
-Only the alerts a caller's own requests raise and can repeat at will are held back: `THROTTLED`.
+Only the alerts a caller's own requests raise and can repeat at will are held back: `THROTTLED`
+(`canary_touched` too: its first line for a subject is written at once, and the trail keeps
+every touch).
 The others need a human at once and happen once per change of the system's state
 (`kek_unavailable`, `kek_available`, `key_usage_high`); `masked_burst` is its own limiter (once
 per window per subject). Memory is bounded: both limiters forget the least recently seen
@@ -31,6 +33,7 @@ if TYPE_CHECKING:
     from collections.abc import Iterable
 
     from proxy.accesslog import AccessRecord
+    from proxy.audit.events import CanaryTouch
     from proxy.grants import Access
     from proxy.transform import TransformStats
 
@@ -49,7 +52,7 @@ _alerts = logging.getLogger(ALERT_LOGGER)
 #: Ids (grant ids, key ids, practices) one alert line lists; the line also gives the full count.
 MAX_LISTED: Final = 10
 #: Alerts held back to one line per subject per `repeat_interval_seconds`.
-THROTTLED: Final = frozenset({"lapsed_grant_use", "integrity_failure"})
+THROTTLED: Final = frozenset({"lapsed_grant_use", "integrity_failure", "canary_touched"})
 #: Subjects (per alert) a limiter remembers; the least recently seen are forgotten first.
 MAX_SUBJECTS: Final = 10_000
 
@@ -200,6 +203,30 @@ class RequestAlerts:
         _alerts.warning(
             "integrity_failure",
             extra={"fields": self._head(record) | fields | {"suppressed": suppressed}},
+        )
+
+    def canary(self, record: AccessRecord, touches: Iterable[CanaryTouch], now: float) -> None:
+        """A canary patient's token passed through the proxy: no real workflow reads one.
+
+        One line per request (at most MAX_LISTED touches listed, with the count), at `error`
+        level: someone is reading or searching records they have no reason to, right now.
+        """
+        distinct = sorted(set(touches))
+        if not distinct:
+            return
+        suppressed = self.limiter.admit("canary_touched", record.subject, now)
+        if suppressed is None:
+            return
+        _alerts.error(
+            "canary_touched",
+            extra={
+                "fields": self._head(record)
+                | {
+                    "touches": [t.to_json() for t in distinct[:MAX_LISTED]],
+                    "touch_count": len(distinct),
+                    "suppressed": suppressed,
+                }
+            },
         )
 
     def masked(self, record: AccessRecord, now: float) -> None:

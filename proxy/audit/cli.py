@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 from keys.broken_pipe import quiet_on_broken_pipe
 from keys.config_file import CONFIG_ENV_VAR, load_section, resolve_config_path
 from keys.errors import ConfigError, PhiProxyError
+from proxy.audit.canary_report import build_canary_report, render_canary_report
 from proxy.audit.events import parse_time
 from proxy.audit.factory import audit_key
 from proxy.audit.report import ReportFilter, build_report, render_report
@@ -102,6 +103,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--since", type=_when, help="from this time (UTC unless a zone is given)")
     p.add_argument("--until", type=_when, help="before this time")
     p.add_argument("--format", choices=("table", "json", "csv"), default="table")
+    p.add_argument(
+        "--canaries",
+        action="store_true",
+        help="list every touch of a canary patient instead (who, when, practice, field class, "
+        "disclosed / masked / sent, request id; docs/canaries.md)",
+    )
     return parser
 
 
@@ -168,8 +175,11 @@ def _run_in(args: argparse.Namespace, scratch: Path) -> int:
         )
         return 0
     where = ReportFilter(args.subject, args.practice, args.record, args.since, args.until)
-    rows = build_report((event for _, _, event in iter_events(files)), where)
-    print(render_report(rows, args.format))
+    events = (event for _, _, event in iter_events(files))
+    if args.canaries:
+        print(render_canary_report(build_canary_report(events, where), args.format))
+    else:
+        print(render_report(build_report(events, where), args.format))
     if result.problem is not None:
         print(
             f"{_PROG}: WARNING: the trail does not verify ({checked.where(result.problem)}); the "

@@ -12,12 +12,18 @@ import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from itertools import groupby
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable
 
 __all__ = [
+    "CANARY_HOW",
+    "CanaryTouch",
     "ChangeEvent",
     "RecordAccess",
     "RequestEvent",
+    "canary_json",
     "iso_time",
     "parse_time",
     "path_template",
@@ -91,6 +97,34 @@ def _record_groups(records: tuple[RecordAccess, ...]) -> list[dict[str, Any]]:
     ]
 
 
+#: How a request touched a canary: a token shown in clear, shown masked, or sent to the portal.
+CANARY_HOW: Final = ("disclosed", "masked", "sent")
+
+
+@dataclass(frozen=True, slots=True, order=True)
+class CanaryTouch:
+    """A canary token (docs/canaries.md) that passed through the proxy: ids only, never a value."""
+
+    canary: str
+    practice: str
+    field_class: str
+    how: str
+
+    def to_json(self) -> dict[str, str]:
+        """The touch as events and alert lines write it."""
+        return {
+            "canary": self.canary,
+            "practice": self.practice,
+            "field_class": self.field_class,
+            "how": self.how,
+        }
+
+
+def canary_json(touches: Iterable[CanaryTouch]) -> list[dict[str, str]]:
+    """An event's `canary` list: each distinct touch once, sorted."""
+    return [t.to_json() for t in sorted(set(touches))]
+
+
 @dataclass(frozen=True, slots=True)
 class RequestEvent:
     """A request that decrypted, kept, masked, encrypted or refused PHI."""
@@ -116,10 +150,13 @@ class RequestEvent:
     #: Which process served it (`host:pid`): a fleet writes one chain, and an investigator
     #: must be able to tell the replicas' events apart (and match them to their own logs).
     replica: str | None = None
+    #: Canary tokens this request carried or read (docs/canaries.md); the key is written only
+    #: when there is one, so every other event keeps its bytes.
+    canary: tuple[CanaryTouch, ...] = ()
 
     def to_json(self) -> dict[str, Any]:
         """The payload the chain seals (`type` tells the kinds apart)."""
-        return {
+        payload = {
             "type": "request",
             "ts": iso_time(self.ts),
             "request_id": self.request_id,
@@ -141,6 +178,9 @@ class RequestEvent:
             "audit_denied": self.audit_denied,
             "replica": self.replica,
         }
+        if self.canary:
+            payload["canary"] = canary_json(self.canary)
+        return payload
 
 
 @dataclass(frozen=True, slots=True)

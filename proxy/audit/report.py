@@ -35,6 +35,7 @@ __all__ = [
     "ReportRow",
     "align_columns",
     "build_report",
+    "csv_cell",
     "printable",
     "printable_json",
     "render_report",
@@ -196,6 +197,10 @@ def _csv_cell(value: object) -> object:
     if value.startswith(("=", "+", "-", "@", "\t", "\r")):
         return "'" + value
     return value
+
+
+#: The CSV cell rule, for the other reports (`phi-audit report --canaries`).
+csv_cell = _csv_cell
 
 
 def align_columns(rows: Sequence[Sequence[str]]) -> list[str]:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 import socket
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -21,7 +21,14 @@ from aiohttp import web
 
 from proxy import metrics
 from proxy.audit.alerts import RequestAlerts
-from proxy.audit.events import RecordAccess, RequestEvent, iso_time, path_template
+from proxy.audit.events import (
+    CanaryTouch,
+    RecordAccess,
+    RequestEvent,
+    canary_json,
+    iso_time,
+    path_template,
+)
 from proxy.audit.records import group_records
 from proxy.errors import ProxyError
 from proxy.grants import NO_ACCESS
@@ -49,6 +56,8 @@ class AuditState:
     access: Access | None = None
     denied: bool = False
     write_route: str | None = None
+    #: Canary tokens the request carried or read (`proxy.canaries.canary_touched` adds them).
+    canary: list[CanaryTouch] = field(default_factory=list)
 
 
 AUDIT_STATE_KEY = web.RequestKey("phi_proxy_audit_state", AuditState)
@@ -116,6 +125,8 @@ class RequestAuditor:
         """Alert on what needs a human, and queue the audit event if PHI was touched."""
         out, into, access = state.response_stats, state.request_stats, state.access
         now = self._monotonic()
+        if state.canary:
+            self.alerts.canary(record, state.canary, now)
         if out is not None:
             self.alerts.integrity(record, out, now)
             # While the trail is down everyone is masked: that is no caller's lapse or burst.
@@ -127,7 +138,7 @@ class RequestAuditor:
         refused_phi = status >= 400 and (  # noqa: PLR2004 - any refusal
             state.write_route is not None or outcome == "request_rejected"
         )
-        if self.trail is None or not (touched or refused_phi or state.denied):
+        if self.trail is None or not (touched or refused_phi or state.denied or state.canary):
             return
         self.trail.emit(self._payload(record, state, status, outcome))
 
@@ -161,7 +172,7 @@ class RequestAuditor:
                 for practice in out.practices:
                     grant_ids.update(access.grant_ids_for(practice))
                 lapsed = {p for p in out.withheld if access.lapsed_grant_ids_for(p)}
-        return {
+        payload: dict[str, Any] = {
             "type": "request",
             "ts": iso_time(self._clock()),
             "request_id": record.request_id,
@@ -183,6 +194,9 @@ class RequestAuditor:
             "audit_denied": state.denied,
             "replica": self.replica,
         }
+        if state.canary:
+            payload["canary"] = canary_json(state.canary)
+        return payload
 
     def _event(
         self, record: AccessRecord, state: AuditState, status: int, outcome: str
@@ -225,4 +239,5 @@ class RequestAuditor:
             lapsed_practices=tuple(sorted(lapsed)),
             audit_denied=state.denied,
             replica=self.replica,
+            canary=tuple(state.canary),
         )

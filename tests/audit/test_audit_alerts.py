@@ -22,6 +22,7 @@ from proxy.audit.alerts import (
     integrity_fields,
     lapsed_fields,
 )
+from proxy.audit.events import CanaryTouch
 from proxy.audit.settings import AlertSettings
 from proxy.grants import Access
 from proxy.identity import Subject
@@ -149,8 +150,8 @@ class TestRequestAlerts:
         assert line["suppressed"] == 0
 
     def test_only_caller_driven_alerts_are_throttled(self):
-        """The held-back alerts are the two a caller can repeat at will; never the KEK's."""
-        assert frozenset({"lapsed_grant_use", "integrity_failure"}) == THROTTLED
+        """The held-back alerts are the three a caller can repeat at will; never the KEK's."""
+        assert frozenset({"lapsed_grant_use", "integrity_failure", "canary_touched"}) == THROTTLED
         assert not {"kek_unavailable", "kek_available", "key_usage_high"} & THROTTLED
 
     def test_repeat_interval_is_a_setting_defaulting_to_a_minute(self):
@@ -205,3 +206,28 @@ class TestRunningProxy:
         assert len(line["kids"]) == MAX_LISTED
         assert line["kid_count"] == 15
         assert line["request_id"] == response.headers["X-Request-Id"]
+
+
+class TestCanaryAlert:
+    def test_one_line_per_request_lists_at_most_ten_touches_with_the_count(self, caplog):
+        """Twelve distinct touches (and a repeat): one error line, ten listed, all counted."""
+        caplog.set_level(logging.WARNING, "phi_proxy.alert")
+        alerts = RequestAlerts(repeat_interval=60, burst_threshold=50, burst_window=60)
+        touches = [CanaryTouch(f"c_{i:016x}", "practice-a", "ssn", "masked") for i in range(12)]
+        alerts.canary(record(), [*touches, touches[0]], now=0.0)
+        (line,) = alert_lines(caplog, "canary_touched")
+        assert line["touch_count"] == 12
+        assert line["touches"] == [t.to_json() for t in touches[:MAX_LISTED]]
+        assert line["suppressed"] == 0
+        assert [r.levelname for r in caplog.records] == ["ERROR"]
+
+    def test_a_subject_looping_on_a_canary_is_held_back_and_counted(self, caplog):
+        """At once the first time, then one line per interval whose `suppressed` counts the rest."""
+        caplog.set_level(logging.WARNING, "phi_proxy.alert")
+        alerts = RequestAlerts(repeat_interval=60, burst_threshold=50, burst_window=60)
+        touch = [CanaryTouch("c_0123456789abcdef", "practice-a", "ssn", "disclosed")]
+        for second in range(0, 61, 10):
+            alerts.canary(record(request_id=f"r{second}"), touch, now=float(second))
+        first, second = alert_lines(caplog, "canary_touched")
+        assert (first["request_id"], first["suppressed"]) == ("r0", 0)
+        assert (second["request_id"], second["suppressed"]) == ("r60", 5)

@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 
 from proxy.accesslog import AccessRecord
 from proxy.audit.chain import Chain, Head
+from proxy.audit.events import CANARY_HOW, CanaryTouch
 from proxy.audit.records import disclosed_records
 from proxy.audit.requests import AuditState, RequestAuditor
 from proxy.audit.secrets import ChainKey
@@ -68,8 +69,20 @@ class TestPayloadMatchesReference:
         st.lists(st.sampled_from(_PRACTICES), max_size=3),
         st.lists(st.sampled_from(_CLASSES), max_size=4),
         st.booleans(),
+        st.lists(
+            st.builds(
+                CanaryTouch,
+                st.sampled_from(["c_0123456789abcdef", "c_fedcba9876543210"]),
+                st.sampled_from(_PRACTICES),
+                st.sampled_from(_CLASSES),
+                st.sampled_from(CANARY_HOW),
+            ),
+            max_size=5,
+        ),
     )
-    def test_same_line_as_the_event_dataclass(self, disclosures, withheld, masked, granted):
+    def test_same_line_as_the_event_dataclass(
+        self, disclosures, withheld, masked, granted, touches
+    ):
         """For any disclosures the fast payload and RequestEvent.to_json seal to the same bytes."""
         stats = TransformStats()
         for practice, record_id, field_class in disclosures:
@@ -86,6 +99,7 @@ class TestPayloadMatchesReference:
             response_stats=stats,
             request_stats=into,
             access=_access() if granted else NO_ACCESS,
+            canary=list(touches),
         )
         auditor, record = _auditor(), _record()
         fast = auditor._payload(record, state, 200, "forwarded")
@@ -98,6 +112,8 @@ class TestPayloadMatchesReference:
         assert named == sorted((p, r, sorted(c)) for (p, r), c in stats.disclosures.items() if c)
         keys = [(g["practice"], tuple(g["field_classes"])) for g in event["records"]]
         assert keys == sorted(set(keys)), "one group per (practice, classes), sorted"
+        # The `canary` key only when there is a touch: every other event keeps its bytes.
+        assert event.get("canary", []) == [t.to_json() for t in sorted(set(touches))]
 
     def test_records_are_grouped_sorted_and_only_with_classes(self):
         """A group per (practice, class set), all sorted; a record without a class is not named."""

@@ -259,6 +259,7 @@ class TestEveryCodeHasRunbookText:
             "kek_available",
             "scim_change_not_audited",
             "admin_change_not_audited",
+            "canary_touched",
         }
         assert {"unknown-kid", "key-retired", "key-destroyed", "malformed"} <= (integrity_reasons())
         assert {"bad-base64", "nested-token", "not-authentic"} <= integrity_reasons()
