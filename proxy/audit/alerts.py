@@ -214,6 +214,7 @@ class RequestAlerts:
         distinct = sorted(set(touches))
         if not distinct:
             return
+        metrics.current().alert("canary_touched")
         suppressed = self.limiter.admit("canary_touched", record.subject, now)
         if suppressed is None:
             return

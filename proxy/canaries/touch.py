@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 from typing import TYPE_CHECKING
 
+from proxy import metrics
 from proxy.audit.events import CanaryTouch
 
 if TYPE_CHECKING:
@@ -81,6 +82,9 @@ def canary_touched(state: AuditState, touches: Iterable[CanaryTouch]) -> None:
     """Record that this request touched these canaries: THE one place every touch passes.
 
     The audit event flags them and the alert fires when the request finishes (one line per
-    request, `RequestAuditor.finish`). Hook counters here, never in the callers.
+    request, `RequestAuditor.finish`), and `phi_proxy_canary_touches_total` counts each one.
     """
-    state.canary.extend(touches)
+    counter = metrics.current()
+    for touch in touches:
+        state.canary.append(touch)
+        counter.canary_touched(touch.practice, touch.field_class, touch.how)

@@ -34,7 +34,9 @@ MIXED: Final = "mixed"
 UNKNOWN: Final = "unknown"
 OTHER: Final = "other"
 #: The alert lines a request can raise (`phi_proxy_alerts_total`; proxy.audit.alerts).
-ALERTS: Final = ("lapsed_grant_use", "integrity_failure", "masked_burst")
+ALERTS: Final = ("lapsed_grant_use", "integrity_failure", "masked_burst", "canary_touched")
+#: How a canary token was touched (proxy.canaries): read in clear, read masked, or sent.
+CANARY_HOWS: Final = ("disclosed", "masked", "sent")
 
 _log = logging.getLogger("phi_proxy")
 _P = ParamSpec("_P")
@@ -124,6 +126,13 @@ class Metrics:
         self._audit_dropped = Counter(
             "phi_proxy_audit_events_dropped",
             "Audit events dropped because the in-memory queue was full while the sink was down.",
+            registry=reg,
+        )
+        self._canary_touches = Counter(
+            "phi_proxy_canary_touches",
+            "Canary tokens (docs/canaries.md) a request read or sent, by practice, field class "
+            "and how (disclosed, masked, sent). No real workflow reads one: any touch is a lead.",
+            ["practice", "field_class", "how"],
             registry=reg,
         )
         self._reloads = Counter(
@@ -280,6 +289,17 @@ class Metrics:
     def alert(self, alert: str) -> None:
         """A request raised `alert` (whether or not its line was held back)."""
         self._alerts.labels(alert).inc()
+
+    @_contained
+    def canary_touched(self, practice: str, field_class: str, how: str) -> None:
+        """A canary token was touched.
+
+        Practice and class come from the canary register (written by the operator with
+        `phi-keys canary`, never by a caller), so they are a closed set like the keystore's.
+        """
+        self._canary_touches.labels(
+            practice, field_class, how if how in CANARY_HOWS else OTHER
+        ).inc()
 
     @_contained
     def audit_denied(self) -> None:

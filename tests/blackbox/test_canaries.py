@@ -16,6 +16,7 @@ import pytest
 from blackbox_env import PLANTED, running_proxy_env
 
 from keys.cli import main as phi_keys
+from proxy import metrics
 from proxy.audit.cli import main as phi_audit
 from proxy.cli import main as phi_proxy
 from proxy.logs import ALERT_LOGGER
@@ -75,6 +76,17 @@ def canary_alerts(caplog):
     return [
         r.fields for r in caplog.records if r.name == ALERT_LOGGER and r.msg == "canary_touched"
     ]
+
+
+def canary_counts():
+    """(masked ssn touches of practice-a, canary_touched alerts) as /metrics reports them."""
+    registry = metrics.current().registry
+    touches = registry.get_sample_value(
+        "phi_proxy_canary_touches_total",
+        {"practice": "practice-a", "field_class": "ssn", "how": "masked"},
+    )
+    alerts = registry.get_sample_value("phi_proxy_alerts_total", {"alert": "canary_touched"})
+    return touches or 0.0, alerts or 0.0
 
 
 def events(env):
@@ -173,10 +185,12 @@ class TestReads:
         ]
         records[57]["ssn"] = tokens["ssn"]
         env.portal.script("/api/patients", orjson.dumps({"patients": records}))
+        touches, alerts = canary_counts()
         response = await env.get("/api/patients", sub="mallory")
         assert response.status == 200
         (alert,) = canary_alerts(caplog)
         assert alert["touch_count"] == 1
+        assert canary_counts() == (touches + 1, alerts + 1)  # what Prometheus scrapes
         await asyncio.sleep(FLUSH)
 
         capsys.readouterr()
