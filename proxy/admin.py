@@ -1,8 +1,10 @@
 """The admin listener: liveness and readiness, on an address clients never reach.
 
 `/healthz` answers while the process runs. `/readyz` answers 200 only when the keystore is
-loaded and the grant store answers; load balancers use it to keep traffic away from a replica
-that would mask everything. `/metrics` is the Prometheus exposition (proxy.metrics).
+loaded, the grant store answers and the identity provider's keys are current; load balancers
+use it to keep traffic away from a replica that would mask everything or refuse every token.
+When something is wrong, `problems` says what, naming the file or address to fix. `/metrics` is
+the Prometheus exposition (proxy.metrics).
 """
 
 from __future__ import annotations
@@ -28,10 +30,10 @@ def build_admin_app(runtime: Runtime) -> web.Application:
     async def readyz(_request: web.Request) -> web.Response:
         checks = await runtime.readiness()
         ready = all(checks.values())
-        return web.json_response(
-            {"status": "ready" if ready else "not ready", "checks": checks},
-            status=200 if ready else 503,
-        )
+        body: dict[str, object] = {"status": "ready" if ready else "not ready", "checks": checks}
+        if problems := runtime.problems():  # what to fix, e.g. the JWKS file that is missing
+            body["problems"] = problems
+        return web.json_response(body, status=200 if ready else 503)
 
     app = web.Application()
     app.router.add_get("/healthz", healthz)

@@ -20,6 +20,7 @@ from proxy.audit.secrets import key_file_problem
 from proxy.canaries import load_canaries
 from proxy.grants import open_grant_store
 from proxy.grants.presence import grant_store_exists
+from proxy.identity.key_health import jwks_file_problems
 from proxy.scim.check import check_scim
 from proxy.server_settings import TlsFileError, check_upstream_tls_files, listener_ssl_context
 from proxy.settings import Settings, config_warnings, load_settings, upstream_in_clear
@@ -279,10 +280,12 @@ def _print_sample(settings: Settings, sample: str, route: str | None, content_ty
 
 
 def _start_problem(settings: Settings) -> str | None:
-    """What would stop `serve` (SCIM, TLS files, audit key); SCIM warnings are printed."""
+    """What would stop `serve`, or leave it refusing every token; SCIM warnings are printed."""
     scim_warnings, problem = check_scim(settings.scim)
     for warning in scim_warnings:
         print(f"warning: scim: {warning}", file=sys.stderr)
+    if problem is None:
+        problem = next(iter(jwks_file_problems(settings.identity)), None)
     if problem is None:
         problem = _tls_problem(settings)
     if problem is None and settings.audit.enabled:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from typing import TYPE_CHECKING
 
 from keys.sealed_keyring import sealed_keyring
@@ -27,6 +28,7 @@ from proxy.forward.upstream import Upstream
 from proxy.grants import open_grant_store
 from proxy.handler import Pipeline
 from proxy.identity import build_authenticator
+from proxy.identity.key_health import inherit_keys, key_problems
 from proxy.logs import ALERT_LOGGER
 from proxy.transform import FieldPolicy, RouteTable
 
@@ -48,6 +50,8 @@ class Runtime:
 
     #: Why the KEK cannot be used (sealed: no keys loaded), or None while it works.
     kek_problem: str | None = None
+    #: Why the last readiness check found the identity provider's keys unusable (or stale).
+    jwks_problems: tuple[str, ...] = ()
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
@@ -73,6 +77,9 @@ class Runtime:
         await asyncio.to_thread(self.usage.check)
         self._grants = open_grant_store(settings.grants)
         self._authenticator = build_authenticator(settings.identity)
+        # Loaded now, not at the first token: a missing or broken JWKS is logged at start and
+        # /readyz reports it; the proxy still starts (an IdP may be down for a moment).
+        await self._check_jwks()
         self._audit = open_trail(settings.audit)
         if self._audit is not None:
             await self._audit.start()  # raises if the trail cannot be written: do not start
@@ -133,6 +140,8 @@ class Runtime:
         the returned authenticator once in-flight requests are done with it.
         """
         old_auth = self._authenticator
+        if old_auth is not None and old_auth is not pipeline.authenticator:
+            inherit_keys(pipeline.authenticator, old_auth)
         self.settings = settings
         self._keyring = keyring
         self._pipeline = pipeline
@@ -179,10 +188,33 @@ class Runtime:
             raise RuntimeError("the runtime is not open")
         return self._pipeline
 
+    async def _check_jwks(self) -> bool:
+        """True when every identity provider's keys were loaded and are current."""
+        if self._authenticator is None:
+            return False
+        problems = tuple(await key_problems(self._authenticator, now=time.time()))
+        if problems and not self.jwks_problems:  # once per outage; the cache logs each retry
+            for problem in problems:
+                _log.error(
+                    "identity provider keys cannot be loaded: %s; /readyz reports jwks: false "
+                    "until they can",
+                    problem,
+                )
+        self.jwks_problems = problems
+        return not problems
+
+    def problems(self) -> list[str]:
+        """What /readyz names besides its checks: the reasons an operator must act on."""
+        named = [*self.jwks_problems]
+        if self.kek_problem is not None:
+            named.append(f"kek: {self.kek_problem}")
+        return named
+
     async def readiness(self) -> dict[str, bool]:
         """Each dependency's state, for /readyz."""
         grants_ok = self._grants is not None and await self._grants.ping()
         return {
+            "jwks": await self._check_jwks(),
             "keystore": self._keyring is not None and bool(self._keyring.practices()),
             "kek": self.kek_problem is None,
             "grant_store": grants_ok,

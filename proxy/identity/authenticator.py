@@ -55,6 +55,7 @@ __all__ = [
     "JwtAuthenticator",
     "bearer_token",
     "build_authenticator",
+    "jwks_source",
 ]
 
 _log = logging.getLogger(__name__)
@@ -72,6 +73,10 @@ class Authenticator(Protocol):
 
     async def close(self) -> None:
         """Release network resources."""
+        ...
+
+    def jwks_caches(self) -> tuple[JwksCache, ...]:
+        """The key caches behind it (one per identity provider), for readiness and reloads."""
         ...
 
 
@@ -122,9 +127,14 @@ class JwtAuthenticator:
             fetcher,
             min_refresh_interval=settings.jwks_refresh_min_interval,
             max_age=settings.jwks_max_age_seconds,
+            source=jwks_source(settings),
         )
         self._algorithms = frozenset(settings.algorithms)
         self._verified = VerifiedTokenCache(token_cache_entries)
+
+    def jwks_caches(self) -> tuple[JwksCache, ...]:
+        """This provider's one key cache."""
+        return (self._jwks,)
 
     @property
     def jwks_fetch_count(self) -> int:
@@ -279,6 +289,13 @@ class JwtAuthenticator:
         return times
 
 
+def jwks_source(settings: IdentitySettings) -> str:
+    """Where a provider's keys come from, as an operator would look for it."""
+    if settings.jwks_file is not None:
+        return f"identity.jwks_file {settings.jwks_file}"
+    return f"identity.jwks_url {settings.jwks_url}"
+
+
 def bearer_token(headers: MultiMapping[str], settings: IdentitySettings) -> str | None:
     """The one bearer token in `headers`; None when there is none and none is required."""
     values = headers.getall("Authorization", [])
@@ -363,6 +380,10 @@ class IssuerRouter:
         if provider is None:
             raise AuthenticationError("missing_iss" if issuer is None else "wrong_issuer")
         return await provider.verified_claims(token, now=now)
+
+    def jwks_caches(self) -> tuple[JwksCache, ...]:
+        """Every provider's key cache, identity.issuers' first."""
+        return tuple(cache for provider in self._providers for cache in provider.jwks_caches())
 
     async def close(self) -> None:
         """Close every provider's HTTP session."""

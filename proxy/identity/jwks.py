@@ -3,7 +3,13 @@
 A token naming a key id we do not know may mean the issuer rotated keys, so we reload the JWKS —
 but at most once per `jwks_refresh_min_interval`, whatever the number of such tokens: a flood of
 forged `kid`s costs one fetch per interval, never one per request. Concurrent callers share one
-in-flight refresh. A failed refresh keeps the keys we already had.
+in-flight refresh.
+
+A failed refresh (file gone or unparsable, IdP down) keeps the last good keys, but only for a
+bounded time: keys read at T verify no token after T + twice `max_age` (`LAST_GOOD_FACTOR`), so a
+key the IdP removed while we could not see its JWKS stops within that bound too. From the first
+failed refresh until one succeeds, `problem` names the source and the failure; readiness
+reports it (proxy.runtime), and after the bound every token gets 401 `jwks_unavailable`.
 
 A JWKS entry is used for a token only when its `use` is absent or ``sig``, its `key_ops` is absent
 or includes ``verify``, its `alg` is absent or equal to the token's, and its key type fits the
@@ -29,18 +35,24 @@ if TYPE_CHECKING:
     from pathlib import Path
 
 __all__ = [
+    "LAST_GOOD_FACTOR",
     "MAX_JWKS_BYTES",
     "JwksCache",
     "JwksFetcher",
     "JwksUnavailableError",
     "WeakKeyError",
+    "failure_text",
     "file_fetcher",
+    "parse_jwks",
+    "usable",
 ]
 
 _log = logging.getLogger(__name__)
 
 MAX_JWKS_BYTES = 1 << 20
 _MAX_KEYS = 64
+#: Last good keys verify until they are this many `max_age`s old while refreshes fail.
+LAST_GOOD_FACTOR = 2
 
 # Which JWK key types (and curves) can verify which algorithm.
 _FITS: dict[str, tuple[str, frozenset[str] | None]] = {
@@ -92,17 +104,24 @@ def file_fetcher(path: Path) -> JwksFetcher:
     return fetch
 
 
-def _parse(document: bytes) -> list[dict[str, Any]]:
+def parse_jwks(document: bytes) -> list[dict[str, Any]]:
+    """The key entries of a JWKS document; ValueError (with why) when it is not one."""
     if len(document) > MAX_JWKS_BYTES:
-        raise ValueError("JWKS document too large")
-    data = json.loads(document)
+        raise ValueError(f"it is larger than {MAX_JWKS_BYTES} bytes")
+    try:
+        data = json.loads(document)
+    except ValueError as exc:  # JSONDecodeError, or bytes that are not UTF-8
+        raise ValueError(f"it is not valid JSON ({exc})") from None
     if not isinstance(data, dict) or not isinstance(data.get("keys"), list):
-        raise TypeError("JWKS document has no 'keys' list")
+        raise ValueError(  # noqa: TRY004 - one error kind for "not a JWKS"
+            'it is JSON but not a JWKS (no "keys" list at the top)'
+        )
     keys = [k for k in data["keys"] if isinstance(k, dict)]
     return keys[:_MAX_KEYS]
 
 
-def _usable(entry: dict[str, Any], alg: str) -> bool:
+def usable(entry: dict[str, Any], alg: str) -> bool:
+    """True when the JWKS entry may verify a token signed with `alg` (weakness aside)."""
     fit = _FITS.get(alg)
     if fit is None:
         return False
@@ -122,10 +141,23 @@ class JwksCache:
     """Holds the parsed JWKS and answers "which keys may verify this kid/alg?"."""
 
     def __init__(
-        self, fetcher: JwksFetcher, *, min_refresh_interval: float, max_age: float | None = None
+        self,
+        fetcher: JwksFetcher,
+        *,
+        min_refresh_interval: float,
+        max_age: float | None = None,
+        source: str = "the JWKS",
     ) -> None:
-        """`max_age`: reload keys this old even without an unknown kid (a removed key stops)."""
+        """`max_age`: reload keys this old even without an unknown kid (a removed key stops).
+
+        `source` names where the keys come from in messages, e.g. `identity.jwks_file PATH`.
+        """
         self._fetch = fetcher
+        self.source = source
+        #: Why the last refresh failed (source and reason), or None after a good one.
+        self.problem: str | None = None
+        #: Set by `inherit`: the held keys are a previous cache's and must be read again.
+        self._must_refresh = False
         self._interval = min_refresh_interval
         self._max_age = max_age
         self._loaded_at: float | None = None
@@ -157,14 +189,19 @@ class JwksCache:
             JwksUnavailableError: the JWKS has never been loaded successfully.
             WeakKeyError: keys fit, but each of them was refused as weak.
         """
-        if self._entries is None or not self._matching(kid) or self._stale(now):
+        if (
+            self._entries is None
+            or self._must_refresh
+            or not self._matching(kid)
+            or self._stale(now)
+        ):
             await self._refresh(now)
-        if self._entries is None:
+        if self._entries is None or self._expired(now):
             raise JwksUnavailableError
         keys = []
         weak = False
         for index, entry in enumerate(self._entries):
-            if (kid is not None and entry.get("kid") != kid) or not _usable(entry, alg):
+            if (kid is not None and entry.get("kid") != kid) or not usable(entry, alg):
                 continue
             if index in self._weak:
                 weak = True
@@ -175,6 +212,54 @@ class JwksCache:
         if weak and not keys:
             raise WeakKeyError
         return keys
+
+    async def check(self, now: float) -> str | None:
+        """Why tokens cannot be verified as they should, or None; may trigger one refresh.
+
+        For readiness: a cache that never loaded, holds a previous cache's keys, failed its
+        last refresh or holds stale keys tries again (at most once per refresh interval).
+        """
+        if (
+            self._entries is None
+            or self._must_refresh
+            or self.problem is not None
+            or self._stale(now)
+        ):
+            await self._refresh(now)
+        if self._entries is None or self._loaded_at is None:
+            return self.problem or f"{self.source}: not loaded yet"
+        if self.problem is None:
+            return None
+        age = max(0.0, now - self._loaded_at)
+        if self._expired(now):
+            return (
+                f"{self.problem}; the last good keys (read {age:.0f} s ago) are too old to "
+                "trust, so every bearer token gets 401 (jwks_unavailable)"
+            )
+        left = "" if self._max_age is None else f" for at most {self._limit() - age:.0f} s more"
+        return f"{self.problem}; still verifying with the keys read {age:.0f} s ago{left}"
+
+    def inherit(self, previous: JwksCache) -> None:
+        """Start from `previous`'s last good keys (same source), to be read again at once.
+
+        After a reload the new cache re-reads its source on first use; if that fails (the file
+        vanished), the previous keys keep verifying until they are too old, never longer.
+        """
+        if previous.source != self.source or previous._entries is None or self._entries is not None:
+            return
+        self._entries = previous._entries
+        self._weak = previous._weak
+        self._loaded_at = previous._loaded_at
+        self.problem = previous.problem
+        self.generation += 1
+        self._must_refresh = True
+
+    def _limit(self) -> float:
+        return float("inf") if self._max_age is None else LAST_GOOD_FACTOR * self._max_age
+
+    def _expired(self, now: float) -> bool:
+        loaded = self._loaded_at
+        return loaded is not None and now - loaded >= self._limit()
 
     def _matching(self, kid: str | None) -> bool:
         if kid is None or self._entries is None:
@@ -207,23 +292,43 @@ class JwksCache:
             if not self._due(now):
                 return
             self._last_attempt = now
+            self._must_refresh = False
             self.fetch_count += 1
             try:
-                entries = _parse(await self._fetch())
+                entries = parse_jwks(await self._fetch())
             except Exception as exc:  # noqa: BLE001 - any fetch failure keeps the old keys
+                self.problem = f"{self.source}: {failure_text(exc)}"
                 _log.warning(
                     "JWKS refresh failed (%s); keeping %s; next attempt in %.0f s at the earliest",
-                    exc.__class__.__name__,
-                    "the previous keys" if self._entries is not None else "no keys",
+                    self.problem,
+                    "no keys"
+                    if self._entries is None
+                    else "the previous keys until they are "
+                    f"{self._limit():.0f} s old (then every token gets 401)",
                     self._interval,
                 )
                 return
+            self.problem = None
             if entries != self._entries:
                 self.generation += 1
                 self._weak = _weak_entries(entries)  # once per new key set, logged
             self._entries = entries
             self._loaded_at = now
             self._built = {}
+
+
+def failure_text(exc: BaseException) -> str:
+    """Why a JWKS could not be loaded, for an operator: never more than the error's kind."""
+    if isinstance(exc, OSError) and exc.strerror:
+        return f"cannot be read ({exc.strerror})"
+    if isinstance(exc, ValueError):
+        return f"cannot be used: {exc}"
+    status = getattr(exc, "status", None)
+    if isinstance(status, int):
+        return f"answered HTTP {status}"
+    if isinstance(exc, TimeoutError):
+        return "did not answer in time (identity.jwks_fetch_timeout_seconds)"
+    return f"cannot be fetched ({exc.__class__.__name__})"
 
 
 def _weak_entries(entries: list[dict[str, Any]]) -> dict[int, str]:

@@ -110,7 +110,8 @@ class IdentitySettings(_KeySource):
         le=86400.0,
         description="Reload the JWKS when the keys held are this old, even if no unknown key id "
         "was seen, so a key the IdP removed (compromised) stops verifying within this time. "
-        "A failed reload keeps the previous keys.",
+        "A failed reload keeps the previous keys until they are twice this old (then every token "
+        "gets 401); /readyz reports jwks: false meanwhile.",
     )
     jwks_fetch_timeout_seconds: float = Field(
         default=5.0, gt=0, le=60, description="Timeout for one JWKS download (jwks_url only)."

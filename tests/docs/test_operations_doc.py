@@ -233,6 +233,7 @@ def readiness_checks() -> set[str]:
     """The keys of /readyz's `checks`, from a runtime that opened nothing."""
     runtime = object.__new__(Runtime)
     runtime._keyring = runtime._grants = runtime._pipeline = runtime._audit = None
+    runtime._authenticator = None
     return set(asyncio.run(runtime.readiness()))
 
 
