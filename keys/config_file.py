@@ -14,6 +14,7 @@ from typing import Annotated, Any, TypeVar
 import yaml
 from pydantic import AfterValidator, BaseModel, ValidationError, ValidationInfo
 
+from keys.cli_options import CONFIG_ENV_VAR
 from keys.errors import ConfigError
 
 __all__ = [
@@ -26,7 +27,6 @@ __all__ = [
     "resolve_config_path",
 ]
 
-CONFIG_ENV_VAR = "PHI_PROXY_CONFIG"
 
 ModelT = TypeVar("ModelT", bound=BaseModel)
 

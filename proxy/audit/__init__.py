@@ -9,14 +9,21 @@ Events carry names, ids and counts only — never a PHI value, a token or a cred
 docs/audit.md for the line format, the chain, rotation and the failure policy.
 """
 
-from proxy.audit.chain import Chain, Head
-from proxy.audit.errors import AuditError
-from proxy.audit.events import ChangeEvent, RecordAccess, RequestEvent, path_template
-from proxy.audit.factory import open_chain, open_sink, open_trail, record_change
-from proxy.audit.settings import AlertSettings, AuditSettings
-from proxy.audit.sink import AuditSink, FileSink, StdoutSink
-from proxy.audit.trail import AuditTrail
-from proxy.audit.verify import Problem, VerifyResult, trail_files, verify_files
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from keys._lazy import lazy_exports
+
+if TYPE_CHECKING:  # the names below load on first use (keys._lazy): CLIs start fast
+    from proxy.audit.chain import Chain, Head
+    from proxy.audit.errors import AuditError
+    from proxy.audit.events import ChangeEvent, RecordAccess, RequestEvent, path_template
+    from proxy.audit.factory import open_chain, open_sink, open_trail, record_change
+    from proxy.audit.settings import AlertSettings, AuditSettings
+    from proxy.audit.sink import AuditSink, FileSink, StdoutSink
+    from proxy.audit.trail import AuditTrail
+    from proxy.audit.verify import Problem, VerifyResult, trail_files, verify_files
 
 __all__ = [
     "AlertSettings",
@@ -41,3 +48,42 @@ __all__ = [
     "trail_files",
     "verify_files",
 ]
+
+__getattr__ = lazy_exports(
+    __name__,
+    {
+        "proxy.audit.chain": (
+            "Chain",
+            "Head",
+        ),
+        "proxy.audit.errors": ("AuditError",),
+        "proxy.audit.events": (
+            "ChangeEvent",
+            "RecordAccess",
+            "RequestEvent",
+            "path_template",
+        ),
+        "proxy.audit.factory": (
+            "open_chain",
+            "open_sink",
+            "open_trail",
+            "record_change",
+        ),
+        "proxy.audit.settings": (
+            "AlertSettings",
+            "AuditSettings",
+        ),
+        "proxy.audit.sink": (
+            "AuditSink",
+            "FileSink",
+            "StdoutSink",
+        ),
+        "proxy.audit.trail": ("AuditTrail",),
+        "proxy.audit.verify": (
+            "Problem",
+            "VerifyResult",
+            "trail_files",
+            "verify_files",
+        ),
+    },
+)

@@ -6,7 +6,8 @@ be read — the report is still printed, marked unverified — 2 a usage or conf
 With `audit.sink: postgres` (and no FILE arguments) the fleet's chain is read from the database
 in one consistent snapshot, written to a scratch JSON-lines file and checked by the very code
 that checks file trails; the head row the writers keep in `audit_head` then shows whether the
-newest events were deleted.
+newest events were deleted. Only argument parsing is imported up front, so `--help` and usage
+errors answer at once.
 """
 
 from __future__ import annotations
@@ -18,20 +19,17 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from keys.broken_pipe import quiet_on_broken_pipe
-from keys.config_file import CONFIG_ENV_VAR, load_section, resolve_config_path
+from keys.cli_options import add_config_option, add_version_option
 from keys.errors import ConfigError, PhiProxyError
 from proxy.audit.canary_report import build_canary_report, render_canary_report
 from proxy.audit.events import parse_time
-from proxy.audit.factory import audit_key
-from proxy.audit.report import ReportFilter, build_report, render_report
-from proxy.audit.secrets import load_public_key
-from proxy.audit.settings import AuditSettings
-from proxy.audit.trail_report import CheckedTrail, verify_configured_trail
-from proxy.audit.verify import iter_events, verify_files
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
     from datetime import datetime
+
+    from proxy.audit.settings import AuditSettings
+    from proxy.audit.trail_report import CheckedTrail
 
 
 __all__ = ["build_parser", "main"]
@@ -60,18 +58,17 @@ def _seq(text: str) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     """The argparse tree for `phi-audit` (exposed for docs and tests)."""
-    config_help = f"config file (default: ${CONFIG_ENV_VAR}); names the trail and its key"
+    what = "; names the trail and its key"
     parser = argparse.ArgumentParser(
         prog=_PROG, description="Verify phi-proxy's audit trail and report who saw what."
     )
-    parser.add_argument("-c", "--config", metavar="FILE", help=config_help)
+    add_config_option(parser, subcommand=False, what=what)
+    add_version_option(parser)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def command(name: str, help_text: str) -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=help_text, description=help_text)
-        p.add_argument(
-            "-c", "--config", metavar="FILE", help=config_help, default=argparse.SUPPRESS
-        )
+        add_config_option(p, subcommand=True, what=what)
         p.add_argument(
             "files",
             nargs="*",
@@ -113,6 +110,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _verify(args: argparse.Namespace, scratch: Path) -> CheckedTrail:
+    from keys.config_file import load_section, resolve_config_path  # noqa: PLC0415 - see above
+    from proxy.audit.factory import audit_key  # noqa: PLC0415
+    from proxy.audit.secrets import load_public_key  # noqa: PLC0415
+    from proxy.audit.settings import AuditSettings  # noqa: PLC0415
+    from proxy.audit.trail_report import CheckedTrail, verify_configured_trail  # noqa: PLC0415
+    from proxy.audit.verify import verify_files  # noqa: PLC0415
+
     public_key = load_public_key(args.public_key) if getattr(args, "public_key", None) else None
     configured = args.config or (None if public_key and args.files else "env")
     settings: AuditSettings | None = None
@@ -150,6 +154,9 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _run_in(args: argparse.Namespace, scratch: Path) -> int:
+    from proxy.audit.report import ReportFilter, build_report, render_report  # noqa: PLC0415
+    from proxy.audit.verify import iter_events  # noqa: PLC0415
+
     checked = _verify(args, scratch)
     result, files = checked.result, checked.files
     for note in result.notes:

@@ -9,6 +9,7 @@ import argparse
 from datetime import UTC, datetime
 from typing import Any
 
+from keys.cli_options import add_config_option, add_version_option
 from proxy.grants.durations import parse_duration
 from proxy.identity.subject import Subject
 
@@ -78,36 +79,48 @@ def build_parser() -> argparse.ArgumentParser:
         prog="phi-grants",
         description="Manage who may read which practice's PHI. Every grant expires.",
     )
-    parser.add_argument("-c", "--config", help="config file (default: $PHI_PROXY_CONFIG)")
+    add_config_option(parser, subcommand=False)
+    add_version_option(parser)
     commands = parser.add_subparsers(dest="command", required=True)
+
+    def command(name: str, **kwargs: Any) -> argparse.ArgumentParser:  # noqa: ANN401
+        """A command that takes -c FILE after its name too (`phi-grants list -c FILE`)."""
+        sub = commands.add_parser(name, **kwargs)
+        add_config_option(sub, subcommand=True)
+        return sub
 
     def who(sub: argparse.ArgumentParser) -> None:
         sub.add_argument("--reason", required=True, help="why (kept in the grant history)")
         sub.add_argument("--by", help="who is making the change (default: $SUDO_USER or $USER)")
 
-    add = commands.add_parser("add", help="grant a person access to one practice's PHI")
+    add = command("add", help="grant a person access to one practice's PHI")
     add.add_argument("--subject", required=True, type=_subject, help="ISSUER|SUB of the person")
     add.add_argument("--practice", required=True, help="practice id")
     add.add_argument("--fields", type=_fields, help="field classes, e.g. ssn,history (default all)")
     add.add_argument("--ttl", required=True, type=_duration, help="lifetime, e.g. 30d, 12h")
     add.add_argument("--not-before", type=_utc_time, help="start time, ISO 8601 (default now)")
+    add.add_argument(
+        "--no-key-yet",
+        action="store_true",
+        help="add it although the practice has no key in the keystore yet (its key is created "
+        "later with phi-keys add-practice); without it such a grant is refused, because a "
+        "practice id with no key is usually a typo",
+    )
     who(add)
 
-    revoke = commands.add_parser(
-        "revoke", help="revoke one grant, or a person's grants at a practice"
-    )
+    revoke = command("revoke", help="revoke one grant, or a person's grants at a practice")
     target = revoke.add_mutually_exclusive_group(required=True)
     target.add_argument("--id", dest="grant_id", help="grant id (see: phi-grants list)")
     target.add_argument("--subject", type=_subject, help="ISSUER|SUB (needs --practice)")
     revoke.add_argument("--practice", help="practice id (with --subject)")
     who(revoke)
 
-    offboard = commands.add_parser("offboard", help="revoke every grant a person holds")
+    offboard = command("offboard", help="revoke every grant a person holds")
     offboard.add_argument("--subject", required=True, type=_subject, help="ISSUER|SUB")
     offboard.add_argument("--reason", default="offboarded", help="why (default: offboarded)")
     offboard.add_argument("--by", help="who is making the change (default: $SUDO_USER or $USER)")
 
-    show = commands.add_parser("list", help="list grants")
+    show = command("list", help="list grants")
     show.add_argument("--practice", help="only this practice")
     show.add_argument("--subject", type=_subject, help="only this person (ISSUER|SUB)")
     when = show.add_mutually_exclusive_group()
@@ -117,16 +130,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     show.add_argument("--json", action="store_true", help="one JSON document, for scripts")
 
-    review = commands.add_parser(
+    review = command(
         "review",
         help="periodic access review: every grant in effect, with findings (read-only)",
         description="List every grant in effect (active or scheduled), per practice, with its\n"
         "last use from the audit trail and findings to act on. Changes nothing.",
         epilog=_REVIEW_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    review.add_argument(
-        "-c", "--config", default=argparse.SUPPRESS, help="config file (default: $PHI_PROXY_CONFIG)"
     )
     review.add_argument("--practice", help="only grants of this practice")
     review.add_argument(

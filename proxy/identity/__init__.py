@@ -9,11 +9,16 @@ DemoIssuer                    mints tokens for tests and the demo (not for produ
 
 from __future__ import annotations
 
-from proxy.identity.authenticator import Authenticator, JwtAuthenticator, build_authenticator
-from proxy.identity.errors import REALM, AuthenticationError
-from proxy.identity.issuer import DemoIssuer
-from proxy.identity.settings import ALLOWED_ALGORITHMS, IdentitySettings
-from proxy.identity.subject import Caller, Subject
+from typing import TYPE_CHECKING
+
+from keys._lazy import lazy_exports
+
+if TYPE_CHECKING:  # the names below load on first use (keys._lazy): CLIs start fast
+    from proxy.identity.authenticator import Authenticator, JwtAuthenticator, build_authenticator
+    from proxy.identity.errors import REALM, AuthenticationError
+    from proxy.identity.issuer import DemoIssuer
+    from proxy.identity.settings import ALLOWED_ALGORITHMS, IdentitySettings
+    from proxy.identity.subject import Caller, Subject
 
 __all__ = [
     "ALLOWED_ALGORITHMS",
@@ -27,3 +32,27 @@ __all__ = [
     "Subject",
     "build_authenticator",
 ]
+
+__getattr__ = lazy_exports(
+    __name__,
+    {
+        "proxy.identity.authenticator": (
+            "Authenticator",
+            "JwtAuthenticator",
+            "build_authenticator",
+        ),
+        "proxy.identity.errors": (
+            "REALM",
+            "AuthenticationError",
+        ),
+        "proxy.identity.issuer": ("DemoIssuer",),
+        "proxy.identity.settings": (
+            "ALLOWED_ALGORITHMS",
+            "IdentitySettings",
+        ),
+        "proxy.identity.subject": (
+            "Caller",
+            "Subject",
+        ),
+    },
+)
