@@ -41,7 +41,10 @@ RUN install -d -o phi -g phi -m 0700 /var/lib/phi-proxy
 USER phi:phi
 EXPOSE 8080 9090
 VOLUME ["/etc/phi-proxy", "/var/lib/phi-proxy"]
-HEALTHCHECK --interval=10s --timeout=3s --start-period=10s --retries=3 \
-  CMD ["python", "-c", "import urllib.request,sys; sys.exit(0 if urllib.request.urlopen('http://127.0.0.1:9090/healthz', timeout=2).status == 200 else 1)"]
+# Asks /healthz on the admin.host and admin.port of the config in $PHI_PROXY_CONFIG (a
+# wildcard host is probed on loopback), so another admin port does not make a healthy
+# container "unhealthy". If you run `serve -c OTHER`, set PHI_PROXY_CONFIG=OTHER too.
+HEALTHCHECK --interval=10s --timeout=5s --start-period=10s --retries=3 \
+  CMD ["phi-proxy", "healthcheck"]
 ENTRYPOINT ["phi-proxy"]
 CMD ["serve", "-c", "/etc/phi-proxy/config.yaml"]

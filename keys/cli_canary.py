@@ -38,7 +38,7 @@ if TYPE_CHECKING:
 
     from keys.settings import KeySettings
 
-__all__ = ["add_canary_command", "canary_is_read_only", "parse_field_spec"]
+__all__ = ["canary_is_read_only", "parse_field_spec", "run_canary"]
 
 _MAX_LABEL: Final = 200
 _PLANT: Final = (
@@ -246,7 +246,8 @@ def _remove(args: argparse.Namespace, settings: KeySettings) -> int:
     return 0
 
 
-def _run(args: argparse.Namespace, settings: KeySettings) -> int:
+def run_canary(args: argparse.Namespace, settings: KeySettings) -> int:
+    """`phi-keys canary`: issue, --list, --show or --remove (keys.cli_arguments names it)."""
     if args.list_canaries:
         return _list(args, settings)
     if args.show:
@@ -254,41 +255,3 @@ def _run(args: argparse.Namespace, settings: KeySettings) -> int:
     if args.remove:
         return _remove(args, settings)
     return _issue(args, settings)
-
-
-def add_canary_command(
-    command: Callable[[str, str], argparse.ArgumentParser],
-    with_settings: Callable[[Callable[[argparse.Namespace, KeySettings], int]], Any],
-) -> None:
-    """Register `phi-keys canary` on the phi-keys parser."""
-    p = command(
-        "canary",
-        "issue tokens for a made-up patient planted as a tripwire (any read through the "
-        "proxy raises an alert); list, show or remove them",
-    )
-    which = p.add_mutually_exclusive_group()
-    which.add_argument(
-        "--list", dest="list_canaries", action="store_true", help="list the registered canaries"
-    )
-    which.add_argument("--show", metavar="ID", help="print a canary's tokens again (for planting)")
-    which.add_argument(
-        "--remove", metavar="ID", help="remove a canary from the register (needs --force)"
-    )
-    p.add_argument("--practice", metavar="PRACTICE", help="the practice the patient belongs to")
-    p.add_argument(
-        "--field",
-        action="append",
-        metavar="CLASS[=VALUE]",
-        help="a field class (as under fields.classes) and the made-up value; without =VALUE "
-        "the values are read from stdin, one line per bare --field, in order. Choose values "
-        "that look real and no real patient has",
-    )
-    p.add_argument(
-        "--label",
-        default="",
-        metavar="TEXT",
-        help="a note for you, stored in clear: never the fake patient's name or portal id",
-    )
-    p.add_argument("--json", action="store_true", help="with --list: print JSON")
-    p.add_argument("--force", action="store_true", help="with --remove: really remove it")
-    p.set_defaults(handler=with_settings(_run))

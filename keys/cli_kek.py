@@ -41,9 +41,8 @@ from keys.settings import (
 
 if TYPE_CHECKING:
     import argparse
-    from collections.abc import Callable
 
-__all__ = ["add_rotate_kek_command", "announce_new_kek", "generate_configured_kek"]
+__all__ = ["announce_new_kek", "cmd_rotate_kek", "generate_configured_kek"]
 
 
 def generate_configured_kek(kek: AnyKekSettings, *, flag: str) -> str:
@@ -119,7 +118,8 @@ def _new_kek(args: argparse.Namespace, settings: KeySettings) -> AnyKekSettings:
     return FileKekSettings(provider="file", path=new_path)
 
 
-def _cmd_rotate_kek(args: argparse.Namespace, settings: KeySettings) -> int:
+def cmd_rotate_kek(args: argparse.Namespace, settings: KeySettings) -> int:
+    """`phi-keys rotate-kek`: rewrap every key under a new KEK in one atomic write."""
     store = keystore_file(settings)
     target = _new_kek(args, settings)
     args.new_kek_provider = target.provider
@@ -173,32 +173,3 @@ def _retire_old(old: AnyKekSettings) -> str:
     if isinstance(old, AwsKmsKekSettings):
         return f"schedule the deletion of the old KMS key ({old.key_id})"
     return "destroy the old KEK"
-
-
-def add_rotate_kek_command(
-    command: Callable[[str, str], argparse.ArgumentParser],
-    with_settings: Callable[[Callable[[argparse.Namespace, KeySettings], int]], Any],
-) -> None:
-    """Register `rotate-kek` on the phi-keys parser."""
-    p = command(
-        "rotate-kek",
-        "rewrap every key under a new KEK (file, env, pkcs11 or aws-kms) in one atomic write",
-    )
-    new = p.add_mutually_exclusive_group(required=True)
-    new.add_argument("--new-kek", type=Path, metavar="PATH", help="new KEK file")
-    new.add_argument(
-        "--new-config",
-        metavar="FILE",
-        help="a copy of the config whose keys.kek names the new KEK (any provider)",
-    )
-    p.add_argument(
-        "--generate",
-        action="store_true",
-        help="create the new KEK first (a file, or a key in the pkcs11 token; never replaces one)",
-    )
-    p.add_argument(
-        "--no-backup",
-        action="store_true",
-        help="do not keep <keystore>.bak-<old kek id> (the copy the old KEK still opens)",
-    )
-    p.set_defaults(handler=with_settings(_cmd_rotate_kek))

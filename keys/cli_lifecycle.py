@@ -11,10 +11,8 @@ previous file that the old KEK still opens.
 from __future__ import annotations
 
 import sys
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from keys.cli_kek import add_rotate_kek_command
-from keys.cli_migrate import table_arguments
 from keys.cli_migrate_table import is_database_error
 from keys.errors import ConfigError, KeyringError
 from keys.keyring import KeyState
@@ -27,13 +25,12 @@ from keys.usage import WARN_FRACTION, read_usage, usage_path
 
 if TYPE_CHECKING:
     import argparse
-    from collections.abc import Callable
 
     from keys.keyring import KeyInfo
     from keys.settings import KeySettings
     from keys.table import Row, Update
 
-__all__ = ["add_lifecycle_commands", "usage_counts", "usage_warnings"]
+__all__ = ["cmd_retire", "cmd_shred", "cmd_unretire", "usage_counts", "usage_warnings"]
 
 
 def usage_counts(settings: KeySettings) -> dict[str, int] | None:
@@ -86,7 +83,8 @@ def _scan_table(args: argparse.Namespace, census: TokenCensus) -> None:
     census.merge(result.census)
 
 
-def _cmd_retire(args: argparse.Namespace, settings: KeySettings) -> int:
+def cmd_retire(args: argparse.Namespace, settings: KeySettings) -> int:
+    """`phi-keys retire`: stop a decrypt-only key, once no token uses it."""
     store = keystore_file(settings)
     info = next((i for i in store.infos() if i.kid == args.key), None)
     if info is None:
@@ -141,13 +139,15 @@ def _prove_unused(args: argparse.Namespace, kid: str) -> None:
     print(f"scan found no token under key {kid} ({sum(census.before.values())} tokens scanned)")
 
 
-def _cmd_unretire(args: argparse.Namespace, settings: KeySettings) -> int:
+def cmd_unretire(args: argparse.Namespace, settings: KeySettings) -> int:
+    """`phi-keys unretire`: let a retired key decrypt again."""
     info = keystore_file(settings).set_state(args.key, KeyState.DECRYPT_ONLY)
     print(f"key {info.kid} (practice {info.practice} v{info.version}) decrypts again")
     return 0
 
 
-def _cmd_shred(args: argparse.Namespace, settings: KeySettings) -> int:
+def cmd_shred(args: argparse.Namespace, settings: KeySettings) -> int:
+    """`phi-keys shred`: destroy every key of a practice."""
     if args.confirm != args.practice:
         raise ConfigError(
             f"to destroy every key of practice {args.practice} for good, repeat its id: "
@@ -167,28 +167,3 @@ def _cmd_shred(args: argparse.Namespace, settings: KeySettings) -> int:
         "which makes every older backup unreadable"
     )
     return 0
-
-
-def add_lifecycle_commands(
-    command: Callable[[str, str], argparse.ArgumentParser],
-    with_settings: Callable[[Callable[[argparse.Namespace, KeySettings], int]], Any],
-) -> None:
-    """Register `rotate-kek`, `retire`, `unretire` and `shred` on the phi-keys parser."""
-    add_rotate_kek_command(command, with_settings)
-
-    p = command("retire", "stop a decrypt-only key from decrypting, once no token uses it")
-    p.add_argument("--key", required=True, metavar="KID", help="key id (see `phi-keys list`)")
-    p.add_argument("--scan", action="append", metavar="FILE", help="dump/export to scan")
-    table_arguments(p, key_flag="--row-key")
-    p.add_argument("--force", action="store_true", help="retire without a scan")
-    p.add_argument("--reason", metavar="TEXT", help="why (required with --force)")
-    p.set_defaults(handler=with_settings(_cmd_retire))
-
-    p = command("unretire", "let a retired key decrypt again (something still needed it)")
-    p.add_argument("--key", required=True, metavar="KID", help="key id (see `phi-keys list`)")
-    p.set_defaults(handler=with_settings(_cmd_unretire))
-
-    p = command("shred", "destroy every key of a practice: its data becomes unreadable")
-    p.add_argument("--practice", required=True, metavar="PRACTICE")
-    p.add_argument("--confirm", required=True, metavar="PRACTICE", help="the same id again")
-    p.set_defaults(handler=with_settings(_cmd_shred))

@@ -9,6 +9,7 @@ argument errors must answer at once, also through `kubectl exec`.
 from __future__ import annotations
 
 import argparse
+import sys
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -53,7 +54,8 @@ class _VersionAction(argparse.Action):
         super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS, **kwargs)
 
     def __call__(self, parser: argparse.ArgumentParser, *_: object, **__: object) -> None:
-        parser.exit(message=f"{parser.prog} {version()}\n")
+        sys.stdout.write(f"{parser.prog} {version()}\n")  # on stdout, as argparse's own
+        parser.exit()
 
 
 def add_version_option(parser: argparse.ArgumentParser) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import yaml
 from demo_helpers import REPO
 
@@ -239,8 +241,19 @@ class TestComposeExample:
         assert read_config_mapping(DEPLOY / "config.yaml")["admin"]["host"] == "127.0.0.1"
 
     def test_the_image_healthcheck_asks_the_admin_port_of_deploy_config(self):
-        """The compose service relies on the image's HEALTHCHECK: same host and port."""
+        """The compose service relies on the image's HEALTHCHECK, which reads the mounted config.
+
+        `phi-proxy healthcheck` reads $PHI_PROXY_CONFIG (the image's ENV), the very path compose
+        mounts deploy/config.yaml at, and probes its admin address.
+        """
+        from proxy.healthcheck import admin_url
+
         dockerfile = (REPO / "Dockerfile").read_text(encoding="utf-8")
+        assert 'CMD ["phi-proxy", "healthcheck"]' in dockerfile
+        env = re.search(r"PHI_PROXY_CONFIG=(\S+)", dockerfile)
+        assert env is not None
+        volumes = compose()["services"]["phi-proxy"]["volumes"]
+        assert f"./config.yaml:{env.group(1)}:ro" in volumes
         admin = load_settings(REPO / "deploy" / "config.yaml").admin
-        assert f"http://{admin.host}:{admin.port}/healthz" in dockerfile
+        assert admin_url(admin, "/healthz") == f"http://127.0.0.1:{admin.port}/healthz"
         assert "healthcheck" not in compose()["services"]["phi-proxy"]

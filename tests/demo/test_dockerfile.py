@@ -118,11 +118,20 @@ class TestDockerfileStructure:
         assert creates[0] < names.index("USER")
         assert any("/var/lib/phi-proxy" in args for args in final("VOLUME"))
 
-    def test_healthcheck_probes_healthz(self):
-        """HEALTHCHECK asks the admin listener's /healthz."""
+    def test_healthcheck_asks_the_configs_admin_listener(self):
+        """HEALTHCHECK runs `phi-proxy healthcheck`, which reads admin.port from the config.
+
+        Found in issue 15: it probed a hard-coded 127.0.0.1:9090, so any other admin.port
+        made a healthy container "unhealthy". The command's behaviour: tests/cli/test_healthcheck.
+        """
         (check,) = final("HEALTHCHECK")
-        assert "/healthz" in check
-        assert ":9090/" in check
+        options, _, command = check.partition("CMD")
+        assert json.loads(command) == ["phi-proxy", "healthcheck"]
+        assert "9090" not in check
+        timeout = re.search(r"--timeout=(\d+)s", options)
+        assert timeout is not None
+        assert int(timeout.group(1)) > 2, "the probe itself waits up to 2 s"
+        assert "PHI_PROXY_CONFIG=" in " ".join(final("ENV")), "healthcheck reads its config"
 
     def test_entrypoint_and_cmd(self):
         """ENTRYPOINT ["phi-proxy"], CMD ["serve", "-c", <the PHI_PROXY_CONFIG path>]."""
