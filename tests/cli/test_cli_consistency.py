@@ -131,3 +131,15 @@ class TestConfigOptionPlacement:
         result = run("phi-proxy", "-c", config, "demo")
         assert result.returncode == 2
         assert "demo writes its own config" in result.stderr
+
+
+@pytest.mark.parametrize("package", ["keys", "proxy.grants", "proxy.identity", "proxy.audit"])
+def test_every_name_a_lazy_package_exports_loads(package):
+    """The packages load their API on first use (keys._lazy); each exported name still resolves."""
+    import importlib
+
+    module = importlib.import_module(package)
+    for name in module.__all__:
+        assert getattr(module, name) is not None, name
+    with pytest.raises(AttributeError, match="has no attribute 'no_such_name'"):
+        _ = module.no_such_name
