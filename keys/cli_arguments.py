@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -19,24 +20,36 @@ from keys.migrate import DEFAULT_BATCH
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-__all__ = ["build_parser", "later", "table_arguments"]
+__all__ = ["Later", "build_parser", "later", "table_arguments"]
 
 
-def later(module: str, name: str, *, settings: bool = False) -> Callable[[argparse.Namespace], int]:
-    """The handler `module.name`, imported when its command runs.
+@dataclass(frozen=True, slots=True)
+class Later:
+    """The handler `module.name`, imported when its command runs (`resolve` for tests)."""
 
-    With `settings`, it is called as `name(args, keys_settings)` with the config's `keys:`.
-    """
+    module: str
+    name: str
+    #: Called as `name(args, keys_settings)` with the config's `keys:` section.
+    settings: bool = False
 
-    def run(args: argparse.Namespace) -> int:
-        handler = getattr(importlib.import_module(module), name)
-        if not settings:
+    def resolve(self) -> Callable[..., int]:
+        """The handler function itself (imports its module)."""
+        handler: Callable[..., int] = getattr(importlib.import_module(self.module), self.name)
+        return handler
+
+    def __call__(self, args: argparse.Namespace) -> int:
+        """Run the command (the exit status)."""
+        handler = self.resolve()
+        if not self.settings:
             return int(handler(args))
         from keys.cli_commands import settings_of  # noqa: PLC0415 - loads pydantic
 
         return int(handler(args, settings_of(args)))
 
-    return run
+
+def later(module: str, name: str, *, settings: bool = False) -> Later:
+    """The handler `module.name`, imported when its command runs."""
+    return Later(module, name, settings)
 
 
 def build_parser() -> argparse.ArgumentParser:

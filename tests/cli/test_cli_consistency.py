@@ -143,3 +143,17 @@ def test_every_name_a_lazy_package_exports_loads(package):
         assert getattr(module, name) is not None, name
     with pytest.raises(AttributeError, match="has no attribute 'no_such_name'"):
         _ = module.no_such_name
+
+
+def test_every_phi_keys_command_names_a_handler_that_exists():
+    """phi-keys names its handlers by module and function: each one imports and is callable."""
+    import argparse
+
+    from keys.cli_arguments import Later, build_parser
+
+    (commands,) = [a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction)]
+    assert len(commands.choices) >= 11
+    for name, sub in commands.choices.items():
+        handler = sub.get_default("handler")
+        assert isinstance(handler, Later), name
+        assert callable(handler.resolve()), name
