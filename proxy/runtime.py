@@ -76,10 +76,9 @@ class Runtime:
         # it now logs that error once at start, not minutes later under traffic.
         await asyncio.to_thread(self.usage.check)
         self._grants = open_grant_store(settings.grants)
+        # Its keys load at the first token or /readyz probe (which reports a JWKS it cannot
+        # read, naming it): the proxy starts even while an IdP is down for a moment.
         self._authenticator = build_authenticator(settings.identity)
-        # Loaded now, not at the first token: a missing or broken JWKS is logged at start and
-        # /readyz reports it; the proxy still starts (an IdP may be down for a moment).
-        await self._check_jwks()
         self._audit = open_trail(settings.audit)
         if self._audit is not None:
             await self._audit.start()  # raises if the trail cannot be written: do not start
