@@ -47,7 +47,8 @@ def _parser() -> argparse.ArgumentParser:
 
     check = commands.add_parser(
         "check-config",
-        help="validate a config file, open its keystore and grant store, print a summary",
+        help="validate a config file, open its keystore, grant store and JWKS files, print a "
+        "summary",
     )
     add_config_option(check, subcommand=True)
     check.add_argument(
