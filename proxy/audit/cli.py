@@ -21,7 +21,6 @@ from typing import TYPE_CHECKING
 from keys.broken_pipe import quiet_on_broken_pipe
 from keys.cli_options import add_config_option, add_version_option
 from keys.errors import ConfigError, PhiProxyError
-from proxy.audit.canary_report import build_canary_report, render_canary_report
 from proxy.audit.events import parse_time
 
 if TYPE_CHECKING:
@@ -154,6 +153,7 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _run_in(args: argparse.Namespace, scratch: Path) -> int:
+    from proxy.audit.canary_report import build_canary_report, render_canary_report  # noqa: PLC0415
     from proxy.audit.report import ReportFilter, build_report, render_report  # noqa: PLC0415
     from proxy.audit.verify import iter_events  # noqa: PLC0415
 
