@@ -55,6 +55,7 @@ if TYPE_CHECKING:
 
     from keys.keyring import Keyring
     from proxy.audit.requests import RequestAuditor
+    from proxy.break_glass_gate import BreakGlassGate
     from proxy.forward.upstream import Upstream
     from proxy.grants import GrantStore
     from proxy.identity import Authenticator, Caller
@@ -87,6 +88,8 @@ class Pipeline:
     audit: RequestAuditor | None
     #: Routes whose answers belong to the practice in their path (legacy plaintext, FHIR).
     read_routes: RouteTable[ReadRouteSettings] | None = None
+    #: Emergency access (`break_glass:`); None when it is off (the header is still stripped).
+    break_glass: BreakGlassGate | None = None
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         """Answer one client request through the portal, and audit the PHI it touched."""
@@ -120,6 +123,8 @@ class Pipeline:
             raise web.HTTPMethodNotAllowed(request.method, [])
         caller = await self.authenticator.authenticate(request.headers, now=time.time())
         record.subject = None if caller.subject is None else str(caller.subject)
+        if self.break_glass is not None:
+            self.break_glass.ask(request, caller, record)
         body = await self._request_body(request, caller)
         headers = self.headers.upstream_request_headers(
             request.headers,
@@ -267,15 +272,19 @@ class Pipeline:
         body = decode_body(raw, content_codings(upstream.headers), limit=self.max_response_body)
         content_type = upstream.headers.get("Content-Type")
         if self.policy.may_need_transform(body, content_type):
-            access = await self.grants.access_for(caller, datetime.now(UTC))
-            if self.audit is not None and audit_state is not None:
-                access = self.audit.gate(access, audit_state)
-            context = RevealContext(
-                self.policy, self.keyring(), access, self._read_route_practice(request)
-            )
-            if audit_state is not None:
-                audit_state.response_stats = context.stats
-            body = transform_response(body, content_type, context)
+            context = await self._reveal_context(caller, audit_state, request)
+            revealed = transform_response(body, content_type, context)
+            if self.break_glass is not None and await self.break_glass.open_for(
+                request,
+                caller,
+                context.stats,
+                route_practice=self._read_route_practice(request),
+                audit_denied=audit_state is not None and audit_state.denied,
+                record=record,
+            ):  # an emergency grant now applies: decide again with the caller's new access
+                context = await self._reveal_context(caller, audit_state, request)
+                revealed = transform_response(body, content_type, context)
+            body = revealed
             self._account(context.stats, record)
             metrics.current().transformed(context.stats, context.keyring, self.policy)
             headers["Cache-Control"] = "no-store"
@@ -288,6 +297,20 @@ class Pipeline:
             body=body,
             headers=headers,
         )
+
+    async def _reveal_context(
+        self, caller: Caller, audit_state: AuditState | None, request: web.Request
+    ) -> RevealContext:
+        """The caller's access now (gated on the audit trail's health), ready to transform."""
+        access = await self.grants.access_for(caller, datetime.now(UTC))
+        if self.audit is not None and audit_state is not None:
+            access = self.audit.gate(access, audit_state)
+        context = RevealContext(
+            self.policy, self.keyring(), access, self._read_route_practice(request)
+        )
+        if audit_state is not None:
+            audit_state.response_stats = context.stats
+        return context
 
     @staticmethod
     def _account(stats: TransformStats, record: AccessRecord) -> None:

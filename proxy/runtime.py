@@ -21,6 +21,7 @@ from keys.sealed_keyring import sealed_keyring
 from keys.usage import open_counting_keyring, usage_counter
 from proxy.audit.factory import open_trail
 from proxy.audit.requests import RequestAuditor
+from proxy.break_glass_gate import BreakGlassGate
 from proxy.forward.headers import HeaderPolicy
 from proxy.forward.upstream import Upstream
 from proxy.grants import open_grant_store
@@ -88,6 +89,11 @@ class Runtime:
             max_response_body=settings.limits.max_response_body,
             preserve_host=settings.upstream.preserve_host,
             audit=RequestAuditor(self._audit, settings.audit.alerts),
+            break_glass=(
+                BreakGlassGate(settings.break_glass, self._grants)
+                if settings.break_glass.enabled
+                else None
+            ),
         )
         _log.info(
             "runtime opened",

@@ -116,10 +116,13 @@ class RequestEvent:
     #: Which process served it (`host:pid`): a fleet writes one chain, and an investigator
     #: must be able to tell the replicas' events apart (and match them to their own logs).
     replica: str | None = None
+    #: Break-glass flag, outcome and reasons (proxy.audit.break_glass_events); absent from the
+    #: line when break-glass played no part in the request.
+    break_glass: dict[str, Any] | None = None
 
     def to_json(self) -> dict[str, Any]:
         """The payload the chain seals (`type` tells the kinds apart)."""
-        return {
+        payload = {
             "type": "request",
             "ts": iso_time(self.ts),
             "request_id": self.request_id,
@@ -141,6 +144,9 @@ class RequestEvent:
             "audit_denied": self.audit_denied,
             "replica": self.replica,
         }
+        if self.break_glass is not None:
+            payload["break_glass"] = dict(self.break_glass)
+        return payload
 
 
 @dataclass(frozen=True, slots=True)

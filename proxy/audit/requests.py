@@ -21,6 +21,7 @@ from aiohttp import web
 
 from proxy import metrics
 from proxy.audit.alerts import RequestAlerts
+from proxy.audit.break_glass_events import break_glass_fields
 from proxy.audit.events import RecordAccess, RequestEvent, iso_time, path_template
 from proxy.audit.records import group_records
 from proxy.errors import ProxyError
@@ -34,6 +35,7 @@ if TYPE_CHECKING:
     from proxy.accesslog import AccessRecord
     from proxy.audit.settings import AlertSettings
     from proxy.audit.trail import AuditTrail
+    from proxy.break_glass_gate import BreakGlassAsk
     from proxy.grants import Access
     from proxy.transform import TransformStats
 
@@ -49,6 +51,8 @@ class AuditState:
     access: Access | None = None
     denied: bool = False
     write_route: str | None = None
+    #: The request's X-PHI-Break-Glass header and what became of it (None: not sent).
+    break_glass: BreakGlassAsk | None = None
 
 
 AUDIT_STATE_KEY = web.RequestKey("phi_proxy_audit_state", AuditState)
@@ -123,11 +127,14 @@ class RequestAuditor:
                 self.alerts.lapsed(record, out, access, now)
             if out.masked and not state.denied:
                 self.alerts.masked(record, now)
+        emergency = break_glass_fields(state)
+        if emergency is not None:
+            self.alerts.break_glass(record, emergency, now)
         touched = (out is not None and out.touched) or (into is not None and into.touched)
         refused_phi = status >= 400 and (  # noqa: PLR2004 - any refusal
             state.write_route is not None or outcome == "request_rejected"
         )
-        if self.trail is None or not (touched or refused_phi or state.denied):
+        if self.trail is None or not (touched or refused_phi or state.denied or emergency):
             return
         self.trail.emit(self._payload(record, state, status, outcome))
 
@@ -161,7 +168,7 @@ class RequestAuditor:
                 for practice in out.practices:
                     grant_ids.update(access.grant_ids_for(practice))
                 lapsed = {p for p in out.withheld if access.lapsed_grant_ids_for(p)}
-        return {
+        payload = {
             "type": "request",
             "ts": iso_time(self._clock()),
             "request_id": record.request_id,
@@ -183,6 +190,9 @@ class RequestAuditor:
             "audit_denied": state.denied,
             "replica": self.replica,
         }
+        if (emergency := break_glass_fields(state)) is not None:
+            payload["break_glass"] = emergency
+        return payload
 
     def _event(
         self, record: AccessRecord, state: AuditState, status: int, outcome: str
@@ -225,4 +235,5 @@ class RequestAuditor:
             lapsed_practices=tuple(sorted(lapsed)),
             audit_denied=state.denied,
             replica=self.replica,
+            break_glass=break_glass_fields(state),
         )

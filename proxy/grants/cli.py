@@ -3,8 +3,10 @@
 Every change records who made it (`--by`, default the invoking user) and why (`--reason`).
 Exit status: 0 done, 1 the store refused or nothing matched, 2 bad arguments or config.
 `review` only reads: 0 no finding, 1 findings (or the store cannot be read), 2 bad arguments
-or config — so a cron job can page on 1. Only `add` creates a missing store (and says so);
-the others exit 2, so a mistyped path or schema is not an empty, healthy-looking store.
+or config — so a cron job can page on 1. `review --acknowledge ID` signs off one break-glass
+use: 0 done, 1 no such use (or already signed off), 2 not a break-glass use or bad arguments.
+Only `add` creates a missing store (and says so); the others exit 2, so a mistyped path or
+schema is not an empty, healthy-looking store.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from keys.errors import ConfigError, PhiProxyError
 from proxy.grants.cli_arguments import UsageError, build_parser
 from proxy.grants.cli_changes import change_grants
 from proxy.grants.cli_listing import list_grants
-from proxy.grants.cli_review import review_grants
+from proxy.grants.cli_review import check_signoff_arguments, review_grants
 from proxy.grants.errors import GrantError, GrantNotFound, GrantStoreUnavailable
 from proxy.grants.presence import describe_grant_store, grant_store_exists, require_grant_store
 from proxy.grants.settings import GrantSettings
@@ -36,6 +38,8 @@ __all__ = ["main"]
 
 async def _run(args: argparse.Namespace) -> int:
     config_path = resolve_config_path(args.config)
+    if args.command == "review" and args.acknowledge is not None:
+        check_signoff_arguments(args)
     settings = load_section(config_path, "grants", GrantSettings)
     creating = args.command == "add" and not await grant_store_exists(settings)
     if args.command != "add":
@@ -67,7 +71,9 @@ _CHANGING_COMMANDS = frozenset({"add", "revoke", "offboard"})
 def main(argv: Sequence[str] | None = None) -> int:
     """Run `phi-grants`; return the exit status."""
     args = build_parser().parse_args(argv)
-    changes_grants = args.command in _CHANGING_COMMANDS
+    changes_grants = args.command in _CHANGING_COMMANDS or (
+        args.command == "review" and args.acknowledge is not None
+    )
     try:
         with finish_despite_closed_output() if changes_grants else contextlib.nullcontext():
             return asyncio.run(_run(args))

@@ -34,7 +34,14 @@ MIXED: Final = "mixed"
 UNKNOWN: Final = "unknown"
 OTHER: Final = "other"
 #: The alert lines a request can raise (`phi_proxy_alerts_total`; proxy.audit.alerts).
-ALERTS: Final = ("lapsed_grant_use", "integrity_failure", "masked_burst")
+ALERTS: Final = (
+    "lapsed_grant_use",
+    "integrity_failure",
+    "masked_burst",
+    "break_glass_use",
+    "break_glass_refused",
+    "break_glass_without_claim",
+)
 
 _log = logging.getLogger("phi_proxy")
 _P = ParamSpec("_P")
