@@ -23,7 +23,7 @@ from keys.settings import describe_kek, keystore_file
 from keys.usage import usage_counter, usage_path
 from proxy.audit.secrets import key_file_problem
 from proxy.canaries import load_canaries
-from proxy.grants import open_grant_store
+from proxy.grants import format_duration, open_grant_store
 from proxy.grants.presence import grant_store_exists
 from proxy.identity.key_health import jwks_file_problems
 from proxy.scim.check import check_scim
@@ -150,7 +150,20 @@ def _posture(settings: Settings) -> list[str]:
             else "false (the portal never sees bearer tokens)"
         ),
         f"  upstream hop:          {hop}",
+        f"  break_glass:           {_describe_break_glass(settings)}",
     ]
+
+
+def _describe_break_glass(settings: Settings) -> str:
+    glass = settings.break_glass
+    if not glass.enabled:
+        return "off (X-PHI-Break-Glass is stripped and ignored)"
+    return (
+        f"on: tokens whose {glass.claim} carries {glass.value!r} may open "
+        f"{', '.join(glass.classes)} of one practice for {format_duration(glass.max_ttl)}, "
+        f"{glass.max_per_day} per person a day; sign off within "
+        f"{format_duration(glass.signoff_within)} (phi-grants review)"
+    )
 
 
 def _mtls(settings: Settings) -> bool:

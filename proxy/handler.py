@@ -56,6 +56,7 @@ if TYPE_CHECKING:
 
     from keys.keyring import Keyring
     from proxy.audit.requests import RequestAuditor
+    from proxy.break_glass_gate import BreakGlassGate
     from proxy.canaries import CanaryScanner
     from proxy.forward.upstream import Upstream
     from proxy.grants import GrantStore
@@ -91,6 +92,8 @@ class Pipeline:
     read_routes: RouteTable[ReadRouteSettings] | None = None
     #: Canary tokens to watch for (docs/canaries.md); touches are recorded in the audit state.
     canaries: CanaryScanner = NO_CANARIES
+    #: Emergency access (`break_glass:`); None when it is off (the header is still stripped).
+    break_glass: BreakGlassGate | None = None
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         """Answer one client request through the portal, and audit the PHI it touched."""
@@ -124,6 +127,8 @@ class Pipeline:
             raise web.HTTPMethodNotAllowed(request.method, [])
         caller = await self.authenticator.authenticate(request.headers, now=time.time())
         record.subject = None if caller.subject is None else str(caller.subject)
+        if self.break_glass is not None:
+            self.break_glass.ask(request, caller, record)
         body = await self._request_body(request, caller)
         self._note_sent_canaries(request, body)
         headers = self.headers.upstream_request_headers(
@@ -272,16 +277,21 @@ class Pipeline:
         body = decode_body(raw, content_codings(upstream.headers), limit=self.max_response_body)
         content_type = upstream.headers.get("Content-Type")
         if self.policy.may_need_transform(body, content_type):
-            access = await self.grants.access_for(caller, datetime.now(UTC))
-            if self.audit is not None and audit_state is not None:
-                access = self.audit.gate(access, audit_state)
-            context = RevealContext(
-                self.policy, self.keyring(), access, self._read_route_practice(request)
-            )
-            if audit_state is not None:
-                audit_state.response_stats = context.stats
-            with watching_read(self.canaries, body, context, audit_state):
-                body = transform_response(body, content_type, context)
+            context = await self._reveal_context(caller, audit_state, request)
+            # Canary touches are judged by the access the final transform used (`lambda`).
+            with watching_read(self.canaries, body, lambda: context, audit_state):
+                revealed = transform_response(body, content_type, context)
+                if self.break_glass is not None and await self.break_glass.open_for(
+                    request,
+                    caller,
+                    context.stats,
+                    route_practice=self._read_route_practice(request),
+                    audit_denied=audit_state is not None and audit_state.denied,
+                    record=record,
+                ):  # an emergency grant now applies: decide again with the caller's new access
+                    context = await self._reveal_context(caller, audit_state, request)
+                    revealed = transform_response(body, content_type, context)
+            body = revealed
             self._account(context.stats, record)
             metrics.current().transformed(context.stats, context.keyring, self.policy)
             headers["Cache-Control"] = "no-store"
@@ -305,6 +315,20 @@ class Pipeline:
             hits |= self.canaries.find(body)
         if hits:
             canary_touched(state, sent_touches(sorted(hits)))
+
+    async def _reveal_context(
+        self, caller: Caller, audit_state: AuditState | None, request: web.Request
+    ) -> RevealContext:
+        """The caller's access now (gated on the audit trail's health), ready to transform."""
+        access = await self.grants.access_for(caller, datetime.now(UTC))
+        if self.audit is not None and audit_state is not None:
+            access = self.audit.gate(access, audit_state)
+        context = RevealContext(
+            self.policy, self.keyring(), access, self._read_route_practice(request)
+        )
+        if audit_state is not None:
+            audit_state.response_stats = context.stats
+        return context
 
     @staticmethod
     def _account(stats: TransformStats, record: AccessRecord) -> None:

@@ -22,6 +22,7 @@ from keys.sealed_keyring import sealed_keyring
 from keys.usage import open_counting_keyring, usage_counter
 from proxy.audit.factory import open_trail
 from proxy.audit.requests import RequestAuditor
+from proxy.break_glass_gate import BreakGlassGate
 from proxy.canaries import load_canaries
 from proxy.forward.headers import HeaderPolicy
 from proxy.forward.upstream import Upstream
@@ -96,6 +97,11 @@ class Runtime:
             preserve_host=settings.upstream.preserve_host,
             audit=RequestAuditor(self._audit, settings.audit.alerts),
             canaries=load_canaries(settings.keys, self._keyring),
+            break_glass=(
+                BreakGlassGate(settings.break_glass, self._grants)
+                if settings.break_glass.enabled
+                else None
+            ),
         )
         _log.info(
             "runtime opened",

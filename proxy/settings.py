@@ -19,6 +19,7 @@ from keys.settings import FileKekSettings, KeySettings
 from keys.usage import usage_path
 from proxy.admin_api.settings import AdminApiSettings
 from proxy.audit.settings import AuditSettings
+from proxy.grants.break_glass_settings import BreakGlassSettings
 from proxy.grants.settings import GrantSettings
 from proxy.identity.settings import IdentitySettings
 from proxy.scim.settings import ScimSettings
@@ -114,6 +115,36 @@ class Settings(BaseModel):
                     "admin API (which can create grants) must have a port of its own, reachable "
                     "by administrators only; e.g. admin_api.port: 9091"
                 )
+        return self
+
+    break_glass: BreakGlassSettings = Field(
+        default_factory=BreakGlassSettings,
+        description="Emergency access: a caller whose token carries a configured claim may "
+        "open a short, audited grant with X-PHI-Break-Glass (off by default).",
+    )
+
+    @model_validator(mode="after")
+    def _break_glass_bounded(self) -> Self:
+        glass = self.break_glass
+        if not glass.enabled:
+            return self
+        if not self.audit.enabled:
+            raise ValueError(
+                "break_glass.enabled needs audit.enabled: every emergency disclosure must leave "
+                "evidence; turn the audit trail on, or break_glass off"
+            )
+        unknown = [name for name in glass.classes if name not in self.fields.classes]
+        if unknown:
+            raise ValueError(
+                f"break_glass.classes names {', '.join(unknown)}, not defined under "
+                f"fields.classes ({', '.join(sorted(self.fields.classes)) or 'none'}); list "
+                "only classes the config defines"
+            )
+        if glass.max_ttl > self.grants.max_ttl:
+            raise ValueError(
+                "break_glass.max_ttl is longer than grants.max_ttl, so every emergency grant "
+                "would be refused; shorten break_glass.max_ttl (e.g. 1h)"
+            )
         return self
 
     @model_validator(mode="after")

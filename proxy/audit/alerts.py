@@ -51,8 +51,28 @@ _alerts = logging.getLogger(ALERT_LOGGER)
 
 #: Ids (grant ids, key ids, practices) one alert line lists; the line also gives the full count.
 MAX_LISTED: Final = 10
-#: Alerts held back to one line per subject per `repeat_interval_seconds`.
-THROTTLED: Final = frozenset({"lapsed_grant_use", "integrity_failure", "canary_touched"})
+#: Alerts held back to one line per subject per `repeat_interval_seconds`. A break-glass use
+#: that opens a new grant is never held back (at most `break_glass.max_per_day` a day each).
+THROTTLED: Final = frozenset(
+    {
+        "lapsed_grant_use",
+        "integrity_failure",
+        "canary_touched",
+        "break_glass_use",
+        "break_glass_refused",
+        "break_glass_without_claim",
+    }
+)
+#: Break-glass outcomes that refused the caller (proxy.break_glass_gate).
+_REFUSED: Final = frozenset(
+    {
+        "refused_reason",
+        "refused_limit",
+        "refused_several_practices",
+        "store_unavailable",
+        "audit_unavailable",
+    }
+)
 #: Subjects (per alert) a limiter remembers; the least recently seen are forgotten first.
 MAX_SUBJECTS: Final = 10_000
 
@@ -245,6 +265,52 @@ class RequestAlerts:
                 | {"masked_responses": count, "window_seconds": self.burst.window}
             },
         )
+
+    def break_glass(self, record: AccessRecord, fields: dict[str, Any], now: float) -> None:
+        """Alert on break-glass: a use, a refusal, or a header from a caller without the claim.
+
+        A use is PHI disclosed through a break-glass grant, or a grant just opened (never held
+        back). The reason text stays in the audit trail (it may say more than a log line
+        should carry).
+        """
+        outcome = fields["outcome"]
+        new = outcome == "granted"
+        grant_ids, grant_count = _listed(fields["grant_ids"])
+        line = self._head(record) | {"outcome": outcome}
+        if new or grant_ids:
+            metrics.current().alert("break_glass_use")
+            suppressed = 0 if new else self.limiter.admit("break_glass_use", record.subject, now)
+            if suppressed is not None:
+                _alerts.warning(
+                    "break_glass_use",
+                    extra={
+                        "fields": line
+                        | {
+                            "new_grant": new,
+                            "grant_ids": grant_ids,
+                            "grant_count": grant_count,
+                            "practice": fields.get("practice"),
+                            "suppressed": suppressed,
+                            "sign_off": "phi-grants review, then --acknowledge ID --by WHO "
+                            "--note TEXT",
+                        }
+                    },
+                )
+        elif outcome in _REFUSED:
+            metrics.current().alert("break_glass_refused")
+            suppressed = self.limiter.admit("break_glass_refused", record.subject, now)
+            if suppressed is not None:
+                _alerts.warning(
+                    "break_glass_refused", extra={"fields": line | {"suppressed": suppressed}}
+                )
+        elif outcome == "unauthorized":
+            metrics.current().alert("break_glass_without_claim")
+            suppressed = self.limiter.admit("break_glass_without_claim", record.subject, now)
+            if suppressed is not None:
+                _alerts.warning(
+                    "break_glass_without_claim",
+                    extra={"fields": line | {"suppressed": suppressed}},
+                )
 
     @staticmethod
     def _head(record: AccessRecord) -> dict[str, Any]:

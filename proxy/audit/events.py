@@ -153,6 +153,9 @@ class RequestEvent:
     #: Canary tokens this request carried or read (docs/canaries.md); the key is written only
     #: when there is one, so every other event keeps its bytes.
     canary: tuple[CanaryTouch, ...] = ()
+    #: Break-glass flag, outcome and reasons (proxy.audit.break_glass_events); absent from the
+    #: line when break-glass played no part in the request.
+    break_glass: dict[str, Any] | None = None
 
     def to_json(self) -> dict[str, Any]:
         """The payload the chain seals (`type` tells the kinds apart)."""
@@ -180,6 +183,8 @@ class RequestEvent:
         }
         if self.canary:
             payload["canary"] = canary_json(self.canary)
+        if self.break_glass is not None:
+            payload["break_glass"] = dict(self.break_glass)
         return payload
 
 

@@ -21,6 +21,7 @@ from aiohttp import web
 
 from proxy import metrics
 from proxy.audit.alerts import RequestAlerts
+from proxy.audit.break_glass_events import break_glass_fields
 from proxy.audit.events import (
     CanaryTouch,
     RecordAccess,
@@ -41,6 +42,7 @@ if TYPE_CHECKING:
     from proxy.accesslog import AccessRecord
     from proxy.audit.settings import AlertSettings
     from proxy.audit.trail import AuditTrail
+    from proxy.break_glass_gate import BreakGlassAsk
     from proxy.grants import Access
     from proxy.transform import TransformStats
 
@@ -58,6 +60,8 @@ class AuditState:
     write_route: str | None = None
     #: Canary tokens the request carried or read (`proxy.canaries.canary_touched` adds them).
     canary: list[CanaryTouch] = field(default_factory=list)
+    #: The request's X-PHI-Break-Glass header and what became of it (None: not sent).
+    break_glass: BreakGlassAsk | None = None
 
 
 AUDIT_STATE_KEY = web.RequestKey("phi_proxy_audit_state", AuditState)
@@ -134,11 +138,16 @@ class RequestAuditor:
                 self.alerts.lapsed(record, out, access, now)
             if out.masked and not state.denied:
                 self.alerts.masked(record, now)
+        emergency = break_glass_fields(state)
+        if emergency is not None:
+            self.alerts.break_glass(record, emergency, now)
         touched = (out is not None and out.touched) or (into is not None and into.touched)
         refused_phi = status >= 400 and (  # noqa: PLR2004 - any refusal
             state.write_route is not None or outcome == "request_rejected"
         )
-        if self.trail is None or not (touched or refused_phi or state.denied or state.canary):
+        if self.trail is None or not (
+            touched or refused_phi or state.denied or state.canary or emergency
+        ):
             return
         self.trail.emit(self._payload(record, state, status, outcome))
 
@@ -196,6 +205,8 @@ class RequestAuditor:
         }
         if state.canary:
             payload["canary"] = canary_json(state.canary)
+        if (emergency := break_glass_fields(state)) is not None:
+            payload["break_glass"] = emergency
         return payload
 
     def _event(
@@ -240,4 +251,5 @@ class RequestAuditor:
             audit_denied=state.denied,
             replica=self.replica,
             canary=tuple(state.canary),
+            break_glass=break_glass_fields(state),
         )

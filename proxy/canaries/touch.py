@@ -20,7 +20,7 @@ from proxy import metrics
 from proxy.audit.events import CanaryTouch
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable, Iterator
+    from collections.abc import Callable, Iterable, Iterator
 
     from keys.keyring import Keyring
     from proxy.audit.requests import AuditState
@@ -50,12 +50,16 @@ def read_touches(
 
 @contextlib.contextmanager
 def watching_read(
-    scanner: CanaryScanner, portal_body: bytes, context: RevealContext, state: AuditState | None
+    scanner: CanaryScanner,
+    portal_body: bytes,
+    context: Callable[[], RevealContext],
+    state: AuditState | None,
 ) -> Iterator[None]:
     """Around the transform of a portal answer: record the canary touches it holds.
 
     Searched before the transform, on every body (a canary costs no time of its own), and
-    recorded after it: `disclosed` or `masked` as the transform decided, or `masked` when it
+    recorded after it: `disclosed` or `masked` as the transform decided (`context()`: the one
+    whose answer goes out, after a break-glass grant re-decided the body), or `masked` when it
     refused the body (502: nothing was shown, but the canary's record was asked for).
     """
     hits = scanner.find(portal_body) if scanner and state is not None else frozenset()
@@ -70,7 +74,8 @@ def watching_read(
             [CanaryTouch(h.canary, h.practice, h.field_class, "masked") for h in sorted(hits)],
         )
         raise
-    canary_touched(state, read_touches(sorted(hits), context.keyring, context.access))
+    decided = context()  # the context of the transform whose answer goes out
+    canary_touched(state, read_touches(sorted(hits), decided.keyring, decided.access))
 
 
 def sent_touches(hits: Iterable[CanaryHit]) -> list[CanaryTouch]:

@@ -142,7 +142,9 @@ _FORWARDING_HEADERS = frozenset(
         "fastly-client-ip",
     }
 )
-_OWN_HEADERS = frozenset({"x-request-id"})
+# The proxy's own request headers: they are for the proxy, never for the portal. The
+# break-glass reason is evidence for the security officer, not the portal's to log or act on.
+_OWN_HEADERS = frozenset({"x-request-id", "x-phi-break-glass"})
 
 # Towards the portal: we need whole, uncompressed bodies, and we frame the (possibly
 # re-encrypted, so resized) request body ourselves. The body we forward is the one aiohttp's

@@ -3,9 +3,11 @@
 Every change records who made it (`--by`, default the invoking user) and why (`--reason`).
 Exit status: 0 done, 1 the store refused or nothing matched, 2 bad arguments or config.
 `review` only reads: 0 no finding, 1 findings (or the store cannot be read), 2 bad arguments
-or config — so a cron job can page on 1. Only `add` creates a missing store (and says so);
-the others exit 2, so a mistyped path or schema is not an empty, healthy-looking store.
-`add` refuses a practice without a key in the keystore unless `--no-key-yet` (practice_key).
+or config — so a cron job can page on 1. `review --acknowledge ID` signs off one break-glass
+use: 0 done, 1 no such use (or already signed off), 2 not a break-glass use or bad arguments.
+Only `add` creates a missing store (and says so); the others exit 2, so a mistyped path or
+schema is not an empty, healthy-looking store. `add` refuses a practice without a key in the
+keystore unless `--no-key-yet` (practice_key).
 
 Only argument parsing is imported up front; the stores, settings and audit code load once the
 arguments are good, so `--help` and a usage error answer at once (no aiohttp, cryptography).
@@ -35,7 +37,7 @@ async def _run(args: argparse.Namespace) -> int:
     from keys.config_file import load_section, resolve_config_path  # noqa: PLC0415
     from proxy.grants.cli_changes import change_grants  # noqa: PLC0415
     from proxy.grants.cli_listing import list_grants  # noqa: PLC0415
-    from proxy.grants.cli_review import review_grants  # noqa: PLC0415
+    from proxy.grants.cli_review import check_signoff_arguments, review_grants  # noqa: PLC0415
     from proxy.grants.presence import (  # noqa: PLC0415
         describe_grant_store,
         grant_store_exists,
@@ -45,6 +47,8 @@ async def _run(args: argparse.Namespace) -> int:
     from proxy.grants.store import open_grant_store  # noqa: PLC0415
 
     config_path = resolve_config_path(args.config)
+    if args.command == "review" and args.acknowledge is not None:
+        check_signoff_arguments(args)
     settings = load_section(config_path, "grants", GrantSettings)
     note = None
     if args.command == "add":  # before the store is opened: a refused grant creates nothing
@@ -85,7 +89,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     import asyncio  # noqa: PLC0415 - after parsing: --help and usage errors answer at once
 
-    changes_grants = args.command in _CHANGING_COMMANDS
+    changes_grants = args.command in _CHANGING_COMMANDS or (
+        args.command == "review" and args.acknowledge is not None
+    )
     try:
         with finish_despite_closed_output() if changes_grants else contextlib.nullcontext():
             return asyncio.run(_run(args))

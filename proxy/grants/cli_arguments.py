@@ -64,6 +64,11 @@ findings (each printed with what it means and the command to fix it):
   used_after_lapse     someone kept asking for a practice's PHI after their grant ended
   usage_unknown        no readable audit trail: last use is unknown, not guessed
   audit_unverified     the audit trail does not verify; last use may be incomplete
+  break_glass_unacknowledged  an emergency (break-glass) use older than
+                       break_glass.signoff_within that no officer signed off
+
+break-glass uses awaiting sign-off are listed after the grants; sign one off with
+  phi-grants review --acknowledge bg_ID --by WHO --note TEXT
 
 last use = the newest audited request that disclosed PHI through the grant, read from the
 audit trail the config names (file or PostgreSQL) and verified as phi-audit does.
@@ -160,4 +165,17 @@ def build_parser() -> argparse.ArgumentParser:
         "'not checked' instead of a finding",
     )
     review.add_argument("--json", action="store_true", help="one JSON document, for scripts")
+    signoff = review.add_argument_group(
+        "break-glass sign-off",
+        "Sign off one emergency (break-glass) use after checking it; final and audited.",
+    )
+    signoff.add_argument(
+        "--acknowledge",
+        metavar="ID",
+        help="the break-glass use to sign off (its bg_... id, as the review lists it)",
+    )
+    signoff.add_argument(
+        "--by", help="the security officer signing off (default: $SUDO_USER or $USER)"
+    )
+    signoff.add_argument("--note", help="what you checked and concluded (required)")
     return parser

@@ -29,10 +29,11 @@ if TYPE_CHECKING:
 
     from proxy.grants.store import GrantStore
 
-__all__ = ["change_details", "change_grants"]
+__all__ = ["change_details", "change_grants", "default_by"]
 
 
-def _default_by() -> str | None:
+def default_by() -> str | None:
+    """Who runs the command: $SUDO_USER, $USER, or the login name (None if unknown)."""
     who = os.environ.get("SUDO_USER") or os.environ.get("USER")
     if who:
         return who
@@ -46,7 +47,7 @@ async def change_grants(
     args: argparse.Namespace, store: GrantStore, now: datetime, config_path: Path
 ) -> int:
     """Run add, revoke or offboard; print each grant it changed and audit the change."""
-    by = args.by or _default_by()
+    by = args.by or default_by()
     if not by:
         raise UsageError("cannot tell who you are: pass --by NAME")
     if args.command == "add":

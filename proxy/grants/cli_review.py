@@ -1,6 +1,7 @@
 """`phi-grants review` wiring: settings and options in, the access review printed out.
 
-The review only reads, the grants and the audit trail; it never creates or changes either.
+The review only reads, the grants and the audit trail; it never creates or changes either,
+except `--acknowledge`, which records a security officer's sign-off of a break-glass use.
 """
 
 # ruff: noqa: T201 - a command-line tool prints to the terminal (as **/cli.py may)
@@ -10,7 +11,12 @@ from __future__ import annotations
 import asyncio
 from typing import TYPE_CHECKING
 
+from keys.config_file import load_section
 from proxy.audit.report import printable, printable_json
+from proxy.grants.break_glass import acknowledge, record_signoff, with_break_glass
+from proxy.grants.break_glass_settings import BreakGlassSettings
+from proxy.grants.cli_arguments import UsageError
+from proxy.grants.cli_changes import default_by
 from proxy.grants.review import build_review
 from proxy.grants.review_model import (
     DEFAULT_EXPIRING_WITHIN,
@@ -30,7 +36,7 @@ if TYPE_CHECKING:
     from proxy.grants.settings import GrantSettings
     from proxy.grants.store import GrantStore
 
-__all__ = ["access_review", "review_grants"]
+__all__ = ["access_review", "check_signoff_arguments", "review_grants"]
 
 
 async def access_review(
@@ -48,8 +54,10 @@ async def access_review(
     """The access review of every grant in effect; reads grants and the trail, changes nothing.
 
     Shared by `phi-grants review` and the admin API. `config_label` is the -c FILE repeated in
-    the commands the findings suggest.
+    the commands the findings suggest. Break-glass uses awaiting sign-off are listed, and those
+    older than `break_glass.signoff_within` are findings.
     """
+    glass = load_section(config_path, "break_glass", BreakGlassSettings)
     grants = await store.list()  # all practices: several_practices looks at every one
     usage = (
         Usage("not_checked")
@@ -69,8 +77,37 @@ async def access_review(
         practice=practice,
         config=config_label,
         store=store_name,
+        signoff_within=glass.signoff_within,
     )
-    return build_review(grants, usage, options)
+    return await with_break_glass(build_review(grants, usage, options), store)
+
+
+def check_signoff_arguments(args: argparse.Namespace) -> str:
+    """Who signs off (--by or the invoking user); UsageError before any store is opened."""
+    by: str | None = args.by or default_by()
+    if not by:
+        raise UsageError("cannot tell who you are: pass --by NAME")
+    if not args.note:
+        raise UsageError(
+            "--acknowledge needs --note TEXT: what you checked and concluded (it is kept with "
+            "the sign-off and in the audit trail)"
+        )
+    return by
+
+
+async def _acknowledge(
+    args: argparse.Namespace, store: GrantStore, now: datetime, config_path: Path
+) -> int:
+    """Sign off one break-glass use (final), print it, and audit the sign-off."""
+    by = check_signoff_arguments(args)
+    use = await acknowledge(store, args.acknowledge, by=by, note=args.note, now=now)
+    grant = use.grant
+    print(
+        f"signed off break-glass use {grant.id} ({grant.subject} at {grant.practice}, opened "
+        f"{grant.created_at:%Y-%m-%d %H:%M} UTC) by {by}"
+    )
+    record_signoff(config_path, use, now)
+    return 0
 
 
 async def review_grants(
@@ -80,7 +117,12 @@ async def review_grants(
     now: datetime,
     config_path: Path,
 ) -> int:
-    """Print the access review; 1 when it has findings. Reads grants and the trail only."""
+    """Print the access review; 1 when it has findings. Reads grants and the trail only.
+
+    With --acknowledge it signs off one break-glass use instead (the one change review makes).
+    """
+    if args.acknowledge is not None:
+        return await _acknowledge(args, store, now, config_path)
     review = await access_review(
         store,
         settings,

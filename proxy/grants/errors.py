@@ -2,7 +2,8 @@
 
     PhiProxyError
     ├── GrantError              a grant request is refused (too long, bad subject, empty reason…)
-    │   └── GrantNotFound       revoke named a grant that does not exist or is not active
+    │   ├── GrantNotFound       revoke named a grant that does not exist or is not active
+    │   └── BreakGlassLimitReached  more break-glass grants than break_glass.max_per_day
     └── GrantStoreUnavailable   the grant store cannot be opened, read or written
 
 `access_for` never raises either: when the store cannot be read it answers "no access".
@@ -10,9 +11,14 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from keys.errors import PhiProxyError
 
-__all__ = ["GrantError", "GrantNotFound", "GrantStoreUnavailable"]
+if TYPE_CHECKING:
+    from datetime import datetime
+
+__all__ = ["BreakGlassLimitReached", "GrantError", "GrantNotFound", "GrantStoreUnavailable"]
 
 
 class GrantError(PhiProxyError):
@@ -25,3 +31,13 @@ class GrantNotFound(GrantError):
 
 class GrantStoreUnavailable(PhiProxyError):
     """The grant store cannot be opened, read or written (file missing, locked, corrupt…)."""
+
+
+class BreakGlassLimitReached(GrantError):
+    """A person asked for more break-glass grants than `break_glass.max_per_day` allows."""
+
+    def __init__(self, message: str, *, count: int, oldest: datetime | None) -> None:
+        super().__init__(message)
+        self.count = count
+        #: When the oldest use in the 24-hour window was made (the window frees one then).
+        self.oldest = oldest

@@ -16,7 +16,18 @@ if TYPE_CHECKING:
 
     from proxy.identity.subject import Subject
 
-__all__ = ["LAPSED_LOOKBACK", "NO_ACCESS", "Access", "Grant", "PracticeAccess", "utc"]
+__all__ = [
+    "BREAK_GLASS_ID_PREFIX",
+    "LAPSED_LOOKBACK",
+    "NO_ACCESS",
+    "Access",
+    "Grant",
+    "PracticeAccess",
+    "utc",
+]
+
+#: The id prefix of break-glass grants (proxy.grants.break_glass_model; only the proxy makes them).
+BREAK_GLASS_ID_PREFIX = "bg_"
 
 #: How far back a store looks for a subject's revoked/expired grants to fill `Access.lapsed`.
 LAPSED_LOOKBACK = timedelta(days=30)
@@ -77,6 +88,9 @@ class Access:
     #: Practice → ids of this subject's revoked or expired grants there (for alerts only; a
     #: lapsed grant never allows anything). Stores fill it from recently lapsed grants.
     lapsed: Mapping[str, tuple[str, ...]] = field(default_factory=lambda: MappingProxyType({}))
+    #: Grant id → reason of each active break-glass grant (ids starting ``bg_``), so every
+    #: disclosure through one is audited with its reason and alerted on.
+    break_glass: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
 
     NO_ACCESS: ClassVar[Access]
 
@@ -85,6 +99,7 @@ class Access:
         """Combine the grants of `subject` that are active at `now` (others are ignored)."""
         merged: dict[str, tuple[bool, set[str], list[str]]] = {}
         lapsed: dict[str, list[str]] = {}
+        emergency: dict[str, str] = {}
         for grant in grants:
             if grant.subject != subject:
                 continue
@@ -99,12 +114,19 @@ class Access:
                 classes |= grant.field_classes
             ids.append(grant.id)
             merged[grant.practice] = (all_fields, classes, ids)
+            if grant.id.startswith(BREAK_GLASS_ID_PREFIX):
+                emergency[grant.id] = grant.reason
         practices = {
             practice: PracticeAccess(all_fields, frozenset(classes), tuple(sorted(ids)))
             for practice, (all_fields, classes, ids) in merged.items()
         }
         gone = {practice: tuple(sorted(ids)) for practice, ids in lapsed.items()}
-        return cls(subject, MappingProxyType(practices), MappingProxyType(gone))
+        return cls(
+            subject,
+            MappingProxyType(practices),
+            MappingProxyType(gone),
+            MappingProxyType(emergency),
+        )
 
     def allows(self, practice: str, field_class: str) -> bool:
         """True when an active grant lets this caller read `field_class` of `practice`."""
@@ -115,6 +137,12 @@ class Access:
         """The ids of the grants behind access to `practice` (empty when none), for audit."""
         scope = self.practices.get(practice)
         return scope.grant_ids if scope is not None else ()
+
+    def break_glass_ids_for(self, practice: str) -> tuple[str, ...]:
+        """Ids of the active break-glass grants behind access to `practice` (usually none)."""
+        if not self.break_glass:
+            return ()
+        return tuple(g for g in self.grant_ids_for(practice) if g in self.break_glass)
 
     def lapsed_grant_ids_for(self, practice: str) -> tuple[str, ...]:
         """Ids of revoked or expired grants the caller held for `practice` (for alerts)."""

@@ -23,8 +23,13 @@ _ABANDONED: set[asyncio.Future[Any]] = set()
 
 def _observe(task: asyncio.Future[Any]) -> None:
     _ABANDONED.discard(task)
-    if not task.cancelled():
-        task.exception()  # retrieved, so asyncio does not log "never retrieved"
+    if task.cancelled() or task.exception() is not None:  # retrieved: asyncio logs nothing
+        return
+    # A connect that completed just as it was given up (a store closing while its change
+    # listener connects): nobody will ever use or close that connection, so close it here.
+    terminate = getattr(task.result(), "terminate", None)
+    if callable(terminate):
+        terminate()
 
 
 def abandon(task: asyncio.Future[Any]) -> None:

@@ -98,7 +98,23 @@ _V1 = (
         EXECUTE FUNCTION announce_grant_change()""",
 )
 
-MIGRATIONS: tuple[tuple[str, ...], ...] = (_V1,)
+# Version 2: break-glass sign-offs (one final row per `bg_` grant; changes are refused), and an
+# index to count a person's recent break-glass grants for break_glass.max_per_day.
+_V2 = (
+    """CREATE TABLE break_glass_signoffs (
+        grant_id text PRIMARY KEY REFERENCES grants (id),
+        at       timestamptz NOT NULL,
+        by       text NOT NULL CHECK (length(by) > 0),
+        note     text NOT NULL CHECK (length(note) > 0)
+    )""",
+    "CREATE INDEX grants_by_subject_created ON grants (issuer, sub, created_at)",
+    """CREATE TRIGGER break_glass_signoffs_final BEFORE UPDATE OR DELETE ON break_glass_signoffs
+        FOR EACH ROW EXECUTE FUNCTION refuse('a break-glass sign-off is final')""",
+    """CREATE TRIGGER break_glass_signoffs_no_truncate BEFORE TRUNCATE ON break_glass_signoffs
+        FOR EACH STATEMENT EXECUTE FUNCTION refuse('a break-glass sign-off is final')""",
+)
+
+MIGRATIONS: tuple[tuple[str, ...], ...] = (_V1, _V2)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 _VERSION_TABLE = "phi_grants_schema"

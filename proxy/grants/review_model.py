@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, Literal
 if TYPE_CHECKING:
     from datetime import datetime
 
+    from proxy.grants.break_glass_model import BreakGlassUse
     from proxy.grants.model import Grant
     from proxy.grants.usage import Usage
 
@@ -52,6 +53,8 @@ class ReviewOptions:
     practice: str | None = None
     config: str | None = None  # the -c FILE given, repeated in the commands suggested
     store: str = ""  # where the grants were read, for the header
+    #: break_glass.signoff_within: an emergency use unacknowledged for longer is a finding.
+    signoff_within: timedelta = timedelta(days=3)
 
     def command(self, tool: str) -> str:
         """`tool` with the same -c FILE, ready to paste."""
@@ -110,6 +113,8 @@ class Review:
     usage: Usage
     grants: tuple[GrantReview, ...]
     findings: tuple[Finding, ...]  # not tied to one grant in effect
+    #: Break-glass uses awaiting a security officer's sign-off (proxy.grants.break_glass).
+    break_glass: tuple[BreakGlassUse, ...] = ()
 
     @property
     def finding_count(self) -> int:

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from proxy.audit.report import align_columns
+from proxy.grants.break_glass import use_json, use_lines
 from proxy.grants.durations import format_duration
 from proxy.grants.model import LAPSED_LOOKBACK
 from proxy.grants.review_model import LONG_LIVED_SHARE, rough_span, short_time
@@ -95,6 +96,12 @@ def render_text(review: Review) -> str:
     else:
         there = " there" if scope else ""
         lines.append(f"No grant is in effect{scope}: phi-proxy decrypts nothing for anyone{there}.")
+    lines += [
+        "",
+        *use_lines(
+            review.break_glass, now=o.now, window=o.signoff_within, command=o.command("phi-grants")
+        ),
+    ]
     findings = [*review.findings, *(f for g in review.grants for f in g.findings)]
     lines.append("")
     if not findings:
@@ -171,6 +178,12 @@ def review_document(review: Review) -> dict[str, Any]:
             }
             for item in review.grants
         ],
+        "break_glass": {
+            "signoff_within": format_duration(o.signoff_within),
+            "awaiting_signoff": [
+                use_json(use, now=o.now, window=o.signoff_within) for use in review.break_glass
+            ],
+        },
         "findings": [f.to_json() for f in review.findings],
         "finding_count": review.finding_count,
     }

@@ -29,10 +29,12 @@ if TYPE_CHECKING:
     from datetime import timedelta
 
 __all__ = [
+    "db_time",
     "grant_from_row",
     "insert_grant",
     "list_query",
     "live_grants",
+    "py_time",
     "revoke_ids",
     "revoke_targets",
     "unexpired_ids",
@@ -41,18 +43,20 @@ __all__ = [
 _TIME = "%Y-%m-%dT%H:%M:%S.%fZ"
 
 
-def _db_time(moment: datetime) -> str:
+def db_time(moment: datetime) -> str:
+    """`moment` as the store writes times: fixed-width UTC text, sortable as text."""
     return utc(moment).strftime(_TIME)
 
 
-def _py_time(text: str | None) -> datetime | None:
+def py_time(text: str | None) -> datetime | None:
+    """A stored time back as an aware UTC datetime (None stays None)."""
     return None if text is None else datetime.strptime(text, _TIME).replace(tzinfo=UTC)
 
 
 def grant_from_row(row: tuple[Any, ...]) -> Grant:
     """The Grant a row of GRANT_COLUMNS describes."""
     fields = None if row[4] is None else frozenset(json.loads(row[4]))
-    not_before, expires_at, created_at = _py_time(row[5]), _py_time(row[6]), _py_time(row[10])
+    not_before, expires_at, created_at = py_time(row[5]), py_time(row[6]), py_time(row[10])
     if not_before is None or expires_at is None or created_at is None:  # pragma: no cover
         raise GrantStoreUnavailable("grant row with a missing time (NOT NULL violated)")
     return Grant(
@@ -62,7 +66,7 @@ def grant_from_row(row: tuple[Any, ...]) -> Grant:
         field_classes=fields,
         not_before=not_before,
         expires_at=expires_at,
-        revoked_at=_py_time(row[7]),
+        revoked_at=py_time(row[7]),
         created_by=row[8],
         reason=row[9],
         created_at=created_at,
@@ -80,7 +84,7 @@ def live_grants(conn: sqlite3.Connection, subject: Subject, now: datetime) -> tu
         f"SELECT {GRANT_COLUMNS} FROM grants WHERE issuer = ? AND sub = ? "  # noqa: S608 - constant
         "AND ((revoked_at IS NULL AND expires_at > ?) "
         "OR COALESCE(revoked_at, expires_at) > ?)",  # recently lapsed: for Access.lapsed
-        (subject.issuer, subject.sub, _db_time(now), _db_time(now - LAPSED_LOOKBACK)),
+        (subject.issuer, subject.sub, db_time(now), db_time(now - LAPSED_LOOKBACK)),
     ).fetchall()
     return tuple(grant_from_row(row) for row in rows)
 
@@ -100,9 +104,9 @@ def insert_grant(conn: sqlite3.Connection, grant: Grant) -> Grant:
             grant.subject.sub,
             grant.practice,
             fields,
-            _db_time(grant.not_before),
-            _db_time(grant.expires_at),
-            _db_time(grant.created_at),
+            db_time(grant.not_before),
+            db_time(grant.expires_at),
+            db_time(grant.created_at),
             grant.created_by,
             grant.reason,
         ),
@@ -123,7 +127,7 @@ def _event(
 ) -> None:
     conn.execute(
         "INSERT INTO grant_events (grant_id, action, at, by, reason) VALUES (?,?,?,?,?)",
-        (grant_id, action, _db_time(at), by, reason),
+        (grant_id, action, db_time(at), by, reason),
     )
 
 
@@ -148,7 +152,7 @@ def revoke_targets(
     ids = conn.execute(
         "SELECT id FROM grants WHERE issuer = ? AND sub = ? AND practice = ? "
         "AND revoked_at IS NULL AND expires_at > ?",
-        (subject.issuer, subject.sub, practice, _db_time(now)),
+        (subject.issuer, subject.sub, practice, db_time(now)),
     ).fetchall()
     if not ids:
         raise no_unexpired_grant(subject, practice)
@@ -160,7 +164,7 @@ def unexpired_ids(conn: sqlite3.Connection, subject: Subject, now: datetime) -> 
     ids = conn.execute(
         "SELECT id FROM grants WHERE issuer = ? AND sub = ? "
         "AND revoked_at IS NULL AND expires_at > ?",
-        (subject.issuer, subject.sub, _db_time(now)),
+        (subject.issuer, subject.sub, db_time(now)),
     ).fetchall()
     return [i[0] for i in ids]
 
@@ -174,7 +178,7 @@ def revoke_ids(
         conn.execute(
             "UPDATE grants SET revoked_at = ?, revoked_by = ?, revoke_reason = ? "
             "WHERE id = ? AND revoked_at IS NULL",
-            (_db_time(now), by, reason, grant_id),
+            (db_time(now), by, reason, grant_id),
         )
         _event(conn, grant_id, action="revoke", at=now, by=by, reason=reason)
         row = conn.execute(
@@ -207,10 +211,10 @@ def list_query(
         params += [subject.issuer, subject.sub]
     if active_at is not None:
         clauses += ["revoked_at IS NULL", "not_before <= ?", "expires_at > ?"]
-        params += [_db_time(active_at)] * 2
+        params += [db_time(active_at)] * 2
         if expiring_within is not None:
             clauses.append("expires_at <= ?")
-            params.append(_db_time(active_at + expiring_within))
+            params.append(db_time(active_at + expiring_within))
     where = f" WHERE {' AND '.join(clauses)}" if clauses else ""
     sql = f"SELECT {GRANT_COLUMNS} FROM grants{where} ORDER BY created_at, id"  # noqa: S608 - fixed fragments only
     return sql, params

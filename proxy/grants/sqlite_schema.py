@@ -96,7 +96,26 @@ _V2 = (
         BEGIN SELECT RAISE(ABORT, 'grant history is append-only; do not set seq'); END""",
 )
 
-MIGRATIONS: tuple[tuple[str, ...], ...] = (_V1, _V2)
+# Version 3: break-glass sign-offs (one final row per `bg_` grant), and an index to count a
+# person's recent break-glass grants (revoked ones included) for break_glass.max_per_day.
+_V3 = (
+    """CREATE TABLE break_glass_signoffs (
+        grant_id TEXT PRIMARY KEY REFERENCES grants (id),
+        at       TEXT NOT NULL,
+        by       TEXT NOT NULL CHECK (length(by) > 0),
+        note     TEXT NOT NULL CHECK (length(note) > 0)
+    ) STRICT""",
+    "CREATE INDEX grants_by_subject_created ON grants (issuer, sub, created_at)",
+    """CREATE TRIGGER break_glass_signoffs_final_u BEFORE UPDATE ON break_glass_signoffs
+        BEGIN SELECT RAISE(ABORT, 'a break-glass sign-off is final'); END""",
+    """CREATE TRIGGER break_glass_signoffs_final_d BEFORE DELETE ON break_glass_signoffs
+        BEGIN SELECT RAISE(ABORT, 'a break-glass sign-off is final'); END""",
+    """CREATE TRIGGER break_glass_signoffs_no_overwrite BEFORE INSERT ON break_glass_signoffs
+        WHEN EXISTS (SELECT 1 FROM break_glass_signoffs WHERE grant_id = NEW.grant_id)
+        BEGIN SELECT RAISE(ABORT, 'a break-glass sign-off is final'); END""",
+)
+
+MIGRATIONS: tuple[tuple[str, ...], ...] = (_V1, _V2, _V3)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

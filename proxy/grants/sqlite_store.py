@@ -46,7 +46,16 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, TypeVar
 
 from keys.file_modes import GROUP_OR_OTHERS, GROUP_OR_OTHERS_WRITE, loose_mode_problem
+from proxy.grants import break_glass_sqlite as bg_sql
 from proxy.grants.access_memo import AccessMemo
+from proxy.grants.break_glass_model import (
+    BreakGlassUse,
+    BreakGlassUses,
+    Opened,
+    clean_signoff,
+    limit_reached,
+    new_break_glass_id,
+)
 from proxy.grants.errors import GrantStoreUnavailable
 from proxy.grants.failure_log import ThrottledFailureLog
 from proxy.grants.model import NO_ACCESS, Access, Grant
@@ -373,6 +382,39 @@ class SQLiteGrantStore:
     def cached_subjects(self) -> int:
         """Subjects whose grants are cached right now (for metrics)."""
         return len(self._cache)
+
+    # ---- break-glass (proxy.grants.break_glass) -------------------------------------------------
+
+    async def open_break_glass(
+        self, request: GrantRequest, *, now: datetime, max_per_day: int
+    ) -> Opened:
+        """The caller's active break-glass grant at the practice, or a new one within the limit.
+
+        BreakGlassLimitReached when `max_per_day` grants were opened in the last 24 hours.
+        """
+        grant = request.build(new_break_glass_id(), now=now, max_ttl=self.max_ttl)
+        result = await self._write(
+            lambda conn: bg_sql.open_break_glass(conn, grant, now, max_per_day)
+        )
+        if isinstance(result, Opened):
+            return result
+        raise limit_reached(*result, max_per_day)
+
+    async def break_glass_uses(self, *, pending_only: bool = False) -> BreakGlassUses:
+        """Every break-glass use with its sign-off (or only those awaiting one), oldest first."""
+        try:
+            return await self._run(lambda conn: bg_sql.uses(conn, pending_only=pending_only))
+        except sqlite3.Error as exc:
+            raise GrantStoreUnavailable(
+                f"{self.path}: cannot read break-glass uses ({exc})"
+            ) from None
+
+    async def sign_off_break_glass(
+        self, grant_id: str, *, by: str, note: str, now: datetime
+    ) -> BreakGlassUse:
+        """Record a security officer's final sign-off of one break-glass use."""
+        by, note = clean_signoff(by, note)
+        return await self._write(lambda conn: bg_sql.sign_off(conn, grant_id, by, note, now))
 
     async def ping(self) -> bool:
         """True when the grants table can be read now, from the file at `path`."""

@@ -21,6 +21,7 @@ from proxy.grants.model import Grant, utc
 if TYPE_CHECKING:
     from datetime import datetime, timedelta
 
+    from proxy.grants.break_glass_model import BreakGlassUse, BreakGlassUses, Opened
     from proxy.grants.model import Access
     from proxy.grants.settings import GrantSettings
     from proxy.identity.subject import Caller, Subject
@@ -94,6 +95,25 @@ class GrantStore(Protocol):
         expiring_within: timedelta | None = None,
     ) -> GrantList:
         """Grants matching every filter given; `expiring_within` needs `active_at`."""
+        ...
+
+    async def open_break_glass(
+        self, request: GrantRequest, *, now: datetime, max_per_day: int
+    ) -> Opened:
+        """Reuse the caller's active break-glass grant at the practice, or add one (`bg_` id).
+
+        Raises BreakGlassLimitReached when `max_per_day` were opened in the last 24 hours.
+        """
+        ...
+
+    async def break_glass_uses(self, *, pending_only: bool = False) -> BreakGlassUses:
+        """Every break-glass use with its sign-off (or those awaiting one), oldest first."""
+        ...
+
+    async def sign_off_break_glass(
+        self, grant_id: str, *, by: str, note: str, now: datetime
+    ) -> BreakGlassUse:
+        """Record the final sign-off of one break-glass use (GrantNotFound if none or done)."""
         ...
 
     async def ping(self) -> bool:

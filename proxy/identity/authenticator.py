@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import logging
 import math
+from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Protocol
 
 import aiohttp
@@ -200,7 +201,9 @@ class JwtAuthenticator:
             raise AuthenticationError("bad_sub") from None
         jti = payload.get("jti")
         caller = Caller(
-            subject, token_id=jti if isinstance(jti, str) and len(jti) <= _MAX_JTI else None
+            subject,
+            token_id=jti if isinstance(jti, str) and len(jti) <= _MAX_JTI else None,
+            claims=MappingProxyType(payload),
         )
         # No await since the keys were chosen: this is the generation that verified the token.
         self._verified.put(key, self._jwks.generation, caller, times)

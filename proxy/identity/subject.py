@@ -7,8 +7,12 @@ account never inherits the grants of the person who held the name before.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import ClassVar
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import TYPE_CHECKING, ClassVar
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
 
 __all__ = ["Caller", "Subject"]
 
@@ -56,11 +60,16 @@ class Caller:
     """The identity behind one request; `subject` is None for an anonymous caller.
 
     `token_id` is the token's `jti` claim when present (an identifier, not the token), kept so an
-    audit record can point at the credential that was used.
+    audit record can point at the credential that was used. `claims` is the verified token's
+    payload (read-only), for decisions a claim drives (break-glass); it never takes part in
+    equality, hashing or repr.
     """
 
     subject: Subject | None
     token_id: str | None = None
+    claims: Mapping[str, object] = field(
+        default_factory=lambda: MappingProxyType({}), compare=False, repr=False
+    )
 
     anonymous: ClassVar[Caller]
 

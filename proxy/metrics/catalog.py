@@ -34,7 +34,15 @@ MIXED: Final = "mixed"
 UNKNOWN: Final = "unknown"
 OTHER: Final = "other"
 #: The alert lines a request can raise (`phi_proxy_alerts_total`; proxy.audit.alerts).
-ALERTS: Final = ("lapsed_grant_use", "integrity_failure", "masked_burst", "canary_touched")
+ALERTS: Final = (
+    "lapsed_grant_use",
+    "integrity_failure",
+    "masked_burst",
+    "break_glass_use",
+    "break_glass_refused",
+    "break_glass_without_claim",
+    "canary_touched",
+)
 #: How a canary token was touched (proxy.canaries): read in clear, read masked, or sent.
 CANARY_HOWS: Final = ("disclosed", "masked", "sent")
 

@@ -150,8 +150,23 @@ class TestRequestAlerts:
         assert line["suppressed"] == 0
 
     def test_only_caller_driven_alerts_are_throttled(self):
-        """The held-back alerts are the three a caller can repeat at will; never the KEK's."""
-        assert frozenset({"lapsed_grant_use", "integrity_failure", "canary_touched"}) == THROTTLED
+        """The held-back alerts are those a caller can repeat at will; never the KEK's.
+
+        A break-glass use that opens a new grant is not held back (RequestAlerts.break_glass).
+        """
+        assert (
+            frozenset(
+                {
+                    "lapsed_grant_use",
+                    "integrity_failure",
+                    "canary_touched",
+                    "break_glass_use",
+                    "break_glass_refused",
+                    "break_glass_without_claim",
+                }
+            )
+            == THROTTLED
+        )
         assert not {"kek_unavailable", "kek_available", "key_usage_high"} & THROTTLED
 
     def test_repeat_interval_is_a_setting_defaulting_to_a_minute(self):

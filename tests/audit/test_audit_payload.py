@@ -145,3 +145,38 @@ class TestPayloadMatchesReference:
         reference = auditor._event(record, state, 403, "request_rejected").to_json()
         assert _sealed(reference) == _sealed(fast)
         assert orjson.loads(_sealed(fast))["records"] == []
+
+    def test_break_glass_seals_like_the_reference_and_only_when_it_played_a_part(self):
+        """A disclosure through a bg_ grant carries `break_glass`; an ordinary one has no key."""
+        from proxy.break_glass_gate import BreakGlassAsk
+
+        stats = TransformStats()
+        stats.disclosed("practice-a", "p1", "ssn")
+        stats.decrypted["ssn"] += 1
+        emergency = Access(
+            Subject("https://idp.test", "u"),
+            MappingProxyType(
+                {
+                    "practice-a": PracticeAccess(
+                        all_fields=False, field_classes=frozenset({"ssn"}), grant_ids=("bg_1",)
+                    )
+                }
+            ),
+            break_glass=MappingProxyType({"bg_1": "unconscious patient in ER, allergies"}),
+        )
+        ask = BreakGlassAsk(authorized=True, outcome="granted", reason="r" * 20)
+        ask.practice = "practice-a"
+        state = AuditState(response_stats=stats, access=emergency, break_glass=ask)
+        auditor, record = _auditor(), _record()
+        fast = auditor._payload(record, state, 200, "forwarded")
+        reference = auditor._event(record, state, 200, "forwarded").to_json()
+        assert _sealed(reference) == _sealed(fast)
+        assert orjson.loads(_sealed(fast))["break_glass"] == {
+            "outcome": "granted",
+            "grant_ids": ["bg_1"],
+            "reasons": ["unconscious patient in ER, allergies"],
+            "reason": "r" * 20,
+            "practice": "practice-a",
+        }
+        ordinary = AuditState(response_stats=stats, access=_access())
+        assert "break_glass" not in auditor._payload(record, ordinary, 200, "forwarded")

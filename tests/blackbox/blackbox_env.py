@@ -16,7 +16,7 @@ from yarl import URL
 from keys.kek import generate_kek_file
 from keys.settings import keystore_file
 from proxy.app import RUNTIME_KEY, build_app, build_runner
-from proxy.grants import GrantRequest, SQLiteGrantStore
+from proxy.grants import GrantRequest, GrantStore, open_grant_store
 from proxy.identity import DemoIssuer, Subject
 from proxy.logs import JsonFormatter
 from proxy.runtime import Runtime
@@ -99,7 +99,7 @@ class ProxyEnv:
     settings: Settings
     keyring: Keyring
     issuer: DemoIssuer
-    grants: SQLiteGrantStore
+    grants: GrantStore
     portal: RecordingPortal
     proxy_url: str
     http: aiohttp.ClientSession
@@ -197,7 +197,7 @@ async def proxy_env_for(
     app = build_app(Runtime(settings))
     proxy_server = ProxyTestServer(app, host="127.0.0.1")
     await proxy_server.start_server()
-    grants = SQLiteGrantStore(settings.grants.sqlite_path, max_ttl=settings.grants.max_ttl)
+    grants = open_grant_store(settings.grants)  # SQLite unless the overrides name PostgreSQL
     http = aiohttp.ClientSession(auto_decompress=False)
     env = ProxyEnv(
         folder=folder,

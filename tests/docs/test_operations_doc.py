@@ -261,6 +261,9 @@ class TestEveryCodeHasRunbookText:
             "scim_change_not_audited",
             "admin_change_not_audited",
             "canary_touched",
+            "break_glass_use",
+            "break_glass_refused",
+            "break_glass_without_claim",
         }
         assert {"unknown-kid", "key-retired", "key-destroyed", "malformed"} <= (integrity_reasons())
         assert {"bad-base64", "nested-token", "not-authentic"} <= integrity_reasons()

@@ -300,6 +300,7 @@ class TestScopeAndSafety:
             "checks",
             "usage",
             "grants",
+            "break_glass",
             "findings",
             "finding_count",
         }

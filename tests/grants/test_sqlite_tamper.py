@@ -234,9 +234,9 @@ def build_v1(path):
 
 
 class TestUpgrade:
-    def test_schema_version_is_2(self):
-        assert SCHEMA_VERSION == 2
-        assert len(MIGRATIONS) == 2
+    def test_schema_version_is_3(self):
+        assert SCHEMA_VERSION == 3
+        assert len(MIGRATIONS) == 3
 
     async def test_version_1_is_vulnerable_then_upgraded_and_protected(self, tmp_path):
         """A version 1 file is upgraded on open, keeps its rows, and then refuses REPLACE."""
