@@ -144,6 +144,10 @@ fn strings(obj: &Bound<'_, PyAny>, what: &str) -> PyResult<Vec<String>> {
 #[pymethods]
 impl PyPolicy {
     #[new]
+    #[pyo3(signature = (
+        key_classes, practice_names, id_names, paths, masks, default_mask, max_depth,
+        fold_separators, normalize, root_filters = Vec::new()
+    ))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         key_classes: &Bound<'_, PyDict>,
