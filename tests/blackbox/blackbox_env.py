@@ -105,6 +105,8 @@ class ProxyEnv:
     http: aiohttp.ClientSession
     runtime: Runtime | None = None
     _servers: list[TestServer] = field(default_factory=list)
+    #: X-Request-Id of every answer `get` returned, in order (to wait for their audit events).
+    answered: list[str] = field(default_factory=list)
 
     def token(self, sub: str, **kw) -> str:
         return self.issuer.mint(sub, now=datetime.now(UTC).timestamp(), **kw)
@@ -150,6 +152,8 @@ class ProxyEnv:
         url = URL(self.proxy_url + path, encoded=True)  # send the path byte for byte
         response = await self.http.request(kw.pop("method", "GET"), url, headers=headers, **kw)
         await response.read()
+        if request_id := response.headers.get("X-Request-Id"):
+            self.answered.append(request_id)
         return response
 
 
