@@ -48,9 +48,11 @@ typecheck: $(STAMP)
 	$(BIN)/mypy --strict proxy keys
 
 # pytest-xdist: PYTEST_WORKERS processes per pytest run (tests/conftest.py says what a test must
-# do to run in parallel; PYTEST_WORKERS=0 runs in this process, one test at a time).
+# do to run in parallel; PYTEST_WORKERS=0 runs in this process, one test at a time). loadscope:
+# a class's tests, or a module's test functions, run on one worker, so a module- or
+# class-scoped fixture is made once.
 PYTEST_WORKERS ?= 2
-PYTEST_ARGS := -n $(PYTEST_WORKERS) --dist loadgroup
+PYTEST_ARGS := -n $(PYTEST_WORKERS) --dist loadscope
 
 pytest: $(STAMP) $(CORE_STAMP)
 	$(BIN)/pytest $(PYTEST_ARGS)
@@ -66,11 +68,12 @@ core-test:
 
 # All five parts at once (most of a test's time is spent waiting on sockets and processes, so
 # they overlap well even on 2 cores). Each part's output is printed in one piece when it ends;
-# any part failing fails `make test` (make names it in its last line: "Error 1").
+# a failing part does not stop the others; `make test` then fails, make naming each failed
+# part ("make[1]: *** [Makefile:N: pytest] Error 1").
 test: $(STAMP) $(CORE_STAMP)
 	@echo "make test: pytest, pytest-pure, core-test, typecheck and lint run in parallel;"
 	@echo "           each one's output appears when it finishes."
-	@$(MAKE) --no-print-directory -j5 --output-sync=target test-parts
+	@$(MAKE) --no-print-directory --keep-going -j5 --output-sync=target test-parts
 	@echo "make test: all parts passed"
 
 test-parts: pytest pytest-pure core-test typecheck lint

@@ -1,6 +1,6 @@
 """Conventions every test follows so that `make test` can run them in parallel (pytest-xdist).
 
-`make test` runs pytest with `-n 2 --dist loadgroup`: the tests are spread over worker
+`make test` runs pytest with `-n 2 --dist loadscope`: the tests are spread over worker
 processes that run at the same time, on a host that may be busy. A test written as below runs
 the same alone (`pytest tests/x/test_y.py`) and under xdist (`pytest -n 2 tests/x`):
 
@@ -13,6 +13,7 @@ the same alone (`pytest tests/x/test_y.py`) and under xdist (`pytest -n 2 tests/
   `new_schema`). Under xdist each worker gets a database of its own, made here and dropped at
   the end (`phi_test_<run>_<worker>`); inside it each test still makes its own schema or
   uniquely named tables. Never assume the database `test` itself, or another test's tables.
+  (A run killed with SIGKILL leaves its `phi_test_<run>_gw<N>` databases: drop them by hand.)
 - SoftHSM2 and KMS: the session fixtures in tests/keys/kek_backends.py give each worker its own
   token folder and its own moto server; each test makes its own key in them.
 - Waiting: wait for a condition (a log line, a file's contents, a port answering, a store's
@@ -20,9 +21,10 @@ the same alone (`pytest tests/x/test_y.py`) and under xdist (`pytest -n 2 tests/
   tests at once and anything can take a few times longer than when run alone. No retries.
 - Expensive set-up that is the same for many tests (RSA keys, keystores, issuers) may be a
   session-scoped fixture as long as no test changes it; tests that change it get their own.
-- Tests that must share one worker (one session fixture used by a whole suite that is costly to
-  start per worker) may say `@pytest.mark.xdist_group("name")`; `--dist loadgroup` keeps a group
-  on one worker. Everything else is spread test by test.
+- `--dist loadscope` sends a class's tests (or a module's test functions) to one worker, in
+  order, so a class- or module-scoped fixture is made once. Put tests that share a costly
+  module fixture in one class; a session fixture is made once per worker that needs it.
+  (`xdist_group` marks do nothing: pytest-xdist 3.8's `loadgroup` does not work with pytest 9.)
 """
 
 from __future__ import annotations

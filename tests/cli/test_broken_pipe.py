@@ -23,9 +23,6 @@ BIN = Path(sys.executable).parent
 EXAMPLE = Path(__file__).resolve().parents[2] / "config" / "proxy.example.yaml"
 ISSUER = "https://login.example.org/realms/clinic"  # the example config's issuer
 
-# The `config` fixture runs five CLI processes: once, on one worker (tests/conftest.py).
-pytestmark = pytest.mark.xdist_group("broken_pipe")
-
 COMMANDS = {
     "phi-grants list": ("phi-grants", "-c", "{config}", "list"),
     "phi-grants review": ("phi-grants", "-c", "{config}", "review"),

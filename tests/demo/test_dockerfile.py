@@ -245,7 +245,6 @@ def image_venv(tmp_path_factory):
 
 
 @pytest.mark.slow
-@pytest.mark.xdist_group("image_venv")  # one wheel build and venv for the class, on one worker
 class TestImageBuild:
     def test_wheel_holds_only_the_packages(self, image_venv):
         """The wheel carries proxy/ and keys/ (with py.typed) and nothing else."""
