@@ -9,7 +9,11 @@ import time
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
+from blackbox_env import written
+
 from proxy.audit import AuditSettings, FileSink, open_chain
+
+__all__ = ["written"]  # shared with the black-box suites: wait for audit events, no sleep
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -44,20 +48,6 @@ def phi_audit(*args: str, config: Path | None = None) -> subprocess.CompletedPro
 
 def now() -> datetime:
     return datetime.now(UTC)
-
-
-async def written(env, *, within: float = 30.0) -> None:
-    """Wait until the audit events of every request `env.get` was answered are in the trail.
-
-    The proxy queues a request's event before it logs the access line, so once every answered
-    request has its access line, one flush writes them all: a condition, not a sleep that a
-    busy host may outlast. `within` bounds a failing test only.
-    """
-    deadline = time.monotonic() + within
-    while not set(env.answered) <= env.access_lines.request_ids:
-        assert time.monotonic() < deadline, "an answered request never got its access line"
-        await asyncio.sleep(0.005)
-    await env.runtime._audit.flush()
 
 
 async def until(condition, *, what: str, within: float = 30.0) -> None:

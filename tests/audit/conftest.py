@@ -26,35 +26,11 @@ def audit_overrides():
     return dict(AUDIT)
 
 
-class AccessLines(logging.Handler):
-    """The request ids of the proxy's access lines (logged once a request's audit is queued)."""
-
-    def __init__(self) -> None:
-        super().__init__(logging.DEBUG)
-        self.request_ids: set[str] = set()
-
-    def emit(self, record: logging.LogRecord) -> None:
-        request_id = getattr(record, "fields", {}).get("request_id")
-        if request_id:
-            self.request_ids.add(request_id)
-
-
 @pytest.fixture
 async def audit_env(tmp_path, audit_overrides):
-    """Like the black-box `proxy_env`, with the audit section and a handle on the runtime.
-
-    `env.access_lines` collects the access lines, for `audit_helpers.written(env)`.
-    """
-    access = logging.getLogger("phi_proxy.access")
-    lines = AccessLines()
-    access.addHandler(lines)
-    try:
-        overrides = {"audit": audit_overrides}
-        async with blackbox.running_proxy_env(tmp_path, overrides=overrides) as env:
-            env.access_lines = lines
-            yield env
-    finally:
-        access.removeHandler(lines)
+    """Like the black-box `proxy_env`, with the audit section and a handle on the runtime."""
+    async with blackbox.running_proxy_env(tmp_path, overrides={"audit": audit_overrides}) as env:
+        yield env
     _assert_no_planted_phi(tmp_path)
 
 
