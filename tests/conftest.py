@@ -19,6 +19,7 @@ the same alone (`pytest tests/x/test_y.py`) and under xdist (`pytest -n 2 tests/
 - Waiting: wait for a condition (a log line, a file's contents, a port answering, a store's
   state), with a generous bound, never for a fixed time: under xdist a 2-core host runs several
   tests at once and anything can take a few times longer than when run alone. No retries.
+  For audit events of requests made with `ProxyEnv.get`: `await written(env)` (blackbox_env).
 - Expensive set-up that is the same for many tests (RSA keys, keystores, issuers) may be a
   session-scoped fixture as long as no test changes it; tests that change it get their own.
 - `--dist loadscope` sends a class's tests (or a module's test functions) to one worker, in
