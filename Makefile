@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test lint typecheck core-test pytest pytest-pure install core clean bench soak postgres softhsm prometheus fuzz openapi
+.PHONY: run test test-parts lint typecheck core-test pytest pytest-pure install core clean bench soak postgres softhsm prometheus fuzz openapi
 
 # (Re)install when the project metadata changes; a bare `make test` keeps the venv current.
 $(STAMP): pyproject.toml
@@ -47,19 +47,36 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy --strict proxy keys
 
+# pytest-xdist: PYTEST_WORKERS processes per pytest run (tests/conftest.py says what a test must
+# do to run in parallel; PYTEST_WORKERS=0 runs in this process, one test at a time). loadscope:
+# a class's tests, or a module's test functions, run on one worker, so a module- or
+# class-scoped fixture is made once.
+PYTEST_WORKERS ?= 2
+PYTEST_ARGS := -n $(PYTEST_WORKERS) --dist loadscope
+
 pytest: $(STAMP) $(CORE_STAMP)
-	$(BIN)/pytest
+	$(BIN)/pytest $(PYTEST_ARGS)
 
 # The transform and black-box suites again on the pure-Python core: both cores must hold.
 pytest-pure: $(STAMP)
-	PHI_PROXY_PURE=1 $(BIN)/pytest tests/transform tests/blackbox
+	PHI_PROXY_PURE=1 $(BIN)/pytest $(PYTEST_ARGS) tests/transform tests/blackbox
 
 # The compiled core's own unit tests (Rust), when a toolchain is there.
 core-test:
-	@if command -v cargo >/dev/null 2>&1; then cargo test --quiet --manifest-path core/Cargo.toml; \
+	@if command -v cargo >/dev/null 2>&1; then MAKEFLAGS= cargo test --quiet --manifest-path core/Cargo.toml; \
 	else echo "note: no Rust toolchain (cargo): core/'s Rust unit tests were not run"; fi
 
-test: lint typecheck core-test pytest pytest-pure
+# All five parts at once (most of a test's time is spent waiting on sockets and processes, so
+# they overlap well even on 2 cores). Each part's output is printed in one piece when it ends;
+# a failing part does not stop the others; `make test` then fails, make naming each failed
+# part ("make[1]: *** [Makefile:N: pytest] Error 1").
+test: $(STAMP) $(CORE_STAMP)
+	@echo "make test: pytest, pytest-pure, core-test, typecheck and lint run in parallel;"
+	@echo "           each one's output appears when it finishes."
+	@$(MAKE) --no-print-directory --keep-going -j5 --output-sync=target test-parts
+	@echo "make test: all parts passed"
+
+test-parts: pytest pytest-pure core-test typecheck lint
 
 # Side-by-side benchmark (not part of `make test`; ~10 min; installs wrk/nginx-light if root).
 bench: $(STAMP) $(CORE_STAMP)

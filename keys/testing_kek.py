@@ -122,7 +122,7 @@ def kms_client_env() -> dict[str, str]:
 
 
 @contextlib.contextmanager
-def kms_server(*, start_timeout: float = 20.0) -> Iterator[str]:
+def kms_server(*, start_timeout: float = 60.0) -> Iterator[str]:
     """Run moto's server (KMS and the rest) on a free loopback port; yields its URL."""
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))

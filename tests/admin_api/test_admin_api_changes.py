@@ -6,16 +6,15 @@ next proxied request; the review and the report are what the CLIs print.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import subprocess
 import sys
 
 import orjson
 from admin_helpers import ADMIN_SUB
+from blackbox_env import written
 
 SSN = "900-66-4321"
-FLUSH = 0.15  # several audit flush intervals of the test config
 
 
 def _changes(env) -> list[dict]:
@@ -206,7 +205,7 @@ class TestReadsMatchTheCli:
         await env.grant("nurse", "practice-a")
         assert await _ssn_seen_by(env, "nurse") == SSN
         assert await _ssn_seen_by(env, "other") != SSN
-        await asyncio.sleep(FLUSH)
+        await written(env)
         nurse = str(env.subject("nurse"))
         status, report, _ = await api.call("GET", "/api/v1/audit/report", params={"subject": nurse})
         assert status == 200, report

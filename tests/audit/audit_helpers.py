@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
 import subprocess
 import sys
+import time
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
+from blackbox_env import written
+
 from proxy.audit import AuditSettings, FileSink, open_chain
+
+__all__ = ["written"]  # shared with the black-box suites: wait for audit events, no sleep
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -42,3 +48,11 @@ def phi_audit(*args: str, config: Path | None = None) -> subprocess.CompletedPro
 
 def now() -> datetime:
     return datetime.now(UTC)
+
+
+async def until(condition, *, what: str, within: float = 30.0) -> None:
+    """Wait until the async `condition()` is true (the audit writer runs every 20 ms)."""
+    deadline = time.monotonic() + within
+    while not await condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        await asyncio.sleep(0.01)

@@ -5,13 +5,13 @@ The audit trail is not throttled: every request still leaves its event.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from datetime import UTC, datetime
 from types import MappingProxyType
 
 import orjson
 import pytest
+from audit_helpers import written
 
 from proxy.accesslog import AccessRecord
 from proxy.audit.alerts import (
@@ -28,8 +28,6 @@ from proxy.grants import Access
 from proxy.identity import Subject
 from proxy.transform import TransformStats
 from proxy.transform.stats import MAX_INTEGRITY_EVENTS
-
-FLUSH = 0.15
 
 
 def record(subject: str | None = "iss|carol", request_id: str = "r1") -> AccessRecord:
@@ -195,7 +193,7 @@ class TestRunningProxy:
         audit_env.portal.script("/api/patients/p1", orjson.dumps(doc))
         for _ in range(40):
             assert (await audit_env.get("/api/patients/p1", sub="carol")).status == 200
-        await asyncio.sleep(FLUSH)
+        await written(audit_env)
         (line,) = alert_lines(caplog, "lapsed_grant_use")
         assert line["lapsed_grant_ids"] == [grant.id]
         assert line["practices"] == ["practice-a"]

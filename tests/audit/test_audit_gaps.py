@@ -2,20 +2,18 @@
 
 from __future__ import annotations
 
-import asyncio
 import csv
 import io
 import json
 
 import orjson
 import pytest
-from audit_helpers import TS, now, phi_audit, settings_in, write_events
+from audit_helpers import TS, now, phi_audit, settings_in, write_events, written
 
 from proxy.audit.report import UNKNOWN_RECORD, ReportFilter, build_report, render_report
 from proxy.grants.usage import read_usage
 
 SSN = "555-12-0987"
-FLUSH = 0.15  # several flush intervals of the test config
 
 
 @pytest.fixture
@@ -199,7 +197,7 @@ async def test_a_real_disclosure_without_a_record_id_is_reported(audit_env):
     env.portal.script("/api/chart", orjson.dumps(doc))
     response = await env.get("/api/chart", sub="mallory")
     assert SSN in await response.text()
-    await asyncio.sleep(FLUSH)
+    await written(env)
     subject = str(env.subject("mallory"))
     event = [
         orjson.loads(line)

@@ -13,12 +13,11 @@ from datetime import UTC, datetime
 
 import blackbox_env as blackbox
 import orjson
-from audit_helpers import phi_audit
+from audit_helpers import phi_audit, until, written
 
 SSN = "321-54-9876"
 MEMBER = "MBR-7781-QQ"
 HISTORY = "Asthma since childhood; latex allergy."
-FLUSH = 0.15  # several flush intervals of the test config
 
 
 def patient(env, practice, pid):
@@ -37,6 +36,10 @@ def serve(env, path, doc):
 
 def events(env):
     return [orjson.loads(line) for line in (env.folder / "audit.jsonl").read_bytes().splitlines()]
+
+
+async def _sink_ready(env, *, wanted: bool) -> bool:
+    return (await env.runtime.readiness())["audit_sink"] is wanted
 
 
 def requests_of(env):
@@ -63,7 +66,7 @@ async def scripted_scenario(env):
     assert (await env.get("/api/patients/a3", sub="carol")).status == 200
     assert (await env.get("/api/patients/a1", sub="bob")).status == 200
     assert (await env.get("/api/patients", sub="alice")).status == 200
-    await asyncio.sleep(FLUSH)
+    await written(env)
     return alice_grant, carol_grant
 
 
@@ -109,7 +112,7 @@ class TestRequestEvents:
         response = await audit_env.get("/api/patients/m1", sub="mallory")
         assert response.status == 200
         request_id = response.headers["X-Request-Id"]
-        await asyncio.sleep(FLUSH)
+        await written(audit_env)
         (event,) = [e for e in requests_of(audit_env) if e["request_id"] == request_id]
         (line,) = [
             r.fields
@@ -123,7 +126,7 @@ class TestRequestEvents:
         """A response with no PHI field is not audited (the access log has it)."""
         audit_env.portal.script("/plain", b'{"ok": true}')
         assert (await audit_env.get("/plain", sub="alice")).status == 200
-        await asyncio.sleep(FLUSH)
+        await written(audit_env)
         assert requests_of(audit_env) == []
 
     async def test_refused_phi_write_is_audited(self, audit_env):
@@ -137,7 +140,7 @@ class TestRequestEvents:
         )
         blackbox.PLANTED.add("000-12-3456")
         assert response.status >= 400
-        await asyncio.sleep(FLUSH)
+        await written(audit_env)
         (event,) = requests_of(audit_env)
         assert event["status"] == response.status
         assert event["outcome"] == "request_rejected"
@@ -156,7 +159,7 @@ class TestRequestEvents:
             headers={"Content-Type": "application/json"},
         )
         assert response.status == 200
-        await asyncio.sleep(FLUSH)
+        await written(audit_env)
         (event,) = requests_of(audit_env)
         assert event["encrypted"] == {"ssn": 1}
         assert event["path"] == "/api/practices/{practice_id}/patients"
@@ -236,22 +239,28 @@ class TestDenyMode:
         serve(audit_env, "/api/patients/a1", patient(audit_env, "practice-a", "a1"))
         ok = json.loads(await (await audit_env.get("/api/patients/a1", sub="alice")).read())
         assert ok["ssn"] == f"{SSN}-a1"
-        await asyncio.sleep(FLUSH)
+        await written(audit_env)
         path = audit_env.folder / "audit.jsonl"
         path.rename(path.with_name("audit.jsonl.1"))
         path.mkdir()
-        await asyncio.sleep(FLUSH)
+        await until(
+            lambda: _sink_ready(audit_env, wanted=False),
+            what="the sink to fail",
+        )
         assert (await audit_env.runtime.readiness())["audit_sink"] is False
         denied = json.loads(await (await audit_env.get("/api/patients/a1", sub="alice")).read())
         assert denied["ssn"].startswith("***-**-")
         assert f"{SSN}-a1" not in json.dumps(denied)
         assert denied["medical_history"] is None
         shutil.rmtree(path)
-        await asyncio.sleep(FLUSH)
+        await until(
+            lambda: _sink_ready(audit_env, wanted=True),
+            what="the queued events written",
+        )
         assert (await audit_env.runtime.readiness())["audit_sink"] is True
         again = json.loads(await (await audit_env.get("/api/patients/a1", sub="alice")).read())
         assert again["ssn"] == f"{SSN}-a1"
-        await asyncio.sleep(FLUSH)
+        await written(audit_env)
         result = phi_audit("verify", config=audit_env.config_path)
         assert result.returncode == 0, result.stderr
         flags = [e["audit_denied"] for e in requests_of(audit_env)]
@@ -288,7 +297,7 @@ class TestChangeEvents:
         assert revoked.returncode == 0, revoked.stderr
         keys = await run_module("keys", "-c", config, "add-practice", "practice-d")
         assert keys.returncode == 0, keys.stderr
-        await asyncio.sleep(FLUSH)
+        await written(audit_env)
         changes = [e for e in events(audit_env) if e["type"] in {"grant_change", "key_change"}]
         assert [(e["type"], e["action"]) for e in changes] == [
             ("grant_change", "add"),

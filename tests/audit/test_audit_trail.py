@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 
 import orjson
 from audit_helpers import settings_in
@@ -25,6 +26,14 @@ def make_trail(tmp_path, *, deny=True, wrap=None, flush_interval=0.01):
         deny_on_failure=deny,
     )
     return settings, trail
+
+
+async def wait_for_health(trail, *, healthy: bool, within: float = 30.0) -> None:
+    """Wait until the writer (every 10 ms) has found the sink failing or working again."""
+    deadline = time.monotonic() + within
+    while trail.healthy is not healthy:
+        assert time.monotonic() < deadline, f"the trail never became healthy={healthy}"
+        await asyncio.sleep(0.01)
 
 
 def payloads(path):
@@ -136,21 +145,13 @@ class TestAuditTrail:
         head.write_bytes(b'{"seq": 1e20, "hash": "x"}')
         settings.path.write_bytes(b"")  # the head file is all the writer has to go on
         trail.emit({"type": "proxy", "ts": "t", "action": "while-corrupt"})
-        for _ in range(200):
-            if not trail.healthy:
-                break
-            await asyncio.sleep(0.01)
-        assert not trail.healthy
+        await wait_for_health(trail, healthy=False)
         assert not trail.may_disclose()
         assert trail._task is not None  # the writer lives on
         assert not trail._task.done()
         head.write_bytes(good_head)
         settings.path.unlink()  # a fresh file: the chain continues from the head
-        for _ in range(200):
-            if trail.healthy:
-                break
-            await asyncio.sleep(0.01)
-        assert trail.healthy
+        await wait_for_health(trail, healthy=True)
         await trail.close()
         assert "while-corrupt" in [e.get("action") for e in payloads(settings.path)]
 

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import logging
+import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
@@ -23,7 +26,6 @@ from proxy.runtime import Runtime
 from proxy.settings import Settings, load_settings
 
 if TYPE_CHECKING:
-    import logging
     from pathlib import Path
 
     from keys.keyring import Keyring
@@ -83,6 +85,34 @@ def base_config(upstream_url: str) -> dict:
     }
 
 
+class AccessLines(logging.Handler):
+    """The request ids of the proxy's access lines (logged once a request's audit is queued)."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.request_ids: set[str] = set()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        request_id = getattr(record, "fields", {}).get("request_id")
+        if request_id:
+            self.request_ids.add(request_id)
+
+
+async def written(env: ProxyEnv, *, within: float = 30.0) -> None:
+    """Wait until the audit events of every request `env.get` was answered are in the trail.
+
+    The proxy queues a request's event before it logs the access line, so once every answered
+    request has its access line, one flush writes them all: a condition, not a sleep that a
+    busy host may outlast. `within` bounds a failing test only.
+    """
+    deadline = time.monotonic() + within
+    while not set(env.answered) <= env.access_lines.request_ids:
+        assert time.monotonic() < deadline, "an answered request never got its access line"
+        await asyncio.sleep(0.005)
+    assert env.runtime is not None
+    await env.runtime._audit.flush()
+
+
 class ProxyTestServer(TestServer):
     """aiohttp's TestServer serving the app through the runner `phi-proxy serve` uses."""
 
@@ -105,6 +135,10 @@ class ProxyEnv:
     http: aiohttp.ClientSession
     runtime: Runtime | None = None
     _servers: list[TestServer] = field(default_factory=list)
+    #: X-Request-Id of every answer `get` returned, in order (to wait for their audit events).
+    answered: list[str] = field(default_factory=list)
+    #: The request ids of the proxy's access lines so far (see `written`).
+    access_lines: AccessLines = field(default_factory=AccessLines)
 
     def token(self, sub: str, **kw) -> str:
         return self.issuer.mint(sub, now=datetime.now(UTC).timestamp(), **kw)
@@ -150,6 +184,8 @@ class ProxyEnv:
         url = URL(self.proxy_url + path, encoded=True)  # send the path byte for byte
         response = await self.http.request(kw.pop("method", "GET"), url, headers=headers, **kw)
         await response.read()
+        if request_id := response.headers.get("X-Request-Id"):
+            self.answered.append(request_id)
         return response
 
 
@@ -212,9 +248,12 @@ async def proxy_env_for(
         runtime=app[RUNTIME_KEY],
         _servers=[proxy_server],
     )
+    access = logging.getLogger("phi_proxy.access")
+    access.addHandler(env.access_lines)
     try:
         yield env
     finally:
+        access.removeHandler(env.access_lines)
         await http.close()
         await grants.close()
         for server in env._servers:

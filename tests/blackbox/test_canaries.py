@@ -13,7 +13,7 @@ import json
 
 import orjson
 import pytest
-from blackbox_env import PLANTED, running_proxy_env
+from blackbox_env import PLANTED, running_proxy_env, written
 
 from keys.cli import main as phi_keys
 from proxy import metrics
@@ -27,7 +27,6 @@ CANARY_MEMBER = "MBR-5530-KX"
 OTHER_SSN = "517-33-5530"  # same last four: the masks of canary and control look alike
 OTHER_MEMBER = "MBR-5530-QQ"
 AUDIT = {"flush_interval": 20, "fsync": False, "checkpoint_every": 50}
-FLUSH = 0.15  # several flush intervals of the test config
 #: Response headers that differ between any two responses.
 PER_RESPONSE = {"date", "x-request-id"}
 
@@ -143,7 +142,7 @@ class TestReads:
         ]
         for token in tokens.values():
             assert token not in json.dumps(alert)
-        await asyncio.sleep(FLUSH)
+        await written(env)
         assert "canary" not in event_of(env, before.headers["X-Request-Id"])
         assert event_of(env, request_id)["canary"] == alert["touches"]
 
@@ -191,7 +190,7 @@ class TestReads:
         (alert,) = canary_alerts(caplog)
         assert alert["touch_count"] == 1
         assert canary_counts() == (touches + 1, alerts + 1)  # what Prometheus scrapes
-        await asyncio.sleep(FLUSH)
+        await written(env)
 
         capsys.readouterr()
         assert (
@@ -234,7 +233,7 @@ class TestReads:
         assert alert["touches"] == [
             {"canary": canary_id, "practice": "practice-a", "field_class": "ssn", "how": "masked"}
         ]
-        await asyncio.sleep(FLUSH)
+        await written(env)
         assert event_of(env, response.headers["X-Request-Id"])["status"] == 502
 
     async def test_repeated_touches_by_one_subject_alert_once_and_audit_each(
@@ -249,7 +248,7 @@ class TestReads:
             for _ in range(3)
         ]
         assert len(canary_alerts(caplog)) == 1
-        await asyncio.sleep(FLUSH)
+        await written(env)
         assert all("canary" in event_of(env, i) for i in ids)
 
     async def test_a_removed_canary_no_longer_alerts(self, env, capsys, caplog):
@@ -282,7 +281,7 @@ class TestRequests:
         assert alert["touches"] == [
             {"canary": canary_id, "practice": "practice-a", "field_class": "ssn", "how": "sent"}
         ]
-        await asyncio.sleep(FLUSH)
+        await written(env)
         assert event_of(env, response.headers["X-Request-Id"])["canary"] == alert["touches"]
 
     async def test_a_canary_token_in_the_query_string_is_a_touch(self, env, capsys, caplog):
@@ -310,7 +309,7 @@ class TestRequests:
         env.portal.script("/api/patients/p1", orjson.dumps(patient("p1", stored, None)))
         assert (await env.get("/api/patients/p1", sub="alice")).status == 200
         assert canary_alerts(caplog) == []
-        await asyncio.sleep(FLUSH)
+        await written(env)
         assert all("canary" not in e for e in events(env))
 
 

@@ -103,7 +103,7 @@ class ProxyProcess:
     def messages(self) -> list[str]:
         return [event.get("msg", "") for _, event in self.lines]
 
-    async def wait_log(self, text: str, *, after: int = 0, within: float = 10.0):
+    async def wait_log(self, text: str, *, after: int = 0, within: float = 30.0):
         """Index and arrival time of the first line at or after `after` containing `text`."""
         deadline = time.monotonic() + within
         while True:
@@ -112,7 +112,7 @@ class ProxyProcess:
                 if text in event.get("msg", ""):
                     return index, moment
             assert time.monotonic() < deadline, f"{self.name} never logged {text!r}"
-            await asyncio.sleep(0.001)
+            await asyncio.sleep(0.005)
 
     async def stop(self) -> None:
         if self.process is not None and self.process.returncode is None:

@@ -9,6 +9,9 @@ until their timeout).
 import asyncio
 import contextlib
 import socket
+from urllib.parse import urlsplit, urlunsplit
+
+from grants_pg import DSN
 
 
 def free_port() -> int:
@@ -19,16 +22,23 @@ def free_port() -> int:
 
 
 class Forwarder:
-    def __init__(self, target_host: str = "127.0.0.1", target_port: int = 5432):
-        self.target = (target_host, target_port)
+    """Forwards 127.0.0.1:`port` to the test PostgreSQL server (the host and port of DSN)."""
+
+    def __init__(self) -> None:
+        target = urlsplit(DSN)
+        self.target = (target.hostname or "127.0.0.1", target.port or 5432)
         self.port = free_port()
         self._server: asyncio.base_events.Server | None = None
         self._writers: set[asyncio.StreamWriter] = set()
         self._tasks: set[asyncio.Task] = set()
         self.silent = False
 
-    def dsn(self, database: str = "test", user: str = "postgres") -> str:
-        return f"postgresql://{user}@127.0.0.1:{self.port}/{database}"
+    def dsn(self) -> str:
+        """DSN with the forwarder in place of the server (same user, password and database)."""
+        parts = urlsplit(DSN)
+        credentials = parts.netloc.rpartition("@")[0]
+        where = f"127.0.0.1:{self.port}"
+        return urlunsplit(parts._replace(netloc=f"{credentials}@{where}" if credentials else where))
 
     async def start(self) -> None:
         """Accept and forward connections (again)."""

@@ -119,7 +119,8 @@ def _embeddings(token: str) -> list[str]:
 
 
 class TestPattern:
-    @pytest.mark.parametrize("token", [TOKEN, SIV_TOKEN])
+    # Fixed ids: the tokens are random, and pytest-xdist needs the same test names in every worker.
+    @pytest.mark.parametrize("token", [TOKEN, SIV_TOKEN], ids=["randomized", "deterministic"])
     def test_finds_tokens_in_common_text_formats(self, token):
         """TOKEN_PATTERN finds exactly the token inside JSON, CSV, HTML, SQL and query strings."""
         for text in _embeddings(token):
@@ -143,6 +144,7 @@ class TestPattern:
             TOKEN.replace("phi1.", "phi2.", 1),
             TOKEN.replace(".ssn.", ".SSN.", 1),
         ],
+        ids=["x", "underscore", "a-dot", "dash", "digit", "phi2", "upper-class"],
     )
     def test_no_match_inside_longer_word(self, text):
         """A token glued to word characters, or with a wrong header, is not matched."""

@@ -261,6 +261,8 @@ BAD_TOKENS = [
     "phi1.garbage",
     _seal("A", "ssn", "phi1.inner", deterministic=False),  # nested
 ]
+#: Test ids for BAD_TOKENS (the tokens are random; pytest-xdist needs the same names everywhere).
+BAD_TOKEN_IDS = ["tampered", "retired", "unknown-kid", "garbage", "nested"]
 
 # ---------------------------------------------------------------------------------------------
 # Running both sides
@@ -584,7 +586,7 @@ def test_open_agrees_on_malformed_text(text):
     assert _native_open(text) == _python_open(text)
 
 
-@pytest.mark.parametrize("token", BAD_TOKENS)
+@pytest.mark.parametrize("token", BAD_TOKENS, ids=BAD_TOKEN_IDS)
 def test_open_agrees_on_bad_tokens(token):
     assert _native_open(token) == _python_open(token)
 
@@ -663,7 +665,7 @@ def test_gives_up_on_token_in_key():
     assert gives_up(b'{"\\u0070hi1.x":1}')
 
 
-@pytest.mark.parametrize("token", BAD_TOKENS)
+@pytest.mark.parametrize("token", BAD_TOKENS, ids=BAD_TOKEN_IDS)
 def test_gives_up_on_bad_tokens(token):
     assert gives_up(orjson.dumps({"ssn": token}))
     assert gives_up(orjson.dumps({"note": token}))
