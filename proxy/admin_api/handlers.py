@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -21,6 +22,8 @@ from pydantic import BaseModel, ValidationError
 
 from proxy.admin_api.auth import AdminIdentity
 from proxy.admin_api.models import (
+    BREAK_GLASS_ID_PATTERN,
+    AcknowledgeBreakGlass,
     AddGrant,
     AdminIdentityOut,
     ChangeResult,
@@ -30,10 +33,12 @@ from proxy.admin_api.models import (
     ReportOut,
     ReportRowOut,
     RevokeGrants,
+    SignoffOut,
 )
 from proxy.admin_api.problems import ApiProblem, invalid
 from proxy.admin_api.queries import ListQuery, ReportQuery, ReviewQuery, parse_query
 from proxy.audit.errors import AuditError
+from proxy.grants.break_glass import acknowledge, record_signoff, signoff_details
 from proxy.grants.changes import (
     add_grant,
     audit_change,
@@ -157,25 +162,15 @@ async def _audited(
     with the grants changed, so the administrator can record it by hand (and an alert fires).
     """
     context = request.app[CONTEXT]
-    admin = request[ADMIN]
-    by = str(admin.subject)
-    extra = {"via": "admin_api", "admin_request": request[REQUEST_ID], "token_id": admin.token_id}
+    by = str(request[ADMIN].subject)
     shown = [grant_out(g, now) for g in grants]
     try:
         await asyncio.to_thread(
-            audit_change, context.config_path, action, by, grants, now, extra=extra
+            audit_change, context.config_path, action, by, grants, now, extra=_via(request)
         )
     except AuditError as exc:
-        _alerts.error(
-            "admin_change_not_audited",
-            extra={"fields": {"error": str(exc), "admin_request": request[REQUEST_ID]}},
-        )
-        raise ApiProblem(
-            500,
-            "not-audited",
-            "changed but not audited",
-            f"the change WAS made, but the audit trail could not be written: {exc}",
-            grants=[g.model_dump(mode="json") for g in shown],
+        raise _not_audited(
+            request, exc, grants=[g.model_dump(mode="json") for g in shown]
         ) from None
     _log.info(
         "admin api change",
@@ -183,6 +178,65 @@ async def _audited(
     )
     status = 201 if action == "add" else 200
     return _json(ChangeResult(action=action, by=by, grants=shown), status)
+
+
+def _via(request: web.Request) -> dict[str, Any]:
+    """What an audited change records of the API request: the channel, request and token ids."""
+    admin = request[ADMIN]
+    return {"via": "admin_api", "admin_request": request[REQUEST_ID], "token_id": admin.token_id}
+
+
+def _not_audited(request: web.Request, exc: AuditError, **shown: Any) -> ApiProblem:  # noqa: ANN401
+    """A change made but not audited: alert, and a 500 naming what changed (record it by hand)."""
+    _alerts.error(
+        "admin_change_not_audited",
+        extra={"fields": {"error": str(exc), "admin_request": request[REQUEST_ID]}},
+    )
+    return ApiProblem(
+        500,
+        "not-audited",
+        "changed but not audited",
+        f"the change WAS made, but the audit trail could not be written: {exc}",
+        **shown,
+    )
+
+
+async def acknowledge_break_glass(request: web.Request) -> web.Response:
+    """POST /api/v1/break-glass/{grant_id}/acknowledge: sign off one use (final, audited).
+
+    As `phi-grants review --acknowledge ID --note …`, with the administrator as `--by`.
+    """
+    grant_id = request.match_info["grant_id"]
+    if re.fullmatch(BREAK_GLASS_ID_PATTERN, grant_id) is None:
+        raise ApiProblem(
+            422,
+            "invalid",
+            "not a break-glass use id",
+            "break-glass uses have ids like bg_5c1e0a9d3f7b2e64 (GET /api/v1/review lists them)",
+        )
+    body = await _body(request, AcknowledgeBreakGlass)
+    context = request.app[CONTEXT]
+    now = context.clock()
+    by = str(request[ADMIN].subject)
+    use = await acknowledge(context.grant_store(), grant_id, by=by, note=body.note, now=now)
+    details = signoff_details(use)
+    shown = SignoffOut(
+        grant_id=use.id,
+        subject=details["subject"],
+        practice=details["practice"],
+        opened_at=details["opened_at"],
+        by=by,
+        note=body.note,
+    )
+    try:
+        await asyncio.to_thread(record_signoff, context.config_path, use, now, extra=_via(request))
+    except AuditError as exc:
+        raise _not_audited(request, exc, signoff=shown.model_dump(mode="json")) from None
+    _log.info(
+        "admin api change",
+        extra={"fields": {"action": "break_glass_signoff", "by": by, "grants": [use.id]}},
+    )
+    return _json(shown)
 
 
 async def list_grants(request: web.Request) -> web.Response:
@@ -331,3 +385,4 @@ def add_routes(router: web.UrlDispatcher) -> None:
     router.add_post(f"{PREFIX}/grants/offboard", offboard)
     router.add_get(f"{PREFIX}/review", review)
     router.add_get(f"{PREFIX}/audit/report", report)
+    router.add_post(f"{PREFIX}/break-glass/{{grant_id}}/acknowledge", acknowledge_break_glass)

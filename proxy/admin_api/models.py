@@ -43,6 +43,8 @@ CLASS_PATTERN = r"^[a-z][a-z0-9_]{0,31}$"
 #: `phi-grants` reads (longer than zero, shorter than 100 years).
 DURATION_PATTERN = r"^(?:[1-9][0-9]{0,3}[dhmDHM]|[1-9][0-9]{0,2}[wW]|[1-9][0-9]{0,7}[sS]?)$"
 GRANT_ID_PATTERN = r"^[A-Za-z0-9_.:-]{1,64}$"
+#: A break-glass use's id: its grant's id, `bg_` and 16 hex digits.
+BREAK_GLASS_ID_PATTERN = r"^bg_[0-9a-f]{16}$"
 
 
 def _readable_subject(text: str) -> str:
@@ -103,6 +105,17 @@ Reason = Annotated[
     AfterValidator(_readable_text),
 ]
 GrantId = Annotated[str, Field(pattern=GRANT_ID_PATTERN, description="Grant id, as listed (g_…).")]
+Note = Annotated[
+    str,
+    Field(
+        min_length=1,
+        max_length=1000,
+        pattern=TEXT_PATTERN,
+        description="What you checked and concluded: printable text, kept with the sign-off "
+        "and in the audit trail (name no patient).",
+    ),
+    AfterValidator(_readable_text),
+]
 
 
 class AddGrant(BaseModel):
@@ -137,6 +150,25 @@ class Offboard(BaseModel):
     model_config = _REQUEST
     subject: Subject
     reason: Reason = "offboarded"
+
+
+class AcknowledgeBreakGlass(BaseModel):
+    """Sign off one break-glass use (final), as `phi-grants review --acknowledge ID --note …`."""
+
+    model_config = _REQUEST
+    note: Note
+
+
+class SignoffOut(BaseModel):
+    """A signed-off break-glass use; the sign-off is in the audit trail with `by` as actor."""
+
+    model_config = _ANSWER
+    grant_id: str
+    subject: str = Field(description="Who broke the glass.")
+    practice: str
+    opened_at: str
+    by: str = Field(description="The administrator's subject (from the token), audited as actor.")
+    note: str
 
 
 class GrantOut(BaseModel):

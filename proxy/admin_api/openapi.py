@@ -14,6 +14,8 @@ import orjson
 from pydantic.json_schema import models_json_schema
 
 from proxy.admin_api.models import (
+    BREAK_GLASS_ID_PATTERN,
+    AcknowledgeBreakGlass,
     AddGrant,
     AdminIdentityOut,
     ChangeResult,
@@ -23,6 +25,7 @@ from proxy.admin_api.models import (
     ReportOut,
     ReviewOut,
     RevokeGrants,
+    SignoffOut,
 )
 from proxy.admin_api.queries import ListQuery, ReportQuery, ReviewQuery
 
@@ -147,6 +150,24 @@ def _paths() -> dict[str, Any]:
                 "responses": _responses("200", "ReviewOut", "The review; read-only."),
             }
         },
+        "/api/v1/break-glass/{grant_id}/acknowledge": {
+            "post": {
+                "operationId": "acknowledgeBreakGlass",
+                "summary": "Sign off one break-glass use (final), as `phi-grants review "
+                "--acknowledge`; audited with the admin as actor.",
+                "parameters": [
+                    {
+                        "name": "grant_id",
+                        "in": "path",
+                        "required": True,
+                        "description": "The use's grant id (bg_…), as the review lists it.",
+                        "schema": {"type": "string", "pattern": BREAK_GLASS_ID_PATTERN},
+                    }
+                ],
+                "requestBody": _body("AcknowledgeBreakGlass"),
+                "responses": _responses("200", "SignoffOut", "The use, signed off.", "404"),
+            }
+        },
         "/api/v1/audit/report": {
             "get": {
                 "operationId": "auditReport",
@@ -161,8 +182,11 @@ def _paths() -> dict[str, Any]:
 def openapi_document() -> dict[str, Any]:
     """The whole OpenAPI 3.1 document."""
     models: list[tuple[type[BaseModel], Any]] = [
-        *((m, "validation") for m in (AddGrant, RevokeGrants, Offboard)),
-        *((m, "serialization") for m in (ChangeResult, GrantList, ReviewOut, ReportOut)),
+        *((m, "validation") for m in (AddGrant, RevokeGrants, Offboard, AcknowledgeBreakGlass)),
+        *(
+            (m, "serialization")
+            for m in (ChangeResult, GrantList, ReviewOut, ReportOut, SignoffOut)
+        ),
         (AdminIdentityOut, "serialization"),
         (Problem, "serialization"),
     ]

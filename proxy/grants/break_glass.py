@@ -17,7 +17,7 @@ from proxy.grants.durations import format_duration
 from proxy.grants.review_model import Finding, rough_span, short_time
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable
+    from collections.abc import Iterable, Mapping
     from datetime import datetime, timedelta
     from pathlib import Path
 
@@ -85,8 +85,13 @@ def signoff_details(use: BreakGlassUse) -> dict[str, Any]:
     }
 
 
-def record_signoff(config_path: Path, use: BreakGlassUse, now: datetime) -> None:
-    """Append the sign-off to the audit trail (AuditError: done, but not audited)."""
+def record_signoff(
+    config_path: Path, use: BreakGlassUse, now: datetime, *, extra: Mapping[str, Any] | None = None
+) -> None:
+    """Append the sign-off to the audit trail (AuditError: done, but not audited).
+
+    `extra`: what the admin API adds (its request and token ids), as for grant changes.
+    """
     from proxy.audit.factory import record_change  # noqa: PLC0415 - only for changes
 
     by = None if use.signoff is None else use.signoff.by
@@ -96,7 +101,7 @@ def record_signoff(config_path: Path, use: BreakGlassUse, now: datetime) -> None
         "break_glass_signoff",
         actor=by,
         now=now,
-        details=signoff_details(use),
+        details=signoff_details(use) | dict(extra or {}),
     )
 
 

@@ -9,10 +9,13 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from datetime import UTC, datetime, timedelta
 
 import orjson
 from admin_helpers import ADMIN_SUB
 from blackbox_env import written
+
+from proxy.grants import GrantRequest
 
 SSN = "900-66-4321"
 
@@ -214,3 +217,74 @@ class TestReadsMatchTheCli:
         assert report["rows"] == json.loads(printed.stdout)
         assert report["verified"] is True
         assert [(r["record"], r["field_class"]) for r in report["rows"]] == [("9", "ssn")]
+
+
+class TestBreakGlassSignOff:
+    async def _break_glass_use(self, env) -> str:
+        """A break-glass use in the proxy's own store, as the proxy opens one (a `bg_` grant)."""
+        now = datetime.now(UTC)
+        opened = await env.grants.open_break_glass(
+            GrantRequest(
+                subject=env.subject("er-doc"),
+                practice="practice-a",
+                field_classes=frozenset({"ssn"}),
+                expires_at=now + timedelta(hours=1),
+                created_by="break-glass",
+                reason="unconscious patient in the ER, allergies needed",
+            ),
+            now=now,
+            max_per_day=3,
+        )
+        return opened.grant.id
+
+    async def test_an_admin_signs_off_a_use_once_and_it_is_audited_with_the_admin(self, admin_env):
+        """The use leaves the review's list; the sign-off event names the admin and the note."""
+        env, api = admin_env
+        use = await self._break_glass_use(env)
+        status, review, _ = await api.call("GET", "/api/v1/review")
+        assert status == 200, review
+        assert [u["id"] for u in review["break_glass"]["awaiting_signoff"]] == [use]
+
+        path = f"/api/v1/break-glass/{use}/acknowledge"
+        status, signed, _ = await api.call("POST", path, {"note": "ER admission 03:12 confirmed"})
+        assert status == 200, signed
+        admin = str(env.subject(ADMIN_SUB))
+        assert (signed["grant_id"], signed["by"], signed["practice"]) == (use, admin, "practice-a")
+        assert signed["subject"] == str(env.subject("er-doc"))
+
+        status, again, _ = await api.call("POST", path, {"note": "twice"})
+        assert status == 404, again  # final: a second sign-off is refused
+        status, review, _ = await api.call("GET", "/api/v1/review")
+        assert review["break_glass"]["awaiting_signoff"] == []
+        [event] = [e for e in _changes(env) if e["action"] == "break_glass_signoff"]
+        assert event["actor"] == admin
+        assert event["details"]["grant_id"] == use
+        assert event["details"]["note"] == "ER admission 03:12 confirmed"
+        assert event["details"]["via"] == "admin_api"
+        verified = _cli("phi-audit", env, "verify")
+        assert verified.returncode == 0, verified.stderr
+
+    async def test_an_ordinary_grant_or_a_missing_note_is_refused(self, admin_env):
+        env, api = admin_env
+        await env.grant("nurse", "practice-a")
+        [ordinary] = await env.grants.list()
+        status, problem, _ = await api.call(
+            "POST", f"/api/v1/break-glass/{ordinary.id}/acknowledge", {"note": "not one"}
+        )
+        assert status in {404, 422}, problem
+        use = await self._break_glass_use(env)
+        status, problem, _ = await api.call("POST", f"/api/v1/break-glass/{use}/acknowledge", {})
+        assert status == 422, problem
+        assert [u.id for u in await env.grants.break_glass_uses(pending_only=True)] == [use]
+
+    async def test_a_phi_grantee_cannot_sign_off(self, admin_env):
+        env, api = admin_env
+        use = await self._break_glass_use(env)
+        status, problem, _ = await api.call(
+            "POST",
+            f"/api/v1/break-glass/{use}/acknowledge",
+            {"note": "looks fine"},
+            token=env.issuer.mint("er-doc", now=datetime.now(UTC).timestamp()),
+        )
+        assert status == 403, problem
+        assert [u.id for u in await env.grants.break_glass_uses(pending_only=True)] == [use]
