@@ -139,15 +139,13 @@ class _Hmac:
 def _mac_input(raw: bytes, event: dict[str, Any], mac: str, *, is_canonical: bool) -> bytes:
     """`canonical(event without mac)`: for a canonical `raw`, the line minus its `mac` member.
 
-    In a canonical line (sorted keys, no spaces) the top-level `"mac":"<hex>"` member sits
-    after a comma (or right after `{`); cutting it and one comma leaves exactly the canonical
-    body. Only when that member's bytes occur once in the line can the cut not hit a nested
-    copy; otherwise the body is serialised again. (A `mac` that is not 64 lowercase hex digits,
-    whose JSON form could differ from its text, never equals a hex digest: it fails whatever
-    bytes are returned here, as it always did.)
+    In a canonical line (sorted keys, no spaces) the top-level `"mac":…` member sits after a
+    comma (or right after `{`), spelled exactly as orjson spells it; cutting it and one comma
+    leaves exactly the canonical body. Only when those bytes occur once in the line can the cut
+    not hit a nested copy; otherwise the body is serialised again.
     """
     if is_canonical:
-        member = b'"mac":"' + mac.encode() + b'"'
+        member = b'"mac":' + orjson.dumps(mac)
         at = raw.find(member)
         end = at + len(member)
         if at > 0 and raw.find(member, end) < 0:
