@@ -27,13 +27,15 @@ import orjson
 from proxy.audit.chain import READABLE_VERSIONS, canonical, signature_ok
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
+    from collections.abc import Callable, Iterator
     from pathlib import Path
 
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 _SHA256_BLOCK: Final = 64
 _COMMA: Final = 0x2C
+_QUOTE: Final = 0x22
+_MAC_KEY: Final = b'"mac":'
 _SORTED: Final = orjson.OPT_SORT_KEYS
 _READABLE: Final = frozenset(READABLE_VERSIONS)
 _NOT_AN_EVENT: Final = "not an audit event (no sequence number): the line was edited"
@@ -135,20 +137,33 @@ class _Hmac:
         outer.update(inner.digest())
         return outer.hexdigest()
 
+    def states(self) -> tuple[Callable[[], Any], Callable[[], Any]]:
+        """Fresh copies of the inner and outer states, for a loop that inlines `hexdigest`."""
+        return self._inner.copy, self._outer.copy
+
 
 def _mac_input(raw: bytes, event: dict[str, Any], mac: str, *, is_canonical: bool) -> bytes:
     """`canonical(event without mac)`: for a canonical `raw`, the line minus its `mac` member.
 
-    In a canonical line (sorted keys, no spaces) the top-level `"mac":…` member sits after a
-    comma (or right after `{`), spelled exactly as orjson spells it; cutting it and one comma
-    leaves exactly the canonical body. Only when those bytes occur once in the line can the cut
-    not hit a nested copy; otherwise the body is serialised again.
+    In a canonical line (sorted keys, no spaces) the top-level `"mac":"<hex>"` member sits
+    after a comma (or right after `{`); cutting it and one comma leaves exactly the canonical
+    body. The cut is taken only when it cannot be wrong: `"mac":` occurs once in the line (so
+    that occurrence is the top-level member, not a nested key) and the value is ASCII letters
+    and digits (so its JSON spelling is its text). Any other line is serialised again.
     """
     if is_canonical:
-        member = b'"mac":' + orjson.dumps(mac)
-        at = raw.find(member)
-        end = at + len(member)
-        if at > 0 and raw.find(member, end) < 0:
+        text = mac.encode()
+        at = raw.find(_MAC_KEY)
+        value = at + len(_MAC_KEY)
+        end = value + len(text) + 2
+        if (
+            at > 0
+            and text.isalnum()
+            and raw.find(_MAC_KEY, value) < 0
+            and raw[value] == _QUOTE
+            and raw.startswith(text, value + 1)
+            and raw[end - 1] == _QUOTE
+        ):
             if raw[at - 1] == _COMMA:
                 return raw[: at - 1] + raw[end:]
             if raw[end] == _COMMA:  # the first member: "{" member "," rest
@@ -230,10 +245,11 @@ def check_segment(  # noqa: C901, PLR0912, PLR0915 - one loop, every check in th
     prev_seq: int | None = None
     prev_hash: str | None = None
     unauth: int | None = None
-    mac_of_line = _Hmac(key).hexdigest if key is not None else None
+    hmac_states = _Hmac(key).states() if key is not None else None
     sha256, loads, dumps, sorted_keys = hashlib.sha256, orjson.loads, orjson.dumps, _SORTED
     decode_error, compare, readable = orjson.JSONDecodeError, hmac.compare_digest, _READABLE
     add = sink.add if sink is not None else None
+    at_file_start = segment.start == 0
     index = -1
     lines = segment_lines(segment)
     for raw in lines:
@@ -254,34 +270,41 @@ def check_segment(  # noqa: C901, PLR0912, PLR0915 - one loop, every check in th
             break
         message: str | None = None
         is_canonical = dumps(event, option=sorted_keys) == raw
-        if mac_of_line is not None:
+        if hmac_states is not None:
             mac = event.get("mac")
-            if not isinstance(mac, str) or not compare(
-                mac, mac_of_line(_mac_input(raw, event, mac, is_canonical=is_canonical))
-            ):
+            if isinstance(mac, str):
+                inner = hmac_states[0]()
+                inner.update(_mac_input(raw, event, mac, is_canonical=is_canonical))
+                outer = hmac_states[1]()
+                outer.update(inner.digest())
+                authentic = compare(mac, outer.hexdigest())
+            else:
+                authentic = False
+            if not authentic:
                 message = (
                     f"event seq {seq}: MAC does not match — this event was edited (or the trail "
                     "was written with a different audit key)"
                 )
+        kind = event.get("type")
         if message is None:
             version = event.get("v")
             if not is_canonical:
                 message = f"event seq {seq}: not in canonical form — the line was edited"
             elif type(version) is not int or version not in readable:
                 message = unknown_version(event, seq)
-            elif index == 0 and segment.start == 0 and event.get("type") != "genesis":
+            elif index == 0 and at_file_start and kind != "genesis":
                 message = (
                     f"event seq {seq}: the file does not start with its genesis event — lines "
                     "at the start of this file were deleted"
                 )
-            elif prev_seq is not None:
+            elif prev_seq is not None and (seq != prev_seq + 1 or event.get("prev") != prev_hash):
                 message = link_problem(seq, event.get("prev"), prev_seq, prev_hash)
         if message is not None:
             out.problem = (index, message, False)
             break
         if index == 0:
             out.first = Edge(seq, event.get("prev"), bool(event.get("continues")))
-        if event.get("type") == "checkpoint":
+        if kind == "checkpoint":
             out.checkpoints += 1
             if public_key is not None and event.get("sig") is not None:
                 if not signature_ok(public_key, event):

@@ -20,7 +20,8 @@ import pytest
 from audit_helpers import TS, settings_in
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from hypothesis import HealthCheck, given, settings, strategies as st
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from proxy.audit import FileSink, open_chain, trail_files, verify_files
 from proxy.audit.chain import canonical
@@ -162,7 +163,7 @@ class TestSegmentsProveWhatOnePassProves:
         workers=st.sampled_from([1, 2]),
         with_key=st.booleans(),
     )
-    def test_any_tampering_is_found_at_the_same_line_however_the_trail_is_cut(
+    def test_any_tampering_is_found_at_the_same_line_however_the_trail_is_cut(  # noqa: PLR0917
         self, trail_folder, kind, at, segment_bytes, workers, with_key
     ):
         """The same problem, file:line, counts and notes as one pass, for every cut."""
@@ -236,8 +237,10 @@ class TestReportInTheVerifyingPass:
 
 _json = st.recursive(
     st.none() | st.booleans() | st.integers(-(2**63), 2**64 - 1) | st.text(max_size=8),
-    lambda inner: st.lists(inner, max_size=3)
-    | st.dictionaries(st.sampled_from(["mac", "a", "z", "records"]), inner, max_size=3),
+    lambda inner: (
+        st.lists(inner, max_size=3)
+        | st.dictionaries(st.sampled_from(["mac", "a", "z", "records"]), inner, max_size=3)
+    ),
     max_leaves=8,
 )
 
@@ -275,7 +278,8 @@ class TestSegmentLines:
             handle.flush()
             path = Path(handle.name)
             starts = sorted(
-                {0} | {data.index(b"\n", c) + 1 for c in cuts if b"\n" in data[c:] and c < len(data)}
+                {0}
+                | {data.index(b"\n", c) + 1 for c in cuts if b"\n" in data[c:] and c < len(data)}
             )
             ends = [*starts[1:], len(data)]
             got = [
