@@ -75,6 +75,16 @@ def _run_once(tree: Path, argv: list[str]) -> tuple[float, int, str]:
     return seconds, done.returncode, last
 
 
+def _commit() -> str:
+    done = subprocess.run(
+        ["git", "-C", str(REPO), "describe", "--always", "--dirty"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    return done.stdout.strip() or "unknown"
+
+
 def run(events: int = 1_000_000, *, repeat: int = 3, compare_with: Path | None = None) -> dict:
     """Time every command `repeat` times on an `events`-event trail; medians in seconds."""
     begun = time.monotonic()
@@ -93,6 +103,7 @@ def run(events: int = 1_000_000, *, repeat: int = 3, compare_with: Path | None =
                 outputs[name][label] = last
     size = sum(p.stat().st_size for p in folder.glob("audit.jsonl*"))
     return {
+        "commit": _commit(),
         "events": events,
         "trail_bytes": size,
         "trail": str(folder),
@@ -120,6 +131,7 @@ def render(data: dict) -> list[str]:
     out = [
         f"## Audit trail at incident scale (bench/audit_scale.py, {data['events']:,} events)",
         "",
+        *([f"Commit {data['commit']}."] if data.get("commit") else []),
         (
             f"Trail: {data['trail_bytes'] / 2**20:,.0f} MB in "
             f"{len(list(Path(data['trail']).glob('audit.jsonl*'))) - 1} file(s), written by "
