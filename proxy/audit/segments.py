@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import itertools
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Final, Protocol
 
@@ -205,8 +206,7 @@ def _blocks(segment: Segment, block: int = _BLOCK) -> Iterator[list[bytes]]:
 
 def segment_lines(segment: Segment, block: int = _BLOCK) -> Iterator[bytes]:
     """Every line of `segment`, as iterating the file would give it (a final newline ends one)."""
-    for lines in _blocks(segment, block):
-        yield from lines
+    return itertools.chain.from_iterable(_blocks(segment, block))
 
 
 def link_problem(seq: int, prev: object, prev_seq: int, prev_hash: str | None) -> str | None:
