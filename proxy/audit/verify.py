@@ -9,6 +9,12 @@ pruned), a reordered or duplicated one (`seq` going backwards), or a broken link
 not the hash of the line before). With only the checkpoint public key, links and signed
 checkpoints are checked and events after the last signed checkpoint are reported as not
 authenticated.
+
+The files are checked as segments (`proxy.audit.segments`: each line on its own and each link
+inside a segment), in parallel processes for a large trail (`proxy.audit.parallel`); this
+module stitches the segments' results in trail order — the link into each segment's first
+line, the rules for the trail's first event, the counts — so the outcome, down to the
+`file:line` and the message, is the one a single pass gives.
 """
 
 from __future__ import annotations

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import orjson
 import pytest
-from audit_helpers import TS, settings_in
+from audit_helpers import TS, phi_audit, settings_in
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from hypothesis import HealthCheck, given, settings
@@ -26,6 +26,7 @@ from hypothesis import strategies as st
 from proxy.audit import FileSink, open_chain, trail_files, verify_files
 from proxy.audit.chain import canonical
 from proxy.audit.files import iter_events
+from proxy.audit.parallel import MIN_PARALLEL_BYTES
 from proxy.audit.report import Disclosures, ReportFilter, build_report, merged_report
 from proxy.audit.secrets import load_chain_key
 from proxy.audit.segments import Segment, _mac_input, segment_lines
@@ -126,8 +127,10 @@ def _outcome(result):
     )
 
 
-def _verify(folder: Path, *, with_key: bool, **options):
-    config = settings_in(folder, signing_key_file="signing.pem", checkpoint_every=5)
+def _verify(folder: Path, *, with_key: bool, signed: bool = True, **options):
+    config = settings_in(
+        folder, signing_key_file="signing.pem" if signed else None, checkpoint_every=5
+    )
     public_key = None
     if not with_key:
         private = serialization.load_pem_private_key((folder / "signing.pem").read_bytes(), None)
@@ -291,3 +294,58 @@ class TestSegmentLines:
             with path.open("rb") as reread:
                 expected = [line.rstrip(b"\n") for line in reread]
             assert got == expected
+
+
+@pytest.fixture(scope="module")
+def large_trail(tmp_path_factory):
+    """A trail past the size at which `phi-audit` uses its worker processes (16 MB)."""
+    folder = tmp_path_factory.mktemp("large")
+    (folder / "proxy.yaml").write_text("audit: {fsync: false, checkpoint_every: 1000}\n")
+    config = settings_in(folder, checkpoint_every=1000)
+    chain = open_chain(config)
+    sink = FileSink(config.path, fsync=False)
+    n = 0
+    while not config.path.exists() or config.path.stat().st_size < MIN_PARALLEL_BYTES + 2**20:
+        payloads = []
+        for _ in range(5000):
+            payloads.append(_request(n) | {"request_id": f"{n:016x}", "pad": "x" * 200})
+            n += 1
+        sink.append(chain, payloads, ts=TS, force_checkpoint=False)
+    return folder
+
+
+class TestPhiAuditOnALargeTrail:
+    def test_verify_and_report_in_worker_processes_match_one_pass(self, large_trail):
+        """`phi-audit verify` says OK with every event counted; `report` lists every disclosure."""
+        config = large_trail / "proxy.yaml"
+        verified = phi_audit("verify", config=config)
+        assert verified.returncode == 0, verified.stderr
+        one_pass = _verify(large_trail, with_key=True, signed=False)
+        assert f"OK: {one_pass.events} events (seq 1..{one_pass.last_seq})" in verified.stdout
+        reported = phi_audit("report", "--subject", "idp|bob", "--format", "json", config=config)
+        assert reported.returncode == 0, reported.stderr
+        files = trail_files(large_trail / "audit.jsonl")
+        expected = build_report(
+            (e for _, _, e in iter_events(files)), ReportFilter(subject="idp|bob")
+        )
+        rows = orjson.loads(reported.stdout)
+        assert [tuple(r.values()) for r in rows] == [r.as_tuple() for r in expected]
+
+    def test_an_event_edited_near_the_end_is_named_by_phi_audit(self, large_trail):
+        """The edited line is in the last segment a worker checks: BROKEN names that line."""
+        work = _copy(large_trail)
+        try:
+            path = work / "audit.jsonl"
+            lines = path.read_bytes().splitlines(keepends=True)
+            at = len(lines) - 10
+            event = orjson.loads(lines[at])
+            event["subject"] = "idp|mallory"
+            lines[at] = canonical(event) + b"\n"
+            path.write_bytes(b"".join(lines))
+            result = phi_audit("verify", config=work / "proxy.yaml")
+            assert result.returncode == 1
+            assert f"BROKEN: {path}:{at + 1}: event seq {at + 1}: MAC does not match" in (
+                result.stderr
+            )
+        finally:
+            shutil.rmtree(work)
