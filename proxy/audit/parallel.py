@@ -72,6 +72,8 @@ def split_file(path: Path, size: int, segment_bytes: int) -> list[Segment]:
         start = 0
         while start < size:
             end = _next_line_start(handle, start + segment_bytes, size)
+            if size - end < segment_bytes // 4:  # no sliver of a segment at the end
+                end = size
             segments.append(Segment(path, start, end))
             start = end
     return segments
