@@ -14,9 +14,11 @@ import contextlib
 import multiprocessing
 import os
 import threading
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from typing import TYPE_CHECKING, BinaryIO, Final
 
+from proxy.audit.errors import AuditError
 from proxy.audit.segments import Segment, SegmentResult, check_segment
 
 if TYPE_CHECKING:
@@ -135,9 +137,20 @@ def check_segments(
     )
     try:
         futures = [pool.submit(_check_in_worker, s, collect) for s in segments]
-        yield workers, (future.result() for future in futures)
+        yield workers, (_result(future) for future in futures)
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _result(future: Future[SegmentResult]) -> SegmentResult:
+    try:
+        return future.result()
+    except BrokenProcessPool:
+        raise AuditError(
+            "a worker process checking the audit trail died (killed, or out of memory); "
+            "nothing was concluded about the trail. Run the command again; if it recurs, "
+            "check the memory available to it (dmesg shows OOM kills)"
+        ) from None
 
 
 def segment_bytes_for(total: int, workers: int) -> int:

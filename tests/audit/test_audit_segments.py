@@ -9,6 +9,7 @@ same result: the same problem at the same file:line, the same counts and notes.
 
 from __future__ import annotations
 
+import os
 import shutil
 import tempfile
 import threading
@@ -23,7 +24,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from proxy.audit import FileSink, open_chain, trail_files, verify_files
+from proxy.audit import AuditError, FileSink, open_chain, trail_files, verify_files
 from proxy.audit.chain import canonical
 from proxy.audit.files import iter_events
 from proxy.audit.parallel import MIN_PARALLEL_BYTES
@@ -196,6 +197,20 @@ class TestSegmentsProveWhatOnePassProves:
                 assert _outcome(split) == _outcome(whole), (kind, at)
             finally:
                 shutil.rmtree(work)
+
+
+def _die_in_worker():
+    """An event-sink factory that kills the worker process calling it (as an OOM kill would)."""
+    os._exit(9)
+
+
+class TestAWorkerThatDies:
+    def test_is_an_error_not_a_verdict(self, trail_folder):
+        """A worker killed mid-check ends the command with AuditError, never OK or BROKEN."""
+        with pytest.raises(AuditError, match="worker process checking the audit trail died"):
+            _verify(
+                trail_folder, with_key=True, workers=2, segment_bytes=900, collect=_die_in_worker
+            )
 
 
 class TestReportInTheVerifyingPass:
