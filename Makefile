@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test test-parts lint typecheck core-test pytest pytest-pure install core clean bench soak postgres softhsm prometheus fuzz openapi
+.PHONY: run test test-parts lint typecheck core-test pytest pytest-pure install core clean bench bench-audit soak postgres softhsm prometheus fuzz openapi
 
 # (Re)install when the project metadata changes; a bare `make test` keeps the venv current.
 $(STAMP): pyproject.toml
@@ -81,6 +81,12 @@ test-parts: pytest pytest-pure core-test typecheck lint
 # Side-by-side benchmark (not part of `make test`; ~10 min; installs wrk/nginx-light if root).
 bench: $(STAMP) $(CORE_STAMP)
 	cd bench && $(CURDIR)/$(BIN)/python run.py
+
+# phi-audit verify and report on a 1,000,000-event trail (also part of `make bench`; the trail
+# is written once, ~1-3 min, and cached under $TMPDIR/phi-bench-audit). AUDIT_EVENTS=70000 for less.
+AUDIT_EVENTS ?= 1000000
+bench-audit: $(STAMP) $(CORE_STAMP)
+	cd bench && $(CURDIR)/$(BIN)/python audit_scale.py --events $(AUDIT_EVENTS)
 
 # 10 minutes at saturation: 0 errors and RSS growth < 10% (SOAK_MINUTES=1 for a short run).
 SOAK_MINUTES ?= 10

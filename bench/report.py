@@ -352,6 +352,10 @@ def render(data: dict) -> str:
         out += ["## Micro-benchmark (bench/micro.py, µs)", "", "| measure | µs |", "|---|---:|"]
         out += [f"| {k} | {v:.3f} |" for k, v in micro.items()]
         out.append("")
+    if data.get("audit_scale"):
+        import audit_scale  # noqa: PLC0415 - imports the proxy's audit code only when shown
+
+        out += audit_scale.render(data["audit_scale"])
     analysis = BENCH / "ANALYSIS.md"
     if analysis.exists():
         out += [analysis.read_text().rstrip(), ""]

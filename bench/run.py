@@ -8,6 +8,10 @@ total CPU / total requests. Writes bench/results/latest.json and bench/REPORT.md
 `--only fhir` (or any group names/prefixes, comma-separated: `patients/100,nophi`) runs only
 those cells (and, for fhir, its micro cell) and merges them into the existing latest.json, so
 the rest of the report keeps the figures (and commit) of the last full run.
+
+A full run also times `phi-audit verify` and `report` on a 1,000,000-event trail
+(`audit_scale.py`; the trail is generated once and cached under $TMPDIR/phi-bench-audit);
+`--only audit` runs just that and merges it in, `--audit-events 0` skips it.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ import time
 from importlib import metadata
 from pathlib import Path
 
+import audit_scale
 import dataset
 import fhir
 import harness
@@ -343,6 +348,18 @@ def merge(old: dict | None, new: dict, only: list[str]) -> dict:
     return old
 
 
+def _audit_only(args: argparse.Namespace) -> None:
+    """`--only audit`: time phi-audit on the large trail and merge it into --out."""
+    out = Path(args.out)
+    if not out.exists():
+        sys.exit(f"bench: --only audit needs an earlier full run's {out} to merge into")
+    data = json.loads(out.read_text())
+    data["audit_scale"] = audit_scale.run(args.audit_events or 1_000_000)
+    out.write_text(json.dumps(data, indent=1))
+    Path(args.report).write_text(report.render(data))
+    print(f"bench: wrote the audit section of {out} and {args.report}", file=sys.stderr)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--rounds", type=int, default=3)
@@ -358,9 +375,18 @@ def main() -> None:
     parser.add_argument(
         "--only",
         type=lambda text: [name.strip() for name in text.split(",") if name.strip()],
-        help="run only these groups (e.g. fhir, patients/100) and merge them into --out",
+        help="run only these groups (e.g. fhir, patients/100, audit) and merge them into --out",
+    )
+    parser.add_argument(
+        "--audit-events",
+        type=int,
+        default=1_000_000,
+        help="events in the trail `phi-audit verify|report` are timed on (0: skip)",
     )
     args = parser.parse_args()
+    if args.only == ["audit"]:
+        _audit_only(args)
+        return
     info = machine()
     data = measure(args)
     data["machine"] = info | tool_versions()
@@ -378,6 +404,8 @@ def main() -> None:
             "host": f"{info['cores']} cores ({info['cpu']}), Python {info['python']}",
             "core": info["core"],
         }
+    if args.audit_events and (args.only is None or "audit" in args.only):
+        data["audit_scale"] = audit_scale.run(args.audit_events)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     seconds = data["seconds"]

@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import sys
 import tempfile
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -24,9 +25,10 @@ from keys.errors import ConfigError, PhiProxyError
 from proxy.audit.events import parse_time
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Callable, Sequence
     from datetime import datetime
 
+    from proxy.audit.report import Disclosures, ReportFilter
     from proxy.audit.settings import AuditSettings
     from proxy.audit.trail_report import CheckedTrail
 
@@ -108,9 +110,25 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _report_filter(args: argparse.Namespace) -> ReportFilter:
+    from proxy.audit.report import ReportFilter  # noqa: PLC0415 - see the module docstring
+
+    return ReportFilter(args.subject, args.practice, args.record, args.since, args.until)
+
+
+def _collect(args: argparse.Namespace) -> Callable[[], Disclosures] | None:
+    """For `report` (not `--canaries`): totals gathered in the verifying pass, per segment."""
+    if args.command != "report" or args.canaries:
+        return None
+    from proxy.audit.report import Disclosures  # noqa: PLC0415 - see the module docstring
+
+    return partial(Disclosures, _report_filter(args))
+
+
 def _verify(args: argparse.Namespace, scratch: Path) -> CheckedTrail:
     from keys.config_file import load_section, resolve_config_path  # noqa: PLC0415 - see above
     from proxy.audit.factory import audit_key  # noqa: PLC0415
+    from proxy.audit.parallel import auto_workers  # noqa: PLC0415
     from proxy.audit.secrets import load_public_key  # noqa: PLC0415
     from proxy.audit.settings import AuditSettings  # noqa: PLC0415
     from proxy.audit.trail_report import CheckedTrail, verify_configured_trail  # noqa: PLC0415
@@ -126,7 +144,13 @@ def _verify(args: argparse.Namespace, scratch: Path) -> CheckedTrail:
         if settings is None:  # pragma: no cover - argparse flow guarantees a config here
             raise ConfigError("name the audit files, or pass -c FILE")
         return verify_configured_trail(
-            settings, scratch, key=key, public_key=public_key, pruned_before=args.pruned_before
+            settings,
+            scratch,
+            key=key,
+            public_key=public_key,
+            pruned_before=args.pruned_before,
+            workers=auto_workers(),
+            collect=_collect(args),
         )
     files = list(args.files)
     result = verify_files(
@@ -136,6 +160,8 @@ def _verify(args: argparse.Namespace, scratch: Path) -> CheckedTrail:
         head_of=None,
         whole_trail=False,
         pruned_before=_pruned_before(args, settings),
+        workers=auto_workers(),
+        collect=_collect(args),
     )
     return CheckedTrail(result, files)
 
@@ -154,7 +180,7 @@ def _run(args: argparse.Namespace) -> int:
 
 def _run_in(args: argparse.Namespace, scratch: Path) -> int:
     from proxy.audit.canary_report import build_canary_report, render_canary_report  # noqa: PLC0415
-    from proxy.audit.report import ReportFilter, build_report, render_report  # noqa: PLC0415
+    from proxy.audit.report import merged_report, render_report  # noqa: PLC0415
     from proxy.audit.verify import iter_events  # noqa: PLC0415
 
     checked = _verify(args, scratch)
@@ -181,12 +207,12 @@ def _run_in(args: argparse.Namespace, scratch: Path) -> int:
             f"{result.signatures_checked} signature(s) checked"
         )
         return 0
-    where = ReportFilter(args.subject, args.practice, args.record, args.since, args.until)
-    events = (event for _, _, event in iter_events(files))
+    where = _report_filter(args)
     if args.canaries:
+        events = (event for _, _, event in iter_events(files))
         print(render_canary_report(build_canary_report(events, where), args.format))
-    else:
-        print(render_report(build_report(events, where), args.format))
+    else:  # gathered by the verification, in the same pass over the trail
+        print(render_report(merged_report(result.collected, where), args.format))
     if result.problem is not None:
         print(
             f"{_PROG}: WARNING: the trail does not verify ({checked.where(result.problem)}); the "

@@ -31,11 +31,13 @@ if TYPE_CHECKING:
 
 __all__ = [
     "UNKNOWN_RECORD",
+    "Disclosures",
     "ReportFilter",
     "ReportRow",
     "align_columns",
     "build_report",
     "csv_cell",
+    "merged_report",
     "printable",
     "printable_json",
     "render_report",
@@ -119,19 +121,41 @@ def _disclosures(
     yield " or ".join(candidates) or UNKNOWN_RECORD, UNKNOWN_RECORD, unnamed, candidates
 
 
-def build_report(events: Iterable[dict[str, Any]], where: ReportFilter) -> list[ReportRow]:
-    """Aggregate the request events matching `where`, sorted by subject, practice, record."""
-    since = iso_time(where.since) if where.since is not None else None
-    until = iso_time(where.until) if where.until is not None else None
-    seen: dict[tuple[str, str, str, str], list[Any]] = {}
-    for event in events:
+class Disclosures:
+    """The report's running totals: fed events one at a time, merged across trail segments.
+
+    Picklable (plain dicts), so a worker process checking one segment of the trail can
+    aggregate that segment's events and hand back only the totals.
+    """
+
+    __slots__ = ("_seen", "_since", "_until", "where")
+
+    def __init__(self, where: ReportFilter) -> None:
+        """Count the request events matching `where`."""
+        self.where = where
+        self._since = iso_time(where.since) if where.since is not None else None
+        self._until = iso_time(where.until) if where.until is not None else None
+        self._seen: dict[tuple[str, str, str, str], list[Any]] = {}
+
+    def __getstate__(self) -> tuple[Any, ...]:
+        return (self.where, self._since, self._until, self._seen)
+
+    def __setstate__(self, state: tuple[Any, ...]) -> None:
+        self.where, self._since, self._until, self._seen = state
+
+    def add(self, event: dict[str, Any]) -> None:
+        """Count `event` if it is a request event matching the filter."""
         if event.get("type") != "request":
-            continue
+            return
+        where = self.where
         ts, subject = str(event.get("ts", "")), event.get("subject")
         if not isinstance(subject, str) or (where.subject and subject != where.subject):
-            continue
-        if (since is not None and ts < since) or (until is not None and ts >= until):
-            continue
+            return
+        if (self._since is not None and ts < self._since) or (
+            self._until is not None and ts >= self._until
+        ):
+            return
+        seen = self._seen
         for practice, record, classes, of in _disclosures(event):
             if (where.practice and where.practice not in of) or (
                 where.record and record != where.record
@@ -139,10 +163,46 @@ def build_report(events: Iterable[dict[str, Any]], where: ReportFilter) -> list[
                 continue
             for field_class in classes:
                 key = (subject, practice, record, field_class)
-                entry = seen.setdefault(key, [0, ts, ts])
-                entry[0] += 1
-                entry[1], entry[2] = min(entry[1], ts), max(entry[2], ts)
-    return [ReportRow(*key, *entry) for key, entry in sorted(seen.items())]
+                entry = seen.get(key)
+                if entry is None:
+                    seen[key] = [1, ts, ts]
+                else:
+                    entry[0] += 1
+                    entry[1] = min(entry[1], ts)
+                    entry[2] = max(entry[2], ts)
+
+    def merge(self, other: Disclosures) -> None:
+        """Add `other`'s totals (another stretch of the same trail) to these."""
+        seen = self._seen
+        for key, (count, first, last) in other._seen.items():
+            entry = seen.get(key)
+            if entry is None:
+                seen[key] = [count, first, last]
+            else:
+                entry[0] += count
+                entry[1], entry[2] = min(entry[1], first), max(entry[2], last)
+
+    def rows(self) -> list[ReportRow]:
+        """The rows, sorted by subject, practice, record, field class."""
+        return [ReportRow(*key, *entry) for key, entry in sorted(self._seen.items())]
+
+
+def build_report(events: Iterable[dict[str, Any]], where: ReportFilter) -> list[ReportRow]:
+    """Aggregate the request events matching `where`, sorted by subject, practice, record."""
+    totals = Disclosures(where)
+    for event in events:
+        totals.add(event)
+    return totals.rows()
+
+
+def merged_report(parts: Sequence[Disclosures], where: ReportFilter) -> list[ReportRow]:
+    """The rows of several segments' totals (of one filter) together, in trail order."""
+    if not parts:
+        return Disclosures(where).rows()
+    totals = parts[0]
+    for part in parts[1:]:
+        totals.merge(part)
+    return totals.rows()
 
 
 _NAMED_ESCAPES = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}

@@ -28,9 +28,12 @@ from proxy.audit.verify import (
 )
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
     from proxy.audit.secrets import ChainKey
+    from proxy.audit.segments import EventSink
 
 __all__ = ["CheckedTrail", "TrailReport", "configured_report", "verify_configured_trail"]
 
@@ -59,15 +62,23 @@ def verify_configured_trail(
     key: ChainKey | None,
     public_key: Ed25519PublicKey | None = None,
     pruned_before: int | None = None,
+    workers: int = 1,
+    collect: Callable[[], EventSink] | None = None,
 ) -> CheckedTrail:
-    """Verify the whole trail `settings` names (ConfigError when there is none to read)."""
+    """Verify the whole trail `settings` names (ConfigError when there is none to read).
+
+    `workers` and `collect` as for `verify_files`: processes to check segments in, and event
+    sinks that gather the report in the same pass.
+    """
     if settings.sink == "postgres":
         if pruned_before is not None:
             raise ConfigError(
                 "--pruned-before is for file trails: rows of the PostgreSQL trail cannot "
                 "be deleted, so it always starts at seq 1"
             )
-        return _verify_database(settings, key, public_key, scratch)
+        return _verify_database(
+            settings, key, public_key, scratch, workers=workers, collect=collect
+        )
     files = trail_files(settings.path)
     if not files:
         raise ConfigError(f"{settings.path}: no audit trail found there")
@@ -78,6 +89,8 @@ def verify_configured_trail(
         head_of=settings.path,
         whole_trail=True,
         pruned_before=pruned_before if pruned_before is not None else settings.pruned_before,
+        workers=workers,
+        collect=collect,
     )
     return CheckedTrail(result, files)
 
@@ -87,6 +100,9 @@ def _verify_database(
     key: ChainKey | None,
     public_key: Ed25519PublicKey | None,
     scratch: Path,
+    *,
+    workers: int,
+    collect: Callable[[], EventSink] | None,
 ) -> CheckedTrail:
     """Export the fleet's chain (one snapshot), verify it, and compare it with `audit_head`."""
     from proxy.audit.postgres_sink import export_trail  # noqa: PLC0415 - optional dependency
@@ -98,7 +114,9 @@ def _verify_database(
         sink.close()
     if head.seq == 0:
         raise ConfigError(f"{sink.describe()}: the audit trail there holds no events yet")
-    result = verify_database_export(path, head, key=key, public_key=public_key)
+    result = verify_database_export(
+        path, head, key=key, public_key=public_key, workers=workers, collect=collect
+    )
     return CheckedTrail(result, [path], database=sink.describe())
 
 

@@ -9,34 +9,42 @@ pruned), a reordered or duplicated one (`seq` going backwards), or a broken link
 not the hash of the line before). With only the checkpoint public key, links and signed
 checkpoints are checked and events after the last signed checkpoint are reported as not
 authenticated.
+
+The files are checked as segments (`proxy.audit.segments`: each line on its own and each link
+inside a segment), in parallel processes for a large trail (`proxy.audit.parallel`); this
+module stitches the segments' results in trail order — the link into each segment's first
+line, the rules for the trail's first event, the counts — so the outcome, down to the
+`file:line` and the message, is the one a single pass gives.
 """
 
 from __future__ import annotations
 
-import hmac
+import os
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from proxy.audit.chain import (
-    GENESIS_PREV,
-    READABLE_VERSIONS,
-    canonical,
-    line_hash,
-    mac_of,
-    signature_ok,
-)
+from proxy.audit.chain import GENESIS_PREV, line_hash
 from proxy.audit.files import iter_events, trail_files
+from proxy.audit.parallel import (
+    MIN_PARALLEL_BYTES,
+    check_segments,
+    segment_bytes_for,
+    split_file,
+)
+from proxy.audit.segments import Segment, SegmentResult, link_problem
 from proxy.audit.sink import head_path
 
 if TYPE_CHECKING:
+    from collections.abc import Callable, Iterator
     from pathlib import Path
 
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
     from proxy.audit.chain import Head
     from proxy.audit.secrets import ChainKey
+    from proxy.audit.segments import EventSink
 
 __all__ = [
     "Problem",
@@ -81,40 +89,20 @@ class VerifyResult:
     last_seq: int | None = None
     problem: Problem | None = None
     notes: list[str] = field(default_factory=list)
+    #: Processes the segments were checked in (1: this one).
+    workers: int = 1
+    #: The event sinks of `verify_files(collect=…)`, in trail order.
+    collected: list[Any] = field(default_factory=list)
 
 
-def _unknown_version(event: dict[str, Any], seq: int) -> str | None:
-    """The problem with a line whose format (`v`) this code cannot read, or None."""
-    version = event.get("v")
-    if type(version) is int and version in READABLE_VERSIONS:
-        return None
-    known = ", ".join(map(str, READABLE_VERSIONS))
-    return (
-        f"event seq {seq}: line format v={orjson.dumps(version).decode()} is not one this "
-        f"phi-audit reads ({known}) — written by a newer phi-proxy (verify with its phi-audit) "
-        "or edited"
-    )
+class _Start:
+    """The rules for the trail's first event: seq 1 and genesis, or a start the caller allows."""
 
-
-class _Verifier:
-    def __init__(
-        self,
-        key: ChainKey | None,
-        public_key: Ed25519PublicKey | None,
-        *,
-        whole_trail: bool = False,
-        pruned_before: int | None = None,
-    ) -> None:
-        self.key = key
-        self.public_key = public_key
+    def __init__(self, *, whole_trail: bool, pruned_before: int | None) -> None:
         self.whole_trail = whole_trail
         self.pruned_before = pruned_before
-        self.result = VerifyResult()
-        self.prev_hash: str | None = None
-        self.prev_seq: int | None = None
-        self.unauthenticated_since: int | None = None
 
-    def _start(self, seq: int, *, continues: bool, prev: object) -> str | None:
+    def problem(self, seq: int, *, continues: bool, prev: object, notes: list[str]) -> str | None:
         """The problem with the trail's first event (seq `seq`), or None (maybe with a note)."""
         pruned = self.pruned_before
         if pruned is not None and seq != pruned:
@@ -131,7 +119,7 @@ class _Verifier:
                 return f"event seq {seq}: the first event of a trail must be seq 1"
             return None
         if pruned is not None:
-            self.result.notes.append(
+            notes.append(
                 f"the trail starts at seq {seq}: seq 1..{seq - 1} were pruned "
                 f"(--pruned-before {pruned}) and were not checked"
             )
@@ -141,74 +129,115 @@ class _Verifier:
                 "missing (deleted or moved)"
             )
         else:
-            self.result.notes.append(
+            notes.append(
                 f"the files given start at seq {seq}: seq 1..{seq - 1} are in files not given "
                 "(or were deleted); they were not checked — verify without FILE arguments to "
                 "check the whole trail"
             )
         return None
 
-    def line(self, raw: bytes, *, first_in_file: bool) -> str | None:  # noqa: C901, PLR0911, PLR0912
-        """Check one line; the problem text, or None."""
-        try:
-            event = orjson.loads(raw)
-        except orjson.JSONDecodeError:
-            return "not valid JSON: the line was edited or cut short"
-        if not isinstance(event, dict) or not isinstance(event.get("seq"), int):
-            return "not an audit event (no sequence number): the line was edited"
-        seq, prev = event["seq"], event.get("prev")
-        if self.key is not None:
-            body = {k: v for k, v in event.items() if k != "mac"}
-            mac = event.get("mac")
-            if not isinstance(mac, str) or not hmac.compare_digest(mac, mac_of(self.key, body)):
-                return (
-                    f"event seq {seq}: MAC does not match — this event was edited (or the trail "
-                    "was written with a different audit key)"
+
+@dataclass(slots=True)
+class _Stitcher:
+    """Joins segment results in trail order, as one pass over every line would see them."""
+
+    start: _Start
+    result: VerifyResult
+    prev_seq: int | None = None
+    prev_hash: str | None = None
+    unauth: int | None = None
+
+    def add(self, path: Path, line_base: int, seg: SegmentResult) -> Problem | None:
+        """Fold in the segment of `path` whose first line is line `line_base + 1`."""
+        result = self.result
+        problem = seg.problem
+        if problem is not None and problem[0] == 0 and not problem[2]:
+            return Problem(path, line_base + 1, problem[1])
+        if seg.first is not None:
+            first = seg.first
+            if self.prev_seq is not None:
+                message = link_problem(first.seq, first.prev, self.prev_seq, self.prev_hash)
+            else:
+                message = self.start.problem(
+                    first.seq, continues=first.continues, prev=first.prev, notes=result.notes
                 )
-        if canonical(event) != raw:
-            return f"event seq {seq}: not in canonical form — the line was edited"
-        unknown = _unknown_version(event, seq)
-        if unknown is not None:
-            return unknown
-        if first_in_file and event.get("type") != "genesis":
-            return (
-                f"event seq {seq}: the file does not start with its genesis event — lines at the "
-                "start of this file were deleted"
-            )
-        if self.prev_seq is not None and seq != self.prev_seq + 1:
-            expected = self.prev_seq + 1
-            if seq > expected:
-                return (
-                    f"event seq {seq} follows seq {self.prev_seq}: events {expected}..{seq - 1} "
-                    "are missing here (deleted or moved, or a rotated file was not given)"
-                )
-            return (
-                f"event seq {seq} follows seq {self.prev_seq}: events were reordered or duplicated"
-            )
-        if self.prev_hash is not None and prev != self.prev_hash:
-            return (
-                f"event seq {seq}: does not link to the line before it (prev hash mismatch) — "
-                "the previous event was edited or replaced"
-            )
-        if self.prev_hash is None:
-            start = self._start(seq, continues=bool(event.get("continues")), prev=prev)
-            if start is not None:
-                return start
-        if event.get("type") == "checkpoint":
-            self.result.checkpoints += 1
-            if self.public_key is not None and event.get("sig") is not None:
-                if not signature_ok(self.public_key, event):
-                    return f"checkpoint seq {seq}: the signature does not verify"
-                self.result.signatures_checked += 1
-                self.unauthenticated_since = None
-        elif self.key is None and self.unauthenticated_since is None:
-            self.unauthenticated_since = seq
-        self.prev_seq, self.prev_hash = seq, line_hash(raw)
-        self.result.events += 1
-        if self.result.first_seq is None:
-            self.result.first_seq = seq
-        self.result.last_seq = seq
+            if message is not None:
+                return Problem(path, line_base + 1, message)
+            if result.first_seq is None:
+                result.first_seq = first.seq
+        result.events += seg.events
+        result.checkpoints += seg.checkpoints
+        result.signatures_checked += seg.signatures_checked
+        if seg.last_seq is not None:
+            self.prev_seq, self.prev_hash = seg.last_seq, seg.last_hash
+            result.last_seq = seg.last_seq
+        if seg.unauth_reset:
+            self.unauth = seg.unauth_tail
+        elif self.unauth is None:
+            self.unauth = seg.unauth_head
+        if problem is not None:
+            return Problem(path, line_base + problem[0] + 1, problem[1])
         return None
+
+
+def _stitch(
+    plan: list[tuple[Path, list[Segment] | str]],
+    results: Iterator[SegmentResult],
+    stitcher: _Stitcher,
+    *,
+    collecting: bool,
+) -> None:
+    """Feed every segment's result to `stitcher`, in order, until the first problem.
+
+    While `collecting`, the results after a problem are still read: their event sinks hold
+    the rest of the trail for the report.
+    """
+    result = stitcher.result
+    for path, part in plan:
+        if result.problem is None:
+            result.files += 1
+        if isinstance(part, str):
+            if result.problem is None:
+                result.problem = Problem(path, 0, part)
+            continue
+        if result.problem is None and all(s.start == s.end for s in part):
+            result.notes.append(f"{path} is empty")
+        line_base = 0
+        for _ in part:
+            seg = next(results)
+            result.collected.extend(seg.extra)
+            if result.problem is None:
+                result.problem = stitcher.add(path, line_base, seg)
+                line_base += seg.lines
+            elif not collecting:
+                return
+
+
+def _plan(
+    files: list[Path], workers: int, segment_bytes: int | None
+) -> list[tuple[Path, list[Segment] | str]]:
+    """Each file's segments, or why it cannot be read."""
+    sizes: list[tuple[Path, int | str]] = []
+    for path in files:
+        try:
+            with path.open("rb") as handle:
+                sizes.append((path, os.fstat(handle.fileno()).st_size))
+        except OSError as exc:
+            sizes.append((path, f"cannot read the file ({exc.strerror})"))
+    total = sum(size for _, size in sizes if isinstance(size, int))
+    if segment_bytes is None:
+        parallel = workers > 1 and total >= MIN_PARALLEL_BYTES
+        segment_bytes = segment_bytes_for(total, workers) if parallel else max(total, 1)
+    plan: list[tuple[Path, list[Segment] | str]] = []
+    for path, size in sizes:
+        if isinstance(size, str):
+            plan.append((path, size))
+            continue
+        try:
+            plan.append((path, split_file(path, size, segment_bytes)))
+        except OSError as exc:
+            plan.append((path, f"cannot read the file ({exc.strerror})"))
+    return plan
 
 
 def verify_files(
@@ -219,6 +248,9 @@ def verify_files(
     head_of: Path | None = None,
     whole_trail: bool = False,
     pruned_before: int | None = None,
+    workers: int = 1,
+    collect: Callable[[], EventSink] | None = None,
+    segment_bytes: int | None = None,
 ) -> VerifyResult:
     """Verify `files` as one trail, in the order given; stop at the first problem.
 
@@ -229,28 +261,34 @@ def verify_files(
     is that first seq (the operator pruned the older files on purpose). Otherwise (a slice an
     auditor chose) such a start is only noted. `pruned_before`, when given, must be the first
     seq in either case.
+    `workers`: processes to check segments of the trail in (see proxy.audit.parallel); the
+    result is the same for any number. `collect`: makes one event sink per segment; every
+    parseable event of every file (also after a problem) goes to one, and the sinks are
+    returned in trail order in `result.collected` (the report reads the trail in this one pass).
+    `segment_bytes`: cut files into segments of about this size and use the `workers` however
+    small the trail (tests; default: automatic).
     """
-    checker = _Verifier(key, public_key, whole_trail=whole_trail, pruned_before=pruned_before)
-    result = checker.result
-    for path in files:
-        result.files += 1
-        try:
-            handle = path.open("rb")
-        except OSError as exc:
-            result.problem = Problem(path, 0, f"cannot read the file ({exc.strerror})")
-            return result
-        with handle:
-            number = 0
-            for number, raw in enumerate(handle, 1):
-                message = checker.line(raw.rstrip(b"\n"), first_in_file=number == 1)
-                if message is not None:
-                    result.problem = Problem(path, number, message)
-                    return result
-            if number == 0:
-                result.notes.append(f"{path} is empty")
-    if checker.unauthenticated_since is not None:
+    stitcher = _Stitcher(
+        _Start(whole_trail=whole_trail, pruned_before=pruned_before), VerifyResult()
+    )
+    result = stitcher.result
+    plan = _plan(files, workers, segment_bytes)
+    segments = [s for _, part in plan if not isinstance(part, str) for s in part]
+    raw_key = key.reveal_for_hmac() if key is not None else None
+    with check_segments(
+        segments,
+        raw_key,
+        public_key,
+        workers=workers,
+        collect=collect,
+        min_parallel_bytes=MIN_PARALLEL_BYTES if segment_bytes is None else 0,
+    ) as (result.workers, results):
+        _stitch(plan, results, stitcher, collecting=collect is not None)
+    if result.problem is not None:
+        return result
+    if stitcher.unauth is not None:
         result.notes.append(
-            f"events from seq {checker.unauthenticated_since} on are after the last signed "
+            f"events from seq {stitcher.unauth} on are after the last signed "
             "checkpoint: their order is checked but not their authenticity (needs the audit key)"
         )
     if head_of is not None:
@@ -279,6 +317,8 @@ def verify_database_export(
     *,
     key: ChainKey | None,
     public_key: Ed25519PublicKey | None = None,
+    workers: int = 1,
+    collect: Callable[[], EventSink] | None = None,
 ) -> VerifyResult:
     """Verify a trail exported from PostgreSQL (`export_trail`), and its end against `head`.
 
@@ -287,7 +327,7 @@ def verify_database_export(
     `phi-audit` and `phi-grants review` both check the fleet's trail with this, so a cut-off
     trail reads the same in both.
     """
-    result = verify_files([path], key=key, public_key=public_key)
+    result = verify_files([path], key=key, public_key=public_key, workers=workers, collect=collect)
     if result.problem is None:
         result.problem = _head_row_problem(path, head, result.last_seq or 0)
     return result
