@@ -9,6 +9,7 @@ except `--acknowledge`, which records a security officer's sign-off of a break-g
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from typing import TYPE_CHECKING
 
 from keys.config_file import load_section
@@ -21,6 +22,7 @@ from proxy.grants.review import build_review
 from proxy.grants.review_model import (
     DEFAULT_EXPIRING_WITHIN,
     DEFAULT_UNUSED_FOR,
+    Finding,
     ReviewOptions,
 )
 from proxy.grants.review_render import render_json, render_text
@@ -79,7 +81,35 @@ async def access_review(
         store=store_name,
         signoff_within=glass.signoff_within,
     )
-    return await with_break_glass(build_review(grants, usage, options), store)
+    review = await with_break_glass(build_review(grants, usage, options), store)
+    return await asyncio.to_thread(_with_scim_groups, review, config_path)
+
+
+def _with_scim_groups(review: Review, config_path: Path) -> Review:
+    """`review` with the SCIM groups no scim.groups mapping names (none when SCIM is off).
+
+    An unreadable SCIM directory is a finding: the review cannot say whose groups grant nothing.
+    """
+    import sqlite3  # noqa: PLC0415 - only with SCIM
+
+    from proxy.scim.directory import unmapped_group_names  # noqa: PLC0415
+    from proxy.scim.settings import ScimSettings  # noqa: PLC0415
+
+    scim = load_section(config_path, "scim", ScimSettings)
+    if not scim.enabled:
+        return review
+    try:
+        unmapped = unmapped_group_names(scim.directory)
+    except sqlite3.Error as exc:
+        unreadable = Finding(
+            "scim_directory_unreadable",
+            "SCIM directory unreadable",
+            f"scim.directory {scim.directory} cannot be read ({exc}), so the review cannot list "
+            "the identity provider's groups that scim.groups does not map.",
+            "Check the file's owner and mode (the proxy's user, 0600) and that it is SQLite.",
+        )
+        return dataclasses.replace(review, findings=(*review.findings, unreadable))
+    return dataclasses.replace(review, scim_unmapped_groups=tuple(unmapped))
 
 
 def check_signoff_arguments(args: argparse.Namespace) -> str:

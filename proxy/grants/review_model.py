@@ -115,6 +115,9 @@ class Review:
     findings: tuple[Finding, ...]  # not tied to one grant in effect
     #: Break-glass uses awaiting a security officer's sign-off (proxy.grants.break_glass).
     break_glass: tuple[BreakGlassUse, ...] = ()
+    #: Groups the IdP pushes over SCIM that scim.groups does not map: their members get no
+    #: grant from them (a renamed group, or a mapping spelled unlike the IdP's displayName).
+    scim_unmapped_groups: tuple[str, ...] = ()
 
     @property
     def finding_count(self) -> int:

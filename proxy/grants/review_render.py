@@ -102,6 +102,16 @@ def render_text(review: Review) -> str:
             review.break_glass, now=o.now, window=o.signoff_within, command=o.command("phi-grants")
         ),
     ]
+    if review.scim_unmapped_groups:
+        names = ", ".join(repr(name) for name in review.scim_unmapped_groups)
+        lines += [
+            "",
+            f"SCIM groups the identity provider sends that scim.groups does not map: {names}.",
+            (
+                "  Their members get no grant from them. If one should grant access, add it "
+                "under scim.groups with the IdP's displayName spelled exactly."
+            ),
+        ]
     findings = [*review.findings, *(f for g in review.grants for f in g.findings)]
     lines.append("")
     if not findings:
@@ -184,6 +194,7 @@ def review_document(review: Review) -> dict[str, Any]:
                 use_json(use, now=o.now, window=o.signoff_within) for use in review.break_glass
             ],
         },
+        "scim_unmapped_groups": list(review.scim_unmapped_groups),
         "findings": [f.to_json() for f in review.findings],
         "finding_count": review.finding_count,
     }

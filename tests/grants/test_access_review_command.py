@@ -301,6 +301,7 @@ class TestScopeAndSafety:
             "usage",
             "grants",
             "break_glass",
+            "scim_unmapped_groups",
             "findings",
             "finding_count",
         }

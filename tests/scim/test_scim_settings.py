@@ -7,6 +7,7 @@ secret at start.
 from __future__ import annotations
 
 import asyncio
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -121,3 +122,20 @@ class TestCheckConfig:
             "scim:          127.0.0.1:0/scim/v2, users are https://idp.test.invalid|<externalId>"
             in (result.stdout)
         )
+
+    async def test_the_access_review_lists_groups_the_idp_sent_that_nothing_maps(self, scim_env):
+        """`phi-grants review` names them too (text and JSON); they are no finding."""
+        env, scim = scim_env
+        await scim.create_group("Cafeteria")
+        await scim.create_group("Lakeside staff")
+        review = [str(PHI_PROXY.with_name("phi-grants")), "-c", str(env.config_path), "review"]
+        text, as_json = [
+            await asyncio.to_thread(
+                subprocess.run, command, capture_output=True, text=True, timeout=60, check=False
+            )
+            for command in (review, [*review, "--json"])
+        ]
+        assert "scim.groups does not map: 'Cafeteria'." in text.stdout, text.stderr
+        assert json.loads(as_json.stdout)["scim_unmapped_groups"] == ["Cafeteria"]
+        codes = [f["code"] for f in json.loads(as_json.stdout)["findings"]]
+        assert not [code for code in codes if code.startswith("scim_")]
