@@ -26,6 +26,8 @@ from demo_helpers import BIN, REPO, free_ports
 from test_deploy import compose
 from test_deploy_pod import interpreter
 
+from proxy.identity import DemoIssuer
+
 SCRIPT = REPO / "deploy" / "compose-secrets.sh"
 KEYS_YAML = "keys: {keystore: ./keystore.json, kek: {provider: file, path: ./kek.b64}}"
 
@@ -141,6 +143,12 @@ class TestComposeService:
         text = text.replace(secret, str(deploy_dir / "keystore.json"))
         text = text.replace(state_target, str(state))
         text = text.replace("0.0.0.0", "127.0.0.1")  # noqa: S104 - loopback in a test
+        # The IdP's keys from a file (the test has no IdP to fetch them from): /readyz checks them.
+        jwks = DemoIssuer(issuer="https://login.example.org/realms/clinic", audience="phi-proxy")
+        jwks_file = jwks.write_jwks(deploy_dir / "jwks.json")
+        jwks_file.chmod(0o644)
+        url_line = next(line for line in text.splitlines() if "jwks_url:" in line)
+        text = text.replace(url_line, f"  jwks_file: {jwks_file}")
         text = text.replace("port: 8080}", f"port: {port}}}").replace(
             "port: 9090}", f"port: {admin}}}"
         )
@@ -168,7 +176,7 @@ class TestComposeService:
             stderr=asyncio.subprocess.PIPE,
         )
         try:
-            async with aiohttp.ClientSession() as http:
+            async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5)) as http:
                 deadline = time.monotonic() + 30
                 while True:
                     try:
@@ -178,6 +186,8 @@ class TestComposeService:
                     except aiohttp.ClientConnectionError:
                         pass
                     if process.returncode is not None or time.monotonic() > deadline:
+                        if process.returncode is None:
+                            process.kill()  # still running: its stderr ends only when it does
                         _, err = await process.communicate()
                         pytest.fail(f"the compose service did not become ready: {err.decode()}")
                     await asyncio.sleep(0.1)

@@ -181,6 +181,8 @@ async def start(pod: Pod, http: aiohttp.ClientSession) -> asyncio.subprocess.Pro
         except aiohttp.ClientConnectionError:
             pass
         if process.returncode is not None or time.monotonic() > deadline:
+            if process.returncode is None:
+                process.kill()  # still running: its stderr ends only when it does
             _, err = await process.communicate()
             pytest.fail(f"phi-proxy did not become ready: {err.decode()}")
         await asyncio.sleep(0.1)
