@@ -47,7 +47,7 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy --strict proxy keys
 
-# pytest-xdist: PYTEST_WORKERS processes per pytest run (tests/conftest.py says what a test must
+# pytest-xdist: PYTEST_WORKERS processes per pytest run (conftest.py says what a test must
 # do to run in parallel; PYTEST_WORKERS=0 runs in this process, one test at a time). loadscope:
 # a class's tests, or a module's test functions, run on one worker, so a module- or
 # class-scoped fixture is made once.

@@ -1,5 +1,9 @@
 """Conventions every test follows so that `make test` can run them in parallel (pytest-xdist).
 
+This file sits at the repository root, not in tests/, so that pytest puts the root on sys.path:
+with tests/ there, the folder tests/keys would shadow the `keys` package (`import keys` would
+give an empty namespace package).
+
 `make test` runs pytest with `-n 2 --dist loadscope`: the tests are spread over worker
 processes that run at the same time, on a host that may be busy. A test written as below runs
 the same alone (`pytest tests/x/test_y.py`) and under xdist (`pytest -n 2 tests/x`):
