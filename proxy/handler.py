@@ -277,7 +277,8 @@ class Pipeline:
         body = decode_body(raw, content_codings(upstream.headers), limit=self.max_response_body)
         content_type = upstream.headers.get("Content-Type")
         if self.policy.may_need_transform(body, content_type):
-            context = await self._reveal_context(caller, audit_state, request)
+            route_practice = self._read_route_practice(request)
+            context = await self._reveal_context(caller, audit_state, route_practice)
             # Canary touches are judged by the access the final transform used (`lambda`).
             with watching_read(self.canaries, body, lambda: context, audit_state):
                 revealed = transform_response(body, content_type, context)
@@ -285,11 +286,11 @@ class Pipeline:
                     request,
                     caller,
                     context.stats,
-                    route_practice=self._read_route_practice(request),
+                    route_practice=route_practice,
                     audit_denied=audit_state is not None and audit_state.denied,
                     record=record,
                 ):  # an emergency grant now applies: decide again with the caller's new access
-                    context = await self._reveal_context(caller, audit_state, request)
+                    context = await self._reveal_context(caller, audit_state, route_practice)
                     revealed = transform_response(body, content_type, context)
             body = revealed
             self._account(context.stats, record)
@@ -317,15 +318,13 @@ class Pipeline:
             canary_touched(state, sent_touches(sorted(hits)))
 
     async def _reveal_context(
-        self, caller: Caller, audit_state: AuditState | None, request: web.Request
+        self, caller: Caller, audit_state: AuditState | None, route_practice: str | None
     ) -> RevealContext:
         """The caller's access now (gated on the audit trail's health), ready to transform."""
         access = await self.grants.access_for(caller, datetime.now(UTC))
         if self.audit is not None and audit_state is not None:
             access = self.audit.gate(access, audit_state)
-        context = RevealContext(
-            self.policy, self.keyring(), access, self._read_route_practice(request)
-        )
+        context = RevealContext(self.policy, self.keyring(), access, route_practice)
         if audit_state is not None:
             audit_state.response_stats = context.stats
         return context

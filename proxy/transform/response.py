@@ -204,8 +204,8 @@ def transform_json(body: bytes, ctx: RevealContext) -> bytes:
     """
     native = ctx.policy.native
     if native is not None:
-        if json_may_hold_escaped_token(body):
-            _refuse_escaped_tokens(parse_json(body), body)
+        if json_may_hold_escaped_token(body) and document_holds_escaped_token(parse_json(body)):
+            raise UnsafeBody("escaped_token")
         out = native.transform(body, ctx)
         if out is not None:
             return out
