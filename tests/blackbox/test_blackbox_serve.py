@@ -6,10 +6,7 @@ import asyncio
 import json
 import os
 import signal
-import socket
-import sys
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import aiohttp
 import orjson
@@ -18,34 +15,12 @@ import yaml
 from aiohttp.test_utils import TestServer
 from blackbox_env import PLANTED, write_env_files
 from blackbox_portal import RecordingPortal
+from serve_process import PHI_PROXY, free_port, wait_ready
 
 from proxy.grants import GrantRequest, SQLiteGrantStore
 
 pytestmark = pytest.mark.slow
-PHI_PROXY = Path(sys.executable).parent / "phi-proxy"
 SSN = "219-09-9999"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-async def wait_ready(url: str, process, *, within: float = 20.0) -> None:
-    deadline = asyncio.get_running_loop().time() + within
-    async with aiohttp.ClientSession() as http:
-        while asyncio.get_running_loop().time() < deadline:
-            if process.returncode is not None:
-                raise AssertionError(f"phi-proxy exited early with {process.returncode}")
-            try:
-                async with http.get(url) as response:
-                    if response.status == 200:
-                        return
-            except aiohttp.ClientError:
-                pass
-            await asyncio.sleep(0.1)
-    raise AssertionError("phi-proxy did not become ready in time")
 
 
 @pytest.fixture

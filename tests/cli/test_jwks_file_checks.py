@@ -9,29 +9,14 @@ from __future__ import annotations
 import asyncio
 import json
 import signal
-import socket
-import sys
-from pathlib import Path
 
 import aiohttp
 import pytest
 import yaml
+from cli_helpers import PHI_PROXY, free_ports
 
 from proxy.cli import main
 from proxy.demo.workspace import DemoPorts, create_workspace
-
-PHI_PROXY = Path(sys.executable).parent / "phi-proxy"
-
-
-def free_ports(count: int) -> list[int]:
-    sockets = [socket.socket() for _ in range(count)]
-    try:
-        for sock in sockets:
-            sock.bind(("127.0.0.1", 0))
-        return [s.getsockname()[1] for s in sockets]
-    finally:
-        for sock in sockets:
-            sock.close()
 
 
 @pytest.fixture

@@ -15,7 +15,6 @@ import json
 import os
 import signal
 import socket
-import sys
 from pathlib import Path
 
 import aiohttp
@@ -23,25 +22,12 @@ import pytest
 import yaml
 from aiohttp import web
 from aiohttp.test_utils import TestServer
+from cli_helpers import PHI_PROXY, free_ports
 
 from proxy.demo.workspace import DemoPorts, create_workspace
 from proxy.serve import _bind
 
 pytestmark = pytest.mark.slow
-PHI_PROXY = Path(sys.executable).parent / "phi-proxy"
-
-
-def free_ports(count: int) -> list[int]:
-    sockets = []
-    try:
-        for _ in range(count):
-            sock = socket.socket()
-            sock.bind(("127.0.0.1", 0))
-            sockets.append(sock)
-        return [s.getsockname()[1] for s in sockets]
-    finally:
-        for sock in sockets:
-            sock.close()
 
 
 def portal_app() -> web.Application:

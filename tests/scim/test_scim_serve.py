@@ -7,9 +7,7 @@ request id; a secret file others can read stops the start.
 from __future__ import annotations
 
 import asyncio
-import socket
-import sys
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 import aiohttp
 import orjson
@@ -18,38 +16,19 @@ from aiohttp.test_utils import TestServer
 from blackbox_env import PLANTED, write_env_files
 from blackbox_portal import RecordingPortal
 from scim_helpers import ScimClient, scim_overrides
+from serve_process import PHI_PROXY, free_port, wait_ready
 
 from keys.settings import open_keyring
 
+if TYPE_CHECKING:
+    from pathlib import Path
+
 pytestmark = pytest.mark.slow
-PHI_PROXY = Path(sys.executable).parent / "phi-proxy"
 SSN = "219-09-9999"
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-async def _wait_ready(url: str, process, *, within: float = 20.0) -> None:
-    deadline = asyncio.get_running_loop().time() + within
-    async with aiohttp.ClientSession() as http:
-        while asyncio.get_running_loop().time() < deadline:
-            if process.returncode is not None:
-                raise AssertionError(f"phi-proxy exited early with {process.returncode}")
-            try:
-                async with http.get(url) as response:
-                    if response.status == 200:
-                        return
-            except aiohttp.ClientError:
-                pass
-            await asyncio.sleep(0.1)
-    raise AssertionError("phi-proxy did not become ready in time")
-
-
 def _config(tmp_path: Path, upstream: str) -> tuple[Path, object, object, dict[str, int]]:
-    ports = {"listen": _free_port(), "admin": _free_port(), "scim": _free_port()}
+    ports = {"listen": free_port(), "admin": free_port(), "scim": free_port()}
     overrides = scim_overrides(tmp_path)
     overrides["scim"]["port"] = ports["scim"]
     overrides["listen"] = {"host": "127.0.0.1", "port": ports["listen"]}
@@ -76,7 +55,7 @@ class TestServedScim:
                 stdout=asyncio.subprocess.DEVNULL, stderr=stderr,
             )  # fmt: skip
         try:
-            await _wait_ready(f"http://127.0.0.1:{ports['admin']}/readyz", process)
+            await wait_ready(f"http://127.0.0.1:{ports['admin']}/readyz", process)
             auth = {"Authorization": f"Bearer {issuer.mint('00u-ann', now=_now())}"}
             async with aiohttp.ClientSession() as http:
                 scim = ScimClient(http, f"http://127.0.0.1:{ports['scim']}/scim/v2")
