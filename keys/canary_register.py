@@ -15,6 +15,7 @@ tripwire.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import secrets
 from dataclasses import dataclass
@@ -27,7 +28,7 @@ from keys.file_modes import GROUP_OR_OTHERS_WRITE, loose_mode_problem
 from keys.token_format import TOKEN_PREFIX, is_field_class, is_kid
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Mapping
     from pathlib import Path
 
     from keys.keyring import Keyring
@@ -80,6 +81,11 @@ class CanaryEntry:
     created_at: str
     created_by: str | None
     fields: tuple[CanaryField, ...]
+
+    @property
+    def classes(self) -> tuple[str, ...]:
+        """Its field classes, once each (a rewrap adds a second token of the same class)."""
+        return tuple(dict.fromkeys(f.field_class for f in self.fields))
 
     def to_json(self) -> dict[str, Any]:
         """The entry as the register file stores it."""
@@ -213,7 +219,7 @@ def _encode(entries: tuple[CanaryEntry, ...]) -> bytes:
 
 
 class CanaryRegister:
-    """The register file: read it, add an entry, remove one (each change locked and atomic)."""
+    """The register file: read it, add an entry or tokens to one, remove one (locked, atomic)."""
 
     def __init__(self, path: Path, *, lock_timeout: float = _LOCK_TIMEOUT) -> None:
         """Use the register at `path` (it need not exist yet: no file means no canaries)."""
@@ -263,6 +269,22 @@ class CanaryRegister:
 
         self._mutate(change)
         return removed[0]
+
+    def add_fields(self, additions: Mapping[str, tuple[CanaryField, ...]]) -> None:
+        """Append sealed tokens to existing canaries (canary id -> new fields).
+
+        A canary removed meanwhile stays removed: its additions are dropped.
+        """
+
+        def change(entries: tuple[CanaryEntry, ...]) -> tuple[CanaryEntry, ...]:
+            return tuple(
+                dataclasses.replace(e, fields=(*e.fields, *additions[e.canary_id]))
+                if e.canary_id in additions
+                else e
+                for e in entries
+            )
+
+        self._mutate(change)
 
     def _mutate(self, change: Callable[[tuple[CanaryEntry, ...]], tuple[CanaryEntry, ...]]) -> None:
         lock = self.path.with_name(self.path.name + ".lock")

@@ -11,6 +11,7 @@ token printed here. The register keeps them sealed (keys.canary_register); the p
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
 from typing import TYPE_CHECKING, Any, Final
@@ -185,7 +186,7 @@ def _list(args: argparse.Namespace, settings: KeySettings) -> int:
         (
             e.canary_id,
             e.practice,
-            ",".join(f.field_class for f in e.fields),
+            ",".join(e.classes),
             e.created_at,
             e.created_by or "-",
             e.label.encode("unicode_escape").decode("ascii"),  # a label cannot move the cursor
@@ -203,7 +204,7 @@ def _listed(entry: CanaryEntry) -> dict[str, Any]:
     return {
         "id": entry.canary_id,
         "practice": entry.practice,
-        "classes": [f.field_class for f in entry.fields],
+        "classes": list(entry.classes),
         "created_at": entry.created_at,
         "created_by": entry.created_by,
         "label": entry.label,
@@ -222,7 +223,15 @@ def _find(settings: KeySettings, canary_id: str) -> CanaryEntry:
 def _show(args: argparse.Namespace, settings: KeySettings) -> int:
     entry = _find(settings, args.show)
     keyring = keystore_file(settings).load()
-    tokens = {f.field_class: unseal_field(keyring, entry.practice, f) for f in entry.fields}
+    tokens = {}
+    for field in entry.fields:  # the newest token of each class (a rewrap appends one)
+        with contextlib.suppress(CanaryRegisterError):  # under a retired key: the newer one opens
+            tokens[field.field_class] = unseal_field(keyring, entry.practice, field)
+    if not tokens:
+        raise CanaryRegisterError(
+            f"canary {entry.canary_id}: none of its tokens opens with this keystore "
+            "(its practice shredded or its keys retired); remove it with --remove --force"
+        )
     print(f"canary {entry.canary_id} for practice {entry.practice}")
     _print_tokens(tokens)
     return 0
@@ -230,7 +239,7 @@ def _show(args: argparse.Namespace, settings: KeySettings) -> int:
 
 def _remove(args: argparse.Namespace, settings: KeySettings) -> int:
     entry = _find(settings, args.remove)
-    classes = ", ".join(f.field_class for f in entry.fields)
+    classes = ", ".join(entry.classes)
     what = f"canary {entry.canary_id} of practice {entry.practice} ({classes})"
     if not args.force:
         print(
@@ -241,7 +250,7 @@ def _remove(args: argparse.Namespace, settings: KeySettings) -> int:
         )
         return 1
     CanaryRegister(canaries_path(settings)).remove(entry.canary_id)
-    args.canary_id, args.field_classes = entry.canary_id, [f.field_class for f in entry.fields]
+    args.canary_id, args.field_classes = entry.canary_id, list(entry.classes)
     print(f"removed {what}; reads of its tokens no longer raise alerts")
     return 0
 

@@ -145,6 +145,7 @@ def run_table_command(
     step: Callable[[Any, JobResult], Any],
     practice_column: str | None = None,
     job_state: str = "",
+    before_commit: Callable[[], None] | None = None,
 ) -> JobResult:
     """Apply `step` to every row of --table; a database error says how to resume.
 
@@ -184,6 +185,7 @@ def run_table_command(
             restart=args.restart,
             pause=args.pause,
             after_batch=after_batch,
+            before_commit=before_commit,
         )
     except Exception as exc:
         if is_database_error(exc):

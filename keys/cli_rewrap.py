@@ -17,6 +17,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO
 
 from keys._file_ops import atomic_writer
+from keys.canary_follow import CanaryFollower
+from keys.canary_register import CanaryRegister, canaries_path
 from keys.cli_migrate_counts import (
     EXIT_LEFT_BEHIND,
     census_lines,
@@ -53,10 +55,13 @@ def current_keys_digest(keyring: Keyring) -> str:
 def run_rewrap(args: argparse.Namespace, settings: KeySettings) -> int:
     """Rewrap a file or a table; 1 when tokens that could not be opened keep their old key."""
     keyring, counter = open_counted_keyring(settings)
+    canaries = CanaryFollower(CanaryRegister(canaries_path(settings)), keyring)
     if args.input is not None:
         if args.dsn:
             raise ConfigError("rewrap: use either --in/--out (a file) or --dsn (a table)")
-        census = _rewrap_file(args, TokenRewrapper(keyring))
+        census = _rewrap_file(
+            args, TokenRewrapper(keyring, on_rewrapped=canaries.rewrapped), canaries
+        )
         save_counts(counter)
         if not args.dry_run:
             note_counts(args, values_written=census.changed)
@@ -65,8 +70,9 @@ def run_rewrap(args: argparse.Namespace, settings: KeySettings) -> int:
             args,
             "rewrap",
             counter=counter,
-            step=rewrap_row(keyring),
+            step=rewrap_row(keyring, canaries.rewrapped),
             job_state=current_keys_digest(keyring),
+            before_commit=canaries.flush,
         )
         save_counts(counter)
         if not args.dry_run:
@@ -86,6 +92,12 @@ def run_rewrap(args: argparse.Namespace, settings: KeySettings) -> int:
     )
     for line in census_lines(census, keyring, after=not args.dry_run):
         print(line, file=report)
+    if canaries.followed:
+        print(
+            f"canary register: {canaries.followed} rewrapped canary tokens registered beside "
+            "their old ones (the tripwire stays armed)",
+            file=report,
+        )
     if not args.dry_run:
         note_counts(args, left_on_old_key=sum(census.unopenable.values()))
     if census.unopenable and not args.dry_run:
@@ -98,7 +110,10 @@ def run_rewrap(args: argparse.Namespace, settings: KeySettings) -> int:
     return 0
 
 
-def _rewrap_file(args: argparse.Namespace, rewrapper: TokenRewrapper) -> TokenCensus:
+def _rewrap_file(
+    args: argparse.Namespace, rewrapper: TokenRewrapper, canaries: CanaryFollower
+) -> TokenCensus:
+    """Rewrap --in into --out; rewrapped canary tokens are registered before --out appears."""
     out = args.output
     if args.dry_run:
         with _reader(args.input) as source:
@@ -111,10 +126,12 @@ def _rewrap_file(args: argparse.Namespace, rewrapper: TokenRewrapper) -> TokenCe
     if out == "-":
         with _reader(args.input) as source:
             rewrite_stream(source, sys.stdout.buffer, rewrapper)
+        canaries.flush()
         sys.stdout.buffer.flush()
         return rewrapper.census
     with _reader(args.input) as source, _writer(Path(out)) as sink:
         rewrite_stream(source, sink, rewrapper)
+        canaries.flush()  # before the atomic writer moves --out into place
     return rewrapper.census
 
 

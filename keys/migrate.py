@@ -70,11 +70,16 @@ class EncryptPlan:
     deterministic: frozenset[str]
 
 
-def rewrap_row(keyring: Keyring) -> Callable[[Row, JobResult], list[Update]]:
-    """Per-row step of `rewrap`: every token in every selected text column, rewrapped."""
+def rewrap_row(
+    keyring: Keyring, on_rewrapped: Callable[[str, str], None] | None = None
+) -> Callable[[Row, JobResult], list[Update]]:
+    """Per-row step of `rewrap`: every token in every selected text column, rewrapped.
+
+    `on_rewrapped(old, new)` sees each replaced token (keys.canary_follow).
+    """
 
     def step(row: Row, result: JobResult) -> list[Update]:
-        rewrapper = TokenRewrapper(keyring, result.census)
+        rewrapper = TokenRewrapper(keyring, result.census, on_rewrapped=on_rewrapped)
         updates = []
         for column, value in row.values.items():
             if isinstance(value, str):
@@ -156,11 +161,14 @@ def run_table_job(
     restart: bool = False,
     pause: float = 0.0,
     after_batch: Callable[[JobResult, int], None] | None = None,
+    before_commit: Callable[[], None] | None = None,
 ) -> JobResult:
     """Run `step` over every row in key order, committing per batch with progress.
 
-    `after_batch(result, total_rows)` is called after each committed batch (progress output,
-    flushing usage counters). `dry_run` computes everything and writes nothing, from the top.
+    `before_commit()` runs before each batch is committed, and an error from it stops the job
+    with that batch uncommitted (rewrap: registering rewrapped canary tokens). `after_batch(
+    result, total_rows)` is called after each committed batch (progress output, flushing usage
+    counters). `dry_run` computes everything and writes nothing, from the top.
     """
     result = JobResult()
     table.check_key()
@@ -179,6 +187,8 @@ def run_table_job(
         last = rows[-1].key
         result.rows += len(rows)
         if not dry_run:
+            if before_commit is not None:
+                before_commit()
             changed = table.commit_batch(updates, job, last, result.rows)
             result.updated += changed
             result.conflicts += len(updates) - changed

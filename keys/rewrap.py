@@ -69,9 +69,17 @@ class TokenCensus:
 class TokenRewrapper:
     """Callable: one token in, the same token or one under the practice's primary key out."""
 
-    def __init__(self, keyring: Keyring, census: TokenCensus | None = None) -> None:
+    def __init__(
+        self,
+        keyring: Keyring,
+        census: TokenCensus | None = None,
+        *,
+        on_rewrapped: Callable[[str, str], None] | None = None,
+    ) -> None:
+        """`on_rewrapped(old, new)` is called for each token replaced (the canary follower)."""
         self._keyring = keyring
         self.census = census if census is not None else TokenCensus()
+        self._on_rewrapped = on_rewrapped
 
     def __repr__(self) -> str:
         return f"<TokenRewrapper changed={self.census.changed}>"
@@ -105,6 +113,8 @@ class TokenRewrapper:
         except KeyringError:  # no active key: the practice was shredded
             census.unopenable["no-active-key"] += 1
         census.after[kid_of(result)] += 1
+        if result != token and self._on_rewrapped is not None:
+            self._on_rewrapped(token, result)
         return result
 
 
