@@ -23,6 +23,9 @@ class Keys:
     # (practice, field_class, plaintext); ValueError() whenever it cannot open.
     def open(self, token: str) -> tuple[str, str, str]: ...
     def __len__(self) -> int: ...
+    # Tokens remembered by the opened-token cache (for metrics).
+    @property
+    def cached(self) -> int: ...
 
 class Policy:
     # The compiled field policy, as resolved by `FieldPolicy`.

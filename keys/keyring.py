@@ -186,8 +186,10 @@ class Keyring:
 
     @property
     def cached_tokens(self) -> int:
-        """Tokens remembered by the pure-Python opened-token cache (for metrics)."""
-        return len(self._cache)
+        """Tokens remembered by the opened-token caches, Python's and the compiled core's."""
+        native = self._native
+        compiled = native.cached if native is not None and hasattr(native, "cached") else 0
+        return len(self._cache) + int(compiled)
 
     def practice_of(self, kid: str) -> str | None:
         """The practice owning `kid`, or None if unknown (retired/destroyed keys are known)."""

@@ -58,6 +58,12 @@ impl PyKeys {
         self.inner.len()
     }
 
+    /// Tokens remembered by the opened-token cache (for metrics; never what they hold).
+    #[getter]
+    fn cached(&self) -> usize {
+        self.inner.cached()
+    }
+
     fn __repr__(&self) -> String {
         format!("<phi_proxy_core.Keys keys={} [secure]>", self.inner.len())
     }

@@ -182,6 +182,23 @@ async def test_a_single_process_keeps_its_metrics_in_memory(private_tmpdir, serv
     assert list(private_tmpdir.iterdir()) == []
 
 
+def _labelled(text: bytes, name: str, labels: dict[str, str]) -> float | None:
+    for family in text_string_to_metric_families(text.decode()):
+        for sample in family.samples:
+            if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items()):
+                return sample.value
+    return None
+
+
+async def test_the_opened_token_cache_size_counts_the_compiled_cores_cache(served):  # noqa: F811
+    """A grantee's read opens one token; whichever core opened it, the gauge says so."""
+    cache = {"cache": "opened_tokens"}
+    assert _labelled(await _exposition(served), "phi_proxy_cache_entries", cache) == 0
+    _plant_ssn(served)
+    await _read(served, "alice", 2)
+    assert _labelled(await _exposition(served), "phi_proxy_cache_entries", cache) == 1
+
+
 async def _lapsed_grant(served, sub: str) -> None:  # noqa: F811
     """Give `sub` a grant for practice-a and revoke it: the served proxy sees it lapsed."""
     settings, now = served["settings"], datetime.now(UTC)
