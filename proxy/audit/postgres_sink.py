@@ -24,7 +24,7 @@ import asyncio
 import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, BinaryIO, Final
 
 import asyncpg
 
@@ -41,6 +41,9 @@ if TYPE_CHECKING:
     from proxy.audit.chain import Chain
 
 __all__ = ["AuditStoreUnavailable", "PostgresSink", "export_trail"]
+
+#: Rows per round trip when a trail is exported (memory: one batch of lines).
+_EXPORT_BATCH: Final = 5000
 
 #: pg_advisory_xact_lock key serialising audit migrations ("PHIAUDIT").
 _LOCK_KEY = 0x5048_4941_5544_4954
@@ -125,15 +128,26 @@ class PostgresSink:
 
     # ---- running asyncpg from synchronous callers -------------------------------------------
 
-    def _call(self, fn: Callable[[Connection], Awaitable[Any]]) -> Any:  # noqa: ANN401
-        return _off_running_loop(lambda: self._call_here(fn))
+    def _call(
+        self,
+        fn: Callable[[Connection], Awaitable[Any]],
+        *,
+        bounded: bool = True,
+    ) -> Any:  # noqa: ANN401
+        """Run `fn` on the sink's connection; `bounded=False`: `fn` bounds its own round trips."""
+        return _off_running_loop(lambda: self._call_here(fn, bounded=bounded))
 
-    def _call_here(self, fn: Callable[[Connection], Awaitable[Any]]) -> Any:  # noqa: ANN401
+    def _call_here(
+        self,
+        fn: Callable[[Connection], Awaitable[Any]],
+        *,
+        bounded: bool,
+    ) -> Any:  # noqa: ANN401
         with self._lock:
             if self._loop is None:
                 self._loop = asyncio.new_event_loop()
             try:
-                return self._loop.run_until_complete(within(self._timeout, self._with_conn(fn)))
+                return self._loop.run_until_complete(self._with_conn(fn, bounded=bounded))
             except AuditStoreUnavailable:
                 self._drop_connection()
                 raise
@@ -144,7 +158,21 @@ class PostgresSink:
                     f"{exc or 'no answer'}"
                 ) from None
 
-    async def _with_conn(self, fn: Callable[[Connection], Awaitable[Any]]) -> Any:  # noqa: ANN401
+    async def _with_conn(
+        self,
+        fn: Callable[[Connection], Awaitable[Any]],
+        *,
+        bounded: bool,
+    ) -> Any:  # noqa: ANN401
+        if not bounded:
+            return await fn(await within(self._timeout, self._connected()))
+        return await within(self._timeout, self._connected_then(fn))
+
+    async def _connected_then(self, fn: Callable[[Connection], Awaitable[Any]]) -> Any:  # noqa: ANN401
+        return await fn(await self._connected())
+
+    async def _connected(self) -> Connection:
+        """The open connection, made (and its schema checked or migrated) when there is none."""
         if self._conn is None or self._conn.is_closed():
             conn: Connection = await asyncpg.connect(
                 self._dsn, timeout=self._timeout, server_settings=self._settings
@@ -158,7 +186,7 @@ class PostgresSink:
                 conn.terminate()
                 raise
             self._conn = conn
-        return await fn(self._conn)
+        return self._conn
 
     def _drop_connection(self) -> None:
         if self._conn is not None:
@@ -226,16 +254,27 @@ class PostgresSink:
 
     # ---- reading, for phi-audit ---------------------------------------------------------------
 
-    def read(self) -> tuple[list[bytes], Head]:
-        """Every line in sequence order, and the head the writers recorded."""
+    def write_lines(self, out: BinaryIO, *, batch_rows: int = _EXPORT_BATCH) -> Head:
+        """Write every line in sequence order to `out`, one batch at a time; the recorded head.
 
-        async def run(conn: Connection) -> tuple[list[bytes], Head]:
+        One read-only snapshot (repeatable read), read through a server-side cursor: memory
+        stays at one batch whatever the trail's length, and the sink's timeout bounds each
+        round trip, not the whole export (a million events take longer than one timeout).
+        """
+
+        async def run(conn: Connection) -> Head:
             async with conn.transaction(isolation="repeatable_read", readonly=True):
-                rows = await conn.fetch("SELECT line FROM audit_events ORDER BY seq")
-                head = await conn.fetchrow("SELECT seq, hash FROM audit_head")
-            return [r["line"].encode() for r in rows], Head(int(head["seq"]), str(head["hash"]))
+                cursor = await conn.cursor(
+                    "SELECT line FROM audit_events ORDER BY seq", timeout=self._timeout
+                )
+                while rows := await cursor.fetch(batch_rows, timeout=self._timeout):
+                    out.writelines(row["line"].encode() + b"\n" for row in rows)
+                head = await conn.fetchrow(
+                    "SELECT seq, hash FROM audit_head", timeout=self._timeout
+                )
+            return Head(int(head["seq"]), str(head["hash"]))
 
-        result: tuple[list[bytes], Head] = self._call(run)
+        result: Head = self._call(run, bounded=False)
         return result
 
 
@@ -245,10 +284,9 @@ def export_trail(sink: PostgresSink, folder: Path) -> tuple[Path, Head]:
     Returns the file and the head recorded in the database (a trail that ends before it has
     lost its last events: `verify_files` cannot see that from the file alone).
     """
-    lines, head = sink.read()
     path = folder / f"postgresql-{sink.schema}.jsonl"
     with path.open("wb") as handle:
-        handle.writelines(line + b"\n" for line in lines)
+        head = sink.write_lines(handle)
     return path, head
 
 

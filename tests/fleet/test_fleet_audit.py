@@ -160,6 +160,33 @@ class TestPostgresSink:
         assert result.problem is not None
         assert "MAC does not match" in result.problem.message
 
+    def test_export_streams_in_batches_and_verifies_like_one_read(
+        self, schema, key_bytes, tmp_path
+    ):
+        """Batch by batch through a cursor, the export is the whole trail, in order, verified."""
+        sink = PostgresSink(DSN, schema=schema)
+        chain = chain_for(key_bytes)
+        try:
+            for n in range(40):
+                sink.append(chain, [event("s", f"r{n}")], ts="t", force_checkpoint=n % 9 == 0)
+            whole = tmp_path / "whole.jsonl"
+            with whole.open("wb") as out:
+                whole_head = sink.write_lines(out, batch_rows=100_000)
+            batched = tmp_path / "batched.jsonl"
+            with batched.open("wb") as out:
+                head = sink.write_lines(out, batch_rows=3)
+        finally:
+            sink.close()
+        assert batched.read_bytes() == whole.read_bytes()
+        assert head == whole_head
+        result = verify_files([batched], key=ChainKey(key_bytes))
+        assert result.problem is None, str(result.problem)
+        assert result.last_seq == head.seq
+        records = [
+            e["records"][0]["records"][0] for _, _, e in iter_events([batched]) if "records" in e
+        ]
+        assert records == [f"r{n}" for n in range(40)]
+
     def test_unreachable_database_raises_oserror_within_timeout(self, schema, key_bytes):
         """A stopped database makes append and probe raise OSError, as the trail expects."""
         forwarder = Forwarder()  # never started: the port refuses connections

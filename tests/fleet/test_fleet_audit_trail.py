@@ -8,6 +8,7 @@ Both replicas keep grants AND the audit trail in the test database (`audit.sink:
 
 import asyncio
 import base64
+import io
 import json
 import os
 import re
@@ -146,7 +147,9 @@ class TestOneTrailForTheFleet:
 
         sink = PostgresSink(DSN, schema=audit_schema, create=False)
         try:
-            lines, head = sink.read()
+            exported = io.BytesIO()
+            head = sink.write_lines(exported)
+            lines = exported.getvalue().splitlines()
         finally:
             sink.close()
         events = [json.loads(line) for line in lines]
@@ -224,7 +227,9 @@ class TestDocumentedRole:
                 sink.append, chain, [{"type": "proxy", "ts": "t"}], ts="t", force_checkpoint=True
             )
             await asyncio.to_thread(sink.probe)
-            lines, head = await asyncio.to_thread(sink.read)
+            exported = io.BytesIO()
+            head = await asyncio.to_thread(sink.write_lines, exported)
+            lines = exported.getvalue().splitlines()
         finally:
             await asyncio.to_thread(sink.close)
         assert head.seq == len(lines) >= 3
@@ -294,7 +299,9 @@ class TestAuditDatabaseDown:
         assert verified.returncode == 0, verified.stderr
         sink = PostgresSink(DSN, schema=audit_schema, create=False)
         try:
-            lines, _ = sink.read()
+            exported = io.BytesIO()
+            sink.write_lines(exported)
+            lines = exported.getvalue().splitlines()
         finally:
             sink.close()
         denied = [e for e in map(json.loads, lines) if e.get("audit_denied")]
