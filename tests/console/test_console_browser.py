@@ -6,18 +6,12 @@ import re
 
 import orjson
 import pytest
+from console_pages import log_in
 from console_stack import NOT_ADMIN
 
 pytestmark = [pytest.mark.asyncio(loop_scope="session"), pytest.mark.slow]
 
 SSN = "900-44-1234"
-
-
-async def log_in(page, stack, path: str = "/console/grants") -> None:
-    """Open a console page, follow the login through the test IdP, and land on the page."""
-    await page.goto(stack.console_url + path)
-    await page.get_by_role("link", name="Log in").click()
-    await page.wait_for_url(re.compile(re.escape(stack.console_url + path)))
 
 
 class TestLoginAndRevoke:
