@@ -153,6 +153,14 @@ class ConsoleStack:
             return response.status, await response.read()
 
 
+def assert_no_planted_phi_in_stderr(stack: ConsoleStack) -> None:
+    """No PHI value a test planted appears in the served proxy's log lines."""
+    log = stack.stderr.read_text()
+    assert "console request" in log
+    for value in PLANTED:
+        assert value not in log, "a planted PHI value reached the proxy's log"
+
+
 def console_overrides(api_port: int, idp_base: str, *, session_minutes: int = 60) -> dict:
     """The admin_api section with the console, logging in at the test IdP."""
     return {
