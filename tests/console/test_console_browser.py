@@ -74,6 +74,12 @@ class TestLogout:
         assert await rows.count() == 1
         assert "quentin.blake" in await rows.first.inner_text()
 
+    async def test_logging_out_after_the_session_ended_still_drops_the_cookie(self, page, stack):
+        await log_in(page, stack)
+        await page.context.clear_cookies()  # as when the session cookie expired
+        await page.get_by_role("button", name="Log out").click()
+        await page.get_by_role("status").filter(has_text="You have logged out").wait_for()
+
 
 class TestSecurityHeadersAndPorts:
     async def test_every_console_answer_carries_the_csp_and_security_headers(self, page, stack):

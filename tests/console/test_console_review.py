@@ -88,6 +88,7 @@ class TestAccessReview:
         await page.get_by_role("button", name="Continue…").click()
         await page.get_by_role("button", name="Confirm: renew").click()
         await page.get_by_role("status").filter(has_text="renewed").wait_for()
+        await page.get_by_role("link", name="Back to the access review").wait_for()
         renewed = [
             g for g in await grants_of(stack, "rita") if g.practice == "practice-a" and g != old
         ]

@@ -66,6 +66,15 @@ def _subject(text: str) -> Subject:
         ) from None
 
 
+#: Where a change may send the officer back to: the view it was started from.
+_BACK: Final = {"review": f"{PREFIX}/review", "grants": f"{PREFIX}/grants"}
+
+
+def _back(value: str | None) -> str:
+    """`from` of the request, as one of the known views (never a URL from the request)."""
+    return value if value in _BACK else "grants"
+
+
 def _person_filter(text: str) -> tuple[Subject | None, str]:
     """(exact subject, part of a name): ISSUER|SUB is exact, anything else a part of the name."""
     if "|" in text:
@@ -139,6 +148,8 @@ async def change_form(request: web.Request) -> web.Response:
         action=action,
         grant=grant_out(grant, now),
         choices=_renew_choices(context.api.settings.grants.max_ttl),
+        came_from=_back(request.query.get("from")),
+        back_href=_BACK[_back(request.query.get("from"))],
     )
 
 
@@ -157,6 +168,7 @@ async def change(request: web.Request) -> web.Response:
     if action == "renew" and ttl_text not in _renew_choices(context.api.settings.grants.max_ttl):
         raise ConsoleProblem(422, "Choose how long", "Pick one of the offered lengths.")
     now = context.api.clock()
+    came_from = _back(_text(form, "from"))
     if _text(form, "confirm") != "yes":
         return render(
             request,
@@ -166,6 +178,8 @@ async def change(request: web.Request) -> web.Response:
             grant=grant_out(grant, now),
             reason=reason,
             ttl=ttl_text,
+            came_from=came_from,
+            back_href=_BACK[came_from],
         )
     who = actor(request)
     try:
@@ -195,7 +209,12 @@ async def change(request: web.Request) -> web.Response:
         title=f"Grant {done}",
         done=done,
         grants=[grant_out(g, now) for g in changed],
-        back=str(URL(f"{PREFIX}/grants").with_query(practice=grant.practice)),
+        back=(
+            _BACK["review"]
+            if came_from == "review"
+            else str(URL(f"{PREFIX}/grants").with_query(practice=grant.practice))
+        ),
+        back_label="Back to the access review" if came_from == "review" else "Back to grants",
     )
 
 
@@ -269,6 +288,7 @@ async def offboard(request: web.Request) -> web.Response:
         done="revoked",
         grants=[grant_out(g, now) for g in revoked],
         back=f"{PREFIX}/grants",
+        back_label="Back to grants",
     )
 
 
