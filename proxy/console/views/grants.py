@@ -17,11 +17,12 @@ from proxy.admin_api.handlers import grant_out
 from proxy.console.context import CONSOLE, PREFIX
 from proxy.console.errors import ConsoleProblem
 from proxy.console.pages import actor, checked_form, render, require_session
+from proxy.grants.break_glass_model import is_break_glass_id
 from proxy.grants.durations import format_duration, parse_duration
 from proxy.identity.subject import Subject
 
 if TYPE_CHECKING:
-    from datetime import timedelta
+    from datetime import datetime, timedelta
 
     from aiohttp import web
     from multidict import MultiDictProxy
@@ -94,6 +95,25 @@ def _matches(grant: GrantOut, state: str) -> bool:
     return grant.state == state
 
 
+def _check_renewable(action: str, grant: Grant, now: datetime) -> None:
+    """A renewal continues a grant in effect; never a lapsed one or an emergency (bg_) one."""
+    if action != "renew":
+        return
+    if is_break_glass_id(grant.id):
+        raise ConsoleProblem(
+            409,
+            "Emergency access cannot be renewed",
+            "This is a break-glass grant: it ends by design. If the person needs regular access, "
+            "an administrator adds a grant for it. Nothing was changed.",
+        )
+    if grant_out(grant, now).state not in {"active", "pending"}:
+        raise ConsoleProblem(
+            409,
+            "This grant has already ended",
+            "Only access still in effect can be renewed. Nothing was changed.",
+        )
+
+
 async def _find(context: ConsoleContext, grant_id: str) -> Grant:
     for grant in await context.api.grant_store().list():
         if grant.id == grant_id:
@@ -141,6 +161,7 @@ async def change_form(request: web.Request) -> web.Response:
     action = request.match_info["action"]
     grant = await _find(context, request.match_info["grant_id"])
     now = context.api.clock()
+    _check_renewable(action, grant, now)
     return render(
         request,
         "grant_change.html",
@@ -168,6 +189,7 @@ async def change(request: web.Request) -> web.Response:
     if action == "renew" and ttl_text not in _renew_choices(context.api.settings.grants.max_ttl):
         raise ConsoleProblem(422, "Choose how long", "Pick one of the offered lengths.")
     now = context.api.clock()
+    _check_renewable(action, grant, now)
     came_from = _back(_text(form, "from"))
     if _text(form, "confirm") != "yes":
         return render(
