@@ -15,7 +15,7 @@ DOC = Path(__file__).resolve().parents[2] / "docs" / "console.md"
 def test_the_configuration_example_loads(tmp_path):
     [example] = [
         block
-        for block in re.findall(r"```yaml\n(.*?)```", DOC.read_text(), flags=re.S)
+        for block in re.findall(r"```yaml\n(.*?)```", DOC.read_text(), flags=re.DOTALL)
         if "console:" in block
     ]
     section = yaml.safe_load(example)["admin_api"]
