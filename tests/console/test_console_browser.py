@@ -175,6 +175,32 @@ class TestKeyboardAndTablet:
             await context.close()
 
 
+UNLABELLED = """() => Array.from(document.querySelectorAll(
+    'input:not([type=hidden]), select, textarea, button, a[href]'))
+  .filter(el => !(el.labels && el.labels.length) && !el.getAttribute('aria-label')
+                && !(el.textContent || '').trim())
+  .map(el => el.outerHTML)"""
+
+
+class TestAccessibility:
+    async def test_every_control_on_every_page_has_a_label(self, page, stack):
+        grant = await stack.grant("wren", "practice-a")
+        await page.goto(stack.console_url + "/console/login")
+        assert await page.evaluate(UNLABELLED) == []
+        await log_in(page, stack)
+        for path in (
+            "/console/grants",
+            "/console/review",
+            "/console/offboard?subject=wren",
+            f"/console/grants/{grant.id}/revoke",
+            f"/console/grants/{grant.id}/renew",
+        ):
+            await page.goto(stack.console_url + path)
+            assert await page.evaluate(UNLABELLED) == [], path
+            assert await page.locator("h1").count() == 1, path
+            assert await page.evaluate("document.documentElement.lang") == "en"
+
+
 class TestAttacksInTheBrowser:
     async def test_markup_in_a_grant_reason_is_shown_as_text_and_never_runs(self, page, stack):
         payload = '<img src=x onerror="window.pwned=1"><script>window.pwned=2</script>'
