@@ -168,6 +168,9 @@ class TestKeyboardAndTablet:
             await log_in(page, stack)
             width = await page.evaluate("document.documentElement.scrollWidth")
             assert width <= 820
+            await page.goto(stack.console_url + "/console/review")
+            assert await page.evaluate("document.documentElement.scrollWidth") <= 820
+            await page.goto(stack.console_url + "/console/grants")
             row = page.get_by_role("row").filter(has_text="tara")
             await row.get_by_role("link", name=re.compile("^Renew")).click()
             await page.get_by_label("New grant lasts").wait_for()
