@@ -103,7 +103,7 @@ class TestSecurityHeadersAndPorts:
 
     async def test_no_page_has_inline_script_or_style(self, page, stack):
         await log_in(page, stack)
-        for path in ("/console/grants", "/console/review", "/console/offboard"):
+        for path in ("/console/grants", "/console/review", "/console/grants/offboard"):
             await page.goto(stack.console_url + path)
             html = await page.content()
             assert "<script>" not in html
@@ -194,7 +194,7 @@ class TestAccessibility:
         for path in (
             "/console/grants",
             "/console/review",
-            "/console/offboard?subject=wren",
+            "/console/grants/offboard?subject=wren",
             f"/console/grants/{grant.id}/revoke",
             f"/console/grants/{grant.id}/renew",
         ):
