@@ -121,6 +121,8 @@ async def main() -> int:
             tablet = await browser.new_page(viewport=TABLET)
             await log_in(tablet, stack, "/console/review")
             await shoot(tablet, "review-tablet.png")
+            await tablet.goto(stack.console_url + "/console/grants")
+            await shoot(tablet, "grants-tablet.png")
             await browser.close()
     return 0
 

@@ -172,6 +172,10 @@ class TestKeyboardAndTablet:
             assert await page.evaluate("document.documentElement.scrollWidth") <= 820
             await page.goto(stack.console_url + "/console/grants")
             row = page.get_by_role("row").filter(has_text="tara")
+            for name in ("^Renew", "^Revoke"):  # on screen without scrolling sideways
+                box = await row.get_by_role("link", name=re.compile(name)).bounding_box()
+                assert box is not None
+                assert box["x"] + box["width"] <= 820
             await row.get_by_role("link", name=re.compile("^Renew")).click()
             await page.get_by_label("New grant lasts").wait_for()
         finally:
