@@ -118,11 +118,13 @@ async def main() -> int:
             await page.get_by_label("Reason (required)").fill("left the group on 30 November")
             await page.get_by_role("button", name="Continue…").click()
             await shoot(page, "offboard-confirm.png")
+            grants_tablet = await browser.new_page(viewport=TABLET)
+            await log_in(grants_tablet, stack)
+            await shoot(grants_tablet, "grants-tablet.png")
+
             tablet = await browser.new_page(viewport=TABLET)
             await log_in(tablet, stack, "/console/review")
             await shoot(tablet, "review-tablet.png")
-            await tablet.goto(stack.console_url + "/console/grants")
-            await shoot(tablet, "grants-tablet.png")
             await browser.close()
     return 0
 
