@@ -320,6 +320,7 @@ async def report(request: web.Request) -> web.Response:
         since=None if query.since is None else _aware(query.since),
         until=None if query.until is None else _aware(query.until),
     )
+    await _record_read(request, "audit_report", dict(where.described()))
     result = await asyncio.to_thread(configured_report, context.config_path, where)
     rows = [
         ReportRowOut(**dict(zip(ReportRowOut.model_fields, r.as_tuple(), strict=True)))
@@ -330,6 +331,20 @@ async def report(request: web.Request) -> web.Response:
             verified=result.problem is None, problem=result.problem, events=result.events, rows=rows
         )
     )
+
+
+async def _record_read(request: web.Request, what: str, filters: dict[str, Any]) -> None:
+    """Audit the read first; 503 (nothing shown) when the trail cannot be written."""
+    try:
+        await operations.record_read(request.app[CONTEXT], _actor(request), what, filters)
+    except operations.ReadNotAudited as exc:
+        raise ApiProblem(
+            503,
+            "read-not-audited",
+            "not shown: the read could not be audited",
+            f"reading who saw which records is itself audited, and the audit trail could not be "
+            f"written ({exc.error}); nothing was shown. Fix the audit trail, then ask again",
+        ) from None
 
 
 async def whoami(request: web.Request) -> web.Response:

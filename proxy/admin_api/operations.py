@@ -33,9 +33,11 @@ if TYPE_CHECKING:
 __all__ = [
     "Actor",
     "NotAudited",
+    "ReadNotAudited",
     "add",
     "offboard",
     "record_grant_change",
+    "record_read",
     "revoke",
     "sign_off",
 ]
@@ -71,6 +73,46 @@ class NotAudited(Exception):
         self.error = error
         self.grants = grants  # the grants changed (none for a sign-off)
         self.use = use  # the break-glass use signed off
+
+
+class ReadNotAudited(Exception):
+    """A read of the evidence could not be audited, so nothing was shown (the alert has fired)."""
+
+    def __init__(self, error: AuditError) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+
+async def record_read(
+    context: ApiContext, actor: Actor, what: str, filters: dict[str, Any]
+) -> None:
+    """Audit a read of who-saw-which-records evidence *before* it is shown.
+
+    The audit report, the incident view and the break-glass queue name the records people saw:
+    looking at them is itself access an investigator must be able to trace. `what` names the
+    read (e.g. `audit_report`), `filters` what was asked for (subject, practice, window; ids
+    only). ReadNotAudited when the trail cannot be written: the caller shows nothing (as the
+    proxy withholds PHI when it cannot audit a disclosure).
+    """
+    from proxy.audit.factory import record_change  # noqa: PLC0415 - only for reads
+
+    details = {"filters": {k: v for k, v in filters.items() if v is not None}, **actor.via}
+    try:
+        await asyncio.to_thread(
+            record_change,
+            context.config_path,
+            "admin_read",
+            what,
+            actor=actor.by,
+            details=details,
+            now=context.clock(),
+        )
+    except AuditError as exc:
+        _alerts.error(
+            "admin_read_not_audited",
+            extra={"fields": {"error": str(exc), "what": what, "via": actor.via.get("via")}},
+        )
+        raise ReadNotAudited(exc) from None
 
 
 def _alert(actor: Actor, exc: AuditError) -> None:

@@ -190,9 +190,11 @@ class RequestEvent:
 
 @dataclass(frozen=True, slots=True)
 class ChangeEvent:
-    """A change to who may see what (`grant_change`) or to the keys (`key_change`).
+    """A change (`grant_change`, `key_change`), or an administrator's read of the evidence.
 
-    `details` holds ids and names only: grant ids, subjects, practices, key ids, versions.
+    `admin_read`: someone looked at who saw which records (the audit report, the incident view,
+    the break-glass queue). `details` holds ids and names only: grant ids, subjects, practices,
+    key ids, versions, the filters of a read.
     """
 
     kind: str
@@ -202,7 +204,7 @@ class ChangeEvent:
     details: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        if self.kind not in {"grant_change", "key_change", "proxy"}:
+        if self.kind not in {"grant_change", "key_change", "admin_read", "proxy"}:
             raise ValueError(f"unknown change event kind {self.kind!r}")
 
     def to_json(self) -> dict[str, Any]:

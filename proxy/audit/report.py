@@ -59,6 +59,15 @@ class ReportFilter:
     since: datetime | None = None
     until: datetime | None = None
 
+    def described(self) -> dict[str, str]:
+        """The criteria given, as text (times in UTC ISO form): what an audited read records."""
+        shown = {"subject": self.subject, "practice": self.practice, "record": self.record}
+        times = {"since": self.since, "until": self.until}
+        return {
+            **{k: v for k, v in shown.items() if v is not None},
+            **{k: iso_time(v) for k, v in times.items() if v is not None},
+        }
+
 
 @dataclass(frozen=True, slots=True)
 class ReportRow:

@@ -241,6 +241,44 @@ class TestReadsMatchTheCli:
         assert [(r["record"], r["field_class"]) for r in report["rows"]] == [("9", "ssn")]
 
 
+class TestEvidenceReadsAreAudited:
+    async def test_reading_the_report_is_recorded_with_the_admin_and_filters(self, admin_env):
+        """Who looked at who-saw-what, and what they asked for, is itself in the trail."""
+        env, api = admin_env
+        nurse = str(env.subject("nurse"))
+        params = {"subject": nurse, "since": "2026-01-01T00:00:00Z"}
+        status, report, _ = await api.call("GET", "/api/v1/audit/report", params=params)
+        assert status == 200, report
+        await written(env)
+        lines = (env.folder / "audit.jsonl").read_bytes().splitlines()
+        [read] = [e for e in map(orjson.loads, lines) if e["type"] == "admin_read"]
+        assert read["action"] == "audit_report"
+        assert read["actor"].endswith(ADMIN_SUB)
+        assert read["details"]["filters"] == {
+            "subject": nurse,
+            "since": "2026-01-01T00:00:00.000Z",
+        }
+        assert read["details"]["via"] == "admin_api"
+        assert read["details"]["admin_request"].startswith("admin-")
+
+    async def test_a_report_read_the_trail_cannot_record_shows_nothing(self, admin_env, caplog):
+        """Fail closed: 503 problem, no rows, and an alert, when the read cannot be audited."""
+        env, api = admin_env
+        _serve_patient(env)
+        await env.grant("nurse", "practice-a")
+        assert await _ssn_seen_by(env, "nurse") == SSN
+        await written(env)
+        trail = env.folder / "audit.jsonl"
+        trail.rename(env.folder / "audit.jsonl.kept")
+        trail.mkdir()  # the trail cannot be appended to
+        params = {"subject": str(env.subject("nurse"))}
+        status, problem, _ = await api.call("GET", "/api/v1/audit/report", params=params)
+        assert status == 503, problem
+        assert problem["type"].endswith(":read-not-audited")
+        assert "rows" not in problem
+        assert any(r.getMessage() == "admin_read_not_audited" for r in caplog.records)
+
+
 class TestBreakGlassSignOff:
     async def _break_glass_use(self, env) -> str:
         """A break-glass use in the proxy's own store, as the proxy opens one (a `bg_` grant)."""
