@@ -3,7 +3,7 @@ r"""The breach-notification list: who saw which records' which field classes, wh
 Only disclosures count: a record appears when a value of it was decrypted (or legacy plaintext
 was kept) for a caller. Records whose fields were only masked never appear. A record with none
 of `fields.record.id_keys` cannot be named: its disclosures appear as record `(unknown)`. Lines
-of every format version read alike (`disclosed_records`), so a report spanning an upgrade is
+of every format version read alike (`disclosed_groups`), so a report spanning an upgrade is
 one list.
 
 Record ids come from portal responses, so a caller may have chosen them: every cell of the
@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import csv
 import io
+import sys
 from dataclasses import dataclass
 from operator import itemgetter
 from typing import TYPE_CHECKING, Any, NamedTuple
@@ -24,7 +25,9 @@ import orjson
 
 from proxy.audit.chain import READABLE_VERSIONS
 from proxy.audit.events import iso_time
-from proxy.audit.records import disclosed_records
+from proxy.audit.records import disclosed_groups
+
+intern = sys.intern
 
 if TYPE_CHECKING:
     from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
@@ -93,10 +96,10 @@ def _counted_classes(event: Mapping[str, Any]) -> set[str]:
 
 def _disclosures(
     event: Mapping[str, Any],
-) -> Iterator[tuple[str, str, list[str], Collection[str]]]:
-    """`disclosed_records`, plus one `(unknown)` record for classes disclosed from no named one.
+) -> Iterator[tuple[str, list[str], list[str], Collection[str]]]:
+    """`disclosed_groups`, plus one `(unknown)` record for classes disclosed from no named one.
 
-    Each item: practice (as shown), record, classes, the practices `--practice` may match.
+    Each item: practice (as shown), records, classes, the practices `--practice` may match.
     A record without any of `fields.record.id_keys` is disclosed (counted in `decrypted` or
     `plaintext_kept`) but not named in `records`; the report must still list that disclosure.
     Its practice is one of the event's `practices` (all of them, joined with " or ", when it
@@ -106,15 +109,16 @@ def _disclosures(
     if event.get("v") not in READABLE_VERSIONS:
         return  # a format this code cannot read: verify refuses it
     named: set[str] = set()
-    for practice, record, classes in disclosed_records(event):
-        named.update(classes)
-        yield practice, record, classes, (practice,)
+    for practice, records, classes in disclosed_groups(event):
+        if records:
+            named.update(classes)
+            yield practice, records, classes, (practice,)
     unnamed = sorted(_counted_classes(event) - named)
     if not unnamed:
         return
     practices = event.get("practices")
     candidates = sorted({str(p) for p in practices}) if isinstance(practices, list) else []
-    yield " or ".join(candidates) or UNKNOWN_RECORD, UNKNOWN_RECORD, unnamed, candidates
+    yield " or ".join(candidates) or UNKNOWN_RECORD, [UNKNOWN_RECORD], unnamed, candidates
 
 
 class Disclosures:
@@ -139,6 +143,14 @@ class Disclosures:
     def __setstate__(self, state: tuple[Any, ...]) -> None:
         self.where, self._since, self._until, self._seen = state
 
+    def native_filter(self) -> tuple[str | None, str | None, str | None]:
+        """(subject, since, until): what the compiled core filters lines by before `add`.
+
+        It hands `add` only the lines that may pass `add`'s first checks (core/src/audit.rs,
+        `SinkFilter`), and every line when in doubt; `add` still makes every check itself.
+        """
+        return (self.where.subject or None, self._since, self._until)
+
     def add(self, event: dict[str, Any]) -> None:
         """Count `event` if it is a request event matching the filter."""
         if event.get("type") != "request":
@@ -151,21 +163,30 @@ class Disclosures:
             self._until is not None and ts >= self._until
         ):
             return
-        seen = self._seen
-        for practice, record, classes, of in _disclosures(event):
-            if (where.practice and where.practice not in of) or (
-                where.record and record != where.record
-            ):
+        self._count(event, subject, ts)
+
+    def _count(self, event: dict[str, Any], subject: str, ts: str) -> None:
+        """Add the disclosures of `event` (at `ts`, to `subject`) that match the filter."""
+        where = self.where
+        seen, subject = self._seen, intern(subject)  # shared, the totals pickle smaller
+        for practice, records, classes, of in _disclosures(event):
+            if where.practice and where.practice not in of:
                 continue
-            for field_class in classes:
-                key = (subject, practice, record, field_class)
-                entry = seen.get(key)
-                if entry is None:
-                    seen[key] = [1, ts, ts]
-                else:
+            practice, classes = intern(practice), list(map(intern, classes))  # noqa: PLW2901
+            for record in records:
+                if where.record and record != where.record:
+                    continue
+                for field_class in classes:
+                    key = (subject, practice, record, field_class)
+                    entry = seen.get(key)
+                    if entry is None:
+                        seen[key] = [1, ts, ts]
+                        continue
                     entry[0] += 1
-                    entry[1] = min(entry[1], ts)
-                    entry[2] = max(entry[2], ts)
+                    if ts < entry[1]:
+                        entry[1] = ts
+                    elif ts > entry[2]:
+                        entry[2] = ts
 
     def merge(self, other: Disclosures) -> None:
         """Add `other`'s totals (another stretch of the same trail) to these."""

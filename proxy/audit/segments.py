@@ -236,7 +236,7 @@ def check_segment(  # noqa: C901, PLR0912, PLR0915 - one loop, every check in th
         is_canonical = dumps(event, option=sorted_keys) == raw
         if hmac_states is not None:
             mac = event.get("mac")
-            if isinstance(mac, str):
+            if isinstance(mac, str) and mac.isascii():  # compare_digest raises on non-ASCII
                 inner = hmac_states[0]()
                 inner.update(_mac_input(raw, event, mac, is_canonical=is_canonical))
                 outer = hmac_states[1]()

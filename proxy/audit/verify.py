@@ -251,6 +251,7 @@ def verify_files(
     workers: int = 1,
     collect: Callable[[], EventSink] | None = None,
     segment_bytes: int | None = None,
+    native: bool = True,
 ) -> VerifyResult:
     """Verify `files` as one trail, in the order given; stop at the first problem.
 
@@ -266,7 +267,8 @@ def verify_files(
     parseable event of every file (also after a problem) goes to one, and the sinks are
     returned in trail order in `result.collected` (the report reads the trail in this one pass).
     `segment_bytes`: cut files into segments of about this size and use the `workers` however
-    small the trail (tests; default: automatic).
+    small the trail (tests; default: automatic). `native`: the compiled core may vouch for
+    intact segments (the same result; False: every line checked in Python, the tests' oracle).
     """
     stitcher = _Stitcher(
         _Start(whole_trail=whole_trail, pruned_before=pruned_before), VerifyResult()
@@ -282,6 +284,7 @@ def verify_files(
         workers=workers,
         collect=collect,
         min_parallel_bytes=MIN_PARALLEL_BYTES if segment_bytes is None else 0,
+        native=native,
     ) as (result.workers, results):
         _stitch(plan, results, stitcher, collecting=collect is not None)
     if result.problem is not None:
