@@ -188,6 +188,10 @@ class Disclosures:
                     elif ts > entry[2]:
                         entry[2] = ts
 
+    def row_count(self) -> int:
+        """The number of rows so far."""
+        return len(self._seen)
+
     def merge(self, other: Disclosures) -> None:
         """Add `other`'s totals (another stretch of the same trail) to these."""
         seen = self._seen
@@ -201,8 +205,8 @@ class Disclosures:
 
     def rows(self) -> list[ReportRow]:
         """The rows, sorted by subject, practice, record, field class."""
-        make = ReportRow._make
-        return [make((*key, *entry)) for key, entry in sorted(self._seen.items())]
+        seen, new = self._seen, tuple.__new__  # `_make` checks the length again per row
+        return [new(ReportRow, (*key, *seen[key])) for key in sorted(seen)]
 
 
 def build_report(events: Iterable[dict[str, Any]], where: ReportFilter) -> list[ReportRow]:
@@ -214,12 +218,18 @@ def build_report(events: Iterable[dict[str, Any]], where: ReportFilter) -> list[
 
 
 def merged_report(parts: Sequence[Disclosures], where: ReportFilter) -> list[ReportRow]:
-    """The rows of several segments' totals (of one filter) together, in trail order."""
+    """The rows of several segments' totals (of one filter) together.
+
+    Merged into the largest (a one-day report has most rows in one or two segments: copying
+    them into the first segment's empty totals cost ~0.3 s); sums, minima and maxima do not
+    depend on the order. `parts` are changed.
+    """
     if not parts:
         return Disclosures(where).rows()
-    totals = parts[0]
-    for part in parts[1:]:
-        totals.merge(part)
+    totals = max(parts, key=Disclosures.row_count)
+    for part in parts:
+        if part is not totals:
+            totals.merge(part)
     return totals.rows()
 
 
