@@ -129,10 +129,16 @@ impl Cursor<'_> {
         self.expect(b'"')?;
         let start = self.i;
         loop {
-            let c = self.peek()?;
-            match c {
+            // Jump to the next quote or backslash; the bytes passed over must be no controls.
+            let rest = &self.s[self.i..];
+            let at = memchr::memchr2(b'"', b'\\', rest)?;
+            if rest[..at].iter().any(|&b| b < 0x20) {
+                return None;
+            }
+            self.i += at;
+            match rest[at] {
                 b'"' => break,
-                b'\\' => {
+                _ => {
                     let escape = *self.s.get(self.i + 1)?;
                     self.i += 2;
                     match escape {
@@ -156,14 +162,11 @@ impl Cursor<'_> {
                         _ => return None,
                     }
                 }
-                0x00..=0x1f => return None,
-                _ => self.i += 1,
             }
         }
         let end = self.i;
         self.i += 1;
-        std::str::from_utf8(&self.s[start..end]).ok()?;
-        Some((start, end))
+        Some((start, end)) // valid UTF-8: the whole line was checked (`top_members`)
     }
 
     /// An integer as Python writes it, within [-2**63, 2**64 - 1] (orjson reads others as floats).
@@ -214,6 +217,9 @@ pub fn integer_value(text: &[u8]) -> Option<i128> {
 /// docstring), appended to `members` in order; None otherwise.
 pub fn top_members(line: &[u8], members: &mut Vec<Member>) -> Option<()> {
     members.clear();
+    // Once for the line: a UTF-8 sequence holds no ASCII byte, so each string between its
+    // (ASCII) quotes is valid UTF-8 when the line is.
+    std::str::from_utf8(line).ok()?;
     let mut cursor = Cursor { s: line, i: 0 };
     let mut first = true;
     cursor.object(1, |key, value| {
