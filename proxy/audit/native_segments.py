@@ -42,12 +42,10 @@ def native_checker() -> Callable[..., Any] | None:
     return getattr(native_module(), "audit_check_segment", None)
 
 
-def _sink_filter(sink: EventSink | None) -> tuple[str | None, str | None, str | None] | None:
-    """What the sink may take, as the core's filter; (None, None, None) for a sink without one."""
-    if sink is None:
-        return None
+def _sink_filter(sink: EventSink) -> tuple[str | None, str | None, str | None] | None:
+    """The report's filter as the core applies it, or None: this sink has none (see below)."""
     native_filter = getattr(sink, "native_filter", None)
-    return native_filter() if native_filter is not None else (None, None, None)
+    return native_filter() if native_filter is not None else None
 
 
 def check_segment_native(
@@ -61,11 +59,14 @@ def check_segment_native(
     """`check_segment`'s result through the compiled core, or None if it gave up.
 
     None means nothing was decided and nothing was handed to `sink`: the caller runs the
-    Python check. `checker`: the core's function (default: `native_checker()`).
+    Python check. A `sink` must say what it takes (`native_filter()`, as `Disclosures` does);
+    any other sink gets every event from the Python check. `checker`: the core's function
+    (default: `native_checker()`).
     """
     check = checker if checker is not None else native_checker()
-    if check is None:
-        return None
+    wanted = _sink_filter(sink) if sink is not None else None
+    if check is None or (sink is not None and wanted is None):
+        return None  # the core hands back only what `Disclosures.add` may take
     with segment.path.open("rb") as handle:
         handle.seek(segment.start)
         data = handle.read(segment.end - segment.start)
@@ -75,19 +76,19 @@ def check_segment_native(
         check_signatures=public_key is not None,
         at_file_start=segment.start == 0,
         readable=_READABLE,
-        sink=_sink_filter(sink),
+        sink=wanted,
     )
     if accepted is None:
         return None
-    (lines, checkpoints, first, last_seq, last_hash, head, reset, tail, sigs, wanted) = accepted
+    (lines, checkpoints, first, last_seq, last_hash, head, reset, tail, sigs, spans) = accepted
     if public_key is not None:
         for at in range(0, len(sigs), 2):
             if not signature_ok(public_key, orjson.loads(data[sigs[at] : sigs[at + 1]])):
                 return None  # the Python check names it
     if sink is not None:
         add, loads = sink.add, orjson.loads
-        for at in range(0, len(wanted), 2):
-            add(loads(data[wanted[at] : wanted[at + 1]]))
+        for at in range(0, len(spans), 2):
+            add(loads(data[spans[at] : spans[at + 1]]))
     return SegmentResult(
         lines=lines,
         events=lines,

@@ -237,6 +237,13 @@ class TestSegmentsProveWhatOnePassProves:
                 shutil.rmtree(work)
 
 
+class _EveryEvent(list):
+    """An event sink that keeps every event it is given."""
+
+    def add(self, event):
+        self.append(event)
+
+
 def _die_in_worker():
     """An event-sink factory that kills the worker process calling it (as an OOM kill would)."""
     os._exit(9)
@@ -268,6 +275,17 @@ class TestReportInTheVerifyingPass:
         assert len(result.collected) > 5
         assert merged_report(result.collected, where) == expected
         assert expected
+
+    def test_a_sink_without_a_native_filter_gets_every_event(self, trail_folder):
+        """The core prefilters only for `Disclosures`; any other sink sees every event."""
+        files = trail_files(trail_folder / "audit.jsonl")
+        result = _verify(
+            trail_folder, with_key=True, workers=2, segment_bytes=1500, collect=_EveryEvent
+        )
+        assert result.problem is None
+        assert [e for sink in result.collected for e in sink] == [
+            e for _, _, e in iter_events(files)
+        ]
 
     def test_a_broken_trail_still_reports_every_readable_event(self, trail_folder):
         """After the first problem verification stops, but the report reads on, as before."""
