@@ -480,8 +480,14 @@ fn audit_check_segment<'py>(
             until,
         }),
     };
-    // Touches no Python object: the other worker (or a thread) runs meanwhile.
-    let Some(got) = py.detach(|| crate::audit::check_segment(data, &options)) else {
+    // Touches no Python object: the other worker (or a thread) runs meanwhile. A panic (a bug)
+    // is a give-up too: the Python check then decides the segment.
+    let check = || {
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            crate::audit::check_segment(data, &options)
+        }))
+    };
+    let Ok(Some(got)) = py.detach(check) else {
         return Ok(None);
     };
     let first = got
