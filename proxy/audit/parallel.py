@@ -30,13 +30,22 @@ if TYPE_CHECKING:
 
     from proxy.audit.segments import EventSink
 
-__all__ = ["MIN_PARALLEL_BYTES", "auto_workers", "check_segments", "split_file"]
+__all__ = [
+    "MAX_SEGMENT_BYTES",
+    "MIN_PARALLEL_BYTES",
+    "auto_workers",
+    "check_segments",
+    "split_file",
+]
 
 #: Below this many bytes a trail is checked in this process: forking costs more than it saves.
 MIN_PARALLEL_BYTES: Final = 16 << 20
 #: Segments per worker: several, so one slow segment (or a busy core) does not hold up the end.
 _SEGMENTS_PER_WORKER: Final = 4
 _MIN_SEGMENT: Final = 1 << 20
+#: No segment is larger: the compiled core reads a whole segment into memory at once
+#: (`proxy.audit.native_segments`), and a rotated file may be many GB.
+MAX_SEGMENT_BYTES: Final = 64 << 20
 _PROBE: Final = 1 << 16
 
 _worker_key: bytes | None = None
@@ -163,4 +172,5 @@ def _result(future: Future[SegmentResult]) -> SegmentResult:
 
 def segment_bytes_for(total: int, workers: int) -> int:
     """How large to make segments so each of `workers` gets a few."""
-    return max(_MIN_SEGMENT, -(-total // max(1, workers * _SEGMENTS_PER_WORKER)))
+    wanted = -(-total // max(1, workers * _SEGMENTS_PER_WORKER))
+    return min(MAX_SEGMENT_BYTES, max(_MIN_SEGMENT, wanted))

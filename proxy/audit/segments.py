@@ -13,6 +13,10 @@ Per line this parses the JSON once (needed anyway: canonical form is checked by 
 the parsed event back) and computes the MAC over the line with its `mac` member cut out, which
 is byte for byte `canonical(event without mac)` once the line is known to be canonical and that
 member occurs in it exactly once (otherwise the body is serialised again, as before).
+
+This is the specification and the fallback: core/src/audit.rs is its compiled twin, which may
+only vouch for an intact segment (`proxy.audit.native_segments`); every problem is found and
+worded here.
 """
 
 from __future__ import annotations

@@ -28,6 +28,7 @@ import orjson
 from proxy.audit.chain import GENESIS_PREV, line_hash
 from proxy.audit.files import iter_events, trail_files
 from proxy.audit.parallel import (
+    MAX_SEGMENT_BYTES,
     MIN_PARALLEL_BYTES,
     check_segments,
     segment_bytes_for,
@@ -227,7 +228,11 @@ def _plan(
     total = sum(size for _, size in sizes if isinstance(size, int))
     if segment_bytes is None:
         parallel = workers > 1 and total >= MIN_PARALLEL_BYTES
-        segment_bytes = segment_bytes_for(total, workers) if parallel else max(total, 1)
+        segment_bytes = (
+            segment_bytes_for(total, workers)
+            if parallel
+            else min(max(total, 1), MAX_SEGMENT_BYTES)  # see MAX_SEGMENT_BYTES
+        )
     plan: list[tuple[Path, list[Segment] | str]] = []
     for path, size in sizes:
         if isinstance(size, str):

@@ -32,7 +32,7 @@ from proxy.audit import AuditError, FileSink, open_chain, trail_files, verify_fi
 from proxy.audit.chain import canonical, line_hash, mac_of
 from proxy.audit.files import iter_events
 from proxy.audit.native_segments import check_segment_native, native_checker
-from proxy.audit.parallel import MIN_PARALLEL_BYTES
+from proxy.audit.parallel import MAX_SEGMENT_BYTES, MIN_PARALLEL_BYTES, segment_bytes_for
 from proxy.audit.report import Disclosures, ReportFilter, build_report, merged_report
 from proxy.audit.secrets import ChainKey, load_chain_key
 from proxy.audit.segments import Segment, _mac_input, check_segment, segment_lines
@@ -566,3 +566,10 @@ class TestTheCompiledCoreNeverAcceptsWhatPythonRefuses:
             problem = check_segment(segment, key, None).problem
         assert problem is not None
         assert problem[1].startswith("event seq 7: MAC does not match")
+
+
+class TestSegmentSizes:
+    @given(total=st.integers(min_value=0, max_value=1 << 40), workers=st.integers(1, 64))
+    def test_no_segment_is_larger_than_the_core_reads_at_once(self, total, workers):
+        """A 10 GB rotated file is not read into memory whole: segments stay ≤ 64 MB."""
+        assert 1 <= segment_bytes_for(total, workers) <= MAX_SEGMENT_BYTES
