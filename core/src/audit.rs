@@ -30,13 +30,19 @@ type HmacSha256 = Hmac<Sha256>;
 /// Mirrors the early returns of `Disclosures.add` (proxy/audit/report.py): a line is skipped
 /// only when its top-level `type` is not the string "request", its `subject` is not a string
 /// (or not `subject`), or its `ts` is a string (or absent, read as "") outside
-/// [`since`, `until`). Anything else — `ts` of another type, or spelled with an escape — is
-/// handed back. Strings are compared in their canonical spelling, which is unique.
+/// [`since`, `until`), or — with `practice` — the line spells that practice nowhere as a
+/// string. Anything else — `ts` of another type, or spelled with an escape — is handed back.
+/// Strings are compared in their canonical spelling, which is unique.
 #[derive(Debug, Clone, Default)]
 pub struct SinkFilter {
     pub subject: Option<String>,
     pub since: Option<String>,
     pub until: Option<String>,
+    /// `--practice`: `add` counts a disclosure only from a group whose practice, or an event
+    /// whose `practices` entry, is this text; a string that is this text is spelled
+    /// `json_string(practice)` in a canonical line. The caller passes it only when no other
+    /// value's `str()` can be this text (not "None", "True", "False", a number, `[…`, `{…`).
+    pub practice: Option<String>,
 }
 
 /// The top-level members the checks read, as byte spans of the line's values.
@@ -80,6 +86,7 @@ struct Wanted {
     subject: Option<Vec<u8>>,
     since: Option<String>,
     until: Option<String>,
+    practice: Option<Vec<u8>>,
 }
 
 impl Wanted {
@@ -92,10 +99,15 @@ impl Wanted {
                 .map(json_string),
             since: filter.since.clone(),
             until: filter.until.clone(),
+            practice: filter
+                .practice
+                .as_deref()
+                .filter(|p| !p.is_empty())
+                .map(json_string),
         }
     }
 
-    fn may_want(&self, fields: &Fields<'_>) -> bool {
+    fn may_want(&self, line: &[u8], fields: &Fields<'_>) -> bool {
         if fields.kind != Some(&b"\"request\""[..]) {
             return false;
         }
@@ -106,6 +118,11 @@ impl Wanted {
                 }
             }
             _ => return false,
+        }
+        if let Some(practice) = &self.practice {
+            if memchr::memmem::find(line, practice).is_none() {
+                return false;
+            }
         }
         let ts: &[u8] = match fields.ts {
             None => b"",
@@ -297,7 +314,7 @@ pub fn check_segment(data: &[u8], options: &Options<'_>) -> Option<Accepted> {
             }
         }
         if let Some(wanted) = &wanted {
-            if wanted.may_want(&fields) {
+            if wanted.may_want(raw, &fields) {
                 out.sink_lines.push((start, end));
             }
         }
@@ -517,6 +534,7 @@ mod tests {
             subject: Some("idp|bob".into()),
             since: Some("2026-03-03".into()),
             until: Some("2026-03-07".into()),
+            practice: None,
         };
         let got = check_segment(&data, &options(Some(filter))).unwrap();
         let mut members = Vec::new();
@@ -537,5 +555,13 @@ mod tests {
             8,
             "every request event, not the genesis"
         );
+        for (practice, lines) in [("a", 8), ("b", 0), ("p-1", 0)] {
+            let filter = SinkFilter {
+                practice: Some(practice.into()),
+                ..SinkFilter::default()
+            };
+            let got = check_segment(&data, &options(Some(filter))).unwrap();
+            assert_eq!(got.sink_lines.len(), lines, "practice {practice}");
+        }
     }
 }

@@ -467,18 +467,26 @@ fn audit_check_segment<'py>(
     check_signatures: bool,
     at_file_start: bool,
     readable: Vec<i64>,
-    sink: Option<(Option<String>, Option<String>, Option<String>)>,
+    sink: Option<(
+        Option<String>,
+        Option<String>,
+        Option<String>,
+        Option<String>,
+    )>,
 ) -> PyResult<Option<Bound<'py, PyTuple>>> {
     let options = crate::audit::Options {
         key,
         check_signatures,
         at_file_start,
         readable: &readable,
-        sink: sink.map(|(subject, since, until)| crate::audit::SinkFilter {
-            subject,
-            since,
-            until,
-        }),
+        sink: sink.map(
+            |(subject, since, until, practice)| crate::audit::SinkFilter {
+                subject,
+                since,
+                until,
+                practice,
+            },
+        ),
     };
     // Touches no Python object: the other worker (or a thread) runs meanwhile. A panic (a bug)
     // is a give-up too: the Python check then decides the segment.

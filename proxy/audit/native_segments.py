@@ -42,7 +42,7 @@ def native_checker() -> Callable[..., Any] | None:
     return getattr(native_module(), "audit_check_segment", None)
 
 
-def _sink_filter(sink: EventSink) -> tuple[str | None, str | None, str | None] | None:
+def _sink_filter(sink: EventSink) -> tuple[str | None, ...] | None:
     """The report's filter as the core applies it, or None: this sink has none (see below)."""
     native_filter = getattr(sink, "native_filter", None)
     return native_filter() if native_filter is not None else None

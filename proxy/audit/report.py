@@ -121,6 +121,23 @@ def _disclosures(
     yield " or ".join(candidates) or UNKNOWN_RECORD, [UNKNOWN_RECORD], unnamed, candidates
 
 
+def _spelled_only_as_text(practice: str | None) -> bool:
+    """True when no JSON value but the string `practice` has `str(value) == practice`.
+
+    `--practice` matches `str()` of a group's practice and of each `practices` entry; for
+    null, booleans, numbers, lists and objects that is "None", "True", a number, "[…" or "{…".
+    Any other text can only come from the string itself, which a canonical line spells in one
+    way, so the compiled core may skip lines that do not contain that spelling.
+    """
+    if not practice or practice in {"None", "True", "False"} or practice[0] in "[{":
+        return False
+    try:
+        float(practice)
+    except ValueError:
+        return True
+    return False
+
+
 class Disclosures:
     """The report's running totals: fed events one at a time, merged across trail segments.
 
@@ -143,13 +160,16 @@ class Disclosures:
     def __setstate__(self, state: tuple[Any, ...]) -> None:
         self.where, self._since, self._until, self._seen = state
 
-    def native_filter(self) -> tuple[str | None, str | None, str | None]:
-        """(subject, since, until): what the compiled core filters lines by before `add`.
+    def native_filter(self) -> tuple[str | None, str | None, str | None, str | None]:
+        """(subject, since, until, practice): what the compiled core filters lines by.
 
-        It hands `add` only the lines that may pass `add`'s first checks (core/src/audit.rs,
+        It hands `add` only the lines that may pass `add`'s checks (core/src/audit.rs,
         `SinkFilter`), and every line when in doubt; `add` still makes every check itself.
+        The practice only when a line can match it just by spelling it as a string (below).
         """
-        return (self.where.subject or None, self._since, self._until)
+        where = self.where
+        practice = where.practice if _spelled_only_as_text(where.practice) else None
+        return (where.subject or None, self._since, self._until, practice)
 
     def add(self, event: dict[str, Any]) -> None:
         """Count `event` if it is a request event matching the filter."""

@@ -17,6 +17,7 @@ import os
 import shutil
 import tempfile
 import threading
+from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
 
@@ -38,6 +39,12 @@ from proxy.audit.secrets import ChainKey, load_chain_key
 from proxy.audit.segments import Segment, _mac_input, check_segment, segment_lines
 
 SUBJECTS = ("idp|alice", "idp|bob", "idp|carol")
+_TRAIL_FILTERS = (
+    ReportFilter(subject="idp|bob"),
+    ReportFilter(practice="practice-a"),
+    ReportFilter(practice="practice-b"),
+    ReportFilter(practice="practice-a", since=datetime(2026, 3, 5, tzinfo=UTC)),
+)
 TAMPERS = ("edit", "delete", "swap", "duplicate", "truncate", "flip", "forge_sig")
 
 
@@ -201,7 +208,7 @@ class TestSegmentsProveWhatOnePassProves:
         try:
             files = trail_files(work / "audit.jsonl")
             _tamper(files, kind, at)
-            where = ReportFilter(subject="idp|bob")
+            where = _TRAIL_FILTERS[at % len(_TRAIL_FILTERS)]
             outcomes, reports = [], []
             for native in (False, True):  # False first: the oracle, every line in Python
                 for options in ({}, {"workers": workers, "segment_bytes": segment_bytes}):
@@ -422,6 +429,16 @@ class TestPhiAuditOnALargeTrail:
 
 
 _KEY = ChainKey(b"k" * 32)
+#: Texts the report filters below look for (a practice, a subject), and str() of non-strings.
+_FILTERED = ["a", "practice-a", "idp|bob", "None", "5", "True"]
+_WHERE = [
+    ReportFilter(),
+    ReportFilter(practice="a"),
+    ReportFilter(practice="practice-a", subject="idp|bob"),
+    ReportFilter(practice="None"),
+    ReportFilter(practice="5"),
+    ReportFilter(record="a"),
+]
 _KEY_NAMES = st.sampled_from(
     ["a", "continues", "decrypted", "mac", "practices", "prev", "records", "subject", "ts", "é"]
 )
@@ -431,7 +448,13 @@ _PLAIN_KEYS = _KEY_NAMES | st.text(
 
 
 def _values(*, floats: bool) -> st.SearchStrategy[object]:
-    scalars = st.none() | st.booleans() | st.integers(-(2**63), 2**64 - 1) | st.text(max_size=6)
+    scalars = (
+        st.none()
+        | st.booleans()
+        | st.integers(-(2**63), 2**64 - 1)
+        | st.text(max_size=6)
+        | st.sampled_from(_FILTERED)
+    )
     if floats:
         scalars |= st.floats(allow_nan=False, allow_infinity=False)
     return st.recursive(
@@ -466,20 +489,20 @@ def _both_ways(lines: list[bytes], *, at_file_start: bool, with_key: bool):
     Whenever the core vouches for the segment, its result and the report totals it feeds are
     the Python check's, and the Python check found no problem.
     """
-    where = ReportFilter()
     with tempfile.TemporaryDirectory(prefix="phi-native-") as scratch:
         path = Path(scratch) / "audit.jsonl"
         lead = b"" if at_file_start else b"{}\n"
         path.write_bytes(lead + b"".join(line + b"\n" for line in lines))
         segment = Segment(path, len(lead), path.stat().st_size)
         key = _KEY.reveal_for_hmac() if with_key else None
-        python_sink, native_sink = Disclosures(where), Disclosures(where)
-        python = check_segment(segment, key, None, python_sink)
-        native = check_segment_native(segment, key, None, native_sink)
-    if native is not None:
-        assert python.problem is None, python.problem
-        assert native == python
-        assert native_sink.rows() == python_sink.rows()
+        for where in _WHERE:
+            python_sink, native_sink = Disclosures(where), Disclosures(where)
+            python = check_segment(segment, key, None, python_sink)
+            native = check_segment_native(segment, key, None, native_sink)
+            if native is not None:
+                assert python.problem is None, python.problem
+                assert native == python
+                assert native_sink.rows() == python_sink.rows(), where
     return native
 
 
