@@ -30,7 +30,7 @@ with atheris.instrument_imports(include=["proxy"]):
 
 KEY = ChainKey(b"fuzz-key-not-a-secret-0123456789")
 LEAD = b'{"not":"checked"}\n'  # the line before a segment that does not open its file
-WHERE = ReportFilter(subject="idp|bob", since=None, until=None)
+WHERE = (ReportFilter(subject="idp|bob"), ReportFilter(practice="practice-a"))
 _WORK = Path(tempfile.mkdtemp(prefix="phi-fuzz-audit-"))
 _SEGMENT_FILE = _WORK / "audit.jsonl"
 
@@ -72,17 +72,18 @@ def test_one_input(data: bytes) -> None:
     _SEGMENT_FILE.write_bytes(lead + body)
     segment = Segment(_SEGMENT_FILE, len(lead), len(lead) + len(body))
     key = KEY.reveal_for_hmac() if flags & 1 else None
-    python_sink, native_sink = Disclosures(WHERE), Disclosures(WHERE)
-    python = check_segment(segment, key, None, python_sink)
-    native = check_segment_native(segment, key, None, native_sink)
-    if native is None:
-        return
-    if python.problem is not None:
-        raise AssertionError(f"the core vouched for a segment with a problem: {python.problem}")
-    if native != python:
-        raise AssertionError(f"different results: core {native!r}, Python {python!r}")
-    if native_sink.rows() != python_sink.rows():
-        raise AssertionError("different report totals")
+    for where in WHERE:
+        python_sink, native_sink = Disclosures(where), Disclosures(where)
+        python = check_segment(segment, key, None, python_sink)
+        native = check_segment_native(segment, key, None, native_sink)
+        if native is None:
+            return
+        if python.problem is not None:
+            raise AssertionError(f"the core vouched for a segment with a problem: {python.problem}")
+        if native != python:
+            raise AssertionError(f"different results: core {native!r}, Python {python!r}")
+        if native_sink.rows() != python_sink.rows():
+            raise AssertionError(f"different report totals for {where}")
 
 
 def main() -> None:
