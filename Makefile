@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test test-parts lint typecheck core-test pytest pytest-pure install core clean bench bench-audit soak postgres softhsm prometheus fuzz openapi console-screenshots chromium
+.PHONY: run test test-parts lint typecheck core-test pytest pytest-pure install core clean bench bench-audit soak postgres softhsm prometheus fuzz fuzz-audit openapi console-screenshots chromium
 
 # (Re)install when the project metadata changes; a bare `make test` keeps the venv current.
 $(STAMP): pyproject.toml
@@ -122,6 +122,11 @@ FUZZ_MINUTES ?= 1
 fuzz: $(STAMP) $(CORE_STAMP)
 	$(BIN)/python -m pip install --quiet 'atheris>=2.3'
 	$(BIN)/python fuzz/fuzz_cores.py --minutes $(FUZZ_MINUTES)
+
+# Fuzz the compiled audit-trail check against the Python one (phi-audit verify/report).
+fuzz-audit: $(STAMP) $(CORE_STAMP)
+	$(BIN)/python -m pip install --quiet 'atheris>=2.3'
+	$(BIN)/python fuzz/fuzz_audit.py --minutes $(FUZZ_MINUTES)
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info .pytest_cache .mypy_cache .ruff_cache .hypothesis core/target

@@ -77,3 +77,32 @@ def transform_json(
     allows: Callable[[str, str], bool],
     grouped: bool = False,
 ) -> tuple[bytes | None, list[Event] | Summary] | None: ...
+
+# proxy/audit/segments.py's check_segment over one segment's bytes (core/src/audit.rs), or None:
+# give up, the Python check decides. Accepted: (lines, checkpoints, (seq, prev, continues) of the
+# first line or None, last_seq, last_hash, unauth_head, unauth_reset, unauth_tail, signature
+# spans, sink spans); spans are flat [start, end, ...] byte offsets into `data`. `sink`:
+# (subject, since, until, practice) of the report's filter (proxy/audit/report.py).
+def audit_check_segment(
+    data: bytes,
+    key: bytes | None,
+    *,
+    check_signatures: bool,
+    at_file_start: bool,
+    readable: list[int],
+    sink: tuple[str | None, str | None, str | None, str | None] | None,
+) -> (
+    tuple[
+        int,
+        int,
+        tuple[int, str | None, bool] | None,
+        int | None,
+        str | None,
+        int | None,
+        bool,
+        int | None,
+        list[int],
+        list[int],
+    ]
+    | None
+): ...

@@ -12,10 +12,14 @@
 //! * `walk`    the decisions (walk.py + reveal.py), producing edits and stats events
 //! * `escape`  orjson-exact string rendering and the splice
 //! * `escaped` the sound first look for escaped spellings of a token (escaped_tokens.py)
+//! * `canonical` the audit trail's canonical line form, checked without building the document
+//! * `audit`   the per-line checks of `phi-audit verify` over a segment (segments.py's twin)
 //! * `py`      the Python bindings
 
 #![forbid(unsafe_code)]
 
+pub mod audit;
+pub mod canonical;
 pub mod escape;
 pub mod escaped;
 pub mod facts;

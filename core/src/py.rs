@@ -457,6 +457,77 @@ fn may_hold_escaped_token(body: &[u8], json: bool) -> bool {
     crate::escaped::may_hold_escaped_token(body, json)
 }
 
+/// `phi_proxy_core.audit_check_segment(data, key, *, check_signatures, at_file_start,
+/// readable, sink)`: proxy/audit/segments.py's `check_segment` over one segment's bytes, or
+/// None (give up: the Python check decides). Accepted: (lines, checkpoints, first, last_seq,
+/// last_hash, unauth_head, unauth_reset, unauth_tail, signature spans, sink spans) — `first`
+/// is (seq, prev, continues) or None; spans are flat [start, end, ...] lists of lines to
+/// verify the signature of, and of lines the report's sink may take.
+#[pyfunction]
+#[pyo3(signature = (data, key, *, check_signatures, at_file_start, readable, sink))]
+#[allow(clippy::type_complexity)]
+fn audit_check_segment<'py>(
+    py: Python<'py>,
+    data: &[u8],
+    key: Option<&[u8]>,
+    check_signatures: bool,
+    at_file_start: bool,
+    readable: Vec<i64>,
+    sink: Option<(
+        Option<String>,
+        Option<String>,
+        Option<String>,
+        Option<String>,
+    )>,
+) -> PyResult<Option<Bound<'py, PyTuple>>> {
+    let options = crate::audit::Options {
+        key,
+        check_signatures,
+        at_file_start,
+        readable: &readable,
+        sink: sink.map(
+            |(subject, since, until, practice)| crate::audit::SinkFilter {
+                subject,
+                since,
+                until,
+                practice,
+            },
+        ),
+    };
+    // Touches no Python object: the other worker (or a thread) runs meanwhile. A panic (a bug)
+    // is a give-up too: the Python check then decides the segment.
+    let check = || {
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            crate::audit::check_segment(data, &options)
+        }))
+    };
+    let Ok(Some(got)) = py.detach(check) else {
+        return Ok(None);
+    };
+    let first = got
+        .first
+        .map(|f| (f.seq, f.prev, f.continues).into_pyobject(py))
+        .transpose()?;
+    let flat = |spans: &[(usize, usize)]| -> Vec<usize> {
+        spans.iter().flat_map(|(s, e)| [*s, *e]).collect()
+    };
+    Ok(Some(
+        (
+            got.lines,
+            got.checkpoints,
+            first,
+            got.last_seq,
+            got.last_hash,
+            got.unauth_head,
+            got.unauth_reset,
+            got.unauth_tail,
+            flat(&got.signatures),
+            flat(&got.sink_lines),
+        )
+            .into_pyobject(py)?,
+    ))
+}
+
 #[pymodule]
 fn phi_proxy_core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("ABI", 1)?;
@@ -465,5 +536,6 @@ fn phi_proxy_core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<crate::hints::PyHints>()?;
     m.add_function(wrap_pyfunction!(transform_json, m)?)?;
     m.add_function(wrap_pyfunction!(may_hold_escaped_token, m)?)?;
+    m.add_function(wrap_pyfunction!(audit_check_segment, m)?)?;
     Ok(())
 }

@@ -150,3 +150,38 @@ fn timing_open() {
         text.len()
     );
 }
+
+/// The audit segment check over a real trail file: `PHI_AUDIT_TRAIL=path cargo test --release
+/// --test timing audit -- --ignored --nocapture`.
+#[test]
+#[ignore]
+fn audit_segment_timing() {
+    use phi_proxy_core::audit::{check_segment, Options};
+    let Ok(path) = std::env::var("PHI_AUDIT_TRAIL") else {
+        return;
+    };
+    let mut data = std::fs::read(path).unwrap();
+    data.truncate(25_000_000);
+    let end = data.iter().rposition(|b| *b == b'\n').unwrap() + 1;
+    data.truncate(end);
+    let lines = data.iter().filter(|b| **b == b'\n').count();
+    for key in [Some(&b"k"[..]), None] {
+        let options = Options {
+            key,
+            check_signatures: false,
+            at_file_start: true,
+            readable: &[1, 2],
+            sink: None,
+        };
+        let begun = Instant::now();
+        let got = check_segment(&data, &options);
+        let spent = begun.elapsed();
+        println!(
+            "key {}: {} lines, accepted {}, {:.2} us/line",
+            key.is_some(),
+            lines,
+            got.is_some(),
+            spent.as_secs_f64() * 1e6 / lines as f64
+        );
+    }
+}

@@ -19,7 +19,8 @@ from concurrent.futures.process import BrokenProcessPool
 from typing import TYPE_CHECKING, BinaryIO, Final
 
 from proxy.audit.errors import AuditError
-from proxy.audit.segments import Segment, SegmentResult, check_segment
+from proxy.audit.native_segments import check_segment_fast
+from proxy.audit.segments import Segment, SegmentResult
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
@@ -29,17 +30,27 @@ if TYPE_CHECKING:
 
     from proxy.audit.segments import EventSink
 
-__all__ = ["MIN_PARALLEL_BYTES", "auto_workers", "check_segments", "split_file"]
+__all__ = [
+    "MAX_SEGMENT_BYTES",
+    "MIN_PARALLEL_BYTES",
+    "auto_workers",
+    "check_segments",
+    "split_file",
+]
 
 #: Below this many bytes a trail is checked in this process: forking costs more than it saves.
 MIN_PARALLEL_BYTES: Final = 16 << 20
 #: Segments per worker: several, so one slow segment (or a busy core) does not hold up the end.
 _SEGMENTS_PER_WORKER: Final = 4
 _MIN_SEGMENT: Final = 1 << 20
+#: No segment is larger: the compiled core reads a whole segment into memory at once
+#: (`proxy.audit.native_segments`), and a rotated file may be many GB.
+MAX_SEGMENT_BYTES: Final = 64 << 20
 _PROBE: Final = 1 << 16
 
 _worker_key: bytes | None = None
 _worker_public_key: Ed25519PublicKey | None = None
+_worker_native = True
 
 
 def auto_workers() -> int:
@@ -81,14 +92,16 @@ def split_file(path: Path, size: int, segment_bytes: int) -> list[Segment]:
     return segments
 
 
-def _init(key: bytes | None, public_key: Ed25519PublicKey | None) -> None:
-    global _worker_key, _worker_public_key  # per-process state of a worker
-    _worker_key, _worker_public_key = key, public_key
+def _init(key: bytes | None, public_key: Ed25519PublicKey | None, native: bool) -> None:
+    global _worker_key, _worker_public_key, _worker_native  # per-process state of a worker
+    _worker_key, _worker_public_key, _worker_native = key, public_key, native
 
 
 def _check_in_worker(segment: Segment, collect: Callable[[], EventSink] | None) -> SegmentResult:
     sink = collect() if collect is not None else None
-    result = check_segment(segment, _worker_key, _worker_public_key, sink)
+    result = check_segment_fast(
+        segment, _worker_key, _worker_public_key, sink, native=_worker_native
+    )
     if sink is not None:
         result.extra.append(sink)
     return result
@@ -99,10 +112,12 @@ def _check_here(
     key: bytes | None,
     public_key: Ed25519PublicKey | None,
     collect: Callable[[], EventSink] | None,
+    *,
+    native: bool,
 ) -> Iterator[SegmentResult]:
     for segment in segments:
         sink = collect() if collect is not None else None
-        result = check_segment(segment, key, public_key, sink)
+        result = check_segment_fast(segment, key, public_key, sink, native=native)
         if sink is not None:
             result.extra.append(sink)
         yield result
@@ -117,23 +132,25 @@ def check_segments(
     workers: int,
     collect: Callable[[], EventSink] | None = None,
     min_parallel_bytes: int = MIN_PARALLEL_BYTES,
+    native: bool = True,
 ) -> Iterator[tuple[int, Iterator[SegmentResult]]]:
     """The processes used, and the results of checking `segments` in their order.
 
     `workers` > 1 checks them in that many forked processes when they hold at least
     `min_parallel_bytes` and this process is single-threaded; otherwise here, one after another
     (lazily, so a problem early in the trail ends the work). Leaving the block early cancels
-    what has not started.
+    what has not started. `native`: let the compiled core vouch for intact segments
+    (`proxy.audit.native_segments`); False checks every line in Python.
     """
     total = sum(s.end - s.start for s in segments)
     if workers <= 1 or total < min_parallel_bytes or threading.active_count() > 1:
-        yield 1, _check_here(segments, key, public_key, collect)
+        yield 1, _check_here(segments, key, public_key, collect, native=native)
         return
     pool = ProcessPoolExecutor(
         max_workers=workers,
         mp_context=multiprocessing.get_context("fork"),
         initializer=_init,
-        initargs=(key, public_key),
+        initargs=(key, public_key, native),
     )
     try:
         futures = [pool.submit(_check_in_worker, s, collect) for s in segments]
@@ -155,4 +172,5 @@ def _result(future: Future[SegmentResult]) -> SegmentResult:
 
 def segment_bytes_for(total: int, workers: int) -> int:
     """How large to make segments so each of `workers` gets a few."""
-    return max(_MIN_SEGMENT, -(-total // max(1, workers * _SEGMENTS_PER_WORKER)))
+    wanted = -(-total // max(1, workers * _SEGMENTS_PER_WORKER))
+    return min(MAX_SEGMENT_BYTES, max(_MIN_SEGMENT, wanted))

@@ -13,6 +13,10 @@ Per line this parses the JSON once (needed anyway: canonical form is checked by 
 the parsed event back) and computes the MAC over the line with its `mac` member cut out, which
 is byte for byte `canonical(event without mac)` once the line is known to be canonical and that
 member occurs in it exactly once (otherwise the body is serialised again, as before).
+
+This is the specification and the fallback: core/src/audit.rs is its compiled twin, which may
+only vouch for an intact segment (`proxy.audit.native_segments`); every problem is found and
+worded here.
 """
 
 from __future__ import annotations
@@ -236,7 +240,7 @@ def check_segment(  # noqa: C901, PLR0912, PLR0915 - one loop, every check in th
         is_canonical = dumps(event, option=sorted_keys) == raw
         if hmac_states is not None:
             mac = event.get("mac")
-            if isinstance(mac, str):
+            if isinstance(mac, str) and mac.isascii():  # compare_digest raises on non-ASCII
                 inner = hmac_states[0]()
                 inner.update(_mac_input(raw, event, mac, is_canonical=is_canonical))
                 outer = hmac_states[1]()

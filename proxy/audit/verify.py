@@ -28,6 +28,7 @@ import orjson
 from proxy.audit.chain import GENESIS_PREV, line_hash
 from proxy.audit.files import iter_events, trail_files
 from proxy.audit.parallel import (
+    MAX_SEGMENT_BYTES,
     MIN_PARALLEL_BYTES,
     check_segments,
     segment_bytes_for,
@@ -227,7 +228,11 @@ def _plan(
     total = sum(size for _, size in sizes if isinstance(size, int))
     if segment_bytes is None:
         parallel = workers > 1 and total >= MIN_PARALLEL_BYTES
-        segment_bytes = segment_bytes_for(total, workers) if parallel else max(total, 1)
+        segment_bytes = (
+            segment_bytes_for(total, workers)
+            if parallel
+            else min(max(total, 1), MAX_SEGMENT_BYTES)  # see MAX_SEGMENT_BYTES
+        )
     plan: list[tuple[Path, list[Segment] | str]] = []
     for path, size in sizes:
         if isinstance(size, str):
@@ -251,6 +256,7 @@ def verify_files(
     workers: int = 1,
     collect: Callable[[], EventSink] | None = None,
     segment_bytes: int | None = None,
+    native: bool = True,
 ) -> VerifyResult:
     """Verify `files` as one trail, in the order given; stop at the first problem.
 
@@ -266,7 +272,8 @@ def verify_files(
     parseable event of every file (also after a problem) goes to one, and the sinks are
     returned in trail order in `result.collected` (the report reads the trail in this one pass).
     `segment_bytes`: cut files into segments of about this size and use the `workers` however
-    small the trail (tests; default: automatic).
+    small the trail (tests; default: automatic). `native`: the compiled core may vouch for
+    intact segments (the same result; False: every line checked in Python, the tests' oracle).
     """
     stitcher = _Stitcher(
         _Start(whole_trail=whole_trail, pruned_before=pruned_before), VerifyResult()
@@ -282,6 +289,7 @@ def verify_files(
         workers=workers,
         collect=collect,
         min_parallel_bytes=MIN_PARALLEL_BYTES if segment_bytes is None else 0,
+        native=native,
     ) as (result.workers, results):
         _stitch(plan, results, stitcher, collecting=collect is not None)
     if result.problem is not None:

@@ -5,6 +5,10 @@ other audit tests pin, message by message). Cut into segments of any size and ch
 forked processes, every tampering — an edit, a deletion, a swap, a duplicate, a cut end, a
 forged signature, at any line, also the first or last line of a segment — must give the very
 same result: the same problem at the same file:line, the same counts and notes.
+
+Each of those runs also twice over: with the compiled core vouching for intact segments
+(`proxy.audit.native_segments`, core/src/audit.rs) and with every line checked in Python (the
+oracle). Both must give identical results; the core may only ever accept what Python accepts.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ import os
 import shutil
 import tempfile
 import threading
+from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
 
@@ -25,14 +30,21 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from proxy.audit import AuditError, FileSink, open_chain, trail_files, verify_files
-from proxy.audit.chain import canonical
+from proxy.audit.chain import canonical, line_hash, mac_of
 from proxy.audit.files import iter_events
-from proxy.audit.parallel import MIN_PARALLEL_BYTES
+from proxy.audit.native_segments import check_segment_native, native_checker
+from proxy.audit.parallel import MAX_SEGMENT_BYTES, MIN_PARALLEL_BYTES, segment_bytes_for
 from proxy.audit.report import Disclosures, ReportFilter, build_report, merged_report
-from proxy.audit.secrets import load_chain_key
-from proxy.audit.segments import Segment, _mac_input, segment_lines
+from proxy.audit.secrets import ChainKey, load_chain_key
+from proxy.audit.segments import Segment, _mac_input, check_segment, segment_lines
 
 SUBJECTS = ("idp|alice", "idp|bob", "idp|carol")
+_TRAIL_FILTERS = (
+    ReportFilter(subject="idp|bob"),
+    ReportFilter(practice="practice-a"),
+    ReportFilter(practice="practice-b"),
+    ReportFilter(practice="practice-a", since=datetime(2026, 3, 5, tzinfo=UTC)),
+)
 TAMPERS = ("edit", "delete", "swap", "duplicate", "truncate", "flip", "forge_sig")
 
 
@@ -72,6 +84,13 @@ def trail_folder(tmp_path_factory):
         if batch == 5:
             config.path.rename(folder / "audit.jsonl.1")
     return folder
+
+
+def _line_cuts(path: Path) -> list[tuple[int, int]]:
+    """A segment starting at every fifth line of `path`, to the file's end."""
+    data = path.read_bytes()
+    starts = [i + 1 for i, byte in enumerate(data) if byte == ord("\n")][4::5]
+    return [(start, len(data)) for start in starts if start < len(data)]
 
 
 def _copy(folder: Path) -> Path:
@@ -147,6 +166,20 @@ def _verify(folder: Path, *, with_key: bool, signed: bool = True, **options):
 
 
 class TestSegmentsProveWhatOnePassProves:
+    def test_the_compiled_core_vouches_for_every_segment_of_an_untouched_trail(self, trail_folder):
+        """Not vacuous: with the core installed, intact segments are accepted natively."""
+        if native_checker() is None:
+            pytest.skip("the pure-Python core runs here (PHI_PROXY_PURE=1 or no compiled core)")
+        files = trail_files(trail_folder / "audit.jsonl")
+        key = load_chain_key(settings_in(trail_folder, checkpoint_every=5)).reveal_for_hmac()
+        for path in files:
+            size = path.stat().st_size
+            for start, end in ((0, size), *_line_cuts(path)):
+                segment = Segment(path, start, end)
+                native = check_segment_native(segment, key, None)
+                assert native is not None, (path, start)
+                assert native == check_segment(segment, key, None)
+
     def test_an_untouched_trail_verifies_in_two_processes(self, trail_folder):
         """Cut into ~40 segments and checked by two forked workers: OK, every event counted."""
         assert threading.active_count() == 1, "the pool is only used by a single-threaded process"
@@ -175,9 +208,21 @@ class TestSegmentsProveWhatOnePassProves:
         try:
             files = trail_files(work / "audit.jsonl")
             _tamper(files, kind, at)
-            whole = _verify(work, with_key=with_key)
-            split = _verify(work, with_key=with_key, workers=workers, segment_bytes=segment_bytes)
-            assert _outcome(split) == _outcome(whole)
+            where = _TRAIL_FILTERS[at % len(_TRAIL_FILTERS)]
+            outcomes, reports = [], []
+            for native in (False, True):  # False first: the oracle, every line in Python
+                for options in ({}, {"workers": workers, "segment_bytes": segment_bytes}):
+                    result = _verify(
+                        work,
+                        with_key=with_key,
+                        native=native,
+                        collect=partial(Disclosures, where),
+                        **options,
+                    )
+                    outcomes.append(_outcome(result))
+                    reports.append(merged_report(result.collected, where))
+            assert all(outcome == outcomes[0] for outcome in outcomes), outcomes
+            assert all(report == reports[0] for report in reports)
         finally:
             shutil.rmtree(work)
 
@@ -190,13 +235,20 @@ class TestSegmentsProveWhatOnePassProves:
             work = _copy(trail_folder)
             try:
                 _tamper(trail_files(work / "audit.jsonl"), kind, at)
-                whole = _verify(work, with_key=True)
+                whole = _verify(work, with_key=True, native=False)
                 split = _verify(work, with_key=True, workers=2, segment_bytes=700)
                 assert whole.problem is not None, (kind, at)
                 assert split.workers == 2
                 assert _outcome(split) == _outcome(whole), (kind, at)
             finally:
                 shutil.rmtree(work)
+
+
+class _EveryEvent(list):
+    """An event sink that keeps every event it is given."""
+
+    def add(self, event):
+        self.append(event)
 
 
 def _die_in_worker():
@@ -230,6 +282,17 @@ class TestReportInTheVerifyingPass:
         assert len(result.collected) > 5
         assert merged_report(result.collected, where) == expected
         assert expected
+
+    def test_a_sink_without_a_native_filter_gets_every_event(self, trail_folder):
+        """The core prefilters only for `Disclosures`; any other sink sees every event."""
+        files = trail_files(trail_folder / "audit.jsonl")
+        result = _verify(
+            trail_folder, with_key=True, workers=2, segment_bytes=1500, collect=_EveryEvent
+        )
+        assert result.problem is None
+        assert [e for sink in result.collected for e in sink] == [
+            e for _, _, e in iter_events(files)
+        ]
 
     def test_a_broken_trail_still_reports_every_readable_event(self, trail_folder):
         """After the first problem verification stops, but the report reads on, as before."""
@@ -363,3 +426,173 @@ class TestPhiAuditOnALargeTrail:
             )
         finally:
             shutil.rmtree(work)
+
+
+_KEY = ChainKey(b"k" * 32)
+#: Texts the report filters below look for (a practice, a subject), and str() of non-strings.
+_FILTERED = ["a", "practice-a", "idp|bob", "None", "5", "True"]
+_WHERE = [
+    ReportFilter(),
+    ReportFilter(practice="a"),
+    ReportFilter(practice="practice-a", subject="idp|bob"),
+    ReportFilter(practice="None"),
+    ReportFilter(practice="5"),
+    ReportFilter(record="a"),
+]
+_KEY_NAMES = st.sampled_from(
+    ["a", "continues", "decrypted", "mac", "practices", "prev", "records", "subject", "ts", "é"]
+)
+_PLAIN_KEYS = _KEY_NAMES | st.text(
+    st.characters(blacklist_categories=["Cs", "Cc"], blacklist_characters='"\\'), max_size=4
+)
+
+
+def _values(*, floats: bool) -> st.SearchStrategy[object]:
+    scalars = (
+        st.none()
+        | st.booleans()
+        | st.integers(-(2**63), 2**64 - 1)
+        | st.text(max_size=6)
+        | st.sampled_from(_FILTERED)
+    )
+    if floats:
+        scalars |= st.floats(allow_nan=False, allow_infinity=False)
+    return st.recursive(
+        scalars,
+        lambda inner: st.lists(inner, max_size=3) | st.dictionaries(_PLAIN_KEYS, inner, max_size=3),
+        max_leaves=10,
+    )
+
+
+def _sealed(extra: dict, seq: int, prev: str, kind: str) -> bytes:
+    """A line as the chain writes it, with `extra` members (which the fixed ones override)."""
+    body = {k: v for k, v in extra.items() if k != "mac"} | {
+        "seq": seq,
+        "v": 2,
+        "type": kind,
+        "prev": prev,
+    }
+    return canonical({**body, "mac": mac_of(_KEY, body)})
+
+
+def _chain(extras: list[dict], kinds: list[str], first_prev: str) -> list[bytes]:
+    lines, prev = [], first_prev
+    for seq, (extra, kind) in enumerate(zip(extras, kinds, strict=False), start=7):
+        lines.append(_sealed(extra, seq, prev, kind))
+        prev = line_hash(lines[-1])
+    return lines
+
+
+def _both_ways(lines: list[bytes], *, at_file_start: bool, with_key: bool):
+    """Check `lines` as one segment in Python and through the core; the core's result or None.
+
+    Whenever the core vouches for the segment, its result and the report totals it feeds are
+    the Python check's, and the Python check found no problem.
+    """
+    with tempfile.TemporaryDirectory(prefix="phi-native-") as scratch:
+        path = Path(scratch) / "audit.jsonl"
+        lead = b"" if at_file_start else b"{}\n"
+        path.write_bytes(lead + b"".join(line + b"\n" for line in lines))
+        segment = Segment(path, len(lead), path.stat().st_size)
+        key = _KEY.reveal_for_hmac() if with_key else None
+        for where in _WHERE:
+            python_sink, native_sink = Disclosures(where), Disclosures(where)
+            python = check_segment(segment, key, None, python_sink)
+            native = check_segment_native(segment, key, None, native_sink)
+            if native is not None:
+                assert python.problem is None, python.problem
+                assert native == python
+                assert native_sink.rows() == python_sink.rows(), where
+    return native
+
+
+_MUTATIONS = st.sampled_from(["none", "flip", "insert", "spaces", "unsorted", "ascii"])
+_INSERTS = st.sampled_from(
+    [b" ", b"\\", b'"', b",", b"1.0", b"-0", b"\\u00e9", b"\\/", b"\n", b"\x00"]
+)
+
+
+class TestTheCompiledCoreNeverAcceptsWhatPythonRefuses:
+    @settings(max_examples=300, deadline=None)
+    @given(
+        extras=st.lists(
+            st.dictionaries(_KEY_NAMES | _PLAIN_KEYS, _values(floats=True), max_size=4),
+            min_size=1,
+            max_size=3,
+        ),
+        kinds=st.lists(
+            st.sampled_from(["request", "genesis", "checkpoint", "change"]), min_size=3, max_size=3
+        ),
+        first_prev=st.sampled_from(["0" * 64, "ab" * 32]),
+        mutation=_MUTATIONS,
+        where=st.integers(min_value=0, max_value=10**6),
+        insert=_INSERTS,
+        at_file_start=st.booleans(),
+        with_key=st.booleans(),
+    )
+    def test_any_line_any_edit_same_verdict(  # noqa: PLR0917
+        self, extras, kinds, first_prev, mutation, where, insert, at_file_start, with_key
+    ):
+        """Random events, sealed, then maybe edited or respelled: the core never differs."""
+        lines = _chain(extras, kinds, first_prev)
+        at = where % len(lines)
+        line = lines[at]
+        if mutation == "flip":
+            pos = where % len(line)
+            lines[at] = line[:pos] + bytes([line[pos] ^ (1 << (where % 7))]) + line[pos + 1 :]
+        elif mutation == "insert":
+            pos = where % len(line)
+            lines[at] = line[:pos] + insert + line[pos:]
+        elif mutation in {"spaces", "unsorted", "ascii"}:
+            import json
+
+            event = orjson.loads(line)
+            lines[at] = (
+                json.dumps(event, sort_keys=True).encode()
+                if mutation == "spaces"
+                else orjson.dumps(dict(reversed(event.items())))
+                if mutation == "unsorted"
+                else json.dumps(event, sort_keys=True, separators=(",", ":")).encode()
+            )
+        _both_ways(lines, at_file_start=at_file_start, with_key=with_key)
+
+    @settings(max_examples=150, deadline=None)
+    @given(
+        extras=st.lists(
+            st.dictionaries(_PLAIN_KEYS, _values(floats=False), max_size=4), min_size=1, max_size=3
+        ),
+        kinds=st.lists(
+            st.sampled_from(["request", "checkpoint", "change"]), min_size=3, max_size=3
+        ),
+        with_key=st.booleans(),
+    )
+    def test_the_core_vouches_for_every_intact_line_without_floats(self, extras, kinds, with_key):
+        """Not vacuous: any intact chain of integer-only events is accepted by the core.
+
+        Strings of any text, any nesting; with the very result of the Python check.
+        """
+        if native_checker() is None:
+            pytest.skip("the pure-Python core runs here (PHI_PROXY_PURE=1 or no compiled core)")
+        lines = _chain(extras, kinds, "ab" * 32)
+        assert _both_ways(lines, at_file_start=False, with_key=with_key) is not None
+
+    def test_a_mac_edited_into_non_ascii_text_is_a_mac_problem_not_a_crash(self):
+        """`hmac.compare_digest` raises on non-ASCII text: such a MAC is named, not a traceback."""
+        event = orjson.loads(_chain([{}], ["change"], "ab" * 32)[0])
+        event["mac"] = "é" * 64
+        with tempfile.TemporaryDirectory(prefix="phi-native-") as scratch:
+            path = Path(scratch) / "audit.jsonl"
+            path.write_bytes(b"{}\n" + canonical(event) + b"\n")
+            segment = Segment(path, 3, path.stat().st_size)
+            key = _KEY.reveal_for_hmac()
+            assert check_segment_native(segment, key, None) is None
+            problem = check_segment(segment, key, None).problem
+        assert problem is not None
+        assert problem[1].startswith("event seq 7: MAC does not match")
+
+
+class TestSegmentSizes:
+    @given(total=st.integers(min_value=0, max_value=1 << 40), workers=st.integers(1, 64))
+    def test_no_segment_is_larger_than_the_core_reads_at_once(self, total, workers):
+        """A 10 GB rotated file is not read into memory whole: segments stay ≤ 64 MB."""
+        assert 1 <= segment_bytes_for(total, workers) <= MAX_SEGMENT_BYTES
