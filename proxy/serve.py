@@ -32,6 +32,7 @@ from keys.native import core_description
 from proxy import metrics
 from proxy.admin import build_admin_app
 from proxy.app import build_app, build_runner
+from proxy.console.sealing import new_key as new_console_key
 from proxy.logs import configure_logging
 from proxy.reload import Reloader
 from proxy.runtime import Runtime
@@ -194,7 +195,10 @@ def _admin_api_ssl(settings: Settings) -> ssl.SSLContext | None:
 
 
 async def _start_admin_api(
-    runtime: Runtime, config_path: Path | None, sockets: tuple[socket.socket, ...]
+    runtime: Runtime,
+    config_path: Path | None,
+    sockets: tuple[socket.socket, ...],
+    console_key: bytes | None,
 ) -> web.AppRunner:
     """Serve the admin API on its own sockets; the runner, for shutdown.
 
@@ -210,6 +214,7 @@ async def _start_admin_api(
             settings,
             config_path=config_path,
             current_identity=lambda: runtime.settings.identity,
+            console_key=console_key,
         ),
         handle_signals=False,
         access_log=None,
@@ -222,11 +227,16 @@ async def _start_admin_api(
 
 
 async def serve_forever(
-    settings: Settings, *, listeners: Listeners | None = None, config_path: Path | None = None
+    settings: Settings,
+    *,
+    listeners: Listeners | None = None,
+    config_path: Path | None = None,
+    console_key: bytes | None = None,
 ) -> None:
     """Serve until SIGTERM/SIGINT, then shut down gracefully.
 
     `listeners`: sockets already bound (by the supervisor); without them they are bound here.
+    `console_key`: seals the console's cookies; the same in every worker (see serve()).
     SIGHUP, or a change to the config (`config_path`), keystore or KEK file, reloads keys and
     config in place (proxy.reload).
     """
@@ -254,7 +264,9 @@ async def serve_forever(
         if listeners.scim:
             runners.insert(0, await _start_scim(settings, config_path, listeners.scim))
         if listeners.admin_api:
-            runners.insert(0, await _start_admin_api(runtime, config_path, listeners.admin_api))
+            runners.insert(
+                0, await _start_admin_api(runtime, config_path, listeners.admin_api, console_key)
+            )
         _log.info(
             "listening",
             extra={
@@ -298,13 +310,19 @@ async def serve_forever(
         listeners.close()
 
 
-def _worker(config_path: Path, listeners: Listeners, metrics_folder: Path) -> None:
+def _worker(
+    config_path: Path, listeners: Listeners, metrics_folder: Path, console_key: bytes | None
+) -> None:
     """One worker process: serve on the supervisor's sockets; one `error:` line if it cannot."""
     metrics.install(metrics_folder)  # before anything counts: every worker adds to one scrape
     try:
         settings = load_settings(config_path)
         configure_logging(settings.logging.level)
-        asyncio.run(serve_forever(settings, listeners=listeners, config_path=config_path))
+        asyncio.run(
+            serve_forever(
+                settings, listeners=listeners, config_path=config_path, console_key=console_key
+            )
+        )
     except (PhiProxyError, OSError) as exc:
         print(f"error: phi-proxy worker {os.getpid()}: {exc}", file=sys.stderr)  # noqa: T201
         sys.exit(1)
@@ -327,16 +345,29 @@ def serve(config_path: Path, *, workers: int) -> int:
             listener_ssl_context(settings.scim.tls)
     if settings.admin_api.enabled:  # a missing or loose admin API TLS file stops here too
         _admin_api_ssl(settings)
+    if settings.admin_api.console.enabled:  # and so does the console's client secret file
+        from proxy.console.app import read_client_secret  # noqa: PLC0415 - only when enabled
+
+        read_client_secret(settings.admin_api.console)
     check_upstream_tls_files(settings.upstream)
     listeners = bind_listeners(settings)
+    # One key for the console's session cookies, made here, before any worker: each worker
+    # gets it through the spawn pipe (never a file or the environment), so a cookie sealed by
+    # one worker opens in all of them, a replacement worker included. A restart makes a new one.
+    console_key = new_console_key() if settings.admin_api.console.enabled else None
     if workers <= 1:
         metrics.install(None)
-        asyncio.run(serve_forever(settings, listeners=listeners, config_path=config_path))
+        asyncio.run(
+            serve_forever(
+                settings, listeners=listeners, config_path=config_path, console_key=console_key
+            )
+        )
         return 0
     folder = metrics.create_shared_folder()
     try:
         metrics.install(folder)  # the supervisor counts worker restarts there
-        return Supervisor(partial(_worker, config_path, listeners, folder), workers).run()
+        target = partial(_worker, config_path, listeners, folder, console_key)
+        return Supervisor(target, workers).run()
     finally:
         listeners.close()  # the supervisor's copies; it never accepts a connection itself
         metrics.remove_shared_folder(folder)

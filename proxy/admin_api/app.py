@@ -23,6 +23,7 @@ from proxy.admin_api.handlers import ADMIN, CONTEXT, REQUEST_ID, ApiContext, add
 from proxy.admin_api.openapi import render_openapi
 from proxy.admin_api.problems import ApiProblem, problem_response
 from proxy.audit.errors import AuditError
+from proxy.console.middleware import console_middleware, is_console_path
 from proxy.grants.errors import GrantError, GrantNotFound, GrantStoreUnavailable
 from proxy.grants.store import open_grant_store
 from proxy.identity.errors import AuthenticationError
@@ -112,6 +113,8 @@ def _middlewares(verifier: AdminVerifier) -> list[object]:
     async def authenticate_and_map_errors(
         request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
     ) -> web.StreamResponse:
+        if is_console_path(request.path):  # the console's own middleware answers these
+            return await handler(request)
         request_id = f"admin-{uuid.uuid4().hex[:16]}"
         request[REQUEST_ID] = request_id
         try:
@@ -161,16 +164,33 @@ def build_admin_api_app(
     config_path: Path,
     clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     current_identity: Callable[[], IdentitySettings] | None = None,
+    console_key: bytes | None = None,
 ) -> web.Application:
     """The admin API application for `settings` (config_path: audit trail, review, report).
 
     `current_identity`: the proxy's identity settings now (serve passes the runtime's, so a
-    reload reaches admin tokens too); default: those of `settings`.
+    reload reaches admin tokens too); default: those of `settings`. `console_key`: the key
+    sealing the console's cookies (serve makes one before starting workers, so all share it);
+    without one the console makes its own.
     """
-    verifier = AdminVerifier(current_identity or (lambda: settings.identity), settings.admin_api)
-    app = web.Application(middlewares=_middlewares(verifier), client_max_size=MAX_BODY)  # type: ignore[arg-type]
+    identity = current_identity or (lambda: settings.identity)
+    verifier = AdminVerifier(identity, settings.admin_api)
+    middlewares = [console_middleware, *_middlewares(verifier)]
+    app = web.Application(middlewares=middlewares, client_max_size=MAX_BODY)  # type: ignore[arg-type]
     context = ApiContext(settings=settings, config_path=config_path, clock=clock)
     app[CONTEXT] = context
+    console = settings.admin_api.console
+    if console.enabled:
+        from proxy.console.app import add_console  # noqa: PLC0415 - only when enabled
+
+        add_console(
+            app,
+            console,
+            api=context,
+            verifier=verifier,
+            current_identity=identity,
+            key=console_key,
+        )
 
     async def resources(_app: web.Application) -> AsyncIterator[None]:
         context.store = open_grant_store(settings.grants, application_name="phi-proxy-admin-api")

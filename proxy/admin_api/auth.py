@@ -99,10 +99,20 @@ class AdminVerifier:
 
     async def admin(self, headers: MultiMapping[str], *, now: float) -> AdminIdentity:
         """The administrator behind these headers; AuthenticationError (401) or NotAnAdmin."""
-        settings, verifier = self._current()
+        settings, _verifier = self._current()
         token = bearer_token(headers, settings)
         if token is None:  # pragma: no cover - require=True makes bearer_token raise instead
             raise NotAnAdmin
+        identity, _expires_at = await self.admin_token(token, now=now)
+        return identity
+
+    async def admin_token(self, token: str, *, now: float) -> tuple[AdminIdentity, float]:
+        """The administrator `token` names and when it expires (epoch seconds).
+
+        For the console, which receives the token from the IdP's token endpoint rather than in
+        a header: the same checks as `admin`; AuthenticationError or NotAnAdmin.
+        """
+        _settings, verifier = self._current()
         claims = await verifier.verified_claims(token, now=now)
         subject = Subject(claims["iss"], claims["sub"])
         if not has_role(claims, self._api.role_claim, self._api.role):
@@ -112,9 +122,10 @@ class AdminVerifier:
             )
             raise NotAnAdmin
         jti = claims.get("jti")
-        return AdminIdentity(
+        identity = AdminIdentity(
             subject, jti if isinstance(jti, str) and len(jti) <= _MAX_JTI else None
         )
+        return identity, float(claims["exp"])
 
     async def close(self) -> None:
         """Close the JWKS fetchers' HTTP sessions."""

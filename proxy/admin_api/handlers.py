@@ -20,6 +20,7 @@ import orjson
 from aiohttp import web
 from pydantic import BaseModel, ValidationError
 
+from proxy.admin_api import operations
 from proxy.admin_api.auth import AdminIdentity
 from proxy.admin_api.models import (
     BREAK_GLASS_ID_PATTERN,
@@ -35,17 +36,11 @@ from proxy.admin_api.models import (
     RevokeGrants,
     SignoffOut,
 )
+from proxy.admin_api.operations import Actor, NotAudited
 from proxy.admin_api.problems import ApiProblem, invalid
 from proxy.admin_api.queries import ListQuery, ReportQuery, ReviewQuery, parse_query
-from proxy.audit.errors import AuditError
-from proxy.grants.break_glass import acknowledge, record_signoff, signoff_details
-from proxy.grants.changes import (
-    add_grant,
-    audit_change,
-    offboard_subject,
-    revoke_grants,
-    utc_text,
-)
+from proxy.grants.break_glass import signoff_details
+from proxy.grants.changes import utc_text
 from proxy.grants.cli_review import access_review
 from proxy.grants.durations import parse_duration
 from proxy.grants.review_render import review_document
@@ -56,6 +51,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable
     from pathlib import Path
 
+    from proxy.grants.break_glass_model import BreakGlassUse
     from proxy.grants.model import Grant
     from proxy.grants.store import GrantStore
     from proxy.settings import Settings
@@ -153,50 +149,44 @@ def grant_out(grant: Grant, now: datetime) -> GrantOut:
     )
 
 
-async def _audited(
-    request: web.Request, action: str, grants: list[Grant], now: datetime
-) -> web.Response:
-    """Audit a change made by the administrator; answer with what changed.
-
-    The change has happened when this runs. If the trail cannot be written the answer is 500
-    with the grants changed, so the administrator can record it by hand (and an alert fires).
-    """
-    context = request.app[CONTEXT]
-    by = str(request[ADMIN].subject)
-    shown = [grant_out(g, now) for g in grants]
-    try:
-        await asyncio.to_thread(
-            audit_change, context.config_path, action, by, grants, now, extra=_via(request)
-        )
-    except AuditError as exc:
-        raise _not_audited(
-            request, exc, grants=[g.model_dump(mode="json") for g in shown]
-        ) from None
-    _log.info(
-        "admin api change",
-        extra={"fields": {"action": action, "by": by, "grants": [g.id for g in grants]}},
-    )
-    status = 201 if action == "add" else 200
-    return _json(ChangeResult(action=action, by=by, grants=shown), status)
-
-
-def _via(request: web.Request) -> dict[str, Any]:
-    """What an audited change records of the API request: the channel, request and token ids."""
+def _actor(request: web.Request) -> Actor:
+    """The administrator and what the audit records of the API request: channel, request, jti."""
     admin = request[ADMIN]
-    return {"via": "admin_api", "admin_request": request[REQUEST_ID], "token_id": admin.token_id}
+    via = {"via": "admin_api", "admin_request": request[REQUEST_ID], "token_id": admin.token_id}
+    return Actor(admin, via)
 
 
-def _not_audited(request: web.Request, exc: AuditError, **shown: Any) -> ApiProblem:  # noqa: ANN401
-    """A change made but not audited: alert, and a 500 naming what changed (record it by hand)."""
-    _alerts.error(
-        "admin_change_not_audited",
-        extra={"fields": {"error": str(exc), "admin_request": request[REQUEST_ID]}},
+def _changed(actor: Actor, action: str, grants: list[Grant], now: datetime) -> web.Response:
+    status = 201 if action == "add" else 200
+    shown = [grant_out(g, now) for g in grants]
+    return _json(ChangeResult(action=action, by=actor.by, grants=shown), status)
+
+
+def _signoff_out(use: BreakGlassUse) -> SignoffOut:
+    details = signoff_details(use)
+    signoff = use.signoff
+    return SignoffOut(
+        grant_id=use.id,
+        subject=details["subject"],
+        practice=details["practice"],
+        opened_at=details["opened_at"],
+        by="" if signoff is None else signoff.by,
+        note="" if signoff is None else signoff.note,
     )
+
+
+def _not_audited(exc: NotAudited, now: datetime) -> ApiProblem:
+    """A change made but not audited (the alert has fired): 500 naming what changed."""
+    shown: dict[str, Any] = {}
+    if exc.use is not None:
+        shown["signoff"] = _signoff_out(exc.use).model_dump(mode="json")
+    else:
+        shown["grants"] = [grant_out(g, now).model_dump(mode="json") for g in exc.grants]
     return ApiProblem(
         500,
         "not-audited",
         "changed but not audited",
-        f"the change WAS made, but the audit trail could not be written: {exc}",
+        f"the change WAS made, but the audit trail could not be written: {exc.error}",
         **shown,
     )
 
@@ -216,27 +206,12 @@ async def acknowledge_break_glass(request: web.Request) -> web.Response:
         )
     body = await _body(request, AcknowledgeBreakGlass)
     context = request.app[CONTEXT]
-    now = context.clock()
-    by = str(request[ADMIN].subject)
-    use = await acknowledge(context.grant_store(), grant_id, by=by, note=body.note, now=now)
-    details = signoff_details(use)
-    shown = SignoffOut(
-        grant_id=use.id,
-        subject=details["subject"],
-        practice=details["practice"],
-        opened_at=details["opened_at"],
-        by=by,
-        note=body.note,
-    )
+    actor = _actor(request)
     try:
-        await asyncio.to_thread(record_signoff, context.config_path, use, now, extra=_via(request))
-    except AuditError as exc:
-        raise _not_audited(request, exc, signoff=shown.model_dump(mode="json")) from None
-    _log.info(
-        "admin api change",
-        extra={"fields": {"action": "break_glass_signoff", "by": by, "grants": [use.id]}},
-    )
-    return _json(shown)
+        use = await operations.sign_off(context, actor, grant_id, note=body.note)
+    except NotAudited as exc:
+        raise _not_audited(exc, context.clock()) from None
+    return _json(_signoff_out(use))
 
 
 async def list_grants(request: web.Request) -> web.Response:
@@ -259,52 +234,54 @@ async def create_grant(request: web.Request) -> web.Response:
     """POST /api/v1/grants: add a grant (as `phi-grants add`)."""
     body = await _body(request, AddGrant)
     context = request.app[CONTEXT]
-    now = context.clock()
-    not_before = None if body.not_before is None else _aware(body.not_before)
-    grant = await add_grant(
-        context.grant_store(),
-        subject=_subject(body.subject),
-        practice=body.practice,
-        field_classes=None if body.fields is None else frozenset(body.fields),
-        ttl=_duration(body.ttl),
-        not_before=not_before,
-        by=str(request[ADMIN].subject),
-        reason=body.reason,
-        now=now,
-    )
-    return await _audited(request, "add", [grant], now)
+    actor = _actor(request)
+    try:
+        grant, now = await operations.add(
+            context,
+            actor,
+            subject=_subject(body.subject),
+            practice=body.practice,
+            field_classes=None if body.fields is None else frozenset(body.fields),
+            ttl=_duration(body.ttl),
+            not_before=None if body.not_before is None else _aware(body.not_before),
+            reason=body.reason,
+        )
+    except NotAudited as exc:
+        raise _not_audited(exc, context.clock()) from None
+    return _changed(actor, "add", [grant], now)
 
 
 async def revoke(request: web.Request) -> web.Response:
     """POST /api/v1/grants/revoke: revoke by id, or a person's grants at a practice."""
     body = await _body(request, RevokeGrants)
     context = request.app[CONTEXT]
-    now = context.clock()
-    revoked = await revoke_grants(
-        context.grant_store(),
-        grant_id=body.grant_id,
-        subject=None if body.subject is None else _subject(body.subject),
-        practice=body.practice,
-        by=str(request[ADMIN].subject),
-        reason=body.reason,
-        now=now,
-    )
-    return await _audited(request, "revoke", revoked, now)
+    actor = _actor(request)
+    try:
+        revoked, now = await operations.revoke(
+            context,
+            actor,
+            grant_id=body.grant_id,
+            subject=None if body.subject is None else _subject(body.subject),
+            practice=body.practice,
+            reason=body.reason,
+        )
+    except NotAudited as exc:
+        raise _not_audited(exc, context.clock()) from None
+    return _changed(actor, "revoke", revoked, now)
 
 
 async def offboard(request: web.Request) -> web.Response:
     """POST /api/v1/grants/offboard: every grant of a person revoked (`phi-grants offboard`)."""
     body = await _body(request, Offboard)
     context = request.app[CONTEXT]
-    now = context.clock()
-    revoked = await offboard_subject(
-        context.grant_store(),
-        _subject(body.subject),
-        by=str(request[ADMIN].subject),
-        reason=body.reason,
-        now=now,
-    )
-    return await _audited(request, "offboard", revoked, now)
+    actor = _actor(request)
+    try:
+        revoked, now = await operations.offboard(
+            context, actor, _subject(body.subject), reason=body.reason
+        )
+    except NotAudited as exc:
+        raise _not_audited(exc, context.clock()) from None
+    return _changed(actor, "offboard", revoked, now)
 
 
 async def review(request: web.Request) -> web.Response:

@@ -14,6 +14,7 @@ from typing import Annotated, Self
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from keys.config_file import ConfigPath  # noqa: TC001 - pydantic reads it at runtime
+from proxy.console.settings import ConsoleSettings
 from proxy.server_settings import ListenTls
 
 __all__ = ["AdminApiSettings", "AdminApiTls"]
@@ -57,6 +58,12 @@ class AdminApiSettings(BaseModel):
         "id of its own keeps a stolen PHI-reading token from ever being an admin token.",
     )
 
+    console: ConsoleSettings = Field(
+        default_factory=ConsoleSettings,
+        description="The access review console: web pages under /console/ on this listener "
+        "for compliance officers, who log in at the identity provider (off by default).",
+    )
+
     def describe(self, identity_audience: str) -> str:
         """One line for `phi-proxy check-config`: where it listens and who is an admin."""
         if not self.enabled:
@@ -64,9 +71,13 @@ class AdminApiSettings(BaseModel):
         tls = self.tls
         scheme = "http" if tls is None else "https"
         mtls = " (client certificates required)" if tls and tls.client_ca_file else ""
+        console = ""
+        if self.console.enabled and self.console.oidc is not None:
+            console = f"; console at {self.console.oidc.origin}/console/"
         return (
             f"{scheme}://{self.host}:{self.port}/api/v1{mtls}, admins: tokens for audience "
             f"{self.audience or identity_audience} whose {self.role_claim} holds {self.role!r}"
+            f"{console}"
         )
 
     @field_validator("host")
@@ -87,6 +98,15 @@ class AdminApiSettings(BaseModel):
                 "or realm_access.roles"
             )
         return value
+
+    @model_validator(mode="after")
+    def _console_needs_the_api(self) -> Self:
+        if self.console.enabled and not self.enabled:
+            raise ValueError(
+                "admin_api.console.enabled is true but admin_api.enabled is false: the console "
+                "is served on the admin API's listener; set admin_api.enabled: true"
+            )
+        return self
 
     @model_validator(mode="after")
     def _audience_given(self) -> Self:
