@@ -8,29 +8,22 @@ here is one `phi-audit report --subject S --practice P` lists too. (A request th
 under an ordinary grant of the same practice shows all it disclosed there: the event does not
 say which grant each value came through.)
 
-A sign-off goes through `proxy.grants.break_glass.acknowledge` and `record_signoff`, the
-functions `phi-grants review --acknowledge` and the admin API call, with the administrator's
-subject as the officer and `via: console` in the audit event.
+Sign-off is not here: the view calls `proxy.admin_api.operations.sign_off`, the function behind
+`POST /api/v1/break-glass/{id}/acknowledge`, which calls `proxy.grants.break_glass.acknowledge`
+and `record_signoff` as `phi-grants review --acknowledge` does.
 """
 
 from __future__ import annotations
 
 import asyncio
-import logging
-import re
 from dataclasses import dataclass, field
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from keys.config_file import load_section
-from proxy.admin_api.models import BREAK_GLASS_ID_PATTERN
-from proxy.audit.errors import AuditError
 from proxy.audit.report import Disclosures, ReportFilter, ReportRow
 from proxy.console.trail_pass import Verification, in_trail_thread, verified_pass
-from proxy.grants.break_glass import acknowledge, record_signoff
-from proxy.grants.break_glass_model import unknown_use
 from proxy.grants.break_glass_settings import BreakGlassSettings
-from proxy.logs import ALERT_LOGGER
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -45,13 +38,9 @@ __all__ = [
     "MAX_REQUEST_IDS",
     "BreakGlassQueue",
     "QueueEntry",
-    "SignOffResult",
     "UseDisclosures",
     "load_queue",
-    "sign_off",
 ]
-
-_alerts = logging.getLogger(ALERT_LOGGER)
 
 #: Request ids kept per use (for finding the requests in the proxy's log); the count is exact.
 MAX_REQUEST_IDS = 50
@@ -219,44 +208,3 @@ async def load_queue(store: GrantStore, config_path: Path, *, now: datetime) -> 
     done = [e for e in entries if e.signoff is not None]
     done.sort(key=lambda e: e.signoff.at if e.signoff is not None else now, reverse=True)
     return BreakGlassQueue(awaiting, done, window, now, verification)
-
-
-@dataclass(frozen=True, slots=True)
-class SignOffResult:
-    """The signed-off use; `audit_error` says why the trail could not record it (None: it did)."""
-
-    use: BreakGlassUse
-    audit_error: str | None = None
-
-
-async def sign_off(
-    store: GrantStore,
-    config_path: Path,
-    grant_id: str,
-    *,
-    by: str,
-    note: str,
-    now: datetime,
-    extra: Mapping[str, Any] | None = None,
-) -> SignOffResult:
-    """Sign off use `grant_id` as `by` (final) and audit it with `via: console` plus `extra`.
-
-    Raises GrantNotFound (no such use, or already signed off) and GrantError (an ordinary
-    grant, or an empty or unprintable note) before anything is written. When the sign-off is
-    stored but the trail cannot record it, an alert fires and the result says so: the officer
-    must then record it by hand, exactly as the CLI and the admin API ask.
-    """
-    grant_id = grant_id.strip()
-    if re.fullmatch(BREAK_GLASS_ID_PATTERN, grant_id) is None:
-        raise unknown_use(grant_id)
-    use = await acknowledge(store, grant_id, by=by, note=note, now=now)
-    details = {"via": "console", **dict(extra or {})}
-    try:
-        await asyncio.to_thread(record_signoff, config_path, use, now, extra=details)
-    except AuditError as exc:
-        _alerts.error(
-            "admin_change_not_audited",
-            extra={"fields": {"error": str(exc), "via": "console", "grant_id": use.id}},
-        )
-        return SignOffResult(use, str(exc))
-    return SignOffResult(use)

@@ -2,7 +2,8 @@
 
 Uses are opened by the store's own `open_break_glass` (as the proxy opens them); the trail is
 written by the real audit code, and in the last class by a real proxy serving a break-glass
-request. Sign-off is checked against `phi-grants review` and the audit trail.
+request. Sign-off (operations.sign_off, as the console's page calls it) is checked against
+`phi-grants review` and the audit trail.
 """
 
 from __future__ import annotations
@@ -18,7 +19,11 @@ import orjson
 import pytest
 from evidence_trails import append, phi_audit, request, tamper_subject, trail_events, write_config
 
-from proxy.console.break_glass_queue import MAX_REQUEST_IDS, load_queue, sign_off
+from proxy.admin_api import operations
+from proxy.admin_api.auth import AdminIdentity
+from proxy.admin_api.handlers import ApiContext
+from proxy.admin_api.operations import Actor
+from proxy.console.break_glass_queue import MAX_REQUEST_IDS, load_queue
 from proxy.grants import GrantNotFound, GrantRequest, SQLiteGrantStore
 from proxy.identity.subject import Subject
 
@@ -188,28 +193,31 @@ def _phi_grants(config: Path, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(argv, capture_output=True, text=True, timeout=60, check=False)
 
 
+def _context(store, config: Path, now: datetime):
+    """What operations.sign_off reads of the admin API's context: store, config, clock."""
+    return ApiContext(settings=None, config_path=config, clock=lambda: now, store=store)
+
+
+def _officer(request_id: str = "console-1") -> Actor:
+    identity = AdminIdentity(Subject.parse(ADMIN), "jti-1")
+    return Actor(identity, {"via": "console", "console_request": request_id, "token_id": "jti-1"})
+
+
 class TestSignOff:
+    """The console signs off through operations.sign_off (the admin API's function)."""
+
     async def test_a_sign_off_is_final_and_audited_with_the_admin_via_the_console(
         self, store, config
     ):
         use = await _open(store)
         append(config, [request("2026-03-01T08:05:00.000Z", str(MEDIC), {})])
         now = OPENED + timedelta(hours=3)
-        result = await sign_off(
-            store,
-            config,
-            f" {use} ",
-            by=ADMIN,
-            note="ER admission 03:12 confirmed",
-            now=now,
-            extra={"console_request": "console-1"},
+        context = _context(store, config, now)
+        signed = await operations.sign_off(
+            context, _officer(), use, note="ER admission 03:12 confirmed"
         )
-        assert result.audit_error is None
-        assert result.use.signoff is not None
-        assert (result.use.signoff.by, result.use.signoff.note) == (
-            ADMIN,
-            "ER admission 03:12 confirmed",
-        )
+        assert signed.signoff is not None
+        assert (signed.signoff.by, signed.signoff.note) == (ADMIN, "ER admission 03:12 confirmed")
         [event] = [e for e in trail_events(config) if e.get("action") == "break_glass_signoff"]
         assert event["actor"] == ADMIN
         assert event["details"]["grant_id"] == use
@@ -222,24 +230,19 @@ class TestSignOff:
         assert queue.awaiting == []
         assert [e.grant.id for e in queue.signed_off] == [use]
         with pytest.raises(GrantNotFound, match="already signed off"):
-            await sign_off(store, config, use, by=ADMIN, note="again", now=now)
-
-    @pytest.mark.parametrize("grant_id", ["bg_nothere0000000", "bg_0123456789abcdef", "g_1", ""])
-    async def test_an_unknown_or_ordinary_id_changes_nothing(self, store, config, grant_id):
-        use = await _open(store)
-        with pytest.raises(GrantNotFound):
-            await sign_off(store, config, grant_id, by=ADMIN, note="n", now=OPENED)
-        assert [u.id for u in await store.break_glass_uses(pending_only=True)] == [use]
+            await operations.sign_off(context, _officer(), use, note="again")
 
     async def test_signed_off_but_not_audited_says_so(self, store, tmp_path, caplog):
-        """The store keeps the sign-off; the result carries why the trail did not, and alerts."""
+        """The store keeps the sign-off; NotAudited carries the use, and an alert fires."""
         (tmp_path / "trail").mkdir()
-        config = write_config(tmp_path, "")
+        config = tmp_path / "config.yaml"
         config.write_text("audit:\n  fsync: false\n  path: trail\n")  # a folder: cannot append
         use = await _open(store)
-        result = await sign_off(store, config, use, by=ADMIN, note="checked", now=OPENED)
-        assert result.audit_error is not None
-        assert "record it by hand" in result.audit_error
+        with pytest.raises(operations.NotAudited) as refused:
+            await operations.sign_off(_context(store, config, OPENED), _officer(), use, note="ok")
+        assert refused.value.use is not None
+        assert refused.value.use.id == use
+        assert "record it by hand" in str(refused.value.error)
         assert await store.break_glass_uses(pending_only=True) == []
         assert [r.msg for r in caplog.records if r.name == "phi_proxy.alert"] == [
             "admin_change_not_audited"
@@ -297,15 +300,11 @@ class TestWithTheRealProxy:
             listed = json.loads(review.stdout)["break_glass"]["awaiting_signoff"]
             assert [u["id"] for u in listed] == [entry.grant.id]
             admin = str(env.subject("admin-ada"))
-            result = await sign_off(
-                env.grants,
-                env.config_path,
-                entry.grant.id,
-                by=admin,
-                note="ER admission confirmed with the ward",
-                now=datetime.now(UTC),
+            context = _context(env.grants, env.config_path, datetime.now(UTC))
+            officer = Actor(AdminIdentity(env.subject("admin-ada"), None), {"via": "console"})
+            await operations.sign_off(
+                context, officer, entry.grant.id, note="ER admission confirmed with the ward"
             )
-            assert result.audit_error is None
             review = _phi_grants(env.config_path, "review", "--json", "--skip-usage")
             assert json.loads(review.stdout)["break_glass"]["awaiting_signoff"] == []
             [event] = [e for e in trail_events(env.config_path) if e.get("actor") == admin]
