@@ -16,6 +16,7 @@ import pytest
 import pytest_asyncio
 
 sys.path.insert(0, str(Path(__file__).parent))
+sys.path.insert(0, str(Path(__file__).parents[1] / "blackbox"))
 
 from console_stack import (
     ADMIN,
@@ -37,13 +38,16 @@ def require_chromium() -> None:
 
 
 @pytest_asyncio.fixture(scope="session", loop_scope="session")
-async def browser():
+async def browser(tmp_path_factory):
     """One chromium per xdist worker (each test gets its own context: no shared cookies)."""
     require_chromium()
     from playwright.async_api import async_playwright
 
+    downloads = tmp_path_factory.mktemp("downloads")
     async with async_playwright() as playwright:
-        launched = await playwright.chromium.launch(executable_path=CHROMIUM)
+        launched = await playwright.chromium.launch(
+            executable_path=CHROMIUM, downloads_path=downloads
+        )
         yield launched
         await launched.close()
 

@@ -4,10 +4,15 @@ from __future__ import annotations
 
 import re
 
+import aiohttp
 import orjson
 import pytest
 from console_pages import log_in
 from console_stack import NOT_ADMIN
+
+from proxy.console.headers import CONTENT_SECURITY_POLICY
+from proxy.console.session import SESSION_COOKIE
+from proxy.grants import open_grant_store
 
 pytestmark = [pytest.mark.asyncio(loop_scope="session"), pytest.mark.slow]
 
@@ -49,3 +54,97 @@ class TestLoginAndRevoke:
         response = await page.goto(stack.console_url + "/console/grants")
         assert response is not None
         assert page.url.startswith(stack.console_url + "/console/login")
+
+
+class TestSecurityHeadersAndPorts:
+    async def test_every_console_answer_carries_the_csp_and_security_headers(self, page, stack):
+        await log_in(page, stack)
+        for path in (
+            "/console/login",
+            "/console/grants",
+            "/console/review",
+            "/console/static/console.css",
+            "/console/static/console.js",
+            "/console/no-such-page",
+        ):
+            response = await page.request.get(stack.console_url + path, max_redirects=0)
+            headers = response.headers
+            assert headers["content-security-policy"] == CONTENT_SECURITY_POLICY, path
+            assert "'unsafe-inline'" not in headers["content-security-policy"]
+            assert "frame-ancestors 'none'" in headers["content-security-policy"]
+            assert headers["x-content-type-options"] == "nosniff", path
+            assert headers["cache-control"] == "no-store", path
+            assert headers["referrer-policy"] == "same-origin", path
+
+    async def test_no_page_has_inline_script_or_style(self, page, stack):
+        await log_in(page, stack)
+        for path in ("/console/grants", "/console/review", "/console/offboard"):
+            await page.goto(stack.console_url + path)
+            html = await page.content()
+            assert "<script>" not in html
+            assert " style=" not in html
+            assert await page.locator("script:not([src])").count() == 0
+            assert await page.locator("style").count() == 0
+
+    async def test_the_console_is_not_served_on_the_client_or_health_port(self, stack):
+        async with aiohttp.ClientSession() as http:
+            async with http.get(stack.proxy_url + "/console/grants") as response:
+                body = await response.read()
+                assert b"access console" not in body
+                assert "Content-Security-Policy" not in response.headers
+                assert SESSION_COOKIE not in response.headers.getall("Set-Cookie", [""])[0]
+            async with http.get(stack.proxy_url + "/console/login/start") as response:
+                assert "Location" not in response.headers
+                assert b"access console" not in await response.read()
+            async with http.get(stack.admin_url + "/console/grants") as response:
+                assert response.status == 404
+        assert stack.portal.received[-1].path_qs == "/console/login/start"  # just a portal path
+
+
+class TestKeyboardAndTablet:
+    async def test_a_grant_can_be_revoked_with_the_keyboard_alone(self, page, stack):
+        await stack.grant("kim", "practice-b")
+        await log_in(page, stack, "/console/grants")
+        await page.goto(stack.console_url + "/console/grants?practice=practice-b")
+        target = "Revoke grant of https://idp.test.invalid|kim at practice-b"
+        for _ in range(60):
+            await page.keyboard.press("Tab")
+            label = await page.evaluate("document.activeElement.getAttribute('aria-label')")
+            if label == target:
+                break
+        else:
+            pytest.fail("Tab never reached kim's Revoke link")
+        outline = await page.evaluate("getComputedStyle(document.activeElement).outlineStyle")
+        assert outline != "none"  # a visible focus ring
+        await page.keyboard.press("Enter")
+        await page.wait_for_url(re.compile(r".*/revoke$"))
+        while await page.evaluate("document.activeElement.id") != "reason":
+            await page.keyboard.press("Tab")
+        await page.keyboard.type("moved to another clinic")
+        await page.keyboard.press("Enter")
+        await page.get_by_role("button", name="Confirm: revoke").wait_for()
+        assert await page.evaluate("document.activeElement.textContent") == "Confirm: revoke"
+        await page.keyboard.press("Enter")
+        await page.get_by_role("status").filter(has_text="revoked").wait_for()
+        store = open_grant_store(stack.settings.grants)
+        try:
+            kims = [g for g in await store.list() if g.subject == stack.subject("kim")]
+        finally:
+            await store.close()
+        assert [g.revoke_reason for g in kims] == ["moved to another clinic"]
+
+    async def test_the_grants_page_fits_a_tablet_and_its_actions_are_reachable(
+        self, browser, stack
+    ):
+        await stack.grant("tara", "practice-c")
+        context = await browser.new_context(viewport={"width": 820, "height": 1180})
+        try:
+            page = await context.new_page()
+            await log_in(page, stack)
+            width = await page.evaluate("document.documentElement.scrollWidth")
+            assert width <= 820
+            row = page.get_by_role("row").filter(has_text="tara")
+            await row.get_by_role("link", name=re.compile("^Renew")).click()
+            await page.get_by_label("New grant lasts").wait_for()
+        finally:
+            await context.close()
