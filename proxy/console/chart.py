@@ -18,17 +18,19 @@ from markupsafe import Markup
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
-__all__ = ["PALETTE", "BarChart", "Series", "nice_ceiling", "stacked_bar_svg"]
+__all__ = ["PALETTE", "BarChart", "Series", "nice_ceiling", "stacked_bar_svg", "tick_step"]
 
 #: Okabe-Ito colours (distinguishable with the common colour-vision deficiencies), darkest first;
 #: yellow is left out (too little contrast on white). More series than colours repeat them; the
 #: data table beside the chart still tells them apart.
 PALETTE = ("#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#000000")
 
-_WIDTH = 960
-_HEIGHT = 360
+_WIDTH = 720
+_HEIGHT = 320
 _LEFT, _RIGHT, _TOP, _BOTTOM = 56, 16, 16, 56
 _MAX_X_LABELS = 12
+#: About how wide a character of the chart's labels is (15px text, in viewBox units).
+_CHAR_WIDTH = 8.5
 _LEGEND_ROW = 22
 
 
@@ -102,8 +104,16 @@ def _y(value: float, top: int, plot_h: int) -> float:
     return _TOP + plot_h - value / top * plot_h
 
 
+def tick_step(top: int) -> int:
+    """The y axis's step: the smallest 1, 2 or 5 times 10^k giving at most 5 intervals to `top`."""
+    step = 1
+    while top > 5 * step:
+        step = nice_ceiling(step + 1)
+    return step
+
+
 def _axis(top: int, plot_w: int, plot_h: int) -> list[Markup]:
-    ticks = sorted({round(top * i / 4) for i in range(5)})
+    ticks = range(0, top + 1, tick_step(top))
     out = []
     for tick in ticks:
         y = f"{_y(tick, top, plot_h):.1f}"
@@ -157,8 +167,9 @@ def _x_labels(buckets: Sequence[str], plot_w: int) -> list[Markup]:
     count = len(buckets)
     if not count:
         return []
-    every = max(1, math.ceil(count / _MAX_X_LABELS))
     slot = plot_w / count
+    widest = max(len(label) for label in buckets) * _CHAR_WIDTH + 12
+    every = max(1, math.ceil(count / _MAX_X_LABELS), math.ceil(widest / slot))
     out = []
     for i in range(0, count, every):
         x = _LEFT + i * slot + slot / 2

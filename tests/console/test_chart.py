@@ -7,7 +7,14 @@ from xml.etree import ElementTree as ET
 from hypothesis import given
 from hypothesis import strategies as st
 
-from proxy.console.chart import PALETTE, BarChart, Series, nice_ceiling, stacked_bar_svg
+from proxy.console.chart import (
+    PALETTE,
+    BarChart,
+    Series,
+    nice_ceiling,
+    stacked_bar_svg,
+    tick_step,
+)
 
 SVG = "{http://www.w3.org/2000/svg}"
 
@@ -78,3 +85,16 @@ def test_the_axis_top_is_a_round_number_at_or_above_the_largest_bar(value):
         mantissa //= 10
     assert mantissa in {1, 2, 5}
     assert value == 0 or top < 2.5 * value or top == 1
+
+
+@given(st.integers(0, 10**9))
+def test_the_axis_ticks_are_round_and_at_most_six(value):
+    """0 to the top in steps of 1, 2 or 5 times 10^k, the top itself a tick."""
+    top = nice_ceiling(value)
+    step = tick_step(top)
+    assert top % step == 0
+    assert 1 <= top // step <= 5
+    mantissa = step
+    while mantissa % 10 == 0:
+        mantissa //= 10
+    assert mantissa in {1, 2, 5}

@@ -8,40 +8,29 @@ names the officer. The incident CSV downloaded through the page is compared byte
 
 from __future__ import annotations
 
-import asyncio
 import json
 import re
 import subprocess
 import sys
-import time
-from typing import TYPE_CHECKING
 from urllib.parse import urlencode
 
-import aiohttp
 import console_pages
-import orjson
 import pytest
 import pytest_asyncio
 from console_stack import ADMIN, running_console
-
-from proxy.audit.chain import canonical
-
-if TYPE_CHECKING:
-    from pathlib import Path
+from evidence_seed import (
+    BREAK_GLASS,
+    break_glass_read,
+    edit_first_event_of,
+    patient,
+    read,
+    trail,
+    until_in_trail,
+)
 
 pytestmark = [pytest.mark.asyncio(loop_scope="session"), pytest.mark.slow]
 
 REASON = "unconscious patient in the ER, allergy history needed"
-SSN = "900-71-2468"
-BREAK_GLASS = {
-    "enabled": True,
-    "claim": "groups",
-    "value": "phi-break-glass",
-    "classes": ["ssn", "history"],
-    "max_ttl": "1h",
-    "max_per_day": 3,
-    "signoff_within": "2d",
-}
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="session")
@@ -64,57 +53,11 @@ def _cli(module: str, stack, *args: str) -> subprocess.CompletedProcess[bytes]:
     return subprocess.run(argv, capture_output=True, timeout=120, check=False)
 
 
-def _trail(stack) -> list[dict]:
-    path = stack.folder / "audit.jsonl"
-    return [orjson.loads(line) for line in path.read_bytes().splitlines()]
-
-
-async def _until_in_trail(stack, request_ids: set[str]) -> None:
-    """Wait until the proxy process has written the events of `request_ids` (30 s bound)."""
-    deadline = time.monotonic() + 30
-    while not request_ids <= {e.get("request_id") for e in _trail(stack)}:
-        assert time.monotonic() < deadline, "the proxy never wrote the requests' audit events"
-        await asyncio.sleep(0.02)
-
-
-async def _get(stack, path: str, token: str, **headers: str) -> str:
-    """GET through the proxy's client port; the request id of the answer."""
-    async with (
-        aiohttp.ClientSession() as http,
-        http.get(
-            stack.proxy_url + path, headers={"Authorization": f"Bearer {token}", **headers}
-        ) as response,
-    ):
-        assert response.status == 200, await response.text()
-        await response.read()
-        return response.headers["X-Request-Id"]
-
-
-def _edit_first_event_of(stack, subject: str) -> tuple[Path, int]:
-    """Edit the first request event of `subject` in the trail (its MAC then fails): file, line."""
-    path = stack.folder / "audit.jsonl"
-    lines = path.read_bytes().splitlines(keepends=True)
-    at = next(n for n, line in enumerate(lines) if orjson.loads(line).get("subject") == subject)
-    event = orjson.loads(lines[at])
-    event["status"] = 404
-    lines[at] = canonical(event) + b"\n"
-    path.write_bytes(b"".join(lines))
-    return path, at + 1
-
-
-def _patient(stack, practice: str, pid: str) -> bytes:
-    return orjson.dumps(
-        {"patient_id": pid, "practice_id": practice, "ssn": stack.encrypt(practice, "ssn", SSN)}
-    )
-
-
 class TestBreakGlassQueue:
     async def test_signing_off_in_the_console_clears_the_review_and_is_audited(self, page, stack):
         """The use shows its reason and record; the keyboard sign-off is final and audited."""
-        stack.portal.script("/api/patients/bg-1", _patient(stack, "practice-a", "bg-1"))
-        medic = stack.token("medic", groups=["staff", "phi-break-glass"])
-        request_id = await _get(stack, "/api/patients/bg-1", medic, **{"X-PHI-Break-Glass": REASON})
-        await _until_in_trail(stack, {request_id})
+        request_id = await break_glass_read(stack, "medic", "practice-a", "bg-1", REASON)
+        await until_in_trail(stack, {request_id})
         review = json.loads(_cli("proxy.grants", stack, "review", "--json", "--skip-usage").stdout)
         [pending] = review["break_glass"]["awaiting_signoff"]
 
@@ -136,7 +79,7 @@ class TestBreakGlassQueue:
         review = json.loads(_cli("proxy.grants", stack, "review", "--json", "--skip-usage").stdout)
         assert review["break_glass"]["awaiting_signoff"] == []
         officer = str(stack.subject(ADMIN.sub))
-        [event] = [e for e in _trail(stack) if e.get("action") == "break_glass_signoff"]
+        [event] = [e for e in trail(stack) if e.get("action") == "break_glass_signoff"]
         assert event["actor"] == officer
         assert event["details"]["grant_id"] == pending["id"]
         assert event["details"]["via"] == "console"
@@ -146,10 +89,8 @@ class TestBreakGlassQueue:
 
     async def test_a_short_note_or_an_unknown_use_signs_nothing_off(self, page, stack):
         """Checked on the server too (not only by the form's minlength): 422 and 404 pages."""
-        stack.portal.script("/api/patients/bg-2", _patient(stack, "practice-b", "bg-2"))
-        medic = stack.token("medic-2", groups=["phi-break-glass"])
-        request_id = await _get(stack, "/api/patients/bg-2", medic, **{"X-PHI-Break-Glass": REASON})
-        await _until_in_trail(stack, {request_id})
+        request_id = await break_glass_read(stack, "medic-2", "practice-b", "bg-2", REASON)
+        await until_in_trail(stack, {request_id})
         await log_in(page, stack, "/console/break-glass")
         form = page.get_by_role("form", name=re.compile("^Sign off medic-2 at practice-b"))
         action = await form.get_attribute("action")
@@ -181,9 +122,9 @@ class TestIncidentView:
         await stack.grant("nina", "practice-b")
         ids = set()
         for practice, pid in (("practice-a", "n-1"), ("practice-a", "n-2"), ("practice-b", "n-3")):
-            stack.portal.script(f"/api/patients/{pid}", _patient(stack, practice, pid))
-            ids.add(await _get(stack, f"/api/patients/{pid}", stack.token("nina")))
-        await _until_in_trail(stack, ids)
+            stack.portal.script(f"/api/patients/{pid}", patient(stack, practice, pid))
+            ids.add(await read(stack, f"/api/patients/{pid}", stack.token("nina")))
+        await until_in_trail(stack, ids)
         subject = str(stack.subject("nina"))
 
         await log_in(page, stack, "/console/incident")
@@ -239,7 +180,7 @@ class TestIncidentView:
 class TestTamperedTrail:
     async def test_an_edited_trail_is_announced_and_what_was_read_still_shown(self, page, stack):
         """Last in the module: it edits the stack's trail (the later tests would see it broken)."""
-        path, line = _edit_first_event_of(stack, str(stack.subject("nina")))
+        path, line = edit_first_event_of(stack, str(stack.subject("nina")))
         subject = str(stack.subject("nina"))
         await log_in(page, stack, "/console/incident", subject=subject)
         alert = page.get_by_role("alert").filter(has_text="does NOT verify")

@@ -26,7 +26,7 @@ from proxy.console.views.grants import not_audited
 from proxy.grants.durations import format_duration
 
 if TYPE_CHECKING:
-    from datetime import datetime
+    from datetime import datetime, timedelta
 
     from aiohttp import web
 
@@ -38,6 +38,15 @@ __all__ = ["add_routes"]
 #: A sign-off note's length bounds (the store refuses more than 1000 characters).
 _MAX_NOTE: Final = 1000
 _MIN_NOTE: Final = 5
+
+
+def _spoken(span: timedelta) -> str:
+    """A sign-off window as words: 3 days, 12 hours, 1 day 6 hours."""
+    days, hours = span.days, span.seconds // 3600
+    parts = [
+        f"{n} {unit}{'s' if n != 1 else ''}" for n, unit in ((days, "day"), (hours, "hour")) if n
+    ]
+    return " ".join(parts) or format_duration(span)
 
 
 def _at(moment: datetime) -> str:
@@ -102,7 +111,7 @@ async def queue_page(request: web.Request) -> web.Response:
         title="Break-glass",
         awaiting=[_entry(e, now) for e in queue.awaiting],
         signed_off=[_entry(e, now) for e in queue.signed_off],
-        within=format_duration(queue.signoff_within),
+        within=_spoken(queue.signoff_within),
         verification=queue.verification,
         just_signed=just_signed,
         max_note=_MAX_NOTE,

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import web
 from yarl import URL
 
-from proxy.audit.report import printable
+from proxy.audit.report import UNKNOWN_RECORD, printable
 from proxy.console.chart import stacked_bar_svg
 from proxy.console.context import CONSOLE, PREFIX
 from proxy.console.errors import ConsoleProblem
@@ -107,6 +107,7 @@ async def page(request: web.Request) -> web.Response:
             ),
             "chart_rows": _chart_rows(chart),
             "rows": _list_rows(incident),
+            "unknown": any(r.record == UNKNOWN_RECORD for r in incident.rows),
             "csv_href": str(csv_href),
             "command": " ".join(_quoted(a) for a in _command(context, incident.query)),
             "subject": printable(query.subject),
