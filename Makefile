@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test test-parts lint typecheck core-test pytest pytest-pure install core clean bench bench-audit soak postgres softhsm prometheus fuzz openapi
+.PHONY: run test test-parts lint typecheck core-test pytest pytest-pure install core clean bench bench-audit soak postgres softhsm prometheus fuzz openapi console-screenshots
 
 # (Re)install when the project metadata changes; a bare `make test` keeps the venv current.
 $(STAMP): pyproject.toml
@@ -39,6 +39,11 @@ run: $(STAMP) $(CORE_STAMP)
 # The admin API's OpenAPI document (a test keeps it equal to what /openapi.json serves).
 openapi: $(STAMP)
 	$(BIN)/python -m proxy.admin_api.openapi > docs/admin-api.openapi.json
+
+# PNG screenshots of every console view for docs/console.md (needs Debian's chromium:
+# bash scripts/test-chromium). The views are listed once, in proxy/console/nav.py.
+console-screenshots: $(STAMP) $(CORE_STAMP)
+	$(BIN)/python scripts/console_screenshots.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -33,15 +33,34 @@ if TYPE_CHECKING:
 __all__ = ["add_console", "read_client_secret", "templates"]
 
 
+def when(value: str | None) -> str:
+    """`2026-12-17T16:13:25Z` as people read it: `2026-12-17 16:13` (pages say times are UTC)."""
+    if not value:
+        return "—"
+    return value.replace("T", " ").removesuffix("Z")[:16]
+
+
+def person(subject: str | None) -> str:
+    """The person part of ISSUER|SUB (the issuer is shown apart, smaller)."""
+    return "—" if not subject else subject.rpartition("|")[2]
+
+
+def issuer(subject: str | None) -> str:
+    """The issuer part of ISSUER|SUB ('' for a plain name such as a CLI user)."""
+    return "" if not subject or "|" not in subject else subject.partition("|")[0]
+
+
 def templates() -> jinja2.Environment:
     """The console's Jinja2 templates (shipped in the package), autoescaping everything."""
-    return jinja2.Environment(
+    environment = jinja2.Environment(
         loader=jinja2.PackageLoader("proxy.console", "templates"),
         autoescape=True,
         undefined=jinja2.StrictUndefined,
         trim_blocks=True,
         lstrip_blocks=True,
     )
+    environment.filters.update(when=when, person=person, issuer=issuer)
+    return environment
 
 
 def read_client_secret(settings: ConsoleSettings) -> str | None:

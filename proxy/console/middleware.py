@@ -9,6 +9,7 @@ page (or 403 for a POST), every error into a page in plain words, and sets the s
 from __future__ import annotations
 
 import logging
+import os
 import sqlite3
 import time
 import uuid
@@ -128,6 +129,7 @@ async def console_middleware(
                 "status": response.status,
                 "admin": None if session is None else session.subject,
                 "peer": request.remote,
+                "pid": os.getpid(),  # with --workers N: which worker answered
             }
         },
     )

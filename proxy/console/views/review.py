@@ -81,6 +81,55 @@ def action_for(finding: dict[str, Any]) -> Action | None:
     return None
 
 
+#: Last use as the page says it (statuses of `phi-grants review --json`).
+LAST_USE_WORDS: Final = {
+    "none": "not used",
+    "unknown": "unknown",
+    "not_checked": "not checked",
+    "not_started": "not started yet",
+}
+
+
+#: Each kind of finding in words for a compliance officer; {who}, {where}, {ends}, {max_ttl}
+#: and {unused_for} are filled in (the review's own text, for IT, is shown as technical detail).
+_PLAIN: Final = {
+    "expires_soon": "{who}'s access to {where} ends on {ends}. Renew it if they still need it; "
+    "otherwise nothing needs doing.",
+    "long_lived": "{who}'s access to {where} runs until {ends}, close to the longest allowed "
+    "({max_ttl}). Long access outlives job changes: confirm they still need it, or revoke it.",
+    "longer_than_max_ttl": "{who}'s access to {where} runs until {ends}, longer than is allowed "
+    "today ({max_ttl}). Renew it for a shorter time if they still need it, and revoke this one.",
+    "never_used": "{who} has never used their access to {where}. If they do not need it, "
+    "revoke it.",
+    "unused": "{who} has not used their access to {where} for more than {unused_for}. If they "
+    "no longer need it, revoke it.",
+    "several_practices": "{who} can read protected data at more than one practice. Check that "
+    "each one is still needed.",
+    "break_glass_unacknowledged": "{who} used emergency access at {where} and it has not been "
+    "signed off in time. Review the reason and sign it off.",
+    "used_after_lapse": "{who} tried to read {where}'s protected data after their access had "
+    "ended. Look at what they tried to see.",
+}
+_UNCHECKED: Final = (
+    "The review could not check everything (see the technical detail). Tell your IT team."
+)
+
+
+def explain(
+    finding: dict[str, Any], grants: dict[str, dict[str, Any]], checks: dict[str, Any]
+) -> str:
+    """The finding in words for a compliance officer."""
+    grant = grants.get(finding["grant_id"] or "", {})
+    ends = grant.get("expires_at")
+    return _PLAIN.get(finding["code"], _UNCHECKED).format(
+        who=(finding["subject"] or "").rpartition("|")[2] or "This person",
+        where=finding["practice"] or "the practice",
+        ends="—" if not ends else str(ends)[:10],
+        max_ttl=checks["max_ttl"],
+        unused_for=checks["unused_for"],
+    )
+
+
 def _options(request: web.Request) -> tuple[str | None, timedelta, timedelta]:
     practice = request.query.get("practice", "").strip() or None
     try:
@@ -116,13 +165,15 @@ async def review_page(request: web.Request) -> web.Response:
         *document["findings"],
         *(f for g in document["grants"] for f in g["findings"]),
     ]
+    grants = {g["id"]: g for g in document["grants"]}
     practice = _options(request)[0]
     return render(
         request,
         "review.html",
         title="Access review",
         review=document,
-        findings=[(f, action_for(f)) for f in findings],
+        findings=[(f, explain(f, grants, document["checks"]), action_for(f)) for f in findings],
+        last_use_words=LAST_USE_WORDS,
         practice=practice or "",
         expiring_within=request.query.get("expiring_within") or "14d",
         unused_for=request.query.get("unused_for") or "30d",
