@@ -1,4 +1,4 @@
-"""Break-glass uses and disclosures in a running console stack (tests and screenshot script).
+"""Break-glass uses and disclosures in a running console stack, for the tests and screenshots.
 
 Reads go through the proxy's client port, so the proxy itself opens the break-glass grants and
 writes the audit events. `backdated_reads` is for the screenshots only: the proxy can write only
@@ -9,9 +9,11 @@ code's own writer (the same chain, file and lock the proxy and the CLIs use), da
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 from datetime import UTC, date, datetime, timedelta
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlencode
 
 import aiohttp
 import orjson
@@ -21,6 +23,7 @@ from proxy.audit.chain import canonical
 from proxy.audit.events import iso_time
 
 if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable
     from pathlib import Path
 
     from console_stack import ConsoleStack
@@ -152,12 +155,41 @@ async def seed_evidence(stack: ConsoleStack) -> dict[str, str]:
     week = [today - timedelta(days=d) for d in range(9, 0, -1)]
     reads = []
     for n, day in enumerate(week):
-        reads.append((day, "practice-a", [f"A-{1000 + n * 3 + k}" for k in range(1 + n % 4)]))
+        reads.append((day, "practice-b", [f"B-{1000 + n * 3 + k}" for k in range(1 + n % 4)]))
         if n % 3 == 1:
-            reads.append((day, "practice-b", [f"B-{500 + n}", f"B-{600 + n}"]))
-    backdated_reads(stack, "ben.okafor", reads)
+            reads.append((day, "practice-c", [f"C-{500 + n}", f"C-{600 + n}"]))
+    backdated_reads(stack, "carmen.diaz", reads)
     return {
-        "subject": str(stack.subject("ben.okafor")),
+        "subject": str(stack.subject("carmen.diaz")),
         "since": week[0].isoformat(),
         "until": (today + timedelta(days=1)).isoformat(),
     }
+
+
+async def shoot_evidence(
+    page: Any,  # a logged-in Playwright page at 1280x800
+    tablet: Any,  # a logged-in Playwright page at tablet size
+    stack: ConsoleStack,
+    query: dict[str, str],
+    shoot: Callable[[Any, str], Awaitable[None]],
+) -> None:
+    """The break-glass queue after one sign-off, the incident view, and a tampered trail's.
+
+    Last of the screenshots: it edits the trail.
+    """
+    await page.goto(stack.console_url + "/console/break-glass")
+    use = page.get_by_role("article", name=re.compile("^nurse.tom.berg"))
+    await use.get_by_label(re.compile("^Your note")).fill(
+        "Confirmed with the on-call rota: GP unreachable 02:10-03:30; one record, as stated"
+    )
+    await use.get_by_role("button", name="Sign off (final)").click()
+    await page.get_by_role("status").filter(has_text="Signed off").wait_for()
+    await shoot(page, "break-glass.png")
+    incident = stack.console_url + "/console/incident?" + urlencode(query)
+    await page.goto(incident)
+    await shoot(page, "incident.png")
+    await tablet.goto(incident)
+    await shoot(tablet, "incident-tablet.png")
+    edit_first_event_of(stack, query["subject"])
+    await page.goto(incident)
+    await shoot(page, "incident-broken.png")
