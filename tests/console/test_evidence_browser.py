@@ -187,3 +187,11 @@ class TestTamperedTrail:
         await alert.wait_for()
         assert f"{path}:{line}:" in await alert.inner_text()
         await page.get_by_role("cell", name="n-1", exact=True).wait_for()
+
+        link = page.get_by_role("link", name="Download the notification list (CSV)")
+        response = await page.request.get(stack.console_url + await link.get_attribute("href"))
+        assert response.headers["x-trail-verified"] == "no"
+        printed = _cli("proxy.audit", stack, "report", "--subject", subject, "--format", "csv")
+        assert printed.returncode == 1  # the command warns and exits 1, and still prints
+        assert await response.body() == printed.stdout
+        assert b"n-1" in printed.stdout
