@@ -23,6 +23,7 @@ from proxy.admin_api.handlers import ADMIN, CONTEXT, REQUEST_ID, ApiContext, add
 from proxy.admin_api.openapi import render_openapi
 from proxy.admin_api.problems import ApiProblem, problem_response
 from proxy.audit.errors import AuditError
+from proxy.console.context import CONSOLE
 from proxy.console.middleware import console_middleware, is_console_path
 from proxy.grants.errors import GrantError, GrantNotFound, GrantStoreUnavailable
 from proxy.grants.store import open_grant_store
@@ -113,7 +114,7 @@ def _middlewares(verifier: AdminVerifier) -> list[object]:
     async def authenticate_and_map_errors(
         request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
     ) -> web.StreamResponse:
-        if is_console_path(request.path):  # the console's own middleware answers these
+        if CONSOLE in request.app and is_console_path(request.path):  # the console answers
             return await handler(request)
         request_id = f"admin-{uuid.uuid4().hex[:16]}"
         request[REQUEST_ID] = request_id

@@ -38,7 +38,7 @@ class Pending:
 
 
 @dataclass
-class TestIdp:
+class LocalIdp:
     """The provider's state: who it logs in, the codes it issued, what it was asked."""
 
     issuer: Any  # DemoIssuer: signs the tokens; its JWKS is the proxy's identity.jwks_file
@@ -46,6 +46,8 @@ class TestIdp:
     redirect_uri: str
     user: User
     token_ttl: float = 600
+    #: Put another nonce in the ID token (a replayed ID token, for the tests).
+    wrong_nonce: bool = False
     codes: dict[str, Pending] = field(default_factory=dict)
     token_requests: list[dict[str, str]] = field(default_factory=list)
     refusals: list[str] = field(default_factory=list)
@@ -97,7 +99,11 @@ class TestIdp:
             user.sub, now=now, ttl=self.token_ttl, audience=self.audience, roles=user.roles
         )
         id_token = self.issuer.mint(
-            user.sub, now=now, ttl=self.token_ttl, audience=CLIENT_ID, nonce=pending.nonce
+            user.sub,
+            now=now,
+            ttl=self.token_ttl,
+            audience=CLIENT_ID,
+            nonce="another-login" if self.wrong_nonce else pending.nonce,
         )
         return web.json_response(
             {

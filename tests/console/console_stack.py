@@ -27,7 +27,7 @@ from aiohttp.test_utils import TestServer  # noqa: E402
 from blackbox_env import AUDIENCE, PLANTED, write_env_files  # noqa: E402
 from blackbox_portal import RecordingPortal  # noqa: E402
 from cli_helpers import PHI_PROXY, free_ports  # noqa: E402
-from console_idp import CLIENT_ID, TestIdp, User  # noqa: E402
+from console_idp import CLIENT_ID, LocalIdp, User  # noqa: E402
 from serve_process import wait_ready  # noqa: E402
 
 from keys.settings import keystore_file  # noqa: E402
@@ -73,7 +73,7 @@ class ConsoleStack:
     issuer: Any  # DemoIssuer
     keyring: Keyring
     portal: RecordingPortal
-    idp: TestIdp
+    idp: LocalIdp
     proxy_url: str  # the client port
     admin_url: str  # /readyz, /metrics
     console_url: str  # the admin API listener: /console/, /api/v1
@@ -164,7 +164,7 @@ async def running_console(
     portal_server = TestServer(portal.app(), host="127.0.0.1")
     await portal_server.start_server()
     port, admin_port, api_port = free_ports(3)
-    idp = TestIdp(
+    idp = LocalIdp(
         issuer=None,
         audience=AUDIENCE,
         redirect_uri=f"http://127.0.0.1:{api_port}/console/callback",

@@ -56,6 +56,25 @@ class TestLoginAndRevoke:
         assert page.url.startswith(stack.console_url + "/console/login")
 
 
+class TestLogout:
+    async def test_logging_out_ends_the_session_in_this_browser(self, page, stack):
+        await log_in(page, stack)
+        await page.get_by_role("button", name="Log out").click()
+        await page.get_by_role("status").filter(has_text="You have logged out").wait_for()
+        assert SESSION_COOKIE not in {c["name"] for c in await page.context.cookies()}
+        await page.goto(stack.console_url + "/console/review")
+        assert page.url.startswith(stack.console_url + "/console/login?next=")
+
+    async def test_a_grant_filter_takes_part_of_a_name(self, page, stack):
+        await stack.grant("quentin.blake", "practice-c")
+        await log_in(page, stack)
+        await page.get_by_label(re.compile("^Person")).fill("quentin")
+        await page.get_by_role("button", name="Show").click()
+        rows = page.locator("#grants tbody tr")
+        assert await rows.count() == 1
+        assert "quentin.blake" in await rows.first.inner_text()
+
+
 class TestSecurityHeadersAndPorts:
     async def test_every_console_answer_carries_the_csp_and_security_headers(self, page, stack):
         await log_in(page, stack)

@@ -44,6 +44,6 @@ async def test_a_session_sealed_by_one_worker_opens_in_the_other(page, stack):
                 stack.console_url + "/console/grants", allow_redirects=False
             ) as response:
                 assert response.status == 200  # never sent back to the login page
-            if len(_console_pids(stack, "/console/grants")) == 2:  # noqa: PLR2004
+            if len(_console_pids(stack, "/console/grants")) == 2:
                 break
     assert len(_console_pids(stack, "/console/grants")) == 2

@@ -66,6 +66,17 @@ def _subject(text: str) -> Subject:
         ) from None
 
 
+def _person_filter(text: str) -> tuple[Subject | None, str]:
+    """(exact subject, part of a name): ISSUER|SUB is exact, anything else a part of the name."""
+    if "|" in text:
+        return _subject(text), ""
+    return None, text.casefold()
+
+
+def _named(grant: GrantOut, part: str) -> bool:
+    return not part or part in grant.subject.rpartition("|")[2].casefold()
+
+
 def _matches(grant: GrantOut, state: str) -> bool:
     if state == "all":
         return True
@@ -92,10 +103,12 @@ async def list_grants(request: web.Request) -> web.Response:
     state = request.query.get("state", "current")
     if state not in STATES:
         state = "current"
-    subject = _subject(subject_text) if subject_text else None
+    subject, part = _person_filter(subject_text)
     now = context.api.clock()
     grants = await context.api.grant_store().list(practice=practice, subject=subject)
-    shown = [g for g in (grant_out(g, now) for g in grants) if _matches(g, state)]
+    shown = [
+        g for g in (grant_out(g, now) for g in grants) if _matches(g, state) and _named(g, part)
+    ]
     shown.sort(key=lambda g: (g.practice, g.subject, g.expires_at))
     practices = sorted({g.practice for g in await context.api.grant_store().list()})
     return render(
@@ -204,12 +217,24 @@ async def offboard_form(request: web.Request) -> web.Response:
     context = request.app[CONSOLE]
     subject_text = request.query.get("subject", "").strip()
     grants: list[GrantOut] = []
+    candidates: list[str] = []
     if subject_text:
         now = context.api.clock()
-        found = await context.api.grant_store().list(subject=_subject(subject_text))
-        grants = [g for g in (grant_out(g, now) for g in found) if _matches(g, "current")]
+        subject, part = _person_filter(subject_text)
+        found = await context.api.grant_store().list(subject=subject)
+        current = [g for g in (grant_out(g, now) for g in found) if _matches(g, "current")]
+        if subject is not None:
+            grants = current
+        else:  # part of a name: let the officer pick the exact person
+            candidates = sorted({g.subject for g in current if _named(g, part)})
     return render(
-        request, "offboard.html", title="Offboard a person", subject=subject_text, grants=grants
+        request,
+        "offboard.html",
+        title="Offboard a person",
+        subject=subject_text,
+        exact="|" in subject_text,
+        grants=grants,
+        candidates=candidates,
     )
 
 
