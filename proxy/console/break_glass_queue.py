@@ -22,7 +22,8 @@ from typing import TYPE_CHECKING, Any
 
 from keys.config_file import load_section
 from proxy.audit.report import Disclosures, ReportFilter, ReportRow
-from proxy.console.trail_pass import Verification, in_trail_thread, verified_pass
+from proxy.console.trail_pass import Verification, verified_pass
+from proxy.console.trail_reader import in_trail_process
 from proxy.grants.break_glass_settings import BreakGlassSettings
 
 if TYPE_CHECKING:
@@ -202,7 +203,7 @@ async def load_queue(store: GrantStore, config_path: Path, *, now: datetime) -> 
     verification: Verification | None = None
     found = UseDisclosures({})
     if uses:
-        found, verification = await in_trail_thread(partial(_gather, config_path, uses))
+        found, verification = await in_trail_process(partial(_gather, config_path, uses))
     entries = [_entry(use, found, now, window) for use in uses]
     awaiting = [e for e in entries if e.signoff is None]
     done = [e for e in entries if e.signoff is not None]

@@ -28,7 +28,8 @@ from proxy.audit.report import (
     render_report,
 )
 from proxy.console.chart import BarChart, Series
-from proxy.console.trail_pass import in_trail_thread, verified_pass
+from proxy.console.trail_pass import verified_pass
+from proxy.console.trail_reader import in_trail_process
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -249,5 +250,5 @@ def incident_report(config_path: Path, query: IncidentQuery) -> Incident:
 
 
 async def load_incident(config_path: Path, query: IncidentQuery) -> Incident:
-    """`incident_report` on the console's trail thread: the event loop keeps serving."""
-    return await in_trail_thread(partial(incident_report, config_path, query))
+    """`incident_report` in the console's trail reader process: the proxy keeps serving."""
+    return await in_trail_process(partial(incident_report, config_path, query))

@@ -4,16 +4,13 @@ The console reads the trail exactly as `phi-audit verify|report` does (`verify_c
 the files or the PostgreSQL export, the same key, the same rules, the same workers), and the
 view's event sinks gather its data in that same pass. Everything read is kept when the trail
 does not verify: the view shows it, marked, as `phi-audit report` prints its list with a
-warning. The pass blocks (a large trail takes seconds), so views await `in_trail_thread`: one
-thread of its own, so the event loop keeps serving, and two pages opened at once take turns
-instead of reading the trail twice over in parallel.
+warning. The pass blocks (a large trail takes seconds): views run it through
+`proxy.console.trail_reader`, in a process of its own.
 """
 
 from __future__ import annotations
 
-import asyncio
 import tempfile
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Generic, Literal, TypeVar
@@ -29,13 +26,9 @@ if TYPE_CHECKING:
     from proxy.audit.segments import EventSink
     from proxy.audit.trail_report import CheckedTrail
 
-__all__ = ["TrailPass", "Verification", "in_trail_thread", "verified_pass"]
+__all__ = ["TrailPass", "Verification", "verified_pass"]
 
 _Sink = TypeVar("_Sink", bound="EventSink")
-_T = TypeVar("_T")
-
-#: The one thread trail passes run on (created on first use).
-_TRAIL_THREAD = ThreadPoolExecutor(max_workers=1, thread_name_prefix="phi-console-trail")
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,8 +126,3 @@ def verified_pass(config_path: Path, collect: Callable[[], _Sink]) -> TrailPass[
         return TrailPass(Verification("unreadable", problem=f"cannot read the trail ({why})"), [])
     sinks: list[_Sink] = list(checked.result.collected)
     return TrailPass(Verification.of(checked), sinks)
-
-
-async def in_trail_thread(work: Callable[[], _T]) -> _T:
-    """Run `work` (a trail pass) on the console's trail thread; the event loop stays free."""
-    return await asyncio.get_running_loop().run_in_executor(_TRAIL_THREAD, work)

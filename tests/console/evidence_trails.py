@@ -106,3 +106,12 @@ def phi_audit(config: Path, *args: str) -> subprocess.CompletedProcess[bytes]:
     """`phi-audit -c CONFIG ARGS` as a real process; stdout as bytes (to compare byte for byte)."""
     argv = [sys.executable, "-m", "proxy.audit", "-c", str(config), *args]
     return subprocess.run(argv, capture_output=True, timeout=120, check=False)
+
+
+def wait_for_file(path: str) -> None:
+    """Block until `path` exists (a gate a test opens; runs in the trail reader process)."""
+    import time
+    from pathlib import Path
+
+    while not Path(path).exists():
+        time.sleep(0.01)

@@ -7,16 +7,24 @@ Trails are written by the real chain and sink; the reference is the real `phi-au
 from __future__ import annotations
 
 import asyncio
-import threading
 from datetime import UTC, datetime
+from functools import partial
 
 import pytest
-from evidence_trails import append, phi_audit, request, tamper_subject, trail_events, write_config
+from evidence_trails import (
+    append,
+    phi_audit,
+    request,
+    tamper_subject,
+    trail_events,
+    wait_for_file,
+    write_config,
+)
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from proxy.audit.report import ReportFilter, build_report, render_report
-from proxy.console import trail_pass
+from proxy.console import trail_reader
 from proxy.console.incident import (
     IncidentQuery,
     IncidentQueryError,
@@ -178,21 +186,21 @@ class TestIncidentReport:
 
 
 class TestOffTheEventLoop:
-    async def test_the_trail_is_read_on_the_trail_thread_while_the_loop_serves(
-        self, incident_trail
+    async def test_the_trail_is_read_in_the_reader_process_while_the_loop_serves(
+        self, incident_trail, tmp_path
     ):
-        """With the trail thread busy, the loop still runs other tasks; the load then completes."""
-        gate = threading.Event()
+        """With the reader busy, the loop still runs other tasks; the load then completes."""
+        gate = tmp_path / "open"
         loop = asyncio.get_running_loop()
-        busy = loop.run_in_executor(trail_pass._TRAIL_THREAD, gate.wait)
+        busy = loop.run_in_executor(trail_reader._READER.pool(), partial(wait_for_file, str(gate)))
         task = asyncio.create_task(load_incident(incident_trail, IncidentQuery.parse(NURSE)))
         served = 0
         for _ in range(20):
             await asyncio.sleep(0)
             served += 1
         assert served == 20
-        assert not task.done()  # queued behind the busy trail thread, not run on the loop
-        gate.set()
+        assert not task.done()  # queued behind the busy reader, not run on the loop
+        gate.touch()
         await busy
         incident = await task
         assert incident.disclosures == 8

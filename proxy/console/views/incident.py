@@ -5,7 +5,7 @@ trail's verification result above it (a trail that does not verify is said first
 and what was read is still shown), a chart of disclosures per day per practice with its numbers
 in a table beside it, and a link to the CSV. GET /console/incident.csv is that list as the very
 bytes `phi-audit report --subject S --since A --until B --format csv` prints. Both read the trail
-on the console's trail thread (proxy.console.incident), never on the event loop.
+in the console's trail reader process (proxy.console.trail_reader), never in the proxy's own.
 """
 
 from __future__ import annotations
