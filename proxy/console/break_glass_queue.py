@@ -37,6 +37,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "MAX_REQUEST_IDS",
+    "SIGNED_OFF_SHOWN",
     "BreakGlassQueue",
     "QueueEntry",
     "UseDisclosures",
@@ -45,6 +46,8 @@ __all__ = [
 
 #: Request ids kept per use (for finding the requests in the proxy's log); the count is exact.
 MAX_REQUEST_IDS = 50
+#: Signed-off uses the page shows (newest first); every sign-off is also in the audit trail.
+SIGNED_OFF_SHOWN = 100
 
 
 @dataclass(slots=True)
@@ -159,7 +162,7 @@ class QueueEntry:
 
 @dataclass(frozen=True, slots=True)
 class BreakGlassQueue:
-    """Uses awaiting sign-off (oldest first) and signed off (newest sign-off first)."""
+    """Uses awaiting sign-off (oldest first) and the newest signed off (newest sign-off first)."""
 
     awaiting: list[QueueEntry]
     signed_off: list[QueueEntry]
@@ -167,6 +170,8 @@ class BreakGlassQueue:
     now: datetime
     #: None when there was no use to look up (the trail was not read).
     verification: Verification | None
+    #: Every use ever signed off (`signed_off` holds the newest of them).
+    signed_off_total: int = 0
 
 
 def _entry(
@@ -195,17 +200,37 @@ def _gather(config_path: Path, uses: list[BreakGlassUse]) -> tuple[UseDisclosure
     return found, trail.verification
 
 
-async def load_queue(store: GrantStore, config_path: Path, *, now: datetime) -> BreakGlassQueue:
-    """Every break-glass use with its sign-off and its disclosures, from the verified trail."""
+async def load_queue(
+    store: GrantStore,
+    config_path: Path,
+    *,
+    now: datetime,
+    signed_off_shown: int = SIGNED_OFF_SHOWN,
+) -> BreakGlassQueue:
+    """Every use awaiting sign-off and the newest signed off, with their disclosures.
+
+    The trail is read (verified) only for the uses shown: all those awaiting sign-off and the
+    `signed_off_shown` most recently signed off.
+    """
     glass = await asyncio.to_thread(load_section, config_path, "break_glass", BreakGlassSettings)
     window = glass.signoff_within
     uses = await store.break_glass_uses()
+    pending = [use for use in uses if use.signoff is None]
+    done = sorted(
+        (use for use in uses if use.signoff is not None),
+        key=lambda use: use.signoff.at if use.signoff is not None else now,
+        reverse=True,
+    )
+    shown = [*pending, *done[:signed_off_shown]]
     verification: Verification | None = None
     found = UseDisclosures({})
-    if uses:
-        found, verification = await in_trail_process(partial(_gather, config_path, uses))
-    entries = [_entry(use, found, now, window) for use in uses]
-    awaiting = [e for e in entries if e.signoff is None]
-    done = [e for e in entries if e.signoff is not None]
-    done.sort(key=lambda e: e.signoff.at if e.signoff is not None else now, reverse=True)
-    return BreakGlassQueue(awaiting, done, window, now, verification)
+    if shown:
+        found, verification = await in_trail_process(partial(_gather, config_path, shown))
+    return BreakGlassQueue(
+        awaiting=[_entry(use, found, now, window) for use in pending],
+        signed_off=[_entry(use, found, now, window) for use in done[:signed_off_shown]],
+        signoff_within=window,
+        now=now,
+        verification=verification,
+        signed_off_total=len(done),
+    )

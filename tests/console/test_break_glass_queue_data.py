@@ -188,6 +188,23 @@ class TestQueue:
         assert entry.disclosed[0].count == count
 
 
+class TestSignedOffList:
+    async def test_the_newest_sign_offs_are_listed_and_all_are_counted(self, store, config):
+        """Newest sign-off first, at most `signed_off_shown`; the total counts every one."""
+        ids = [
+            await _open(store, practice=f"practice-{n}", at=OPENED + timedelta(minutes=n))
+            for n in range(3)
+        ]
+        ids.append(await _open(store, CLERK, at=OPENED + timedelta(minutes=9)))
+        for n, use in enumerate(ids[:3]):
+            signed_at = OPENED + timedelta(hours=1, minutes=n)
+            await store.sign_off_break_glass(use, by=ADMIN, note=f"checked {n}", now=signed_at)
+        queue = await load_queue(store, config, now=OPENED + timedelta(hours=2), signed_off_shown=2)
+        assert [e.grant.id for e in queue.awaiting] == [ids[3]]
+        assert [e.grant.id for e in queue.signed_off] == [ids[2], ids[1]]
+        assert queue.signed_off_total == 3
+
+
 def _phi_grants(config: Path, *args: str) -> subprocess.CompletedProcess[str]:
     argv = [sys.executable, "-m", "proxy.grants", "-c", str(config), *args]
     return subprocess.run(argv, capture_output=True, text=True, timeout=60, check=False)

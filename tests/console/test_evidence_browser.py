@@ -162,6 +162,18 @@ class TestIncidentView:
         assert b"n-3" in printed.stdout
         assert download.suggested_filename.startswith("notification-list_nina_")
 
+    async def test_a_wrong_date_is_explained_at_its_field(self, page, stack):
+        """422, an alert naming the field, and the field marked invalid and described by it."""
+        await log_in(page, stack, "/console/incident")
+        await page.get_by_label("Person, as the audit trail names them").fill("idp|someone")
+        since = page.get_by_label("From (UTC)")
+        await since.fill("last tuesday")
+        await page.get_by_role("button", name="Show what they saw").click()
+        await page.get_by_role("alert").filter(has_text="is not a date or time").wait_for()
+        assert await since.get_attribute("aria-invalid") == "true"
+        assert "i-error" in (await since.get_attribute("aria-describedby") or "")
+        assert await page.get_by_role("img").count() == 0  # nothing read for a wrong window
+
     async def test_at_tablet_width_nothing_scrolls_sideways(self, browser, stack):
         context = await browser.new_context(viewport={"width": 768, "height": 1024})
         page = await context.new_page()

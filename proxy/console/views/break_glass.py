@@ -111,6 +111,7 @@ async def queue_page(request: web.Request) -> web.Response:
         title="Break-glass",
         awaiting=[_entry(e, now) for e in queue.awaiting],
         signed_off=[_entry(e, now) for e in queue.signed_off],
+        signed_off_total=queue.signed_off_total,
         within=_spoken(queue.signoff_within),
         verification=queue.verification,
         just_signed=just_signed,
