@@ -9,6 +9,7 @@ through the pages in Debian's chromium and photographs every view named in proxy
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 import sys
 import tempfile
@@ -40,8 +41,27 @@ GRANTS = (
 )
 
 
+#: (patient id, practice, made-up name, SSN in the never-issued 9xx range)
+PATIENTS = (
+    (1, "practice-a", "Ada Sample", "900-01-1111"),
+    (2, "practice-b", "Bo Example", "900-02-2222"),
+)
+#: Who reads which patient through the proxy (audited disclosures: last use, incidents).
+READS = (("alice.nguyen", 1, "practice-a"), ("dev.patel", 2, "practice-b"))
+
+
 async def seed(stack: Any) -> None:  # noqa: ANN401 - tests/console ConsoleStack
-    """Made-up grants: some expiring soon, one long-lived, one person at two practices."""
+    """Made-up grants (expiring soon, long-lived, two practices), reads, one break-glass use."""
+    for patient, practice, name, ssn in PATIENTS:
+        body = json.dumps(
+            {
+                "id": patient,
+                "practice_id": practice,
+                "name": name,
+                "ssn": stack.encrypt(practice, "ssn", ssn),
+            }
+        )
+        stack.portal.script(f"/api/practices/{practice}/patients/{patient}", body)
     for person, practice, fields, days, ago in GRANTS:
         await stack.grant(
             person,
@@ -52,6 +72,14 @@ async def seed(stack: Any) -> None:  # noqa: ANN401 - tests/console ConsoleStack
             by="https://idp.example.org|it-helpdesk",
             reason="new staff member, ticket HR-2291",
         )
+    for person, patient, practice in READS:
+        await stack.proxied(f"/api/practices/{practice}/patients/{patient}", person)
+    await stack.break_glass(
+        "gina.rossi",
+        "practice-c",
+        reason="patient arrived unconscious at the ER; allergy history needed",
+        days_ago=4,
+    )
 
 
 async def shoot(page: Any, name: str) -> None:  # noqa: ANN401 - a Playwright page

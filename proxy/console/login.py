@@ -262,8 +262,12 @@ async def callback(request: web.Request) -> web.Response:
 
 
 async def logout(request: web.Request) -> web.Response:
-    """POST /console/logout: drop the session cookie (CSRF-checked like every change)."""
-    await checked_form(request)
+    """POST /console/logout: drop the session cookie (CSRF-checked like every change).
+
+    Without a session (it expired) there is nothing to protect: the cookie is dropped anyway.
+    """
+    if request.get(SESSION) is not None:
+        await checked_form(request)
     response = redirect(f"{PREFIX}/login?logged_out=1")
     clear_cookie(response)
     return response

@@ -22,6 +22,7 @@ from console_stack import (
     ADMIN,
     CHROMIUM,
     REQUIRE_CHROMIUM,
+    assert_no_planted_phi_in_stderr,
     chromium_missing,
     running_console,
 )
@@ -54,9 +55,13 @@ async def browser(tmp_path_factory):
 
 @pytest_asyncio.fixture(scope="module", loop_scope="session")
 async def stack(tmp_path_factory):
-    """The console stack for one test module (tests use people of their own)."""
+    """The console stack for one test module (tests use people of their own).
+
+    Afterwards, no PHI value a test planted appears in the proxy's log (its stderr).
+    """
     async with running_console(tmp_path_factory.mktemp("console")) as running:
         yield running
+    assert_no_planted_phi_in_stderr(running)
 
 
 @pytest_asyncio.fixture(loop_scope="session")

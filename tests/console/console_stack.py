@@ -120,6 +120,29 @@ class ConsoleStack:
         finally:
             await store.close()
 
+    async def break_glass(
+        self, sub: str, practice: str, *, reason: str, days_ago: float = 0, hours: float = 1
+    ) -> Grant:
+        """Open a break-glass use straight in the store, `days_ago` (as the proxy would)."""
+        store = open_grant_store(self.settings.grants)
+        opened_at = datetime.now(UTC) - timedelta(days=days_ago)
+        try:
+            opened = await store.open_break_glass(
+                GrantRequest(
+                    subject=self.subject(sub),
+                    practice=practice,
+                    field_classes=None,
+                    expires_at=opened_at + timedelta(hours=hours),
+                    created_by="break-glass",
+                    reason=reason,
+                ),
+                now=opened_at,
+                max_per_day=10,
+            )
+        finally:
+            await store.close()
+        return opened.grant
+
     async def proxied(self, path: str, sub: str) -> tuple[int, bytes]:
         """GET `path` through the proxy's client port as `sub`: status and body bytes."""
         headers = {"Authorization": f"Bearer {self.token(sub)}"}
@@ -128,6 +151,14 @@ class ConsoleStack:
             http.get(self.proxy_url + path, headers=headers) as response,
         ):
             return response.status, await response.read()
+
+
+def assert_no_planted_phi_in_stderr(stack: ConsoleStack) -> None:
+    """No PHI value a test planted appears in the served proxy's log lines."""
+    log = stack.stderr.read_text()
+    assert "console request" in log
+    for value in PLANTED:
+        assert value not in log, "a planted PHI value reached the proxy's log"
 
 
 def console_overrides(api_port: int, idp_base: str, *, session_minutes: int = 60) -> dict:

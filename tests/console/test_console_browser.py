@@ -74,6 +74,12 @@ class TestLogout:
         assert await rows.count() == 1
         assert "quentin.blake" in await rows.first.inner_text()
 
+    async def test_logging_out_after_the_session_ended_still_drops_the_cookie(self, page, stack):
+        await log_in(page, stack)
+        await page.context.clear_cookies()  # as when the session cookie expired
+        await page.get_by_role("button", name="Log out").click()
+        await page.get_by_role("status").filter(has_text="You have logged out").wait_for()
+
 
 class TestSecurityHeadersAndPorts:
     async def test_every_console_answer_carries_the_csp_and_security_headers(self, page, stack):
@@ -167,3 +173,51 @@ class TestKeyboardAndTablet:
             await page.get_by_label("New grant lasts").wait_for()
         finally:
             await context.close()
+
+
+class TestAttacksInTheBrowser:
+    async def test_markup_in_a_grant_reason_is_shown_as_text_and_never_runs(self, page, stack):
+        payload = '<img src=x onerror="window.pwned=1"><script>window.pwned=2</script>'
+        await stack.grant("xavier", "practice-b", reason=payload)
+        await log_in(page, stack, "/console/grants")
+        await page.goto(stack.console_url + "/console/grants?subject=xavier")
+        row = page.locator("#grants tbody tr").filter(has_text="xavier")
+        assert payload in await row.inner_text()
+        assert await page.evaluate("window.pwned") is None
+        assert await page.locator("#grants img").count() == 0
+
+    async def test_another_origin_cannot_frame_the_console(self, page, stack):
+        # The login page needs no session, so only frame-ancestors can keep it out of the frame.
+        stack.portal.script(
+            "/framer",
+            f'<iframe id="f" src="{stack.console_url}/console/login"></iframe><p>framer</p>',
+            content_type="text/html",
+        )
+        await page.goto(stack.proxy_url + "/framer", wait_until="load")  # frames loaded too
+        await page.get_by_text("framer").wait_for()
+        frame = page.frame_locator("#f")
+        assert await frame.get_by_role("heading", name="Access review console").count() == 0
+        direct = await page.goto(stack.console_url + "/console/login")
+        assert direct is not None
+        assert direct.ok
+        assert await page.get_by_role("heading", name="Access review console").count() == 1
+
+    async def test_a_form_posted_from_another_origin_changes_nothing(self, page, stack):
+        grant = await stack.grant("yara", "practice-a")
+        await log_in(page, stack)
+        target = f"{stack.console_url}/console/grants/{grant.id}/revoke"
+        stack.portal.script(
+            "/attack",
+            f'<form id="a" method="post" action="{target}">'
+            '<input name="reason" value="forged by another site"><input name="confirm" '
+            'value="yes"></form><script>document.getElementById("a").submit()</script>',
+            content_type="text/html",
+        )
+        await page.goto(stack.proxy_url + "/attack")
+        await page.get_by_role("heading", name="This request was refused").wait_for()
+        store = open_grant_store(stack.settings.grants)
+        try:
+            [yaras] = [g for g in await store.list() if g.id == grant.id]
+        finally:
+            await store.close()
+        assert yaras.revoked_at is None

@@ -88,6 +88,7 @@ class TestAccessReview:
         await page.get_by_role("button", name="Continue…").click()
         await page.get_by_role("button", name="Confirm: renew").click()
         await page.get_by_role("status").filter(has_text="renewed").wait_for()
+        await page.get_by_role("link", name="Back to the access review").wait_for()
         renewed = [
             g for g in await grants_of(stack, "rita") if g.practice == "practice-a" and g != old
         ]
@@ -115,3 +116,16 @@ class TestAccessReview:
         await page.get_by_role("button", name="Confirm: offboard").click()
         await page.get_by_role("status").filter(has_text="2 grant(s) revoked").wait_for()
         assert all(g.revoked_at is not None for g in await grants_of(stack, "uma"))
+
+    async def test_an_overdue_break_glass_use_is_a_finding_leading_to_its_sign_off(
+        self, page, stack
+    ):
+        await stack.break_glass(
+            "vic", "practice-b", reason="patient unconscious in the ER, chart needed", days_ago=4
+        )
+        await log_in(page, stack, "/console/review")
+        row = page.get_by_role("row").filter(has_text="vic")
+        assert "has not been signed off in time" in await row.inner_text()
+        link = row.get_by_role("link", name="Sign off…")
+        assert await link.get_attribute("href") == "/console/break-glass"
+        await page.get_by_role("heading", name="Emergency access awaiting sign-off").wait_for()

@@ -213,3 +213,50 @@ class TestCsrf:
                 http.get(base + "/console/grants", allow_redirects=False) as response,
             ):
                 assert response.status == 303
+
+
+class TestRenewRefusals:
+    async def _renew(self, base, key, grant_id):
+        csrf = "right-" * 7
+        return await _post(
+            base,
+            f"/console/grants/{grant_id}/renew",
+            cookies=_cookie(key, csrf=csrf),
+            data={"csrf": csrf, "reason": "renew it please", "ttl": "30d", "confirm": "yes"},
+        )
+
+    async def test_a_revoked_grant_is_not_renewed(self, console_app):
+        env, base, key = console_app
+        grant_id = await _grant(env)
+        await env.grants.revoke(
+            grant_id=grant_id,
+            subject=None,
+            practice=None,
+            by="tests",
+            reason="gone",
+            now=datetime.now(UTC),
+        )
+        status, body, _ = await self._renew(base, key, grant_id)
+        assert status == 409
+        assert "already ended" in body
+        assert len(await env.grants.list(subject=env.subject("dora"))) == 1
+
+    async def test_an_emergency_grant_is_not_renewed(self, console_app):
+        env, base, key = console_app
+        now = datetime.now(UTC)
+        opened = await env.grants.open_break_glass(
+            GrantRequest(
+                subject=env.subject("erik"),
+                practice="practice-a",
+                field_classes=None,
+                expires_at=now + timedelta(hours=1),
+                created_by="break-glass",
+                reason="patient unconscious, history needed now",
+            ),
+            now=now,
+            max_per_day=5,
+        )
+        status, body, _ = await self._renew(base, key, opened.grant.id)
+        assert status == 409
+        assert "cannot be renewed" in body
+        assert len(await env.grants.list(subject=env.subject("erik"))) == 1

@@ -10,6 +10,7 @@ import pytest_asyncio
 from console_pages import log_in
 from console_stack import running_console
 
+from conftest import assert_no_planted_phi_in_stderr
 from proxy.console.session import SESSION_COOKIE
 
 pytestmark = [pytest.mark.asyncio(loop_scope="session"), pytest.mark.slow]
@@ -19,6 +20,7 @@ pytestmark = [pytest.mark.asyncio(loop_scope="session"), pytest.mark.slow]
 async def stack(tmp_path_factory):
     async with running_console(tmp_path_factory.mktemp("workers"), workers=2) as running:
         yield running
+    assert_no_planted_phi_in_stderr(running)
 
 
 def _console_pids(stack, path: str) -> set[int]:

@@ -17,11 +17,12 @@ from proxy.admin_api.handlers import grant_out
 from proxy.console.context import CONSOLE, PREFIX
 from proxy.console.errors import ConsoleProblem
 from proxy.console.pages import actor, checked_form, render, require_session
+from proxy.grants.break_glass_model import is_break_glass_id
 from proxy.grants.durations import format_duration, parse_duration
 from proxy.identity.subject import Subject
 
 if TYPE_CHECKING:
-    from datetime import timedelta
+    from datetime import datetime, timedelta
 
     from aiohttp import web
     from multidict import MultiDictProxy
@@ -66,6 +67,15 @@ def _subject(text: str) -> Subject:
         ) from None
 
 
+#: Where a change may send the officer back to: the view it was started from.
+_BACK: Final = {"review": f"{PREFIX}/review", "grants": f"{PREFIX}/grants"}
+
+
+def _back(value: str | None) -> str:
+    """`from` of the request, as one of the known views (never a URL from the request)."""
+    return value if value in _BACK else "grants"
+
+
 def _person_filter(text: str) -> tuple[Subject | None, str]:
     """(exact subject, part of a name): ISSUER|SUB is exact, anything else a part of the name."""
     if "|" in text:
@@ -83,6 +93,25 @@ def _matches(grant: GrantOut, state: str) -> bool:
     if state == "current":
         return grant.state in {"active", "pending"}
     return grant.state == state
+
+
+def _check_renewable(action: str, grant: Grant, now: datetime) -> None:
+    """A renewal continues a grant in effect; never a lapsed one or an emergency (bg_) one."""
+    if action != "renew":
+        return
+    if is_break_glass_id(grant.id):
+        raise ConsoleProblem(
+            409,
+            "Emergency access cannot be renewed",
+            "This is a break-glass grant: it ends by design. If the person needs regular access, "
+            "an administrator adds a grant for it. Nothing was changed.",
+        )
+    if grant_out(grant, now).state not in {"active", "pending"}:
+        raise ConsoleProblem(
+            409,
+            "This grant has already ended",
+            "Only access still in effect can be renewed. Nothing was changed.",
+        )
 
 
 async def _find(context: ConsoleContext, grant_id: str) -> Grant:
@@ -132,6 +161,7 @@ async def change_form(request: web.Request) -> web.Response:
     action = request.match_info["action"]
     grant = await _find(context, request.match_info["grant_id"])
     now = context.api.clock()
+    _check_renewable(action, grant, now)
     return render(
         request,
         "grant_change.html",
@@ -139,6 +169,8 @@ async def change_form(request: web.Request) -> web.Response:
         action=action,
         grant=grant_out(grant, now),
         choices=_renew_choices(context.api.settings.grants.max_ttl),
+        came_from=_back(request.query.get("from")),
+        back_href=_BACK[_back(request.query.get("from"))],
     )
 
 
@@ -157,6 +189,8 @@ async def change(request: web.Request) -> web.Response:
     if action == "renew" and ttl_text not in _renew_choices(context.api.settings.grants.max_ttl):
         raise ConsoleProblem(422, "Choose how long", "Pick one of the offered lengths.")
     now = context.api.clock()
+    _check_renewable(action, grant, now)
+    came_from = _back(_text(form, "from"))
     if _text(form, "confirm") != "yes":
         return render(
             request,
@@ -166,6 +200,8 @@ async def change(request: web.Request) -> web.Response:
             grant=grant_out(grant, now),
             reason=reason,
             ttl=ttl_text,
+            came_from=came_from,
+            back_href=_BACK[came_from],
         )
     who = actor(request)
     try:
@@ -195,7 +231,12 @@ async def change(request: web.Request) -> web.Response:
         title=f"Grant {done}",
         done=done,
         grants=[grant_out(g, now) for g in changed],
-        back=str(URL(f"{PREFIX}/grants").with_query(practice=grant.practice)),
+        back=(
+            _BACK["review"]
+            if came_from == "review"
+            else str(URL(f"{PREFIX}/grants").with_query(practice=grant.practice))
+        ),
+        back_label="Back to the access review" if came_from == "review" else "Back to grants",
     )
 
 
@@ -269,6 +310,7 @@ async def offboard(request: web.Request) -> web.Response:
         done="revoked",
         grants=[grant_out(g, now) for g in revoked],
         back=f"{PREFIX}/grants",
+        back_label="Back to grants",
     )
 
 

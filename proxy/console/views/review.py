@@ -65,9 +65,9 @@ def action_for(finding: dict[str, Any]) -> Action | None:
     """The finding's action in the console (None: information for the IT team only)."""
     code, grant_id, subject = finding["code"], finding["grant_id"], finding["subject"]
     if code in _RENEW and grant_id:
-        return Action("Renew…", f"{PREFIX}/grants/{grant_id}/renew")
+        return Action("Renew…", f"{PREFIX}/grants/{grant_id}/renew?from=review")
     if code in _REVOKE and grant_id:
-        return Action("Revoke…", f"{PREFIX}/grants/{grant_id}/revoke")
+        return Action("Revoke…", f"{PREFIX}/grants/{grant_id}/revoke?from=review")
     if code == "several_practices" and subject:
         return Action(
             "See this person's grants", str(URL(f"{PREFIX}/grants").with_query(subject=subject))
