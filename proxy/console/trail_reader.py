@@ -16,8 +16,10 @@ says the trail could not be read. The child imports no entry script: `spawn` ski
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import multiprocessing
 import os
+import signal
 import threading
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -42,11 +44,12 @@ def _lower_priority() -> None:
 
 
 class _Reader:
-    """The child process, started on first use and replaced after it dies."""
+    """The child process, started on first use and replaced after it dies or is stopped."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._pool: ProcessPoolExecutor | None = None
+        self._pid: int | None = None
 
     def pool(self) -> ProcessPoolExecutor:
         with self._lock:
@@ -56,12 +59,26 @@ class _Reader:
                     mp_context=multiprocessing.get_context("spawn"),
                     initializer=_lower_priority,
                 )
+                self._pid = None
             return self._pool
 
-    def discard(self, pool: ProcessPoolExecutor) -> None:
+    async def started(self, pool: ProcessPoolExecutor) -> None:
+        """Start `pool`'s child if need be and learn its pid (so that it can be stopped)."""
+        if self._pid is None:
+            pid = await asyncio.get_running_loop().run_in_executor(pool, os.getpid)
+            with self._lock:
+                if self._pool is pool:
+                    self._pid = pid
+
+    def discard(self, pool: ProcessPoolExecutor, *, kill: bool = False) -> None:
+        """Forget `pool` (the next call starts a new child); `kill`: stop its child now."""
         with self._lock:
-            if self._pool is pool:
-                self._pool = None
+            if self._pool is not pool:
+                return
+            pid, self._pool, self._pid = self._pid, None, None
+        if kill and pid is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
         pool.shutdown(wait=False, cancel_futures=True)
 
 
@@ -72,11 +89,18 @@ async def in_trail_process(work: Callable[[], _T]) -> _T:
     """Run `work` (picklable: a module-level function and its arguments) in the reader process.
 
     AuditError when the reader process died meanwhile (the console shows it as "the audit trail
-    cannot be read right now"; the next page starts a new reader).
+    cannot be read right now"; the next page starts a new reader). When the caller is cancelled
+    (the proxy shutting down, a request given up), the child is stopped at once: a pass over a
+    large trail must not hold up the worker's exit.
     """
     pool = _READER.pool()
     try:
-        return await asyncio.get_running_loop().run_in_executor(pool, work)
+        await _READER.started(pool)
+        try:
+            return await asyncio.get_running_loop().run_in_executor(pool, work)
+        except asyncio.CancelledError:
+            _READER.discard(pool, kill=True)
+            raise
     except BrokenProcessPool:
         _READER.discard(pool)
         raise AuditError(
