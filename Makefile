@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test test-parts lint typecheck core-test pytest pytest-pure install core clean bench bench-audit soak postgres softhsm prometheus fuzz openapi console-screenshots
+.PHONY: run test test-parts lint typecheck core-test pytest pytest-pure install core clean bench bench-audit soak postgres softhsm prometheus fuzz openapi console-screenshots chromium
 
 # (Re)install when the project metadata changes; a bare `make test` keeps the venv current.
 $(STAMP): pyproject.toml
@@ -112,6 +112,10 @@ softhsm:
 # when missing; the tests start their own server on a free port.
 prometheus:
 	bash scripts/test-prometheus
+
+# Debian's chromium for the console's browser tests and screenshots (root; as CI does).
+chromium:
+	bash scripts/test-chromium
 
 # Fuzz the compiled core against the pure-Python core (atheris/libFuzzer); FUZZ_MINUTES=10.
 FUZZ_MINUTES ?= 1

@@ -51,11 +51,13 @@ LOGIN_SECONDS: Final = 600
 #: The largest token endpoint answer read (tokens are a few KB).
 _MAX_TOKEN_RESPONSE: Final = 256 * 1024
 _HOME: Final = f"{PREFIX}/grants"
+#: A longer "next" is not a console page (and would not fit in the login cookie).
+_MAX_NEXT: Final = 256
 
 
 def safe_next(value: str | None) -> str:
     """Where to go after login: a console path only (never another site), else the home view."""
-    if not value:
+    if not value or len(value) > _MAX_NEXT:
         return _HOME
     parts = urlsplit(value)
     path = parts.path

@@ -182,6 +182,28 @@ class TestFailClosed:
         assert headers["Content-Type"].startswith("application/problem+json")
         assert body["type"].endswith(":grant-store-unavailable")
 
+    async def test_a_change_the_trail_cannot_record_is_500_naming_what_changed(
+        self, admin_env, caplog
+    ):
+        """Made, then not audited: the grant IS revoked, the 500 says so, and an alert fires."""
+        env, api = admin_env
+        grant = await env.grant("nurse", "practice-a")
+        trail = env.folder / "audit.jsonl"
+        trail.unlink(missing_ok=True)
+        trail.mkdir()  # the trail cannot be appended to
+        body = {"grant_id": grant.id, "reason": "left"}
+        status, problem, _ = await api.call("POST", "/api/v1/grants/revoke", body)
+        assert status == 500, problem
+        assert problem["type"].endswith(":not-audited")
+        assert "WAS made" in problem["detail"]
+        assert [g["id"] for g in problem["grants"]] == [grant.id]
+        assert problem["grants"][0]["state"] == "revoked"
+        [alert] = [r for r in caplog.records if r.getMessage() == "admin_change_not_audited"]
+        assert alert.fields["via"] == "admin_api"
+        assert alert.fields["admin_request"].startswith("admin-")
+        [stored] = await env.grants.list(subject=env.subject("nurse"))
+        assert stored.revoked_at is not None
+
 
 class TestReadsMatchTheCli:
     async def test_review_is_the_document_phi_grants_review_prints(self, admin_env):

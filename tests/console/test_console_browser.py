@@ -168,11 +168,40 @@ class TestKeyboardAndTablet:
             await log_in(page, stack)
             width = await page.evaluate("document.documentElement.scrollWidth")
             assert width <= 820
+            await page.goto(stack.console_url + "/console/review")
+            assert await page.evaluate("document.documentElement.scrollWidth") <= 820
+            await page.goto(stack.console_url + "/console/grants")
             row = page.get_by_role("row").filter(has_text="tara")
             await row.get_by_role("link", name=re.compile("^Renew")).click()
             await page.get_by_label("New grant lasts").wait_for()
         finally:
             await context.close()
+
+
+UNLABELLED = """() => Array.from(document.querySelectorAll(
+    'input:not([type=hidden]), select, textarea, button, a[href]'))
+  .filter(el => !(el.labels && el.labels.length) && !el.getAttribute('aria-label')
+                && !(el.textContent || '').trim())
+  .map(el => el.outerHTML)"""
+
+
+class TestAccessibility:
+    async def test_every_control_on_every_page_has_a_label(self, page, stack):
+        grant = await stack.grant("wren", "practice-a")
+        await page.goto(stack.console_url + "/console/login")
+        assert await page.evaluate(UNLABELLED) == []
+        await log_in(page, stack)
+        for path in (
+            "/console/grants",
+            "/console/review",
+            "/console/offboard?subject=wren",
+            f"/console/grants/{grant.id}/revoke",
+            f"/console/grants/{grant.id}/renew",
+        ):
+            await page.goto(stack.console_url + path)
+            assert await page.evaluate(UNLABELLED) == [], path
+            assert await page.locator("h1").count() == 1, path
+            assert await page.evaluate("document.documentElement.lang") == "en"
 
 
 class TestAttacksInTheBrowser:

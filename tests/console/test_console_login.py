@@ -182,6 +182,7 @@ def test_after_login_the_browser_only_ever_goes_to_a_console_page(value):
         "/console/login/start",
         "/elsewhere",
         "javascript:alert(1)",
+        "/console/" + "a" * 300,
     ],
 )
 def test_a_foreign_next_becomes_the_grants_page(value):

@@ -215,6 +215,32 @@ class TestCsrf:
                 assert response.status == 303
 
 
+class TestNotAudited:
+    async def test_a_revoke_the_trail_cannot_record_says_it_was_made_and_alerts(
+        self, console_app, caplog
+    ):
+        env, base, key = console_app
+        grant_id = await _grant(env)
+        trail = env.folder / "audit.jsonl"
+        trail.unlink(missing_ok=True)
+        trail.mkdir()  # the trail cannot be appended to
+        csrf = "right-" * 7
+        status, body, _ = await _post(
+            base,
+            f"/console/grants/{grant_id}/revoke",
+            cookies=_cookie(key, csrf=csrf),
+            data={"csrf": csrf, "reason": "left the practice", "confirm": "yes"},
+        )
+        assert status == 500
+        assert "NOT recorded in the audit trail" in body
+        assert f"The change WAS made ({grant_id})" in body
+        [alert] = [r for r in caplog.records if r.getMessage() == "admin_change_not_audited"]
+        assert alert.fields["via"] == "console"
+        assert alert.fields["console_request"].startswith("console-")
+        [stored] = [g for g in await env.grants.list() if g.id == grant_id]
+        assert stored.revoked_at is not None
+
+
 class TestRenewRefusals:
     async def _renew(self, base, key, grant_id):
         csrf = "right-" * 7
