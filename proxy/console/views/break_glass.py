@@ -30,10 +30,10 @@ if TYPE_CHECKING:
 
     from aiohttp import web
 
-    from proxy.console.break_glass_queue import QueueEntry
+    from proxy.console.break_glass_queue import BreakGlassQueue, QueueEntry
     from proxy.console.context import ConsoleContext
 
-__all__ = ["add_routes"]
+__all__ = ["add_routes", "queue_values"]
 
 #: A sign-off note's length bounds (the store refuses more than 1000 characters).
 _MAX_NOTE: Final = 1000
@@ -97,27 +97,31 @@ def _entry(entry: QueueEntry, now: datetime) -> dict[str, Any]:
     }
 
 
+def queue_values(queue: BreakGlassQueue, signed: str = "") -> dict[str, Any]:
+    """What break_glass.html shows of `queue`; `signed`: the use just signed off, if any."""
+    now = queue.now
+    return {
+        "awaiting": [_entry(e, now) for e in queue.awaiting],
+        "signed_off": [_entry(e, now) for e in queue.signed_off],
+        "signed_off_total": queue.signed_off_total,
+        "within": _spoken(queue.signoff_within),
+        "verification": queue.verification,
+        "just_signed": next(
+            (_entry(e, now) for e in queue.signed_off if e.grant.id == signed), None
+        ),
+        "max_note": _MAX_NOTE,
+        "min_note": _MIN_NOTE,
+    }
+
+
 async def queue_page(request: web.Request) -> web.Response:
     """GET /console/break-glass: the queue, with the trail's verification result."""
     require_session(request)
     context = request.app[CONSOLE]
     now = context.api.clock()
     queue = await load_queue(context.api.grant_store(), context.api.config_path, now=now)
-    signed = request.query.get("signed", "")
-    just_signed = next((_entry(e, now) for e in queue.signed_off if e.grant.id == signed), None)
-    return render(
-        request,
-        "break_glass.html",
-        title="Break-glass",
-        awaiting=[_entry(e, now) for e in queue.awaiting],
-        signed_off=[_entry(e, now) for e in queue.signed_off],
-        signed_off_total=queue.signed_off_total,
-        within=_spoken(queue.signoff_within),
-        verification=queue.verification,
-        just_signed=just_signed,
-        max_note=_MAX_NOTE,
-        min_note=_MIN_NOTE,
-    )
+    values = queue_values(queue, request.query.get("signed", ""))
+    return render(request, "break_glass.html", title="Break-glass", **values)
 
 
 def _note(form: Any) -> str:  # noqa: ANN401 - the form's MultiDictProxy

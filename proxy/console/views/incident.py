@@ -10,6 +10,7 @@ in the console's trail reader process (proxy.console.trail_reader), never in the
 
 from __future__ import annotations
 
+import shlex
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
@@ -23,11 +24,13 @@ from proxy.console.incident import IncidentQuery, IncidentQueryError, load_incid
 from proxy.console.pages import render, require_session
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from proxy.console.chart import BarChart
     from proxy.console.context import ConsoleContext
     from proxy.console.incident import Incident
 
-__all__ = ["add_routes"]
+__all__ = ["add_routes", "incident_values"]
 
 _FIELDS = ("subject", "since", "until")
 
@@ -79,6 +82,31 @@ def _list_rows(incident: Incident) -> list[dict[str, Any]]:
     ]
 
 
+def incident_values(incident: Incident, form: dict[str, str], config_path: Path) -> dict[str, Any]:
+    """What incident.html shows of `incident` (every text from the trail made printable)."""
+    chart = incident.chart()
+    query = incident.query
+    csv_href = URL(f"{PREFIX}/incident.csv").with_query({k: v for k, v in form.items() if v})
+    program, *rest = query.command()
+    return {
+        "incident": incident,
+        "verification": incident.verification,
+        "chart": chart,
+        "svg": stacked_bar_svg(
+            chart,
+            title=f"Disclosures per day and practice to {printable(query.subject)}",
+            desc=_chart_desc(incident, chart),
+            ident="incident-chart",
+        ),
+        "chart_rows": _chart_rows(chart),
+        "rows": _list_rows(incident),
+        "unknown": any(r.record == UNKNOWN_RECORD for r in incident.rows),
+        "csv_href": str(csv_href),
+        "command": " ".join(map(_quoted, [program, "-c", str(config_path), *rest])),
+        "subject": printable(query.subject),
+    }
+
+
 async def page(request: web.Request) -> web.Response:
     """GET /console/incident: the form, and for a person the verified notification list."""
     require_session(request)
@@ -93,36 +121,11 @@ async def page(request: web.Request) -> web.Response:
             values["error_field"] = str(exc).split(":", 1)[0]
             return render(request, "incident.html", status=422, title="Incident", **values)
         incident = await load_incident(context.api.config_path, query)
-        chart = incident.chart()
-        csv_href = URL(f"{PREFIX}/incident.csv").with_query({k: v for k, v in form.items() if v})
-        values |= {
-            "incident": incident,
-            "verification": incident.verification,
-            "chart": chart,
-            "svg": stacked_bar_svg(
-                chart,
-                title=f"Disclosures per day and practice to {query.subject}",
-                desc=_chart_desc(incident, chart),
-                ident="incident-chart",
-            ),
-            "chart_rows": _chart_rows(chart),
-            "rows": _list_rows(incident),
-            "unknown": any(r.record == UNKNOWN_RECORD for r in incident.rows),
-            "csv_href": str(csv_href),
-            "command": " ".join(_quoted(a) for a in _command(context, incident.query)),
-            "subject": printable(query.subject),
-        }
+        values |= incident_values(incident, form, context.api.config_path)
     return render(request, "incident.html", title="Incident", **values)
 
 
-def _command(context: ConsoleContext, query: IncidentQuery) -> list[str]:
-    program, *rest = query.command()
-    return [program, "-c", str(context.api.config_path), *rest]
-
-
 def _quoted(arg: str) -> str:
-    import shlex  # noqa: PLC0415 - only for this line
-
     return shlex.quote(printable(arg))
 
 
