@@ -67,6 +67,10 @@ class TestBreakGlassQueue:
         await use.get_by_role("cell", name="bg-1", exact=True).wait_for()
         await page.get_by_role("heading", name="Audit trail verified").wait_for()
 
+        await use.get_by_role("link", name=re.compile("incident view")).click()
+        await page.get_by_role("cell", name="bg-1", exact=True).wait_for()  # since it was opened
+        await page.go_back()
+        use = page.get_by_role("article", name=re.compile("^medic at practice-a"))
         note = use.get_by_label(re.compile("^Your note"))
         await note.focus()
         outline = await page.evaluate("getComputedStyle(document.activeElement).outlineStyle")
