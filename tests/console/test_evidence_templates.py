@@ -99,7 +99,9 @@ def _use(
 class TestBreakGlassPage:
     def test_an_overdue_use_is_marked_and_its_reason_escaped(self):
         late = _use("medic", "practice-a", reason="<img src=x> ER", opened=NOW - timedelta(days=4))
-        entry = QueueEntry(late, overdue=True, disclosed=[_row("<i>p-1</i>")])
+        entry = QueueEntry(
+            late, overdue=True, disclosed=[_row("<i>p-1</i>")], requests=60, request_ids=("r-1",)
+        )
         queue = BreakGlassQueue([entry], [], timedelta(days=3), NOW, None, 0)
         page = _page("break_glass.html", "/console/break-glass", **queue_values(queue))
         assert "Overdue" in page
@@ -107,6 +109,7 @@ class TestBreakGlassPage:
         assert "&lt;img src=x&gt; ER" in page
         assert "&lt;i&gt;p-1&lt;/i&gt;" in page
         assert "Sign off each use within 3 days." in page
+        assert "Request ids, for your IT team (1 of 60)" in page
         assert f'action="/console/break-glass/{late.id}/acknowledge"' in page
         assert 'name="csrf" value="c"' in page
 

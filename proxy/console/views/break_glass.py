@@ -76,6 +76,7 @@ def _entry(entry: QueueEntry, now: datetime) -> dict[str, Any]:
         "first_request": _shown_time(entry.first_request),
         "last_request": _shown_time(entry.last_request),
         "records": entry.records,
+        "request_ids": [printable(r) for r in entry.request_ids],
         "disclosed": [
             {
                 "record": printable(r.record),
