@@ -190,6 +190,9 @@ class Incident:
         last = self._end(days)
         if first is None or last is None:
             return BarChart((), ())
+        if days:  # an edited trail may hold times the window's string comparison let through
+            first = min(first, date.fromisoformat(days[0]))
+            last = max(last, date.fromisoformat(days[-1]))
         span = (last - first).days + 1
         step = 1 if span <= MAX_CHART_DAYS else 7
         buckets = [first + timedelta(days=n) for n in range(0, span, step)]

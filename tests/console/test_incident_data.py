@@ -148,6 +148,18 @@ class TestIncidentReport:
         assert len(chart.buckets) == 26
         assert sum(chart.totals()) == 8
 
+    def test_an_odd_time_in_an_edited_trail_still_charts(self, tmp_path):
+        """A bare date sorts before the window's end as text; its day is drawn, not a crash."""
+        config = write_config(tmp_path)
+        append(config, [request("2026-03-05", NURSE, {"practice-a": {"p-1": ["ssn"]}})])
+        query = IncidentQuery.parse(NURSE, "2026-03-01", "2026-03-05")
+        incident = incident_report(config, query)
+        assert incident.per_day == {("2026-03-05", "practice-a"): 1}
+        chart = incident.chart()
+        assert chart.buckets[-1] == "2026-03-05"
+        assert sum(chart.totals()) == 1
+        assert incident.csv().encode() == _cli_csv(config, query)
+
     def test_a_tampered_trail_is_reported_broken_and_nothing_read_is_hidden(self, incident_trail):
         """An edited event fails verification (file:line named); the list still shows it all.
 
@@ -253,3 +265,35 @@ class TestAgainstTheReport:
         assert sum(incident.per_day.values()) == incident.disclosures
         assert sum(incident.chart().totals()) == incident.disclosures
         assert incident.undated == 0
+
+    @settings(
+        max_examples=20,
+        deadline=None,
+        suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+    )
+    @given(
+        times=st.lists(
+            st.sampled_from(
+                [
+                    "2026-03-05",
+                    "",
+                    "zzz",
+                    "2026-13-01T00:00:00.000Z",
+                    "2026-03-02T10:00:00.000Z",
+                    "2026-03-0",
+                    "2025-12-31T23:59:59.999Z",
+                ]
+            ),
+            min_size=1,
+            max_size=8,
+        ),
+        window=st.sampled_from([("", ""), ("2026-03-01", "2026-03-05"), ("2026-01-01", "")]),
+    )
+    def test_any_event_time_is_charted_or_counted_undated_never_lost(
+        self, tmp_path_factory, times, window
+    ):
+        """Times only an edited trail holds: the chart and the undated count add up to the list."""
+        config = write_config(tmp_path_factory.mktemp("odd"))
+        append(config, [request(ts, NURSE, {"practice-a": {"p-1": ["ssn"]}}) for ts in times])
+        incident = incident_report(config, IncidentQuery.parse(NURSE, *window))
+        assert sum(incident.chart().totals()) + incident.undated == incident.disclosures
