@@ -103,7 +103,7 @@ class TestSecurityHeadersAndPorts:
 
     async def test_no_page_has_inline_script_or_style(self, page, stack):
         await log_in(page, stack)
-        for path in ("/console/grants", "/console/review", "/console/offboard"):
+        for path in ("/console/grants", "/console/review", "/console/grants/offboard"):
             await page.goto(stack.console_url + path)
             html = await page.content()
             assert "<script>" not in html
@@ -172,6 +172,10 @@ class TestKeyboardAndTablet:
             assert await page.evaluate("document.documentElement.scrollWidth") <= 820
             await page.goto(stack.console_url + "/console/grants")
             row = page.get_by_role("row").filter(has_text="tara")
+            for name in ("^Renew", "^Revoke"):  # on screen without scrolling sideways
+                box = await row.get_by_role("link", name=re.compile(name)).bounding_box()
+                assert box is not None
+                assert box["x"] + box["width"] <= 820
             await row.get_by_role("link", name=re.compile("^Renew")).click()
             await page.get_by_label("New grant lasts").wait_for()
         finally:
@@ -194,7 +198,7 @@ class TestAccessibility:
         for path in (
             "/console/grants",
             "/console/review",
-            "/console/offboard?subject=wren",
+            "/console/grants/offboard?subject=wren",
             f"/console/grants/{grant.id}/revoke",
             f"/console/grants/{grant.id}/renew",
         ):

@@ -253,7 +253,7 @@ def not_audited(exc: operations.NotAudited) -> ConsoleProblem:
 
 
 async def offboard_form(request: web.Request) -> web.Response:
-    """GET /console/offboard: end every grant of one person, at every practice."""
+    """GET /console/grants/offboard: end every grant of one person, at every practice."""
     require_session(request)
     context = request.app[CONSOLE]
     subject_text = request.query.get("subject", "").strip()
@@ -280,7 +280,7 @@ async def offboard_form(request: web.Request) -> web.Response:
 
 
 async def offboard(request: web.Request) -> web.Response:
-    """POST /console/offboard: confirm, then revoke every grant of the person (audited)."""
+    """POST /console/grants/offboard: confirm, then revoke every grant of the person (audited)."""
     form = await checked_form(request)
     context = request.app[CONSOLE]
     subject = _subject(_text(form, "subject"))
@@ -319,5 +319,5 @@ def add_routes(router: web.UrlDispatcher, _context: ConsoleContext) -> None:
     router.add_get(f"{PREFIX}/grants", list_grants)
     router.add_get(f"{PREFIX}/grants/{{grant_id}}/{{action:revoke|renew}}", change_form)
     router.add_post(f"{PREFIX}/grants/{{grant_id}}/{{action:revoke|renew}}", change)
-    router.add_get(f"{PREFIX}/offboard", offboard_form)
-    router.add_post(f"{PREFIX}/offboard", offboard)
+    router.add_get(f"{PREFIX}/grants/offboard", offboard_form)
+    router.add_post(f"{PREFIX}/grants/offboard", offboard)
