@@ -9,17 +9,21 @@ verifier's own workers). It
 runs in one child process per worker, started on first use with `spawn` (forking a process that
 has threads is unsafe), lowered to nice 10 so the proxy's own requests come first, and reused:
 pages opened at once take turns. If the child dies, the next page starts a new one and this one
-says the trail could not be read. The child imports no entry script: `spawn` skips a package's
-`__main__` (`python -m proxy`) and `phi-proxy`'s script guards its `main()`.
+says the trail could not be read; when the worker exits, the child is stopped first. The child
+imports no entry script: `spawn` skips a package's `__main__` (`python -m proxy`) and
+`phi-proxy`'s script guards its `main()`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
 import multiprocessing
+import multiprocessing.util
 import os
 import signal
+import sys
 import threading
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -36,11 +40,24 @@ __all__ = ["NICENESS", "in_trail_process"]
 NICENESS: Final = 10
 
 _T = TypeVar("_T")
+#: prctl(2) option: the signal this process gets when its parent dies (Linux).
+_PR_SET_PDEATHSIG: Final = 1
 
 
-def _lower_priority() -> None:
-    """In the child: yield the CPU to the proxy's own processes."""
+def _child_setup() -> None:
+    """In the child: yield the CPU to the proxy, and end with the worker however it ends.
+
+    A worker that exits normally stops the child (the finalizer below); one that is killed
+    (SIGKILL, the OOM killer) cannot, so on Linux the kernel is asked to kill the child when its
+    parent dies (PR_SET_PDEATHSIG); without it an orphaned reader would wait for work forever.
+    """
     os.nice(NICENESS)
+    if sys.platform == "linux":
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+    parent = multiprocessing.parent_process()
+    if parent is not None and os.getppid() != parent.pid:  # it died before prctl took effect
+        os._exit(0)
 
 
 class _Reader:
@@ -57,7 +74,7 @@ class _Reader:
                 self._pool = ProcessPoolExecutor(
                     max_workers=1,
                     mp_context=multiprocessing.get_context("spawn"),
-                    initializer=_lower_priority,
+                    initializer=_child_setup,
                 )
                 self._pid = None
             return self._pool
@@ -81,8 +98,20 @@ class _Reader:
                 os.kill(pid, signal.SIGKILL)
         pool.shutdown(wait=False, cancel_futures=True)
 
+    def close(self) -> None:
+        """Stop the child now: the process is exiting, and no pass is worth delaying that."""
+        with self._lock:
+            pool = self._pool
+        if pool is not None:
+            self.discard(pool, kill=True)
+
 
 _READER = _Reader()
+# A proxy worker is itself a multiprocessing child: when it exits, multiprocessing joins its
+# children before concurrent.futures would shut the pool down, and the idle reader would wait
+# for work forever. This finalizer (run first, priority >= 0) stops the reader; in a process
+# not started by multiprocessing it runs at exit, after the pool's own shutdown, harmlessly.
+multiprocessing.util.Finalize(None, _READER.close, exitpriority=10)
 
 
 async def in_trail_process(work: Callable[[], _T]) -> _T:

@@ -115,3 +115,28 @@ def wait_for_file(path: str) -> None:
 
     while not Path(path).exists():
         time.sleep(0.01)
+
+
+def read_once_then_exit() -> None:
+    """A multiprocessing child (as a proxy worker is) that uses the trail reader, then ends."""
+    import asyncio
+    import os
+
+    from proxy.console.trail_reader import in_trail_process
+
+    asyncio.run(in_trail_process(os.getpid))
+
+
+def start_reader_then_wait(pid_file: str) -> None:
+    """A multiprocessing child: start the trail reader, write its pid, wait to be killed."""
+    import asyncio
+    import os
+    import time
+    from pathlib import Path
+
+    from proxy.console.trail_reader import in_trail_process
+
+    reader = asyncio.run(in_trail_process(os.getpid))
+    Path(pid_file).write_text(str(reader))
+    while True:
+        time.sleep(1)

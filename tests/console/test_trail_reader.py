@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import multiprocessing
 import os
 import signal
+import sys
+import time
 from functools import partial
+from pathlib import Path
 
 import pytest
-from evidence_trails import wait_for_file
+from evidence_trails import read_once_then_exit, start_reader_then_wait, wait_for_file
 
 from proxy.audit.errors import AuditError
 from proxy.console.trail_reader import NICENESS, in_trail_process
@@ -45,3 +49,47 @@ async def test_a_cancelled_pass_stops_the_reader_at_once(tmp_path):
         await task
     replaced = await in_trail_process(os.getpid)  # the gate was never opened: a new child
     assert replaced not in {pid, os.getpid()}
+
+
+def test_a_worker_that_used_the_reader_exits():
+    """A proxy worker is a multiprocessing child; its exit must not wait on the idle reader."""
+    worker = multiprocessing.get_context("spawn").Process(target=read_once_then_exit)
+    worker.start()
+    worker.join(60)  # a bound for a failing test only: it hung forever before the finalizer
+    alive = worker.is_alive()
+    if alive:
+        worker.kill()
+        worker.join()
+    assert not alive
+    assert worker.exitcode == 0
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="PR_SET_PDEATHSIG is Linux's")
+def test_the_reader_ends_when_its_worker_is_killed(tmp_path):
+    """A SIGKILLed worker (OOM killer) cannot stop its reader; the kernel does, no orphan left."""
+    pid_file = tmp_path / "reader.pid"
+    worker = multiprocessing.get_context("spawn").Process(
+        target=start_reader_then_wait, args=(str(pid_file),)
+    )
+    worker.start()
+    deadline = time.monotonic() + 60  # a bound for a failing test only
+    while not pid_file.exists() or not pid_file.read_text():
+        assert time.monotonic() < deadline, "the worker never started its reader"
+        time.sleep(0.01)
+    reader = int(pid_file.read_text())
+    worker.kill()
+    worker.join()
+    while _alive(reader):
+        if time.monotonic() > deadline:
+            os.kill(reader, signal.SIGKILL)
+            pytest.fail("the reader outlived its killed worker")
+        time.sleep(0.01)
+
+
+def _alive(pid: int) -> bool:
+    """True while `pid` runs (a zombie, or a process gone, is not running)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except FileNotFoundError:
+        return False
+    return state != "Z"
