@@ -21,6 +21,7 @@ sys.path.insert(0, str(ROOT / "tests" / "console"))
 
 from console_pages import log_in  # noqa: E402
 from console_stack import CHROMIUM, chromium_missing, running_console  # noqa: E402
+from evidence_seed import BREAK_GLASS, seed_evidence, shoot_evidence  # noqa: E402
 
 from proxy.console.nav import NAV  # noqa: E402
 
@@ -97,8 +98,12 @@ async def main() -> int:
 
     OUT.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="phi-console-shots-") as folder:
-        async with running_console(Path(folder)) as stack, async_playwright() as playwright:
+        async with (
+            running_console(Path(folder), overrides={"break_glass": BREAK_GLASS}) as stack,
+            async_playwright() as playwright,
+        ):
             await seed(stack)
+            incident = await seed_evidence(stack)
             browser = await playwright.chromium.launch(executable_path=CHROMIUM)
             page = await browser.new_page(viewport=DESKTOP)
             await page.goto(stack.console_url + "/console/login")
@@ -125,6 +130,7 @@ async def main() -> int:
             tablet = await browser.new_page(viewport=TABLET)
             await log_in(tablet, stack, "/console/review")
             await shoot(tablet, "review-tablet.png")
+            await shoot_evidence(page, tablet, stack, incident, shoot)
             await browser.close()
     return 0
 

@@ -35,7 +35,13 @@ if TYPE_CHECKING:
     from proxy.audit.secrets import ChainKey
     from proxy.audit.segments import EventSink
 
-__all__ = ["CheckedTrail", "TrailReport", "configured_report", "verify_configured_trail"]
+__all__ = [
+    "CheckedTrail",
+    "TrailReport",
+    "configured_report",
+    "readable_audit_settings",
+    "verify_configured_trail",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,10 +135,11 @@ class TrailReport:
     events: int
 
 
-def configured_report(config_path: Path, where: ReportFilter) -> TrailReport:
-    """Verify the config's trail and report the disclosures `where` selects (blocking).
+def readable_audit_settings(config_path: Path) -> AuditSettings:
+    """The config's `audit:` section, when it names a trail this process can read back.
 
-    ConfigError when the `audit:` section is invalid or names no trail that can be read.
+    ConfigError when the section is invalid, auditing is off, or the sink is stdout (the trail
+    is then in the log collector, not here).
     """
     settings = load_section(config_path, "audit", AuditSettings)
     if not settings.enabled or settings.sink == "stdout":
@@ -140,6 +147,15 @@ def configured_report(config_path: Path, where: ReportFilter) -> TrailReport:
             "the audit trail is not readable here: audit.enabled is false or audit.sink is "
             "stdout (the trail is in your log collector); report from there"
         )
+    return settings
+
+
+def configured_report(config_path: Path, where: ReportFilter) -> TrailReport:
+    """Verify the config's trail and report the disclosures `where` selects (blocking).
+
+    ConfigError when the `audit:` section is invalid or names no trail that can be read.
+    """
+    settings = readable_audit_settings(config_path)
     with tempfile.TemporaryDirectory(prefix="phi-audit-") as scratch:
         checked = verify_configured_trail(settings, Path(scratch), key=audit_key(settings))
         rows = build_report((event for _, _, event in iter_events(checked.files)), where)

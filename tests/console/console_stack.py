@@ -184,8 +184,13 @@ def console_overrides(api_port: int, idp_base: str, *, session_minutes: int = 60
 
 
 @contextlib.asynccontextmanager
-async def running_console(folder: Path, *, workers: int = 1) -> AsyncIterator[ConsoleStack]:
-    """Start portal, IdP and `phi-proxy serve` (with the console) in `folder`; stop them after."""
+async def running_console(
+    folder: Path, *, workers: int = 1, overrides: dict | None = None
+) -> AsyncIterator[ConsoleStack]:
+    """Start portal, IdP and `phi-proxy serve` (with the console) in `folder`; stop them after.
+
+    `overrides`: more top-level config sections (e.g. `break_glass`), merged over these.
+    """
     portal = RecordingPortal()
     portal_server = TestServer(portal.app(), host="127.0.0.1")
     await portal_server.start_server()
@@ -207,6 +212,7 @@ async def running_console(folder: Path, *, workers: int = 1) -> AsyncIterator[Co
                 "admin": {"host": "127.0.0.1", "port": admin_port},
                 "admin_api": console_overrides(api_port, idp.base),
                 "audit": {"flush_interval": 20},
+                **(overrides or {}),
             },
         )
         idp.issuer = issuer
