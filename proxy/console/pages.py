@@ -8,7 +8,9 @@ The extension point for views (docs/console.md, "Adding a view"):
   (403 otherwise);
 - `render(request, "template.html", **values)`: a page from proxy/console/templates, extending
   base.html (navigation, the person logged in, the CSRF field for forms);
-- `redirect(path)`: a 303 to another console page.
+- `redirect(path)`: a 303 to another console page;
+- `await audited_read(request, what, filters)`: before a page shows who saw which records,
+  the read is recorded in the audit trail (503, nothing shown, when it cannot be).
 """
 
 from __future__ import annotations
@@ -18,9 +20,10 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
-from proxy.admin_api.operations import Actor
+from proxy.admin_api.operations import Actor, ReadNotAudited, record_read
 from proxy.console.context import CONSOLE, REQUEST_ID, SESSION
 from proxy.console.csrf import CSRF_FIELD, check_csrf
+from proxy.console.errors import ConsoleProblem
 from proxy.console.nav import NAV
 from proxy.console.session import LoginRequired
 
@@ -30,7 +33,7 @@ if TYPE_CHECKING:
     from proxy.admin_api.auth import AdminIdentity
     from proxy.console.session import Session
 
-__all__ = ["actor", "checked_form", "redirect", "render", "require_session"]
+__all__ = ["actor", "audited_read", "checked_form", "redirect", "render", "require_session"]
 
 _log = logging.getLogger("phi_proxy.console")
 #: Form bodies are a few fields; anything larger is refused before it is parsed.
@@ -50,6 +53,24 @@ def actor(request: web.Request) -> Actor:
     identity = require_session(request)
     via = {"via": "console", "console_request": request[REQUEST_ID], "token_id": identity.token_id}
     return Actor(identity, via)
+
+
+async def audited_read(request: web.Request, what: str, filters: dict[str, str]) -> None:
+    """Record that this administrator is about to see who-saw-what evidence, or refuse (503).
+
+    As the admin API's audit report does (proxy.admin_api.operations.record_read): the read is
+    in the trail before the page is, with `via: console`.
+    """
+    try:
+        await record_read(request.app[CONSOLE].api, actor(request), what, filters)
+    except ReadNotAudited as exc:
+        raise ConsoleProblem(
+            503,
+            "Not shown: this page could not be recorded in the audit trail",
+            f"Looking at who saw which records is itself recorded, and the audit trail could not "
+            f"be written ({exc.error}). Nothing was shown. Ask the proxy's operator to fix the "
+            "audit trail, then reload this page.",
+        ) from None
 
 
 async def checked_form(request: web.Request) -> MultiDictProxy[str | bytes | object]:

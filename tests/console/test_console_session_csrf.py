@@ -10,6 +10,7 @@ import time
 from datetime import UTC, datetime, timedelta
 
 import aiohttp
+import orjson
 import pytest
 from aiohttp.test_utils import TestServer
 from blackbox_env import running_proxy_env
@@ -286,3 +287,54 @@ class TestRenewRefusals:
         assert status == 409
         assert "cannot be renewed" in body
         assert len(await env.grants.list(subject=env.subject("erik"))) == 1
+
+
+async def _get(base, path, *, cookies, params=None):
+    async with (
+        aiohttp.ClientSession(cookies=cookies) as http,
+        http.get(base + path, params=params, allow_redirects=False) as response,
+    ):
+        return response.status, await response.text()
+
+
+def _admin_reads(env) -> list[dict]:
+    lines = (env.folder / "audit.jsonl").read_bytes().splitlines()
+    return [e for e in map(orjson.loads, lines) if e["type"] == "admin_read"]
+
+
+class TestEvidenceReadsAreAudited:
+    @pytest.mark.parametrize(
+        ("path", "what"),
+        [
+            ("/console/incident", "incident_view"),
+            ("/console/incident.csv", "incident_export"),
+            ("/console/break-glass", "break_glass_queue"),
+        ],
+    )
+    async def test_looking_at_who_saw_what_is_recorded_first(self, console_app, path, what):
+        """Each evidence page puts the admin, the filters and `via: console` in the trail."""
+        env, base, key = console_app
+        nurse = str(env.subject("nurse"))
+        params = {"subject": nurse, "since": "2026-01-01"} if "incident" in path else None
+        status, _ = await _get(base, path, cookies=_cookie(key), params=params)
+        assert status == 200
+        [read] = _admin_reads(env)
+        assert (read["action"], read["actor"]) == (what, str(ADMIN.subject))
+        assert read["details"]["via"] == "console"
+        assert read["details"]["console_request"].startswith("console-")
+        expected = {"subject": nurse, "since": "2026-01-01T00:00:00.000Z"} if params else {}
+        assert read["details"]["filters"] == expected
+
+    async def test_an_evidence_page_the_trail_cannot_record_shows_nothing(
+        self, console_app, caplog
+    ):
+        env, base, key = console_app
+        trail = env.folder / "audit.jsonl"
+        trail.unlink(missing_ok=True)
+        trail.mkdir()  # the trail cannot be appended to
+        params = {"subject": str(env.subject("nurse"))}
+        status, body = await _get(base, "/console/incident", cookies=_cookie(key), params=params)
+        assert status == 503
+        assert "Nothing was shown" in body
+        assert "Notification list" not in body
+        assert any(r.getMessage() == "admin_read_not_audited" for r in caplog.records)

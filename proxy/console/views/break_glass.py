@@ -21,7 +21,14 @@ from proxy.audit.report import printable
 from proxy.console.break_glass_queue import load_queue
 from proxy.console.context import CONSOLE, PREFIX
 from proxy.console.errors import ConsoleProblem
-from proxy.console.pages import actor, checked_form, redirect, render, require_session
+from proxy.console.pages import (
+    actor,
+    audited_read,
+    checked_form,
+    redirect,
+    render,
+    require_session,
+)
 from proxy.console.views.grants import not_audited
 from proxy.grants.durations import format_duration
 
@@ -120,6 +127,7 @@ async def queue_page(request: web.Request) -> web.Response:
     require_session(request)
     context = request.app[CONSOLE]
     now = context.api.clock()
+    await audited_read(request, "break_glass_queue", {})
     queue = await load_queue(context.api.grant_store(), context.api.config_path, now=now)
     values = queue_values(queue, request.query.get("signed", ""))
     return render(request, "break_glass.html", title="Break-glass", **values)

@@ -21,7 +21,7 @@ from proxy.console.chart import stacked_bar_svg
 from proxy.console.context import CONSOLE, PREFIX
 from proxy.console.errors import ConsoleProblem
 from proxy.console.incident import IncidentQuery, IncidentQueryError, load_incident
-from proxy.console.pages import render, require_session
+from proxy.console.pages import audited_read, render, require_session
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -120,6 +120,7 @@ async def page(request: web.Request) -> web.Response:
             values["error"] = str(exc)
             values["error_field"] = str(exc).split(":", 1)[0]
             return render(request, "incident.html", status=422, title="Incident", **values)
+        await audited_read(request, "incident_view", query.report_filter().described())
         incident = await load_incident(context.api.config_path, query)
         values |= incident_values(incident, form, context.api.config_path)
     return render(request, "incident.html", title="Incident", **values)
@@ -144,6 +145,7 @@ async def export(request: web.Request) -> web.Response:
         raise ConsoleProblem(
             422, "The export needs a person and a valid window", f"{exc}. Nothing was exported."
         ) from None
+    await audited_read(request, "incident_export", query.report_filter().described())
     incident = await load_incident(context.api.config_path, query)
     return web.Response(
         body=incident.csv().encode(),
