@@ -260,6 +260,7 @@ class TestEveryCodeHasRunbookText:
             "kek_available",
             "scim_change_not_audited",
             "admin_change_not_audited",
+            "admin_read_not_audited",
             "canary_touched",
             "break_glass_use",
             "break_glass_refused",
