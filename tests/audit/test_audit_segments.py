@@ -167,6 +167,23 @@ def _verify(folder: Path, *, with_key: bool, signed: bool = True, **options):
     )
 
 
+@pytest.fixture(scope="module")
+def apart():
+    """A fresh single-threaded process to verify in, so the checking workers are forked for sure.
+
+    Verification forks only from a single-threaded process; a test runner's worker that ran a
+    browser test has threads, and would check in-process instead (`workers == 1`).
+    """
+    with ProcessPoolExecutor(
+        max_workers=1, mp_context=multiprocessing.get_context("spawn")
+    ) as pool:
+        yield pool
+
+
+def _verify_apart(pool: ProcessPoolExecutor, folder: Path, **options):
+    return pool.submit(partial(_verify, folder, **options)).result()
+
+
 class TestSegmentsProveWhatOnePassProves:
     def test_the_compiled_core_vouches_for_every_segment_of_an_untouched_trail(self, trail_folder):
         """Not vacuous: with the core installed, intact segments are accepted natively."""
@@ -182,11 +199,10 @@ class TestSegmentsProveWhatOnePassProves:
                 assert native is not None, (path, start)
                 assert native == check_segment(segment, key, None)
 
-    def test_an_untouched_trail_verifies_in_two_processes(self, trail_folder):
+    def test_an_untouched_trail_verifies_in_two_processes(self, trail_folder, apart):
         """Cut into ~40 segments and checked by two forked workers: OK, every event counted."""
-        assert threading.active_count() == 1, "the pool is only used by a single-threaded process"
         whole = _verify(trail_folder, with_key=True)
-        split = _verify(trail_folder, with_key=True, workers=2, segment_bytes=900)
+        split = _verify_apart(apart, trail_folder, with_key=True, workers=2, segment_bytes=900)
         assert split.workers == 2
         assert split.problem is None
         assert _outcome(split) == _outcome(whole)
@@ -229,7 +245,9 @@ class TestSegmentsProveWhatOnePassProves:
             shutil.rmtree(work)
 
     @pytest.mark.parametrize("kind", ["edit", "delete", "swap", "flip"])
-    def test_a_tampered_event_in_each_segment_is_found_in_two_processes(self, trail_folder, kind):
+    def test_a_tampered_event_in_each_segment_is_found_in_two_processes(
+        self, trail_folder, kind, apart
+    ):
         """Whichever segment holds the tampered line — first, middle, last — it is named."""
         files = trail_files(trail_folder / "audit.jsonl")
         total = sum(len(p.read_bytes().splitlines()) for p in files)
@@ -238,7 +256,7 @@ class TestSegmentsProveWhatOnePassProves:
             try:
                 _tamper(trail_files(work / "audit.jsonl"), kind, at)
                 whole = _verify(work, with_key=True, native=False)
-                split = _verify(work, with_key=True, workers=2, segment_bytes=700)
+                split = _verify_apart(apart, work, with_key=True, workers=2, segment_bytes=700)
                 assert whole.problem is not None, (kind, at)
                 assert split.workers == 2
                 assert _outcome(split) == _outcome(whole), (kind, at)
@@ -273,21 +291,20 @@ def _verify_with_a_dying_worker(folder: Path) -> str:
 
 
 class TestAWorkerThatDies:
-    def test_is_an_error_not_a_verdict(self, trail_folder):
+    def test_is_an_error_not_a_verdict(self, trail_folder, apart):
         """A worker killed mid-check ends the command with AuditError, never OK or BROKEN."""
-        spawn = multiprocessing.get_context("spawn")
-        with ProcessPoolExecutor(max_workers=1, mp_context=spawn) as fresh:
-            message = fresh.submit(_verify_with_a_dying_worker, trail_folder).result()
+        message = apart.submit(_verify_with_a_dying_worker, trail_folder).result()
         assert "worker process checking the audit trail died" in message
 
 
 class TestReportInTheVerifyingPass:
     @pytest.mark.parametrize("where", [ReportFilter(), ReportFilter(subject="idp|bob")])
-    def test_rows_equal_a_report_over_every_event(self, trail_folder, where):
+    def test_rows_equal_a_report_over_every_event(self, trail_folder, where, apart):
         """The totals gathered per segment by two workers merge to `build_report`'s rows."""
         files = trail_files(trail_folder / "audit.jsonl")
         expected = build_report((e for _, _, e in iter_events(files)), where)
-        result = _verify(
+        result = _verify_apart(
+            apart,
             trail_folder,
             with_key=True,
             workers=2,
