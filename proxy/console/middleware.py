@@ -13,7 +13,7 @@ import os
 import sqlite3
 import time
 import uuid
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Final
 
 from aiohttp import web
 from yarl import URL
@@ -77,6 +77,27 @@ def _problem(exc: Exception) -> ConsoleProblem:  # noqa: PLR0911 - one answer pe
     )
 
 
+#: Console paths answered without a session: logging in and out, the home redirect, and the
+#: stylesheet and script. Every other console path needs one, checked here before any view
+#: runs, so a view that forgot `require_session` still shows nothing to a stranger.
+_PUBLIC: Final = frozenset(
+    {
+        PREFIX,
+        f"{PREFIX}/",
+        f"{PREFIX}/login",
+        f"{PREFIX}/login/start",
+        f"{PREFIX}/callback",
+        f"{PREFIX}/logout",
+    }
+)
+
+
+def _require_login(path: str, session: object) -> None:
+    """LoginRequired for a console path other than `_PUBLIC` (and static files) with no session."""
+    if session is None and path not in _PUBLIC and not path.startswith(f"{PREFIX}/static/"):
+        raise LoginRequired
+
+
 def _login_redirect(request: web.Request) -> web.Response:
     target = URL(f"{PREFIX}/login").with_query(next=request.path)
     return web.Response(status=303, headers={"Location": str(target)})
@@ -96,6 +117,7 @@ async def console_middleware(
         request[SESSION] = session
     response: web.StreamResponse
     try:
+        _require_login(request.path, session)
         response = await handler(request)
     except LoginRequired:
         if request.method == "GET":

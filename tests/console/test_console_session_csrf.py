@@ -338,3 +338,35 @@ class TestEvidenceReadsAreAudited:
         assert "Nothing was shown" in body
         assert "Notification list" not in body
         assert any(r.getMessage() == "admin_read_not_audited" for r in caplog.records)
+
+
+class TestEveryPageNeedsASession:
+    async def test_no_console_route_but_login_and_static_answers_a_stranger(self, console_app):
+        """Every registered console page sends a stranger to log in; every form post is 403."""
+        env, base, _key = console_app
+        app = build_admin_api_app(env.settings, config_path=env.config_path)
+        public = {"/console", "/console/", "/console/login", "/console/login/start"}
+        public |= {"/console/callback", "/console/logout", "/console/static/{name}"}
+        routes = {
+            (route.method, route.resource.canonical)
+            for route in app.router.routes()
+            if route.resource is not None and route.resource.canonical.startswith("/console")
+        }
+        checked = 0
+        for method, canonical in sorted(routes):
+            if canonical in public or method == "HEAD":
+                continue
+            path = canonical.replace("{grant_id}", "g_0000000000000000").replace(
+                "{action:revoke|renew}", "revoke"
+            )
+            async with (
+                aiohttp.ClientSession() as http,
+                http.request(method, base + path, allow_redirects=False) as response,
+            ):
+                if method == "GET":
+                    assert response.status == 303, (method, canonical)
+                    assert response.headers["Location"].startswith("/console/login"), canonical
+                else:
+                    assert response.status == 403, (method, canonical)
+            checked += 1
+        assert checked >= 8  # grants, review, break-glass, incident pages and their forms

@@ -8,9 +8,8 @@ import aiohttp
 import pytest
 import pytest_asyncio
 from console_pages import log_in
-from console_stack import running_console
+from console_stack import assert_no_planted_phi_in_stderr, running_console
 
-from conftest import assert_no_planted_phi_in_stderr
 from proxy.console.session import SESSION_COOKIE
 
 pytestmark = [pytest.mark.asyncio(loop_scope="session"), pytest.mark.slow]
