@@ -17,6 +17,7 @@ import asyncio
 import errno
 import gc
 import logging
+import multiprocessing
 import os
 import signal
 import socket
@@ -232,11 +233,14 @@ async def serve_forever(
     listeners: Listeners | None = None,
     config_path: Path | None = None,
     console_key: bytes | None = None,
+    supervisor: int | None = None,
 ) -> None:
     """Serve until SIGTERM/SIGINT, then shut down gracefully.
 
     `listeners`: sockets already bound (by the supervisor); without them they are bound here.
     `console_key`: seals the console's cookies; the same in every worker (see serve()).
+    `supervisor`: in a worker, a descriptor that turns readable when the supervisor is gone;
+    the worker then stops too, the same graceful way.
     SIGHUP, or a change to the config (`config_path`), keystore or KEK file, reloads keys and
     config in place (proxy.reload).
     """
@@ -296,11 +300,7 @@ async def serve_forever(
         # and again: ~45 µs of CPU per 100-record page. 10,000 keeps the collector for what
         # only it can free (measured: GC time 0.87 s -> 0.04 s per 5 s of load; bench/ANALYSIS.md).
         gc.set_threshold(_YOUNG_COLLECTION_THRESHOLD, *gc.get_threshold()[1:])
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for signum in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(signum, stop.set)
-        await stop.wait()
+        await _stop_requested(supervisor)
         _log.info("shutting down: finishing in-flight requests")
     finally:
         if reloader is not None:
@@ -310,17 +310,49 @@ async def serve_forever(
         listeners.close()
 
 
+async def _stop_requested(supervisor: int | None) -> None:
+    """Return on SIGTERM or SIGINT, or (in a worker) once the supervisor is gone."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    if supervisor is not None:
+        loop.add_reader(supervisor, _supervisor_gone, loop, supervisor, stop)
+    await stop.wait()
+
+
+def _supervisor_gone(loop: asyncio.AbstractEventLoop, descriptor: int, stop: asyncio.Event) -> None:
+    """Stop a worker whose supervisor died (SIGKILL, the OOM killer).
+
+    An orphaned worker would go on answering on the port with the config it started with,
+    out of reach of SIGHUP and SIGTERM, and keep a restarted proxy from binding the port.
+    """
+    loop.remove_reader(descriptor)
+    _log.error(
+        "the supervisor process is gone (killed?); this worker stops too, so that no "
+        "orphaned worker keeps serving: restart phi-proxy"
+    )
+    stop.set()
+
+
 def _worker(
     config_path: Path, listeners: Listeners, metrics_folder: Path, console_key: bytes | None
 ) -> None:
     """One worker process: serve on the supervisor's sockets; one `error:` line if it cannot."""
     metrics.install(metrics_folder)  # before anything counts: every worker adds to one scrape
+    # Readable (end of file) once the supervisor has exited, however it ended.
+    parent = multiprocessing.parent_process()
+    supervisor = parent.sentinel if parent is not None else None
     try:
         settings = load_settings(config_path)
         configure_logging(settings.logging.level)
         asyncio.run(
             serve_forever(
-                settings, listeners=listeners, config_path=config_path, console_key=console_key
+                settings,
+                listeners=listeners,
+                config_path=config_path,
+                console_key=console_key,
+                supervisor=supervisor,
             )
         )
     except (PhiProxyError, OSError) as exc:

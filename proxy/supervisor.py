@@ -5,7 +5,8 @@ while the pod still looks ready. The supervisor starts the workers (spawned, so 
 the supervisor's state), forwards SIGHUP to each (every worker reloads its own keyring), turns
 SIGTERM/SIGINT into a graceful stop of all, and starts a replacement for any worker that exits
 while it is not stopping. Workers that keep dying (RESTART_LIMIT within RESTART_WINDOW seconds)
-stop the whole proxy with exit 1 instead of a restart loop.
+stop the whole proxy with exit 1 instead of a restart loop. A worker whose supervisor is
+killed stops too (proxy.serve watches the spawn pipe), so no orphan keeps the port.
 """
 
 from __future__ import annotations

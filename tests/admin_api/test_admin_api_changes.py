@@ -13,7 +13,7 @@ from datetime import UTC, datetime, timedelta
 
 import orjson
 from admin_helpers import ADMIN_SUB
-from blackbox_env import written
+from blackbox_env import break_the_trail, written
 
 from proxy.grants import GrantRequest
 
@@ -188,9 +188,7 @@ class TestFailClosed:
         """Made, then not audited: the grant IS revoked, the 500 says so, and an alert fires."""
         env, api = admin_env
         grant = await env.grant("nurse", "practice-a")
-        trail = env.folder / "audit.jsonl"
-        trail.unlink(missing_ok=True)
-        trail.mkdir()  # the trail cannot be appended to
+        await break_the_trail(env)
         body = {"grant_id": grant.id, "reason": "left"}
         status, problem, _ = await api.call("POST", "/api/v1/grants/revoke", body)
         assert status == 500, problem
@@ -267,10 +265,7 @@ class TestEvidenceReadsAreAudited:
         _serve_patient(env)
         await env.grant("nurse", "practice-a")
         assert await _ssn_seen_by(env, "nurse") == SSN
-        await written(env)
-        trail = env.folder / "audit.jsonl"
-        trail.rename(env.folder / "audit.jsonl.kept")
-        trail.mkdir()  # the trail cannot be appended to
+        await break_the_trail(env)
         params = {"subject": str(env.subject("nurse"))}
         status, problem, _ = await api.call("GET", "/api/v1/audit/report", params=params)
         assert status == 503, problem

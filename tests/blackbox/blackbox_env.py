@@ -113,6 +113,18 @@ async def written(env: ProxyEnv, *, within: float = 30.0) -> None:
     await env.runtime._audit.flush()
 
 
+async def break_the_trail(env: ProxyEnv) -> None:
+    """Make the audit trail impossible to append to: a folder where the file was.
+
+    Queued events are written first, or the sink's next flush would recreate the file.
+    """
+    assert env.runtime is not None
+    await env.runtime._audit.flush()
+    trail = env.folder / "audit.jsonl"
+    trail.unlink(missing_ok=True)
+    trail.mkdir()
+
+
 class ProxyTestServer(TestServer):
     """aiohttp's TestServer serving the app through the runner `phi-proxy serve` uses."""
 

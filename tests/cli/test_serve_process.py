@@ -360,3 +360,36 @@ class TestDeadWorkers:
             await stop(process)
         assert status == 1
         assert "workers keep exiting" in read(stderr)
+
+
+def ended(pid: int) -> bool:
+    """True once `pid` has exited (gone, or a zombie its new parent has not reaped yet)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except FileNotFoundError:
+        return True
+    return state in ("Z", "X")
+
+
+class TestADeadSupervisor:
+    async def test_its_workers_stop_instead_of_serving_on_as_orphans(self, tmp_path, portal):
+        """SIGKILL on the supervisor: both workers stop, and the port stops answering.
+
+        An orphaned worker would keep serving with the config it started with, beyond the
+        reach of SIGHUP and SIGTERM, and hold the port against a restarted proxy.
+        """
+        config, ports = workspace(tmp_path, portal)
+        stderr = tmp_path / "serve.stderr"
+        process = await run_serve(config, stderr, "--workers", "2")
+        try:
+            workers = await started(process, stderr, ports.admin, workers=2)
+        finally:
+            process.kill()
+            await process.wait()
+        deadline = asyncio.get_running_loop().time() + 30
+        while not all(map(ended, workers)):
+            assert asyncio.get_running_loop().time() < deadline, read(stderr)
+            await asyncio.sleep(0.1)
+        with pytest.raises(aiohttp.ClientConnectionError):
+            await ping(ports.proxy)
+        assert read(stderr).count("the supervisor process is gone") == 2

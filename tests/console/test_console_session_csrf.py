@@ -13,7 +13,7 @@ import aiohttp
 import orjson
 import pytest
 from aiohttp.test_utils import TestServer
-from blackbox_env import running_proxy_env
+from blackbox_env import break_the_trail, running_proxy_env
 from console_stack import console_overrides
 
 from proxy.admin_api.app import build_admin_api_app
@@ -222,9 +222,7 @@ class TestNotAudited:
     ):
         env, base, key = console_app
         grant_id = await _grant(env)
-        trail = env.folder / "audit.jsonl"
-        trail.unlink(missing_ok=True)
-        trail.mkdir()  # the trail cannot be appended to
+        await break_the_trail(env)
         csrf = "right-" * 7
         status, body, _ = await _post(
             base,
@@ -329,9 +327,7 @@ class TestEvidenceReadsAreAudited:
         self, console_app, caplog
     ):
         env, base, key = console_app
-        trail = env.folder / "audit.jsonl"
-        trail.unlink(missing_ok=True)
-        trail.mkdir()  # the trail cannot be appended to
+        await break_the_trail(env)
         params = {"subject": str(env.subject("nurse"))}
         status, body = await _get(base, "/console/incident", cookies=_cookie(key), params=params)
         assert status == 503
