@@ -59,6 +59,12 @@ typecheck: $(STAMP)
 PYTEST_WORKERS ?= 2
 PYTEST_ARGS := -n $(PYTEST_WORKERS) --dist loadscope
 
+# The tests start hundreds of Python processes (CLIs, `serve`, its workers). With bytecode
+# writing off (PYTHONDONTWRITEBYTECODE in the environment), each would compile the project's
+# modules from source again, and pytest would rewrite every test module in every worker: the
+# test targets let Python keep its __pycache__ folders (git ignores them).
+pytest pytest-pure: export PYTHONDONTWRITEBYTECODE :=
+
 pytest: $(STAMP) $(CORE_STAMP)
 	$(BIN)/pytest $(PYTEST_ARGS)
 

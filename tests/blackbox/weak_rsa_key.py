@@ -3,7 +3,8 @@
 Infineon's RSALib chose primes p = k·M + (65537^a mod M) with M a primorial; the product of two
 such primes has the fingerprint the proxy refuses. Here M is the product of the primes up to
 167 (the detector's primes, and 2). Whether a candidate is prime is decided by OpenSSL, through
-`cryptography`'s RSA key check when a key is built from it, not by code of ours.
+`cryptography`'s RSA key check when a key is built from it, not by code of ours; a Fermat test
+only skips the candidates that are certainly composite (most of them) before that slower check.
 """
 
 from __future__ import annotations
@@ -40,6 +41,8 @@ def _structured_prime(rng: random.Random, partner: int) -> int:
     while True:
         residue = pow(_E, rng.randrange(1, _M), _M)
         p = rng.randrange((3 << 1022) // _M + 1, (1 << 1024) // _M) * _M + residue
+        if pow(2, p - 1, p) != 1:  # composite for certain; a prime always passes
+            continue
         try:
             _private_key(p, partner)  # OpenSSL checks that p is prime
         except ValueError:
