@@ -17,8 +17,10 @@ them and without a JSON escape that decodes to one cannot spell an ASCII name in
 
 from __future__ import annotations
 
+import array
 import functools
 import re
+import sys
 import unicodedata
 from typing import Final
 
@@ -55,26 +57,47 @@ def is_ascii_revealing(code_point: int) -> bool:
     return code_point in _ascii_revealing_set()
 
 
+#: Code points per block of `_ascii_revealing_set`'s scan.
+_BLOCK: Final = 64
+
+
 @functools.cache
 def _ascii_revealing_set() -> frozenset[int]:
     """Every non-ASCII code point whose NFKC-casefold form contains an ASCII character.
 
-    About 0.3 s once per process (computed on first use, i.e. when the policy is compiled);
-    derived from the running interpreter's Unicode tables, so it never disagrees with
-    `normalize_name`.
+    Computed once per process, on first use (when the policy is compiled), from the running
+    interpreter's Unicode tables, so it never disagrees with `normalize_name`. Blocks of code
+    points are first tested whole (~0.1 s for all of Unicode instead of ~0.4 s one by one): a
+    block whose NFKD form and case fold are both the block itself holds only characters that
+    normalize to themselves. NFKD replaces each character by its full decomposition (at least
+    one character long) and then only reorders combining marks, so an unchanged block of the
+    same length means every decomposition is the character itself; case folding works one
+    character at a time and never shortens one, so the same holds for it. Any other block is
+    examined character by character.
     """
-    found = []
-    decomposition = unicodedata.decomposition
-    for code_point in range(0x80, _MAX_CODE_POINT):
-        if code_point in _SURROGATES:
+    everything = _all_non_ascii_code_points()
+    found: list[int] = []
+    for offset in range(0, len(everything), _BLOCK):
+        block = everything[offset : offset + _BLOCK]
+        if unicodedata.normalize("NFKD", block) == block and block.casefold() == block:
             continue
-        char = chr(code_point)
-        # A character with no decomposition that is its own case fold normalizes to itself.
-        if not decomposition(char) and char.casefold() == char:
-            continue
-        if any(ord(c) < 0x80 for c in _nfkc_casefold(char)):  # noqa: PLR2004 - ASCII bound
-            found.append(code_point)
+        found.extend(ord(char) for char in block if _reveals_ascii(char))
     return frozenset(found)
+
+
+def _all_non_ascii_code_points() -> str:
+    """U+0080 to U+10FFFF without the surrogates, as one string (built in C, ~60 ms)."""
+    points = array.array("I", range(0x80, _SURROGATES.start))
+    points.extend(range(_SURROGATES.stop, _MAX_CODE_POINT))
+    assert points.itemsize == 4  # noqa: PLR2004, S101 - UTF-32 code units
+    return points.tobytes().decode("utf-32-le" if sys.byteorder == "little" else "utf-32-be")
+
+
+def _reveals_ascii(char: str) -> bool:
+    # A character with no decomposition that is its own case fold normalizes to itself.
+    if not unicodedata.decomposition(char) and char.casefold() == char:
+        return False
+    return any(ord(c) < 0x80 for c in _nfkc_casefold(char))  # noqa: PLR2004 - ASCII bound
 
 
 @functools.cache

@@ -173,3 +173,14 @@ class TestNormalizationTables:
         for char in "\uff33\u017f\u212a\U0001d42c\u24e2":
             assert is_ascii_revealing(ord(char))
         assert not is_ascii_revealing(ord("é"))
+
+    def test_revealing_set_equals_its_definition_checked_one_code_point_at_a_time(self):
+        """The block-wise scan finds exactly the code points a plain scan of each one finds."""
+        one_by_one = set()
+        for point in range(0x80, 0x110000):
+            if 0xD800 <= point < 0xE000:
+                continue
+            normalized = normalize_name(chr(point), fold_separators=False)
+            if any(ord(c) < 0x80 for c in normalized):
+                one_by_one.add(point)
+        assert {p for p in range(0x80, 0x110000) if is_ascii_revealing(p)} == one_by_one
