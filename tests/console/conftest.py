@@ -47,7 +47,10 @@ async def browser(tmp_path_factory):
     downloads = tmp_path_factory.mktemp("downloads")
     async with async_playwright() as playwright:
         launched = await playwright.chromium.launch(
-            executable_path=CHROMIUM, downloads_path=downloads
+            executable_path=CHROMIUM,
+            downloads_path=downloads,
+            # No GPU here: without these chromium emulates one in software (CPU for nothing).
+            args=["--disable-gpu", "--disable-software-rasterizer"],
         )
         yield launched
         await launched.close()
