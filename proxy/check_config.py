@@ -27,7 +27,12 @@ from proxy.grants import format_duration, open_grant_store
 from proxy.grants.presence import grant_store_exists
 from proxy.identity.key_health import jwks_file_problems
 from proxy.scim.check import check_scim
-from proxy.server_settings import TlsFileError, check_upstream_tls_files, listener_ssl_context
+from proxy.server_settings import (
+    TlsFileError,
+    check_upstream_tls_files,
+    listener_ssl_context,
+    upstream_ssl_context,
+)
 from proxy.settings import Settings, config_warnings, load_settings, upstream_in_clear
 from proxy.transform import FieldPolicy, RouteTable
 from proxy.transform.settings import KeepLastMask, TextMask
@@ -196,8 +201,6 @@ async def _check_grant_store(settings: Settings) -> bool | None:
 
 def _tls_problem(settings: Settings) -> str | None:
     """Build the listener and upstream TLS contexts as serve does; the first problem, if any."""
-    from proxy.forward.upstream import upstream_ssl_context  # noqa: PLC0415 - client code
-
     try:
         if settings.listen.tls is not None:
             listener_ssl_context(settings.listen.tls)

@@ -37,6 +37,7 @@ __all__ = [
     "UpstreamTls",
     "check_upstream_tls_files",
     "listener_ssl_context",
+    "upstream_ssl_context",
 ]
 
 _FROZEN = ConfigDict(frozen=True, extra="forbid")
@@ -270,3 +271,22 @@ def check_upstream_tls_files(settings: UpstreamSettings) -> None:
     ):
         if path is not None:
             _check_readable(setting, path)
+
+
+def upstream_ssl_context(settings: UpstreamSettings) -> ssl.SSLContext | None:
+    """A verifying TLS context for an https portal (None for plain http).
+
+    A client key readable by group or others is refused (TlsFileError at startup): whoever
+    reads it can act as the proxy towards the portal.
+    """
+    if settings.url.scheme != "https":
+        return None
+    tls = settings.tls
+    context = ssl.create_default_context(cafile=str(tls.ca_file) if tls and tls.ca_file else None)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    if tls and tls.client_cert_file and tls.client_key_file:
+        problem = loose_mode_problem(tls.client_key_file, "upstream TLS client key")
+        if problem is not None:
+            raise TlsFileError(f"upstream.tls.client_key_file: {problem}")
+        context.load_cert_chain(str(tls.client_cert_file), str(tls.client_key_file))
+    return context

@@ -13,16 +13,14 @@ sent, because the proxy would route and audit one path while the portal acted on
 from __future__ import annotations
 
 import asyncio
-import ssl
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING
 
 import aiohttp
 from yarl import URL
 
-from keys.file_modes import loose_mode_problem
 from proxy.errors import ProxyError, UpstreamTimeout, UpstreamUnavailable
-from proxy.server_settings import TlsFileError
+from proxy.server_settings import upstream_ssl_context
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
@@ -56,25 +54,6 @@ def refuse_odd_target(raw_target: str) -> None:
         "GET /api/x); absolute URLs, '*' and paths starting with '//' are refused and nothing "
         "was forwarded: send the path only, or remove the duplicated leading slash"
     )
-
-
-def upstream_ssl_context(settings: UpstreamSettings) -> ssl.SSLContext | None:
-    """A verifying TLS context for an https portal (None for plain http).
-
-    A client key readable by group or others is refused (TlsFileError at startup): whoever
-    reads it can act as the proxy towards the portal.
-    """
-    if settings.url.scheme != "https":
-        return None
-    tls = settings.tls
-    context = ssl.create_default_context(cafile=str(tls.ca_file) if tls and tls.ca_file else None)
-    context.minimum_version = ssl.TLSVersion.TLSv1_2
-    if tls and tls.client_cert_file and tls.client_key_file:
-        problem = loose_mode_problem(tls.client_key_file, "upstream TLS client key")
-        if problem is not None:
-            raise TlsFileError(f"upstream.tls.client_key_file: {problem}")
-        context.load_cert_chain(str(tls.client_cert_file), str(tls.client_key_file))
-    return context
 
 
 class Upstream:

@@ -29,6 +29,8 @@ import re
 from dataclasses import dataclass
 from typing import Final
 
+from proxy.transform.header_values import parse_mimetype
+
 __all__ = ["BodyKind", "classify", "looks_wide"]
 
 _JSON_SUBTYPES: Final = frozenset({"json", "x-json"})
@@ -127,9 +129,6 @@ def classify(content_type: str | None) -> BodyKind:  # noqa: PLR0911 - a lookup 
     """Classify a Content-Type header value (None or empty: unknown, sniffed per body)."""
     if not content_type:
         return BodyKind(json=False, escape="sniff", charset="utf-8")
-    # Imported here: importing aiohttp costs a CLI that only loads the config ~0.25 s.
-    from aiohttp.helpers import parse_mimetype  # noqa: PLC0415
-
     mime = parse_mimetype(content_type)
     charset = _codec(mime.parameters.get("charset"))
     sub, suffix = mime.subtype.lower(), mime.suffix.lower()

@@ -13,9 +13,11 @@ from email.parser import BytesParser
 from email.policy import HTTP
 from typing import TYPE_CHECKING, Final
 
-from aiohttp.multipart import content_disposition_filename, parse_content_disposition
-
 from proxy.transform.errors import RequestRejected
+from proxy.transform.header_values import (
+    content_disposition_filename,
+    parse_content_disposition,
+)
 from proxy.transform.request_text import request_media
 
 if TYPE_CHECKING:

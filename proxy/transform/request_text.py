@@ -14,9 +14,8 @@ import codecs
 import json
 from typing import Final, NamedTuple, NoReturn
 
-from aiohttp.helpers import parse_content_type, parse_mimetype
-
 from proxy.transform.errors import RequestRejected
+from proxy.transform.header_values import parse_content_type, parse_mimetype
 
 __all__ = ["UTF8_CHARSETS", "RequestMedia", "portal_readable_text", "request_media"]
 

@@ -36,7 +36,6 @@ from dataclasses import replace
 from typing import TYPE_CHECKING, Final
 
 import orjson
-from aiohttp.helpers import parse_mimetype
 
 from keys.token_format import TOKEN_PATTERN_BYTES, TOKEN_PREFIX_BYTES
 from proxy.transform.errors import UnsafeBody
@@ -44,6 +43,7 @@ from proxy.transform.escaped_tokens import (
     document_holds_escaped_token,
     json_may_hold_escaped_token,
 )
+from proxy.transform.header_values import parse_mimetype
 from proxy.transform.jsonsafe import parse_json
 from proxy.transform.mediatype import classify, looks_wide
 from proxy.transform.response_parts import judge_parts

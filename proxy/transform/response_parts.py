@@ -15,9 +15,8 @@ from email.parser import BytesParser
 from email.policy import HTTP
 from typing import TYPE_CHECKING, Final
 
-from aiohttp.helpers import parse_mimetype
-
 from proxy.transform.errors import RequestRejected, UnsafeBody
+from proxy.transform.header_values import parse_mimetype
 from proxy.transform.mediatype import classify
 from proxy.transform.request_multipart import form_parts
 
