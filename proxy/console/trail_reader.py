@@ -104,6 +104,10 @@ class _Reader:
             pool = self._pool
         if pool is not None:
             self.discard(pool, kill=True)
+            # Join the pool's manager thread before the interpreter's exit hook for process
+            # pools runs: otherwise the thread's clean-up after the kill can close a wake-up
+            # pipe while that hook writes to it (EBADF, and the worker exits with status 1).
+            pool.shutdown(wait=True)
 
 
 _READER = _Reader()
