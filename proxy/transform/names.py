@@ -70,10 +70,12 @@ def _ascii_revealing_set() -> frozenset[int]:
     points are first tested whole (~0.1 s for all of Unicode instead of ~0.4 s one by one): a
     block whose NFKD form and case fold are both the block itself holds only characters that
     normalize to themselves. NFKD replaces each character by its full decomposition (at least
-    one character long) and then only reorders combining marks, so an unchanged block of the
-    same length means every decomposition is the character itself; case folding works one
-    character at a time and never shortens one, so the same holds for it. Any other block is
-    examined character by character.
+    one character long, and its own decomposition) and then only reorders combining marks, so
+    a block it leaves unchanged kept its length and its characters: one character decomposed
+    into another would have added a copy of that other one. Case folding works one character
+    at a time and never shortens one, so the same holds for it. Any other block is examined
+    character by character; tests/transform/test_properties.py checks the result against the
+    one-by-one definition on the interpreter that runs the tests.
     """
     everything = _all_non_ascii_code_points()
     found: list[int] = []
