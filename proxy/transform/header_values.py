@@ -2,15 +2,18 @@
 
 The transform package is also loaded by commands that never see an HTTP body
 (`phi-proxy check-config`, `phi-keys encrypt`); importing aiohttp costs each of them ~0.25 s.
-These wrappers import it on first use instead; in the proxy it is loaded long before.
+These wrappers import it on first use instead (in the proxy it is loaded long before). An
+import statement run on every call would cost ~2 µs; the cached module costs ~0.1 µs.
 """
 
 from __future__ import annotations
 
+import functools
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
+    from types import ModuleType
 
     from aiohttp.helpers import MimeType
 
@@ -22,29 +25,39 @@ __all__ = [
 ]
 
 
-def parse_mimetype(value: str) -> MimeType:
-    """Aiohttp's Content-Type parse: type, subtype, suffix and parameters."""
-    from aiohttp.helpers import parse_mimetype as parse  # noqa: PLC0415 - see the docstring
+@functools.cache
+def _helpers() -> ModuleType:
+    import aiohttp.helpers  # noqa: PLC0415 - see the module docstring
 
-    return parse(value)
+    return aiohttp.helpers
+
+
+@functools.cache
+def _multipart() -> ModuleType:
+    import aiohttp.multipart  # noqa: PLC0415 - see the module docstring
+
+    return aiohttp.multipart
+
+
+def parse_mimetype(value: str) -> MimeType:
+    """Type, subtype, suffix and parameters of a Content-Type (aiohttp's parser)."""
+    parsed: MimeType = _helpers().parse_mimetype(value)
+    return parsed
 
 
 def parse_content_type(value: str) -> tuple[str, Mapping[str, str]]:
-    """Aiohttp's (email-package based) Content-Type parse: media type and parameters."""
-    from aiohttp.helpers import parse_content_type as parse  # noqa: PLC0415
-
-    return parse(value)
+    """Media type and parameters of a Content-Type (aiohttp's, on the email package)."""
+    parsed: tuple[str, Mapping[str, str]] = _helpers().parse_content_type(value)
+    return parsed
 
 
 def parse_content_disposition(value: str | None) -> tuple[str | None, dict[str, str]]:
-    """Aiohttp's Content-Disposition parse: disposition type and parameters."""
-    from aiohttp.multipart import parse_content_disposition as parse  # noqa: PLC0415
-
-    return parse(value)
+    """Disposition type and parameters of a Content-Disposition (aiohttp's parser)."""
+    parsed: tuple[str | None, dict[str, str]] = _multipart().parse_content_disposition(value)
+    return parsed
 
 
 def content_disposition_filename(params: Mapping[str, str], name: str) -> str | None:
-    """Aiohttp's reading of parameter `name` (RFC 2231/5987 forms included)."""
-    from aiohttp.multipart import content_disposition_filename as read  # noqa: PLC0415
-
-    return read(params, name)
+    """Parameter `name` of a parsed Content-Disposition, RFC 2231/5987 forms included."""
+    filename: str | None = _multipart().content_disposition_filename(params, name)
+    return filename
