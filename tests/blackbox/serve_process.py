@@ -12,11 +12,22 @@ import aiohttp
 PHI_PROXY = Path(sys.executable).parent / "phi-proxy"
 
 
+_HANDED_OUT: set[int] = set()
+
+
 def free_port() -> int:
-    """A port the OS just had free on loopback."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+    """A port the OS just had free on loopback, never one this process was given before.
+
+    The OS may hand a port it just gave back out again at once: two calls in a row (a
+    listener and an admin port) could name the same port, and the process would fail to bind.
+    """
+    while True:
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = sock.getsockname()[1]
+        if port not in _HANDED_OUT:
+            _HANDED_OUT.add(port)
+            return port
 
 
 async def wait_ready(url: str, process, *, within: float = 20.0) -> None:

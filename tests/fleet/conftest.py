@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "grants"))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "blackbox"))  # serve_process
 
 import pytest
 from fleet_harness import FleetEnv

@@ -1,5 +1,10 @@
 """Store factories for the reusable grant-store contract suite (SQLite and PostgreSQL)."""
 
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "blackbox"))  # serve_process
+
 import pytest
 import pytest_asyncio
 from grants_backends import PostgresBackend, SQLiteBackend

@@ -8,17 +8,10 @@ until their timeout).
 
 import asyncio
 import contextlib
-import socket
 from urllib.parse import urlsplit, urlunsplit
 
 from grants_pg import DSN
-
-
-def free_port() -> int:
-    """A TCP port nothing listens on right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+from serve_process import free_port
 
 
 class Forwarder:
