@@ -57,6 +57,7 @@ typecheck: $(STAMP)
 # a class's tests, or a module's test functions, run on one worker, so a module- or
 # class-scoped fixture is made once.
 PYTEST_WORKERS ?= 2
+PYTEST_PURE_WORKERS ?= 2
 PYTEST_ARGS := -n $(PYTEST_WORKERS) --dist loadscope
 
 # The tests start hundreds of Python processes (CLIs, `serve`, its workers). With bytecode
@@ -70,7 +71,7 @@ pytest: $(STAMP) $(CORE_STAMP)
 
 # The transform and black-box suites again on the pure-Python core: both cores must hold.
 pytest-pure: $(STAMP)
-	PHI_PROXY_PURE=1 $(BIN)/pytest $(PYTEST_ARGS) tests/transform tests/blackbox
+	PHI_PROXY_PURE=1 $(BIN)/pytest -n $(PYTEST_PURE_WORKERS) --dist loadscope tests/transform tests/blackbox
 
 # The compiled core's own unit tests (Rust), when a toolchain is there.
 core-test:

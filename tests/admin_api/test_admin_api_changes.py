@@ -7,15 +7,19 @@ next proxied request; the review and the report are what the CLIs print.
 from __future__ import annotations
 
 import json
-import subprocess
 import sys
 from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING
 
 import orjson
 from admin_helpers import ADMIN_SUB
 from blackbox_env import break_the_trail, written
 
 from proxy.grants import GrantRequest
+from tests.cli_process import run_cli
+
+if TYPE_CHECKING:
+    import subprocess
 
 SSN = "900-66-4321"
 
@@ -37,9 +41,8 @@ async def _ssn_seen_by(env, sub) -> str:
 
 def _cli(tool: str, env, *args: str) -> subprocess.CompletedProcess[str]:
     module = {"phi-grants": "proxy.grants", "phi-audit": "proxy.audit"}[tool]
-    return subprocess.run(
+    return run_cli(
         [sys.executable, "-m", module, "-c", str(env.config_path), *args],
-        capture_output=True,
         text=True,
         check=False,
     )

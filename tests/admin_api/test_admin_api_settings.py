@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
 import sys
 from typing import TYPE_CHECKING
 
@@ -13,6 +12,7 @@ from blackbox_env import base_config, write_env_files
 from keys.errors import ConfigError
 from proxy.admin_api.auth import has_role
 from proxy.settings import config_warnings, load_settings
+from tests.cli_process import run_cli
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -98,9 +98,8 @@ class TestCheckConfig:
         config_path, _settings, _issuer = write_env_files(
             tmp_path, "http://127.0.0.1:9", overrides={"admin_api": section}
         )
-        out = subprocess.run(
+        out = run_cli(
             [sys.executable, "-m", "proxy", "check-config", "-c", str(config_path)],
-            capture_output=True,
             text=True,
             check=False,
         )

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import subprocess
 import sys
 import time
 from datetime import UTC, datetime
@@ -12,10 +11,12 @@ from typing import TYPE_CHECKING
 from blackbox_env import written
 
 from proxy.audit import AuditSettings, FileSink, open_chain
+from tests.cli_process import run_cli
 
 __all__ = ["written"]  # shared with the black-box suites: wait for audit events, no sleep
 
 if TYPE_CHECKING:
+    import subprocess
     from pathlib import Path
 
 TS = "2026-01-01T00:00:00.000Z"
@@ -43,7 +44,7 @@ def phi_audit(*args: str, config: Path | None = None) -> subprocess.CompletedPro
     argv = [sys.executable, "-m", "proxy.audit"]
     if config is not None:
         argv += ["-c", str(config)]
-    return subprocess.run([*argv, *args], capture_output=True, text=True, timeout=60, check=False)
+    return run_cli([*argv, *args], text=True, timeout=60, check=False)
 
 
 def now() -> datetime:

@@ -14,10 +14,10 @@ import json
 import os
 import resource
 import signal
-import subprocess
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import orjson
 import pytest
@@ -34,6 +34,10 @@ from proxy.audit.factory import open_trail
 from proxy.audit.report import align_columns
 from proxy.audit.secrets import load_chain_key, load_signing_key
 from proxy.audit.sink import NotAnAuditTrail
+from tests.cli_process import run_cli
+
+if TYPE_CHECKING:
+    import subprocess
 
 PHI_KEYS = Path(sys.executable).with_name("phi-keys")
 NOT_A_TRAIL = "is not a phi-proxy audit trail"
@@ -73,9 +77,8 @@ def _with_audit_path(folder: Path, target: str) -> Path:
 
 def _phi_keys(config: Path, *args: str) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if k != "PHI_PROXY_CONFIG"}
-    return subprocess.run(
+    return run_cli(
         [str(PHI_KEYS), "-c", str(config), *args],
-        capture_output=True,
         text=True,
         env=env,
         timeout=60,

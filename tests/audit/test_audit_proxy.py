@@ -7,13 +7,18 @@ import json
 import os
 import shutil
 import socket
-import subprocess
 import sys
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 import blackbox_env as blackbox
 import orjson
 from audit_helpers import phi_audit, until, written
+
+from tests.cli_process import run_cli_async
+
+if TYPE_CHECKING:
+    import subprocess
 
 SSN = "321-54-9876"
 MEMBER = "MBR-7781-QQ"
@@ -269,14 +274,7 @@ class TestDenyMode:
 
 async def run_module(*argv: str) -> subprocess.CompletedProcess[str]:
     """Run `python -m ARGV…` as a real process without blocking the proxy's event loop."""
-    return await asyncio.to_thread(
-        subprocess.run,
-        [sys.executable, "-m", *argv],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    return await run_cli_async([sys.executable, "-m", *argv], text=True, timeout=60)
 
 
 class TestChangeEvents:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import subprocess
 import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -24,6 +23,8 @@ from proxy.runtime import Runtime
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "grants"))
 
 from grants_pg import DSN, drop_schema, new_schema, require_postgres, wait_until
+
+from tests.cli_process import run_cli
 
 SSN = "900-12-3456"
 MEMBER = "MBR-BG-0007"
@@ -99,7 +100,7 @@ def alert_lines(caplog, name):
 def phi_grants(env, *args):
     """`phi-grants -c CONFIG ARGS` as a real process (this checkout's code)."""
     argv = [sys.executable, "-m", "proxy.grants", "-c", str(env.config_path), *args]
-    return subprocess.run(argv, capture_output=True, text=True, timeout=60, check=False)
+    return run_cli(argv, text=True, timeout=60, check=False)
 
 
 class TestBreakGlassAccess:

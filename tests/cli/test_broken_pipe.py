@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from keys.broken_pipe import EXIT_BROKEN_PIPE, quiet_on_broken_pipe
+from tests.cli_process import run_cli
 
 BIN = Path(sys.executable).parent
 EXAMPLE = Path(__file__).resolve().parents[2] / "config" / "proxy.example.yaml"
@@ -38,11 +39,10 @@ def _env(**extra: str) -> dict[str, str]:
 
 
 def _run(folder: Path, *argv: str) -> None:
-    done = subprocess.run(
+    done = run_cli(
         [str(BIN / argv[0]), *argv[1:]],
         cwd=folder,
         env=_env(),
-        capture_output=True,
         text=True,
         timeout=60,
         check=False,
@@ -102,10 +102,9 @@ def test_a_reader_that_left_early_gives_no_traceback(config, command, buffering)
 
 def test_the_same_command_with_a_reader_succeeds(config):
     """With someone reading, the wrapped command exits 0 and prints everything."""
-    done = subprocess.run(
+    done = run_cli(
         [str(BIN / "phi-grants"), "-c", str(config), "list"],
         env=_env(),
-        capture_output=True,
         text=True,
         timeout=60,
         check=False,
@@ -146,10 +145,9 @@ def test_a_key_change_finishes_and_is_audited_when_the_reader_left(config):
     done = _closed_stdout_run(config, "phi-keys", "-c", str(config), "rotate", "--all")
     assert done.returncode == 0, done.stderr
     assert "Traceback" not in done.stderr
-    listed = subprocess.run(
+    listed = run_cli(
         [str(BIN / "phi-keys"), "-c", str(config), "list", "--json"],
         env=_env(),
-        capture_output=True,
         text=True,
         timeout=60,
         check=True,
@@ -174,10 +172,9 @@ def test_a_grant_change_finishes_and_is_audited_when_the_reader_left(config):
     )
     assert done.returncode == 0, done.stderr
     assert "Traceback" not in done.stderr
-    listed = subprocess.run(
+    listed = run_cli(
         [str(BIN / "phi-grants"), "-c", str(config), "list", "--subject", f"{ISSUER}|carol"],
         env=_env(),
-        capture_output=True,
         text=True,
         timeout=60,
         check=True,

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from proxy.demo.workspace import DemoPorts, create_workspace
+from tests.cli_process import run_cli
 
 BIN = Path(sys.executable).parent
 CLIS = ("phi-proxy", "phi-keys", "phi-grants", "phi-audit")
@@ -26,9 +27,8 @@ SUBJECT = "https://login.demo.test|alice"
 
 
 def run(*argv, stdin=None, env=None):
-    return subprocess.run(
+    return run_cli(
         [str(BIN / argv[0]), *map(str, argv[1:])],
-        capture_output=True,
         text=True,
         input=stdin,
         timeout=120,

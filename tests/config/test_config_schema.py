@@ -1,8 +1,8 @@
-import subprocess
 import sys
 from pathlib import Path
 
 from proxy.schema import config_schema, render_schema
+from tests.cli_process import run_cli
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -24,7 +24,5 @@ class TestConfigSchema:
 
     def test_module_prints_the_schema(self):
         """`python -m proxy.schema` prints the same text (the regeneration command works)."""
-        out = subprocess.run(
-            [sys.executable, "-m", "proxy.schema"], capture_output=True, text=True, check=True
-        )
+        out = run_cli([sys.executable, "-m", "proxy.schema"], text=True, check=True)
         assert out.stdout == render_schema()

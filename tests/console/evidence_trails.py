@@ -7,7 +7,6 @@ runs the real command over the same trail.
 
 from __future__ import annotations
 
-import subprocess
 import sys
 from typing import TYPE_CHECKING
 
@@ -15,8 +14,10 @@ import orjson
 
 from proxy.audit import AuditSettings, FileSink, open_chain
 from proxy.audit.chain import canonical
+from tests.cli_process import run_cli
 
 if TYPE_CHECKING:
+    import subprocess
     from pathlib import Path
 
 TS = "2026-01-01T00:00:00.000Z"
@@ -105,7 +106,7 @@ def trail_events(config: Path) -> list[dict]:
 def phi_audit(config: Path, *args: str) -> subprocess.CompletedProcess[bytes]:
     """`phi-audit -c CONFIG ARGS` as a real process; stdout as bytes (to compare byte for byte)."""
     argv = [sys.executable, "-m", "proxy.audit", "-c", str(config), *args]
-    return subprocess.run(argv, capture_output=True, timeout=120, check=False)
+    return run_cli(argv, timeout=120, check=False)
 
 
 def wait_for_file(path: str) -> None:

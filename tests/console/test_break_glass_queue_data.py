@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import json
 import logging
-import subprocess
 import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import orjson
 import pytest
@@ -26,6 +26,10 @@ from proxy.admin_api.operations import Actor
 from proxy.console.break_glass_queue import MAX_REQUEST_IDS, load_queue
 from proxy.grants import GrantNotFound, GrantRequest, SQLiteGrantStore
 from proxy.identity.subject import Subject
+from tests.cli_process import run_cli
+
+if TYPE_CHECKING:
+    import subprocess
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "blackbox"))
 
@@ -207,7 +211,7 @@ class TestSignedOffList:
 
 def _phi_grants(config: Path, *args: str) -> subprocess.CompletedProcess[str]:
     argv = [sys.executable, "-m", "proxy.grants", "-c", str(config), *args]
-    return subprocess.run(argv, capture_output=True, text=True, timeout=60, check=False)
+    return run_cli(argv, text=True, timeout=60, check=False)
 
 
 def _context(store, config: Path, now: datetime):

@@ -147,8 +147,10 @@ class TestKeyboardAndTablet:
             await page.keyboard.press("Tab")
         await page.keyboard.type("moved to another clinic")
         await page.keyboard.press("Enter")
-        await page.get_by_role("button", name="Confirm: revoke").wait_for()
-        assert await page.evaluate("document.activeElement.textContent") == "Confirm: revoke"
+        # autofocus lands at the browser's next rendering step, after the button is visible
+        await page.wait_for_function(
+            "document.activeElement && document.activeElement.textContent === 'Confirm: revoke'"
+        )
         await page.keyboard.press("Enter")
         await page.get_by_role("status").filter(has_text="revoked").wait_for()
         store = open_grant_store(stack.settings.grants)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import csv
 import io
 import re
@@ -14,6 +13,7 @@ from console_pages import log_in
 from console_stack import PHI_PROXY
 
 from proxy.grants import open_grant_store
+from tests.cli_process import run_cli_async
 
 pytestmark = [pytest.mark.asyncio(loop_scope="session"), pytest.mark.slow]
 
@@ -21,18 +21,9 @@ PHI_GRANTS = PHI_PROXY.parent / "phi-grants"
 
 
 async def review_json(stack) -> dict:
-    process = await asyncio.create_subprocess_exec(
-        str(PHI_GRANTS),
-        "review",
-        "--json",
-        "-c",
-        str(stack.config_path),
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    out, err = await process.communicate()
-    assert process.returncode in (0, 1), err.decode()
-    return orjson.loads(out)
+    done = await run_cli_async([PHI_GRANTS, "review", "--json", "-c", stack.config_path])
+    assert done.returncode in (0, 1), done.stderr.decode()
+    return orjson.loads(done.stdout)
 
 
 async def grants_of(stack, sub: str):

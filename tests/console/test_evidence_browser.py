@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import json
 import re
-import subprocess
 import sys
+from typing import TYPE_CHECKING
 from urllib.parse import urlencode
 
 import console_pages
@@ -27,6 +27,11 @@ from evidence_seed import (
     trail,
     until_in_trail,
 )
+
+from tests.cli_process import run_cli
+
+if TYPE_CHECKING:
+    import subprocess
 
 pytestmark = [pytest.mark.asyncio(loop_scope="session"), pytest.mark.slow]
 
@@ -50,7 +55,7 @@ async def log_in(page, stack, path: str, **query: str) -> None:
 
 def _cli(module: str, stack, *args: str) -> subprocess.CompletedProcess[bytes]:
     argv = [sys.executable, "-m", module, "-c", str(stack.config_path), *args]
-    return subprocess.run(argv, capture_output=True, timeout=120, check=False)
+    return run_cli(argv, timeout=120, check=False)
 
 
 class TestBreakGlassQueue:

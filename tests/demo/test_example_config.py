@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import re
 import shutil
-import subprocess
 import typing
 
 from demo_helpers import BIN, REPO
 from pydantic import BaseModel, RootModel
 
 from proxy.settings import Settings, load_settings
+from tests.cli_process import run_cli
 
 EXAMPLE = REPO / "config/proxy.example.yaml"
 
@@ -69,12 +69,11 @@ class TestExampleConfig:
         shutil.copy(EXAMPLE, config)
 
         def run(*argv):
-            return subprocess.run(
+            return run_cli(
                 [str(BIN / argv[0]), "-c", str(config), *argv[1:]]
                 if argv[0] != "phi-proxy"
                 else [str(BIN / "phi-proxy"), argv[1], "-c", str(config)],
                 cwd=tmp_path,
-                capture_output=True,
                 text=True,
                 timeout=60,
                 check=False,

@@ -5,7 +5,6 @@ Measured figures (revocation latency) are printed; run with `-s` to see them.
 
 import asyncio
 import json
-import subprocess
 import sys
 import time
 
@@ -13,6 +12,8 @@ import asyncpg
 import pytest
 from fleet_harness import MASKED, SSN
 from grants_pg import DSN
+
+from tests.cli_process import run_cli
 
 pytestmark = [pytest.mark.asyncio, pytest.mark.postgres, pytest.mark.slow]
 
@@ -158,9 +159,8 @@ class TestDatabaseUnreachable:
 
 class TestPhiGrantsAgainstPostgres:
     def run_cli(self, config, *args):
-        return subprocess.run(
+        return run_cli(
             [sys.executable, "-m", "proxy.grants", "-c", str(config), *args],
-            capture_output=True,
             text=True,
             timeout=60,
             check=False,

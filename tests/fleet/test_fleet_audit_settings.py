@@ -1,6 +1,5 @@
 """`audit.sink: postgres` settings: what is refused, and why (no database needed)."""
 
-import subprocess
 import sys
 
 import pytest
@@ -11,6 +10,7 @@ from keys.errors import ConfigError
 from proxy.audit.errors import AuditError
 from proxy.audit.factory import open_chain
 from proxy.audit.settings import AuditSettings
+from tests.cli_process import run_cli
 
 
 def load(tmp_path, **audit):
@@ -68,9 +68,8 @@ class TestPostgresAuditSettings:
     def test_phi_audit_names_the_missing_key(self, tmp_path):
         """`phi-audit verify` (subprocess) stops before connecting and says which key is missing."""
         load(tmp_path, sink="postgres", dsn="postgresql://phi@127.0.0.1:9/phi")
-        done = subprocess.run(
+        done = run_cli(
             [sys.executable, "-m", "proxy.audit", "-c", str(tmp_path / "proxy.yaml"), "verify"],
-            capture_output=True,
             text=True,
             timeout=60,
             check=False,

@@ -26,6 +26,7 @@ from grants_pg import DSN, drop_schema, new_schema
 from proxy.audit.chain import Chain
 from proxy.audit.postgres_sink import PostgresSink
 from proxy.audit.secrets import ChainKey
+from tests.cli_process import run_cli
 
 pytestmark = [pytest.mark.asyncio, pytest.mark.postgres, pytest.mark.slow]
 
@@ -64,9 +65,8 @@ def audit_section(schema, dsn=DSN, **extra):
 
 def phi_audit(config, *args):
     """Run `phi-audit` as a real subprocess."""
-    return subprocess.run(
+    return run_cli(
         [sys.executable, "-m", "proxy.audit", "-c", str(config), *args],
-        capture_output=True,
         text=True,
         timeout=60,
         check=False,

@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
-import subprocess
 import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -27,6 +26,7 @@ from proxy.audit import (
 from proxy.audit.events import iso_time
 from proxy.grants import GrantRequest, SQLiteGrantStore
 from proxy.identity import Subject
+from tests.cli_process import run_cli
 
 PHI_GRANTS = Path(sys.executable).with_name("phi-grants")
 ALICE = Subject("https://login.a.test", "alice-sub")
@@ -141,13 +141,13 @@ def review(
     flag = [] if config is None else ["-c", str(config)]
     argv = [str(PHI_GRANTS), *([] if config_after else flag), "review"]
     argv += [*(flag if config_after else []), *args]
-    return subprocess.run(argv, capture_output=True, text=True, env=env, timeout=60, check=False)
+    return run_cli(argv, text=True, env=env, timeout=60, check=False)
 
 
 def phi_audit(config: Path, *args: str):
     """Run `phi-audit -c FILE ARGS` as a real process, to compare the review with it."""
     argv = [sys.executable, "-m", "proxy.audit", "-c", str(config), *args]
-    return subprocess.run(argv, capture_output=True, text=True, timeout=60, check=False)
+    return run_cli(argv, text=True, timeout=60, check=False)
 
 
 def review_json(config: Path, *args: str) -> tuple[int, dict]:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import os
-import subprocess
 import sys
 from datetime import timedelta
 from pathlib import Path
@@ -16,7 +15,14 @@ from proxy.grants import GrantStoreUnavailable, SQLiteGrantStore
 
 sys.path.insert(0, str(Path(__file__).parents[1] / "blackbox"))
 
+from typing import TYPE_CHECKING
+
 import blackbox_env
+
+from tests.cli_process import run_cli
+
+if TYPE_CHECKING:
+    import subprocess
 
 BIN = Path(sys.executable).parent
 PHI_GRANTS = BIN / "phi-grants"
@@ -28,9 +34,7 @@ WRITABLE = "the grant database is writable by group or others"
 def _run(*argv: str | Path, user: str = "hr-automation") -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if k not in {"SUDO_USER", "PHI_PROXY_CONFIG"}}
     env["USER"] = user
-    return subprocess.run(
-        [str(a) for a in argv], capture_output=True, text=True, env=env, timeout=60, check=False
-    )
+    return run_cli([str(a) for a in argv], text=True, env=env, timeout=60, check=False)
 
 
 @pytest.fixture

@@ -1,7 +1,6 @@
 import asyncio
 import json
 import os
-import subprocess
 import sys
 from pathlib import Path
 
@@ -11,6 +10,7 @@ from keys.config_file import load_section
 from proxy.grants.cli import main
 from proxy.grants.settings import GrantSettings
 from proxy.grants.store import open_grant_store
+from tests.cli_process import run_cli
 
 SUBJECT = "https://login.a.test|alice-sub"
 PHI_GRANTS = Path(sys.executable).with_name("phi-grants")
@@ -50,9 +50,7 @@ def run(config, *args, user="night-nurse-admin", env_config=False):
         env["PHI_PROXY_CONFIG"] = str(config)
     else:
         argv += ["-c", str(config)]
-    return subprocess.run(
-        [*argv, *args], capture_output=True, text=True, env=env, timeout=60, check=False
-    )
+    return run_cli([*argv, *args], text=True, env=env, timeout=60, check=False)
 
 
 def listed(config, *args):
@@ -198,9 +196,8 @@ class TestPhiGrantsSubprocess:
     def test_missing_config_exits_2(self, tmp_path):
         """Without -c or PHI_PROXY_CONFIG, phi-grants says how to give a config and exits 2."""
         env = {k: v for k, v in os.environ.items() if k != "PHI_PROXY_CONFIG"}
-        result = subprocess.run(
+        result = run_cli(
             [str(PHI_GRANTS), "list"],
-            capture_output=True,
             text=True,
             env=env,
             cwd=tmp_path,
@@ -212,9 +209,8 @@ class TestPhiGrantsSubprocess:
 
     def test_python_dash_m(self, config):
         """`python -m proxy.grants` is the same command."""
-        result = subprocess.run(
+        result = run_cli(
             [sys.executable, "-m", "proxy.grants", "-c", str(config), "list"],
-            capture_output=True,
             text=True,
             timeout=60,
             check=False,

@@ -7,13 +7,13 @@ meant for saw masks. Run as the installed command against the demo's real keysto
 from __future__ import annotations
 
 import json
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
 from proxy.demo.workspace import DemoPorts, create_workspace
+from tests.cli_process import run_cli
 
 PHI_GRANTS = Path(sys.executable).with_name("phi-grants")
 PHI_KEYS = Path(sys.executable).with_name("phi-keys")
@@ -29,9 +29,8 @@ def config(tmp_path):
 
 
 def grants(config, *args):
-    return subprocess.run(
+    return run_cli(
         [str(PHI_GRANTS), "-c", str(config), *args],
-        capture_output=True,
         text=True,
         timeout=120,
         check=False,
@@ -77,10 +76,10 @@ def test_no_key_yet_adds_the_grant_and_says_what_it_waits_for(config):
 
 def test_a_shredded_practice_is_refused(config):
     """Every key destroyed: a grant would never show anything, so it is refused."""
-    shred = subprocess.run(
+    shred = run_cli(
         [str(PHI_KEYS), "-c", str(config), "shred", "--practice", "practice-b",
          "--confirm", "practice-b"],
-        capture_output=True, text=True, timeout=120, check=False,
+        text=True, timeout=120, check=False,
     )  # fmt: skip
     assert shred.returncode == 0, shred.stderr
     result = add(config, "practice-b")

@@ -6,7 +6,6 @@ did not match the ones the proxy writes (and the portal looks up by equality).
 
 from __future__ import annotations
 
-import subprocess
 import sys
 from pathlib import Path
 
@@ -14,6 +13,7 @@ import pytest
 import yaml
 
 from proxy.demo.workspace import DemoPorts, create_workspace
+from tests.cli_process import run_cli
 
 PHI_KEYS = Path(sys.executable).with_name("phi-keys")
 SSN = "900-12-3456"
@@ -28,10 +28,10 @@ def config(tmp_path):
 
 
 def encrypt(config, field, *extra, value=SSN):
-    return subprocess.run(
+    return run_cli(
         [str(PHI_KEYS), "-c", str(config), "encrypt", "--practice", "practice-a",
          "--field", field, *extra],
-        input=value + "\n", capture_output=True, text=True, timeout=120, check=False,
+        input=value + "\n", text=True, timeout=120, check=False,
     )  # fmt: skip
 
 

@@ -6,7 +6,6 @@ import json
 import os
 import shutil
 import stat
-import subprocess
 import sys
 from pathlib import Path
 
@@ -15,6 +14,7 @@ import pytest
 from keys.cli import main
 from keys.kek import FileKek
 from keys.keystore import KeystoreFile
+from tests.cli_process import run_cli
 
 PHI_KEYS = shutil.which("phi-keys", path=str(Path(sys.executable).parent)) or "phi-keys"
 
@@ -39,11 +39,10 @@ def _run(*args, cwd, stdin="", env_config=None):
     env = {k: v for k, v in os.environ.items() if k != "PHI_PROXY_CONFIG"}
     if env_config is not None:
         env["PHI_PROXY_CONFIG"] = str(env_config)
-    return subprocess.run(
+    return run_cli(
         [PHI_KEYS, *args],
         cwd=cwd,
         input=stdin,
-        capture_output=True,
         text=True,
         env=env,
         check=False,
@@ -123,11 +122,10 @@ class TestEndToEnd:
             "--deterministic",
         ]
         tokens = {
-            subprocess.run(
+            run_cli(
                 [sys.executable, *args],
                 cwd=tmp_path,
                 input="XZ-1",
-                capture_output=True,
                 text=True,
                 check=True,
             ).stdout

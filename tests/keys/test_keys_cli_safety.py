@@ -11,9 +11,9 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
-import subprocess
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import orjson
 import pytest
@@ -26,6 +26,10 @@ from keys.table_backends import check_dsn
 from keys.token_format import TOKEN_PREFIX
 from proxy.audit.settings import AuditSettings
 from proxy.transform.settings import FieldSettings
+from tests.cli_process import run_cli
+
+if TYPE_CHECKING:
+    import subprocess
 
 PHI_KEYS = Path(sys.executable).with_name("phi-keys")
 PHI_AUDIT = Path(sys.executable).with_name("phi-audit")
@@ -59,9 +63,8 @@ def make_keys(folder: Path, practices: tuple[str, ...] = ("practice-a",)) -> Pat
 
 def phi_keys(config: Path, *args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if k != "PHI_PROXY_CONFIG"}
-    return subprocess.run(
+    return run_cli(
         [str(PHI_KEYS), "-c", str(config), *args],
-        capture_output=True,
         text=True,
         env=env,
         cwd=cwd,
@@ -128,9 +131,9 @@ class TestPartialChangesAreAudited:
         assert details["table"] == "patients"
         assert "dsn" not in details
         assert "900-01" not in json.dumps(event)  # counts and names only, never values
-        verified = subprocess.run(
+        verified = run_cli(
             [str(PHI_AUDIT), "-c", str(config), "verify"],
-            capture_output=True, text=True, timeout=60, check=False,
+            text=True, timeout=60, check=False,
         )  # fmt: skip
         assert verified.returncode == 0, verified.stderr
 

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import os
 import secrets
-import subprocess
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import orjson
 import pytest
@@ -25,6 +25,10 @@ from keys.keystore import KeystoreFile
 from keys.settings import KeySettings, kek_provider, keystore_file
 from keys.testing_kek import kms_client_env
 from proxy.audit.settings import AuditSettings
+from tests.cli_process import run_cli
+
+if TYPE_CHECKING:
+    import subprocess
 
 PHI_KEYS = Path(sys.executable).with_name("phi-keys")
 
@@ -37,9 +41,8 @@ def _write(folder: Path, name: str, kek: dict) -> Path:
 
 
 def _run(config: Path, *args: str, env: dict) -> subprocess.CompletedProcess:
-    return subprocess.run(
+    return run_cli(
         [str(PHI_KEYS), "-c", str(config), *args],
-        capture_output=True,
         text=True,
         env=env,
         timeout=120,

@@ -9,10 +9,10 @@ import os
 import shutil
 import signal
 import sqlite3
-import subprocess
 import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import yaml
 from aiohttp import web
@@ -22,6 +22,10 @@ from keys.settings import keystore_file
 from proxy.grants import GrantRequest, SQLiteGrantStore
 from proxy.identity import DemoIssuer, Subject
 from proxy.settings import load_settings
+from tests.cli_process import run_cli, run_cli_async
+
+if TYPE_CHECKING:
+    import subprocess
 
 BIN = Path(sys.executable).parent
 PHI_KEYS = shutil.which("phi-keys", path=str(BIN)) or "phi-keys"
@@ -115,9 +119,8 @@ def bearer(issuer: DemoIssuer, sub: str) -> dict[str, str]:
 def run_keys(*args: str, config: Path, check: bool = False, **kw) -> subprocess.CompletedProcess:
     """Run `phi-keys -c config …` as a real process."""
     env = {k: v for k, v in os.environ.items() if k != "PHI_PROXY_CONFIG"}
-    done = subprocess.run(
+    done = run_cli(
         [PHI_KEYS, "-c", str(config), *args],
-        capture_output=True,
         text=True,
         env=env,
         check=False,
@@ -131,16 +134,8 @@ def run_keys(*args: str, config: Path, check: bool = False, **kw) -> subprocess.
 
 async def run_keys_async(*args: str, config: Path) -> tuple[int, str, str]:
     """`run_keys` without blocking the event loop (the portal lives on it)."""
-    process = await asyncio.create_subprocess_exec(
-        PHI_KEYS,
-        "-c",
-        str(config),
-        *args,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    out, err = await asyncio.wait_for(process.communicate(), timeout=120)
-    return process.returncode or 0, out.decode(), err.decode()
+    done = await run_cli_async([PHI_KEYS, "-c", str(config), *args], text=True, timeout=120)
+    return done.returncode, done.stdout, done.stderr
 
 
 PATIENT_COLUMNS = ("ssn", "member_id", "history")

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import secrets
-import subprocess
 import sys
 from pathlib import Path
 
@@ -20,6 +19,8 @@ from aiohttp.test_utils import TestServer
 from lifecycle_helpers import PHI_PROXY, SQLitePortal, config_dict, grant, make_env, write_config
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "keys"))
+from typing import TYPE_CHECKING
+
 from kek_backends import PIN_ENV, REGION, extra_token, new_kms_key, pkcs11_config
 from kek_backends import softhsm as softhsm  # noqa: PLC0414 - a fixture
 
@@ -30,6 +31,10 @@ from proxy.app import build_app
 from proxy.reload import Reloader
 from proxy.runtime import Runtime
 from proxy.settings import load_settings
+from tests.cli_process import run_cli
+
+if TYPE_CHECKING:
+    import subprocess
 
 RECORD = {
     "patient_id": "p-1",
@@ -165,9 +170,7 @@ class TestRunningProxyOnKms:
 
 
 def _proxy(*args: str, env: dict) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [PHI_PROXY, *args], capture_output=True, text=True, env=env, timeout=60, check=False
-    )
+    return run_cli([PHI_PROXY, *args], text=True, env=env, timeout=60, check=False)
 
 
 class TestAtStart:

@@ -13,7 +13,7 @@ import json
 import logging
 import os
 import socket
-import subprocess
+from typing import TYPE_CHECKING
 
 import aiohttp
 import pytest
@@ -35,6 +35,10 @@ from keys.settings import keystore_file
 from keys.token_format import TOKEN_PATTERN
 from keys.usage import UsageCounter, read_usage
 from proxy.settings import load_settings
+from tests.cli_process import run_cli
+
+if TYPE_CHECKING:
+    import subprocess
 
 UNSAVED = "key usage counters cannot be saved"
 
@@ -69,10 +73,9 @@ def _listed_counts(config) -> dict[str, int]:
 
 def _run(prefix, *argv: str, stdin: str = "") -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if k != "PHI_PROXY_CONFIG"}
-    return subprocess.run(
+    return run_cli(
         [*prefix, *argv],
         input=stdin,
-        capture_output=True,
         text=True,
         env=env,
         timeout=60,

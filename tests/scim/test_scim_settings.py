@@ -6,9 +6,7 @@ secret at start.
 
 from __future__ import annotations
 
-import asyncio
 import json
-import subprocess
 import sys
 from pathlib import Path
 
@@ -21,6 +19,7 @@ from keys.errors import ConfigError
 from proxy.scim.secret import ScimSecret, ScimSecretError, load_secret
 from proxy.scim.settings import ScimSettings
 from proxy.settings import config_warnings, load_settings
+from tests.cli_process import run_cli_async
 
 PHI_PROXY = Path(sys.executable).parent / "phi-proxy"
 
@@ -107,13 +106,8 @@ class TestCheckConfig:
         env, scim = scim_env
         await scim.create_group("Cafeteria")
         await scim.create_group("Lakeside staff")
-        result = await asyncio.to_thread(
-            subprocess.run,
-            [str(PHI_PROXY), "check-config", "-c", str(env.config_path)],
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
+        result = await run_cli_async(
+            [str(PHI_PROXY), "check-config", "-c", str(env.config_path)], text=True, timeout=60
         )
         assert result.returncode == 0, result.stderr
         assert "SCIM group(s) 'Cafeteria' that scim.groups does not map" in result.stderr
@@ -130,9 +124,7 @@ class TestCheckConfig:
         await scim.create_group("Lakeside staff")
         review = [str(PHI_PROXY.with_name("phi-grants")), "-c", str(env.config_path), "review"]
         text, as_json = [
-            await asyncio.to_thread(
-                subprocess.run, command, capture_output=True, text=True, timeout=60, check=False
-            )
+            await run_cli_async(command, text=True, timeout=60)
             for command in (review, [*review, "--json"])
         ]
         assert "scim.groups does not map: 'Cafeteria'." in text.stdout, text.stderr
