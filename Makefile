@@ -52,11 +52,13 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy --strict proxy keys
 
-# pytest-xdist: PYTEST_WORKERS processes per pytest run (conftest.py says what a test must
-# do to run in parallel; PYTEST_WORKERS=0 runs in this process, one test at a time). loadscope:
-# a class's tests, or a module's test functions, run on one worker, so a module- or
-# class-scoped fixture is made once.
-PYTEST_WORKERS ?= 2
+# pytest-xdist: PYTEST_WORKERS processes for the main pytest run, PYTEST_PURE_WORKERS for the
+# pure-core run (conftest.py says what a test must do to run in parallel; 0 runs the tests in
+# one process, one at a time). Four main workers on a 2-core machine: many tests spend most of
+# their time waiting (on a browser, Prometheus, a served proxy), and the CPU they leave idle
+# goes to the others. loadscope: a class's tests, or a module's test functions, run on one
+# worker, so a module- or class-scoped fixture is made once.
+PYTEST_WORKERS ?= 4
 PYTEST_PURE_WORKERS ?= 2
 PYTEST_ARGS := -n $(PYTEST_WORKERS) --dist loadscope
 

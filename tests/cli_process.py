@@ -41,6 +41,7 @@ import sys
 import tempfile
 import threading
 import time
+from asyncio.subprocess import DEVNULL, PIPE
 from importlib.metadata import entry_points
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, NoReturn
@@ -48,7 +49,7 @@ from typing import IO, TYPE_CHECKING, Any, NoReturn
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping, Sequence
 
-__all__ = ["run_cli", "run_cli_async"]
+__all__ = ["CliProcess", "run_cli", "run_cli_async", "start_cli"]
 
 BIN = Path(sys.executable).parent
 ROOT = Path(__file__).resolve().parents[1]
@@ -88,12 +89,7 @@ def run_cli(
             timeout=timeout,
             check=check,
         )
-    request = {
-        "target": target,
-        "argv": args[2:] if target[0] == "module" else args,
-        "env": environment,
-        "cwd": os.fspath(cwd) if cwd is not None else str(Path.cwd()),
-    }
+    request = _request(target, args, environment, cwd)
     with (
         tempfile.TemporaryFile() as stdin,
         tempfile.TemporaryFile() as out,
@@ -119,6 +115,140 @@ async def run_cli_async(
 ) -> subprocess.CompletedProcess[Any]:
     """`run_cli` without blocking the event loop (a portal or proxy may live on it)."""
     return await asyncio.to_thread(run_cli, argv, **kwargs)
+
+
+async def start_cli(
+    argv: Sequence[str | os.PathLike[str]],
+    *,
+    stdout: int | IO[Any] | None = None,
+    stderr: int | IO[Any] | None = None,
+    env: Mapping[str, str] | None = None,
+    cwd: str | os.PathLike[str] | None = None,
+) -> CliProcess | asyncio.subprocess.Process:
+    """`asyncio.create_subprocess_exec(*argv, ...)` for a long-running command (`serve`).
+
+    The same arguments (stdout and stderr: None to inherit, PIPE, DEVNULL, a file or an fd;
+    stdin is /dev/null) and the same kind of answer: pid, returncode, wait(), communicate(),
+    send_signal(), terminate(), kill(), and `stdout`/`stderr` stream readers for PIPE.
+    """
+    args = [os.fspath(a) for a in argv]
+    environment = dict(os.environ if env is None else env)
+    target = _target_of(args)
+    if target is None or not _helper().can_run(environment):
+        return await asyncio.create_subprocess_exec(
+            *args, stdin=DEVNULL, stdout=stdout, stderr=stderr, env=env, cwd=cwd
+        )
+    loop = asyncio.get_running_loop()
+    readers: list[asyncio.StreamReader | None] = []
+    fds, ours = [os.open(os.devnull, os.O_RDONLY)], []
+    for target_fd, spec in ((1, stdout), (2, stderr)):
+        fd, reader = await _child_end(loop, target_fd, spec)
+        fds.append(fd)
+        ours.append(fd)
+        readers.append(reader)
+    try:
+        conn, pid = _helper().start(_request(target, args, environment, cwd), fds)
+    finally:
+        os.close(fds[0])
+        for fd in ours:
+            if fd > 2:
+                os.close(fd)
+    return CliProcess(args, pid, conn, *readers)
+
+
+class CliProcess:
+    """A command forked by the helper, seen as an `asyncio.subprocess.Process`."""
+
+    def __init__(
+        self,
+        args: list[str],
+        pid: int,
+        conn: socket.socket,
+        stdout: asyncio.StreamReader | None,
+        stderr: asyncio.StreamReader | None,
+    ) -> None:
+        self.args, self.pid, self.stdout, self.stderr = args, pid, stdout, stderr
+        self.stdin = None
+        self._conn = conn
+        self._conn.settimeout(0)  # non-blocking: `returncode` peeks, `wait` awaits
+        self._code: int | None = None
+        self._waiting = False
+
+    @property
+    def returncode(self) -> int | None:
+        """The exit status once the command has ended (negative: the signal), else None."""
+        if self._code is None and not self._waiting:
+            with contextlib.suppress(BlockingIOError):
+                self._settle(self._conn.recv(_MESSAGE_MAX))
+        return self._code
+
+    async def wait(self) -> int:
+        while self._code is None:
+            if self._waiting:  # another task is reading the status
+                await asyncio.sleep(0.01)
+                continue
+            self._waiting = True
+            try:
+                self._settle(await asyncio.get_running_loop().sock_recv(self._conn, _MESSAGE_MAX))
+            finally:
+                self._waiting = False
+        return self._code
+
+    async def communicate(self) -> tuple[bytes | None, bytes | None]:
+        async def drain(reader: asyncio.StreamReader | None) -> bytes | None:
+            return None if reader is None else await reader.read()
+
+        out, err = await asyncio.gather(drain(self.stdout), drain(self.stderr))
+        await self.wait()
+        return out, err
+
+    def send_signal(self, signum: int) -> None:
+        if self.returncode is None:
+            os.kill(self.pid, signum)
+
+    def terminate(self) -> None:
+        self.send_signal(signal.SIGTERM)
+
+    def kill(self) -> None:
+        self.send_signal(signal.SIGKILL)
+
+    def _settle(self, reply: bytes) -> None:
+        if not reply:
+            raise RuntimeError(f"the CLI helper process stopped while running {self.args}")
+        self._code = os.waitstatus_to_exitcode(json.loads(reply)["status"])
+        self._conn.close()
+
+
+async def _child_end(
+    loop: asyncio.AbstractEventLoop, target_fd: int, spec: int | IO[Any] | None
+) -> tuple[int, asyncio.StreamReader | None]:
+    """The fd the child gets as `target_fd` for a stdout/stderr spec, and our reader for PIPE."""
+    if spec is None:
+        return os.dup(target_fd), None
+    if spec == DEVNULL:
+        return os.open(os.devnull, os.O_WRONLY), None
+    if spec == PIPE:
+        read_end, write_end = os.pipe()
+        reader = asyncio.StreamReader(loop=loop)
+        await loop.connect_read_pipe(
+            lambda: asyncio.StreamReaderProtocol(reader, loop=loop), os.fdopen(read_end, "rb", 0)
+        )
+        return write_end, reader
+    return os.dup(spec if isinstance(spec, int) else spec.fileno()), None
+
+
+def _request(
+    target: tuple[str, str],
+    args: list[str],
+    environment: dict[str, str],
+    cwd: str | os.PathLike[str] | None,
+) -> dict[str, Any]:
+    return {
+        "target": target,
+        "argv": args[2:] if target[0] == "module" else args,
+        "env": environment,
+        "cwd": os.fspath(cwd) if cwd is not None else str(Path.cwd()),
+    }
 
 
 def _target_of(args: list[str]) -> tuple[str, str] | None:
@@ -172,10 +302,8 @@ class _Helper:
         self, request: dict[str, Any], fds: list[int], args: list[str], timeout: float
     ) -> int | None:
         """The run's return code, or None when it was killed after `timeout` seconds."""
-        with _connect(self.address, timeout=30, process=self.process) as conn:
-            socket.send_fds(conn, [json.dumps(request).encode()], fds)
-            conn.settimeout(30)
-            pid = json.loads(conn.recv(_MESSAGE_MAX))["pid"]
+        conn, pid = self.start(request, fds)
+        with conn:
             conn.settimeout(timeout)
             timed_out = False
             try:
@@ -189,6 +317,21 @@ class _Helper:
                 raise RuntimeError(f"the CLI helper process stopped while running {args}")
             status = json.loads(reply)["status"]
         return None if timed_out else os.waitstatus_to_exitcode(status)
+
+    def start(self, request: dict[str, Any], fds: list[int]) -> tuple[socket.socket, int]:
+        """Fork a child for `request` with `fds` as its 0, 1, 2: (connection, its pid).
+
+        The helper sends the child's wait status on the connection when it ends.
+        """
+        conn = _connect(self.address, timeout=30, process=self.process)
+        try:
+            socket.send_fds(conn, [json.dumps(request).encode()], fds)
+            conn.settimeout(30)
+            pid = json.loads(conn.recv(_MESSAGE_MAX))["pid"]
+        except BaseException:
+            conn.close()
+            raise
+        return conn, pid
 
     def close(self) -> None:
         if self.process.poll() is None:

@@ -27,6 +27,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from test_blackbox_serve import free_port, wait_ready
 
 from keys.settings import open_keyring
+from tests.cli_process import start_cli
 
 pytestmark = pytest.mark.slow
 PHI_PROXY = Path(sys.executable).parent / "phi-proxy"
@@ -160,10 +161,11 @@ class TestServedAdminApi:
         api = f"https://127.0.0.1:{ports['api']}/api/v1"
         stderr_path = tmp_path / "proxy.stderr"
         with stderr_path.open("wb") as stderr:
-            process = await asyncio.create_subprocess_exec(
-                str(PHI_PROXY), "serve", "-c", str(config_path),
-                stdout=asyncio.subprocess.DEVNULL, stderr=stderr,
-            )  # fmt: skip
+            process = await start_cli(
+                [str(PHI_PROXY), "serve", "-c", str(config_path)],
+                stdout=asyncio.subprocess.DEVNULL,
+                stderr=stderr,
+            )
         try:
             await wait_ready(f"http://127.0.0.1:{ports['admin']}/readyz", process)
             mtls = _client_context(pki, with_certificate=True)

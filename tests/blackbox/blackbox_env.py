@@ -202,13 +202,18 @@ class ProxyEnv:
 
 
 def write_env_files(folder: Path, upstream_url: str, *, overrides: dict | None = None):
-    """KEK, keystore with three practices, JWKS and config in `folder`; returns the pieces."""
+    """KEK, keystore with three practices, JWKS and config in `folder`; returns the pieces.
+
+    `overrides` replaces top-level sections, except that an `upstream` without a `url` only
+    changes the settings it names (e.g. `{"upstream": {"timeout": 1}}`).
+    """
     generate_kek_file(folder / "kek.b64")
     issuer = DemoIssuer(issuer="https://idp.test.invalid", audience=AUDIENCE)
     issuer.write_jwks(folder / "jwks.json")
     config = base_config(upstream_url)
     for key, value in (overrides or {}).items():
-        config[key] = value
+        partial = key == "upstream" and "url" not in value
+        config[key] = {**config[key], **value} if partial else value
     config_path = folder / "phi-proxy.yaml"
     config_path.write_text(yaml.safe_dump(config, sort_keys=False))
     settings = load_settings(config_path)

@@ -1,7 +1,7 @@
 """A real Prometheus server (Debian's `prometheus`) for tests, and `promtool`.
 
 `running_prometheus` starts one in a temporary folder on a free loopback port, scraping the
-given targets every second, and stops it afterwards. Without the binaries the test skips, or
+given targets twice a second, and stops it afterwards. Without the binaries the test skips, or
 fails when PHI_TEST_REQUIRE_PROMETHEUS=1 (CI: scripts/test-prometheus installs them).
 """
 
@@ -117,22 +117,22 @@ class Prometheus:
 
 @contextlib.asynccontextmanager
 async def running_prometheus(folder: Path, targets: list[str], rule_files: tuple[Path, ...] = ()):
-    """Prometheus scraping `targets` (host:port, /metrics) every second, until the block ends.
+    """Prometheus scraping `targets` (host:port, /metrics) twice a second, until the block ends.
 
-    `rule_files` are loaded and evaluated every second.
+    `rule_files` are loaded and evaluated twice a second.
     """
     binary = require_binary("prometheus")
     config = folder / "prometheus.yml"
     _write_config(
         config,
         {
-            "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
+            "global": {"scrape_interval": "500ms", "evaluation_interval": "500ms"},
             "rule_files": [str(path) for path in rule_files],
             "scrape_configs": [
                 {
                     "job_name": "phi-proxy",
-                    "scrape_interval": "1s",
-                    "scrape_timeout": "1s",
+                    "scrape_interval": "500ms",
+                    "scrape_timeout": "500ms",
                     "static_configs": [{"targets": targets}],
                 }
             ],

@@ -7,6 +7,7 @@ import json
 
 import orjson
 import pytest
+from blackbox_env import running_proxy_env
 
 SSN = "321-54-9876"
 
@@ -255,11 +256,12 @@ class TestFailures:
         ours = [str(r.__dict__) for r in caplog.records if r.name.startswith("phi_proxy")]
         assert not [line for line in ours if "321-54-9876" in line]  # (the test portal logs it)
 
-    async def test_upstream_timeout_is_504(self, proxy_env):
+    async def test_upstream_timeout_is_504(self, tmp_path):
         """A portal slower than upstream.timeout gives 504 with a request id."""
-        proxy_env.portal.script("/slow", b"{}", delay=7)
-        response = await proxy_env.get("/slow")
-        body = json.loads(await response.read())
+        async with running_proxy_env(tmp_path, overrides={"upstream": {"timeout": 1}}) as env:
+            env.portal.script("/slow", b"{}", delay=4)
+            response = await env.get("/slow")
+            body = json.loads(await response.read())
         assert response.status == 504
         assert body["request_id"] == response.headers["X-Request-Id"]
 

@@ -18,6 +18,7 @@ from blackbox_portal import RecordingPortal
 from serve_process import PHI_PROXY, free_port, wait_ready
 
 from proxy.grants import GrantRequest, SQLiteGrantStore
+from tests.cli_process import start_cli
 
 pytestmark = pytest.mark.slow
 SSN = "219-09-9999"
@@ -25,7 +26,7 @@ SSN = "219-09-9999"
 
 @pytest.fixture
 async def served(tmp_path, request):
-    """A portal in this process and `phi-proxy serve` as a subprocess in front of it."""
+    """A portal in this process and `phi-proxy serve` as a process in front of it (start_cli)."""
     workers = getattr(request, "param", 1)
     portal = RecordingPortal()
     portal_server = TestServer(portal.app(), host="127.0.0.1")
@@ -55,13 +56,8 @@ async def served(tmp_path, request):
     await store.close()
     stderr_path = tmp_path / "proxy.stderr"
     with stderr_path.open("wb") as stderr:
-        process = await asyncio.create_subprocess_exec(
-            str(PHI_PROXY),
-            "serve",
-            "-c",
-            str(config_path),
-            "--workers",
-            str(workers),
+        process = await start_cli(
+            [str(PHI_PROXY), "serve", "-c", str(config_path), "--workers", str(workers)],
             stdout=asyncio.subprocess.DEVNULL,
             stderr=stderr,
         )

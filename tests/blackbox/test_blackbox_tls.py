@@ -24,6 +24,7 @@ from proxy.app import build_app
 from proxy.runtime import Runtime
 from proxy.serve import _listener_ssl
 from proxy.settings import load_settings
+from tests.cli_process import start_cli
 
 pytestmark = pytest.mark.slow
 
@@ -120,11 +121,8 @@ class TestListenerTls:
                 "admin": {"host": "127.0.0.1", "port": admin},
             },
         )
-        process = await asyncio.create_subprocess_exec(
-            str(Path(sys.executable).parent / "phi-proxy"),
-            "serve",
-            "-c",
-            str(config),
+        process = await start_cli(
+            [str(Path(sys.executable).parent / "phi-proxy"), "serve", "-c", str(config)],
             stdout=asyncio.subprocess.DEVNULL,
             stderr=asyncio.subprocess.DEVNULL,
         )

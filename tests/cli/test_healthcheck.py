@@ -16,6 +16,7 @@ from cli_helpers import PHI_PROXY, free_ports
 from proxy.demo.workspace import DemoPorts, create_workspace
 from proxy.healthcheck import admin_url
 from proxy.server_settings import AdminSettings
+from tests.cli_process import start_cli
 
 
 @pytest.fixture
@@ -45,10 +46,11 @@ async def test_healthy_while_serving_and_unhealthy_once_stopped(config):
     status, _, err = await healthcheck(config)
     assert status == 1
     assert f"http://127.0.0.1:{port}/healthz: no answer" in err
-    serve = await asyncio.create_subprocess_exec(
-        str(PHI_PROXY), "serve", "-c", str(config),
-        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
-    )  # fmt: skip
+    serve = await start_cli(
+        [str(PHI_PROXY), "serve", "-c", str(config)],
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.DEVNULL,
+    )
     try:
         for _ in range(200):
             status, out, err = await healthcheck(config)
@@ -69,10 +71,11 @@ async def test_healthy_while_serving_and_unhealthy_once_stopped(config):
 async def test_not_ready_prints_what_readyz_names(config):
     """--ready against a proxy without its JWKS: 1, and the line carries /readyz's problems."""
     (config.parent / "jwks.json").unlink()
-    serve = await asyncio.create_subprocess_exec(
-        str(PHI_PROXY), "serve", "-c", str(config),
-        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
-    )  # fmt: skip
+    serve = await start_cli(
+        [str(PHI_PROXY), "serve", "-c", str(config)],
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.DEVNULL,
+    )
     try:
         for _ in range(200):
             if (await healthcheck(config))[0] == 0:

@@ -17,6 +17,7 @@ from cli_helpers import PHI_PROXY, free_ports
 
 from proxy.cli import main
 from proxy.demo.workspace import DemoPorts, create_workspace
+from tests.cli_process import start_cli
 
 
 @pytest.fixture
@@ -85,11 +86,8 @@ async def test_a_served_proxy_without_its_jwks_file_is_not_ready_and_says_which_
     jwks.unlink()
     admin = yaml.safe_load(config.read_text())["admin"]
     url = f"http://127.0.0.1:{admin['port']}/readyz"
-    process = await asyncio.create_subprocess_exec(
-        str(PHI_PROXY),
-        "serve",
-        "-c",
-        str(config),
+    process = await start_cli(
+        [str(PHI_PROXY), "serve", "-c", str(config)],
         stdout=asyncio.subprocess.DEVNULL,
         stderr=asyncio.subprocess.PIPE,
     )

@@ -26,6 +26,7 @@ from cli_helpers import PHI_PROXY, free_ports
 
 from proxy.demo.workspace import DemoPorts, create_workspace
 from proxy.serve import _bind
+from tests.cli_process import start_cli
 
 pytestmark = pytest.mark.slow
 
@@ -129,12 +130,8 @@ async def portal():
 
 async def run_serve(config: Path, stderr: Path, *extra: str):
     with stderr.open("wb") as sink:
-        return await asyncio.create_subprocess_exec(
-            str(PHI_PROXY),
-            "serve",
-            "-c",
-            str(config),
-            *extra,
+        return await start_cli(
+            [str(PHI_PROXY), "serve", "-c", str(config), *extra],
             stdout=asyncio.subprocess.DEVNULL,
             stderr=sink,
         )

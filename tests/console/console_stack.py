@@ -33,6 +33,7 @@ from serve_process import wait_ready  # noqa: E402
 from keys.settings import keystore_file  # noqa: E402
 from proxy.grants import GrantRequest, open_grant_store  # noqa: E402
 from proxy.identity import Subject  # noqa: E402
+from tests.cli_process import start_cli  # noqa: E402
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
@@ -218,13 +219,8 @@ async def running_console(
         idp.issuer = issuer
         stderr = folder / "proxy.stderr"
         with stderr.open("wb") as sink:
-            process = await asyncio.create_subprocess_exec(
-                str(PHI_PROXY),
-                "serve",
-                "-c",
-                str(config_path),
-                "--workers",
-                str(workers),
+            process = await start_cli(
+                [str(PHI_PROXY), "serve", "-c", str(config_path), "--workers", str(workers)],
                 stdout=asyncio.subprocess.DEVNULL,
                 stderr=sink,
             )

@@ -20,6 +20,7 @@ from proxy.grants import GrantRequest
 from proxy.grants.postgres_store import PostgresGrantStore
 from proxy.identity import DemoIssuer, Subject
 from proxy.settings import load_settings
+from tests.cli_process import start_cli
 
 ISSUER = "https://idp.fleet.invalid"
 AUDIENCE = "phi-proxy-fleet-tests"
@@ -68,13 +69,8 @@ class ProxyProcess:
         return self.process.pid
 
     async def start(self, http: aiohttp.ClientSession) -> None:
-        self.process = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "proxy",
-            "serve",
-            "-c",
-            str(self.config_path),
+        self.process = await start_cli(
+            [sys.executable, "-m", "proxy", "serve", "-c", str(self.config_path)],
             stderr=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.DEVNULL,
         )

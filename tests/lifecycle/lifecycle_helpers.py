@@ -22,7 +22,7 @@ from keys.settings import keystore_file
 from proxy.grants import GrantRequest, SQLiteGrantStore
 from proxy.identity import DemoIssuer, Subject
 from proxy.settings import load_settings
-from tests.cli_process import run_cli, run_cli_async
+from tests.cli_process import run_cli, run_cli_async, start_cli
 
 if TYPE_CHECKING:
     import subprocess
@@ -203,12 +203,8 @@ class ProxyProcess:
 
     async def start(self, config, *, prefix: tuple[str, ...] = ()) -> None:
         """Start it (after `prefix`, e.g. a read-only mount wrapper) and wait until it listens."""
-        self.process = await asyncio.create_subprocess_exec(
-            *prefix,
-            PHI_PROXY,
-            "serve",
-            "-c",
-            str(config),
+        self.process = await start_cli(
+            [*prefix, PHI_PROXY, "serve", "-c", str(config)],
             stdout=asyncio.subprocess.DEVNULL,
             stderr=asyncio.subprocess.PIPE,
         )

@@ -19,6 +19,7 @@ from scim_helpers import ScimClient, scim_overrides
 from serve_process import PHI_PROXY, free_port, wait_ready
 
 from keys.settings import open_keyring
+from tests.cli_process import start_cli
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -50,10 +51,11 @@ class TestServedScim:
         portal.script("/api/p", orjson.dumps({"practice_id": "practice-a", "ssn": token}))
         stderr_path = tmp_path / "proxy.stderr"
         with stderr_path.open("wb") as stderr:
-            process = await asyncio.create_subprocess_exec(
-                str(PHI_PROXY), "serve", "-c", str(config_path),
-                stdout=asyncio.subprocess.DEVNULL, stderr=stderr,
-            )  # fmt: skip
+            process = await start_cli(
+                [str(PHI_PROXY), "serve", "-c", str(config_path)],
+                stdout=asyncio.subprocess.DEVNULL,
+                stderr=stderr,
+            )
         try:
             await wait_ready(f"http://127.0.0.1:{ports['admin']}/readyz", process)
             auth = {"Authorization": f"Bearer {issuer.mint('00u-ann', now=_now())}"}
@@ -101,10 +103,11 @@ class TestServedScim:
         """A SCIM secret file of mode 0644 is refused before any port is served (exit 1)."""
         config_path, _settings, _issuer, _ports = _config(tmp_path, "http://127.0.0.1:9")
         (tmp_path / "scim.secret").chmod(0o644)
-        process = await asyncio.create_subprocess_exec(
-            str(PHI_PROXY), "serve", "-c", str(config_path),
-            stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
-        )  # fmt: skip
+        process = await start_cli(
+            [str(PHI_PROXY), "serve", "-c", str(config_path)],
+            stdout=asyncio.subprocess.DEVNULL,
+            stderr=asyncio.subprocess.PIPE,
+        )
         _out, err = await asyncio.wait_for(process.communicate(), 30)
         assert process.returncode != 0
         assert "SCIM bearer secret is readable or writable by group or others" in err.decode()
