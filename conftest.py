@@ -34,6 +34,8 @@ the same alone (`pytest tests/x/test_y.py`) and under xdist (`pytest -n 2 tests/
   order, so a class- or module-scoped fixture is made once. Put tests that share a costly
   module fixture in one class; a session fixture is made once per worker that needs it.
   (`xdist_group` marks do nothing: pytest-xdist 3.8's `loadgroup` does not work with pytest 9.)
+  The modules in WHOLE_MODULE_UNITS below run whole on one worker instead: their module-scoped
+  fixtures (a console stack and browser, a built wheel, a signed trail) cost seconds each.
 """
 
 from __future__ import annotations
@@ -53,6 +55,31 @@ settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "phi-proxy"))
 
 #: The server and database the PostgreSQL tests use (CI: 127.0.0.1:5432, database `test`).
 BASE_DSN = os.environ.get("PHI_TEST_POSTGRES_DSN", "postgresql://postgres@127.0.0.1:5432/test")
+
+
+#: Test modules (or folders) that `--dist loadscope` sends to one worker whole, not class by
+#: class, so that their module-scoped fixtures are made once per run, not once per worker.
+WHOLE_MODULE_UNITS = (
+    "tests/console/",
+    "tests/demo/test_dockerfile.py",
+    "tests/audit/test_audit_segments.py",
+    "tests/cli/test_cli_consistency.py",
+)
+
+
+def pytest_xdist_make_scheduler(config, log):
+    """loadscope, except that the modules in WHOLE_MODULE_UNITS are one unit each."""
+    if config.getoption("dist") != "loadscope":
+        return None
+    from xdist.scheduler import LoadScopeScheduling
+
+    class WholeModules(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            if nodeid.startswith(WHOLE_MODULE_UNITS):
+                return nodeid.split("::", 1)[0]
+            return super()._split_scope(nodeid)
+
+    return WholeModules(config, log)
 
 
 def _worker_database() -> str | None:

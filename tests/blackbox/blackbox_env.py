@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import atexit
 import contextlib
 import logging
+import shutil
+import tempfile
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import aiohttp
@@ -16,8 +20,9 @@ from aiohttp.test_utils import TestServer
 from blackbox_portal import RecordingPortal
 from yarl import URL
 
+from keys.config_file import load_section
 from keys.kek import generate_kek_file
-from keys.settings import keystore_file
+from keys.settings import KeySettings, keystore_file
 from proxy.app import RUNTIME_KEY, build_app, build_runner
 from proxy.grants import GrantRequest, GrantStore, open_grant_store
 from proxy.identity import DemoIssuer, Subject
@@ -26,8 +31,6 @@ from proxy.runtime import Runtime
 from proxy.settings import Settings, load_settings
 
 if TYPE_CHECKING:
-    from pathlib import Path
-
     from keys.keyring import Keyring
 
 PRACTICES = ("practice-a", "practice-b", "practice-c")
@@ -207,7 +210,6 @@ def write_env_files(folder: Path, upstream_url: str, *, overrides: dict | None =
     `overrides` replaces top-level sections, except that an `upstream` without a `url` only
     changes the settings it names (e.g. `{"upstream": {"timeout": 1}}`).
     """
-    generate_kek_file(folder / "kek.b64")
     issuer = DemoIssuer(issuer="https://idp.test.invalid", audience=AUDIENCE)
     issuer.write_jwks(folder / "jwks.json")
     config = base_config(upstream_url)
@@ -215,12 +217,47 @@ def write_env_files(folder: Path, upstream_url: str, *, overrides: dict | None =
         partial = key == "upstream" and "url" not in value
         config[key] = {**config[key], **value} if partial else value
     config_path = folder / "phi-proxy.yaml"
-    config_path.write_text(yaml.safe_dump(config, sort_keys=False))
+    config_path.write_text(yaml.dump(config, Dumper=_Dumper, sort_keys=False))
+    own_keys = config["keys"] != base_config(upstream_url)["keys"]
+    if own_keys:
+        generate_kek_file(folder / "kek.b64")
+    else:
+        _copy_base_keys(folder)
     settings = load_settings(config_path)
-    store_file = keystore_file(settings.keys)
-    store_file.create()
-    store_file.add_practices(PRACTICES)
+    if own_keys:
+        store_file = keystore_file(settings.keys)
+        store_file.create()
+        store_file.add_practices(PRACTICES)
     return config_path, settings, issuer
+
+
+_Dumper = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
+
+
+def _copy_base_keys(folder: Path) -> None:
+    """A KEK and a keystore with PRACTICES (base_config's `keys`), copied into `folder`.
+
+    Made once per test process with phi-proxy's own code, then copied (mode 0600 kept):
+    writing a keystore syncs it to disk several times, and a thousand tests each made one.
+    Each folder's copy is its own, so a test that rotates or shreds changes only its copy.
+    """
+    if _BASE_KEYS.folder is None:
+        template = Path(tempfile.mkdtemp(prefix="phi-base-keys-"))
+        atexit.register(shutil.rmtree, template, ignore_errors=True)
+        generate_kek_file(template / "kek.b64")
+        (template / "keys.yaml").write_text(
+            yaml.dump({"keys": base_config("http://127.0.0.1:9")["keys"]}, Dumper=_Dumper)
+        )
+        store_file = keystore_file(load_section(template / "keys.yaml", "keys", KeySettings))
+        store_file.create()
+        store_file.add_practices(PRACTICES)
+        _BASE_KEYS.folder = template
+    for name in ("kek.b64", "keystore.json"):
+        shutil.copy2(_BASE_KEYS.folder / name, folder / name)
+
+
+class _BASE_KEYS:  # noqa: N801 - a module-level cache
+    folder: Path | None = None
 
 
 @contextlib.asynccontextmanager

@@ -9,6 +9,7 @@ import orjson
 import pytest
 from console_pages import log_in
 from console_stack import NOT_ADMIN
+from playwright.async_api import expect
 
 from proxy.console.headers import CONTENT_SECURITY_POLICY
 from proxy.console.session import SESSION_COOKIE
@@ -148,9 +149,7 @@ class TestKeyboardAndTablet:
         await page.keyboard.type("moved to another clinic")
         await page.keyboard.press("Enter")
         # autofocus lands at the browser's next rendering step, after the button is visible
-        await page.wait_for_function(
-            "document.activeElement && document.activeElement.textContent === 'Confirm: revoke'"
-        )
+        await expect(page.get_by_role("button", name="Confirm: revoke")).to_be_focused()
         await page.keyboard.press("Enter")
         await page.get_by_role("status").filter(has_text="revoked").wait_for()
         store = open_grant_store(stack.settings.grants)
