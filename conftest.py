@@ -26,8 +26,9 @@ the same alone (`pytest tests/x/test_y.py`) and under xdist (`pytest -n 2 tests/
   For audit events of requests made with `ProxyEnv.get`: `await written(env)` (blackbox_env).
 - Commands: run `phi-keys`, `phi-grants`, `phi-audit` and `phi-proxy check-config` with
   `tests.cli_process.run_cli` (same arguments as `subprocess.run`; a real process forked from a
-  pre-imported helper, ~20 ms instead of ~0.5 s of start-up). Use `subprocess` for what only a
-  new interpreter shows: the console script itself, imports, pipes and signals, `serve`.
+  pre-imported helper, ~20 ms instead of ~0.5 s of start-up), and `phi-proxy serve` with
+  `start_cli` (as `asyncio.create_subprocess_exec`). Use `subprocess` for what only a new
+  interpreter shows: the console script itself, its imports, a closed stdout.
 - Expensive set-up that is the same for many tests (RSA keys, keystores, issuers) may be a
   session-scoped fixture as long as no test changes it; tests that change it get their own.
 - `--dist loadscope` sends a class's tests (or a module's test functions) to one worker, in

@@ -1,9 +1,10 @@
 """Run phi-proxy's command-line tools as real processes, without paying Python's start-up each time.
 
 The tests run `phi-keys`, `phi-grants`, `phi-audit` and `phi-proxy check-config` hundreds of
-times. Each run used to start a new interpreter and import the project, its dependencies
-(pydantic, cryptography, asyncio, ...) and their compiled extensions: 0.4-0.9 s of CPU before the
-command did anything, most of `make test`'s time on a 2-core machine.
+times, and `phi-proxy serve` about eighty. Each run used to start a new interpreter and import
+the project, its dependencies (pydantic, cryptography, asyncio, ...) and their compiled
+extensions: 0.4-1 s of CPU before the command did anything, most of `make test`'s time on a
+2-core machine.
 
 `run_cli` keeps the answer the same and drops that cost. One long-lived helper process per test
 process imports every module of `proxy` and `keys` once; for each run it forks a child, and the
@@ -11,7 +12,9 @@ child becomes the command: its own pid, environment, working directory, argv, an
 and stderr (files the caller gave it), then the console script's entry point (or `python -m
 <module>`) runs and the interpreter exits the usual way (atexit, thread joins, buffer flushes).
 The caller gets a `subprocess.CompletedProcess` with the real exit status: a signal is a negative
-return code, as with `subprocess.run`.
+return code, as with `subprocess.run`. `start_cli` does the same for a command that keeps running
+(`phi-proxy serve`): it answers like `asyncio.create_subprocess_exec`, with a pid to signal, a
+`wait()` and stream readers; `serve --workers N` still starts its workers as fresh interpreters.
 
 What a forked run cannot show, a test must still check with `subprocess.run` on the real script:
 that the console script exists and starts, what a fresh interpreter imports (`-X importtime`),
