@@ -175,26 +175,21 @@ class CliProcess:
         self._conn = conn
         self._conn.settimeout(0)  # non-blocking: `returncode` peeks, `wait` awaits
         self._code: int | None = None
-        self._waiting = False
+        self._reading = asyncio.Lock()  # one task at a time reads the status message
 
     @property
     def returncode(self) -> int | None:
         """The exit status once the command has ended (negative: the signal), else None."""
-        if self._code is None and not self._waiting:
+        if self._code is None and not self._reading.locked():
             with contextlib.suppress(BlockingIOError):
                 self._settle(self._conn.recv(_MESSAGE_MAX))
         return self._code
 
     async def wait(self) -> int:
-        while self._code is None:
-            if self._waiting:  # another task is reading the status
-                await asyncio.sleep(0.01)
-                continue
-            self._waiting = True
-            try:
+        async with self._reading:
+            if self._code is None:
                 self._settle(await asyncio.get_running_loop().sock_recv(self._conn, _MESSAGE_MAX))
-            finally:
-                self._waiting = False
+        assert self._code is not None
         return self._code
 
     async def communicate(self) -> tuple[bytes | None, bytes | None]:

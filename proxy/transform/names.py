@@ -90,8 +90,9 @@ def _ascii_revealing_set() -> frozenset[int]:
 def _all_non_ascii_code_points() -> str:
     """U+0080 to U+10FFFF without the surrogates, as one string (built in C, ~60 ms)."""
     points = array.array("I", range(0x80, _SURROGATES.start))
+    if points.itemsize != 4:  # noqa: PLR2004 - UTF-32 code units; checked even under -O
+        raise RuntimeError("array typecode 'I' is not 4 bytes here: cannot build the name table")
     points.extend(range(_SURROGATES.stop, _MAX_CODE_POINT))
-    assert points.itemsize == 4  # noqa: PLR2004, S101 - UTF-32 code units
     return points.tobytes().decode("utf-32-le" if sys.byteorder == "little" else "utf-32-be")
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import atexit
 import contextlib
+import functools
 import logging
 import shutil
 import tempfile
@@ -241,23 +242,23 @@ def _copy_base_keys(folder: Path) -> None:
     writing a keystore syncs it to disk several times, and a thousand tests each made one.
     Each folder's copy is its own, so a test that rotates or shreds changes only its copy.
     """
-    if _BASE_KEYS.folder is None:
-        template = Path(tempfile.mkdtemp(prefix="phi-base-keys-"))
-        atexit.register(shutil.rmtree, template, ignore_errors=True)
-        generate_kek_file(template / "kek.b64")
-        (template / "keys.yaml").write_text(
-            yaml.dump({"keys": base_config("http://127.0.0.1:9")["keys"]}, Dumper=_Dumper)
-        )
-        store_file = keystore_file(load_section(template / "keys.yaml", "keys", KeySettings))
-        store_file.create()
-        store_file.add_practices(PRACTICES)
-        _BASE_KEYS.folder = template
     for name in ("kek.b64", "keystore.json"):
-        shutil.copy2(_BASE_KEYS.folder / name, folder / name)
+        shutil.copy2(_base_keys() / name, folder / name)
 
 
-class _BASE_KEYS:  # noqa: N801 - a module-level cache
-    folder: Path | None = None
+@functools.cache
+def _base_keys() -> Path:
+    """The folder `_copy_base_keys` copies from (removed when the process exits)."""
+    template = Path(tempfile.mkdtemp(prefix="phi-base-keys-"))
+    atexit.register(shutil.rmtree, template, ignore_errors=True)
+    generate_kek_file(template / "kek.b64")
+    (template / "keys.yaml").write_text(
+        yaml.dump({"keys": base_config("http://127.0.0.1:9")["keys"]}, Dumper=_Dumper)
+    )
+    store_file = keystore_file(load_section(template / "keys.yaml", "keys", KeySettings))
+    store_file.create()
+    store_file.add_practices(PRACTICES)
+    return template
 
 
 @contextlib.asynccontextmanager
